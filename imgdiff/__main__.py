@@ -1,0 +1,7 @@
+"""`python -m imgdiff` runs the command line."""
+
+import sys
+
+from imgdiff.cli import main
+
+sys.exit(main())

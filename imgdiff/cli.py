@@ -1,0 +1,101 @@
+"""The `imgdiff` command: argument parsing, rendering, exit codes.
+
+The only module that prints or exits. Exit codes (DESIGN.md): 0 the command ran,
+2 usage error, 3 bad input (one line naming the file or entry), 4 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from imgdiff import __version__
+from imgdiff.errors import ImgdiffError
+
+EXIT_OK, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 2, 3, 4
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="imgdiff",
+        description="What changed between two images, and what running processes use it.",
+    )
+    p.add_argument("--version", action="version", version=f"imgdiff {__version__}")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    d = sub.add_parser("diff", help="file-level delta between two images, with kinds and stats")
+    d.add_argument("old", metavar="OLD", help="directory, tar(.gz/.bz2/.xz/.zst), OCI layout, docker-save archive or saved manifest")
+    d.add_argument("new", metavar="NEW")
+    d.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    d.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
+    d.add_argument("--all", action="store_true", help="list every change (default: first 200)")
+
+    m = sub.add_parser("manifest", help="save an image's manifest (every digest) for later diffs")
+    m.add_argument("image", metavar="IMAGE")
+    m.add_argument("-o", "--output", required=True, metavar="FILE")
+    m.add_argument("--no-cache", action="store_true")
+
+    e = sub.add_parser("demo", help="the main job on a built-in example pair of images")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--keep", metavar="DIR", help="build the example images in DIR and keep them")
+    return p
+
+
+def _diff(old: str, new: str, *, as_json: bool, use_cache: bool, show_all: bool) -> int:
+    from imgdiff.delta import diff
+    from imgdiff.report import console as rc
+
+    with rc.progress_bar("hashing") as progress:
+        delta = diff(old, new, use_cache=use_cache, progress=progress)
+    if as_json:
+        from imgdiff.report.json import delta_doc, dumps
+
+        sys.stdout.write(dumps(delta_doc(delta)) + "\n")
+    else:
+        from rich.console import Console
+
+        Console().print(rc.render_delta(delta, max_rows=None if show_all else 200))
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.verb == "diff":
+        return _diff(args.old, args.new, as_json=args.json, use_cache=not args.no_cache, show_all=args.all)
+    if args.verb == "manifest":
+        from imgdiff.manifest import Manifest
+
+        Manifest.read(args.image, use_cache=not args.no_cache).save(args.output)
+        return EXIT_OK
+    if args.verb == "demo":
+        from imgdiff.examples import build_example_pair
+
+        if args.keep:
+            old, new = build_example_pair(args.keep)
+            return _diff(old, new, as_json=args.json, use_cache=False, show_all=True)
+        with tempfile.TemporaryDirectory(prefix="imgdiff-demo-") as tmp:
+            old, new = build_example_pair(tmp)
+            return _diff(old, new, as_json=args.json, use_cache=False, show_all=True)
+    raise AssertionError(args.verb)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `imgdiff` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ImgdiffError as exc:
+        print(f"imgdiff: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, distinct exit code
+        print(f"imgdiff: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

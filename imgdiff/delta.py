@@ -1,0 +1,237 @@
+"""`Delta`: the exact file-level difference between two manifests.
+
+A path is added, removed or modified; a modification names the aspects that differ
+(content, mode, owner, type, target, xattrs). A different mtime alone is not a change and
+is only counted. Content is compared exactly: sizes first (a different size is a
+different content, no hashing), then digests of the same-size pairs, computed in
+parallel by the manifests. Two files whose content could not be read are never reported
+equal: the pair is reported modified and the reason is kept as a warning.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+
+from imgdiff.manifest import ImageInfo, Manifest, ProgressFn
+from imgdiff.model import Aspect, Change, Entry, EntryType, ImageWarning, Status
+
+Classifier = Callable[[Change], str]
+
+
+@attrs.frozen
+class DeltaStats:
+    """Counts and bytes by status; shares of the new image that changed."""
+
+    added: int
+    removed: int
+    modified: int
+    unchanged: int
+    mtime_only: int
+    added_bytes: int
+    removed_bytes: int
+    modified_bytes: int
+    share_files: float
+    share_bytes: float
+    by_top: dict[str, dict[str, int]]
+    by_kind: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written under "stats"."""
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Delta:
+    """The changes from `old` to `new`, sorted by path, with statistics."""
+
+    old: ImageInfo
+    new: ImageInfo
+    changes: tuple[Change, ...]
+    stats: DeltaStats
+    warnings: tuple[ImageWarning, ...] = ()
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self.changes)
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+    @property
+    def changed_paths(self) -> frozenset[str]:
+        """Every path that was added, removed or modified."""
+        return frozenset(c.path for c in self.changes)
+
+    def by_status(self, status: Status | str) -> tuple[Change, ...]:
+        """The changes with the given status."""
+        status = Status(status)
+        return tuple(c for c in self.changes if c.status is status)
+
+
+def _meta_aspects(a: Entry, b: Entry) -> list[Aspect]:
+    aspects = []
+    if a.type is not b.type:
+        aspects.append(Aspect.TYPE)
+    if a.mode != b.mode:
+        aspects.append(Aspect.MODE)
+    if a.uid != b.uid or a.gid != b.gid:
+        aspects.append(Aspect.OWNER)
+    if a.type is b.type:
+        if a.type is EntryType.SYMLINK and a.target != b.target:
+            aspects.append(Aspect.TARGET)
+        elif a.type is EntryType.FILE and a.size != b.size:
+            aspects.append(Aspect.CONTENT)
+        elif a.rdev != b.rdev:
+            aspects.append(Aspect.CONTENT)  # device numbers are a device node's content
+    if a.xattrs != b.xattrs:
+        aspects.append(Aspect.XATTRS)
+    return aspects
+
+
+def _order(aspects: list[Aspect]) -> tuple[Aspect, ...]:
+    rank = list(Aspect)
+    return tuple(sorted(set(aspects), key=rank.index))
+
+
+def compare(
+    old: Manifest,
+    new: Manifest,
+    *,
+    classify: Classifier | None = None,
+    progress: ProgressFn | None = None,
+) -> Delta:
+    """The delta from `old` to `new`; `classify` names the kind of each change."""
+    pending: dict[str, list[Aspect]] = {}
+    modified: dict[str, list[Aspect]] = {}
+    unchanged = mtime_only = 0
+    olds, news = old.entries, new.entries
+    for path, a in olds.items():
+        b = news.get(path)
+        if b is None:
+            continue
+        aspects = _meta_aspects(a, b)
+        if a.type is EntryType.FILE and b.type is EntryType.FILE and a.size == b.size:
+            if a.digest is None or b.digest is None or a.digest != b.digest:
+                pending[path] = aspects  # content still to compare
+                continue
+        if aspects:
+            modified[path] = aspects
+        elif a.mtime_ns != b.mtime_ns:
+            mtime_only += 1
+        else:
+            unchanged += 1
+    if pending:
+        # a same-size pair is compared by digest; hashing both sides shares one progress bar
+        both = list(pending)
+        old.fill_digests(both, progress=_half(progress, 0))
+        new.fill_digests(both, progress=_half(progress, 1))
+        for path, aspects in pending.items():
+            a, b = olds[path], news[path]
+            if a.digest is None or b.digest is None or a.digest != b.digest:
+                aspects.append(Aspect.CONTENT)  # unreadable is never "equal"
+            if aspects:
+                modified[path] = aspects
+            elif a.mtime_ns != b.mtime_ns:
+                mtime_only += 1
+            else:
+                unchanged += 1
+
+    changes: list[Change] = []
+    for path, a in olds.items():
+        if path not in news:
+            changes.append(Change(path, Status.REMOVED, (), a, None))
+    for path, b in news.items():
+        if path not in olds:
+            changes.append(Change(path, Status.ADDED, (), None, b))
+    for path, aspects in modified.items():
+        changes.append(Change(path, Status.MODIFIED, _order(aspects), olds[path], news[path]))
+    changes.sort(key=lambda c: c.path)
+    if classify is not None:
+        changes = [attrs.evolve(c, kind=classify(c)) for c in changes]
+    stats = _stats(old, new, changes, unchanged, mtime_only)
+    warnings = tuple(old.warnings) + tuple(new.warnings)
+    return Delta(old.info, new.info, tuple(changes), stats, warnings)
+
+
+def _half(progress: ProgressFn | None, which: int) -> ProgressFn | None:
+    if progress is None:
+        return None
+    totals = [0, 0]
+    dones = [0, 0]
+
+    def report(done: int, total: int) -> None:
+        dones[which], totals[which] = done, total
+        progress(sum(dones), sum(totals))
+
+    return report
+
+
+def _top(path: str) -> str:
+    parts = path.split("/", 2)
+    return "/" + parts[1] if len(parts) > 2 else "/"
+
+
+def _stats(
+    old: Manifest, new: Manifest, changes: list[Change], unchanged: int, mtime_only: int
+) -> DeltaStats:
+    count: Counter[Status] = Counter()
+    nbytes: Counter[Status] = Counter()
+    by_top: dict[str, Counter[str]] = {}
+    by_kind: Counter[str] = Counter()
+    changed_files = changed_bytes = 0
+    for c in changes:
+        e = c.entry
+        size = e.size if e.type is EntryType.FILE else 0
+        count[c.status] += 1
+        nbytes[c.status] += size
+        by_top.setdefault(_top(c.path), Counter())[c.status.value] += 1
+        by_kind[c.kind] += 1
+        if c.status is not Status.REMOVED and c.new is not None and c.new.type is EntryType.FILE:
+            changed_files += 1
+            changed_bytes += c.new.size
+    files = max(new.info.files, 1)
+    size = max(new.info.bytes, 1)
+    return DeltaStats(
+        added=count[Status.ADDED],
+        removed=count[Status.REMOVED],
+        modified=count[Status.MODIFIED],
+        unchanged=unchanged,
+        mtime_only=mtime_only,
+        added_bytes=nbytes[Status.ADDED],
+        removed_bytes=nbytes[Status.REMOVED],
+        modified_bytes=nbytes[Status.MODIFIED],
+        share_files=round(changed_files / files, 6),
+        share_bytes=round(changed_bytes / size, 6),
+        by_top={k: dict(v) for k, v in sorted(by_top.items())},
+        by_kind=dict(sorted(by_kind.items())),
+    )
+
+
+def diff(
+    old: str | Manifest,
+    new: str | Manifest,
+    *,
+    use_cache: bool = True,
+    classify: bool = True,
+    progress: ProgressFn | None = None,
+) -> Delta:
+    """Read two images (or manifests) and return their delta, classified."""
+    om = old if isinstance(old, Manifest) else Manifest.read(old, use_cache=use_cache)
+    nm = new if isinstance(new, Manifest) else Manifest.read(new, use_cache=use_cache)
+    return compare(om, nm, classify=classifier(om, nm) if classify else None, progress=progress)
+
+
+def classifier(old: Manifest, new: Manifest) -> Classifier:
+    """Name each change's kind from its path, type and (new, else old) leading bytes."""
+    from imgdiff.classify import classify
+
+    def kind(change: Change) -> str:
+        side = new if change.new is not None else old
+        entry = change.entry
+        head = side.head(entry.path) if entry.type is EntryType.FILE else None
+        return classify(entry.path, entry.type.value, head)
+
+    return kind

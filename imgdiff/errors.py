@@ -1,0 +1,50 @@
+"""The exception tree every imgdiff stage raises from.
+
+Callers catch `ImgdiffError` for anything imgdiff refuses, or the matching builtin
+(`ValueError` for bad input, `NotImplementedError` for unsupported formats). Nothing here
+prints or exits; `imgdiff.cli` maps these to exit codes.
+"""
+
+from __future__ import annotations
+
+
+class ImgdiffError(Exception):
+    """Base of every error imgdiff raises on purpose."""
+
+
+class BadInput(ImgdiffError, ValueError):
+    """An image, archive, manifest or database is malformed, hostile or truncated.
+
+    The message names the file and, where there is one, the entry inside it.
+    """
+
+    def __init__(self, source: str, message: str, entry: str | None = None) -> None:
+        self.source = source
+        self.entry = entry
+        self.reason = message
+        where = f"{source}: {escape_path(entry)}" if entry is not None else source
+        super().__init__(f"{where}: {message}")
+
+
+class LimitExceeded(BadInput):
+    """Input exceeds a safety bound (size, entry count, expansion ratio, depth)."""
+
+
+class Unsupported(ImgdiffError, NotImplementedError):
+    """The input is well-formed but of a kind imgdiff does not read."""
+
+
+def escape_path(path: str) -> str:
+    """Render a path for a one-line message: control and undecodable bytes escaped."""
+    out = []
+    for ch in path:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # surrogateescape'd raw byte from os.fsdecode
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        else:
+            out.append(ch)
+    return "".join(out)

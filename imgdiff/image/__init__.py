@@ -1,0 +1,51 @@
+"""Image readers: directory, tar (plain/gz/bz2/xz/zst), OCI layout, docker-save archive.
+
+`open_image` recognises the input from its content (magic bytes, `oci-layout`,
+`manifest.json`), not from its name, and returns a reader whose `entries()` yields the
+same `Entry` stream whatever the format.
+"""
+
+from __future__ import annotations
+
+import os
+
+from imgdiff.errors import BadInput
+from imgdiff.image._dir import DirImage
+from imgdiff.image._stream import sniff_compression
+from imgdiff.image._tar import BLOCK, TarImage, _checksum_ok
+from imgdiff.image.base import Image, Limits
+
+
+def open_image(path: str, *, limits: Limits | None = None) -> Image:
+    """A reader for the image at `path`, chosen by looking at its content."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise BadInput(path, f"cannot open: {exc.strerror}") from None
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "oci-layout")):
+            from imgdiff.image._oci import OciImage
+
+            return OciImage(path, limits=limits)
+        return DirImage(path, limits=limits)
+    if not os.path.isfile(path):
+        raise BadInput(path, "neither a directory nor a regular file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(BLOCK)
+    except OSError as exc:
+        raise BadInput(path, f"cannot read: {exc.strerror}") from None
+    if st.st_size == 0:
+        raise BadInput(path, "empty file")
+    if sniff_compression(head) is not None:
+        return TarImage(path, limits=limits)
+    if len(head) == BLOCK and _checksum_ok(head):
+        from imgdiff.image._oci import is_container_archive, OciImage
+
+        if is_container_archive(path):
+            return OciImage(path, limits=limits)
+        return TarImage(path, limits=limits)
+    raise BadInput(path, "not a directory, tar archive or OCI image")
+
+
+__all__ = ["DirImage", "Image", "Limits", "TarImage", "open_image"]

@@ -1,0 +1,176 @@
+"""Directory trees as images: walk with lstat, never follow a symlink, hash lazily.
+
+The walk records each regular file's (dev, ino, ctime_ns) so `digest` can reopen
+exactly that file beneath the root (see `_fs.open_beneath`) and notice when the tree
+changed under it. Devices, FIFOs and sockets are recorded and never opened.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+
+from imgdiff import _digest
+from imgdiff.errors import BadInput
+from imgdiff.image import _fs
+from imgdiff.image.base import HEAD_BYTES, FileId, Image, Limits
+from imgdiff.model import Entry, EntryType, ImageWarning
+
+_TYPES = {
+    stat.S_IFREG: EntryType.FILE,
+    stat.S_IFDIR: EntryType.DIR,
+    stat.S_IFLNK: EntryType.SYMLINK,
+    stat.S_IFCHR: EntryType.CHAR,
+    stat.S_IFBLK: EntryType.BLOCK,
+    stat.S_IFIFO: EntryType.FIFO,
+    stat.S_IFSOCK: EntryType.SOCKET,
+}
+
+
+def _read_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return ()
+    if not names:
+        return ()
+    out = []
+    for name in names:
+        try:
+            out.append((name, os.getxattr(path, name, follow_symlinks=False)))
+        except OSError:
+            continue  # vanished between list and get: nothing left to record
+    return tuple(out)
+
+
+class DirImage(Image):
+    """An unpacked root filesystem (or any directory) read in place."""
+
+    format = "dir"
+
+    def __init__(self, path: str, *, limits: Limits | None = None, xattrs: bool = True) -> None:
+        super().__init__(path, limits=limits)
+        if not os.path.isdir(path):
+            raise BadInput(path, "not a directory")
+        self.root = os.path.abspath(path)
+        self._xattrs = xattrs
+        self.file_ids: dict[str, FileId] = {}
+        self._root_fd: int | None = None
+
+    def entries(self) -> Iterator[Entry]:
+        limits = self.limits
+        root = self.root
+        strip = len(root) if root != "/" else 0
+        stack = [root]
+        count = 0
+        file_ids = self.file_ids
+        inodes: dict[tuple[int, int], str] = {}
+        while stack:
+            top = stack.pop()
+            try:
+                it = os.scandir(top)
+            except OSError as exc:
+                self.warn(top[strip:] or "/", f"unreadable directory: {exc.strerror}")
+                continue
+            with it:
+                for de in it:
+                    count += 1
+                    if count > limits.max_entries:
+                        raise self.limit(f"more than {limits.max_entries} entries")
+                    full = de.path
+                    ipath = full[strip:]
+                    try:
+                        st = de.stat(follow_symlinks=False)
+                    except OSError as exc:
+                        self.warn(ipath, f"vanished or unreadable: {exc.strerror}")
+                        continue
+                    fmt = stat.S_IFMT(st.st_mode)
+                    etype = _TYPES.get(fmt)
+                    if etype is None:
+                        self.warn(ipath, f"unknown file type {fmt:#o}")
+                        continue
+                    target = None
+                    hardlink = None
+                    rdev = None
+                    if etype is EntryType.DIR:
+                        stack.append(full)
+                    elif etype is EntryType.FILE:
+                        file_ids[ipath] = FileId(st.st_dev, st.st_ino, st.st_ctime_ns)
+                        if st.st_nlink > 1:
+                            key = (st.st_dev, st.st_ino)
+                            hardlink = inodes.setdefault(key, ipath)
+                    elif etype is EntryType.SYMLINK:
+                        try:
+                            target = os.readlink(full)
+                        except OSError as exc:
+                            self.warn(ipath, f"unreadable symlink: {exc.strerror}")
+                    elif etype is EntryType.CHAR or etype is EntryType.BLOCK:
+                        rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
+                    yield Entry(
+                        ipath,
+                        etype,
+                        stat.S_IMODE(st.st_mode),
+                        st.st_uid,
+                        st.st_gid,
+                        st.st_size if etype is EntryType.FILE else 0,
+                        st.st_mtime_ns,
+                        target,
+                        hardlink,
+                        rdev,
+                        _read_xattrs(full) if self._xattrs else (),
+                    )
+
+    def prepare(self) -> None:
+        """Open the root once, before digests are computed from several threads."""
+        if self._root_fd is None:
+            self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def _root(self) -> int:
+        self.prepare()
+        assert self._root_fd is not None
+        return self._root_fd
+
+    def digest(self, entry: Entry) -> str | None:
+        """Hash one regular file, or record why it could not be hashed and return None."""
+        rel = os.fsencode(entry.path.lstrip("/"))
+        try:
+            fd, st = _fs.open_regular(self._root(), rel)
+        except OSError as exc:
+            self.warn(entry.path, f"unreadable: {exc.strerror or exc}")
+            return None
+        try:
+            expected = self.file_ids.get(entry.path)
+            if expected is not None and (st.st_dev, st.st_ino) != (expected.dev, expected.ino):
+                self.warn(entry.path, "replaced while the image was being read")
+                return None
+            digest, nread = _digest.of_fd(fd, st.st_size)
+        except OSError as exc:
+            self.warn(entry.path, f"read error: {exc.strerror}")
+            return None
+        finally:
+            os.close(fd)
+        if nread != entry.size:
+            self.warn(entry.path, "size changed while the image was being read")
+            return None
+        return digest
+
+    def head(self, entry: Entry) -> bytes | None:
+        try:
+            fd, _ = _fs.open_regular(self._root(), os.fsencode(entry.path.lstrip("/")))
+        except OSError:
+            return None
+        try:
+            return os.pread(fd, HEAD_BYTES, 0)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
+
+
+__all__ = ["DirImage", "ImageWarning"]

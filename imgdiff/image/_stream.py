@@ -1,0 +1,222 @@
+"""Decompressing byte streams that are verified to their very end, in bounded memory.
+
+The compression is recognised by its magic bytes, never by the file name. Every format
+is read to the end of its last member/frame and checked there (gzip CRC and length,
+xz/bz2 stream ends, zstd frame ends); truncation, corrupt data and trailing garbage are
+`BadInput`. Output is produced in bounded pieces and counted against `Limits`, so a
+decompression bomb costs neither unbounded memory nor unbounded time.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import zlib
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, Protocol
+
+import zstandard
+
+from imgdiff.errors import BadInput, LimitExceeded
+from imgdiff.image.base import Limits
+
+_IN = 1 << 16
+_OUT = 1 << 20
+_ZSTD_IN = 1 << 12  # zstd's decompressobj has no output bound: feed it small pieces
+
+MAGICS: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+def sniff_compression(head: bytes) -> str | None:
+    """The compression whose magic `head` starts with, or None for plain data."""
+    for magic, name in MAGICS:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+class _Decomp(Protocol):
+    eof: bool
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+
+def _pieces(fh: BinaryIO, size: int) -> Iterator[bytes]:
+    while True:
+        data = fh.read(size)
+        if not data:
+            return
+        yield data
+
+
+def _members(
+    fh: BinaryIO,
+    name: str,
+    make: Callable[[], _Decomp],
+    step: Callable[[_Decomp, bytes], tuple[bytes, bytes]],
+    magic: bytes,
+    in_size: int = _IN,
+) -> Iterator[bytes]:
+    """Decompress a concatenation of members; `step` returns (output, input still owed)."""
+    dec = make()
+    pending = b""
+    members = 0
+    for data in _pieces(fh, in_size):
+        pending += data
+        while pending:
+            if dec.eof:
+                members += 1
+                rest = dec.unused_data + pending
+                if not rest.startswith(magic[: len(rest)]) or not rest:
+                    if name == "xz" and not rest.strip(b"\0"):
+                        pending = b""  # xz allows stream padding of zero bytes
+                        break
+                    raise BadInput(fh.name, f"trailing garbage after {name} data")
+                dec = make()
+                pending = rest
+            out, pending = step(dec, pending)
+            if out:
+                yield out
+    # drain output a bounded step may still owe once input is exhausted
+    while not dec.eof:
+        out, _ = step(dec, b"")
+        if not out:
+            break
+        yield out
+    if not dec.eof:
+        raise BadInput(fh.name, f"truncated {name} data")
+    if dec.unused_data and not (name == "xz" and not dec.unused_data.strip(b"\0")):
+        raise BadInput(fh.name, f"trailing garbage after {name} data")
+
+
+def _gzip_step(dec: _Decomp, data: bytes) -> tuple[bytes, bytes]:
+    out = dec.decompress(data, _OUT)  # type: ignore[attr-defined]
+    return out, dec.unconsumed_tail  # type: ignore[attr-defined, no-any-return]
+
+
+def _bz_xz_step(dec: _Decomp, data: bytes) -> tuple[bytes, bytes]:
+    # bz2/lzma buffer input internally: feed more only once they ask for it
+    if not dec.needs_input:  # type: ignore[attr-defined]
+        return dec.decompress(b"", _OUT), data  # type: ignore[attr-defined, no-any-return]
+    return dec.decompress(data, _OUT), b""  # type: ignore[attr-defined, no-any-return]
+
+
+def _zstd_step(dec: _Decomp, data: bytes) -> tuple[bytes, bytes]:
+    return dec.decompress(data), b""  # type: ignore[attr-defined, no-any-return]
+
+
+def _raw(fh: BinaryIO) -> Iterator[bytes]:
+    yield from _pieces(fh, _OUT)
+
+
+def decompressed(fh: BinaryIO, compression: str | None) -> Iterator[bytes]:
+    """Yield the decompressed content of `fh` in pieces of bounded size."""
+    if compression is None:
+        return _raw(fh)
+    if compression == "gzip":
+        return _members(fh, "gzip", lambda: zlib.decompressobj(31), _gzip_step, b"\x1f\x8b")  # type: ignore[arg-type, return-value]
+    if compression == "bzip2":
+        return _members(fh, "bzip2", bz2.BZ2Decompressor, _bz_xz_step, b"BZh")  # type: ignore[arg-type]
+    if compression == "xz":
+        make = lambda: lzma.LZMADecompressor(format=lzma.FORMAT_XZ)  # noqa: E731
+        return _members(fh, "xz", make, _bz_xz_step, b"\xfd7zXZ\x00")  # type: ignore[arg-type]
+    if compression == "zstd":
+        zd = zstandard.ZstdDecompressor()
+        return _members(fh, "zstd", zd.decompressobj, _zstd_step, b"\x28\xb5\x2f\xfd", _ZSTD_IN)  # type: ignore[arg-type]
+    raise BadInput(getattr(fh, "name", "?"), f"unknown compression {compression}")
+
+
+class Stream:
+    """A decompressed byte stream with exact reads, counted against `Limits`."""
+
+    def __init__(self, fh: BinaryIO, name: str, limits: Limits, compression: str | None) -> None:
+        self.name = name
+        self._fh = fh
+        self._limits = limits
+        self._pieces = decompressed(fh, compression)
+        self._buf = b""
+        self._pos = 0
+        self.total = 0  # decompressed bytes delivered so far
+        self.compression = compression
+
+    def _fill(self) -> bool:
+        try:
+            piece = next(self._pieces)
+        except StopIteration:
+            return False
+        except (zlib.error, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
+            if isinstance(exc, BadInput):
+                raise
+            raise BadInput(self.name, f"corrupt {self.compression or 'archive'} data: {exc}") from None
+        self.total += len(piece)
+        limits = self._limits
+        if self.total > limits.max_total_bytes:
+            raise LimitExceeded(self.name, f"more than {limits.max_total_bytes} bytes uncompressed")
+        if self.compression is not None and self.total > limits.ratio_floor:
+            consumed = max(self._fh.tell(), 1)
+            if self.total > consumed * limits.max_ratio:
+                raise LimitExceeded(
+                    self.name, f"expands more than {limits.max_ratio}x: a decompression bomb?"
+                )
+        self._buf = self._buf[self._pos :] + piece if self._pos < len(self._buf) else piece
+        self._pos = 0
+        return True
+
+    @property
+    def position(self) -> int:
+        """Offset of the next byte in the decompressed stream."""
+        return self.total - (len(self._buf) - self._pos)
+
+    def read(self, n: int) -> bytes:
+        """Exactly `n` bytes, or fewer only at the end of the stream."""
+        while len(self._buf) - self._pos < n:
+            if not self._fill():
+                break
+        out = self._buf[self._pos : self._pos + n]
+        self._pos += len(out)
+        return out
+
+    def chunks(self, n: int) -> Iterator[bytes]:
+        """The next `n` bytes as pieces (zero-copy where possible); short at end of stream."""
+        while n > 0:
+            if self._pos >= len(self._buf) and not self._fill():
+                return
+            avail = len(self._buf) - self._pos
+            take = min(avail, n)
+            if self._pos == 0 and take == len(self._buf):
+                out = self._buf
+            else:
+                out = self._buf[self._pos : self._pos + take]
+            self._pos += take
+            n -= take
+            yield out
+
+    def skip(self, n: int) -> int:
+        """Skip `n` bytes (seeking when the data is not compressed); returns bytes skipped."""
+        avail = len(self._buf) - self._pos
+        if self.compression is None and n > avail and self._fh.seekable():
+            here = self._fh.tell()
+            end = self._fh.seek(0, 2)
+            target = min(here + n - avail, end)
+            self._fh.seek(target)
+            self._buf, self._pos = b"", 0
+            skipped = avail + target - here
+            self.total += target - here
+            return skipped
+        return sum(len(p) for p in self.chunks(n))
+
+    def drain(self) -> bool:
+        """Read to the end (verifying compressed data); True if all of it was zero bytes."""
+        zero = not self._buf[self._pos :].strip(b"\0")
+        self._buf, self._pos = b"", 0
+        while self._fill():
+            if zero and self._buf.strip(b"\0"):
+                zero = False
+            self._buf, self._pos = b"", 0
+        return zero

@@ -1,0 +1,268 @@
+"""`Manifest`: every entry of one image, with content digests filled in on demand.
+
+A manifest is built from any image reader (or loaded from a saved manifest file) and
+computes the digests nobody has yet, in parallel and through the persistent digest cache
+when the image is a directory. It owns saving/loading its compact, versioned file format;
+it does not compare images (that is `imgdiff.delta`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import attrs
+import zstandard
+
+from imgdiff import _digest
+from imgdiff.cache import DigestCache
+from imgdiff.errors import BadInput
+from imgdiff.image import DirImage, Image, Limits, open_image
+from imgdiff.model import Entry, EntryType, ImageWarning
+
+SCHEMA = "imgdiff.manifest/1"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_BATCH_BYTES = 4 << 20
+_BATCH_FILES = 256
+
+ProgressFn = Callable[[int, int], None]
+"""Called with (bytes done, bytes total) while digests are computed."""
+
+
+@attrs.frozen
+class ImageInfo:
+    """What an image was and how big it is (regular files only count towards `bytes`)."""
+
+    path: str
+    format: str
+    entries: int
+    files: int
+    bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written under "old"/"new"."""
+        return attrs.asdict(self)
+
+
+def _normalise_hardlinks(entries: dict[str, Entry]) -> None:
+    """Name each hard-link group by its smallest path; drop groups of one."""
+    groups: dict[str, list[str]] = {}
+    for path, entry in entries.items():
+        if entry.hardlink is not None:
+            groups.setdefault(entry.hardlink, []).append(path)
+    for members in groups.values():
+        name = min(members) if len(members) > 1 else None
+        for path in members:
+            if entries[path].hardlink != name:
+                entries[path] = attrs.evolve(entries[path], hardlink=name)
+
+
+class Manifest:
+    """The entries of one image, keyed by absolute path."""
+
+    def __init__(
+        self,
+        entries: dict[str, Entry],
+        info: ImageInfo,
+        warnings: Sequence[ImageWarning] = (),
+        *,
+        image: Image | None = None,
+        cache: DigestCache | None = None,
+    ) -> None:
+        self.entries = entries
+        self.info = info
+        self.warnings = list(warnings)
+        self._image = image
+        self._cache = cache
+        self.hashed_files = 0  # files whose content was read (cache misses), for callers/tests
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def read(
+        cls, source: str | Image, *, use_cache: bool = True, limits: Limits | None = None
+    ) -> Manifest:
+        """Read an image (directory, tar, OCI, docker-save) or a saved manifest file."""
+        if isinstance(source, str):
+            if is_manifest_file(source):
+                return cls.load(source)
+            image = open_image(source, limits=limits)
+        else:
+            image = source
+        entries: dict[str, Entry] = {}
+        for entry in image.entries():
+            entries[entry.path] = entry
+        _normalise_hardlinks(entries)
+        files = [e for e in entries.values() if e.type is EntryType.FILE]
+        info = ImageInfo(image.path, image.format, len(entries), len(files), sum(e.size for e in files))
+        cache = DigestCache(image.root) if use_cache and isinstance(image, DirImage) else None
+        return cls(entries, info, image.warnings, image=image, cache=cache)
+
+    # -- mapping access ----------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.entries
+
+    def __getitem__(self, path: str) -> Entry:
+        return self.entries[path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def head(self, path: str) -> bytes | None:
+        """Leading bytes of a regular file, for classification; None when unknown."""
+        if self._image is None:
+            return None
+        return self._image.head(self.entries[path])
+
+    # -- digests -----------------------------------------------------------------------
+    def digest(self, path: str) -> str | None:
+        """The content digest of a regular file (computed now if needed)."""
+        self.fill_digests([path])
+        return self.entries[path].digest
+
+    def fill_digests(
+        self, paths: Iterable[str], *, workers: int | None = None, progress: ProgressFn | None = None
+    ) -> None:
+        """Compute the missing digests of the given regular files, in parallel."""
+        todo = [
+            e
+            for p in paths
+            if (e := self.entries[p]).type is EntryType.FILE and e.digest is None
+        ]
+        if not todo or self._image is None:
+            return
+        image = self._image
+        cache = self._cache
+        file_ids = image.file_ids if isinstance(image, DirImage) else {}
+        if cache is not None:
+            missing = []
+            for e in todo:
+                fid = file_ids.get(e.path)
+                hit = fid and cache.get(fid.dev, fid.ino, e.size, e.mtime_ns, fid.ctime_ns)
+                if hit:
+                    self.entries[e.path] = e.with_digest(hit)
+                else:
+                    missing.append(e)
+            todo = missing
+        if not todo:
+            return
+        total = sum(e.size for e in todo)
+        done = 0
+        if progress:
+            progress(0, total)
+        batches: list[list[Entry]] = [[]]
+        weight = 0
+        for e in todo:
+            if weight > _BATCH_BYTES or len(batches[-1]) >= _BATCH_FILES:
+                batches.append([])
+                weight = 0
+            batches[-1].append(e)
+            weight += e.size
+
+        def run(batch: list[Entry]) -> list[tuple[Entry, str | None]]:
+            return [(e, image.digest(e)) for e in batch]
+
+        if isinstance(image, DirImage):
+            image.prepare()
+        nworkers = workers or min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=nworkers) as pool:
+            for results in pool.map(run, batches):
+                for e, digest in results:
+                    done += e.size
+                    self.hashed_files += 1
+                    if digest is None:
+                        continue
+                    self.entries[e.path] = e.with_digest(digest)
+                    fid = file_ids.get(e.path)
+                    if cache is not None and fid is not None:
+                        cache.put(fid.dev, fid.ino, e.size, e.mtime_ns, fid.ctime_ns, digest)
+                if progress:
+                    progress(done, total)
+        self.warnings = list(image.warnings)
+        if cache is not None:
+            cache.save()
+
+    @property
+    def identity(self) -> str:
+        """A digest of the whole image's content and metadata (computes every digest)."""
+        self.fill_digests(self.entries)
+        body = json.dumps([_entry_row(self.entries[p]) for p in sorted(self.entries)])
+        return _digest.of_bytes(body.encode("utf-8", "surrogateescape"))
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the manifest (every digest computed) as zstd-compressed JSON."""
+        self.fill_digests(self.entries)
+        doc = {
+            "schema": SCHEMA,
+            "info": self.info.to_json(),
+            "identity": self.identity,
+            "warnings": [[w.path, w.message] for w in self.warnings],
+            "entries": [_entry_row(self.entries[p]) for p in sorted(self.entries)],
+        }
+        raw = json.dumps(doc, separators=(",", ":")).encode("ascii")
+        data = zstandard.ZstdCompressor(level=6).compress(raw)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Manifest:
+        """Read a manifest written by `save`; malformed files raise `BadInput`."""
+        name = os.fspath(path)
+        try:
+            with open(path, "rb") as fh:
+                reader = zstandard.ZstdDecompressor().stream_reader(fh)
+                raw = reader.read(1 << 31)
+            doc = json.loads(raw)
+        except (OSError, zstandard.ZstdError, ValueError) as exc:
+            raise BadInput(name, f"not a readable manifest: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise BadInput(name, f"not an {SCHEMA} file")
+        try:
+            entries = {}
+            for row in doc["entries"]:
+                entry = _entry_from_row(row)
+                entries[entry.path] = entry
+            info = ImageInfo(**doc["info"])
+            warnings = [ImageWarning(p, m) for p, m in doc.get("warnings", [])]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInput(name, f"malformed manifest: {exc}") from None
+        info = attrs.evolve(info, format=f"manifest({info.format})")
+        return cls(entries, info, warnings)
+
+
+def is_manifest_file(path: str) -> bool:
+    """True if `path` is a file written by `Manifest.save`."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != _ZSTD_MAGIC:
+                return False
+            fh.seek(0)
+            head = zstandard.ZstdDecompressor().stream_reader(fh).read(32)
+    except (OSError, zstandard.ZstdError):
+        return False
+    return head.startswith(b'{"schema":"imgdiff.manifest/')
+
+
+def _entry_row(e: Entry) -> list[Any]:
+    return [
+        e.path, e.type.value, e.mode, e.uid, e.gid, e.size, e.mtime_ns, e.target, e.hardlink,
+        list(e.rdev) if e.rdev else None, [[k, v.hex()] for k, v in e.xattrs], e.digest,
+    ]
+
+
+def _entry_from_row(row: list[Any]) -> Entry:
+    path, etype, mode, uid, gid, size, mtime, target, hardlink, rdev, xattrs, digest = row
+    return Entry(
+        path, etype, int(mode), int(uid), int(gid), int(size), int(mtime), target, hardlink,
+        (int(rdev[0]), int(rdev[1])) if rdev else None,
+        tuple((str(k), bytes.fromhex(v)) for k, v in xattrs), digest,
+    )

@@ -1,0 +1,103 @@
+"""Frozen records shared by every stage: entries of an image and changes between two.
+
+This module owns the vocabulary (entry types, change statuses, aspects) and nothing else:
+no I/O, no parsing, no presentation.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+import attrs
+
+
+class EntryType(enum.StrEnum):
+    """What a path is. Hard links are files that share a `hardlink` group."""
+
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    CHAR = "char"
+    BLOCK = "block"
+    FIFO = "fifo"
+    SOCKET = "socket"
+
+
+class Status(enum.StrEnum):
+    """How a path differs between the old and the new image."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    MODIFIED = "modified"
+
+
+class Aspect(enum.StrEnum):
+    """One way a path present in both images can differ (mtime alone never counts)."""
+
+    CONTENT = "content"
+    MODE = "mode"
+    OWNER = "owner"
+    TYPE = "type"
+    TARGET = "target"
+    XATTRS = "xattrs"
+
+
+def _xattrs(value: Iterable[tuple[str, bytes]]) -> tuple[tuple[str, bytes], ...]:
+    return tuple(sorted(value))
+
+
+@attrs.frozen(slots=True)
+class Entry:
+    """One path in an image, as metadata; content is identified by `digest` when known.
+
+    `path` is absolute inside the image (`/usr/bin/env`), decoded with
+    `os.fsdecode` so non-UTF-8 names round-trip exactly. `mode` holds permission bits
+    (including setuid/setgid/sticky) without the type. `digest` is ``"blake3:<hex>"`` for
+    regular files once computed; readers that stream content (tar, OCI) fill it at once,
+    the directory reader leaves it to `Manifest` to compute lazily.
+    """
+
+    path: str
+    type: EntryType = attrs.field(converter=EntryType)
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    mtime_ns: int = 0
+    target: str | None = None
+    hardlink: str | None = None
+    rdev: tuple[int, int] | None = None
+    xattrs: tuple[tuple[str, bytes], ...] = attrs.field(default=(), converter=_xattrs)
+    digest: str | None = None
+
+    def with_digest(self, digest: str) -> Entry:
+        """This entry with its content digest filled in."""
+        return attrs.evolve(self, digest=digest)
+
+
+@attrs.frozen(slots=True)
+class ImageWarning:
+    """Something a reader could not read exactly, recorded instead of failing the run."""
+
+    path: str
+    message: str
+
+
+@attrs.frozen(slots=True)
+class Change:
+    """A path that differs between two images; `kind` is filled by classification."""
+
+    path: str
+    status: Status = attrs.field(converter=Status)
+    aspects: tuple[Aspect, ...] = ()
+    old: Entry | None = None
+    new: Entry | None = None
+    kind: str = "other"
+
+    @property
+    def entry(self) -> Entry:
+        """The newest side that exists: `new`, or `old` for a removal."""
+        found = self.new if self.new is not None else self.old
+        assert found is not None  # a Change always has at least one side
+        return found

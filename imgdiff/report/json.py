@@ -1,0 +1,64 @@
+"""JSON documents of the public contract (see DESIGN.md): stable keys, `schema` versioned.
+
+Paths that are not valid UTF-8 travel as `os.fsdecode` strings; `json.dumps` with its
+default `ensure_ascii=True` writes their lone surrogates as `\\udcXX` escapes, so
+`os.fsencode(path)` gives back the exact bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from imgdiff.delta import Delta
+from imgdiff.model import Change, Entry
+
+DELTA_SCHEMA = "imgdiff.delta/1"
+
+
+def entry_json(entry: Entry | None) -> dict[str, Any] | None:
+    """One side of a change."""
+    if entry is None:
+        return None
+    return {
+        "type": entry.type.value,
+        "mode": entry.mode,
+        "uid": entry.uid,
+        "gid": entry.gid,
+        "size": entry.size,
+        "mtime_ns": entry.mtime_ns,
+        "target": entry.target,
+        "hardlink": entry.hardlink,
+        "rdev": list(entry.rdev) if entry.rdev else None,
+        "xattrs": {k: v.hex() for k, v in entry.xattrs},
+        "digest": entry.digest,
+    }
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    """One element of "changes"."""
+    return {
+        "path": change.path,
+        "status": change.status.value,
+        "aspects": [a.value for a in change.aspects],
+        "kind": change.kind,
+        "old": entry_json(change.old),
+        "new": entry_json(change.new),
+    }
+
+
+def delta_doc(delta: Delta) -> dict[str, Any]:
+    """The `imgdiff diff --json` document."""
+    return {
+        "schema": DELTA_SCHEMA,
+        "old": delta.old.to_json(),
+        "new": delta.new.to_json(),
+        "stats": delta.stats.to_json(),
+        "changes": [change_json(c) for c in delta.changes],
+        "warnings": [{"path": w.path, "message": w.message} for w in delta.warnings],
+    }
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    """Serialise a document as ASCII JSON (lone surrogates escaped)."""
+    return json.dumps(doc, indent=1, ensure_ascii=True)

@@ -1,0 +1,75 @@
+"""Shared factories: real directory trees, real tar archives made by GNU tar, crafted tars."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+COMPRESSORS = {"": None, ".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}
+
+
+def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
+    """Create regular files (parents included) under `root`; returns `root`."""
+    for rel, content in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content.encode() if isinstance(content, str) else content)
+    return root
+
+
+def gnu_tar(src: Path, dest: Path, compress: str | None = None) -> Path:
+    """Archive `src` with GNU tar (xattrs kept, numeric owners), then compress it."""
+    plain = dest.with_name(dest.name + ".plain") if compress else dest
+    subprocess.run(
+        ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--sort=name",
+         "-C", str(src), "-cf", str(plain), "."],
+        check=True,
+    )
+    if compress:
+        with open(dest, "wb") as out:
+            subprocess.run([compress, "-c", str(plain)], stdout=out, check=True)
+        plain.unlink()
+    return dest
+
+
+def crafted_tar(members: Iterable[tuple[tarfile.TarInfo, bytes | None]], fmt: int = tarfile.GNU_FORMAT) -> bytes:
+    """A tar written member by member (names, types and sizes exactly as given)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        for info, data in members:
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def member(name: str, data: bytes = b"", **kw: object) -> tuple[tarfile.TarInfo, bytes | None]:
+    """A TarInfo with `data` as content (regular file unless `type` says otherwise)."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data) if kw.get("type", tarfile.REGTYPE) == tarfile.REGTYPE else 0
+    for k, v in kw.items():
+        setattr(info, k, v)
+    return info, (data if info.size else None)
+
+
+@pytest.fixture
+def tree_pair(tmp_path: Path) -> Callable[[dict[str, str | bytes]], tuple[Path, Path]]:
+    """Make old/ and new/ with the same files; the test then changes new/."""
+
+    def make(files: dict[str, str | bytes]) -> tuple[Path, Path]:
+        old = write_tree(tmp_path / "old", files)
+        new = tmp_path / "new"
+        shutil.copytree(old, new, symlinks=True)
+        for dirpath, dirnames, filenames in os.walk(old):
+            for name in dirnames + filenames:
+                src = os.path.join(dirpath, name)
+                st = os.lstat(src)
+                os.utime(new / os.path.relpath(src, old), ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        return old, new
+
+    return make

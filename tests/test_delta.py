@@ -1,0 +1,192 @@
+"""Delta semantics on real directory trees: statuses, aspects, mtime-only, exactness."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import imgdiff
+from imgdiff import Aspect, Manifest, Status
+from imgdiff.report.json import delta_doc, dumps
+
+BASE = {
+    "usr/lib/python3.11/wsgiref/__init__.py": "# wsgiref\n",
+    "usr/lib/python3.11/wsgiref/util.py": "def f():\n    return 1\n",
+    "etc/app.conf": "workers = 4\n",
+    "usr/share/doc/app/README": "hello\n",
+}
+
+
+def changes_by_path(delta: imgdiff.Delta) -> dict[str, imgdiff.Change]:
+    return {c.path: c for c in delta.changes}
+
+
+def test_same_size_content_change_is_found_by_digest(tree_pair):
+    old, new = tree_pair(BASE)
+    p = new / "etc/app.conf"
+    st = p.stat()
+    p.write_text("workers = 8\n")  # same length as before
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    delta = imgdiff.diff(str(old), str(new), use_cache=False)
+    (change,) = delta.changes
+    assert change.path == "/etc/app.conf"
+    assert change.status is Status.MODIFIED
+    assert change.aspects == (Aspect.CONTENT,)
+    assert change.old is not None and change.new is not None
+    assert change.old.digest != change.new.digest
+
+
+def test_mtime_only_is_counted_not_reported(tree_pair):
+    old, new = tree_pair(BASE)
+    os.utime(new / "usr/lib/python3.11/wsgiref/util.py", ns=(0, 1_000_000_000))
+    delta = imgdiff.diff(str(old), str(new), use_cache=False)
+    assert delta.changes == ()
+    assert delta.stats.mtime_only >= 1
+
+
+def test_added_removed_and_metadata_aspects(tree_pair):
+    old, new = tree_pair(BASE)
+    (new / "usr/share/doc/app/README").unlink()
+    (new / "etc/new.conf").write_text("x\n")
+    os.chmod(new / "etc/app.conf", 0o600)
+    os.chown(new / "usr/lib/python3.11/wsgiref/util.py", 1234, 5678)
+    os.setxattr(new / "usr/lib/python3.11/wsgiref/__init__.py", "user.mark", b"1")
+    by_path = changes_by_path(imgdiff.diff(str(old), str(new), use_cache=False))
+    assert by_path["/usr/share/doc/app/README"].status is Status.REMOVED
+    assert by_path["/etc/new.conf"].status is Status.ADDED
+    assert by_path["/etc/app.conf"].aspects == (Aspect.MODE,)
+    assert by_path["/usr/lib/python3.11/wsgiref/util.py"].aspects == (Aspect.OWNER,)
+    assert by_path["/usr/lib/python3.11/wsgiref/__init__.py"].aspects == (Aspect.XATTRS,)
+
+
+def test_symlink_retarget_and_type_change(tree_pair):
+    old, new = tree_pair(BASE)
+    os.symlink("app.conf", old / "etc/link")
+    os.symlink("other.conf", new / "etc/link")
+    (old / "etc/thing").write_text("a file\n")
+    (new / "etc/thing").mkdir()
+    by_path = changes_by_path(imgdiff.diff(str(old), str(new), use_cache=False))
+    assert by_path["/etc/link"].aspects == (Aspect.TARGET,)
+    assert Aspect.TYPE in by_path["/etc/thing"].aspects
+
+
+def test_security_capability_change_is_an_xattr_change(tree_pair):
+    old, new = tree_pair({"usr/bin/ping": b"\x7fELF fake"})
+    cap = bytes.fromhex("0100000200200000000000000000000000000000")  # cap_net_raw+p
+    os.setxattr(new / "usr/bin/ping", "security.capability", cap)
+    (change,) = imgdiff.diff(str(old), str(new), use_cache=False).changes
+    assert change.aspects == (Aspect.XATTRS,)
+    assert change.new is not None
+    assert ("security.capability", cap) in change.new.xattrs
+
+
+def test_stats_share_and_by_top(tree_pair):
+    old, new = tree_pair(BASE)
+    (new / "etc/app.conf").write_text("workers = 16\n")
+    delta = imgdiff.diff(str(old), str(new), use_cache=False)
+    s = delta.stats
+    assert (s.added, s.removed, s.modified) == (0, 0, 1)
+    assert s.share_files == pytest.approx(1 / 4)
+    assert s.by_top == {"/etc": {"modified": 1}}
+    assert s.modified_bytes == len("workers = 16\n")
+
+
+def test_hardlinks_form_one_group_and_are_not_changes(tree_pair):
+    old, new = tree_pair(BASE)
+    os.link(old / "etc/app.conf", old / "etc/app.conf.bak")
+    (new / "etc/app.conf.bak").write_bytes((new / "etc/app.conf").read_bytes())
+    os.utime(new / "etc/app.conf.bak", ns=(0, (old / "etc/app.conf.bak").stat().st_mtime_ns))
+    om = Manifest.read(str(old), use_cache=False)
+    assert om["/etc/app.conf"].hardlink == om["/etc/app.conf.bak"].hardlink == "/etc/app.conf"
+    assert imgdiff.diff(str(old), str(new), use_cache=False).changes == ()
+
+
+def test_non_utf8_name_round_trips_through_json(tree_pair):
+    old, new = tree_pair(BASE)
+    raw = os.path.join(os.fsencode(new / "etc"), b"caf\xe9.conf")
+    with open(raw, "wb") as fh:
+        fh.write(b"x")
+    delta = imgdiff.diff(str(old), str(new), use_cache=False)
+    doc = json.loads(dumps(delta_doc(delta)))
+    (change,) = doc["changes"]
+    assert os.fsencode(change["path"]) == b"/etc/caf\xe9.conf"
+    assert "\\udce9" in dumps(delta_doc(delta))
+
+
+def test_fifo_and_device_are_recorded_never_opened(tree_pair):
+    old, new = tree_pair(BASE)
+    os.mkfifo(new / "etc/fifo")  # opening it for reading would block forever
+    os.mknod(new / "etc/null", 0o666 | 0o020000, os.makedev(1, 3))
+    by_path = changes_by_path(imgdiff.diff(str(old), str(new), use_cache=False))
+    assert by_path["/etc/fifo"].entry.type.value == "fifo"
+    assert by_path["/etc/null"].entry.rdev == (1, 3)
+
+
+def test_symlink_loops_and_escapes_are_not_followed(tree_pair, tmp_path: Path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret\n")
+    old, new = tree_pair(BASE)
+    os.symlink("loop", new / "etc/loop")
+    os.symlink(str(outside), new / "etc/escape")
+    os.symlink("../../../../outside.txt", new / "etc/escape-rel")
+    by_path = changes_by_path(imgdiff.diff(str(old), str(new), use_cache=False))
+    assert by_path["/etc/escape"].entry.target == str(outside)
+    assert by_path["/etc/escape"].entry.digest is None
+    assert by_path["/etc/loop"].entry.type.value == "symlink"
+
+
+def test_file_replaced_during_scan_is_reported_modified_with_warning(tree_pair):
+    old, new = tree_pair(BASE)
+    om = Manifest.read(str(old), use_cache=False)
+    nm = Manifest.read(str(new), use_cache=False)
+    p = new / "etc/app.conf"
+    tmp = new / "etc/.app.conf.new"
+    tmp.write_bytes(p.read_bytes())  # same content, but a new inode: like dpkg's rename
+    os.replace(tmp, p)
+    delta = imgdiff.compare(om, nm)
+    (change,) = delta.changes
+    assert change.aspects == (Aspect.CONTENT,)
+    assert any("replaced while" in w.message for w in delta.warnings)
+
+
+def test_digest_cache_makes_second_diff_read_no_content(tree_pair, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    old, new = tree_pair(BASE)
+    first = [Manifest.read(str(old)), Manifest.read(str(new))]
+    imgdiff.compare(*first)
+    assert sum(m.hashed_files for m in first) == 8
+    again = [Manifest.read(str(old)), Manifest.read(str(new))]
+    imgdiff.compare(*again)
+    assert sum(m.hashed_files for m in again) == 0
+    # rewriting a file (same size, mtime restored) changes ctime: the cache must miss
+    p = new / "etc/app.conf"
+    st = p.stat()
+    p.write_text("workers = 9\n")
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    third = [Manifest.read(str(old)), Manifest.read(str(new))]
+    (change,) = imgdiff.compare(*third).changes
+    assert change.path == "/etc/app.conf"
+    assert third[1].hashed_files == 1
+
+
+def test_saved_manifest_diffs_like_the_tree(tree_pair, tmp_path):
+    old, new = tree_pair(BASE)
+    (new / "etc/app.conf").write_text("workers = 8\n")
+    saved = tmp_path / "old.manifest"
+    Manifest.read(str(old), use_cache=False).save(saved)
+    loaded = Manifest.load(saved)
+    assert loaded.identity == Manifest.read(str(old), use_cache=False).identity
+    direct = imgdiff.diff(str(old), str(new), use_cache=False)
+    via_manifest = imgdiff.diff(str(saved), str(new), use_cache=False)
+    assert [c.path for c in via_manifest.changes] == [c.path for c in direct.changes]
+
+
+def test_identical_trees_built_twice_have_equal_identity(tree_pair):
+    old, new = tree_pair(BASE)
+    assert Manifest.read(str(old), use_cache=False).identity == Manifest.read(str(new), use_cache=False).identity
+    subprocess.run(["chmod", "g+w", str(new / "etc/app.conf")], check=True)
+    assert Manifest.read(str(old), use_cache=False).identity != Manifest.read(str(new), use_cache=False).identity
