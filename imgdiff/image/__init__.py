@@ -21,6 +21,11 @@ def open_image(path: str, *, limits: Limits | None = None) -> Image:
     try:
         st = os.stat(path)
     except OSError as exc:
+        layout, sep, ref = path.rpartition(":")
+        if sep and ref and os.path.isfile(os.path.join(layout, "oci-layout")):
+            from imgdiff.image._oci import OciImage
+
+            return OciImage(layout, limits=limits, ref=ref)  # "LAYOUT:TAG", as skopeo spells it
         raise BadInput(path, f"cannot open: {exc.strerror}") from None
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "oci-layout")):

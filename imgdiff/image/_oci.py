@@ -14,6 +14,7 @@ import io
 import json
 import os
 import platform
+import posixpath
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -31,6 +32,7 @@ _INDEX_TYPES = {
     "application/vnd.docker.distribution.manifest.list.v2+json",
 }
 _JSON_MAX = 16 << 20
+_REF = "org.opencontainers.image.ref.name"
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
@@ -93,17 +95,24 @@ class _BlobStore:
         self.path = path
         self.limits = limits
         self._members: dict[str, tuple[int, int]] | None = None
+        self._links: dict[str, str] = {}
         self._fh: BinaryIO | None = None
         if os.path.isfile(path):
             self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
             reader = TarReader(self._fh, path, limits, _Sink(path))
             if reader.compression is not None:
                 raise Unsupported(f"{path}: compressed container archives: decompress it first")
-            self._members = {
-                m.name: (m.offset, m.size)
-                for m in reader.members(hash_content=False)
-                if m.type is EntryType.FILE and not m.hardlink
-            }
+            self._members = {}
+            for m in reader.members(hash_content=False):
+                if m.type is EntryType.FILE and not m.hardlink:
+                    self._members[m.name] = (m.offset, m.size)
+                elif (m.type is EntryType.SYMLINK or m.hardlink) and m.linkname is not None:
+                    # docker save links each <id>/layer.tar to a shared blob
+                    if m.hardlink:
+                        self._links[m.name] = m.linkname
+                    else:
+                        base = m.name.rpartition("/")[0]
+                        self._links[m.name] = posixpath.normpath(posixpath.join(base or "/", m.linkname))
 
     def open(self, rel: str) -> _Window:
         """The file at `rel` (layout-relative) as a window; BadInput if missing or unsafe."""
@@ -112,8 +121,13 @@ class _BlobStore:
             raise BadInput(self.path, "blob path escapes the layout", rel)
         if self._members is not None:
             assert self._fh is not None
-            hit = self._members.get("/" + "/".join(parts))
-            if hit is None:
+            key = "/" + "/".join(parts)
+            for _ in range(8):  # bounded: a link cycle is as bad as a missing blob
+                if key not in self._links:
+                    break
+                key = self._links[key]
+            hit = self._members.get(key)
+            if hit is None or not key.startswith("/"):
                 raise BadInput(self.path, "missing from the archive", rel)
             return _Window(self._fh, hit[0], hit[1], f"{self.path}:{rel}")
         full = os.path.join(self.path, *parts)
@@ -127,7 +141,8 @@ class _BlobStore:
 
     def exists(self, rel: str) -> bool:
         if self._members is not None:
-            return "/" + rel.strip("/") in self._members
+            key = "/" + rel.strip("/")
+            return key in self._members or key in self._links
         return os.path.isfile(os.path.join(self.path, rel))
 
     def json(self, rel: str, digest: str | None = None, size: int | None = None) -> Any:
@@ -193,8 +208,16 @@ class OciImage(Image):
 
     format = "oci"
 
-    def __init__(self, path: str, *, limits: Limits | None = None, platform_: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        limits: Limits | None = None,
+        ref: str | None = None,
+        platform_: str | None = None,
+    ) -> None:
         super().__init__(path, limits=limits)
+        self.ref = ref
         self._platform = platform_ or f"linux/{_ARCH.get(platform.machine(), platform.machine())}"
 
     def _layers(self, store: _BlobStore) -> list[_Layer]:
@@ -235,8 +258,18 @@ class OciImage(Image):
         return out
 
     def _choose(self, manifests: list[Any]) -> Any:
+        if self.ref is not None:
+            for m in manifests:
+                notes = m.get("annotations") if isinstance(m, dict) else None
+                if isinstance(notes, dict) and notes.get(_REF) == self.ref:
+                    self.ref = None  # found: nested indexes are chosen by platform
+                    return m
+            raise BadInput(self.path, f"no image tagged {self.ref!r} in the index")
         if len(manifests) == 1:
             return manifests[0]
+        refs = [m.get("annotations", {}).get(_REF) for m in manifests if isinstance(m, dict)]
+        if all(refs) and len(set(refs)) == len(refs):
+            raise BadInput(self.path, f"several images: name one as PATH:REF ({', '.join(map(str, refs))})")
         want_os, _, want_arch = self._platform.partition("/")
         for m in manifests:
             plat = m.get("platform") if isinstance(m, dict) else None

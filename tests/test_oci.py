@@ -1,0 +1,153 @@
+"""OCI layouts and docker-save archives written by real tools (umoci, skopeo), and hostile ones."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import imgdiff
+from imgdiff import BadInput, Manifest
+
+from .conftest import crafted_tar, member, write_tree
+
+pytestmark = pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is installed by scripts/dev.sh")
+
+
+def sh(*argv: str, cwd: Path | None = None) -> None:
+    subprocess.run(argv, check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.fixture
+def two_layer_image(tmp_path: Path) -> tuple[Path, Path]:
+    """An OCI layout tagged v1 (one layer) and v2 (v1 + a layer deleting files), and v2's tree."""
+    layout = tmp_path / "layout"
+    sh("umoci", "init", "--layout", str(layout))
+    sh("umoci", "new", "--image", f"{layout}:v1")
+    bundle = tmp_path / "bundle"
+    sh("umoci", "unpack", "--rootless", "--image", f"{layout}:v1", str(bundle))
+    write_tree(bundle / "rootfs", {
+        "etc/app/a.conf": "a\n", "etc/app/b.conf": "b\n", "usr/lib/x/y.so": "lib\n",
+        "opq/keep-not": "lower\n",
+    })
+    sh("umoci", "repack", "--image", f"{layout}:v1", str(bundle))
+    shutil.rmtree(bundle)
+    sh("umoci", "unpack", "--rootless", "--image", f"{layout}:v1", str(bundle))
+    root = bundle / "rootfs"
+    (root / "etc/app/a.conf").unlink()  # -> .wh.a.conf
+    shutil.rmtree(root / "usr/lib/x")  # -> .wh.x
+    (root / "etc/app/c.conf").write_text("c\n")
+    sh("umoci", "repack", "--image", f"{layout}:v2", str(bundle))
+    return layout, root
+
+
+def test_layers_apply_with_whiteouts(two_layer_image):
+    layout, _ = two_layer_image
+    v1 = Manifest.read(f"{layout}:v1", use_cache=False)
+    v2 = Manifest.read(f"{layout}:v2", use_cache=False)
+    assert "/etc/app/a.conf" in v1 and "/usr/lib/x/y.so" in v1
+    assert "/etc/app/a.conf" not in v2
+    assert "/usr/lib/x" not in v2 and "/usr/lib/x/y.so" not in v2
+    assert not any(".wh." in p for p in v2)
+    delta = imgdiff.compare(v1, v2)
+    by_status = {s.value: sorted(c.path for c in delta.by_status(s)) for s in imgdiff.Status}
+    assert by_status["removed"] == ["/etc/app/a.conf", "/usr/lib/x", "/usr/lib/x/y.so"]
+    assert by_status["added"] == ["/etc/app/c.conf"]
+
+
+def test_oci_image_content_equals_the_unpacked_tree(two_layer_image):
+    layout, root = two_layer_image
+    oci = Manifest.read(f"{layout}:v2", use_cache=False)
+    tree = Manifest.read(str(root), use_cache=False)
+    for path in ("/etc/app/b.conf", "/etc/app/c.conf"):
+        assert oci.digest(path) == tree.digest(path)
+    assert set(oci.entries) == set(tree.entries)
+
+
+def test_docker_archive_from_skopeo_reads_like_the_layout(two_layer_image, tmp_path: Path):
+    layout, _ = two_layer_image
+    archive = tmp_path / "docker.tar"
+    sh("skopeo", "copy", "--insecure-policy", f"oci:{layout}:v2", f"docker-archive:{archive}:img:v2")
+    docker = Manifest.read(str(archive), use_cache=False)
+    assert docker.info.format == "docker-archive"
+    assert imgdiff.compare(Manifest.read(f"{layout}:v2", use_cache=False), docker).changes == ()
+
+
+def test_layout_with_several_tags_needs_a_ref(two_layer_image):
+    layout, _ = two_layer_image
+    with pytest.raises(BadInput, match="name one as PATH:REF"):
+        Manifest.read(str(layout), use_cache=False)
+
+
+def _only_layer(layout: Path) -> Path:
+    index = json.loads((layout / "index.json").read_text())
+    desc = index["manifests"][-1]["digest"].split(":")[1]
+    manifest = json.loads((layout / "blobs/sha256" / desc).read_text())
+    return layout / "blobs/sha256" / manifest["layers"][-1]["digest"].split(":")[1]
+
+
+def test_tampered_layer_blob_is_a_digest_mismatch(two_layer_image):
+    layout, _ = two_layer_image
+    blob = _only_layer(layout)
+    # a valid layer with one file's content swapped: only the content address can tell
+    original = blob.read_bytes()
+    plain = gzip.decompress(original).replace(b"c\n", b"X\n", 1)
+    short = len(gzip.compress(plain, mtime=0))
+    assert short < len(original)
+    buf = io.BytesIO()  # the gzip FNAME field pads the forgery to the descriptor's size
+    with gzip.GzipFile("n" * (len(original) - short - 1), "wb", fileobj=buf, mtime=0) as gz:
+        gz.write(plain)
+    assert len(buf.getvalue()) == len(original)
+    blob.chmod(0o644)
+    blob.write_bytes(buf.getvalue())
+    with pytest.raises(BadInput, match="digest mismatch"):
+        Manifest.read(f"{layout}:v2", use_cache=False)
+
+
+def _handmade_layout(tmp_path: Path, layers: list[bytes]) -> Path:
+    """A minimal OCI layout around the given uncompressed layer tars."""
+    layout = tmp_path / "hand"
+    blobs = layout / "blobs/sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> dict[str, object]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    descs = [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **put(x)} for x in layers]
+    config = {"mediaType": "application/vnd.oci.image.config.v1+json", **put(b"{}")}
+    manifest = json.dumps({"schemaVersion": 2, "config": config, "layers": descs}).encode()
+    index = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", **put(manifest)}]}
+    (layout / "index.json").write_text(json.dumps(index))
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    return layout
+
+
+def test_opaque_directory_hides_lower_content_only(tmp_path: Path):
+    lower = crafted_tar([member("opq/old", b"1"), member("opq/sub/older", b"2"), member("keep", b"3")])
+    upper = crafted_tar([member("opq/.wh..wh..opq", b""), member("opq/new", b"4")])
+    m = Manifest.read(str(_handmade_layout(tmp_path, [lower, upper])), use_cache=False)
+    assert sorted(m.entries) == ["/keep", "/opq/new"]
+
+
+def test_whiteout_of_dotdot_is_refused(tmp_path: Path):
+    lower = crafted_tar([member("etc/passwd", b"root\n")])
+    upper = crafted_tar([member("etc/.wh...", b"")])
+    with pytest.raises(BadInput, match="whiteout"):
+        Manifest.read(str(_handmade_layout(tmp_path, [lower, upper])), use_cache=False)
+
+
+def test_blob_path_cannot_escape_the_layout(tmp_path: Path):
+    layout = _handmade_layout(tmp_path, [crafted_tar([member("a", b"1")])])
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"][0]["digest"] = "sha256:../../../../etc/passwd"
+    (layout / "index.json").write_text(json.dumps(index))
+    with pytest.raises(BadInput, match="malformed digest"):
+        Manifest.read(str(layout), use_cache=False)
