@@ -26,7 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     d = sub.add_parser("diff", help="file-level delta between two images, with kinds and stats")
-    d.add_argument("old", metavar="OLD", help="directory, tar(.gz/.bz2/.xz/.zst), OCI layout, docker-save archive or saved manifest")
+    d.add_argument(
+        "old",
+        metavar="OLD",
+        help="directory, tar(.gz/.bz2/.xz/.zst), OCI layout, docker-save archive or saved manifest",
+    )
     d.add_argument("new", metavar="NEW")
     d.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     d.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
@@ -62,7 +66,9 @@ def _diff(old: str, new: str, *, as_json: bool, use_cache: bool, show_all: bool)
 
 def _run(args: argparse.Namespace) -> int:
     if args.verb == "diff":
-        return _diff(args.old, args.new, as_json=args.json, use_cache=not args.no_cache, show_all=args.all)
+        return _diff(
+            args.old, args.new, as_json=args.json, use_cache=not args.no_cache, show_all=args.all
+        )
     if args.verb == "manifest":
         from imgdiff.manifest import Manifest
 
@@ -92,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
-    except Exception as exc:  # noqa: BLE001 - last resort: one line, distinct exit code
+    except Exception as exc:
         print(f"imgdiff: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
 

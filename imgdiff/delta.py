@@ -113,10 +113,10 @@ def compare(
         if b is None:
             continue
         aspects = _meta_aspects(a, b)
-        if a.type is EntryType.FILE and b.type is EntryType.FILE and a.size == b.size:
-            if a.digest is None or b.digest is None or a.digest != b.digest:
-                pending[path] = aspects  # content still to compare
-                continue
+        same_size_files = a.type is EntryType.FILE and b.type is EntryType.FILE and a.size == b.size
+        if same_size_files and (a.digest is None or b.digest is None or a.digest != b.digest):
+            pending[path] = aspects  # content still to compare
+            continue
         if aspects:
             modified[path] = aspects
         elif a.mtime_ns != b.mtime_ns:

@@ -28,7 +28,9 @@ def _find_lib(name: str) -> Path | None:
 def _populate(root: Path) -> None:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     py = root / "usr/lib/python3.11"
-    shutil.copytree(stdlib / "wsgiref", py / "wsgiref", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        stdlib / "wsgiref", py / "wsgiref", ignore=shutil.ignore_patterns("__pycache__")
+    )
     libdir = root / "usr/lib/x86_64-linux-gnu"
     libdir.mkdir(parents=True)
     for name in ("libz.so.1", "libssl.so.3", "libcrypto.so.3"):
@@ -80,7 +82,7 @@ def build_example_pair(workdir: str | os.PathLike[str]) -> tuple[str, str]:
     (new / "etc/app/app.conf").write_text("listen = 8080\nworkers = 8\n")
     (new / "usr/share/doc/app/CHANGES").write_text("workers: 4 -> 8\n")
     (new / "usr/share/doc/app/old-notes.txt").unlink()
-    os.chmod(new / "usr/bin/cat", 0o4755)
+    os.chmod(new / "usr/bin/cat", 0o4755)  # noqa: S103 - a mode change the demo should show
     for dirpath, _, files in os.walk(new / "usr/lib/python3.11"):
         for f in files:  # an update touches many mtimes without changing content
             os.utime(os.path.join(dirpath, f), ns=(1_751_328_000 * 10**9,) * 2)

@@ -97,7 +97,9 @@ class Manifest:
             entries[entry.path] = entry
         _normalise_hardlinks(entries)
         files = [e for e in entries.values() if e.type is EntryType.FILE]
-        info = ImageInfo(image.path, image.format, len(entries), len(files), sum(e.size for e in files))
+        info = ImageInfo(
+            image.path, image.format, len(entries), len(files), sum(e.size for e in files)
+        )
         cache = DigestCache(image.root) if use_cache and isinstance(image, DirImage) else None
         return cls(entries, info, image.warnings, image=image, cache=cache)
 
@@ -127,13 +129,15 @@ class Manifest:
         return self.entries[path].digest
 
     def fill_digests(
-        self, paths: Iterable[str], *, workers: int | None = None, progress: ProgressFn | None = None
+        self,
+        paths: Iterable[str],
+        *,
+        workers: int | None = None,
+        progress: ProgressFn | None = None,
     ) -> None:
         """Compute the missing digests of the given regular files, in parallel."""
         todo = [
-            e
-            for p in paths
-            if (e := self.entries[p]).type is EntryType.FILE and e.digest is None
+            e for p in paths if (e := self.entries[p]).type is EntryType.FILE and e.digest is None
         ]
         if not todo or self._image is None:
             return
@@ -254,15 +258,34 @@ def is_manifest_file(path: str) -> bool:
 
 def _entry_row(e: Entry) -> list[Any]:
     return [
-        e.path, e.type.value, e.mode, e.uid, e.gid, e.size, e.mtime_ns, e.target, e.hardlink,
-        list(e.rdev) if e.rdev else None, [[k, v.hex()] for k, v in e.xattrs], e.digest,
+        e.path,
+        e.type.value,
+        e.mode,
+        e.uid,
+        e.gid,
+        e.size,
+        e.mtime_ns,
+        e.target,
+        e.hardlink,
+        list(e.rdev) if e.rdev else None,
+        [[k, v.hex()] for k, v in e.xattrs],
+        e.digest,
     ]
 
 
 def _entry_from_row(row: list[Any]) -> Entry:
     path, etype, mode, uid, gid, size, mtime, target, hardlink, rdev, xattrs, digest = row
     return Entry(
-        path, etype, int(mode), int(uid), int(gid), int(size), int(mtime), target, hardlink,
+        path,
+        etype,
+        int(mode),
+        int(uid),
+        int(gid),
+        int(size),
+        int(mtime),
+        target,
+        hardlink,
         (int(rdev[0]), int(rdev[1])) if rdev else None,
-        tuple((str(k), bytes.fromhex(v)) for k, v in xattrs), digest,
+        tuple((str(k), bytes.fromhex(v)) for k, v in xattrs),
+        digest,
     )

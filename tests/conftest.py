@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ import pytest
 COMPRESSORS = {"": None, ".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}
 
 
-def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
+def write_tree(root: Path, files: Mapping[str, str | bytes]) -> Path:
     """Create regular files (parents included) under `root`; returns `root`."""
     for rel, content in files.items():
         p = root / rel
@@ -28,8 +28,18 @@ def gnu_tar(src: Path, dest: Path, compress: str | None = None) -> Path:
     """Archive `src` with GNU tar (xattrs kept, numeric owners), then compress it."""
     plain = dest.with_name(dest.name + ".plain") if compress else dest
     subprocess.run(
-        ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--sort=name",
-         "-C", str(src), "-cf", str(plain), "."],
+        [
+            "tar",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--sort=name",
+            "-C",
+            str(src),
+            "-cf",
+            str(plain),
+            ".",
+        ],
         check=True,
     )
     if compress:
@@ -39,7 +49,9 @@ def gnu_tar(src: Path, dest: Path, compress: str | None = None) -> Path:
     return dest
 
 
-def crafted_tar(members: Iterable[tuple[tarfile.TarInfo, bytes | None]], fmt: int = tarfile.GNU_FORMAT) -> bytes:
+def crafted_tar(
+    members: Iterable[tuple[tarfile.TarInfo, bytes | None]], fmt: int = tarfile.GNU_FORMAT
+) -> bytes:
     """A tar written member by member (names, types and sizes exactly as given)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
@@ -57,11 +69,14 @@ def member(name: str, data: bytes = b"", **kw: object) -> tuple[tarfile.TarInfo,
     return info, (data if info.size else None)
 
 
+TreePair = Callable[[Mapping[str, str | bytes]], tuple[Path, Path]]
+
+
 @pytest.fixture
-def tree_pair(tmp_path: Path) -> Callable[[dict[str, str | bytes]], tuple[Path, Path]]:
+def tree_pair(tmp_path: Path) -> TreePair:
     """Make old/ and new/ with the same files; the test then changes new/."""
 
-    def make(files: dict[str, str | bytes]) -> tuple[Path, Path]:
+    def make(files: Mapping[str, str | bytes]) -> tuple[Path, Path]:
         old = write_tree(tmp_path / "old", files)
         new = tmp_path / "new"
         shutil.copytree(old, new, symlinks=True)
@@ -69,7 +84,11 @@ def tree_pair(tmp_path: Path) -> Callable[[dict[str, str | bytes]], tuple[Path, 
             for name in dirnames + filenames:
                 src = os.path.join(dirpath, name)
                 st = os.lstat(src)
-                os.utime(new / os.path.relpath(src, old), ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+                os.utime(
+                    new / os.path.relpath(src, old),
+                    ns=(st.st_atime_ns, st.st_mtime_ns),
+                    follow_symlinks=False,
+                )
         return old, new
 
     return make

@@ -13,6 +13,8 @@ import imgdiff
 from imgdiff import Aspect, Manifest, Status
 from imgdiff.report.json import delta_doc, dumps
 
+from .conftest import TreePair
+
 BASE = {
     "usr/lib/python3.11/wsgiref/__init__.py": "# wsgiref\n",
     "usr/lib/python3.11/wsgiref/util.py": "def f():\n    return 1\n",
@@ -25,7 +27,7 @@ def changes_by_path(delta: imgdiff.Delta) -> dict[str, imgdiff.Change]:
     return {c.path: c for c in delta.changes}
 
 
-def test_same_size_content_change_is_found_by_digest(tree_pair):
+def test_same_size_content_change_is_found_by_digest(tree_pair: TreePair) -> None:
     old, new = tree_pair(BASE)
     p = new / "etc/app.conf"
     st = p.stat()
@@ -36,11 +38,12 @@ def test_same_size_content_change_is_found_by_digest(tree_pair):
     assert change.path == "/etc/app.conf"
     assert change.status is Status.MODIFIED
     assert change.aspects == (Aspect.CONTENT,)
-    assert change.old is not None and change.new is not None
+    assert change.old is not None
+    assert change.new is not None
     assert change.old.digest != change.new.digest
 
 
-def test_mtime_only_is_counted_not_reported(tree_pair):
+def test_mtime_only_is_counted_not_reported(tree_pair: TreePair) -> None:
     old, new = tree_pair(BASE)
     os.utime(new / "usr/lib/python3.11/wsgiref/util.py", ns=(0, 1_000_000_000))
     delta = imgdiff.diff(str(old), str(new), use_cache=False)
@@ -48,7 +51,7 @@ def test_mtime_only_is_counted_not_reported(tree_pair):
     assert delta.stats.mtime_only >= 1
 
 
-def test_added_removed_and_metadata_aspects(tree_pair):
+def test_added_removed_and_metadata_aspects(tree_pair: TreePair) -> None:
     old, new = tree_pair(BASE)
     (new / "usr/share/doc/app/README").unlink()
     (new / "etc/new.conf").write_text("x\n")
@@ -63,7 +66,7 @@ def test_added_removed_and_metadata_aspects(tree_pair):
     assert by_path["/usr/lib/python3.11/wsgiref/__init__.py"].aspects == (Aspect.XATTRS,)
 
 
-def test_symlink_retarget_and_type_change(tree_pair):
+def test_symlink_retarget_and_type_change(tree_pair: TreePair) -> None:
     old, new = tree_pair(BASE)
     os.symlink("app.conf", old / "etc/link")
     os.symlink("other.conf", new / "etc/link")
@@ -74,7 +77,7 @@ def test_symlink_retarget_and_type_change(tree_pair):
     assert Aspect.TYPE in by_path["/etc/thing"].aspects
 
 
-def test_security_capability_change_is_an_xattr_change(tree_pair):
+def test_security_capability_change_is_an_xattr_change(tree_pair: TreePair) -> None:
     old, new = tree_pair({"usr/bin/ping": b"\x7fELF fake"})
     cap = bytes.fromhex("0100000200200000000000000000000000000000")  # cap_net_raw+p
     os.setxattr(new / "usr/bin/ping", "security.capability", cap)
@@ -84,7 +87,7 @@ def test_security_capability_change_is_an_xattr_change(tree_pair):
     assert ("security.capability", cap) in change.new.xattrs
 
 
-def test_stats_share_and_by_top(tree_pair):
+def test_stats_share_and_by_top(tree_pair: TreePair) -> None:
     old, new = tree_pair(BASE)
     (new / "etc/app.conf").write_text("workers = 16\n")
     delta = imgdiff.diff(str(old), str(new), use_cache=False)
@@ -95,7 +98,7 @@ def test_stats_share_and_by_top(tree_pair):
     assert s.modified_bytes == len("workers = 16\n")
 
 
-def test_hardlinks_form_one_group_and_are_not_changes(tree_pair):
+def test_hardlinks_form_one_group_and_are_not_changes(tree_pair: TreePair) -> None:
     old, new = tree_pair(BASE)
     os.link(old / "etc/app.conf", old / "etc/app.conf.bak")
     (new / "etc/app.conf.bak").write_bytes((new / "etc/app.conf").read_bytes())
@@ -105,7 +108,7 @@ def test_hardlinks_form_one_group_and_are_not_changes(tree_pair):
     assert imgdiff.diff(str(old), str(new), use_cache=False).changes == ()
 
 
-def test_non_utf8_name_round_trips_through_json(tree_pair):
+def test_non_utf8_name_round_trips_through_json(tree_pair: TreePair) -> None:
     old, new = tree_pair(BASE)
     raw = os.path.join(os.fsencode(new / "etc"), b"caf\xe9.conf")
     with open(raw, "wb") as fh:
@@ -117,7 +120,7 @@ def test_non_utf8_name_round_trips_through_json(tree_pair):
     assert "\\udce9" in dumps(delta_doc(delta))
 
 
-def test_fifo_and_device_are_recorded_never_opened(tree_pair):
+def test_fifo_and_device_are_recorded_never_opened(tree_pair: TreePair) -> None:
     old, new = tree_pair(BASE)
     os.mkfifo(new / "etc/fifo")  # opening it for reading would block forever
     os.mknod(new / "etc/null", 0o666 | 0o020000, os.makedev(1, 3))
@@ -126,7 +129,7 @@ def test_fifo_and_device_are_recorded_never_opened(tree_pair):
     assert by_path["/etc/null"].entry.rdev == (1, 3)
 
 
-def test_symlink_loops_and_escapes_are_not_followed(tree_pair, tmp_path: Path):
+def test_symlink_loops_and_escapes_are_not_followed(tree_pair: TreePair, tmp_path: Path) -> None:
     outside = tmp_path / "outside.txt"
     outside.write_text("secret\n")
     old, new = tree_pair(BASE)
@@ -139,7 +142,7 @@ def test_symlink_loops_and_escapes_are_not_followed(tree_pair, tmp_path: Path):
     assert by_path["/etc/loop"].entry.type.value == "symlink"
 
 
-def test_file_replaced_during_scan_is_reported_modified_with_warning(tree_pair):
+def test_file_replaced_during_scan_is_reported_modified_with_warning(tree_pair: TreePair) -> None:
     old, new = tree_pair(BASE)
     om = Manifest.read(str(old), use_cache=False)
     nm = Manifest.read(str(new), use_cache=False)
@@ -153,7 +156,9 @@ def test_file_replaced_during_scan_is_reported_modified_with_warning(tree_pair):
     assert any("replaced while" in w.message for w in delta.warnings)
 
 
-def test_digest_cache_makes_second_diff_read_no_content(tree_pair, tmp_path, monkeypatch):
+def test_digest_cache_makes_second_diff_read_no_content(
+    tree_pair: TreePair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     old, new = tree_pair(BASE)
     first = [Manifest.read(str(old)), Manifest.read(str(new))]
@@ -173,7 +178,7 @@ def test_digest_cache_makes_second_diff_read_no_content(tree_pair, tmp_path, mon
     assert third[1].hashed_files == 1
 
 
-def test_saved_manifest_diffs_like_the_tree(tree_pair, tmp_path):
+def test_saved_manifest_diffs_like_the_tree(tree_pair: TreePair, tmp_path: Path) -> None:
     old, new = tree_pair(BASE)
     (new / "etc/app.conf").write_text("workers = 8\n")
     saved = tmp_path / "old.manifest"
@@ -185,8 +190,14 @@ def test_saved_manifest_diffs_like_the_tree(tree_pair, tmp_path):
     assert [c.path for c in via_manifest.changes] == [c.path for c in direct.changes]
 
 
-def test_identical_trees_built_twice_have_equal_identity(tree_pair):
+def test_identical_trees_built_twice_have_equal_identity(tree_pair: TreePair) -> None:
     old, new = tree_pair(BASE)
-    assert Manifest.read(str(old), use_cache=False).identity == Manifest.read(str(new), use_cache=False).identity
+    assert (
+        Manifest.read(str(old), use_cache=False).identity
+        == Manifest.read(str(new), use_cache=False).identity
+    )
     subprocess.run(["chmod", "g+w", str(new / "etc/app.conf")], check=True)
-    assert Manifest.read(str(old), use_cache=False).identity != Manifest.read(str(new), use_cache=False).identity
+    assert (
+        Manifest.read(str(old), use_cache=False).identity
+        != Manifest.read(str(new), use_cache=False).identity
+    )

@@ -17,7 +17,9 @@ from imgdiff import BadInput, Manifest
 
 from .conftest import crafted_tar, member, write_tree
 
-pytestmark = pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is installed by scripts/dev.sh")
+pytestmark = pytest.mark.skipif(
+    shutil.which("umoci") is None, reason="umoci is installed by scripts/dev.sh"
+)
 
 
 def sh(*argv: str, cwd: Path | None = None) -> None:
@@ -32,10 +34,15 @@ def two_layer_image(tmp_path: Path) -> tuple[Path, Path]:
     sh("umoci", "new", "--image", f"{layout}:v1")
     bundle = tmp_path / "bundle"
     sh("umoci", "unpack", "--rootless", "--image", f"{layout}:v1", str(bundle))
-    write_tree(bundle / "rootfs", {
-        "etc/app/a.conf": "a\n", "etc/app/b.conf": "b\n", "usr/lib/x/y.so": "lib\n",
-        "opq/keep-not": "lower\n",
-    })
+    write_tree(
+        bundle / "rootfs",
+        {
+            "etc/app/a.conf": "a\n",
+            "etc/app/b.conf": "b\n",
+            "usr/lib/x/y.so": "lib\n",
+            "opq/keep-not": "lower\n",
+        },
+    )
     sh("umoci", "repack", "--image", f"{layout}:v1", str(bundle))
     shutil.rmtree(bundle)
     sh("umoci", "unpack", "--rootless", "--image", f"{layout}:v1", str(bundle))
@@ -47,13 +54,15 @@ def two_layer_image(tmp_path: Path) -> tuple[Path, Path]:
     return layout, root
 
 
-def test_layers_apply_with_whiteouts(two_layer_image):
+def test_layers_apply_with_whiteouts(two_layer_image: tuple[Path, Path]) -> None:
     layout, _ = two_layer_image
     v1 = Manifest.read(f"{layout}:v1", use_cache=False)
     v2 = Manifest.read(f"{layout}:v2", use_cache=False)
-    assert "/etc/app/a.conf" in v1 and "/usr/lib/x/y.so" in v1
+    assert "/etc/app/a.conf" in v1
+    assert "/usr/lib/x/y.so" in v1
     assert "/etc/app/a.conf" not in v2
-    assert "/usr/lib/x" not in v2 and "/usr/lib/x/y.so" not in v2
+    assert "/usr/lib/x" not in v2
+    assert "/usr/lib/x/y.so" not in v2
     assert not any(".wh." in p for p in v2)
     delta = imgdiff.compare(v1, v2)
     by_status = {s.value: sorted(c.path for c in delta.by_status(s)) for s in imgdiff.Status}
@@ -61,7 +70,7 @@ def test_layers_apply_with_whiteouts(two_layer_image):
     assert by_status["added"] == ["/etc/app/c.conf"]
 
 
-def test_oci_image_content_equals_the_unpacked_tree(two_layer_image):
+def test_oci_image_content_equals_the_unpacked_tree(two_layer_image: tuple[Path, Path]) -> None:
     layout, root = two_layer_image
     oci = Manifest.read(f"{layout}:v2", use_cache=False)
     tree = Manifest.read(str(root), use_cache=False)
@@ -70,16 +79,24 @@ def test_oci_image_content_equals_the_unpacked_tree(two_layer_image):
     assert set(oci.entries) == set(tree.entries)
 
 
-def test_docker_archive_from_skopeo_reads_like_the_layout(two_layer_image, tmp_path: Path):
+def test_docker_archive_from_skopeo_reads_like_the_layout(
+    two_layer_image: tuple[Path, Path], tmp_path: Path
+) -> None:
     layout, _ = two_layer_image
     archive = tmp_path / "docker.tar"
-    sh("skopeo", "copy", "--insecure-policy", f"oci:{layout}:v2", f"docker-archive:{archive}:img:v2")
+    sh(
+        "skopeo",
+        "copy",
+        "--insecure-policy",
+        f"oci:{layout}:v2",
+        f"docker-archive:{archive}:img:v2",
+    )
     docker = Manifest.read(str(archive), use_cache=False)
     assert docker.info.format == "docker-archive"
     assert imgdiff.compare(Manifest.read(f"{layout}:v2", use_cache=False), docker).changes == ()
 
 
-def test_layout_with_several_tags_needs_a_ref(two_layer_image):
+def test_layout_with_several_tags_needs_a_ref(two_layer_image: tuple[Path, Path]) -> None:
     layout, _ = two_layer_image
     with pytest.raises(BadInput, match="name one as PATH:REF"):
         Manifest.read(str(layout), use_cache=False)
@@ -89,10 +106,11 @@ def _only_layer(layout: Path) -> Path:
     index = json.loads((layout / "index.json").read_text())
     desc = index["manifests"][-1]["digest"].split(":")[1]
     manifest = json.loads((layout / "blobs/sha256" / desc).read_text())
-    return layout / "blobs/sha256" / manifest["layers"][-1]["digest"].split(":")[1]
+    digest: str = manifest["layers"][-1]["digest"]
+    return layout / "blobs/sha256" / digest.split(":")[1]
 
 
-def test_tampered_layer_blob_is_a_digest_mismatch(two_layer_image):
+def test_tampered_layer_blob_is_a_digest_mismatch(two_layer_image: tuple[Path, Path]) -> None:
     layout, _ = two_layer_image
     blob = _only_layer(layout)
     # a valid layer with one file's content swapped: only the content address can tell
@@ -124,27 +142,32 @@ def _handmade_layout(tmp_path: Path, layers: list[bytes]) -> Path:
     descs = [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **put(x)} for x in layers]
     config = {"mediaType": "application/vnd.oci.image.config.v1+json", **put(b"{}")}
     manifest = json.dumps({"schemaVersion": 2, "config": config, "layers": descs}).encode()
-    index = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", **put(manifest)}]}
+    index = {
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", **put(manifest)}],
+    }
     (layout / "index.json").write_text(json.dumps(index))
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     return layout
 
 
-def test_opaque_directory_hides_lower_content_only(tmp_path: Path):
-    lower = crafted_tar([member("opq/old", b"1"), member("opq/sub/older", b"2"), member("keep", b"3")])
+def test_opaque_directory_hides_lower_content_only(tmp_path: Path) -> None:
+    lower = crafted_tar(
+        [member("opq/old", b"1"), member("opq/sub/older", b"2"), member("keep", b"3")]
+    )
     upper = crafted_tar([member("opq/.wh..wh..opq", b""), member("opq/new", b"4")])
     m = Manifest.read(str(_handmade_layout(tmp_path, [lower, upper])), use_cache=False)
     assert sorted(m.entries) == ["/keep", "/opq/new"]
 
 
-def test_whiteout_of_dotdot_is_refused(tmp_path: Path):
+def test_whiteout_of_dotdot_is_refused(tmp_path: Path) -> None:
     lower = crafted_tar([member("etc/passwd", b"root\n")])
     upper = crafted_tar([member("etc/.wh...", b"")])
     with pytest.raises(BadInput, match="whiteout"):
         Manifest.read(str(_handmade_layout(tmp_path, [lower, upper])), use_cache=False)
 
 
-def test_blob_path_cannot_escape_the_layout(tmp_path: Path):
+def test_blob_path_cannot_escape_the_layout(tmp_path: Path) -> None:
     layout = _handmade_layout(tmp_path, [crafted_tar([member("a", b"1")])])
     index = json.loads((layout / "index.json").read_text())
     index["manifests"][0]["digest"] = "sha256:../../../../etc/passwd"

@@ -18,7 +18,7 @@ from imgdiff.image import TarImage, open_image
 
 from .conftest import COMPRESSORS, crafted_tar, gnu_tar, member, write_tree
 
-FILES = {
+FILES: dict[str, str | bytes] = {
     "usr/bin/tool": b"\x7fELF" + b"\0" * 100,
     "usr/lib/python3.11/wsgiref/__init__.py": "# wsgiref\n",
     "etc/app.conf": "workers = 4\n",
@@ -33,7 +33,11 @@ def rich_tree(tmp_path: Path) -> Path:
     os.link(root / "etc/app.conf", root / "etc/app.conf.hard")
     os.mkfifo(root / "etc/fifo")
     os.mknod(root / "etc/null", 0o666 | 0o020000, os.makedev(1, 3))
-    os.setxattr(root / "usr/bin/tool", "security.capability", bytes.fromhex("0100000200200000000000000000000000000000"))
+    os.setxattr(
+        root / "usr/bin/tool",
+        "security.capability",
+        bytes.fromhex("0100000200200000000000000000000000000000"),
+    )
     os.setxattr(root / "etc/app.conf", "user.comment", b"\xff\x00binary")
     os.chown(root / "etc/app.conf", 101, 102)
     os.chmod(root / "usr/bin/tool", 0o4755)
@@ -49,15 +53,16 @@ def rich_tree(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("suffix", list(COMPRESSORS))
-def test_tar_of_a_tree_equals_the_tree(rich_tree: Path, tmp_path: Path, suffix: str):
+def test_tar_of_a_tree_equals_the_tree(rich_tree: Path, tmp_path: Path, suffix: str) -> None:
     archive = gnu_tar(rich_tree, tmp_path / f"img.tar{suffix}", COMPRESSORS[suffix])
     delta = imgdiff.diff(str(rich_tree), str(archive), use_cache=False)
     assert delta.changes == ()
-    assert delta.new.format == ("tar+" + COMPRESSORS[suffix] if COMPRESSORS[suffix] else "tar")
+    compressor = COMPRESSORS[suffix]
+    assert delta.new.format == (f"tar+{compressor}" if compressor else "tar")
     assert delta.stats.unchanged == delta.new.entries
 
 
-def test_format_is_detected_from_content_not_name(rich_tree: Path, tmp_path: Path):
+def test_format_is_detected_from_content_not_name(rich_tree: Path, tmp_path: Path) -> None:
     archive = gnu_tar(rich_tree, tmp_path / "img.zst", "zstd")
     misnamed = tmp_path / "image.txt"
     archive.rename(misnamed)
@@ -66,10 +71,21 @@ def test_format_is_detected_from_content_not_name(rich_tree: Path, tmp_path: Pat
     assert Manifest.read(image).info.format == "tar+zstd"
 
 
-def test_pax_archive_with_long_names_and_xattrs(rich_tree: Path, tmp_path: Path):
+def test_pax_archive_with_long_names_and_xattrs(rich_tree: Path, tmp_path: Path) -> None:
     archive = tmp_path / "pax.tar"
     subprocess.run(
-        ["tar", "--format=pax", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-C", str(rich_tree), "-cf", str(archive), "."],
+        [
+            "tar",
+            "--format=pax",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--numeric-owner",
+            "-C",
+            str(rich_tree),
+            "-cf",
+            str(archive),
+            ".",
+        ],
         check=True,
     )
     assert imgdiff.diff(str(rich_tree), str(archive), use_cache=False).changes == ()
@@ -85,50 +101,60 @@ def _entries(path: str, limits: Limits | None = None) -> dict[str, imgdiff.Entry
     return Manifest.read(path, use_cache=False, limits=limits).entries
 
 
-def test_dotdot_member_is_refused(tmp_path: Path):
+def test_dotdot_member_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, crafted_tar([member("etc/../../evil", b"x")]))
     with pytest.raises(BadInput, match=r"escapes the image.*|\.\."):
         _entries(path)
 
 
-def test_absolute_member_is_read_inside_with_warning(tmp_path: Path):
+def test_absolute_member_is_read_inside_with_warning(tmp_path: Path) -> None:
     path = _write(tmp_path, crafted_tar([member("/etc/passwd", b"root:x:0:0\n")]))
     m = Manifest.read(path, use_cache=False)
     assert list(m.entries) == ["/etc/passwd"]
     assert any("absolute member name" in w.message for w in m.warnings)
 
 
-def test_hardlink_to_missing_or_outside_target_is_refused(tmp_path: Path):
-    missing = _write(tmp_path, crafted_tar([member("a", type=tarfile.LNKTYPE, linkname="nothere")]), "m.tar")
+def test_hardlink_to_missing_or_outside_target_is_refused(tmp_path: Path) -> None:
+    missing = _write(
+        tmp_path, crafted_tar([member("a", type=tarfile.LNKTYPE, linkname="nothere")]), "m.tar"
+    )
     with pytest.raises(BadInput, match="hard link to missing"):
         _entries(missing)
-    outside = _write(tmp_path, crafted_tar([member("a", type=tarfile.LNKTYPE, linkname="../../etc/passwd")]), "o.tar")
+    outside = _write(
+        tmp_path,
+        crafted_tar([member("a", type=tarfile.LNKTYPE, linkname="../../etc/passwd")]),
+        "o.tar",
+    )
     with pytest.raises(BadInput, match="escapes"):
         _entries(outside)
 
 
-def test_symlink_chain_escape_is_only_recorded(tmp_path: Path):
+def test_symlink_chain_escape_is_only_recorded(tmp_path: Path) -> None:
     # the CVE-2025-4517 shape: links that resolve outside once followed; imgdiff never follows
-    data = crafted_tar([
-        member("a", type=tarfile.SYMTYPE, linkname="."),
-        member("b", type=tarfile.SYMTYPE, linkname="a/a/a/../../../../../.."),
-        member("b/etc/owned", b"x"),
-    ])
+    data = crafted_tar(
+        [
+            member("a", type=tarfile.SYMTYPE, linkname="."),
+            member("b", type=tarfile.SYMTYPE, linkname="a/a/a/../../../../../.."),
+            member("b/etc/owned", b"x"),
+        ]
+    )
     entries = _entries(_write(tmp_path, data))
     assert entries["/b"].target == "a/a/a/../../../../../.."
     assert entries["/b/etc/owned"].size == 1
     assert not Path("/etc/owned").exists()
 
 
-def test_truncated_archive_is_bad_input(rich_tree: Path, tmp_path: Path):
+def test_truncated_archive_is_bad_input(rich_tree: Path, tmp_path: Path) -> None:
     archive = gnu_tar(rich_tree, tmp_path / "img.tar")
     data = archive.read_bytes()
     for cut in (100, 512 * 3 + 7, len(data) // 2):
-        with pytest.raises(BadInput, match="truncated|partial|not a tar|corrupt"):
+        with pytest.raises(BadInput, match=r"truncated|partial|not a tar|corrupt"):
             _entries(_write(tmp_path, data[:cut], f"cut{cut}.tar"))
 
 
-def test_corrupt_gzip_crc_trailing_garbage_and_flipped_byte(rich_tree: Path, tmp_path: Path):
+def test_corrupt_gzip_crc_trailing_garbage_and_flipped_byte(
+    rich_tree: Path, tmp_path: Path
+) -> None:
     good = gnu_tar(rich_tree, tmp_path / "img.tar.gz", "gzip").read_bytes()
     bad_crc = good[:-8] + bytes([good[-8] ^ 0xFF]) + good[-7:]
     with pytest.raises(BadInput, match="corrupt gzip"):
@@ -143,7 +169,7 @@ def test_corrupt_gzip_crc_trailing_garbage_and_flipped_byte(rich_tree: Path, tmp
         _entries(_write(tmp_path, good[: len(good) - 20], "short.tgz"))
 
 
-def test_multi_member_gzip_is_read_whole(rich_tree: Path, tmp_path: Path):
+def test_multi_member_gzip_is_read_whole(rich_tree: Path, tmp_path: Path) -> None:
     plain = gnu_tar(rich_tree, tmp_path / "img.tar").read_bytes()
     half = len(plain) // 2
     two = gzip.compress(plain[:half]) + gzip.compress(plain[half:])
@@ -151,9 +177,9 @@ def test_multi_member_gzip_is_read_whole(rich_tree: Path, tmp_path: Path):
     assert delta.changes == ()
 
 
-def test_bad_zstd_data_is_bad_input(rich_tree: Path, tmp_path: Path):
+def test_bad_zstd_data_is_bad_input(rich_tree: Path, tmp_path: Path) -> None:
     good = gnu_tar(rich_tree, tmp_path / "img.tar.zst", "zstd").read_bytes()
-    with pytest.raises(BadInput, match="truncated zstd|corrupt zstd"):
+    with pytest.raises(BadInput, match=r"truncated zstd|corrupt zstd"):
         _entries(_write(tmp_path, good[:-30], "short.tzst"))
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 0xFF
@@ -161,7 +187,7 @@ def test_bad_zstd_data_is_bad_input(rich_tree: Path, tmp_path: Path):
         _entries(_write(tmp_path, bytes(flipped), "flip.tzst"))
 
 
-def test_negative_base256_size_is_refused_not_looped(tmp_path: Path):
+def test_negative_base256_size_is_refused_not_looped(tmp_path: Path) -> None:
     info, _ = member("x", b"")
     block = bytearray(info.tobuf(tarfile.GNU_FORMAT))
     block[124:136] = b"\xff" * 11 + b"\x00"  # base-256 -512 style: negative
@@ -172,7 +198,7 @@ def test_negative_base256_size_is_refused_not_looped(tmp_path: Path):
         _entries(_write(tmp_path, bytes(block) + b"\0" * 1024))
 
 
-def test_absurd_member_size_is_refused(tmp_path: Path):
+def test_absurd_member_size_is_refused(tmp_path: Path) -> None:
     info, _ = member("x", b"")
     info.size = 1 << 50
     data = info.tobuf(tarfile.GNU_FORMAT) + b"\0" * 1024
@@ -180,7 +206,7 @@ def test_absurd_member_size_is_refused(tmp_path: Path):
         _entries(_write(tmp_path, data))
 
 
-def test_decompression_bomb_stops_at_the_ratio_limit(tmp_path: Path):
+def test_decompression_bomb_stops_at_the_ratio_limit(tmp_path: Path) -> None:
     zeros = zlib.compressobj(9, zlib.DEFLATED, 31)
     info, _ = member("bomb", b"")
     info.size = 200 << 20
@@ -193,15 +219,20 @@ def test_decompression_bomb_stops_at_the_ratio_limit(tmp_path: Path):
         _entries(path, Limits(ratio_floor=8 << 20, max_ratio=100))
 
 
-def test_very_deep_path_is_read_without_recursion_error(tmp_path: Path):
+def test_very_deep_path_is_read_without_recursion_error(tmp_path: Path) -> None:
     name = "/".join(["d"] * 1200) + "/leaf"
     entries = _entries(_write(tmp_path, crafted_tar([member(name, b"x")], fmt=tarfile.PAX_FORMAT)))
     assert "/" + name in entries
     with pytest.raises(LimitExceeded, match="deeper"):
-        _entries(_write(tmp_path, crafted_tar([member(name, b"x")], fmt=tarfile.PAX_FORMAT), "d2.tar"), Limits(max_depth=100))
+        _entries(
+            _write(tmp_path, crafted_tar([member(name, b"x")], fmt=tarfile.PAX_FORMAT), "d2.tar"),
+            Limits(max_depth=100),
+        )
 
 
-def test_bad_input_exits_3_with_one_line_naming_the_file(tmp_path: Path, capsys):
+def test_bad_input_exits_3_with_one_line_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = _write(tmp_path, b"this is not an image at all\n" * 40, "junk.bin")
     good = tmp_path / "dir"
     good.mkdir()
@@ -211,7 +242,7 @@ def test_bad_input_exits_3_with_one_line_naming_the_file(tmp_path: Path, capsys)
     assert "junk.bin" in err
 
 
-def test_usage_error_exits_2(capsys):
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["diff", "only-one"])
     assert exc.value.code == 2

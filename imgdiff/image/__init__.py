@@ -45,7 +45,7 @@ def open_image(path: str, *, limits: Limits | None = None) -> Image:
     if sniff_compression(head) is not None:
         return TarImage(path, limits=limits)
     if len(head) == BLOCK and _checksum_ok(head):
-        from imgdiff.image._oci import is_container_archive, OciImage
+        from imgdiff.image._oci import OciImage, is_container_archive
 
         if is_container_archive(path):
             return OciImage(path, limits=limits)

@@ -33,7 +33,13 @@ _INDEX_TYPES = {
 }
 _JSON_MAX = 16 << 20
 _REF = "org.opencontainers.image.ref.name"
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+}
 
 
 class _Window(io.RawIOBase):
@@ -112,7 +118,9 @@ class _BlobStore:
                         self._links[m.name] = m.linkname
                     else:
                         base = m.name.rpartition("/")[0]
-                        self._links[m.name] = posixpath.normpath(posixpath.join(base or "/", m.linkname))
+                        self._links[m.name] = posixpath.normpath(
+                            posixpath.join(base or "/", m.linkname)
+                        )
 
     def open(self, rel: str) -> _Window:
         """The file at `rel` (layout-relative) as a window; BadInput if missing or unsafe."""
@@ -147,7 +155,7 @@ class _BlobStore:
 
     def json(self, rel: str, digest: str | None = None, size: int | None = None) -> Any:
         win = self.open(rel)
-        if win._size > _JSON_MAX:  # noqa: SLF001
+        if win._size > _JSON_MAX:
             raise LimitExceeded(self.path, "JSON document too large", rel)
         data = win.read()
         if digest is not None:
@@ -175,8 +183,8 @@ class _Sink(Image):
 
 
 def _check(src: str, rel: str, win: _Window, digest: str, size: int | None) -> None:
-    if size is not None and size >= 0 and win._size != size:  # noqa: SLF001
-        raise BadInput(src, f"blob size {win._size} does not match descriptor size {size}", rel)  # noqa: SLF001
+    if size is not None and size >= 0 and win._size != size:
+        raise BadInput(src, f"blob size {win._size} does not match descriptor size {size}", rel)
     if "sha256:" + win.hexdigest() != digest:
         raise BadInput(src, "blob digest mismatch (corrupt or tampered)", rel)
 
@@ -222,7 +230,7 @@ class OciImage(Image):
 
     def _layers(self, store: _BlobStore) -> list[_Layer]:
         if store.exists("index.json"):
-            self.format = "oci" if store._members is None else "oci-archive"  # noqa: SLF001
+            self.format = "oci" if store._members is None else "oci-archive"
             return self._oci_layers(store)
         if store.exists("manifest.json"):
             self.format = "docker-archive"
@@ -244,7 +252,10 @@ class OciImage(Image):
             chosen = self._choose(manifests)
             rel, digest, size = store.blob(chosen)
             doc = store.json(rel, digest, size)
-            if chosen.get("mediaType") not in _INDEX_TYPES and doc.get("mediaType") not in _INDEX_TYPES:
+            if (
+                chosen.get("mediaType") not in _INDEX_TYPES
+                and doc.get("mediaType") not in _INDEX_TYPES
+            ):
                 break
         else:
             raise BadInput(self.path, "image indexes nested too deep")
@@ -269,13 +280,21 @@ class OciImage(Image):
             return manifests[0]
         refs = [m.get("annotations", {}).get(_REF) for m in manifests if isinstance(m, dict)]
         if all(refs) and len(set(refs)) == len(refs):
-            raise BadInput(self.path, f"several images: name one as PATH:REF ({', '.join(map(str, refs))})")
+            raise BadInput(
+                self.path, f"several images: name one as PATH:REF ({', '.join(map(str, refs))})"
+            )
         want_os, _, want_arch = self._platform.partition("/")
         for m in manifests:
             plat = m.get("platform") if isinstance(m, dict) else None
-            if isinstance(plat, dict) and plat.get("os") == want_os and plat.get("architecture") == want_arch:
+            if (
+                isinstance(plat, dict)
+                and plat.get("os") == want_os
+                and plat.get("architecture") == want_arch
+            ):
                 return m
-        raise BadInput(self.path, f"index lists {len(manifests)} images and none for {self._platform}")
+        raise BadInput(
+            self.path, f"index lists {len(manifests)} images and none for {self._platform}"
+        )
 
     def entries(self) -> Iterator[Entry]:
         store = _BlobStore(self.path, self.limits)
@@ -296,7 +315,9 @@ class OciImage(Image):
         finally:
             store.close()
 
-    def _apply(self, reader: TarReader, state: dict[str, Entry], name: str, heads: dict[str, bytes]) -> None:
+    def _apply(
+        self, reader: TarReader, state: dict[str, Entry], name: str, heads: dict[str, bytes]
+    ) -> None:
         layer: dict[str, Entry] = {}
         gone: set[str] = set()  # whiteouts: the path and everything under it
         emptied: set[str] = set()  # opaque directories: everything under them
@@ -321,13 +342,33 @@ class OciImage(Image):
                     home = layer if m.linkname in layer else state
                     home[m.linkname] = attrs.evolve(base_entry, hardlink=group)
                 entry = Entry(
-                    m.name, EntryType.FILE, m.mode, m.uid, m.gid, base_entry.size, m.mtime_ns,
-                    None, group, None, m.xattrs or base_entry.xattrs, base_entry.digest,
+                    m.name,
+                    EntryType.FILE,
+                    m.mode,
+                    m.uid,
+                    m.gid,
+                    base_entry.size,
+                    m.mtime_ns,
+                    None,
+                    group,
+                    None,
+                    m.xattrs or base_entry.xattrs,
+                    base_entry.digest,
                 )
             else:
                 entry = Entry(
-                    m.name, m.type, m.mode, m.uid, m.gid, m.size, m.mtime_ns,
-                    m.linkname, None, m.rdev, m.xattrs, m.digest,
+                    m.name,
+                    m.type,
+                    m.mode,
+                    m.uid,
+                    m.gid,
+                    m.size,
+                    m.mtime_ns,
+                    m.linkname,
+                    None,
+                    m.rdev,
+                    m.xattrs,
+                    m.digest,
                 )
             layer.pop(m.name, None)
             layer[m.name] = entry

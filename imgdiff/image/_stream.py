@@ -13,7 +13,7 @@ import bz2
 import lzma
 import zlib
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
@@ -41,10 +41,14 @@ def sniff_compression(head: bytes) -> str | None:
 
 
 class _Decomp(Protocol):
-    eof: bool
+    """What zlib, bz2, lzma and zstandard decompression objects have in common."""
+
+    @property
+    def eof(self) -> bool: ...
 
     @property
     def unused_data(self) -> bytes: ...
+
 
 
 def _pieces(fh: BinaryIO, size: int) -> Iterator[bytes]:
@@ -58,13 +62,13 @@ def _pieces(fh: BinaryIO, size: int) -> Iterator[bytes]:
 def _members(
     fh: BinaryIO,
     name: str,
-    make: Callable[[], _Decomp],
-    step: Callable[[_Decomp, bytes], tuple[bytes, bytes]],
+    make: Callable[[], Any],
+    step: Callable[[Any, bytes], tuple[bytes, bytes]],
     magic: bytes,
     in_size: int = _IN,
 ) -> Iterator[bytes]:
     """Decompress a concatenation of members; `step` returns (output, input still owed)."""
-    dec = make()
+    dec: _Decomp = make()
     pending = b""
     members = 0
     for data in _pieces(fh, in_size):
@@ -95,20 +99,22 @@ def _members(
         raise BadInput(fh.name, f"trailing garbage after {name} data")
 
 
-def _gzip_step(dec: _Decomp, data: bytes) -> tuple[bytes, bytes]:
-    out = dec.decompress(data, _OUT)  # type: ignore[attr-defined]
-    return out, dec.unconsumed_tail  # type: ignore[attr-defined, no-any-return]
+def _gzip_step(dec: Any, data: bytes) -> tuple[bytes, bytes]:
+    out: bytes = dec.decompress(data, _OUT)
+    return out, dec.unconsumed_tail
 
 
-def _bz_xz_step(dec: _Decomp, data: bytes) -> tuple[bytes, bytes]:
+def _bz_xz_step(dec: Any, data: bytes) -> tuple[bytes, bytes]:
     # bz2/lzma buffer input internally: feed more only once they ask for it
-    if not dec.needs_input:  # type: ignore[attr-defined]
-        return dec.decompress(b"", _OUT), data  # type: ignore[attr-defined, no-any-return]
-    return dec.decompress(data, _OUT), b""  # type: ignore[attr-defined, no-any-return]
+    if not dec.needs_input:
+        return dec.decompress(b"", _OUT), data
+    out: bytes = dec.decompress(data, _OUT)
+    return out, b""
 
 
-def _zstd_step(dec: _Decomp, data: bytes) -> tuple[bytes, bytes]:
-    return dec.decompress(data), b""  # type: ignore[attr-defined, no-any-return]
+def _zstd_step(dec: Any, data: bytes) -> tuple[bytes, bytes]:
+    out: bytes = dec.decompress(data)
+    return out, b""
 
 
 def _raw(fh: BinaryIO) -> Iterator[bytes]:
@@ -120,15 +126,15 @@ def decompressed(fh: BinaryIO, compression: str | None) -> Iterator[bytes]:
     if compression is None:
         return _raw(fh)
     if compression == "gzip":
-        return _members(fh, "gzip", lambda: zlib.decompressobj(31), _gzip_step, b"\x1f\x8b")  # type: ignore[arg-type, return-value]
+        return _members(fh, "gzip", lambda: zlib.decompressobj(31), _gzip_step, b"\x1f\x8b")
     if compression == "bzip2":
-        return _members(fh, "bzip2", bz2.BZ2Decompressor, _bz_xz_step, b"BZh")  # type: ignore[arg-type]
+        return _members(fh, "bzip2", bz2.BZ2Decompressor, _bz_xz_step, b"BZh")
     if compression == "xz":
         make = lambda: lzma.LZMADecompressor(format=lzma.FORMAT_XZ)  # noqa: E731
-        return _members(fh, "xz", make, _bz_xz_step, b"\xfd7zXZ\x00")  # type: ignore[arg-type]
+        return _members(fh, "xz", make, _bz_xz_step, b"\xfd7zXZ\x00")
     if compression == "zstd":
         zd = zstandard.ZstdDecompressor()
-        return _members(fh, "zstd", zd.decompressobj, _zstd_step, b"\x28\xb5\x2f\xfd", _ZSTD_IN)  # type: ignore[arg-type]
+        return _members(fh, "zstd", zd.decompressobj, _zstd_step, b"\x28\xb5\x2f\xfd", _ZSTD_IN)
     raise BadInput(getattr(fh, "name", "?"), f"unknown compression {compression}")
 
 
@@ -153,7 +159,9 @@ class Stream:
         except (zlib.error, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
             if isinstance(exc, BadInput):
                 raise
-            raise BadInput(self.name, f"corrupt {self.compression or 'archive'} data: {exc}") from None
+            raise BadInput(
+                self.name, f"corrupt {self.compression or 'archive'} data: {exc}"
+            ) from None
         self.total += len(piece)
         limits = self._limits
         if self.total > limits.max_total_bytes:

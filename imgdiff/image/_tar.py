@@ -18,8 +18,8 @@ import attrs
 
 from imgdiff import _digest
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported
-from imgdiff.image.base import CONTENT_MAGICS, HEAD_BYTES, Image, Limits
 from imgdiff.image._stream import Stream, sniff_compression
+from imgdiff.image.base import CONTENT_MAGICS, HEAD_BYTES, Image, Limits
 from imgdiff.model import Entry, EntryType
 
 BLOCK = 512
@@ -231,8 +231,16 @@ class TarReader:
                     if "mtime" in attrs_
                     else _number(block[136:148], src, "mtime", shown) * 1_000_000_000
                 )
-                uid = int(attrs_["uid"]) if "uid" in attrs_ else _number(block[108:116], src, "uid", shown)
-                gid = int(attrs_["gid"]) if "gid" in attrs_ else _number(block[116:124], src, "gid", shown)
+                uid = (
+                    int(attrs_["uid"])
+                    if "uid" in attrs_
+                    else _number(block[108:116], src, "uid", shown)
+                )
+                gid = (
+                    int(attrs_["gid"])
+                    if "gid" in attrs_
+                    else _number(block[116:124], src, "gid", shown)
+                )
             except ValueError:
                 raise BadInput(src, "malformed number in PAX header", shown) from None
             if size < 0 or size > limits.max_member_bytes:
@@ -300,8 +308,19 @@ class TarReader:
                 if target is None:
                     raise BadInput(src, "hard link to the image root", shown)
             yield Member(
-                path, etype, mode, uid, gid, size, mtime_ns, target, hardlink, rdev,
-                tuple(sorted(xattrs)), digest, offset,
+                path,
+                etype,
+                mode,
+                uid,
+                gid,
+                size,
+                mtime_ns,
+                target,
+                hardlink,
+                rdev,
+                tuple(sorted(xattrs)),
+                digest,
+                offset,
             )
 
 
@@ -344,14 +363,34 @@ def members_to_entries(members: Iterator[Member], src: str) -> Iterator[Entry]:
             if base.hardlink is None:
                 seen[base.path] = attrs.evolve(base, hardlink=group)
             seen[m.name] = Entry(
-                m.name, EntryType.FILE, m.mode, m.uid, m.gid, base.size, m.mtime_ns,
-                None, group, None, m.xattrs or base.xattrs, base.digest,  # one inode: shared xattrs
+                m.name,
+                EntryType.FILE,
+                m.mode,
+                m.uid,
+                m.gid,
+                base.size,
+                m.mtime_ns,
+                None,
+                group,
+                None,
+                m.xattrs or base.xattrs,
+                base.digest,  # one inode: shared xattrs
             )
             continue
         seen.pop(m.name, None)  # re-insert so dict order follows the last write
         seen[m.name] = Entry(
-            m.name, m.type, m.mode, m.uid, m.gid, m.size, m.mtime_ns,
-            m.linkname, None, m.rdev, m.xattrs, m.digest,
+            m.name,
+            m.type,
+            m.mode,
+            m.uid,
+            m.gid,
+            m.size,
+            m.mtime_ns,
+            m.linkname,
+            None,
+            m.rdev,
+            m.xattrs,
+            m.digest,
         )
     yield from seen.values()
 

@@ -14,7 +14,6 @@ import attrs
 from imgdiff.errors import LimitExceeded
 from imgdiff.model import Entry, ImageWarning
 
-
 HEAD_BYTES = 4096
 CONTENT_MAGICS = (b"\x7fELF", b"#!")
 

@@ -36,9 +36,15 @@ def render_delta(delta: Delta, *, max_rows: int | None = 200) -> RenderableType:
     """The delta as a summary line, a by-kind table and the change table."""
     s = delta.stats
     summary = Text.assemble(
-        ("added ", "bold"), (f"{s.added}", "green"), f" ({_size(s.added_bytes)})  ",
-        ("removed ", "bold"), (f"{s.removed}", "red"), f" ({_size(s.removed_bytes)})  ",
-        ("modified ", "bold"), (f"{s.modified}", "yellow"), f" ({_size(s.modified_bytes)})  ",
+        ("added ", "bold"),
+        (f"{s.added}", "green"),
+        f" ({_size(s.added_bytes)})  ",
+        ("removed ", "bold"),
+        (f"{s.removed}", "red"),
+        f" ({_size(s.removed_bytes)})  ",
+        ("modified ", "bold"),
+        (f"{s.modified}", "yellow"),
+        f" ({_size(s.modified_bytes)})  ",
         f"mtime-only {s.mtime_only}  unchanged {s.unchanged}  ",
         f"share of new image: {s.share_files:.1%} of files, {s.share_bytes:.1%} of bytes",
     )
@@ -66,9 +72,7 @@ def render_delta(delta: Delta, *, max_rows: int | None = 200) -> RenderableType:
     parts += [kinds, summary]
     if delta.warnings:
         parts.append(Text(f"{len(delta.warnings)} warnings:", style="bold red"))
-        parts.extend(
-            Text(f"  {escape_path(w.path)}: {w.message}") for w in delta.warnings[:50]
-        )
+        parts.extend(Text(f"  {escape_path(w.path)}: {w.message}") for w in delta.warnings[:50])
     return Group(*parts)
 
 
@@ -86,8 +90,12 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None] | None
         yield None
         return
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-        TimeRemainingColumn(), console=console, transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
     ) as bar:
         task = bar.add_task(description, total=None)
 
