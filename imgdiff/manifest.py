@@ -277,7 +277,7 @@ def _entry_from_row(row: list[Any]) -> Entry:
     path, etype, mode, uid, gid, size, mtime, target, hardlink, rdev, xattrs, digest = row
     return Entry(
         path,
-        etype,
+        EntryType(etype),
         int(mode),
         int(uid),
         int(gid),
@@ -286,6 +286,6 @@ def _entry_from_row(row: list[Any]) -> Entry:
         target,
         hardlink,
         (int(rdev[0]), int(rdev[1])) if rdev else None,
-        tuple((str(k), bytes.fromhex(v)) for k, v in xattrs),
+        tuple(sorted((str(k), bytes.fromhex(v)) for k, v in xattrs)),
         digest,
     )

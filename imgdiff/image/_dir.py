@@ -28,9 +28,12 @@ _TYPES = {
 }
 
 
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
 def _read_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = sorted(os.listxattr(path, follow_symlinks=False))
     except OSError:
         return ()
     if not names:
@@ -132,15 +135,24 @@ class DirImage(Image):
         return self._root_fd
 
     def digest(self, entry: Entry) -> str | None:
-        """Hash one regular file, or record why it could not be hashed and return None."""
-        rel = os.fsencode(entry.path.lstrip("/"))
+        """Hash one regular file, or record why it could not be hashed and return None.
+
+        The file is opened by its full path with O_NOFOLLOW and then must be the very
+        inode the walk recorded: if any directory on the way had been swapped for a
+        symlink, the identity check fails and nothing outside the tree is hashed. Files
+        the walk did not record are opened beneath the root with no symlink allowed.
+        """
+        expected = self.file_ids.get(entry.path)
         try:
-            fd, st = _fs.open_regular(self._root(), rel)
+            if expected is None:
+                fd, st = _fs.open_regular(self._root(), os.fsencode(entry.path.lstrip("/")))
+            else:
+                fd = os.open(self.root + entry.path, _OPEN_FLAGS)
+                st = os.fstat(fd)
         except OSError as exc:
             self.warn(entry.path, f"unreadable: {exc.strerror or exc}")
             return None
         try:
-            expected = self.file_ids.get(entry.path)
             if expected is not None and (st.st_dev, st.st_ino) != (expected.dev, expected.ino):
                 self.warn(entry.path, "replaced while the image was being read")
                 return None
