@@ -82,8 +82,8 @@ def main() -> int:
             tmp = tempfile.mkdtemp(prefix="imgdiff-bench-x-")
             script = (
                 f"rm -rf {tmp}/a {tmp}/b && mkdir {tmp}/a {tmp}/b && tar -xf {ot} -C {tmp}/a "
-                f"&& tar -xf {nt} -C {tmp}/b && diff -rq --no-dereference {tmp}/a {tmp}/b >/dev/null; "
-                f"rm -rf {tmp}/a {tmp}/b"
+                f"&& tar -xf {nt} -C {tmp}/b "
+                f"&& diff -rq --no-dereference {tmp}/a {tmp}/b >/dev/null; rm -rf {tmp}/a {tmp}/b"
             )
             ext = add("tar", "extract both + diff -rq", ["sh", "-c", script], None)
             add("tar", "imgdiff diff --json", [IMGDIFF, "diff", ot, nt, "--json"], ext)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import attrs
 import zstandard
 
-from imgdiff import _digest
+from imgdiff import _digest, _parallel
 from imgdiff.cache import DigestCache
 from imgdiff.errors import BadInput
 from imgdiff.image import DirImage, Image, Limits, open_image
@@ -26,8 +25,6 @@ from imgdiff.model import Entry, EntryType, ImageWarning
 
 SCHEMA = "imgdiff.manifest/1"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_BATCH_BYTES = 4 << 20
-_BATCH_FILES = 256
 
 ProgressFn = Callable[[int, int], None]
 """Called with (bytes done, bytes total) while digests are computed."""
@@ -157,37 +154,44 @@ class Manifest:
         if not todo:
             return
         total = sum(e.size for e in todo)
-        done = 0
         if progress:
             progress(0, total)
-        batches: list[list[Entry]] = [[]]
-        weight = 0
-        for e in todo:
-            if weight > _BATCH_BYTES or len(batches[-1]) >= _BATCH_FILES:
-                batches.append([])
-                weight = 0
-            batches[-1].append(e)
-            weight += e.size
+        nworkers = workers or _parallel.workers()
+        slices = _parallel.split(todo, nworkers)
+        scale = total / max(1, sum(e.size for e in slices[0]))  # the parent's share stands for all
+        done = 0
 
-        def run(batch: list[Entry]) -> list[tuple[Entry, str | None]]:
-            return [(e, image.digest(e)) for e in batch]
+        def run(batch: list[Entry]) -> list[tuple[str, str | None, str | None]]:
+            nonlocal done
+            out = []
+            for e in batch:
+                digest, problem = hasher(e)
+                out.append((e.path, digest, problem))
+                if progress and batch is slices[0]:
+                    done += e.size
+                    progress(min(total, int(done * scale)), total)
+            return out
 
+        hasher: Callable[[Entry], tuple[str | None, str | None]]
         if isinstance(image, DirImage):
             image.prepare()
-        nworkers = workers or min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=nworkers) as pool:
-            for results in pool.map(run, batches):
-                for e, digest in results:
-                    done += e.size
-                    self.hashed_files += 1
-                    if digest is None:
-                        continue
-                    self.entries[e.path] = e.with_digest(digest)
-                    fid = file_ids.get(e.path)
-                    if cache is not None and fid is not None:
-                        cache.put(fid.dev, fid.ino, e.size, e.mtime_ns, fid.ctime_ns, digest)
-                if progress:
-                    progress(done, total)
+            hasher = image.hash_file
+        else:
+            hasher = _via_digest(image)
+        for results in _parallel.fork_map(run, slices, size=len(todo)):
+            for path, digest, problem in results:
+                self.hashed_files += 1
+                if problem is not None:
+                    image.warn(path, problem)
+                if digest is None:
+                    continue
+                e = self.entries[path]
+                self.entries[path] = e.with_digest(digest)
+                fid = file_ids.get(path)
+                if cache is not None and fid is not None:
+                    cache.put(fid.dev, fid.ino, e.size, e.mtime_ns, fid.ctime_ns, digest)
+        if progress:
+            progress(total, total)
         self.warnings = list(image.warnings)
         if cache is not None:
             cache.save()
@@ -241,6 +245,14 @@ class Manifest:
             raise BadInput(name, f"malformed manifest: {exc}") from None
         info = attrs.evolve(info, format=f"manifest({info.format})")
         return cls(entries, info, warnings)
+
+
+def _via_digest(image: Image) -> Callable[[Entry], tuple[str | None, str | None]]:
+    def hasher(entry: Entry) -> tuple[str | None, str | None]:
+        digest = image.digest(entry)
+        return digest, None if digest is not None else "content unavailable"
+
+    return hasher
 
 
 def is_manifest_file(path: str) -> bool:

@@ -7,6 +7,7 @@ no I/O, no parsing, no presentation.
 from __future__ import annotations
 
 import enum
+
 import attrs
 
 
@@ -45,12 +46,13 @@ class Aspect(enum.StrEnum):
 class Entry:
     """One path in an image, as metadata; content is identified by `digest` when known.
 
-    Readers construct entries on hot paths, so fields are not converted: `type` must be an
-    `EntryType` and `xattrs` sorted by name. `path` is absolute inside the image (`/usr/bin/env`), decoded with
-    `os.fsdecode` so non-UTF-8 names round-trip exactly. `mode` holds permission bits
-    (including setuid/setgid/sticky) without the type. `digest` is ``"blake3:<hex>"`` for
-    regular files once computed; readers that stream content (tar, OCI) fill it at once,
-    the directory reader leaves it to `Manifest` to compute lazily.
+    Readers construct entries on hot paths, so fields are not converted: `type` must be
+    an `EntryType` and `xattrs` sorted by name. `path` is absolute inside the image
+    (`/usr/bin/env`), decoded with `os.fsdecode` so non-UTF-8 names round-trip exactly.
+    `mode` holds permission bits (including setuid/setgid/sticky) without the type.
+    `digest` is ``"blake3:<hex>"`` for regular files once computed; readers that stream
+    content (tar, OCI) fill it at once, the directory reader leaves it to `Manifest` to
+    compute lazily.
     """
 
     path: str
@@ -70,8 +72,18 @@ class Entry:
         """This entry with its content digest filled in."""
         # direct construction: attrs.evolve costs ~10 us per call on hot paths
         return Entry(
-            self.path, self.type, self.mode, self.uid, self.gid, self.size, self.mtime_ns,
-            self.target, self.hardlink, self.rdev, self.xattrs, digest,
+            self.path,
+            self.type,
+            self.mode,
+            self.uid,
+            self.gid,
+            self.size,
+            self.mtime_ns,
+            self.target,
+            self.hardlink,
+            self.rdev,
+            self.xattrs,
+            digest,
         )
 
 

@@ -135,7 +135,14 @@ class DirImage(Image):
         return self._root_fd
 
     def digest(self, entry: Entry) -> str | None:
-        """Hash one regular file, or record why it could not be hashed and return None.
+        """Hash one regular file, or record why it could not be hashed and return None."""
+        digest, problem = self.hash_file(entry)
+        if problem is not None:
+            self.warn(entry.path, problem)
+        return digest
+
+    def hash_file(self, entry: Entry) -> tuple[str | None, str | None]:
+        """(digest, None), or (None, why not) — records nothing, so workers may call it.
 
         The file is opened by its full path with O_NOFOLLOW and then must be the very
         inode the walk recorded: if any directory on the way had been swapped for a
@@ -150,22 +157,18 @@ class DirImage(Image):
                 fd = os.open(self.root + entry.path, _OPEN_FLAGS)
                 st = os.fstat(fd)
         except OSError as exc:
-            self.warn(entry.path, f"unreadable: {exc.strerror or exc}")
-            return None
+            return None, f"unreadable: {exc.strerror or exc}"
         try:
             if expected is not None and (st.st_dev, st.st_ino) != (expected.dev, expected.ino):
-                self.warn(entry.path, "replaced while the image was being read")
-                return None
+                return None, "replaced while the image was being read"
             digest, nread = _digest.of_fd(fd, st.st_size)
         except OSError as exc:
-            self.warn(entry.path, f"read error: {exc.strerror}")
-            return None
+            return None, f"read error: {exc.strerror}"
         finally:
             os.close(fd)
         if nread != entry.size:
-            self.warn(entry.path, "size changed while the image was being read")
-            return None
-        return digest
+            return None, "size changed while the image was being read"
+        return digest, None
 
     def head(self, entry: Entry) -> bytes | None:
         try:
