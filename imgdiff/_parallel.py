@@ -18,7 +18,7 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-_MIN_ITEMS = 64  # below this, a fork costs more than it saves
+MIN_ITEMS = 64  # below this, a fork costs more than it saves
 
 
 def workers() -> int:
@@ -53,7 +53,7 @@ def fork_map(fn: Callable[[T], R], work: Sequence[T], *, size: int = 0) -> list[
 
     `size` is the number of underlying items (files); small jobs run inline.
     """
-    if len(work) < 2 or size < _MIN_ITEMS or not hasattr(os, "fork"):
+    if len(work) < 2 or size < MIN_ITEMS or not hasattr(os, "fork"):
         return [fn(w) for w in work]
     sys.stdout.flush()
     sys.stderr.flush()

@@ -219,8 +219,7 @@ def diff(
     progress: ProgressFn | None = None,
 ) -> Delta:
     """Read two images (or manifests) and return their delta, classified."""
-    om = old if isinstance(old, Manifest) else Manifest.read(old, use_cache=use_cache)
-    nm = new if isinstance(new, Manifest) else Manifest.read(new, use_cache=use_cache)
+    om, nm = Manifest.read_pair(old, new, use_cache=use_cache)
     return compare(om, nm, classify=classifier(om, nm) if classify else None, progress=progress)
 
 

@@ -21,6 +21,7 @@ from imgdiff import _digest, _parallel
 from imgdiff.cache import DigestCache
 from imgdiff.errors import BadInput
 from imgdiff.image import DirImage, Image, Limits, open_image
+from imgdiff.image.base import FileId
 from imgdiff.model import Entry, EntryType, ImageWarning
 
 SCHEMA = "imgdiff.manifest/1"
@@ -83,15 +84,39 @@ class Manifest:
         cls, source: str | Image, *, use_cache: bool = True, limits: Limits | None = None
     ) -> Manifest:
         """Read an image (directory, tar, OCI, docker-save) or a saved manifest file."""
-        if isinstance(source, str):
-            if is_manifest_file(source):
-                return cls.load(source)
-            image = open_image(source, limits=limits)
-        else:
-            image = source
-        entries: dict[str, Entry] = {}
-        for entry in image.entries():
-            entries[entry.path] = entry
+        opened = _open(source, limits)  # a Manifest comes back only for a saved file
+        if isinstance(opened, Manifest):
+            return opened
+        return cls._build(opened, list(opened.entries()), use_cache)
+
+    @classmethod
+    def read_pair(
+        cls,
+        old: str | Image | Manifest,
+        new: str | Image | Manifest,
+        *,
+        use_cache: bool = True,
+        limits: Limits | None = None,
+    ) -> tuple[Manifest, Manifest]:
+        """Read two images at once: the old one in a forked worker, the new one here."""
+        pair = [_open(old, limits), _open(new, limits)]
+        images = [x for x in pair if isinstance(x, Image)]
+        if len(images) == 2 and _parallel.workers() > 1:
+            walked = _parallel.fork_map(_walk, images[::-1], size=_parallel.MIN_ITEMS)[::-1]
+            built = [
+                cls._build(img, _restore(img, w), use_cache)
+                for img, w in zip(images, walked, strict=True)
+            ]
+            return built[0], built[1]
+        out = [
+            x if isinstance(x, Manifest) else cls._build(x, list(x.entries()), use_cache)
+            for x in pair
+        ]
+        return out[0], out[1]
+
+    @classmethod
+    def _build(cls, image: Image, rows: list[Entry], use_cache: bool) -> Manifest:
+        entries = {e.path: e for e in rows}
         _normalise_hardlinks(entries)
         files = [e for e in entries.values() if e.type is EntryType.FILE]
         info = ImageInfo(
@@ -245,6 +270,40 @@ class Manifest:
             raise BadInput(name, f"malformed manifest: {exc}") from None
         info = attrs.evolve(info, format=f"manifest({info.format})")
         return cls(entries, info, warnings)
+
+
+def _open(source: str | Image | Manifest, limits: Limits | None) -> Image | Manifest:
+    if not isinstance(source, str):
+        return source
+    if is_manifest_file(source):
+        return Manifest.load(source)
+    return open_image(source, limits=limits)
+
+
+_Row = tuple[Any, ...]
+_State = tuple[str, list[tuple[str, str]], dict[str, bytes], list[tuple[str, int, int, int]]]
+
+
+def _walk(image: Image) -> tuple[list[_Row], _State]:
+    """Everything reading an image produced, as builtin tuples: they pickle 5x faster
+    than attrs instances, and a worker sends them back through a pipe."""
+    rows = [
+        (e.path, e.type.value, e.mode, e.uid, e.gid, e.size, e.mtime_ns, e.target,
+         e.hardlink, e.rdev, e.xattrs, e.digest)
+        for e in image.entries()
+    ]  # fmt: skip
+    ids = image.file_ids if isinstance(image, DirImage) else {}
+    warnings = [(w.path, w.message) for w in image.warnings]
+    return rows, (image.format, warnings, image.heads, [(p, *i) for p, i in ids.items()])
+
+
+def _restore(image: Image, walked: tuple[list[_Row], _State]) -> list[Entry]:
+    rows, (image.format, warnings, image.heads, ids) = walked
+    image.warnings = [ImageWarning(p, m) for p, m in warnings]
+    if isinstance(image, DirImage):
+        image.file_ids = {p: FileId(d, i, c) for p, d, i, c in ids}
+    types = {t.value: t for t in EntryType}
+    return [Entry(r[0], types[r[1]], *r[2:]) for r in rows]
 
 
 def _via_digest(image: Image) -> Callable[[Entry], tuple[str | None, str | None]]:
