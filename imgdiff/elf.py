@@ -22,11 +22,11 @@ bounds every loop by a constant, and turns any failure into `ElfParseError` nami
 from __future__ import annotations
 
 import functools
-import re
 import struct
-from typing import Any, BinaryIO, Final, Literal
+from typing import BinaryIO, Final, Literal
 
 import attrs
+from elftools.construct import Container
 from elftools.elf.structs import ELFStructs
 
 from imgdiff.errors import ImgdiffError, escape_path
@@ -55,8 +55,9 @@ PT_INTERP: Final = 3
 MAX_PHDR_TABLE: Final = 64 * 1024  # bytes of program header table
 MAX_DYNAMIC_ENTRIES: Final = 4096
 MAX_NOTES: Final = 4096  # notes examined per file, all segments/sections together
-MAX_SECTIONS: Final = 65536  # section headers scanned for SHT_NOTE (objects only)
-MAX_STRING: Final = 4096  # PATH_MAX: longest interpreter, soname, needed or rpath string
+MAX_SECTION_TABLE: Final = 4 << 20  # bytes of section headers scanned for SHT_NOTE (objects)
+MAX_STRING: Final = 4096  # PATH_MAX: longest interpreter, soname or needed name
+MAX_PATH_LIST: Final = 64 * 1024  # longest DT_RPATH/DT_RUNPATH (Nix store paths add up)
 MAX_BUILD_ID: Final = 256  # bytes; sha1 ids are 20, --build-id=0x<hex> may be longer
 
 _SHT_NOTE: Final = 7
@@ -75,8 +76,6 @@ _PHDR_SIZE: Final = {32: 32, 64: 56}
 _SHDR_SIZE: Final = {32: 40, 64: 64}
 _DYN_SIZE: Final = {32: 8, 64: 16}
 _NHDR_SIZE: Final = 12  # n_namesz, n_descsz, n_type: three 32-bit words in both classes
-
-_LIBRARY_NAME: Final = re.compile(r".*\.so(\.[^/]*)?")
 
 
 class ElfParseError(ImgdiffError, ValueError):
@@ -213,7 +212,9 @@ def parse_header(head: bytes) -> ElfHeader | None:
 
 
 def _library_name(path: str) -> bool:
-    return _LIBRARY_NAME.fullmatch(path.rpartition("/")[2]) is not None
+    """Named `*.so` or `*.so.*`, like every shared library and plugin on Linux."""
+    name = path.rpartition("/")[2]
+    return name.endswith(".so") or ".so." in name
 
 
 def elf_kind(head: bytes, path: str | None = None) -> str | None:
@@ -265,11 +266,16 @@ def _basic_structs(little_endian: bool, elf_class: int) -> ELFStructs:
 # bounded, so crafted machine values cannot grow it.
 @functools.lru_cache(maxsize=32)
 def _structs(
-    little_endian: bool, elf_class: int, e_type: str | int, machine: str | int, osabi: str | int
+    little_endian: bool, elf_class: int, e_type: object, machine: object, osabi: object
 ) -> ELFStructs:
+    # pyelftools passes unknown enum values through as ints; its layouts only switch on
+    # known names, so an unknown value means "no special case".
+    def known(value: object) -> str | None:
+        return value if isinstance(value, str) else None
+
     structs = ELFStructs(little_endian=little_endian, elfclass=elf_class)
     structs.create_basic_structs()
-    structs.create_advanced_structs(e_type, machine, osabi)
+    structs.create_advanced_structs(known(e_type), known(machine), known(osabi))
     return structs
 
 
@@ -293,7 +299,7 @@ class _Reader:
 
     def cstring(self, offset: int, limit: int, what: str) -> bytes:
         """A NUL-terminated string at `offset` that must end within `limit` bytes."""
-        chunk = self.read(offset, min(limit, MAX_STRING), what)
+        chunk = self.read(offset, limit, what)
         end = chunk.find(b"\0")
         if end < 0:
             raise ElfParseError(f"{what} at offset {offset} is not NUL-terminated in bounds")
@@ -308,52 +314,52 @@ def _align(value: int, alignment: int) -> int:
     return (value + alignment - 1) & -alignment
 
 
-class _NoteBudget:
-    """Counts notes across all note segments/sections of one file."""
+class _Notes:
+    """Finds the GNU build-id among notes, counting notes across the whole file."""
 
-    def __init__(self) -> None:
+    def __init__(self, rd: _Reader, structs: ELFStructs) -> None:
+        self.rd = rd
+        self.structs = structs
         self.left = MAX_NOTES
 
-    def take(self) -> None:
-        self.left -= 1
-        if self.left < 0:
-            raise ElfParseError(f"more than {MAX_NOTES} notes")
-
-
-def _build_id_in_notes(
-    rd: _Reader, structs: ELFStructs, offset: int, size: int, align: int, budget: _NoteBudget
-) -> str | None:
-    """The GNU build-id among the notes in [offset, offset + size), if any."""
-    end = offset + size
-    rd.read(offset, size, "note area") if size <= MAX_STRING else None  # cheap early check
-    if end > rd.size:
-        raise ElfParseError(f"note area (offset {offset}, {size} bytes) lies beyond the file")
-    # Notes in 8-aligned areas (GNU property notes on 64-bit) pad name and desc to 8.
-    step = 8 if align == 8 else 4
-    pos = offset
-    while pos + _NHDR_SIZE <= end:  # pos strictly grows: every note is at least 12 bytes
-        budget.take()
-        nhdr = structs.Elf_Nhdr.parse(rd.read(pos, _NHDR_SIZE, "note header"))
-        namesz: int = nhdr.n_namesz
-        descsz: int = nhdr.n_descsz
-        name_at = pos + _NHDR_SIZE
-        desc_at = name_at + _align(namesz, step)
-        if desc_at + descsz > end:
-            raise ElfParseError(
-                f"note at offset {pos} (name {namesz} bytes, desc {descsz} bytes) "
-                f"overruns its area ending at {end}"
-            )
-        if nhdr.n_type == _NT_GNU_BUILD_ID and namesz == 4:
-            if rd.read(name_at, 4, "note name") == b"GNU\0":
+    def build_id(self, offset: int, size: int, align: int) -> str | None:
+        """The GNU build-id among the notes in [offset, offset + size), if any."""
+        rd = self.rd
+        end = offset + size
+        if offset < 0 or end > rd.size:
+            raise ElfParseError(f"note area (offset {offset}, {size} bytes) lies beyond the file")
+        # Notes in 8-aligned areas (GNU property notes on 64-bit) align desc and the next
+        # note to 8 from the note's start, as readelf does; otherwise everything aligns to 4.
+        step = 8 if align == 8 else 4
+        pos = offset
+        while pos + _NHDR_SIZE <= end:  # pos strictly grows: every note is at least 12 bytes
+            self.left -= 1
+            if self.left < 0:
+                raise ElfParseError(f"more than {MAX_NOTES} notes")
+            nhdr = self.structs.Elf_Nhdr.parse(rd.read(pos, _NHDR_SIZE, "note header"))
+            namesz: int = nhdr.n_namesz
+            descsz: int = nhdr.n_descsz
+            name_at = pos + _NHDR_SIZE
+            desc_at = pos + _align(_NHDR_SIZE + namesz, step)
+            if desc_at + descsz > end:
+                raise ElfParseError(
+                    f"note at offset {pos} (name {namesz} bytes, desc {descsz} bytes) "
+                    f"overruns its area ending at {end}"
+                )
+            if (
+                nhdr.n_type == _NT_GNU_BUILD_ID
+                and namesz == 4
+                and rd.read(name_at, 4, "note name") == b"GNU\0"
+            ):
                 if not 0 < descsz <= MAX_BUILD_ID:
                     raise ElfParseError(f"GNU build-id of {descsz} bytes")
                 return rd.read(desc_at, descsz, "GNU build-id").hex()
-        pos = desc_at + _align(descsz, step)
-    return None
+            pos += _align(desc_at - pos + descsz, step)
+        return None
 
 
 def _build_id_from_sections(
-    rd: _Reader, lay: _Layout, structs: ELFStructs, budget: _NoteBudget
+    rd: _Reader, lay: _Layout, structs: ELFStructs, notes: _Notes
 ) -> str | None:
     """The GNU build-id from SHT_NOTE sections (objects have no program headers)."""
     if lay.shoff == 0:
@@ -364,8 +370,8 @@ def _build_id_from_sections(
     count = lay.shnum
     if count == 0:  # extended numbering: the count is section 0's sh_size
         count = structs.Elf_Shdr.parse(rd.read(lay.shoff, shdr_size, "section header 0")).sh_size
-    if count > MAX_SECTIONS:
-        raise ElfParseError(f"{count} section headers")
+    if count * lay.shentsize > MAX_SECTION_TABLE:
+        raise ElfParseError(f"{count} section headers of {lay.shentsize} bytes")
     table = rd.read(lay.shoff, count * lay.shentsize, "section header table")
     u32 = _U32[lay.endian]
     for index in range(count):
@@ -373,15 +379,13 @@ def _build_id_from_sections(
         if u32.unpack_from(table, at + 4)[0] != _SHT_NOTE:  # sh_type, before parsing fully
             continue
         shdr = structs.Elf_Shdr.parse(table[at : at + shdr_size])
-        found = _build_id_in_notes(
-            rd, structs, shdr.sh_offset, shdr.sh_size, shdr.sh_addralign, budget
-        )
+        found = notes.build_id(shdr.sh_offset, shdr.sh_size, shdr.sh_addralign)
         if found is not None:
             return found
     return None
 
 
-def _file_offset(loads: list[Any], vaddr: int) -> int | None:
+def _file_offset(loads: list[Container], vaddr: int) -> int | None:
     """Map a virtual address to a file offset through the PT_LOAD segments."""
     for seg in loads:
         if seg.p_vaddr <= vaddr < seg.p_vaddr + seg.p_filesz:
@@ -389,7 +393,9 @@ def _file_offset(loads: list[Any], vaddr: int) -> int | None:
     return None
 
 
-def _read_dynamic(rd: _Reader, lay: _Layout, structs: ELFStructs, dyn: Any, loads: list[Any]) -> ElfInfo:
+def _read_dynamic(
+    rd: _Reader, lay: _Layout, structs: ELFStructs, dyn: Container, loads: list[Container]
+) -> ElfInfo:
     """SONAME, NEEDED, RPATH and RUNPATH from the PT_DYNAMIC segment."""
     entsize = _DYN_SIZE[lay.elf_class]
     count = dyn.p_filesz // entsize
@@ -423,7 +429,8 @@ def _read_dynamic(rd: _Reader, lay: _Layout, structs: ELFStructs, dyn: Any, load
     def string(tag: str, offset: int) -> str:
         if offset >= strsz:
             raise ElfParseError(f"{tag} string offset {offset} beyond string table size {strsz}")
-        value = rd.cstring(strtab + offset, strsz - offset, f"{tag} string")
+        longest = MAX_PATH_LIST if tag in ("DT_RPATH", "DT_RUNPATH") else MAX_STRING
+        value = rd.cstring(strtab + offset, min(strsz - offset, longest), f"{tag} string")
         # An empty name is what an out-of-range or zeroed offset yields; no linker writes it.
         if not value and tag in ("DT_NEEDED", "DT_SONAME"):
             raise ElfParseError(f"empty {tag} string (offset {offset})")
@@ -448,30 +455,35 @@ def _read_info(fh: BinaryIO, size: int) -> ElfInfo:
         raise ElfParseError("not an ELF file")
     little = lay.endian == "little"
     ehdr = _basic_structs(little, lay.elf_class).Elf_Ehdr.parse(head)
-    structs = _structs(
-        little, lay.elf_class, ehdr.e_type, ehdr.e_machine, ehdr.e_ident.EI_OSABI
-    )
+    structs = _structs(little, lay.elf_class, ehdr.e_type, ehdr.e_machine, ehdr.e_ident.EI_OSABI)
 
     phdr_size = _PHDR_SIZE[lay.elf_class]
-    table = rd.read(lay.phoff, lay.phnum * lay.phentsize, "program header table")
-    interps: list[Any] = []
-    dynamics: list[Any] = []
-    notes: list[Any] = []
-    loads: list[Any] = []
-    for at in range(0, len(table), lay.phentsize):  # phnum is bounded by _layout
-        phdr = structs.Elf_Phdr.parse(table[at : at + phdr_size])
-        {"PT_INTERP": interps, "PT_DYNAMIC": dynamics, "PT_NOTE": notes, "PT_LOAD": loads}.get(
-            phdr.p_type, []
-        ).append(phdr)
+    interps: list[Container] = []
+    dynamics: list[Container] = []
+    notes: list[Container] = []
+    loads: list[Container] = []
+    if lay.phnum:
+        table = rd.read(lay.phoff, lay.phnum * lay.phentsize, "program header table")
+        for at in range(0, len(table), lay.phentsize):  # phnum is bounded by _layout
+            phdr = structs.Elf_Phdr.parse(table[at : at + phdr_size])
+            if phdr.p_type == "PT_LOAD":
+                loads.append(phdr)
+            elif phdr.p_type == "PT_DYNAMIC":
+                dynamics.append(phdr)
+            elif phdr.p_type == "PT_INTERP":
+                interps.append(phdr)
+            elif phdr.p_type == "PT_NOTE":
+                notes.append(phdr)
     if len(interps) > 1 or len(dynamics) > 1:
         raise ElfParseError("more than one PT_INTERP or PT_DYNAMIC segment")
 
     info = _read_dynamic(rd, lay, structs, dynamics[0], loads) if dynamics else ElfInfo()
 
     interpreter = None
-    if interps:
+    # Separate debug files (objcopy --only-keep-debug) keep the header with no bytes.
+    if interps and interps[0].p_filesz:
         seg = interps[0]
-        if not 1 < seg.p_filesz <= MAX_STRING:
+        if seg.p_filesz > MAX_STRING:
             raise ElfParseError(f"PT_INTERP of {seg.p_filesz} bytes")
         raw = rd.read(seg.p_offset, seg.p_filesz, "PT_INTERP")
         # The kernel refuses an interpreter path that does not end in NUL.
@@ -479,14 +491,14 @@ def _read_info(fh: BinaryIO, size: int) -> ElfInfo:
             raise ElfParseError("PT_INTERP is empty or not NUL-terminated")
         interpreter = _decode(raw[: raw.index(b"\0")])
 
-    budget = _NoteBudget()
+    note_reader = _Notes(rd, structs)
     build_id = None
     for seg in notes:  # bounded by phnum
-        build_id = _build_id_in_notes(rd, structs, seg.p_offset, seg.p_filesz, seg.p_align, budget)
+        build_id = note_reader.build_id(seg.p_offset, seg.p_filesz, seg.p_align)
         if build_id is not None:
             break
-    if not notes:
-        build_id = _build_id_from_sections(rd, lay, structs, budget)
+    if not notes:  # relocatable objects (kernel modules) keep notes in sections only
+        build_id = _build_id_from_sections(rd, lay, structs, note_reader)
     return attrs.evolve(info, interpreter=interpreter, build_id=build_id)
 
 
