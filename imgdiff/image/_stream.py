@@ -50,7 +50,6 @@ class _Decomp(Protocol):
     def unused_data(self) -> bytes: ...
 
 
-
 def _pieces(fh: BinaryIO, size: int) -> Iterator[bytes]:
     while True:
         data = fh.read(size)
