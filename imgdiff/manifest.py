@@ -8,6 +8,7 @@ it does not compare images (that is `imgdiff.delta`).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,10 +22,11 @@ from imgdiff import _digest, _parallel
 from imgdiff.cache import DigestCache
 from imgdiff.errors import BadInput
 from imgdiff.image import DirImage, Image, Limits, open_image
-from imgdiff.image.base import FileId
+from imgdiff.image.base import CONTENT_MAGICS, FileId
 from imgdiff.model import Entry, EntryType, ImageWarning
 
 SCHEMA = "imgdiff.manifest/1"
+_SAVED_HEAD = 1024  # enough for the ELF header and program headers classification reads
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 ProgressFn = Callable[[int, int], None]
@@ -75,6 +77,7 @@ class Manifest:
         self.info = info
         self.warnings = list(warnings)
         self._image = image
+        self._heads: dict[str, bytes] = {}  # from a saved manifest: no image to read them from
         self._cache = cache
         self.hashed_files = 0  # files whose content was read (cache misses), for callers/tests
 
@@ -141,8 +144,20 @@ class Manifest:
     def head(self, path: str) -> bytes | None:
         """Leading bytes of a regular file, for classification; None when unknown."""
         if self._image is None:
-            return None
+            return self._heads.get(path)
         return self._image.head(self.entries[path])
+
+    def _content_heads(self) -> dict[str, bytes]:
+        """Heads of the files whose kind depends on content, for saving."""
+        if self._image is None:
+            return dict(self._heads)
+        out = {}
+        for path, e in self.entries.items():
+            if e.type is EntryType.FILE and e.size >= 4:
+                head = self._image.head(e)
+                if head is not None and head.startswith(CONTENT_MAGICS):
+                    out[path] = head[:_SAVED_HEAD]
+        return out
 
     # -- digests -----------------------------------------------------------------------
     def digest(self, path: str) -> str | None:
@@ -238,6 +253,7 @@ class Manifest:
             "identity": self.identity,
             "warnings": [[w.path, w.message] for w in self.warnings],
             "entries": [_entry_row(self.entries[p]) for p in sorted(self.entries)],
+            "heads": {p: base64.b64encode(h).decode() for p, h in self._content_heads().items()},
         }
         raw = json.dumps(doc, separators=(",", ":")).encode("ascii")
         data = zstandard.ZstdCompressor(level=6).compress(raw)
@@ -266,10 +282,13 @@ class Manifest:
                 entries[entry.path] = entry
             info = ImageInfo(**doc["info"])
             warnings = [ImageWarning(p, m) for p, m in doc.get("warnings", [])]
+            heads = {str(p): base64.b64decode(h) for p, h in doc.get("heads", {}).items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInput(name, f"malformed manifest: {exc}") from None
         info = attrs.evolve(info, format=f"manifest({info.format})")
-        return cls(entries, info, warnings)
+        manifest = cls(entries, info, warnings)
+        manifest._heads = heads
+        return manifest
 
 
 def _open(source: str | Image | Manifest, limits: Limits | None) -> Image | Manifest:

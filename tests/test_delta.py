@@ -201,3 +201,14 @@ def test_identical_trees_built_twice_have_equal_identity(tree_pair: TreePair) ->
         Manifest.read(str(old), use_cache=False).identity
         != Manifest.read(str(new), use_cache=False).identity
     )
+
+
+def test_saved_manifest_keeps_content_kinds(tree_pair: TreePair, tmp_path: Path) -> None:
+    elf = Path("/bin/true").read_bytes()
+    old, new = tree_pair({"usr/bin/tool": elf})
+    (new / "usr/bin/tool").write_bytes(elf + b"\0")
+    saved_old, saved_new = tmp_path / "o.manifest", tmp_path / "n.manifest"
+    Manifest.read(str(old), use_cache=False).save(saved_old)
+    Manifest.read(str(new), use_cache=False).save(saved_new)
+    (change,) = imgdiff.diff(str(saved_old), str(saved_new)).changes
+    assert change.kind == "elf-executable"
