@@ -70,6 +70,32 @@ class Delta:
         status = Status(status)
         return tuple(c for c in self.changes if c.status is status)
 
+    def by_kind(self, *kinds: str) -> tuple[Change, ...]:
+        """The changes whose kind is one of `kinds`."""
+        return tuple(c for c in self.changes if c.kind in kinds)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `imgdiff.delta/1` document (what `imgdiff diff --json` prints)."""
+        from imgdiff.report.json import delta_doc
+
+        return delta_doc(self)
+
+    def to_pandas(self) -> Any:
+        """A `pandas.DataFrame`, one row per change (pandas is not a dependency)."""
+        from imgdiff.report.notebook import delta_frame
+
+        return delta_frame(self)
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        from imgdiff.report.console import render_delta
+
+        yield render_delta(self)
+
+    def _repr_html_(self) -> str:
+        from imgdiff.report.notebook import delta_html
+
+        return delta_html(self)
+
 
 def _meta_aspects(a: Entry, b: Entry) -> list[Aspect]:
     aspects = []

@@ -1,0 +1,99 @@
+"""Presentation: the JSON contract, console and notebook renderings, the CLI's streams."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+import imgdiff
+from imgdiff.cli import main
+
+from .conftest import TreePair
+
+FILES: dict[str, str | bytes] = {"etc/a.conf": "a = 1\n", "usr/share/doc/x/README": "x\n"}
+
+
+@pytest.fixture
+def delta(tree_pair: TreePair) -> imgdiff.Delta:
+    old, new = tree_pair(FILES)
+    (new / "etc/a.conf").write_text("a = 22\n")
+    raw = os.path.join(os.fsencode(new / "etc"), b"<script>\x1b[31m\xff")
+    with open(raw, "wb") as fh:
+        fh.write(b"hostile name")
+    return imgdiff.diff(str(old), str(new), use_cache=False)
+
+
+def test_json_document_has_the_contract_keys(delta: imgdiff.Delta) -> None:
+    doc = delta.to_json()
+    assert doc["schema"] == "imgdiff.delta/1"
+    assert set(doc) >= {"schema", "old", "new", "stats", "changes"}
+    for change in doc["changes"]:
+        assert set(change) >= {"path", "status", "aspects", "kind", "old", "new"}
+        assert set(change["aspects"]) <= {"content", "mode", "owner", "type", "target", "xattrs"}
+    by_path = {c["path"]: c for c in doc["changes"]}
+    assert by_path["/etc/a.conf"]["aspects"] == ["content"]
+    assert by_path["/etc/a.conf"]["kind"] == "config"
+
+
+def test_console_rendering_escapes_control_bytes(delta: imgdiff.Delta) -> None:
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(delta)
+    text = out.getvalue()
+    assert "\x1b" not in text
+    assert "\\x1b[31m\\xff" in text
+    assert "/etc/a.conf" in text
+
+
+def test_html_escapes_markup_in_names(delta: imgdiff.Delta) -> None:
+    page = delta._repr_html_()
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+
+
+def test_to_pandas_or_a_clear_error(delta: imgdiff.Delta) -> None:
+    if importlib.util.find_spec("pandas") is None:
+        with pytest.raises(imgdiff.ImgdiffError, match="pip install pandas"):
+            delta.to_pandas()
+    else:
+        frame = delta.to_pandas()
+        assert list(frame["path"]) == [c.path for c in delta.changes]
+
+
+def test_cli_json_on_a_pipe_is_clean_json(tree_pair: TreePair) -> None:
+    old, new = tree_pair(FILES)
+    (new / "etc/a.conf").write_text("a = 3\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "imgdiff", "diff", str(old), str(new), "--json", "--no-cache"],
+        capture_output=True,
+        check=True,
+    )
+    doc = json.loads(proc.stdout)
+    assert [c["path"] for c in doc["changes"]] == ["/etc/a.conf"]
+    assert proc.stderr == b""
+
+
+def test_manifest_verb_writes_a_file_diff_can_read(
+    tree_pair: TreePair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = tree_pair(FILES)
+    saved = tmp_path / "old.manifest"
+    assert main(["manifest", str(old), "-o", str(saved), "--no-cache"]) == 0
+    assert main(["diff", str(saved), str(new), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["changes"] == []
+
+
+def test_demo_runs_and_shows_the_update(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    kinds = {c["path"]: c["kind"] for c in doc["changes"]}
+    assert kinds["/usr/lib/python3.11/wsgiref/__init__.py"] == "python-source"
+    assert kinds["/etc/app/app.conf"] == "config"
+    assert doc["stats"]["mtime_only"] > 0
