@@ -179,6 +179,11 @@ def compare(
         changes = [attrs.evolve(c, kind=classify(c)) for c in changes]
     stats = _stats(old, new, changes, unchanged, mtime_only)
     warnings = tuple(old.warnings) + tuple(new.warnings)
+    warnings += tuple(
+        ImageWarning(c.path, "ELF headers are malformed: classified elf-unparseable")
+        for c in changes
+        if c.kind == "elf-unparseable"
+    )
     return Delta(old.info, new.info, tuple(changes), stats, warnings)
 
 

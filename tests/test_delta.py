@@ -212,3 +212,14 @@ def test_saved_manifest_keeps_content_kinds(tree_pair: TreePair, tmp_path: Path)
     Manifest.read(str(new), use_cache=False).save(saved_new)
     (change,) = imgdiff.diff(str(saved_old), str(saved_new)).changes
     assert change.kind == "elf-executable"
+
+
+def test_malformed_elf_is_unparseable_with_a_warning(tree_pair: TreePair) -> None:
+    elf = bytearray(Path("/bin/true").read_bytes())
+    old, new = tree_pair({"usr/bin/tool": bytes(elf)})
+    elf[0x38:0x3A] = (0xFFFF).to_bytes(2, "little")  # e_phnum: far more headers than exist
+    (new / "usr/bin/tool").write_bytes(bytes(elf))
+    delta = imgdiff.diff(str(old), str(new), use_cache=False)
+    (change,) = delta.changes
+    assert change.kind == "elf-unparseable"
+    assert [w.path for w in delta.warnings] == ["/usr/bin/tool"]

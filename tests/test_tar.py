@@ -246,3 +246,13 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["diff", "only-one"])
     assert exc.value.code == 2
+
+
+def test_corrupt_header_checksum_mid_archive(rich_tree: Path, tmp_path: Path) -> None:
+    data = bytearray(gnu_tar(rich_tree, tmp_path / "img.tar").read_bytes())
+    at = data.find(b"./etc/app.conf\0")
+    assert at > 0
+    assert at % 512 == 0  # the name field starts the header block
+    data[at + 2] ^= 0x20  # "./Etc/app.conf": the stored checksum no longer matches
+    with pytest.raises(BadInput, match=f"corrupt tar header at byte {at}"):
+        _entries(_write(tmp_path, bytes(data), "hdr.tar"))

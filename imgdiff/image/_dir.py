@@ -8,6 +8,7 @@ changed under it. Devices, FIFOs and sockets are recorded and never opened.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
 
@@ -31,6 +32,41 @@ _TYPES = {
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
+# Filesystems that hold kernel or run-time state, never image content: a walk of a live
+# root (or of a chroot with /proc mounted) records their mount point and stops there.
+VIRTUAL_FS = frozenset({
+    "proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "cgroup", "cgroup2", "securityfs",
+    "debugfs", "tracefs", "pstore", "bpf", "mqueue", "hugetlbfs", "configfs", "fusectl",
+    "binfmt_misc", "autofs", "efivarfs", "rpc_pipefs", "nsfs", "ramfs",
+})  # fmt: skip
+
+
+def _unescape_mountinfo(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def virtual_mounts(root: str, mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
+    """Mount points strictly below `root` with a virtual filesystem: {path: fstype}."""
+    out: dict[str, str] = {}
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return out
+    prefix = root.rstrip("/") + "/"
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right:
+            continue
+        point = _unescape_mountinfo(fields[4])
+        fstype = right.split()[0]
+        if point.startswith(prefix) and fstype in VIRTUAL_FS:
+            out[point] = fstype
+    return out
+
+
 def _read_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
     try:
         names = sorted(os.listxattr(path, follow_symlinks=False))
@@ -52,14 +88,22 @@ class DirImage(Image):
 
     format = "dir"
 
-    def __init__(self, path: str, *, limits: Limits | None = None, xattrs: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        limits: Limits | None = None,
+        xattrs: bool = True,
+        skip_virtual: bool = True,
+    ) -> None:
         super().__init__(path, limits=limits)
         if not os.path.isdir(path):
             raise BadInput(path, "not a directory")
-        self.root = os.path.abspath(path)
+        self.root = os.path.realpath(path)
         self._xattrs = xattrs
         self.file_ids: dict[str, FileId] = {}
         self._root_fd: int | None = None
+        self._skip = virtual_mounts(self.root) if skip_virtual else {}
 
     def entries(self) -> Iterator[Entry]:
         limits = self.limits
@@ -69,6 +113,7 @@ class DirImage(Image):
         count = 0
         file_ids = self.file_ids
         inodes: dict[tuple[int, int], str] = {}
+        skip = self._skip
         while stack:
             top = stack.pop()
             try:
@@ -97,7 +142,10 @@ class DirImage(Image):
                     hardlink = None
                     rdev = None
                     if etype is EntryType.DIR:
-                        stack.append(full)
+                        if full in skip:
+                            self.warn(ipath, f"{skip[full]} mounted here: contents not read")
+                        else:
+                            stack.append(full)
                     elif etype is EntryType.FILE:
                         file_ids[ipath] = FileId(st.st_dev, st.st_ino, st.st_ctime_ns)
                         if st.st_nlink > 1:
