@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import attrs
 
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported
-from imgdiff.image._tar import TarReader
+from imgdiff.image._tar import TarReader, member_entry
 from imgdiff.image.base import Image, Limits
 from imgdiff.model import Entry, EntryType
 
@@ -322,54 +322,23 @@ class OciImage(Image):
         gone: set[str] = set()  # whiteouts: the path and everything under it
         emptied: set[str] = set()  # opaque directories: everything under them
         for m in reader.members():
-            parent, _, base = m.name.rpartition("/")
-            if base.startswith(_WH):
-                if base == _OPAQUE:
+            parent, _, leaf = m.name.rpartition("/")
+            if leaf.startswith(_WH):
+                if leaf == _OPAQUE:
                     emptied.add(parent or "/")
                     continue
-                victim = base[len(_WH) :]
+                victim = leaf[len(_WH) :]
                 if victim in ("", ".", "..") or victim.startswith(_WH):
                     raise BadInput(name, "whiteout names no file inside the image", m.name)
                 gone.add(f"{parent}/{victim}")
                 continue
-            if m.hardlink:
-                assert m.linkname is not None
-                base_entry = layer.get(m.linkname) or state.get(m.linkname)
-                if base_entry is None or base_entry.type is not EntryType.FILE:
-                    raise BadInput(name, f"hard link to missing or non-file {m.linkname!r}", m.name)
-                group = base_entry.hardlink or base_entry.path
-                if base_entry.hardlink is None:
-                    home = layer if m.linkname in layer else state
-                    home[m.linkname] = attrs.evolve(base_entry, hardlink=group)
-                entry = Entry(
-                    m.name,
-                    EntryType.FILE,
-                    m.mode,
-                    m.uid,
-                    m.gid,
-                    base_entry.size,
-                    m.mtime_ns,
-                    None,
-                    group,
-                    None,
-                    m.xattrs or base_entry.xattrs,
-                    base_entry.digest,
-                )
-            else:
-                entry = Entry(
-                    m.name,
-                    m.type,
-                    m.mode,
-                    m.uid,
-                    m.gid,
-                    m.size,
-                    m.mtime_ns,
-                    m.linkname,
-                    None,
-                    m.rdev,
-                    m.xattrs,
-                    m.digest,
-                )
+            base: Entry | None = None
+            if m.hardlink and m.linkname:
+                base = layer.get(m.linkname) or state.get(m.linkname)
+            entry, regrouped = member_entry(m, base, name)
+            if regrouped is not None:
+                home = layer if regrouped.path in layer else state
+                home[regrouped.path] = regrouped
             layer.pop(m.name, None)
             layer[m.name] = entry
         if gone or emptied:

@@ -346,6 +346,28 @@ class TarImage(Image):
             fh.close()
 
 
+def member_entry(m: Member, base: Entry | None, src: str) -> tuple[Entry, Entry | None]:
+    """The entry for member `m`, and for a hard link its `base` regrouped (or None).
+
+    A hard link shares its base's inode: its content, size and xattrs; the group is
+    named after the base's path (renamed to the smallest path later, in `Manifest`).
+    """
+    if not m.hardlink:
+        entry = Entry(
+            m.name, m.type, m.mode, m.uid, m.gid, m.size, m.mtime_ns,
+            m.linkname, None, m.rdev, m.xattrs, m.digest,
+        )  # fmt: skip
+        return entry, None
+    if base is None or base.type is not EntryType.FILE:
+        raise BadInput(src, f"hard link to missing or non-file {m.linkname!r}", m.name)
+    group = base.hardlink or base.path
+    entry = Entry(
+        m.name, EntryType.FILE, m.mode, m.uid, m.gid, base.size, m.mtime_ns,
+        None, group, None, m.xattrs or base.xattrs, base.digest,
+    )  # fmt: skip
+    return entry, (attrs.evolve(base, hardlink=group) if base.hardlink is None else None)
+
+
 def members_to_entries(members: Iterator[Member], src: str) -> Iterator[Entry]:
     """Resolve hard links against earlier members and turn members into entries.
 
@@ -354,45 +376,13 @@ def members_to_entries(members: Iterator[Member], src: str) -> Iterator[Entry]:
     """
     seen: dict[str, Entry] = {}
     for m in members:
-        if m.hardlink:
-            assert m.linkname is not None
-            base = seen.get(m.linkname)
-            if base is None or base.type is not EntryType.FILE:
-                raise BadInput(src, f"hard link to missing or non-file {m.linkname!r}", m.name)
-            group = base.hardlink or base.path
-            if base.hardlink is None:
-                seen[base.path] = attrs.evolve(base, hardlink=group)
-            seen[m.name] = Entry(
-                m.name,
-                EntryType.FILE,
-                m.mode,
-                m.uid,
-                m.gid,
-                base.size,
-                m.mtime_ns,
-                None,
-                group,
-                None,
-                m.xattrs or base.xattrs,
-                base.digest,  # one inode: shared xattrs
-            )
-            continue
+        base = seen.get(m.linkname) if m.hardlink and m.linkname else None
+        entry, regrouped = member_entry(m, base, src)
+        if regrouped is not None:
+            seen[regrouped.path] = regrouped
         seen.pop(m.name, None)  # re-insert so dict order follows the last write
-        seen[m.name] = Entry(
-            m.name,
-            m.type,
-            m.mode,
-            m.uid,
-            m.gid,
-            m.size,
-            m.mtime_ns,
-            m.linkname,
-            None,
-            m.rdev,
-            m.xattrs,
-            m.digest,
-        )
+        seen[m.name] = entry
     yield from seen.values()
 
 
-__all__ = ["Member", "TarImage", "TarReader", "members_to_entries", "normalize"]
+__all__ = ["Member", "TarImage", "TarReader", "member_entry", "members_to_entries", "normalize"]
