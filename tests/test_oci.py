@@ -8,9 +8,11 @@ import io
 import json
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
+import zstandard
 
 import imgdiff
 from imgdiff import BadInput, Manifest
@@ -174,3 +176,13 @@ def test_blob_path_cannot_escape_the_layout(tmp_path: Path) -> None:
     (layout / "index.json").write_text(json.dumps(index))
     with pytest.raises(BadInput, match="malformed digest"):
         Manifest.read(str(layout), use_cache=False)
+
+
+def test_hardlink_to_a_lower_layer_and_zstd_layers(tmp_path: Path) -> None:
+    lower = crafted_tar([member("usr/bin/python3.11", b"\x7fELF interpreter")])
+    link = member("usr/bin/python3", type=tarfile.LNKTYPE, linkname="usr/bin/python3.11")
+    upper = zstandard.ZstdCompressor().compress(crafted_tar([link]))
+    m = Manifest.read(str(_handmade_layout(tmp_path, [lower, upper])), use_cache=False)
+    a, b = m["/usr/bin/python3.11"], m["/usr/bin/python3"]
+    assert a.digest == b.digest
+    assert a.hardlink == b.hardlink == "/usr/bin/python3"
