@@ -60,5 +60,9 @@ def delta_doc(delta: Delta) -> dict[str, Any]:
 
 
 def dumps(doc: dict[str, Any]) -> str:
-    """Serialise a document as ASCII JSON (lone surrogates escaped)."""
-    return json.dumps(doc, indent=1, ensure_ascii=True)
+    """Serialise a document as compact ASCII JSON (lone surrogates escaped).
+
+    No indentation: `indent` makes the json module fall back to its pure-Python encoder,
+    4x slower on a large delta. Pipe through `jq .` to read it.
+    """
+    return json.dumps(doc, ensure_ascii=True, separators=(",", ":"))
