@@ -10,15 +10,18 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from imgdiff.delta import Delta
 from imgdiff.errors import escape_path
 from imgdiff.model import Status
+
+if TYPE_CHECKING:  # the model renders itself through these: import it lazily
+    from imgdiff.delta import Delta
 
 _STYLE = {Status.ADDED: "green", Status.REMOVED: "red", Status.MODIFIED: "yellow"}
 

@@ -8,10 +8,12 @@ default `ensure_ascii=True` writes their lone surrogates as `\\udcXX` escapes, s
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imgdiff.delta import Delta
 from imgdiff.model import Change, Entry
+
+if TYPE_CHECKING:  # the model renders itself through these: import it lazily
+    from imgdiff.delta import Delta
 
 DELTA_SCHEMA = "imgdiff.delta/1"
 

@@ -7,10 +7,12 @@ HTML escapes every name, so a hostile path cannot inject markup into a notebook.
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imgdiff.delta import Delta
 from imgdiff.errors import ImgdiffError, escape_path
+
+if TYPE_CHECKING:  # the model renders itself through these: import it lazily
+    from imgdiff.delta import Delta
 
 _MAX_ROWS = 500
 
