@@ -20,7 +20,7 @@ import zstandard
 
 from imgdiff import _digest, _parallel
 from imgdiff.cache import DigestCache
-from imgdiff.errors import BadInput
+from imgdiff.errors import BadInput, Unsupported
 from imgdiff.image import DirImage, Image, Limits, open_image
 from imgdiff.image.base import CONTENT_MAGICS, FileId
 from imgdiff.model import Entry, EntryType, ImageWarning
@@ -84,12 +84,22 @@ class Manifest:
     # -- construction ------------------------------------------------------------------
     @classmethod
     def read(
-        cls, source: str | Image, *, use_cache: bool = True, limits: Limits | None = None
+        cls,
+        source: str | Image,
+        *,
+        use_cache: bool = True,
+        limits: Limits | None = None,
+        capture: Callable[[str], bool] | None = None,
     ) -> Manifest:
-        """Read an image (directory, tar, OCI, docker-save) or a saved manifest file."""
+        """Read an image (directory, tar, OCI, docker-save) or a saved manifest file.
+
+        `capture` selects files whose contents streaming readers keep on the way (see
+        `read_files`), so package databases cost no second pass over an archive.
+        """
         opened = _open(source, limits)  # a Manifest comes back only for a saved file
         if isinstance(opened, Manifest):
             return opened
+        opened.capture = capture
         return cls._build(opened, list(opened.entries()), use_cache)
 
     @classmethod
@@ -100,10 +110,13 @@ class Manifest:
         *,
         use_cache: bool = True,
         limits: Limits | None = None,
+        capture: Callable[[str], bool] | None = None,
     ) -> tuple[Manifest, Manifest]:
         """Read two images at once: the old one in a forked worker, the new one here."""
         pair = [_open(old, limits), _open(new, limits)]
         images = [x for x in pair if isinstance(x, Image)]
+        for image in images:
+            image.capture = capture
         if len(images) == 2 and _parallel.workers() > 1:
             walked = _parallel.fork_map(_walk, images[::-1], size=_parallel.MIN_ITEMS)[::-1]
             built = [
@@ -140,6 +153,15 @@ class Manifest:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.entries)
+
+    def read_files(self, paths: Iterable[str]) -> dict[str, bytes]:
+        """Contents of regular files of the image (package databases, unit files, …).
+
+        Raises `Unsupported` for a manifest loaded from a file: it holds no contents.
+        """
+        if self._image is None:
+            raise Unsupported(f"{self.info.path}: a saved manifest holds no file contents")
+        return self._image.read_files(list(paths))
 
     def head(self, path: str) -> bytes | None:
         """Leading bytes of a regular file, for classification; None when unknown."""
@@ -300,7 +322,9 @@ def _open(source: str | Image | Manifest, limits: Limits | None) -> Image | Mani
 
 
 _Row = tuple[Any, ...]
-_State = tuple[str, list[tuple[str, str]], dict[str, bytes], list[tuple[str, int, int, int]]]
+_State = tuple[
+    str, list[tuple[str, str]], dict[str, bytes], dict[str, bytes], list[tuple[str, int, int, int]]
+]
 
 
 def _walk(image: Image) -> tuple[list[_Row], _State]:
@@ -313,11 +337,12 @@ def _walk(image: Image) -> tuple[list[_Row], _State]:
     ]  # fmt: skip
     ids = image.file_ids if isinstance(image, DirImage) else {}
     warnings = [(w.path, w.message) for w in image.warnings]
-    return rows, (image.format, warnings, image.heads, [(p, *i) for p, i in ids.items()])
+    ids_rows = [(p, *i) for p, i in ids.items()]
+    return rows, (image.format, warnings, image.heads, image.captured, ids_rows)
 
 
 def _restore(image: Image, walked: tuple[list[_Row], _State]) -> list[Entry]:
-    rows, (image.format, warnings, image.heads, ids) = walked
+    rows, (image.format, warnings, image.heads, image.captured, ids) = walked
     image.warnings = [ImageWarning(p, m) for p, m in warnings]
     if isinstance(image, DirImage):
         image.file_ids = {p: FileId(d, i, c) for p, d, i, c in ids}

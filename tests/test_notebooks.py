@@ -16,7 +16,9 @@ def test_notebook_runs(path: Path) -> None:
     scope: dict[str, object] = {"__name__": "__notebook__"}
     for cell in doc["cells"]:
         if cell["cell_type"] == "code":
-            exec(compile("".join(cell["source"]), f"{path.name}", "exec"), scope)  # our own notebook
+            exec(
+                compile("".join(cell["source"]), f"{path.name}", "exec"), scope
+            )  # our own notebook
     assert "delta" in scope
 
 

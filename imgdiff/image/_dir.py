@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from imgdiff import _digest
 from imgdiff.errors import BadInput
@@ -217,6 +217,28 @@ class DirImage(Image):
         if nread != entry.size:
             return None, "size changed while the image was being read"
         return digest, None
+
+    def read_files(self, paths: Collection[str]) -> dict[str, bytes]:
+        """Contents of regular files opened beneath the root, no symlink followed."""
+        out: dict[str, bytes] = {}
+        budget = self.limits.max_capture_bytes
+        for path in paths:
+            try:
+                fd, st = _fs.open_regular(self._root(), os.fsencode(path.lstrip("/")))
+            except OSError:
+                continue
+            try:
+                if st.st_size > budget:
+                    raise self.limit("files to read exceed the capture limit", path)
+                data = os.pread(fd, st.st_size + 1, 0)
+            except OSError as exc:
+                self.warn(path, f"unreadable: {exc.strerror}")
+                continue
+            finally:
+                os.close(fd)
+            budget -= len(data)
+            out[path] = data
+        return out
 
     def head(self, entry: Entry) -> bytes | None:
         try:

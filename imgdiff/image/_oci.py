@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import attrs
 
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported
-from imgdiff.image._tar import TarReader, member_entry
+from imgdiff.image._tar import Member, TarReader, keep_content, member_entry
 from imgdiff.image.base import Image, Limits
 from imgdiff.model import Entry, EntryType
 
@@ -321,6 +321,8 @@ class OciImage(Image):
         layer: dict[str, Entry] = {}
         gone: set[str] = set()  # whiteouts: the path and everything under it
         emptied: set[str] = set()  # opaque directories: everything under them
+        layer_kept: list[Member] = []  # captured content, applied after the removals
+        layer_plain: set[str] = set()
         for m in reader.members():
             parent, _, leaf = m.name.rpartition("/")
             if leaf.startswith(_WH):
@@ -341,14 +343,23 @@ class OciImage(Image):
                 home[regrouped.path] = regrouped
             layer.pop(m.name, None)
             layer[m.name] = entry
+            if m.content is not None or m.hardlink:
+                layer_kept.append(m)
+            else:
+                layer_plain.add(m.name)
         if gone or emptied:
             for path in list(state):
                 if path in gone or _under_any(path, gone) or _under_any(path, emptied):
                     del state[path]
                     heads.pop(path, None)
+                    self.captured.pop(path, None)
         for path, entry in layer.items():
             state.pop(path, None)
             state[path] = entry
+        for path in layer_plain:
+            self.captured.pop(path, None)
+        for m in layer_kept:
+            keep_content(self.captured, m)
 
 
 def _under_any(path: str, dirs: set[str]) -> bool:

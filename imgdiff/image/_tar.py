@@ -53,6 +53,7 @@ class Member:
     xattrs: tuple[tuple[str, bytes], ...]
     digest: str | None
     offset: int = -1  # where the content starts in the (decompressed) stream
+    content: bytes | None = None  # kept when the owner's `capture` selects this path
 
 
 def _number(field: bytes, src: str, what: str, name: str) -> int:
@@ -143,6 +144,7 @@ class TarReader:
         self.name = name
         self.limits = limits
         self.owner = owner
+        self.kept_bytes = 0
 
     def _long(self, size: int, what: str) -> bytes:
         if size > self.limits.max_header_bytes:
@@ -153,11 +155,19 @@ class TarReader:
         self.stream.read(-size % BLOCK)
         return data
 
+    def _keep(self, pieces: list[bytes], shown: str) -> bytes:
+        data = b"".join(pieces)
+        self.kept_bytes += len(data)
+        if self.kept_bytes > self.limits.max_capture_bytes:
+            raise LimitExceeded(self.name, "package databases larger than the capture limit", shown)
+        return data
+
     def members(self, *, hash_content: bool = True) -> Iterator[Member]:
         """Yield every member; content of regular files is hashed (or skipped), the rest skipped."""
         src = self.name
         stream = self.stream
         limits = self.limits
+        capture = self.owner.capture
         global_pax: dict[str, bytes] = {}
         pax: dict[str, bytes] = {}
         long_name: bytes | None = None
@@ -254,6 +264,14 @@ class TarReader:
                 raise BadInput(src, f"unsupported tar member type {typeflag!r}", shown)
             path = normalize(raw_name, src, self.owner)
             heads = self.owner.heads
+            keep = (
+                capture is not None
+                and path is not None
+                and etype is EntryType.FILE
+                and not hardlink
+                and capture(path)
+            )
+            kept: list[bytes] = []
             rdev = None
             if etype in (EntryType.CHAR, EntryType.BLOCK):
                 rdev = (
@@ -287,6 +305,8 @@ class TarReader:
                             heads.pop(path, None)
                     hasher.update(piece)
                     got += len(piece)
+                    if keep:
+                        kept.append(bytes(piece))
                 if got < size:
                     raise BadInput(src, "truncated tar archive (member content)", shown)
                 digest = _digest.finish(hasher)
@@ -321,6 +341,7 @@ class TarReader:
                 tuple(sorted(xattrs)),
                 digest,
                 offset,
+                self._keep(kept, shown) if keep else None,
             )
 
 
@@ -341,7 +362,7 @@ class TarImage(Image):
             reader = TarReader(fh, self.path, self.limits, self)
             if reader.compression:
                 self.format = f"tar+{reader.compression}"
-            yield from members_to_entries(reader.members(), self.path)
+            yield from members_to_entries(reader.members(), self.path, self.captured)
         finally:
             fh.close()
 
@@ -368,7 +389,9 @@ def member_entry(m: Member, base: Entry | None, src: str) -> tuple[Entry, Entry 
     return entry, (attrs.evolve(base, hardlink=group) if base.hardlink is None else None)
 
 
-def members_to_entries(members: Iterator[Member], src: str) -> Iterator[Entry]:
+def members_to_entries(
+    members: Iterator[Member], src: str, captured: dict[str, bytes]
+) -> Iterator[Entry]:
     """Resolve hard links against earlier members and turn members into entries.
 
     Later members with the same name replace earlier ones, as on extraction; the result
@@ -382,7 +405,26 @@ def members_to_entries(members: Iterator[Member], src: str) -> Iterator[Entry]:
             seen[regrouped.path] = regrouped
         seen.pop(m.name, None)  # re-insert so dict order follows the last write
         seen[m.name] = entry
+        keep_content(captured, m)
     yield from seen.values()
 
 
-__all__ = ["Member", "TarImage", "TarReader", "member_entry", "members_to_entries", "normalize"]
+def keep_content(captured: dict[str, bytes], m: Member) -> None:
+    """Track the captured content of the member now at `m.name` (or forget stale content)."""
+    if m.content is not None:
+        captured[m.name] = m.content
+    elif m.hardlink and m.linkname in captured:
+        captured[m.name] = captured[m.linkname]
+    else:
+        captured.pop(m.name, None)
+
+
+__all__ = [
+    "Member",
+    "TarImage",
+    "TarReader",
+    "keep_content",
+    "member_entry",
+    "members_to_entries",
+    "normalize",
+]

@@ -6,7 +6,7 @@ input becomes `BadInput` (naming the file and entry) or a recorded `ImageWarning
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import NamedTuple
 
 import attrs
@@ -39,6 +39,7 @@ class Limits:
     ratio_floor: int = 64 << 20
     max_header_bytes: int = 1 << 20  # one PAX header or GNU long name
     max_layers: int = 1_000
+    max_capture_bytes: int = 1 << 30  # file contents kept from streamed archives (package DBs)
 
 
 class Image:
@@ -53,6 +54,10 @@ class Image:
         # first bytes of files whose kind depends on content (ELF, "#!"), kept by
         # streaming readers because their content cannot be read a second time cheaply
         self.heads: dict[str, bytes] = {}
+        # contents of the regular files `capture` selects, kept by streaming readers so
+        # package databases can be read without a second pass over the archive
+        self.capture: Callable[[str], bool] | None = None
+        self.captured: dict[str, bytes] = {}
 
     def entries(self) -> Iterator[Entry]:
         """Every path in the image once, in no particular order (the root itself excluded)."""
@@ -65,6 +70,24 @@ class Image:
     def head(self, entry: Entry) -> bytes | None:
         """Up to `HEAD_BYTES` leading bytes of a regular file, if known or cheaply read."""
         return self.heads.get(entry.path)
+
+    def read_files(self, paths: Collection[str]) -> dict[str, bytes]:
+        """Contents of the given regular files (absent or non-file paths are left out).
+
+        Streaming readers answer from what they captured on the first pass and stream
+        the archive once more for anything else.
+        """
+        wanted = set(paths)
+        missing = wanted - self.captured.keys()
+        if missing:
+            before = self.capture
+            self.capture = lambda p: p in missing or (before is not None and before(p))
+            try:
+                for _ in self.entries():
+                    pass
+            finally:
+                self.capture = before
+        return {p: self.captured[p] for p in wanted if p in self.captured}
 
     def close(self) -> None:
         """Release open descriptors; entries already yielded stay valid."""
