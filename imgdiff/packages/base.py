@@ -1,0 +1,111 @@
+"""Records and helpers every package reader shares: packages, databases, path normalisation.
+
+A reader (dpkg, rpm, pip) turns an image's own database, read through
+`Manifest.read_files` and never from the host, into a `PackageDB`. Paths are normalised
+once, here: the directories a manager lists are resolved through the image's own
+symlinks (usr-merge: dpkg lists `/lib/x86_64-linux-gnu/libc.so.6`, the file lives at
+`/usr/lib/...`), so package ownership and the file-level delta speak of the same paths.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+
+import attrs
+
+from imgdiff.manifest import Manifest
+from imgdiff.model import EntryType, ImageWarning
+
+_MAX_HOPS = 40  # as the kernel's MAXSYMLINKS
+
+
+@attrs.frozen
+class Package:
+    """One installed package (or Python distribution) in one image."""
+
+    manager: str  # "dpkg", "rpm" or "pip"
+    name: str
+    version: str
+    arch: str = ""  # "" where the manager has none (pip)
+    files: tuple[str, ...] = ()  # normalised absolute image paths the package owns
+    config_files: tuple[str, ...] = ()  # normalised; dpkg conffiles, rpm %config
+    depends: tuple[str, ...] = ()  # names of packages it needs (same manager, alternatives flat)
+    # (normalised path, "md5:<hex>" | "sha256:<hex>" | ...) as the database records it
+    file_digests: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        """Identity within one manager and image: name, plus arch where there is one."""
+        return f"{self.name}:{self.arch}" if self.arch else self.name
+
+
+@attrs.frozen
+class PackageDB:
+    """One package manager's packages in one image."""
+
+    manager: str
+    packages: tuple[Package, ...]
+    source: str  # the database path inside the image, for messages
+    warnings: tuple[ImageWarning, ...] = ()
+
+
+class PathResolver:
+    """Normalise paths through an image's own directory symlinks, never leaving the image."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self._entries = manifest.entries
+        self._memo: dict[str, str] = {"/": "/"}
+
+    def _dir(self, path: str) -> str:
+        """Canonical form of a directory path (every component resolved), iteratively."""
+        hit = self._memo.get(path)
+        if hit is not None:
+            return hit
+        todo = [p for p in path.split("/") if p]
+        cur = "/"
+        hops = 0
+        while todo:
+            name = todo.pop(0)
+            cand = posixpath.join(cur, name)
+            entry = self._entries.get(cand)
+            if entry is not None and entry.type is EntryType.SYMLINK and entry.target:
+                hops += 1
+                if hops > _MAX_HOPS:
+                    break  # a loop: keep the unresolved path, it will simply own nothing
+                target = entry.target
+                joined = _clamp(target if target.startswith("/") else posixpath.join(cur, target))
+                todo = [p for p in joined.split("/") if p] + todo
+                cur = "/"
+                continue
+            cur = cand
+        else:
+            self._memo[path] = cur
+            return cur
+        return path
+
+    def normalise(self, path: str) -> str:
+        """`path` with its parent directories resolved (the last component kept as is)."""
+        path = _clamp(path if path.startswith("/") else "/" + path)
+        if path == "/":
+            return path
+        parent, _, name = path.rpartition("/")
+        return posixpath.join(self._dir(parent or "/"), name)
+
+
+def _clamp(path: str) -> str:
+    """Normalise `..` lexically, never above the root (as inside a chroot)."""
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    return "/" + "/".join(parts)
+
+
+Reader = Callable[[Manifest, PathResolver], "PackageDB | None"]
+"""A package reader: the image's database of one manager, or None if it has none."""
