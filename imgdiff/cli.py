@@ -35,6 +35,15 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     d.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
     d.add_argument("--all", action="store_true", help="list every change (default: first 200)")
+    d.add_argument(
+        "--no-packages", action="store_true", help="do not read package databases to name owners"
+    )
+
+    k = sub.add_parser("packages", help="package-level delta (dpkg, rpm, pip) between two images")
+    k.add_argument("old", metavar="OLD")
+    k.add_argument("new", metavar="NEW")
+    k.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    k.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
 
     m = sub.add_parser("manifest", help="save an image's manifest (every digest) for later diffs")
     m.add_argument("image", metavar="IMAGE")
@@ -47,12 +56,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _diff(old: str, new: str, *, as_json: bool, use_cache: bool, show_all: bool) -> int:
-    from imgdiff.delta import diff
+def _diff(
+    old: str, new: str, *, as_json: bool, use_cache: bool, show_all: bool, packages: bool = True
+) -> int:
     from imgdiff.report import console as rc
 
     with rc.progress_bar("hashing") as progress:
-        delta = diff(old, new, use_cache=use_cache, progress=progress)
+        if packages:
+            from imgdiff.packages.view import package_diff
+
+            delta, _ = package_diff(old, new, use_cache=use_cache, progress=progress)
+        else:
+            from imgdiff.delta import diff
+
+            delta = diff(old, new, use_cache=use_cache, progress=progress)
     if as_json:
         from imgdiff.report.json import delta_doc, dumps
 
@@ -64,11 +81,35 @@ def _diff(old: str, new: str, *, as_json: bool, use_cache: bool, show_all: bool)
     return EXIT_OK
 
 
+def _packages(old: str, new: str, *, as_json: bool, use_cache: bool) -> int:
+    from imgdiff.packages.view import package_diff
+    from imgdiff.report import console as rc
+
+    with rc.progress_bar("hashing") as progress:
+        _, pdelta = package_diff(old, new, use_cache=use_cache, progress=progress)
+    if as_json:
+        from imgdiff.report.json import dumps
+
+        sys.stdout.write(dumps(pdelta.to_json()) + "\n")
+    else:
+        from rich.console import Console
+
+        Console().print(rc.render_packages(pdelta))
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.verb == "diff":
         return _diff(
-            args.old, args.new, as_json=args.json, use_cache=not args.no_cache, show_all=args.all
+            args.old,
+            args.new,
+            as_json=args.json,
+            use_cache=not args.no_cache,
+            show_all=args.all,
+            packages=not args.no_packages,
         )
+    if args.verb == "packages":
+        return _packages(args.old, args.new, as_json=args.json, use_cache=not args.no_cache)
     if args.verb == "manifest":
         from imgdiff.manifest import Manifest
 

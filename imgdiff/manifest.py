@@ -154,6 +154,11 @@ class Manifest:
     def __iter__(self) -> Iterator[str]:
         return iter(self.entries)
 
+    @property
+    def has_contents(self) -> bool:
+        """False for a manifest loaded from a file: metadata and digests only."""
+        return self._image is not None
+
     def read_files(self, paths: Iterable[str]) -> dict[str, bytes]:
         """Contents of regular files of the image (package databases, unit files, …).
 

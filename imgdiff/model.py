@@ -105,6 +105,7 @@ class Change:
     old: Entry | None = None
     new: Entry | None = None
     kind: str = "other"
+    packages: tuple[str, ...] = ()  # "manager:name[:arch]" of the packages that own the path
 
     @property
     def entry(self) -> Entry:

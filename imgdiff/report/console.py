@@ -22,6 +22,7 @@ from imgdiff.model import Status
 
 if TYPE_CHECKING:  # the model renders itself through these: import it lazily
     from imgdiff.delta import Delta
+    from imgdiff.packages.view import PackageDelta
 
 _STYLE = {Status.ADDED: "green", Status.REMOVED: "red", Status.MODIFIED: "yellow"}
 
@@ -60,6 +61,7 @@ def render_delta(delta: Delta, *, max_rows: int | None = 200) -> RenderableType:
     table.add_column("status")
     table.add_column("kind")
     table.add_column("aspects")
+    table.add_column("package")
     table.add_column("path", overflow="fold")
     rows = delta.changes if max_rows is None else delta.changes[:max_rows]
     for c in rows:
@@ -67,6 +69,7 @@ def render_delta(delta: Delta, *, max_rows: int | None = 200) -> RenderableType:
             Text(c.status.value, style=_STYLE[c.status]),
             c.kind,
             ",".join(a.value for a in c.aspects),
+            ", ".join(p.split(":", 1)[1] for p in c.packages[:2]) or "-",
             Text(escape_path(c.path)),
         )
     parts: list[RenderableType] = [table]
@@ -76,6 +79,47 @@ def render_delta(delta: Delta, *, max_rows: int | None = 200) -> RenderableType:
     if delta.warnings:
         parts.append(Text(f"{len(delta.warnings)} warnings:", style="bold red"))
         parts.extend(Text(f"  {escape_path(w.path)}: {w.message}") for w in delta.warnings[:50])
+    return Group(*parts)
+
+
+_PKG_STYLE = {
+    "added": "green", "removed": "red", "upgraded": "cyan", "downgraded": "magenta",
+    "rebuilt": "yellow",
+}  # fmt: skip
+
+
+def render_packages(pdelta: PackageDelta, *, max_unowned: int = 30) -> RenderableType:
+    """Package changes as a table, then unowned changed paths and local modifications."""
+    table = Table(show_edge=False, title="package changes")
+    for col in ("manager", "change", "package", "old", "new", "files"):
+        table.add_column(col, justify="right" if col == "files" else "left")
+    for c in pdelta.changes:
+        table.add_row(
+            c.manager,
+            Text(c.change, style=_PKG_STYLE.get(c.change, "")),
+            Text(escape_path(f"{c.name}:{c.arch}" if c.arch else c.name)),
+            c.old_version or "-",
+            c.new_version or "-",
+            str(len(c.paths)),
+        )
+    parts: list[RenderableType] = [table]
+    if pdelta.unowned:
+        parts.append(Text(f"{len(pdelta.unowned)} changed paths no package owns:", style="bold"))
+        parts.extend(Text(f"  {escape_path(p)}") for p in pdelta.unowned[:max_unowned])
+        if len(pdelta.unowned) > max_unowned:
+            parts.append(Text(f"  … {len(pdelta.unowned) - max_unowned} more (--json)"))
+    if pdelta.modified_locally:
+        parts.append(
+            Text("changed files that differ from their package's record:", style="bold red")
+        )
+        parts.extend(
+            Text(f"  {escape_path(m.path)} ({m.manager}:{m.package})")
+            for m in pdelta.modified_locally
+        )
+    parts.extend(
+        Text(f"warning: {escape_path(w.path)}: {w.message}", style="red")
+        for w in pdelta.warnings[:50]
+    )
     return Group(*parts)
 
 

@@ -44,6 +44,7 @@ def change_json(change: Change) -> dict[str, Any]:
         "status": change.status.value,
         "aspects": [a.value for a in change.aspects],
         "kind": change.kind,
+        "packages": list(change.packages),
         "old": entry_json(change.old),
         "new": entry_json(change.new),
     }

@@ -1,0 +1,263 @@
+"""The package view of one image, and the package-level delta between two images.
+
+`PackageView.read` runs every manager's reader over an image (a manager the image does
+not use contributes nothing); `compare_views` joins two views with the file-level delta:
+which packages were added, removed, upgraded, downgraded or rebuilt at the same version,
+which changed paths belong to no package (hand-made changes), and which changed files
+no longer match the digest their package database records ("modified locally").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
+from types import ModuleType
+from typing import Any
+
+import attrs
+
+from imgdiff.delta import Delta, classifier, compare
+from imgdiff.manifest import Manifest, ProgressFn
+from imgdiff.model import Change, EntryType, ImageWarning, Status
+from imgdiff.packages.base import Package, PackageDB, PathResolver
+
+MANAGERS = ("dpkg", "rpm", "pip")
+PACKAGES_SCHEMA = "imgdiff.packages/1"
+
+
+def _module(manager: str) -> ModuleType:
+    return importlib.import_module(f"imgdiff.packages.{manager}")
+
+
+def capture_predicate() -> Callable[[str], bool]:
+    """True for files any package reader needs: what streaming readers should keep."""
+    tests = tuple(_module(m).wants for m in MANAGERS)
+
+    def wants(path: str) -> bool:
+        return any(test(path) for test in tests)
+
+    return wants
+
+
+def version_order(manager: str) -> Callable[[str, str], int]:
+    """The version comparison of a manager: dpkg's, rpm's or PEP 440."""
+    compare: Callable[[str, str], int] = _module(manager).compare_versions
+    return compare
+
+
+class PackageView:
+    """All package databases of one image, with a path → owners index."""
+
+    def __init__(self, dbs: Sequence[PackageDB]) -> None:
+        self.dbs = tuple(dbs)
+
+    @classmethod
+    def read(cls, manifest: Manifest) -> PackageView:
+        """Read every manager's database found inside the image."""
+        resolver = PathResolver(manifest)
+        dbs = []
+        for manager in MANAGERS:
+            reader = getattr(_module(manager), f"read_{manager}")
+            db = reader(manifest, resolver)
+            if db is not None:
+                dbs.append(db)
+        return cls(dbs)
+
+    @property
+    def packages(self) -> Iterable[Package]:
+        """Every package of every manager."""
+        for db in self.dbs:
+            yield from db.packages
+
+    @property
+    def warnings(self) -> tuple[ImageWarning, ...]:
+        """What the readers could not read exactly."""
+        return tuple(w for db in self.dbs for w in db.warnings)
+
+    @cached_property
+    def _owners(self) -> dict[str, tuple[Package, ...]]:
+        index: dict[str, list[Package]] = {}
+        for pkg in self.packages:
+            for path in pkg.files:
+                index.setdefault(path, []).append(pkg)
+        return {k: tuple(v) for k, v in index.items()}
+
+    def owners(self, path: str) -> tuple[Package, ...]:
+        """The packages that list `path` (normalised image path)."""
+        return self._owners.get(path, ())
+
+    @cached_property
+    def config_paths(self) -> frozenset[str]:
+        """Paths some package marks as configuration."""
+        return frozenset(p for pkg in self.packages for p in pkg.config_files)
+
+    def reverse_depends(self, manager: str, name: str) -> tuple[Package, ...]:
+        """Packages of the same manager that depend on `name`."""
+        return tuple(p for p in self.packages if p.manager == manager and name in p.depends)
+
+
+@attrs.frozen
+class PackageChange:
+    """One package that differs between the images, with its changed paths."""
+
+    manager: str
+    name: str
+    arch: str
+    change: str  # added | removed | upgraded | downgraded | rebuilt
+    old_version: str | None
+    new_version: str | None
+    paths: tuple[str, ...]
+    reverse_depends: tuple[str, ...] = ()  # packages of the new image that need this one
+
+
+@attrs.frozen
+class LocalModification:
+    """A changed file whose content differs from the digest its package records."""
+
+    path: str
+    manager: str
+    package: str
+    recorded: str
+
+
+@attrs.frozen
+class PackageDelta:
+    """The package-level difference between two images."""
+
+    changes: tuple[PackageChange, ...]
+    unowned: tuple[str, ...]
+    modified_locally: tuple[LocalModification, ...]
+    warnings: tuple[ImageWarning, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The `imgdiff.packages/1` document."""
+        return {
+            "schema": PACKAGES_SCHEMA,
+            "changes": [attrs.asdict(c) for c in self.changes],
+            "unowned": list(self.unowned),
+            "modified_locally": [attrs.asdict(m) for m in self.modified_locally],
+            "warnings": [{"path": w.path, "message": w.message} for w in self.warnings],
+        }
+
+
+def _by_key(view: PackageView) -> dict[tuple[str, str], Package]:
+    return {(p.manager, p.key): p for p in view.packages}
+
+
+def compare_views(
+    old: PackageView, new: PackageView, delta: Delta, new_manifest: Manifest | None = None
+) -> PackageDelta:
+    """Join two package views with the file-level delta between their images."""
+    changed = {c.path for c in delta.changes}
+    old_by, new_by = _by_key(old), _by_key(new)
+    changes = []
+    for key in sorted(old_by.keys() | new_by.keys()):
+        o, n = old_by.get(key), new_by.get(key)
+        pkg = n or o
+        assert pkg is not None
+        files = set(o.files if o else ()) | set(n.files if n else ())
+        paths = tuple(sorted(files & changed))
+        if o is None:
+            kind = "added"
+        elif n is None:
+            kind = "removed"
+        else:
+            order = version_order(pkg.manager)(o.version, n.version)
+            kind = "upgraded" if order < 0 else "downgraded" if order > 0 else "rebuilt"
+            if kind == "rebuilt" and not paths:
+                continue  # same version, same files: unchanged
+        rdeps = tuple(sorted({p.key for p in new.reverse_depends(pkg.manager, pkg.name)}))
+        changes.append(
+            PackageChange(
+                manager=pkg.manager,
+                name=pkg.name,
+                arch=pkg.arch,
+                change=kind,
+                old_version=o.version if o else None,
+                new_version=n.version if n else None,
+                paths=paths,
+                reverse_depends=rdeps,
+            )
+        )
+    unowned = tuple(
+        c.path
+        for c in delta.changes
+        if c.entry.type is not EntryType.DIR and not old.owners(c.path) and not new.owners(c.path)
+    )
+    local = _modified_locally(new, delta, new_manifest) if new_manifest is not None else ()
+    return PackageDelta(tuple(changes), unowned, local, old.warnings + new.warnings)
+
+
+_HASHES = {
+    "md5": hashlib.md5,
+    "sha256": hashlib.sha256,
+    "sha1": hashlib.sha1,
+    "sha512": hashlib.sha512,
+}
+
+
+def _modified_locally(
+    view: PackageView, delta: Delta, manifest: Manifest
+) -> tuple[LocalModification, ...]:
+    recorded: dict[str, list[tuple[Package, str]]] = {}
+    for pkg in view.packages:
+        for path, digest in pkg.file_digests:
+            recorded.setdefault(path, []).append((pkg, digest))
+    paths = [
+        c.path
+        for c in delta.changes
+        if c.status is not Status.REMOVED and c.entry.type is EntryType.FILE and c.path in recorded
+    ]
+    contents = manifest.read_files(paths) if paths else {}
+    out = []
+    for path in paths:
+        data = contents.get(path)
+        if data is None:
+            continue
+        for pkg, digest in recorded[path]:
+            algo, _, want = digest.partition(":")
+            make = _HASHES.get(algo)
+            if make is None:
+                continue
+            if make(data, usedforsecurity=False).hexdigest() != want:
+                out.append(LocalModification(path, pkg.manager, pkg.key, digest))
+    return tuple(out)
+
+
+def annotate(delta: Delta, old: PackageView, new: PackageView) -> Delta:
+    """The delta with each change naming the packages that own its path."""
+
+    def owners(change: Change) -> tuple[str, ...]:
+        view = new if change.new is not None else old
+        return tuple(f"{p.manager}:{p.key}" for p in view.owners(change.path))
+
+    changes = tuple(attrs.evolve(c, packages=owners(c)) for c in delta.changes)
+    return attrs.evolve(delta, changes=changes)
+
+
+def package_diff(
+    old: str | Manifest,
+    new: str | Manifest,
+    *,
+    use_cache: bool = True,
+    progress: ProgressFn | None = None,
+) -> tuple[Delta, PackageDelta]:
+    """Read two images once and return the file-level delta (owners named) and the
+    package-level delta. A saved manifest has no package databases: its view is empty
+    and a warning says so."""
+    om, nm = Manifest.read_pair(old, new, use_cache=use_cache, capture=capture_predicate())
+    delta = compare(om, nm, classify=classifier(om, nm), progress=progress)
+    views = []
+    notes: list[ImageWarning] = []
+    for m in (om, nm):
+        if m.has_contents:
+            views.append(PackageView.read(m))
+        else:
+            views.append(PackageView(()))
+            notes.append(ImageWarning(m.info.path, "saved manifest: no package databases read"))
+    pdelta = compare_views(views[0], views[1], delta, nm if nm.has_contents else None)
+    return annotate(delta, views[0], views[1]), attrs.evolve(
+        pdelta, warnings=pdelta.warnings + tuple(notes)
+    )

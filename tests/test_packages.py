@@ -1,0 +1,136 @@
+"""The package-level delta between two real dpkg roots, through the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from imgdiff.cli import main
+from imgdiff.packages.view import PackageDelta, package_diff
+
+from .conftest import gnu_tar
+from .debs import LIBZ, build_deb, dpkg, new_root
+
+pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
+
+LIB = "/usr/lib/x86_64-linux-gnu/libdemo.so.1"
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    work = tmp_path_factory.mktemp("pkgpair")
+    libz = Path(LIBZ).read_bytes()
+    true = Path("/bin/true").read_bytes()
+
+    def lib(version: str, payload: bytes) -> Path:
+        return build_deb(
+            work, "demo-lib", version,
+            {"/lib/x86_64-linux-gnu/libdemo.so.1": payload, "/etc/demo/demo.conf": b"a = 1\n",
+             "/usr/share/doc/demo-lib/README": b"demo\n"},
+            conffiles=("/etc/demo/demo.conf",),
+        )  # fmt: skip
+
+    app_v1 = build_deb(work, "demo-app", "1.0-1", {"/usr/bin/demo-app": true}, depends="demo-lib")
+    app_rebuilt = build_deb(
+        work / "rebuilt" if (work / "rebuilt").mkdir() is None else work,
+        "demo-app", "1.0-1", {"/usr/bin/demo-app": true + b"\0"}, depends="demo-lib",
+    )  # fmt: skip
+    tool_new = build_deb(work, "demo-tool", "2.0", {"/usr/bin/demo-tool": b"#!/bin/sh\n"})
+    tool_old = build_deb(
+        work / "rebuilt", "demo-tool", "1.5", {"/usr/bin/demo-tool": b"#!/bin/sh\n# 1.5\n"}
+    )
+    gone = build_deb(work, "gone", "1", {"/usr/share/gone/data": b"bye\n"})
+    fresh = build_deb(work, "fresh", "1", {"/usr/share/fresh/data": b"hi\n"})
+
+    old = new_root(work / "old")
+    dpkg(
+        old, "--force-depends", "-i", str(lib("1.0-1", libz)), str(app_v1), str(tool_new), str(gone)
+    )
+    new = new_root(work / "new")
+    dpkg(new, "--force-depends", "-i", str(lib("2:1.1-1", libz + b"\0patched")), str(app_rebuilt),
+         str(tool_old), str(fresh))  # fmt: skip
+    (new / "etc/motd").write_text("hand-made\n")  # owned by no package
+    (new / "usr/share/doc/demo-lib/README").write_text("edited after install\n")
+    return old, new
+
+
+def _changes(pdelta: PackageDelta) -> dict[str, tuple[str, str | None, str | None]]:
+    return {c.name: (c.change, c.old_version, c.new_version) for c in pdelta.changes}
+
+
+def test_package_delta_kinds(pair: tuple[Path, Path]) -> None:
+    old, new = pair
+    _, pdelta = package_diff(str(old), str(new), use_cache=False)
+    assert _changes(pdelta) == {
+        "demo-lib": ("upgraded", "1.0-1", "2:1.1-1"),
+        "demo-app": ("rebuilt", "1.0-1", "1.0-1"),
+        "demo-tool": ("downgraded", "2.0", "1.5"),
+        "gone": ("removed", "1", None),
+        "fresh": ("added", None, "1"),
+    }
+    lib = next(c for c in pdelta.changes if c.name == "demo-lib")
+    assert LIB in lib.paths
+    assert "/usr/share/doc/demo-lib/README" in lib.paths
+    assert next(c for c in pdelta.changes if c.name == "demo-lib").reverse_depends == (
+        "demo-app:amd64",
+    )
+
+
+def test_unowned_and_locally_modified(pair: tuple[Path, Path]) -> None:
+    old, new = pair
+    _, pdelta = package_diff(str(old), str(new), use_cache=False)
+    assert "/etc/motd" in pdelta.unowned
+    assert LIB not in pdelta.unowned
+    assert [(m.path, m.package) for m in pdelta.modified_locally] == [
+        ("/usr/share/doc/demo-lib/README", "demo-lib:amd64")
+    ]
+
+
+def test_file_changes_name_their_owner(pair: tuple[Path, Path]) -> None:
+    old, new = pair
+    delta, _ = package_diff(str(old), str(new), use_cache=False)
+    by_path = {c.path: c for c in delta.changes}
+    assert by_path[LIB].packages == ("dpkg:demo-lib:amd64",)
+    assert by_path["/etc/motd"].packages == ()
+
+
+def test_tar_images_give_the_same_package_delta(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    old, new = pair
+    ot = gnu_tar(old, tmp_path / "old.tar.zst", "zstd")
+    nt = gnu_tar(new, tmp_path / "new.tar", None)
+    _, from_tars = package_diff(str(ot), str(nt))
+    _, from_dirs = package_diff(str(old), str(new), use_cache=False)
+    assert from_tars.changes == from_dirs.changes
+    assert from_tars.modified_locally == from_dirs.modified_locally
+
+
+def test_packages_cli_json(pair: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = pair
+    assert main(["packages", str(old), str(new), "--json", "--no-cache"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "imgdiff.packages/1"
+    for change in doc["changes"]:
+        assert set(change) >= {
+            "manager",
+            "name",
+            "arch",
+            "change",
+            "old_version",
+            "new_version",
+            "paths",
+        }
+    assert {c["manager"] for c in doc["changes"]} == {"dpkg"}
+    assert "/etc/motd" in doc["unowned"]
+
+
+def test_saved_manifest_side_says_it_has_no_packages(
+    pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    old, new = pair
+    assert main(["manifest", str(old), "-o", str(tmp_path / "old.m"), "--no-cache"]) == 0
+    _, pdelta = package_diff(str(tmp_path / "old.m"), str(new), use_cache=False)
+    assert any("no package databases" in w.message for w in pdelta.warnings)
+    assert {c.change for c in pdelta.changes} == {"added"}
