@@ -33,15 +33,14 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             conffiles=("/etc/demo/demo.conf",),
         )  # fmt: skip
 
+    rebuilt = work / "rebuilt"  # same name and version as in work/: another directory
+    rebuilt.mkdir()
     app_v1 = build_deb(work, "demo-app", "1.0-1", {"/usr/bin/demo-app": true}, depends="demo-lib")
     app_rebuilt = build_deb(
-        work / "rebuilt" if (work / "rebuilt").mkdir() is None else work,
-        "demo-app", "1.0-1", {"/usr/bin/demo-app": true + b"\0"}, depends="demo-lib",
-    )  # fmt: skip
-    tool_new = build_deb(work, "demo-tool", "2.0", {"/usr/bin/demo-tool": b"#!/bin/sh\n"})
-    tool_old = build_deb(
-        work / "rebuilt", "demo-tool", "1.5", {"/usr/bin/demo-tool": b"#!/bin/sh\n# 1.5\n"}
+        rebuilt, "demo-app", "1.0-1", {"/usr/bin/demo-app": true + b"\0"}, depends="demo-lib"
     )
+    tool_new = build_deb(work, "demo-tool", "2.0", {"/usr/bin/demo-tool": b"#!/bin/sh\n"})
+    tool_old = build_deb(work, "demo-tool", "1.5", {"/usr/bin/demo-tool": b"#!/bin/sh\n# 1.5\n"})
     gone = build_deb(work, "gone", "1", {"/usr/share/gone/data": b"bye\n"})
     fresh = build_deb(work, "fresh", "1", {"/usr/share/fresh/data": b"hi\n"})
 
