@@ -11,8 +11,9 @@ PY=${PYTHON:-python3}
 
 # System tools the tests and the rpm bindings need: dpkg-deb/rpmbuild build real packages,
 # python3-rpm backs the PyPI `rpm` shim, zstd/xz/bzip2 make real compressed archives,
-# umoci/skopeo write real OCI layouts (with whiteouts) and docker-save archives.
-APT_PKGS=(python3-rpm rpm dpkg-dev zstd xz-utils bzip2 gcc binutils attr umoci skopeo)
+# umoci/skopeo write real OCI layouts (with whiteouts) and docker-save archives,
+# db-util (db_load) writes a Berkeley DB rpmdb for the bdb_ro reader test.
+APT_PKGS=(python3-rpm rpm db-util dpkg-dev zstd xz-utils bzip2 gcc binutils attr umoci skopeo)
 
 need_apt=()
 for p in "${APT_PKGS[@]}"; do

@@ -56,6 +56,7 @@ class PathResolver:
     def __init__(self, manifest: Manifest) -> None:
         self._entries = manifest.entries
         self._memo: dict[str, str] = {"/": "/"}
+        self._fast: dict[str, str] = {}  # raw parent as given -> resolved parent + "/"
 
     def _dir(self, path: str) -> str:
         """Canonical form of a directory path (every component resolved), iteratively."""
@@ -86,11 +87,19 @@ class PathResolver:
 
     def normalise(self, path: str) -> str:
         """`path` with its parent directories resolved (the last component kept as is)."""
+        parent, _, name = path.rpartition("/")
+        hit = self._fast.get(parent)
+        if hit is not None and name not in ("", ".", ".."):
+            return hit + name  # the common case: a sibling of a path already seen
+        path_in = path
         path = _clamp(path if path.startswith("/") else "/" + path)
         if path == "/":
             return path
         parent, _, name = path.rpartition("/")
-        return posixpath.join(self._dir(parent or "/"), name)
+        resolved = self._dir(parent or "/")
+        if path_in == path:  # a clean absolute path: its parent string can be reused as is
+            self._fast[parent] = resolved.rstrip("/") + "/"
+        return posixpath.join(resolved, name)
 
 
 def _clamp(path: str) -> str:
