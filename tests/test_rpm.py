@@ -611,3 +611,17 @@ def test_rpmvercmp_agrees_with_rpm_on_random_strings() -> None:
         except ValueError:
             continue  # rpm refuses the string (e.g. empty): nothing to agree with
         assert rpmvercmp(a, b) == expected, (a, b)
+
+
+def test_package_delta_between_rpm_roots_names_the_upgrade(rpms: Fixtures) -> None:
+    from imgdiff.packages.view import package_diff
+
+    delta, pdelta = package_diff(str(rpms.old.path), str(rpms.new.path), use_cache=False)
+    rpm_changes = {c.name: c for c in pdelta.changes if c.manager == "rpm"}
+    assert set(rpm_changes) == {"alpha"}  # beta is the same package in both roots
+    alpha = rpm_changes["alpha"]
+    assert (alpha.change, alpha.old_version, alpha.new_version) == ("upgraded", "1.0-1", "1.1-1")
+    assert alpha.paths == ()  # 1.1 ships the same bytes as 1.0
+    by_path = {c.path: c for c in delta.changes}
+    assert by_path["/usr/lib/sysimage/rpm/rpmdb.sqlite"].packages == ()
+    assert "/usr/lib/sysimage/rpm/rpmdb.sqlite" in pdelta.unowned
