@@ -16,6 +16,7 @@ _SYS_OPENAT2 = 437  # same number on every architecture (unified syscall table)
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_BENEATH = 0x08
+_RESOLVE_IN_ROOT = 0x10
 
 
 class _OpenHow(ctypes.Structure):
@@ -26,8 +27,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _have_openat2: bool | None = None
 
 
-def _openat2(dir_fd: int, rel: bytes, flags: int) -> int:
-    how = _OpenHow(flags, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS)
+def _openat2(dir_fd: int, rel: bytes, flags: int, resolve: int = -1) -> int:
+    if resolve < 0:
+        resolve = _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
+    how = _OpenHow(flags, 0, resolve)
     fd = int(_libc.syscall(_SYS_OPENAT2, dir_fd, rel, ctypes.byref(how), ctypes.sizeof(how)))
     if fd < 0:
         err = ctypes.get_errno()
@@ -80,3 +83,70 @@ def open_regular(dir_fd: int, rel: bytes) -> tuple[int, os.stat_result]:
         os.close(fd)
         raise
     return fd, st
+
+
+_MAX_HOPS = 40  # the kernel's MAXSYMLINKS
+
+
+def _open_in_root_walk(root_fd: int, path: bytes, flags: int) -> int:
+    """Resolve `path` as if `root_fd` were `/`: symlinks followed, `..` stops at the root."""
+    todo = [p for p in path.split(b"/") if p and p != b"."]
+    stack = [os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)]
+    hops = 0
+    try:
+        while todo:
+            part = todo.pop(0)
+            if part == b"..":
+                if len(stack) > 1:
+                    os.close(stack.pop())
+                continue
+            last = not todo
+            st = os.stat(part, dir_fd=stack[-1], follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                hops += 1
+                if hops > _MAX_HOPS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+                target = os.readlink(part, dir_fd=stack[-1])
+                target_b = os.fsencode(target)
+                if target_b.startswith(b"/"):
+                    while len(stack) > 1:
+                        os.close(stack.pop())
+                todo = [p for p in target_b.split(b"/") if p and p != b"."] + todo
+                continue
+            if last:
+                return os.open(part, flags | os.O_NOFOLLOW, dir_fd=stack[-1])
+            stack.append(
+                os.open(
+                    part,
+                    os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    dir_fd=stack[-1],
+                )
+            )
+        return os.open(".", flags, dir_fd=stack[-1])
+    finally:
+        for fd in stack:
+            os.close(fd)
+
+
+_have_in_root: bool | None = None
+
+
+def open_in_root(root_fd: int, path: str | bytes, flags: int = os.O_RDONLY) -> int:
+    """Open `path` inside the root `root_fd` with chroot semantics (symlinks resolved
+    there, absolute ones from that root, `..` clamped), never reaching outside it and
+    never through magic links (`/proc/self/...`)."""
+    global _have_in_root  # noqa: PLW0603 - probe the kernel once per process
+    raw = os.fsencode(path)
+    # openat2 refuses O_PATH with anything but O_CLOEXEC/O_DIRECTORY/O_NOFOLLOW
+    flags |= os.O_CLOEXEC if flags & os.O_PATH else os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+    if _have_in_root is not False:
+        try:
+            fd = _openat2(root_fd, raw, flags, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSYS, errno.EPERM) or _have_in_root:
+                raise
+            _have_in_root = False
+        else:
+            _have_in_root = True
+            return fd
+    return _open_in_root_walk(root_fd, raw, flags)
