@@ -7,12 +7,13 @@ The only module that prints or exits. Exit codes (DESIGN.md): 0 the command ran,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
 
 from imgdiff import __version__
-from imgdiff.errors import ImgdiffError
+from imgdiff.errors import BadInput, ImgdiffError
 
 EXIT_OK, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 2, 3, 4
 
@@ -44,6 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("new", metavar="NEW")
     k.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     k.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
+
+    s = sub.add_parser("snapshot", help="capture the live /proc view: processes and their files")
+    s.add_argument("--root", default="/", help="only processes whose root is PATH (default /)")
+    s.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    s.add_argument("-o", "--output", metavar="FILE", help="write the JSON snapshot to FILE")
+    s.add_argument("--spool", metavar="DIR", default=None, help="import tracer spool directory")
+
+    t = sub.add_parser("stale", help="processes running code or config no longer on disk")
+    t.add_argument("--root", default="/", help="only processes whose root is PATH (default /)")
+    t.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    t.add_argument("--spool", metavar="DIR", default=None, help="import tracer spool directory")
 
     m = sub.add_parser("manifest", help="save an image's manifest (every digest) for later diffs")
     m.add_argument("image", metavar="IMAGE")
@@ -98,7 +110,57 @@ def _packages(old: str, new: str, *, as_json: bool, use_cache: bool) -> int:
     return EXIT_OK
 
 
+def _spool(arg: str | None) -> str | None:
+    from imgdiff.trace.spool import DEFAULT_SPOOL
+
+    if arg is not None:
+        return arg
+    return DEFAULT_SPOOL if os.path.isdir(DEFAULT_SPOOL) else None
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    from imgdiff.report import console as rc
+    from imgdiff.report.json import dumps
+    from imgdiff.runtime import Snapshot
+
+    if not os.path.isdir(args.root):
+        raise BadInput(args.root, "not a directory")
+    with rc.stderr_console().status("reading /proc"):
+        snap = Snapshot.capture(args.root, spool=_spool(args.spool))
+    if args.output:
+        snap.save(args.output)
+    if args.json:
+        sys.stdout.write(dumps(snap.to_json()) + "\n")
+    elif not args.output:
+        from rich.console import Console
+
+        Console().print(rc.render_snapshot(snap))
+    return EXIT_OK
+
+
+def _stale(args: argparse.Namespace) -> int:
+    from imgdiff.report import console as rc
+    from imgdiff.report.json import dumps
+    from imgdiff.runtime import Snapshot, stale
+
+    if not os.path.isdir(args.root):
+        raise BadInput(args.root, "not a directory")
+    with rc.stderr_console().status("reading /proc"):
+        report = stale(Snapshot.capture(args.root, spool=_spool(args.spool)))
+    if args.json:
+        sys.stdout.write(dumps(report.to_json()) + "\n")
+    else:
+        from rich.console import Console
+
+        Console().print(rc.render_stale(report))
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.verb == "snapshot":
+        return _snapshot(args)
+    if args.verb == "stale":
+        return _stale(args)
     if args.verb == "diff":
         return _diff(
             args.old,

@@ -16,6 +16,7 @@ from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 from imgdiff.errors import escape_path
 from imgdiff.model import Status
@@ -23,6 +24,7 @@ from imgdiff.model import Status
 if TYPE_CHECKING:  # the model renders itself through these: import it lazily
     from imgdiff.delta import Delta
     from imgdiff.packages.view import PackageDelta
+    from imgdiff.runtime import Snapshot, StaleReport
 
 _STYLE = {Status.ADDED: "green", Status.REMOVED: "red", Status.MODIFIED: "yellow"}
 
@@ -120,6 +122,41 @@ def render_packages(pdelta: PackageDelta, *, max_unowned: int = 30) -> Renderabl
         Text(f"warning: {escape_path(w.path)}: {w.message}", style="red")
         for w in pdelta.warnings[:50]
     )
+    return Group(*parts)
+
+
+def render_snapshot(snap: Snapshot) -> RenderableType:
+    """Processes with their unit and how many files they use."""
+    table = Table(show_edge=False, title=f"{len(snap.processes)} processes on {snap.host}")
+    for col in ("pid", "unit", "exe", "mapped", "open", "imported"):
+        table.add_column(
+            col, justify="right" if col in ("pid", "mapped", "open", "imported") else "left"
+        )
+    for p in snap.processes:
+        count = {v: sum(1 for f in p.files if f.via == v) for v in ("mapped", "open", "imported")}
+        table.add_row(
+            str(p.pid), p.unit or "-", Text(escape_path(p.exe or p.comm)),
+            str(count["mapped"]), str(count["open"]),
+            str(count["imported"]) if p.traced else "-",
+        )  # fmt: skip
+    parts: list[RenderableType] = [table]
+    parts.extend(Text(f"not inspected: pid {g.pid}: {g.reason}", style="red") for g in snap.gaps)
+    return Group(*parts)
+
+
+def render_stale(report: StaleReport) -> RenderableType:
+    """Stale processes as a tree: process → changed path (via)."""
+    if not report.processes:
+        head: RenderableType = Text("no process uses deleted or replaced code", style="green")
+    else:
+        tree = Tree(Text(f"{len(report.processes)} processes need a restart", style="bold"))
+        for p in report.processes:
+            node = tree.add(Text(f"{p.pid} {p.unit or '-'} {escape_path(p.exe or p.comm)}"))
+            for r in p.reasons:
+                node.add(Text(f"{escape_path(r.path)}  ({r.via}: {r.detail})"))
+        head = tree
+    parts: list[RenderableType] = [head]
+    parts.extend(Text(f"not inspected: pid {g.pid}: {g.reason}", style="red") for g in report.gaps)
     return Group(*parts)
 
 

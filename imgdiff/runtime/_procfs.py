@@ -1,0 +1,212 @@
+"""Every /proc parser of imgdiff, behind one boundary that maps OS errors to domain errors.
+
+A process is read through one descriptor of its `/proc/PID` directory, opened once: after
+the process exits every read fails with ESRCH, so a reused PID can never feed another
+process's data into the record (the start time read first pins the identity). The
+procfs root is a parameter (psutil's `PROCFS_PATH`), so tests and offline analysis can
+point it elsewhere. Nothing here follows a path from /proc into a file system, executes
+anything or reads a process's environment.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import attrs
+
+PF_KTHREAD = 0x00200000
+_MAX_READ = 16 << 20
+_DELETED = " (deleted)"
+
+
+class NoSuchProcess(Exception):
+    """The process exited (or its PID was reused) while it was being read."""
+
+
+class AccessDenied(Exception):
+    """Reading the process needs privileges this reader does not have."""
+
+
+@contextmanager
+def _boundary(pid: int, what: str) -> Iterator[None]:
+    """Map OSError to NoSuchProcess / AccessDenied; nothing above catches OSError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ESRCH, errno.ENOENT):
+            raise NoSuchProcess(f"{pid}: gone while reading {what}") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise AccessDenied(f"{pid}: {what}: {exc.strerror}") from None
+        raise
+
+
+@attrs.frozen
+class Stat:
+    """The fields of /proc/PID/stat imgdiff needs."""
+
+    comm: str
+    state: str
+    ppid: int
+    flags: int
+    start_time: int  # clock ticks after boot
+
+
+@attrs.frozen
+class Mapping:
+    """One file-backed mapping of /proc/PID/maps, merged per file."""
+
+    path: str  # as the kernel prints it: a label only (see `parse_maps`)
+    dev: tuple[int, int]
+    ino: int
+    deleted: bool
+    ranges: tuple[str, ...]  # "start-end" keys of /proc/PID/map_files
+
+
+def parse_stat(data: bytes) -> Stat:
+    """Parse /proc/PID/stat: the command name is between the first '(' and the LAST ')'."""
+    text = data.decode("utf-8", "surrogateescape")
+    left = text.index("(")
+    right = text.rindex(")")
+    fields = text[right + 2 :].split()
+    return Stat(
+        comm=text[left + 1 : right],
+        state=fields[0],
+        ppid=int(fields[1]),
+        flags=int(fields[6]),
+        start_time=int(fields[19]),
+    )
+
+
+def parse_status_uid(data: bytes) -> int:
+    """The real uid from /proc/PID/status."""
+    for line in data.split(b"\n"):
+        if line.startswith(b"Uid:"):
+            return int(line.split()[1])
+    raise ValueError("no Uid line")
+
+
+def _unescape_maps(path: str) -> str:
+    # the kernel escapes only newlines (as \012) in maps paths; backslashes stay raw
+    return path.replace("\\012", "\n")
+
+
+def parse_maps(data: bytes) -> list[Mapping]:
+    """File-backed mappings, one per (dev, ino). Paths are ambiguous in maps (spaces are
+    not escaped, a live file may be named "x (deleted)"): identity is dev:inode and the
+    path is a label. Anonymous and pseudo mappings ([heap], [vdso], inode 0) are skipped."""
+    out: dict[tuple[int, int, int], tuple[str, bool, list[str]]] = {}
+    for raw in data.split(b"\n"):
+        if not raw:
+            continue
+        parts = raw.split(maxsplit=5)
+        if len(parts) < 6:
+            continue  # no path: anonymous
+        rng, _perms, _off, dev, inode, path_b = parts
+        ino = int(inode)
+        if ino == 0:
+            continue
+        major, minor = (int(x, 16) for x in dev.split(b":"))
+        path = _unescape_maps(path_b.decode("utf-8", "surrogateescape"))
+        deleted = path.endswith(_DELETED)
+        if deleted:
+            path = path[: -len(_DELETED)]
+        key = (major, minor, ino)
+        hit = out.get(key)
+        if hit is None:
+            out[key] = (path, deleted, [rng.decode()])
+        else:
+            hit[2].append(rng.decode())
+    return [
+        Mapping(path, (k[0], k[1]), k[2], deleted, tuple(ranges))
+        for k, (path, deleted, ranges) in out.items()
+    ]
+
+
+def split_deleted(link: str) -> tuple[str, bool]:
+    """A /proc symlink target and whether the kernel marked it deleted."""
+    if link.endswith(_DELETED):
+        return link[: -len(_DELETED)], True
+    return link, False
+
+
+class ProcDir:
+    """One process's /proc directory, opened once and read relative to that descriptor."""
+
+    def __init__(self, pid: int, procfs: str = "/proc") -> None:
+        self.pid = pid
+        with _boundary(pid, "open"):
+            self.fd = os.open(f"{procfs}/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        """Release the directory descriptor."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> ProcDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read(self, name: str) -> bytes:
+        """A whole /proc/PID file (bounded)."""
+        with _boundary(self.pid, name):
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
+            try:
+                chunks = []
+                total = 0
+                while chunk := os.read(fd, 1 << 16):
+                    chunks.append(chunk)
+                    total += len(chunk)
+                    if total > _MAX_READ:
+                        break
+                return b"".join(chunks)
+            finally:
+                os.close(fd)
+
+    def readlink(self, name: str) -> str:
+        """A /proc/PID symlink's target text (never followed)."""
+        with _boundary(self.pid, name):
+            return os.readlink(name, dir_fd=self.fd)
+
+    def stat_target(self, name: str) -> os.stat_result:
+        """stat of what a /proc/PID magic link refers to (the open or mapped file itself)."""
+        with _boundary(self.pid, name):
+            return os.stat(name, dir_fd=self.fd)
+
+    def listdir(self, name: str) -> list[str]:
+        """Names in a /proc/PID subdirectory."""
+        with _boundary(self.pid, name):
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
+            try:
+                return os.listdir(fd)
+            finally:
+                os.close(fd)
+
+    def open_root(self) -> int:
+        """An O_PATH descriptor of the process's root directory (its chroot or container)."""
+        with _boundary(self.pid, "root"):
+            return os.open("root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
+
+
+def pids(procfs: str = "/proc") -> list[int]:
+    """Every process id listed in procfs."""
+    return sorted(int(n) for n in os.listdir(procfs) if n.isdigit())
+
+
+def boot_id(procfs: str = "/proc") -> str:
+    """This boot's random id (start times are only comparable within one boot)."""
+    try:
+        with open(f"{procfs}/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def clock_ticks() -> int:
+    """USER_HZ: the unit of start times."""
+    return os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,312 @@
+"""`Snapshot`: what every process runs and uses, read from /proc once, saved as JSON.
+
+A process is identified by (pid, start_time) within one boot. For each one the snapshot
+records its executable, the files it maps and the regular files it holds open, each with
+the (dev, ino) of the very file the kernel has (through `/proc/PID/map_files` and
+`/proc/PID/fd`, which survive deletion and are immune to the ambiguity of path text), and
+paths translated into the process's own root. Processes that vanish or cannot be read
+become `Gap`s with the reason: never a crash, never silently "clean".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from imgdiff.errors import BadInput
+from imgdiff.runtime import _procfs
+from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir
+from imgdiff.runtime.units import place
+
+SCHEMA = "imgdiff.snapshot/1"
+VIAS = ("exe", "mapped", "open", "imported", "import-graph", "elf-needed", "config", "deleted")
+
+
+@attrs.frozen
+class FileUse:
+    """A file a process uses: the path inside its root, how, and the file's identity."""
+
+    path: str
+    via: str  # "exe", "mapped", "open" or "imported"
+    dev: int = 0
+    ino: int = 0
+    deleted: bool = False  # the kernel reports the path unlinked
+    outside_root: bool = False  # the path is not below the process's root (opened before chroot)
+    # for imports recorded by the tracer: size and mtime at import time
+    size: int | None = None
+    mtime_ns: int | None = None
+
+
+@attrs.frozen
+class Process:
+    """One process as the snapshot saw it."""
+
+    pid: int
+    ppid: int
+    start_time: int
+    uid: int
+    comm: str
+    exe: str | None
+    cmdline: tuple[str, ...]
+    cwd: str | None
+    root: str  # the process's root as a path of the reader's root ("/" normally)
+    unit: str | None
+    container: str | None
+    cgroup: str
+    mnt_ns: str | None
+    files: tuple[FileUse, ...]
+    traced: bool = False  # an import trace was found for this process
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """(pid, start_time): unique within a boot, unlike the pid alone."""
+        return (self.pid, self.start_time)
+
+
+@attrs.frozen
+class Gap:
+    """A process (or part of one) the snapshot could not read, and why."""
+
+    pid: int
+    reason: str
+
+
+def _inside(path: str, root: str) -> tuple[str, bool]:
+    """A path the kernel printed relative to the reader's root, made relative to `root`."""
+    if root == "/":
+        return path, False
+    if path == root:
+        return "/", False
+    if path.startswith(root + "/"):
+        return path[len(root) :], False
+    return path, True
+
+
+def _read_process(pid: int, procfs: str, own_ns: str | None) -> Process | None:
+    with ProcDir(pid, procfs) as d:
+        st = _procfs.parse_stat(d.read("stat"))
+        if st.flags & _procfs.PF_KTHREAD:
+            return None
+        uid = _procfs.parse_status_uid(d.read("status"))
+        cmdline = tuple(os.fsdecode(a) for a in d.read("cmdline").split(b"\0")[:-1])
+        root = d.readlink("root")
+        try:
+            mnt_ns: str | None = d.readlink("ns/mnt")
+        except AccessDenied:
+            mnt_ns = None
+        placement = place(d.read("cgroup"))
+        files: list[FileUse] = []
+        exe: str | None = None
+        try:
+            raw_exe, exe_deleted = _procfs.split_deleted(d.readlink("exe"))
+            exe, outside = _inside(raw_exe, root)
+            est = d.stat_target("exe")
+            files.append(FileUse(exe, "exe", est.st_dev, est.st_ino, exe_deleted, outside))
+        except NoSuchProcess:
+            if d.read("stat") and not cmdline:
+                return None  # a zombie: nothing left mapped
+            raise
+        try:
+            cwd: str | None = _inside(d.readlink("cwd"), root)[0]
+        except NoSuchProcess:
+            cwd = None
+        for m in _procfs.parse_maps(d.read("maps")):
+            dev, ino = os.makedev(*m.dev), m.ino
+            try:
+                mst = d.stat_target(f"map_files/{m.ranges[0]}")
+                dev, ino = mst.st_dev, mst.st_ino  # the VFS identity, as a path stat shows it
+            except (NoSuchProcess, AccessDenied):
+                pass
+            path, outside = _inside(m.path, root)
+            if exe is not None and (dev, ino) == (files[0].dev, files[0].ino):
+                continue  # the executable's own mapping
+            files.append(FileUse(path, "mapped", dev, ino, m.deleted, outside))
+        for fd_name in d.listdir("fd"):
+            try:
+                target = d.readlink(f"fd/{fd_name}")
+                if not target.startswith("/"):
+                    continue  # socket:[…], pipe:[…], anon_inode:…
+                fst = d.stat_target(f"fd/{fd_name}")
+            except NoSuchProcess:
+                continue  # this descriptor closed meanwhile
+            if not stat.S_ISREG(fst.st_mode):
+                continue
+            raw, deleted = _procfs.split_deleted(target)
+            path, outside = _inside(raw, root)
+            files.append(FileUse(path, "open", fst.st_dev, fst.st_ino, deleted, outside))
+        d.read("stat")  # still the same process: a reused pid would fail here (ESRCH)
+    return Process(
+        pid=pid,
+        ppid=st.ppid,
+        start_time=st.start_time,
+        uid=uid,
+        comm=st.comm,
+        exe=exe,
+        cmdline=cmdline,
+        cwd=cwd,
+        root=root,
+        unit=placement.unit,
+        container=placement.container or (None if mnt_ns == own_ns or mnt_ns is None else mnt_ns),
+        cgroup=placement.cgroup,
+        mnt_ns=mnt_ns,
+        files=tuple(_dedupe(files)),
+    )
+
+
+def _dedupe(files: Iterable[FileUse]) -> list[FileUse]:
+    seen: set[tuple[str, str, int, int]] = set()
+    out = []
+    for f in files:
+        key = (f.path, f.via, f.dev, f.ino)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+@attrs.frozen
+class Snapshot:
+    """Every process of a host (or of one root on it) and the files each one uses."""
+
+    boot_id: str
+    taken_at: float
+    host: str
+    processes: tuple[Process, ...]
+    gaps: tuple[Gap, ...] = ()
+    clock_ticks: int = 100
+
+    @classmethod
+    def capture(
+        cls,
+        root: str = "/",
+        *,
+        procfs: str = "/proc",
+        pids: Iterable[int] | None = None,
+        spool: str | None = None,
+    ) -> Snapshot:
+        """Read /proc now. Only processes whose root is `root` are kept ("/" : the host's
+        own processes, containers in other mount namespaces excluded). `spool` is the
+        import tracer's directory, whose records join the traced processes' files."""
+        want_root = os.path.realpath(root) if root != "/" else "/"
+        try:
+            own_ns: str | None = os.readlink(f"{procfs}/self/ns/mnt")
+        except OSError:
+            own_ns = None
+        processes: list[Process] = []
+        gaps: list[Gap] = []
+        for pid in sorted(pids) if pids is not None else _procfs.pids(procfs):
+            try:
+                proc = _read_process(pid, procfs, own_ns)
+            except NoSuchProcess:
+                continue  # exited before or while it was read: nothing left to restart
+            except AccessDenied as exc:
+                gaps.append(Gap(pid, f"access denied: {exc}"))
+                continue
+            except (OSError, ValueError, IndexError) as exc:
+                gaps.append(Gap(pid, f"unreadable: {exc}"))
+                continue
+            if proc is None:
+                continue
+            if proc.root != want_root:
+                continue
+            if want_root == "/" and proc.container is not None and proc.mnt_ns != own_ns:
+                continue  # a container: its "/" is not ours
+            processes.append(proc)
+        if spool is not None:
+            processes = [_with_imports(p, spool) for p in processes]
+        return cls(
+            boot_id=_procfs.boot_id(procfs),
+            taken_at=time.time(),
+            host=socket.gethostname(),
+            processes=tuple(processes),
+            gaps=tuple(gaps),
+            clock_ticks=_procfs.clock_ticks(),
+        )
+
+    def by_key(self) -> dict[tuple[int, int], Process]:
+        """Processes by (pid, start_time)."""
+        return {p.key: p for p in self.processes}
+
+    # -- persistence ------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """The `imgdiff.snapshot/1` document."""
+        return {
+            "schema": SCHEMA,
+            "boot_id": self.boot_id,
+            "taken_at": self.taken_at,
+            "host": self.host,
+            "clock_ticks": self.clock_ticks,
+            "processes": [_process_json(p) for p in self.processes],
+            "gaps": [attrs.asdict(g) for g in self.gaps],
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the snapshot as JSON (atomically)."""
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="ascii") as fh:
+            json.dump(self.to_json(), fh, separators=(",", ":"))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Snapshot:
+        """Read a snapshot written by `save` (or `imgdiff snapshot --json`)."""
+        name = os.fspath(path)
+        try:
+            with open(path, encoding="ascii") as fh:
+                doc = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise BadInput(name, f"not a readable snapshot: {exc}") from None
+        return cls.from_json(doc, name)
+
+    @classmethod
+    def from_json(cls, doc: Any, name: str = "<snapshot>") -> Snapshot:
+        """A snapshot from its JSON document; malformed documents raise `BadInput`."""
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise BadInput(name, f"not an {SCHEMA} document")
+        try:
+            procs = []
+            for p in doc["processes"]:
+                files = tuple(FileUse(**f) for f in p["files"])
+                if any(f.via not in VIAS for f in files):
+                    raise ValueError("unknown via")
+                fields = {k: v for k, v in p.items() if k not in ("files", "cmdline")}
+                procs.append(Process(**fields, cmdline=tuple(p["cmdline"]), files=files))
+            gaps = tuple(Gap(**g) for g in doc.get("gaps", []))
+            return cls(
+                boot_id=str(doc["boot_id"]),
+                taken_at=float(doc["taken_at"]),
+                host=str(doc["host"]),
+                processes=tuple(procs),
+                gaps=gaps,
+                clock_ticks=int(doc.get("clock_ticks", 100)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInput(name, f"malformed snapshot: {exc}") from None
+
+
+def _process_json(p: Process) -> dict[str, Any]:
+    doc = attrs.asdict(p, recurse=False, filter=lambda a, _: a.name != "files")
+    doc["cmdline"] = list(p.cmdline)
+    doc["files"] = [attrs.asdict(f) for f in p.files]
+    return doc
+
+
+def _with_imports(proc: Process, spool: str) -> Process:
+    """Join the tracer's records for this exact process (pid and start time)."""
+    from imgdiff.trace.spool import read_spool
+
+    records = read_spool(spool, proc.pid, proc.start_time, uid=proc.uid)
+    if records is None:
+        return proc
+    imported = tuple(
+        FileUse(r.path, "imported", r.dev, r.ino, size=r.size, mtime_ns=r.mtime_ns) for r in records
+    )
+    return attrs.evolve(proc, files=proc.files + imported, traced=True)

@@ -1,0 +1,135 @@
+"""Processes running code or configuration that is no longer what is on disk.
+
+The needrestart/checkrestart question, answered from a `Snapshot` and the live file
+systems: an executable or mapped library deleted or replaced (the inode on disk is not
+the inode mapped), a module a traced Python process imported that changed since, a
+configuration file held open that was replaced. Every path is looked up inside the
+process's own root (its chroot or container), never on the host's tree by the same name:
+that is what makes a contained process with an unchanged image come out clean.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import attrs
+
+from imgdiff.rootfs import RootFS
+from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir, parse_stat
+from imgdiff.runtime.snapshot import FileUse, Gap, Process, Snapshot
+
+SCHEMA = "imgdiff.stale/1"
+# pseudo files that look like paths: never "deleted" in a way a restart changes
+_PSEUDO = ("/memfd:", "/dev/", "/SYSV", "/proc/", "/sys/", "/anon_hugepage", "/[")
+# open files there are run-time state (logs, caches, spools), not code or configuration
+_RUNTIME_STATE = ("/var/", "/run/", "/tmp/", "/home/", "/root/", "/srv/", "/mnt/", "/media/")  # noqa: S108 - prefixes compared, nothing created
+
+
+@attrs.frozen
+class Reason:
+    """One changed path a process still uses, and how it uses it."""
+
+    path: str
+    via: str  # exe | mapped | open | imported | deleted
+    detail: str = ""
+
+
+@attrs.frozen
+class StaleProcess:
+    """A process that needs a restart to use what is on disk now."""
+
+    pid: int
+    start_time: int
+    unit: str | None
+    comm: str
+    exe: str | None
+    reasons: tuple[Reason, ...]
+
+
+@attrs.frozen
+class StaleReport:
+    """The stale processes of a snapshot, and what could not be checked."""
+
+    processes: tuple[StaleProcess, ...]
+    gaps: tuple[Gap, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The `imgdiff.stale/1` document."""
+        return {
+            "schema": SCHEMA,
+            "processes": [
+                {
+                    "pid": p.pid,
+                    "start_time": p.start_time,
+                    "unit": p.unit,
+                    "comm": p.comm,
+                    "exe": p.exe,
+                    "reasons": [attrs.asdict(r) for r in p.reasons],
+                }
+                for p in self.processes
+            ],
+            "gaps": [attrs.asdict(g) for g in self.gaps],
+        }
+
+
+def _check(use: FileUse, fs: RootFS, cache: dict[str, os.stat_result | None]) -> Reason | None:
+    if use.path.startswith(_PSEUDO) or use.outside_root:
+        return None
+    if use.via == "open" and (use.path.startswith(_RUNTIME_STATE) or use.deleted):
+        return None  # rotated logs and unlinked temp files are not code
+    if use.path in cache:
+        st = cache[use.path]
+    else:
+        st = cache[use.path] = fs.stat(use.path)
+    if st is None:
+        return Reason(use.path, "deleted", "no longer on disk")
+    if use.deleted or (st.st_dev, st.st_ino) != (use.dev, use.ino):
+        # the kernel marks an unlinked inode "(deleted)"; a new file at the path means the
+        # package manager replaced it (write + rename), which is what a restart picks up
+        return Reason(use.path, use.via, "replaced on disk")
+    if use.via == "imported" and (use.size, use.mtime_ns) != (st.st_size, st.st_mtime_ns):
+        return Reason(use.path, "imported", "changed since it was imported")
+    return None
+
+
+def stale(snapshot: Snapshot, *, procfs: str = "/proc") -> StaleReport:
+    """Check every process of a live snapshot against the files now in its root."""
+    found: list[StaleProcess] = []
+    gaps: list[Gap] = list(snapshot.gaps)
+    roots: dict[str, dict[str, os.stat_result | None]] = {}  # per process root: path → stat
+    for proc in snapshot.processes:
+        try:
+            reasons = _process_reasons(proc, procfs, roots)
+        except NoSuchProcess:
+            continue  # exited since the snapshot: nothing to restart
+        except AccessDenied as exc:
+            gaps.append(Gap(proc.pid, f"root not readable: {exc}"))
+            continue
+        if reasons:
+            found.append(
+                StaleProcess(proc.pid, proc.start_time, proc.unit, proc.comm, proc.exe, reasons)
+            )
+    return StaleReport(tuple(found), tuple(gaps))
+
+
+def _process_reasons(
+    proc: Process, procfs: str, roots: dict[str, dict[str, os.stat_result | None]]
+) -> tuple[Reason, ...]:
+    with ProcDir(proc.pid, procfs) as d:
+        if _start_time(d) != proc.start_time:
+            raise NoSuchProcess(f"{proc.pid}: pid reused")
+        root_fd = d.open_root()
+    try:
+        # processes sharing a root and a mount namespace see the same files
+        key = f"{proc.root}\0{proc.mnt_ns}"
+        cache = roots.setdefault(key, {})
+        with RootFS(root_fd) as fs:
+            reasons = [r for use in proc.files if (r := _check(use, fs, cache)) is not None]
+    finally:
+        os.close(root_fd)
+    return tuple(dict.fromkeys(reasons))
+
+
+def _start_time(d: ProcDir) -> int:
+    return parse_stat(d.read("stat")).start_time

@@ -1,0 +1,185 @@
+"""Snapshots and stale detection on real processes, libraries, chroots and cgroups."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imgdiff.cli import main
+from imgdiff.runtime import Snapshot, stale
+from imgdiff.runtime._procfs import parse_maps, parse_stat
+
+from .procs import (
+    MAP_LIB,
+    build_chroot,
+    join_cgroup,
+    processes,
+    replace_file,
+    scratch_dir,
+    unit_cgroup,
+)
+
+LIBZ = "/usr/lib/x86_64-linux-gnu/libz.so.1.2.13"
+
+
+def _reasons(pid: int) -> list[tuple[str, str]]:
+    report = stale(Snapshot.capture(pids=[pid]))
+    return [(r.path, r.via) for p in report.processes if p.pid == pid for r in p.reasons]
+
+
+def _wait_for_exe(pid: int, exe: str) -> None:
+    """Wait until `pid` has exec'd `exe` (the shell said ready just before exec)."""
+    for _ in range(500):
+        if os.readlink(f"/proc/{pid}/exe") == exe:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{pid} never ran {exe}")
+
+
+def test_replaced_library_marks_mapping_process_stale() -> None:
+    with scratch_dir() as opt, processes() as procs:
+        lib = opt / "libz.so.1"
+        shutil.copy(LIBZ, lib)
+        user = procs.python(MAP_LIB, str(lib))
+        bystander = procs.python("print('ready', flush=True); import time; time.sleep(600)")
+        assert _reasons(user.pid) == []
+        replace_file(lib, lib.read_bytes() + b"\0")
+        assert _reasons(user.pid) == [(str(lib), "mapped")]
+        assert _reasons(bystander.pid) == []
+
+
+def test_deleted_library_is_reported_deleted() -> None:
+    with scratch_dir() as opt, processes() as procs:
+        lib = opt / "libz.so.1"
+        shutil.copy(LIBZ, lib)
+        user = procs.python(MAP_LIB, str(lib))
+        lib.unlink()
+        assert _reasons(user.pid) == [(str(lib), "deleted")]
+
+
+def test_replaced_executable_is_reported_as_exe() -> None:
+    with scratch_dir() as opt, processes() as procs:
+        exe = opt / "sleeper"
+        shutil.copy("/bin/sleep", exe)
+        proc = procs.start(["sh", "-c", f"echo ready; exec {exe} 600"])
+        _wait_for_exe(proc.pid, str(exe))
+        replace_file(exe, Path("/bin/sleep").read_bytes())
+        assert _reasons(proc.pid) == [(str(exe), "exe")]
+
+
+def test_snapshot_records_exe_maps_open_files_and_unit() -> None:
+    with scratch_dir() as opt, processes() as procs, unit_cgroup() as (unit, cg):
+        conf = opt / "app.conf"
+        conf.write_text("x = 1\n")
+        code = (
+            "import sys, time; f = open(sys.argv[1]); print('ready', flush=True); time.sleep(600)"
+        )
+        proc = procs.python(code, str(conf))
+        join_cgroup(cg, proc.pid)
+        (p,) = Snapshot.capture(pids=[proc.pid]).processes
+        assert p.unit == unit
+        assert p.exe == os.path.realpath(sys.executable)
+        vias = {(f.path, f.via) for f in p.files}
+        assert (str(conf), "open") in vias
+        assert any(via == "mapped" and "libc.so" in path for path, via in vias)
+        assert p.key == (proc.pid, p.start_time)
+
+
+@pytest.fixture
+def chroot_dir() -> Path:
+    with scratch_dir("/srv") as root:
+        build_chroot(root, ["sleep", "sh"])
+        yield root  # type: ignore[misc]
+
+
+def test_chrooted_process_paths_are_inside_its_root_and_compared_there(chroot_dir: Path) -> None:
+    with processes() as procs:
+        proc = procs.start(
+            ["chroot", str(chroot_dir), "/usr/bin/sh", "-c", "echo ready; exec /usr/bin/sleep 600"]
+        )
+        _wait_for_exe(proc.pid, f"{chroot_dir}/usr/bin/sleep")
+        snap = Snapshot.capture(str(chroot_dir))
+        (p,) = [q for q in snap.processes if q.pid == proc.pid]
+        assert p.root == str(chroot_dir)
+        libc = next(f for f in p.files if "libc.so" in f.path)
+        assert libc.path.startswith("/lib") or libc.path.startswith("/usr/lib")
+        assert not libc.path.startswith(str(chroot_dir))
+        # the host's libc is another file at the same path: only the chroot's counts
+        assert stale(snap).processes == ()
+        host_view = Snapshot.capture("/")
+        assert proc.pid not in {q.pid for q in host_view.processes}
+        chroot_libc = chroot_dir / libc.path.lstrip("/")
+        replace_file(chroot_libc, chroot_libc.read_bytes())
+        (sp,) = stale(Snapshot.capture(str(chroot_dir))).processes
+        assert (libc.path, "mapped") in {(r.path, r.via) for r in sp.reasons}
+
+
+def test_vanished_process_is_not_an_error() -> None:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    snap = Snapshot.capture(pids=[proc.pid, os.getpid()])
+    assert [p.pid for p in snap.processes] == [os.getpid()]
+    assert snap.gaps == ()
+
+
+def test_snapshot_round_trips_through_json(tmp_path: Path) -> None:
+    snap = Snapshot.capture(pids=[os.getpid()])
+    snap.save(tmp_path / "s.json")
+    assert Snapshot.load(tmp_path / "s.json") == snap
+
+
+def test_malformed_snapshot_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "s.json"
+    bad.write_text(json.dumps({"schema": "imgdiff.snapshot/1", "processes": [{"pid": "x"}]}))
+    with pytest.raises(ValueError, match="malformed snapshot"):
+        Snapshot.load(bad)
+
+
+def test_stale_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
+    with scratch_dir() as opt, processes() as procs:
+        lib = opt / "libz.so.1"
+        shutil.copy(LIBZ, lib)
+        user = procs.python(MAP_LIB, str(lib))
+        replace_file(lib, lib.read_bytes() + b"\0")
+        assert main(["stale", "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "imgdiff.stale/1"
+    mine = [p for p in doc["processes"] if p["pid"] == user.pid]
+    assert mine[0]["reasons"] == [{"path": str(lib), "via": "mapped", "detail": "replaced on disk"}]
+
+
+def test_snapshot_cli_writes_a_loadable_file(tmp_path: Path) -> None:
+    assert main(["snapshot", "-o", str(tmp_path / "s.json")]) == 0
+    snap = Snapshot.load(tmp_path / "s.json")
+    assert os.getpid() in {p.pid for p in snap.processes}
+
+
+def test_parse_stat_with_hostile_comm() -> None:
+    st = parse_stat(b"42 (a) b (c)) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 777 0 0")
+    assert (st.comm, st.ppid, st.start_time) == ("a) b (c)", 1, 777)
+
+
+def test_parse_maps_uses_identity_not_path_text() -> None:
+    data = (
+        b"7f0-7f1 r-xp 00000000 fd:01 123 /opt/x (deleted)\n"
+        b"7f1-7f2 r--p 00001000 fd:01 123 /opt/x (deleted)\n"
+        b"7f2-7f3 r--p 00000000 fd:01 456 /opt/my lib (deleted).so\n"
+        b"7f3-7f4 rw-p 00000000 00:00 0 \n"
+        b"7f4-7f5 r--p 00000000 00:00 0 [vdso]\n"
+    )
+    maps = {m.ino: m for m in parse_maps(data)}
+    assert set(maps) == {123, 456}
+    assert maps[123].deleted
+    assert maps[123].ranges == ("7f0-7f1", "7f1-7f2")
+    assert not maps[456].deleted
+    assert maps[456].path == "/opt/my lib (deleted).so"
+    assert maps[123].dev == (0xFD, 1)
