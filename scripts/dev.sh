@@ -12,8 +12,10 @@ PY=${PYTHON:-python3}
 # System tools the tests and the rpm bindings need: dpkg-deb/rpmbuild build real packages,
 # python3-rpm backs the PyPI `rpm` shim, zstd/xz/bzip2 make real compressed archives,
 # umoci/skopeo write real OCI layouts (with whiteouts) and docker-save archives,
-# db-util (db_load) writes a Berkeley DB rpmdb for the bdb_ro reader test.
-APT_PKGS=(python3-rpm rpm db-util dpkg-dev zstd xz-utils bzip2 gcc binutils attr umoci skopeo)
+# db-util (db_load) writes a Berkeley DB rpmdb for the bdb_ro reader test, needrestart
+# and debian-goodies (checkrestart) are the peers the stale tests and benchmarks compare with.
+APT_PKGS=(python3-rpm rpm db-util dpkg-dev zstd xz-utils bzip2 gcc binutils attr umoci skopeo
+          needrestart debian-goodies)
 
 need_apt=()
 for p in "${APT_PKGS[@]}"; do

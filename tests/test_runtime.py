@@ -183,3 +183,25 @@ def test_parse_maps_uses_identity_not_path_text() -> None:
     assert not maps[456].deleted
     assert maps[456].path == "/opt/my lib (deleted).so"
     assert maps[123].dev == (0xFD, 1)
+
+
+@pytest.mark.skipif(shutil.which("checkrestart") is None, reason="debian-goodies not installed")
+def test_finds_every_process_checkrestart_finds() -> None:
+    import re
+
+    with scratch_dir() as opt, processes() as procs:
+        lib = opt / "libz.so.1"
+        shutil.copy(LIBZ, lib)
+        exe = opt / "sleeper"
+        shutil.copy("/bin/sleep", exe)
+        users = [procs.python(MAP_LIB, str(lib)) for _ in range(3)]
+        sleeper = procs.start(["sh", "-c", f"echo ready; exec {exe} 600"])
+        _wait_for_exe(sleeper.pid, str(exe))
+        replace_file(lib, lib.read_bytes() + b"\0")
+        replace_file(exe, Path("/bin/sleep").read_bytes())
+        out = subprocess.run(["checkrestart", "-v"], capture_output=True, text=True, check=False)
+        theirs = {int(p) for p in re.findall(r"\(PID: (\d+)\)", out.stdout)}
+        ours = {p.pid for p in stale(Snapshot.capture()).processes}
+    mine = {u.pid for u in users} | {sleeper.pid}
+    assert mine <= theirs, "the scenario should be visible to checkrestart too"
+    assert theirs <= ours
