@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -93,10 +94,10 @@ def test_snapshot_records_exe_maps_open_files_and_unit() -> None:
 
 
 @pytest.fixture
-def chroot_dir() -> Path:
+def chroot_dir() -> Iterator[Path]:
     with scratch_dir("/srv") as root:
         build_chroot(root, ["sleep", "sh"])
-        yield root  # type: ignore[misc]
+        yield root
 
 
 def test_chrooted_process_paths_are_inside_its_root_and_compared_there(chroot_dir: Path) -> None:
