@@ -1,0 +1,1134 @@
+"""The ELF dependency closure of programs inside a root, found the way glibc's loader would.
+
+This module owns the static emulation of `ld.so`'s library search inside a `RootFS`: the
+loader configuration of a root (`/etc/ld.so.conf` with its includes, `/etc/ld.so.cache`,
+the default directories of each architecture), the search for every DT_NEEDED name of a
+program and of each library it loads (DT_RPATH along the loading chain, DT_RUNPATH of the
+loading object, the cache, the default directories; `$ORIGIN`, `$LIB` and `$PLATFORM`;
+glibc-hwcaps subdirectories; the ELF class and machine check), and the reverse index from
+a library to the programs that will load it on their next start. It must never execute
+anything it scans (no `ldd`, no `ld.so --list`: both run the image's own loader), never
+read outside the root (every path goes through `RootFS`), never trust a process
+environment (LD_LIBRARY_PATH, LD_PRELOAD are deliberately ignored), and never fail on a
+hostile or broken file: every unreadable, truncated or malformed object, configuration or
+cache becomes a note, and every loop and list is bounded. What `dlopen` loads at run time
+is out of its reach.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import re
+import stat as stat_
+import struct
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Final, Literal
+
+import attrs
+
+from imgdiff.elf import ET_DYN, ET_EXEC, MAGIC, ElfInfo, ElfParseError, read_elf_info
+from imgdiff.errors import BadInput, escape_path
+from imgdiff.rootfs import RootFS
+
+__all__ = [
+    "CacheEntry",
+    "ElfClosure",
+    "FactsCache",
+    "LoaderConfig",
+    "ObjectFacts",
+    "default_search_dirs",
+    "elf_closure",
+    "load_loader_config",
+    "parse_ld_so_cache",
+    "reverse_index",
+]
+
+# Safety bounds. A Debian program loads 5-40 objects, its loader configuration is a
+# handful of files and its cache a few hundred KiB; anything far beyond is hostile.
+MAX_OBJECTS: Final = 4096  # objects in one closure, alternatives included
+MAX_DEPTH: Final = 64  # links from the program to the farthest object
+MAX_NOTES: Final = 256  # notes kept per closure (then one "omitted" note)
+MAX_PATH_DIRS: Final = 256  # directories kept from one DT_RPATH/DT_RUNPATH
+MAX_PROBES: Final = 100_000  # candidate files and directories looked at in one closure
+MAX_ENTRIES_PER_SONAME: Final = 64  # cache entries kept per soname (ldconfig writes 1-4)
+MAX_VARIANTS: Final = 16  # glibc-hwcaps subdirectories considered per directory
+MAX_CONF_FILES: Final = 256  # ld.so.conf files read, includes together
+MAX_CONF_DEPTH: Final = 8  # nesting of `include`
+MAX_CONF_BYTES: Final = 1 << 20  # one ld.so.conf file
+MAX_CONF_DIRS: Final = 4096  # directories taken from the configuration
+MAX_GLOB_MATCHES: Final = 1024  # files one `include` pattern may name
+MAX_CACHE_BYTES: Final = 64 << 20  # /etc/ld.so.cache (real ones: 10-500 KiB)
+MAX_CACHE_STRING: Final = 4096  # PATH_MAX: longest soname or path in the cache
+MAX_CACHE_EXTENSIONS: Final = 64  # extension sections in the cache directory
+
+LD_SO_CONF: Final = "/etc/ld.so.conf"
+LD_SO_CACHE: Final = "/etc/ld.so.cache"
+
+# e_machine values (ELF gABI / glibc elf.h)
+EM_386: Final = 3
+EM_MIPS: Final = 8
+EM_PPC: Final = 20
+EM_PPC64: Final = 21
+EM_S390: Final = 22
+EM_ARM: Final = 40
+EM_SPARCV9: Final = 43
+EM_X86_64: Final = 62
+EM_AARCH64: Final = 183
+EM_RISCV: Final = 243
+EM_LOONGARCH: Final = 258
+
+_Endian = Literal["little", "big"]
+_Abi = tuple[int, str, int]  # ELF class (32/64), byte order ("little"/"big"), e_machine
+
+# Debian/Ubuntu multiarch triplets (the first directories of their loaders' default path).
+_TRIPLETS: Final[Mapping[_Abi, tuple[str, ...]]] = {
+    (64, "little", EM_X86_64): ("x86_64-linux-gnu",),
+    (32, "little", EM_X86_64): ("x86_64-linux-gnux32",),
+    (32, "little", EM_386): ("i386-linux-gnu",),
+    (64, "little", EM_AARCH64): ("aarch64-linux-gnu",),
+    (64, "big", EM_AARCH64): ("aarch64_be-linux-gnu",),
+    (32, "little", EM_ARM): ("arm-linux-gnueabihf", "arm-linux-gnueabi"),
+    (64, "little", EM_PPC64): ("powerpc64le-linux-gnu",),
+    (64, "big", EM_PPC64): ("powerpc64-linux-gnu",),
+    (32, "big", EM_PPC): ("powerpc-linux-gnu",),
+    (64, "big", EM_S390): ("s390x-linux-gnu",),
+    (64, "little", EM_RISCV): ("riscv64-linux-gnu",),
+    (64, "little", EM_MIPS): ("mips64el-linux-gnuabi64",),
+    (64, "big", EM_MIPS): ("mips64-linux-gnuabi64",),
+    (32, "little", EM_MIPS): ("mipsel-linux-gnu",),
+    (32, "big", EM_MIPS): ("mips-linux-gnu",),
+    (64, "little", EM_LOONGARCH): ("loongarch64-linux-gnu",),
+    (64, "big", EM_SPARCV9): ("sparc64-linux-gnu",),
+}
+
+# AT_PLATFORM as the kernel reports it, where it does not depend on the CPU model.
+_PLATFORMS: Final[Mapping[_Abi, str]] = {
+    (64, "little", EM_X86_64): "x86_64",
+    (32, "little", EM_X86_64): "x86_64",
+    (32, "little", EM_386): "i686",
+    (64, "little", EM_AARCH64): "aarch64",
+    (64, "big", EM_AARCH64): "aarch64_be",
+}
+
+# Cache entry flags each loader accepts (glibc `_dl_cache_check_flags` per port;
+# FLAG_ELF_LIBC6 = 3 plus the port's FLAG_*_LIB64/ABI bits from ldconfig.h). An ABI not
+# listed accepts every ELF entry and relies on the class and machine check of the file.
+_CACHE_FLAGS: Final[Mapping[_Abi, frozenset[int]]] = {
+    (64, "little", EM_X86_64): frozenset({0x0303}),
+    (32, "little", EM_X86_64): frozenset({0x0803}),
+    (32, "little", EM_386): frozenset({1, 3}),
+    (64, "little", EM_AARCH64): frozenset({0x0A03}),
+    (64, "big", EM_AARCH64): frozenset({0x0A03}),
+    (32, "little", EM_ARM): frozenset({3, 0x0903, 0x0B03}),
+    (64, "little", EM_PPC64): frozenset({0x0503}),
+    (64, "big", EM_PPC64): frozenset({0x0503}),
+    (32, "big", EM_PPC): frozenset({1, 3}),
+    (64, "big", EM_S390): frozenset({0x0403}),
+    (32, "big", EM_S390): frozenset({1, 3}),
+    (64, "little", EM_RISCV): frozenset({0x0F03, 0x1003}),
+    (64, "little", EM_LOONGARCH): frozenset({0x1103, 0x1203}),
+    (64, "big", EM_SPARCV9): frozenset({0x0103}),
+}
+
+
+def default_search_dirs(elf_class: int, endian: str, machine: int) -> tuple[str, ...]:
+    """The loader's built-in directories for programs of this ELF class and machine.
+
+    The union of what distributions compile in, in the order their loaders search:
+    the multiarch triplet directories (Debian, Ubuntu), then `lib64`/`lib32` (Fedora,
+    SUSE, Debian multilib), then `lib` (Arch, Alpine-like layouts). Files of another class
+    or machine in any of them are skipped by the search, as `ld.so` skips them.
+    """
+    dirs: list[str] = []
+    for triplet in _TRIPLETS.get((elf_class, endian, machine), ()):
+        dirs += [f"/lib/{triplet}", f"/usr/lib/{triplet}"]
+    if elf_class == 64:
+        dirs += ["/lib64", "/usr/lib64"]
+    elif machine == EM_X86_64:
+        dirs += ["/libx32", "/usr/libx32"]
+    else:
+        dirs += ["/lib32", "/usr/lib32"]
+    return (*dirs, "/lib", "/usr/lib")
+
+
+def _lib_values(abi: _Abi) -> tuple[str, ...]:
+    """What `$LIB` may expand to: it is a build-time choice of each distribution's glibc."""
+    elf_class, _endian, machine = abi
+    values = [f"lib/{t}" for t in _TRIPLETS.get(abi, ())]
+    if elf_class == 64:
+        values.append("lib64")
+    elif machine == EM_X86_64:
+        values.append("libx32")
+    else:
+        values.append("lib32")
+    values.append("lib")
+    return tuple(values)
+
+
+# --------------------------------------------------------------------------- ld.so.cache
+
+_NEW_MAGIC: Final = b"glibc-ld.so.cache1.1"
+_OLD_MAGIC: Final = b"ld.so-1.7.0"
+_NEW_HEADER_SIZE: Final = 48  # magic+version, nlibs, len_strings, flags, pad, ext, unused[3]
+_OLD_HEADER_SIZE: Final = 16  # magic (11 bytes), pad, nlibs
+_NEW_ENTRY: Final = {"little": struct.Struct("<iIIIQ"), "big": struct.Struct(">iIIIQ")}
+_OLD_ENTRY: Final = {"little": struct.Struct("<iII"), "big": struct.Struct(">iII")}
+_U32X2: Final = {"little": struct.Struct("<II"), "big": struct.Struct(">II")}
+_U32X4: Final = {"little": struct.Struct("<IIII"), "big": struct.Struct(">IIII")}
+_EXTENSION_MAGIC: Final = 0xEAA42174  # (uint32_t) -358342284, dl-cache.h
+_EXT_TAG_HWCAPS: Final = 1  # cache_extension_tag_glibc_hwcaps
+_HWCAP_EXTENSION: Final = 1 << 62  # DL_CACHE_HWCAP_EXTENSION
+_ISA_LEVEL_MASK: Final = (1 << 10) - 1  # DL_CACHE_HWCAP_ISA_LEVEL_MASK (upper half)
+
+
+@attrs.frozen(slots=True)
+class CacheEntry:
+    """One `/etc/ld.so.cache` entry: a soname (`key`) and the file ldconfig found for it.
+
+    `flags` says the library's ABI (FLAG_ELF_LIBC6 | FLAG_X8664_LIB64 = 0x0303 for x86-64).
+    `hwcap` is 0 for the baseline library; otherwise the entry is a variant the loader picks
+    only on a CPU that supports it: a glibc-hwcaps subdirectory (`hwcaps_subdir`, e.g.
+    'x86-64-v3') or, from old ldconfigs, a legacy hwcap bit mask.
+    """
+
+    key: str
+    path: str
+    flags: int
+    hwcap: int = 0
+    hwcaps_subdir: str | None = None
+
+
+def _cache_string(data: bytes, base: int, offset: int, what: str) -> str:
+    start = base + offset
+    if offset < 0 or start >= len(data):
+        raise BadInput(LD_SO_CACHE, f"{what} string offset {offset} beyond the file")
+    end = data.find(b"\0", start, start + MAX_CACHE_STRING)
+    if end < 0:
+        raise BadInput(LD_SO_CACHE, f"{what} string at offset {offset} is not NUL-terminated")
+    return data[start:end].decode("utf-8", "surrogateescape")
+
+
+def _cache_hwcaps_names(
+    data: bytes, endian: _Endian, ext_offset: int, base: int
+) -> list[str | None]:
+    """The glibc-hwcaps subdirectory names of the extension directory ([] if none/bad).
+
+    Section offsets count from the start of the file, the names' string offsets from the
+    new-format header (ldconfig's save_cache). A damaged extension only costs the names.
+    """
+    if ext_offset == 0 or ext_offset % 4 or ext_offset + 8 > len(data):
+        return []
+    magic, count = _U32X2[endian].unpack_from(data, ext_offset)
+    if magic != _EXTENSION_MAGIC or count > MAX_CACHE_EXTENSIONS:
+        return []
+    if ext_offset + 8 + 16 * count > len(data):
+        return []
+    for i in range(count):
+        tag, _flags, offset, size = _U32X4[endian].unpack_from(data, ext_offset + 8 + 16 * i)
+        if tag != _EXT_TAG_HWCAPS:
+            continue
+        if offset % 4 or size % 4 or offset + size > len(data):
+            return []
+        names: list[str | None] = []
+        for at in range(offset, offset + size, 4):  # bounded by the file size
+            (index,) = struct.unpack_from("<I" if endian == "little" else ">I", data, at)
+            try:
+                names.append(_cache_string(data, base, index, "glibc-hwcaps name"))
+            except BadInput:
+                names.append(None)
+        return names
+    return []
+
+
+def _check_entry(key: str, path: str) -> None:
+    if not key or "/" in key:
+        raise BadInput(LD_SO_CACHE, "entry with an empty soname or one naming a path", key)
+    if not path.startswith("/"):
+        raise BadInput(LD_SO_CACHE, f"entry for {escape_path(key)} names a relative path")
+
+
+def _parse_new(data: bytes, base: int) -> tuple[CacheEntry, ...]:
+    if len(data) - base < _NEW_HEADER_SIZE:
+        raise BadInput(LD_SO_CACHE, "truncated header")
+    flags = data[base + 28]
+    endians: tuple[_Endian, ...]
+    if flags & 3 == 1:  # cache_file_new_flags_endian_invalid
+        raise BadInput(LD_SO_CACHE, "header marks the cache as invalid")
+    if flags & 3 == 2:
+        endians = ("little",)
+    elif flags & 3 == 3:
+        endians = ("big",)
+    else:  # written by an ldconfig older than 2.33: the byte order of the machine
+        endians = ("little", "big")
+    room = (len(data) - base - _NEW_HEADER_SIZE) // 24
+    for endian in endians:
+        nlibs, _len_strings = _U32X2[endian].unpack_from(data, base + 20)
+        if nlibs <= room:  # glibc's own corruption check
+            break
+    else:
+        raise BadInput(LD_SO_CACHE, f"{nlibs} entries do not fit in {len(data)} bytes")
+    (ext_offset,) = struct.unpack_from("<I" if endian == "little" else ">I", data, base + 32)
+    hwcaps = _cache_hwcaps_names(data, endian, ext_offset, base)
+    entry = _NEW_ENTRY[endian]
+    out: list[CacheEntry] = []
+    for at in range(base + _NEW_HEADER_SIZE, base + _NEW_HEADER_SIZE + 24 * nlibs, 24):
+        eflags, key_at, value_at, _osversion, hwcap = entry.unpack_from(data, at)
+        key = _cache_string(data, base, key_at, "soname")
+        path = _cache_string(data, base, value_at, "path")
+        _check_entry(key, path)
+        subdir = None
+        if ((hwcap >> 32) & ~_ISA_LEVEL_MASK) == _HWCAP_EXTENSION >> 32:
+            index = hwcap & 0xFFFFFFFF
+            subdir = hwcaps[index] if index < len(hwcaps) else None
+        out.append(CacheEntry(key, path, eflags, hwcap, subdir))
+    return tuple(out)
+
+
+def _parse_old(data: bytes) -> tuple[CacheEntry, ...]:
+    endian: _Endian = "little"
+    room = (len(data) - _OLD_HEADER_SIZE) // 12
+    (nlibs,) = struct.unpack_from("<I", data, 12)
+    if nlibs > room:
+        (nlibs,) = struct.unpack_from(">I", data, 12)
+        endian = "big"
+        if nlibs > room:
+            raise BadInput(LD_SO_CACHE, "old-format entries do not fit in the file")
+    strings = _OLD_HEADER_SIZE + 12 * nlibs
+    out: list[CacheEntry] = []
+    for at in range(_OLD_HEADER_SIZE, strings, 12):
+        eflags, key_at, value_at = _OLD_ENTRY[endian].unpack_from(data, at)
+        key = _cache_string(data, strings, key_at, "soname")
+        path = _cache_string(data, strings, value_at, "path")
+        _check_entry(key, path)
+        out.append(CacheEntry(key, path, eflags))
+    return tuple(out)
+
+
+def parse_ld_so_cache(data: bytes) -> tuple[CacheEntry, ...]:
+    """The entries of an `/etc/ld.so.cache`, in file order (ldconfig sorts them by soname).
+
+    Reads the 'glibc-ld.so.cache1.1' format (glibc 2.2 and later: a 48-byte header,
+    24-byte entries whose string offsets count from the header, and the extension
+    directory naming glibc-hwcaps subdirectories), alone or after the old 'ld.so-1.7.0'
+    table (the compat layout), and the old table alone. Either byte order. Raises
+    `BadInput` for anything truncated, out of range or not NUL-terminated; every count and
+    offset is checked against the size of `data`.
+    """
+    if len(data) > MAX_CACHE_BYTES:
+        raise BadInput(LD_SO_CACHE, f"{len(data)} bytes, more than {MAX_CACHE_BYTES}")
+    if data.startswith(_NEW_MAGIC):
+        return _parse_new(data, 0)
+    if data.startswith(_OLD_MAGIC) and len(data) >= _OLD_HEADER_SIZE:
+        for endian in ("<I", ">I"):
+            (nlibs,) = struct.unpack_from(endian, data, 12)
+            if nlibs <= (len(data) - _OLD_HEADER_SIZE) // 12:
+                new_at = (_OLD_HEADER_SIZE + 12 * nlibs + 7) & ~7  # ALIGN_CACHE: 8 bytes
+                if data[new_at : new_at + len(_NEW_MAGIC)] == _NEW_MAGIC:
+                    return _parse_new(data, new_at)
+        return _parse_old(data)
+    raise BadInput(LD_SO_CACHE, "not an ld.so cache (unknown magic)")
+
+
+# --------------------------------------------------------------------------- ld.so.conf
+
+_GLOB_MAGIC: Final = re.compile(r"[*?\[]")
+
+
+def _join(directory: str, name: str) -> str:
+    return f"{directory.rstrip('/')}/{name}"
+
+
+def _glob_in_root(fs: RootFS, pattern: str) -> list[str]:
+    """glob(3) of an absolute pattern inside the root: sorted, existing paths only."""
+    paths = ["/"]
+    parts = [p for p in pattern.split("/") if p and p != "."]
+    for part in parts:
+        found: list[str] = []
+        for base in paths:
+            if not _GLOB_MAGIC.search(part):
+                found.append(_join(base, part))
+                continue
+            for name in sorted(fs.listdir(base) or ()):
+                # glob(3) leaves dot files out unless the pattern asks for them
+                if name.startswith(".") and not part.startswith("."):
+                    continue
+                if fnmatch.fnmatchcase(name, part):
+                    found.append(_join(base, name))
+        paths = found[:MAX_GLOB_MATCHES]
+    return sorted(p for p in paths if p != "/" and fs.stat(p) is not None)
+
+
+class _ConfReader:
+    """ldconfig's reading of ld.so.conf: one directory per line, `include` globs, `#`."""
+
+    def __init__(self, fs: RootFS) -> None:
+        self.fs = fs
+        self.dirs: dict[str, None] = {}
+        self.notes: list[str] = []
+        self.seen: set[tuple[int, int]] = set()
+        self.full = False  # MAX_CONF_DIRS reached: the rest is not read
+
+    def note(self, text: str) -> None:
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(text)
+
+    def read(self, path: str, depth: int) -> None:
+        if self.full:
+            return
+        st = self.fs.stat(path)
+        if st is None:
+            if depth:
+                self.note(f"{escape_path(path)}: vanished while reading includes")
+            return
+        identity = (st.st_dev, st.st_ino)  # one file under any spelling or symlink
+        if identity in self.seen:
+            self.note(f"{escape_path(path)}: included again (include loop): skipped")
+            return
+        if depth > MAX_CONF_DEPTH or len(self.seen) >= MAX_CONF_FILES:
+            self.note(f"{escape_path(path)}: include nesting or count limit reached")
+            return
+        self.seen.add(identity)
+        data = self.fs.read(path, limit=MAX_CONF_BYTES)
+        if data is None:
+            self.note(f"{escape_path(path)}: unreadable, not a file or too large")
+            return
+        text = data.decode("utf-8", "surrogateescape")
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            words = line.split()
+            if words[0] == "include" and len(words) > 1:
+                for word in words[1:]:
+                    # a relative pattern is relative to the including file's directory
+                    pattern = (
+                        word
+                        if word.startswith("/")
+                        else _join(path.rpartition("/")[0] or "/", word)
+                    )
+                    for match in _glob_in_root(self.fs, pattern):
+                        self.read(match, depth + 1)
+            elif words[0] == "hwcap":  # obsolete since glibc 2.37, never a directory
+                continue
+            else:
+                # ldconfig: an '=TYPE' suffix names a library type; trailing '/' dropped
+                directory = line.partition("=")[0].rstrip()
+                directory = directory.rstrip("/") or "/"
+                where = f"{escape_path(path)}:{lineno}"
+                if not directory.startswith("/"):
+                    self.note(f"{where}: relative directory ignored")
+                elif directory not in self.dirs:
+                    if len(self.dirs) >= MAX_CONF_DIRS:
+                        self.note(f"{where}: more than {MAX_CONF_DIRS} directories; rest unread")
+                        self.full = True
+                        return
+                    self.dirs[directory] = None
+
+
+@attrs.frozen(slots=True)
+class LoaderConfig:
+    """Where the loader of one root looks for libraries, beyond what each object says.
+
+    `cache` holds the entries of the root's `/etc/ld.so.cache`, or None when it is absent
+    or unparseable. glibc consults the cache and then its built-in directories, never
+    ld.so.conf itself; `elf_closure` does the same when the cache is there. Without a
+    usable cache it searches `conf_dirs` (ld.so.conf and its includes, in order) where
+    the cache lookup would be, i.e. as if `ldconfig` had just been run: package
+    installers run it, and it is the conservative reading for "what will load this".
+    `notes` says what could not be read.
+    """
+
+    conf_dirs: tuple[str, ...] = ()
+    cache: tuple[CacheEntry, ...] | None = None
+    notes: tuple[str, ...] = ()
+    _by_key: Mapping[str, tuple[CacheEntry, ...]] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        index: dict[str, list[CacheEntry]] = {}
+        for entry in self.cache or ():
+            entries = index.setdefault(entry.key, [])
+            if len(entries) < MAX_ENTRIES_PER_SONAME:
+                entries.append(entry)
+        frozen = {key: tuple(entries) for key, entries in index.items()}
+        object.__setattr__(self, "_by_key", MappingProxyType(frozen))
+
+    def cache_entries(self, soname: str) -> tuple[CacheEntry, ...]:
+        """The cache entries for `soname`, in file order (empty without a cache)."""
+        return self._by_key.get(soname, ())
+
+
+def load_loader_config(fs: RootFS) -> LoaderConfig:
+    """Read `/etc/ld.so.conf` (with includes) and `/etc/ld.so.cache` of the root `fs`.
+
+    Never raises for their content: an include loop, an unreadable file or a corrupt
+    cache becomes a note (a corrupt cache also means `cache` is None).
+    """
+    reader = _ConfReader(fs)
+    reader.read(LD_SO_CONF, 0)
+    notes = reader.notes
+    cache = None
+    data = fs.read(LD_SO_CACHE, limit=MAX_CACHE_BYTES)
+    if data is not None:
+        try:
+            cache = parse_ld_so_cache(data)
+        except BadInput as exc:
+            notes.append(f"{exc}; searching the ld.so.conf directories instead")
+    elif fs.stat(LD_SO_CACHE) is not None:
+        notes.append(f"{LD_SO_CACHE}: unreadable, not a file or too large; not used")
+    return LoaderConfig(conf_dirs=tuple(reader.dirs), cache=cache, notes=tuple(notes))
+
+
+# --------------------------------------------------------------------------- object facts
+
+FileKey = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
+
+
+@attrs.frozen(slots=True)
+class ObjectFacts:
+    """What the loader checks in one file, independent of who loads it.
+
+    `error` is set when the file is not ELF or its header is cut short: glibc stops the
+    program with "invalid ELF header" / "file too short" when it meets such a file in a
+    search directory. Otherwise `elf_class` (32, 64, or 0 for an invalid EI_CLASS),
+    `endian`, `machine` and `e_type` are the header's, and `info` the dynamic-linking
+    facts, or `info_error` saying why they could not be read.
+    """
+
+    elf_class: int = 0
+    endian: str = ""
+    machine: int = 0
+    e_type: int = 0
+    info: ElfInfo | None = None
+    error: str | None = None
+    info_error: str | None = None
+
+
+# Parsed facts per file identity. The path is left out of the key on purpose: the same
+# inode reached through usr-merge symlinks (/lib/... and /usr/lib/...) is one parse.
+FactsCache = dict[FileKey, ObjectFacts]
+
+_EHDR_START: Final = {"little": struct.Struct("<HH"), "big": struct.Struct(">HH")}
+
+
+def _read_facts(fd: int, size: int, name: str) -> ObjectFacts:
+    """Facts of the open regular file `fd` of `size` bytes."""
+    head = os.pread(fd, 64, 0)
+    if len(head) >= 4 and head[:4] != MAGIC:
+        return ObjectFacts(error="invalid ELF header")
+    elf_class = {1: 32, 2: 64}.get(head[4], 0) if len(head) > 4 else 0
+    if len(head) < (64 if elf_class == 64 else 52):
+        return ObjectFacts(error="file too short")
+    endian = {1: "little", 2: "big"}.get(head[5])
+    if endian is None:
+        return ObjectFacts(error=f"invalid EI_DATA {head[5]}")
+    # Only e_type and e_machine are needed here; `imgdiff.elf.parse_header` would also
+    # insist on the program headers lying in the first 4 KiB, which patchelf breaks.
+    e_type, machine = _EHDR_START[endian].unpack_from(head, 16)
+    info = info_error = None
+    if e_type in (ET_DYN, ET_EXEC) and elf_class:
+        try:
+            with open(fd, "rb", buffering=0, closefd=False) as fh:
+                info = read_elf_info(fh, size, name=name)
+        except ElfParseError as exc:
+            info_error = str(exc)
+    return ObjectFacts(elf_class, endian, machine, e_type, info, None, info_error)
+
+
+# --------------------------------------------------------------------------- the closure
+
+
+@attrs.frozen(slots=True)
+class ElfClosure:
+    """Every file the loader maps to start `root_object`, and how they need each other.
+
+    Paths are inside the root, spelled as the loader finds them (a RUNPATH of
+    `$ORIGIN/../lib` gives `/opt/app/bin/../lib/libx.so.1`, as `ldd` prints it);
+    `real_paths` maps such a path to the file it leads to with symlinks and `..` resolved
+    inside the root, where they differ. `libraries` pairs each loaded DT_NEEDED name with
+    its path, in loading order (breadth first, like glibc). `alternatives` are glibc-hwcaps
+    (and legacy hwcap) variants the loader picks instead on a CPU that supports them:
+    possible dependencies, their own needs followed too. `edges` are (needer, needed)
+    path pairs. `interpreter` is PT_INTERP as written in the program. `unresolved` lists
+    names the loader would not find (the program would not start); `notes` say why, and
+    what was skipped or unreadable.
+    """
+
+    root_object: str
+    interpreter: str | None = None
+    libraries: tuple[tuple[str, str], ...] = ()
+    alternatives: tuple[tuple[str, str], ...] = ()
+    edges: tuple[tuple[str, str], ...] = ()
+    unresolved: tuple[str, ...] = ()
+    real_paths: tuple[tuple[str, str], ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def dependency_paths(self) -> frozenset[str]:
+        """Paths whose change affects the next start of the program, its own aside.
+
+        The interpreter, every library and alternative, each as found and as resolved.
+        """
+        found = {path for _, path in (*self.libraries, *self.alternatives)}
+        if self.interpreter is not None:
+            found.add(self.interpreter)
+        resolved = {real for path, real in self.real_paths if path in found}
+        return frozenset(found | resolved)
+
+
+_Status = Literal["absent", "mismatch", "fatal", "ok"]
+
+
+@attrs.frozen(slots=True)
+class _Probe:
+    """What the loader makes of one candidate path."""
+
+    status: _Status
+    path: str
+    reason: str = ""
+    real_path: str = ""
+    file_id: tuple[int, int] = (0, 0)
+    facts: ObjectFacts | None = None
+
+
+@attrs.define(slots=True)
+class _Object:
+    """One object of the closure being built."""
+
+    index: int
+    path: str
+    info: ElfInfo
+    origin: str  # what $ORIGIN expands to for this object's own strings
+    loader: int | None
+    depth: int
+    rpath_dirs: tuple[str, ...] | None = None
+    runpath_dirs: tuple[str, ...] | None = None
+
+
+@attrs.define(slots=True)
+class _Found:
+    primary: _Probe | None = None
+    variants: list[_Probe] = attrs.Factory(list)
+    fatal: _Probe | None = None
+
+
+_DST: Final = re.compile(r"\$(?:\{(ORIGIN|LIB|PLATFORM)\}|(ORIGIN|LIB|PLATFORM)(?![A-Za-z0-9_]))")
+
+
+def _substitute(text: str, values: Mapping[str, str]) -> str:
+    return _DST.sub(lambda m: values[m.group(1) or m.group(2)], text)
+
+
+class _Closure:
+    """One run of the search; holds the per-run memos (directory existence, probes)."""
+
+    def __init__(self, fs: RootFS, config: LoaderConfig, facts: FactsCache) -> None:
+        self.fs = fs
+        self.config = config
+        self.facts = facts
+        self.notes: dict[str, None] = {}  # ordered, without repeats
+        self.unresolved: dict[str, None] = {}
+        self.objects: list[_Object] = []
+        self.by_name: dict[str, int] = {}
+        self.by_file: dict[tuple[int, int], int] = {}
+        self.variant_files: set[tuple[int, int]] = set()
+        self.libraries: list[tuple[str, str]] = []
+        self.alternatives: list[tuple[str, str]] = []
+        self.edges: dict[tuple[str, str], None] = {}
+        self.real_paths: dict[str, str] = {}
+        self.probes: dict[str, _Probe] = {}
+        self.dirs: dict[str, bool] = {}
+        self.variant_dirs: dict[str, tuple[str, ...]] = {}
+        self.probe_budget = MAX_PROBES
+        self.abi: _Abi = (64, "little", EM_X86_64)
+        self.lib_values: tuple[str, ...] | None = None  # what $LIB expands to
+        self.root_prefix = self._root_prefix()
+
+    # ----------------------------------------------------------------- notes and files
+
+    def note(self, text: str) -> None:
+        if len(self.notes) < MAX_NOTES:
+            self.notes[text] = None
+        elif len(self.notes) == MAX_NOTES:
+            self.notes["further notes omitted"] = None
+
+    def _root_prefix(self) -> str | None:
+        try:
+            return os.readlink(f"/proc/self/fd/{self.fs.fd}")
+        except OSError:
+            return None
+
+    def _real_path(self, fd: int, path: str) -> str:
+        """`path` with symlinks resolved inside the root, as the kernel resolved it."""
+        if self.root_prefix is None:
+            return path
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return path
+        if self.root_prefix == "/":
+            return target
+        if target.startswith(self.root_prefix + "/"):
+            return target[len(self.root_prefix) :]
+        return target if target == self.root_prefix else path
+
+    def _facts(self, fd: int, st: os.stat_result, path: str) -> ObjectFacts:
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        facts = self.facts.get(key)
+        if facts is not None:
+            return facts
+        try:  # reopen the O_PATH descriptor for reading, without resolving `path` again
+            rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        except OSError:
+            rfd = self.fs.open(path)
+        try:
+            check = os.fstat(rfd)
+            if (check.st_dev, check.st_ino) != (st.st_dev, st.st_ino):
+                raise OSError(errno.ESTALE, "file replaced while reading", path)
+            facts = _read_facts(rfd, st.st_size, path)
+        finally:
+            os.close(rfd)
+        self.facts[key] = facts
+        return facts
+
+    def spend(self) -> bool:
+        """Charge one file or directory to the search; False once MAX_PROBES are spent."""
+        self.probe_budget -= 1
+        if self.probe_budget == -1:
+            self.note(f"more than {MAX_PROBES} files and directories looked at; incomplete")
+        return self.probe_budget >= 0
+
+    def probe(self, path: str) -> _Probe:
+        """Look at a candidate library as `open_verify` would (memoised per run)."""
+        known = self.probes.get(path)
+        if known is not None:
+            return known
+        if not self.spend():
+            return _Probe("absent", path, "search limit reached")
+        result = self.probes[path] = self._probe(path, library=True)
+        return result
+
+    def _probe(self, path: str, *, library: bool) -> _Probe:
+        try:
+            fd = self.fs.open(path, os.O_PATH)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
+                self.note(f"{escape_path(path)}: {os.strerror(exc.errno or 0)}; skipped")
+            return _Probe("absent", path)
+        try:
+            st = os.fstat(fd)
+            if not stat_.S_ISREG(st.st_mode):
+                # glibc opens it and fails to read an ELF header from it: fatal
+                return _Probe("fatal", path, "not a regular file")
+            facts = self._facts(fd, st, path)
+            real = self._real_path(fd, path)
+        except OSError as exc:
+            return _Probe("fatal", path, f"cannot read file data ({exc.strerror})")
+        finally:
+            os.close(fd)
+        file_id = (st.st_dev, st.st_ino)
+        return _Probe(self._verdict(facts, library), path, self._why(facts), real, file_id, facts)
+
+    def _verdict(self, facts: ObjectFacts, library: bool) -> _Status:
+        """glibc's open_verify order: magic, class (skip), data, machine (skip), type."""
+        if facts.error is not None:
+            return "fatal"
+        elf_class, endian, machine = self.abi
+        if facts.elf_class != elf_class:
+            return "mismatch"
+        if facts.endian != endian or facts.machine != machine:
+            return "mismatch"
+        if facts.e_type != ET_DYN and (library or facts.e_type != ET_EXEC):
+            return "fatal"
+        if facts.info_error is not None or facts.info is None:
+            return "fatal"
+        return "ok"
+
+    def _why(self, facts: ObjectFacts) -> str:
+        if facts.error is not None:
+            return facts.error
+        if facts.elf_class != self.abi[0]:
+            return f"ELFCLASS{facts.elf_class or 'NONE'}, the program is ELFCLASS{self.abi[0]}"
+        if facts.endian != self.abi[1] or facts.machine != self.abi[2]:
+            return f"machine {facts.machine} ({facts.endian}-endian), not the program's"
+        if facts.e_type not in (ET_DYN, ET_EXEC):
+            return f"e_type {facts.e_type} cannot be loaded"
+        if facts.e_type == ET_EXEC:
+            return "an executable (ET_EXEC) cannot be loaded as a library"
+        return facts.info_error or ""
+
+    def is_dir(self, path: str) -> bool:
+        known = self.dirs.get(path)
+        if known is None:
+            known = self.dirs[path] = self.fs.is_dir(path)
+        return known
+
+    # ----------------------------------------------------------------- search paths
+
+    def expand(self, text: str, obj: _Object) -> list[str]:
+        """`text` with dynamic string tokens replaced; one result per `$LIB` value."""
+        if "$" not in text:
+            return [text]
+        tokens = {m.group(1) or m.group(2) for m in _DST.finditer(text)}
+        platform = _PLATFORMS.get(self.abi)
+        if "PLATFORM" in tokens and platform is None:
+            self.note(
+                f"{escape_path(obj.path)}: $PLATFORM is not fixed for this machine; "
+                f"{escape_path(text)} dropped"
+            )
+            return []
+        libs = (self.lib_values or _lib_values(self.abi)) if "LIB" in tokens else ("",)
+        return [
+            _substitute(text, {"ORIGIN": obj.origin, "PLATFORM": platform or "", "LIB": lib})
+            for lib in libs
+        ]
+
+    def path_dirs(self, obj: _Object, kind: Literal["rpath", "runpath"]) -> tuple[str, ...]:
+        cached = obj.rpath_dirs if kind == "rpath" else obj.runpath_dirs
+        if cached is not None:
+            return cached
+        elements = obj.info.rpath if kind == "rpath" else obj.info.runpath
+        dirs: dict[str, None] = {}
+        for element in elements:
+            if len(dirs) > MAX_PATH_DIRS:
+                break
+            if not element:
+                self.note(
+                    f"{escape_path(obj.path)}: empty {kind.upper()} entry means the "
+                    "working directory; not searched"
+                )
+                continue
+            for expanded in self.expand(element, obj):
+                if not expanded.startswith("/"):
+                    self.note(
+                        f"{escape_path(obj.path)}: {kind.upper()} entry "
+                        f"{escape_path(expanded)} is relative to the working "
+                        "directory; not searched"
+                    )
+                    continue
+                dirs[expanded.rstrip("/") or "/"] = None
+        if len(dirs) > MAX_PATH_DIRS:
+            self.note(
+                f"{escape_path(obj.path)}: {kind.upper()} of more than {MAX_PATH_DIRS} "
+                "directories; the rest not searched"
+            )
+        result = tuple(dirs)[:MAX_PATH_DIRS]
+        if kind == "rpath":
+            obj.rpath_dirs = result
+        else:
+            obj.runpath_dirs = result
+        return result
+
+    def steps(self, obj: _Object) -> Iterator[str | None]:
+        """glibc's search order for a name needed by `obj`; None marks the cache step."""
+        if not obj.info.runpath:
+            # DT_RPATH of the needing object, its loader, and so on up to the program
+            did_main = False
+            current: _Object | None = obj
+            while current is not None:
+                if current.info.rpath:
+                    yield from self.path_dirs(current, "rpath")
+                    did_main |= current.index == 0
+                current = None if current.loader is None else self.objects[current.loader]
+            main = self.objects[0]
+            if not did_main and main.info.rpath:
+                yield from self.path_dirs(main, "rpath")
+        # LD_LIBRARY_PATH would come here: never read from a process environment.
+        if obj.info.runpath:
+            yield from self.path_dirs(obj, "runpath")
+        yield None
+        yield from default_search_dirs(*self.abi)
+
+    def variants_of(self, directory: str) -> tuple[str, ...]:
+        """glibc-hwcaps subdirectories and legacy hwcap subdirectories of `directory`."""
+        known = self.variant_dirs.get(directory)
+        if known is not None:
+            return known
+        hwcaps = _join(directory, "glibc-hwcaps")
+        names = sorted(self.fs.listdir(hwcaps) or ())[:MAX_VARIANTS]
+        found = [_join(hwcaps, name) for name in names]
+        # glibc before 2.37 also searched tls/, $PLATFORM/ and tls/$PLATFORM/
+        platform = _PLATFORMS.get(self.abi)
+        if self.is_dir(_join(directory, "tls")):
+            found.append(_join(directory, "tls"))
+            if platform and self.is_dir(_join(directory, f"tls/{platform}")):
+                found.append(_join(directory, f"tls/{platform}"))
+        if platform and self.is_dir(_join(directory, platform)):
+            found.append(_join(directory, platform))
+        result = self.variant_dirs[directory] = tuple(found)
+        return result
+
+    def try_file(self, path: str, found: _Found, *, variant: bool = False) -> bool:
+        """Probe one candidate; True when the search for this name is over."""
+        result = self.probe(path)
+        if result.status == "ok":
+            if variant:
+                found.variants.append(result)
+                return False
+            found.primary = result
+            return True
+        if result.status == "mismatch":
+            self.note(f"skipped {escape_path(path)}: {result.reason}")
+        elif result.status == "fatal":
+            if variant:  # only fatal on a CPU that selects this subdirectory
+                self.note(f"{escape_path(path)}: {result.reason} (hwcaps variant ignored)")
+                return False
+            found.fatal = result
+            return True
+        return False
+
+    def try_dir(self, directory: str, name: str, found: _Found) -> bool:
+        if not self.spend():
+            return True  # out of budget: the search ends with nothing found
+        if not self.is_dir(directory):
+            return False
+        for sub in self.variants_of(directory):
+            self.try_file(_join(sub, name), found, variant=True)
+        return self.try_file(_join(directory, name), found)
+
+    def try_cache(self, name: str, found: _Found) -> bool:
+        accepted = _CACHE_FLAGS.get(self.abi)
+        plain_tried = False
+        for entry in self.config.cache_entries(name):
+            if accepted is not None and entry.flags not in accepted:
+                continue
+            if accepted is None and entry.flags & 0xFF not in (1, 3):
+                continue
+            if entry.hwcap:
+                self.try_file(entry.path, found, variant=True)
+            elif not plain_tried:  # glibc takes the first matching entry, then verifies it
+                plain_tried = True
+                if self.try_file(entry.path, found):
+                    return True
+        return False
+
+    def search(self, name: str, obj: _Object) -> _Found:
+        """Find one (DST-expanded) needed name for `obj`."""
+        found = _Found()
+        if "/" in name:
+            if name.startswith("/"):
+                self.try_file(name, found)
+            else:
+                self.note(
+                    f"{escape_path(obj.path)} needs {escape_path(name)}, a path "
+                    "relative to the working directory; not resolved"
+                )
+            return found
+        for step in self.steps(obj):
+            if step is None:
+                if self.config.cache is not None:
+                    done = self.try_cache(name, found)
+                else:
+                    done = any(self.try_dir(d, name, found) for d in self.config.conf_dirs)
+            else:
+                done = self.try_dir(step, name, found)
+            if done:
+                return found
+        if self.config.cache is not None and not found.variants:
+            for directory in self.config.conf_dirs:  # only to explain the miss
+                if self.probe(_join(directory, name)).status == "ok":
+                    self.note(
+                        f"{escape_path(name)} is in {escape_path(directory)} "
+                        f"(ld.so.conf) but not in {LD_SO_CACHE}: stale cache"
+                    )
+                    break
+        return found
+
+    # ----------------------------------------------------------------- the walk
+
+    def add(self, probe: _Probe, loader: _Object | None) -> _Object:
+        info = probe.facts.info if probe.facts is not None else None
+        if info is None:
+            raise ValueError(f"{probe.path}: only a probe judged 'ok' can be added")
+        index = len(self.objects)
+        if loader is None:  # the program: $ORIGIN is the kernel's path, /proc/self/exe
+            origin = probe.real_path.rpartition("/")[0] or "/"
+        else:
+            origin = probe.path.rpartition("/")[0] or "/"
+        obj = _Object(
+            index=index,
+            path=probe.path,
+            info=info,
+            origin=origin,
+            loader=None if loader is None else loader.index,
+            depth=0 if loader is None else loader.depth + 1,
+        )
+        self.objects.append(obj)
+        if probe.real_path and probe.real_path != probe.path:
+            self.real_paths[probe.path] = probe.real_path
+        return obj
+
+    def register(self, obj: _Object, probe: _Probe, name: str) -> None:
+        self.by_file[probe.file_id] = obj.index
+        for alias in (name, obj.info.soname, obj.path):
+            if alias:
+                self.by_name.setdefault(alias, obj.index)
+
+    def edge(self, needer: _Object, needed: str) -> None:
+        self.edges[needer.path, needed] = None
+
+    def unresolved_name(self, name: str, needer: _Object, why: str) -> None:
+        self.unresolved[name] = None
+        self.note(f"{escape_path(needer.path)} needs {escape_path(name)}: {why}")
+
+    def run(self, path: str) -> ElfClosure:
+        main = self._probe(path, library=False)
+        facts = main.facts
+        if facts is not None and facts.error is None and facts.elf_class:
+            # the program fixes the ABI every other object must match
+            self.abi = (facts.elf_class, facts.endian, facts.machine)
+            main = attrs.evolve(main, status=self._verdict(facts, False), reason=self._why(facts))
+        elif facts is not None and facts.error is None:
+            main = attrs.evolve(main, status="fatal", reason="invalid ELF class")
+        if main.status != "ok":
+            self.note(f"{escape_path(path)}: {main.reason or 'not found'}; no closure")
+            return self.result(path, None)
+        root = self.add(main, None)
+        self.register(root, main, path)
+        interpreter = root.info.interpreter
+        if interpreter is not None:
+            interp = self.probe(interpreter)
+            if interp.status == "ok":
+                # glibc installs ld.so in its slibdir, the directory $LIB names
+                where = interp.real_path.rpartition("/")[0].removeprefix("/usr").lstrip("/")
+                if where in _lib_values(self.abi):
+                    self.lib_values = (where,)
+                obj = self.add(interp, root)
+                self.register(obj, interp, interpreter)
+                self.edge(root, interp.path)
+            else:
+                self.note(
+                    f"interpreter {escape_path(interpreter)}: "
+                    f"{interp.reason or 'not found'}; the program cannot start"
+                )
+        queue = deque(self.objects)
+        while queue:
+            obj = queue.popleft()
+            if obj.depth >= MAX_DEPTH:
+                self.note(f"{escape_path(obj.path)}: depth limit {MAX_DEPTH}; needs not followed")
+                continue
+            for name in obj.info.needed:
+                if not self.need(name, obj, queue):
+                    return self.result(path, interpreter)
+        return self.result(path, interpreter)
+
+    def need(self, name: str, obj: _Object, queue: deque[_Object]) -> bool:
+        """Resolve one DT_NEEDED name of `obj`; False when the object limit stops the walk."""
+        names = self.expand(name, obj) if "$" in name else [name]
+        for wanted in names:
+            known = self.by_name.get(wanted)
+            if known is not None:  # already loaded under this name, soname or path
+                self.edge(obj, self.objects[known].path)
+                return True
+        found = _Found()
+        for wanted in names:
+            found = self.search(wanted, obj)
+            if found.primary is not None or found.fatal is not None or found.variants:
+                break
+        if found.primary is None and found.variants:
+            found.primary = found.variants.pop(0)
+            self.note(
+                f"{escape_path(name)} exists only in hwcaps subdirectories: "
+                f"{escape_path(found.primary.path)} on a CPU that supports it"
+            )
+        if found.primary is None:
+            if found.fatal is not None:
+                why = f"the loader stops at {escape_path(found.fatal.path)}: {found.fatal.reason}"
+            else:
+                why = "not found"
+            self.unresolved_name(name, obj, why)
+            return True
+        for probe in (found.primary, *found.variants):
+            is_variant = probe is not found.primary
+            known = self.by_file.get(probe.file_id)
+            if known is not None:  # the same file under another name: one object
+                self.edge(obj, self.objects[known].path)
+                if not is_variant:
+                    self.by_name.setdefault(name, known)
+                continue
+            if is_variant and probe.file_id in self.variant_files:
+                self.edge(obj, probe.path)
+                continue
+            if len(self.objects) >= MAX_OBJECTS:
+                self.note(f"more than {MAX_OBJECTS} objects; closure truncated")
+                return False
+            new = self.add(probe, obj)
+            if is_variant:
+                self.variant_files.add(probe.file_id)
+                self.alternatives.append((name, probe.path))
+            else:
+                self.register(new, probe, name)
+                self.libraries.append((name, probe.path))
+            self.edge(obj, probe.path)
+            queue.append(new)
+        return True
+
+    def result(self, path: str, interpreter: str | None) -> ElfClosure:
+        return ElfClosure(
+            root_object=path,
+            interpreter=interpreter,
+            libraries=tuple(self.libraries),
+            alternatives=tuple(self.alternatives),
+            edges=tuple(self.edges),
+            unresolved=tuple(self.unresolved),
+            real_paths=tuple(self.real_paths.items()),
+            notes=tuple(self.notes),
+        )
+
+
+def elf_closure(
+    fs: RootFS, path: str, config: LoaderConfig, *, cache: FactsCache | None = None
+) -> ElfClosure:
+    """The objects the loader maps to start the program at `path` inside the root `fs`.
+
+    Emulates glibc's `ld.so` without running it. The program's PT_INTERP is loaded first,
+    so a DT_NEEDED naming its soname (libc's ld-linux-x86-64.so.2) is that file. Then the
+    DT_NEEDED names of each object are resolved breadth first; a name already loaded (as
+    requested name, soname or path) or a file already mapped (same inode) is reused. A
+    name containing '/' is a path. Any other name, needed by object X, is searched in:
+
+    1. DT_RPATH of X, of the object that loaded X, and so on up to the program - only if
+       X has no DT_RUNPATH;
+    2. (LD_LIBRARY_PATH: deliberately ignored. A process environment is no evidence about
+       the next start, and trusting it would let any user steer the answer);
+    3. DT_RUNPATH of X itself (never inherited);
+    4. the ld.so.cache, or without a usable cache the ld.so.conf directories (see
+       `LoaderConfig`);
+    5. the default directories of the program's architecture (`default_search_dirs`).
+
+    `$ORIGIN` is the directory of the object inside the root (for the program, with
+    symlinks resolved, as /proc/self/exe gives it). `$PLATFORM` is AT_PLATFORM where the
+    architecture fixes it. `$LIB` is a build choice of each distribution: the directory the
+    root's loader lives in (glibc installs ld.so in the slibdir `$LIB` names:
+    lib/x86_64-linux-gnu on Debian, lib64 on Fedora), else every plausible value.
+
+    Every directory searched is also searched through its glibc-hwcaps subdirectories (and
+    the legacy tls/ and $PLATFORM/ ones of glibc < 2.37). Which one the loader takes
+    depends on the CPU that will run the program, unknown here, so every existing variant
+    is recorded in `alternatives` (the plain library stays the answer in `libraries`).
+    A candidate of another ELF class or machine is skipped, as `ld.so` skips it; one that
+    is not ELF or is corrupt stops the search, as it stops `ld.so`: the name is then
+    unresolved, with a note naming the file. DF_1_NODEFLIB, secure-execution (setuid)
+    rules, LD_PRELOAD and /etc/ld.so.preload are not modelled.
+
+    `cache` keeps parsed facts per file identity (st_dev, st_ino, st_size, st_mtime_ns)
+    across calls, so programs sharing libc parse it once: pass one dict for all the
+    programs of an image scan. Never raises for file content; bounded by MAX_OBJECTS,
+    MAX_DEPTH and MAX_PROBES.
+    """
+    return _Closure(fs, config, {} if cache is None else cache).run(path)
+
+
+def reverse_index(closures: Iterable[ElfClosure]) -> dict[str, set[str]]:
+    """Library path → the programs (`root_object`) whose next start maps it.
+
+    Keys are every path of `ElfClosure.dependency_paths`: as the loader found it and as
+    it resolves inside the root, so a change reported under either spelling finds them.
+    """
+    index: dict[str, set[str]] = {}
+    for closure in closures:
+        for path in closure.dependency_paths():
+            index.setdefault(path, set()).add(closure.root_object)
+    return index
