@@ -111,11 +111,11 @@ def _packages(old: str, new: str, *, as_json: bool, use_cache: bool) -> int:
 
 
 def _spool(arg: str | None) -> str | None:
-    from imgdiff.trace.spool import DEFAULT_SPOOL
+    from imgdiff.trace.spool import DEFAULT_SPOOL_DIR
 
     if arg is not None:
         return arg
-    return DEFAULT_SPOOL if os.path.isdir(DEFAULT_SPOOL) else None
+    return DEFAULT_SPOOL_DIR if os.path.isdir(DEFAULT_SPOOL_DIR) else None
 
 
 def _snapshot(args: argparse.Namespace) -> int:

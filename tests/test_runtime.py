@@ -206,3 +206,28 @@ def test_finds_every_process_checkrestart_finds() -> None:
     mine = {u.pid for u in users} | {sleeper.pid}
     assert mine <= theirs, "the scenario should be visible to checkrestart too"
     assert theirs <= ours
+
+
+def _wsgi_app(opt: Path) -> Path:
+    """A script in `opt` importing wsgiref.simple_server from a copy of wsgiref beside it
+    (the script's directory comes first on sys.path, shadowing the stdlib's)."""
+    import sysconfig
+
+    shutil.copytree(Path(sysconfig.get_paths()["stdlib"]) / "wsgiref", opt / "wsgiref")
+    script = opt / "app.py"
+    script.write_text(
+        "import time\nimport wsgiref.simple_server\nprint('ready', flush=True)\ntime.sleep(600)\n"
+    )
+    return script
+
+
+def test_untraced_python_import_graph_finds_changed_module() -> None:
+    with scratch_dir() as opt, processes() as procs:
+        script = _wsgi_app(opt)
+        user = procs.start([sys.executable, str(script)])
+        other = procs.python("print('ready', flush=True); import time; time.sleep(600)")
+        time.sleep(1.1)  # the check allows a second of ctime/start-time granularity
+        init = opt / "wsgiref/__init__.py"
+        replace_file(init, init.read_bytes() + b"\n# patched\n")
+        assert (str(init), "import-graph") in _reasons(user.pid)
+        assert not any(p.endswith("wsgiref/__init__.py") for p, _ in _reasons(other.pid))

@@ -221,7 +221,8 @@ class Snapshot:
                 continue  # a container: its "/" is not ours
             processes.append(proc)
         if spool is not None:
-            processes = [_with_imports(p, spool) for p in processes]
+            boot = _procfs.boot_id(procfs)
+            processes = [_with_imports(p, spool, boot) for p in processes]
         return cls(
             boot_id=_procfs.boot_id(procfs),
             taken_at=time.time(),
@@ -299,14 +300,16 @@ def _process_json(p: Process) -> dict[str, Any]:
     return doc
 
 
-def _with_imports(proc: Process, spool: str) -> Process:
+def _with_imports(proc: Process, spool: str, boot: str) -> Process:
     """Join the tracer's records for this exact process (pid and start time)."""
     from imgdiff.trace.spool import read_spool
 
-    records = read_spool(spool, proc.pid, proc.start_time, uid=proc.uid)
+    records = read_spool(spool, proc.pid, proc.start_time, boot_id=boot, uid=proc.uid)
     if records is None:
         return proc
     imported = tuple(
-        FileUse(r.path, "imported", r.dev, r.ino, size=r.size, mtime_ns=r.mtime_ns) for r in records
+        FileUse(r.path, "imported", r.dev, r.ino, size=r.size, mtime_ns=r.mtime_ns)
+        for r in records
+        if r.dev is not None and r.ino is not None  # namespace packages: directories only
     )
     return attrs.evolve(proc, files=proc.files + imported, traced=True)

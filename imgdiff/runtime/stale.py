@@ -11,6 +11,8 @@ that is what makes a contained process with an unchanged image come out clean.
 from __future__ import annotations
 
 import os
+import posixpath
+import re
 from typing import Any
 
 import attrs
@@ -18,6 +20,7 @@ import attrs
 from imgdiff.rootfs import RootFS
 from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir, parse_stat
 from imgdiff.runtime.snapshot import FileUse, Gap, Process, Snapshot
+from imgdiff.trace.importgraph import ImportCache, static_imports
 
 SCHEMA = "imgdiff.stale/1"
 # pseudo files that look like paths: never "deleted" in a way a restart changes
@@ -93,14 +96,50 @@ def _check(use: FileUse, fs: RootFS, cache: dict[str, os.stat_result | None]) ->
     return None
 
 
+_PYTHON = re.compile(r"^python[0-9.]*$")
+
+
+def is_python(proc: Process) -> bool:
+    """True if the process runs a CPython interpreter (by its executable's name)."""
+    return proc.exe is not None and bool(_PYTHON.match(posixpath.basename(proc.exe)))
+
+
+class _Context:
+    """What one stale run shares across processes: stat caches, import graphs, boot time."""
+
+    def __init__(self, procfs: str, clock_ticks: int) -> None:
+        self.procfs = procfs
+        self.roots: dict[str, dict[str, os.stat_result | None]] = {}  # root → path → stat
+        self.graphs: dict[tuple[object, ...], frozenset[str]] = {}
+        self.import_cache = ImportCache()
+        self.boot_time = _boot_time(procfs)
+        self.ticks = clock_ticks
+
+
+def _boot_time(procfs: str) -> float:
+    try:
+        with open(f"{procfs}/stat", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
 def stale(snapshot: Snapshot, *, procfs: str = "/proc") -> StaleReport:
-    """Check every process of a live snapshot against the files now in its root."""
+    """Check every process of a live snapshot against the files now in its root.
+
+    Untraced Python processes are checked through their static import graph: a module
+    file whose ctime is later than the process's start changed after it was (probably)
+    imported. ctime, not mtime: package managers restore mtimes, never ctimes.
+    """
     found: list[StaleProcess] = []
     gaps: list[Gap] = list(snapshot.gaps)
-    roots: dict[str, dict[str, os.stat_result | None]] = {}  # per process root: path → stat
+    ctx = _Context(procfs, snapshot.clock_ticks)
     for proc in snapshot.processes:
         try:
-            reasons = _process_reasons(proc, procfs, roots)
+            reasons = _process_reasons(proc, ctx)
         except NoSuchProcess:
             continue  # exited since the snapshot: nothing to restart
         except AccessDenied as exc:
@@ -113,22 +152,45 @@ def stale(snapshot: Snapshot, *, procfs: str = "/proc") -> StaleReport:
     return StaleReport(tuple(found), tuple(gaps))
 
 
-def _process_reasons(
-    proc: Process, procfs: str, roots: dict[str, dict[str, os.stat_result | None]]
-) -> tuple[Reason, ...]:
-    with ProcDir(proc.pid, procfs) as d:
+def _process_reasons(proc: Process, ctx: _Context) -> tuple[Reason, ...]:
+    with ProcDir(proc.pid, ctx.procfs) as d:
         if _start_time(d) != proc.start_time:
             raise NoSuchProcess(f"{proc.pid}: pid reused")
         root_fd = d.open_root()
     try:
         # processes sharing a root and a mount namespace see the same files
         key = f"{proc.root}\0{proc.mnt_ns}"
-        cache = roots.setdefault(key, {})
+        cache = ctx.roots.setdefault(key, {})
         with RootFS(root_fd) as fs:
             reasons = [r for use in proc.files if (r := _check(use, fs, cache)) is not None]
+            if is_python(proc) and not proc.traced:
+                reasons += _import_graph_reasons(proc, fs, cache, key, ctx)
     finally:
         os.close(root_fd)
     return tuple(dict.fromkeys(reasons))
+
+
+def _import_graph_reasons(
+    proc: Process, fs: RootFS, cache: dict[str, os.stat_result | None], key: str, ctx: _Context
+) -> list[Reason]:
+    assert proc.exe is not None
+    gkey = (key, proc.cmdline, proc.exe, proc.cwd)
+    files = ctx.graphs.get(gkey)
+    if files is None:
+        graph = static_imports(fs, proc.cmdline, proc.exe, proc.cwd, cache=ctx.import_cache)
+        files = ctx.graphs[gkey] = graph.files
+    started = ctx.boot_time + proc.start_time / ctx.ticks
+    out = []
+    for path in sorted(files):
+        if path in cache:
+            st = cache[path]
+        else:
+            st = cache[path] = fs.stat(path)
+        if st is None:
+            out.append(Reason(path, "import-graph", "imported module no longer on disk"))
+        elif st.st_ctime > started + 1:  # a second of slack: ctime and start time granularity
+            out.append(Reason(path, "import-graph", "changed after the process started"))
+    return out
 
 
 def _start_time(d: ProcDir) -> int:
