@@ -1,0 +1,182 @@
+"""Overhead of the import tracer on a program importing a few hundred stdlib modules.
+
+`.venv/bin/python -m benchmarks.bench_trace [--runs N] [--write]` times, with
+`time.perf_counter` around each subprocess, four programs: an import-heavy one (every
+importable top-level stdlib module, ~280 imports, ~500 modules loaded) and an empty one, each
+plain and traced through the start-up hook (`PYTHONPATH` sitecustomize, as
+`python -m imgdiff.trace -- python3 ...` runs a service). Runs alternate between the four so drift
+hits all alike; medians are reported. The overhead is the issue's definition: (traced - plain) of
+the heavy program minus (traced - plain) of the empty one — the fixed start-up cost, reported on
+its own row — as a share of the plain heavy program's time. `--write` also writes
+benchmarks/results-trace.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from imgdiff.trace import hooks, spool
+
+RESULTS = Path(__file__).with_name("results-trace.md")
+
+# importable but unfit to import in a loop: GUI, side effects (browser, prints, writes grammar
+# pickles into the stdlib as root), test suites, other platforms
+SKIP = {
+    "__main__",
+    "antigravity",
+    "this",
+    "idlelib",
+    "tkinter",
+    "turtle",
+    "turtledemo",
+    "lib2to3",
+    "ensurepip",
+    "pydoc_data",
+    "test",
+    "_tkinter",
+    "msvcrt",
+    "winreg",
+    "winsound",
+    "_winapi",
+    "nt",
+    "_msi",
+    "msilib",
+    "_overlapped",
+    "_wmi",
+}
+
+PROBE = """
+import contextlib, importlib, io, sys, warnings
+warnings.simplefilter("ignore")
+ok = []
+for name in sys.argv[1:]:
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            importlib.import_module(name)
+        ok.append(name)
+    except BaseException:
+        pass
+print(" ".join(ok))
+"""
+
+
+def importable_stdlib() -> list[str]:
+    """Top-level stdlib modules that import cleanly here, found in a throwaway process."""
+    names = sorted(sys.stdlib_module_names - SKIP)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *names], capture_output=True, text=True, check=True
+    ).stdout
+    return out.split()
+
+
+def once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall, cpu) seconds of one run: perf_counter around it, and the child's own rusage."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv} exited {proc.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    if args.runs < 10:
+        ap.error("--runs: at least 10 (medians)")
+
+    work = Path(tempfile.mkdtemp(prefix="imgdiff-bench-trace-"))
+    try:
+        names = importable_stdlib()
+        heavy = work / "heavy.py"
+        heavy.write_text(
+            "import warnings\nwarnings.simplefilter('ignore')\n"
+            + "".join(f"import {n}\n" for n in names)
+            + "import sys\nprint(len(sys.modules))\n"
+        )
+        empty = work / "empty.py"
+        empty.write_text("")
+        spool_dir = work / "spool"
+        plain_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        traced_env = hooks.child_env(plain_env, str(spool_dir))
+        loaded = subprocess.run(
+            [sys.executable, str(heavy)], env=plain_env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+        cases = {
+            ("heavy", "plain"): ([sys.executable, str(heavy)], plain_env),
+            ("heavy", "traced"): ([sys.executable, str(heavy)], traced_env),
+            ("empty", "plain"): ([sys.executable, str(empty)], plain_env),
+            ("empty", "traced"): ([sys.executable, str(empty)], traced_env),
+        }
+        runs: dict[tuple[str, str], list[tuple[float, float]]] = {case: [] for case in cases}
+        for argv, env in cases.values():  # warm the page cache
+            once(argv, env)
+        records = 0
+        for _ in range(args.runs):
+            for case, (argv, env) in cases.items():
+                runs[case].append(once(argv, env))
+                for pid, start in spool.list_spool(str(spool_dir)):  # untimed housekeeping
+                    if case == ("heavy", "traced"):
+                        records = len(spool.read_spool(str(spool_dir), pid, start) or [])
+                    os.unlink(spool_dir / f"{pid}-{start}.jsonl")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    rows = [
+        "| program | clock | plain ms | traced ms | traced - plain ms |",
+        "|---|---|---:|---:|---:|",
+    ]
+    verdicts = []
+    for i, clock in enumerate(("wall", "cpu")):
+        med = {case: statistics.median(r[i] for r in rs) * 1000 for case, rs in runs.items()}
+        fixed = med["empty", "traced"] - med["empty", "plain"]
+        extra = med["heavy", "traced"] - med["heavy", "plain"]
+        overhead = (extra - fixed) / med["heavy", "plain"] * 100
+        rows.append(
+            f"| empty (fixed start-up) | {clock} | {med['empty', 'plain']:.1f} "
+            f"| {med['empty', 'traced']:.1f} | {fixed:.1f} |"
+        )
+        rows.append(
+            f"| {len(names)} stdlib imports ({loaded} modules) | {clock} "
+            f"| {med['heavy', 'plain']:.1f} | {med['heavy', 'traced']:.1f} | {extra:.1f} |"
+        )
+        verdicts.append(
+            f"- **{clock}: import overhead {overhead:.2f}%** = ({extra:.1f} - {fixed:.1f}) ms / "
+            f"{med['heavy', 'plain']:.1f} ms; {(extra - fixed) / max(records, 1) * 1000:.1f} us "
+            f"per record ({records} records)"
+        )
+    report = "\n".join([*rows, "", *verdicts])
+    print(report)
+    if args.write:
+        pyc = "off" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "on"
+        RESULTS.write_text(
+            "# Import tracer overhead\n\n"
+            f"Python {platform.python_version()} on {platform.machine()} ({os.cpu_count()} CPUs); "
+            f"medians of {args.runs} alternating runs per program: wall time by "
+            "`time.perf_counter` around each subprocess, cpu time (user + sys) from its rusage. "
+            "Traced = the start-up hook on PYTHONPATH, spool in a temporary directory; bytecode "
+            f"writing {pyc} (off: tracer.py is compiled at every start, part of the fixed cost). "
+            "Overhead = (traced - plain) of the heavy program minus the same for the empty "
+            "program, as a share of the plain heavy program. From one run on one machine.\n\n"
+            + report
+            + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
