@@ -10,6 +10,7 @@ Run: `.venv/bin/python -m benchmarks.bench_procfs [--write]`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -24,10 +25,10 @@ from imgdiff.runtime import _procfs
 
 def _time(fn: Callable[[int], object], pids: list[int], passes: int = 7) -> float:
     def one(pid: int) -> None:
-        try:
+        with contextlib.suppress(
+            psutil.Error, _procfs.NoSuchProcess, _procfs.AccessDenied, OSError
+        ):
             fn(pid)
-        except (psutil.Error, _procfs.NoSuchProcess, _procfs.AccessDenied, OSError):
-            pass
 
     times = []
     for _ in range(passes):
@@ -52,10 +53,8 @@ def _ours(field: str) -> Callable[[int], object]:
             if field == "cwd":
                 return d.readlink("cwd")
             if field == "maps (files + identity)":
-                out = []
-                for m in _procfs.parse_maps(d.read("maps")):
-                    out.append(d.stat_target(f"map_files/{m.ranges[0]}"))
-                return out
+                maps = _procfs.parse_maps(d.read("maps"))
+                return [d.stat_target(f"map_files/{m.ranges[0]}") for m in maps]
             if field == "open regular files":
                 return [d.stat_target(f"fd/{n}") for n in d.listdir("fd")]
             if field == "cgroup":
@@ -98,7 +97,8 @@ def main() -> int:
     if args.write:
         head = (
             "# psutil vs direct /proc reading\n\nIn-process medians of 7 passes over every "
-            f"process of the benchmark host (pid {os.getpid()} included). psutil {psutil.__version__}.\n\n"
+            f"process of the benchmark host (pid {os.getpid()} included). "
+            f"psutil {psutil.__version__}.\n\n"
         )
         Path(__file__).with_name("results-procfs.md").write_text(head + md + "\n")
     return 0
