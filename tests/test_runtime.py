@@ -231,3 +231,43 @@ def test_untraced_python_import_graph_finds_changed_module() -> None:
         replace_file(init, init.read_bytes() + b"\n# patched\n")
         assert (str(init), "import-graph") in _reasons(user.pid)
         assert not any(p.endswith("wsgiref/__init__.py") for p, _ in _reasons(other.pid))
+
+
+AUDIT_GUARD = """
+import sys
+ROOT = sys.argv.pop(1)
+def guard(event, args):
+    if event in ("subprocess.Popen", "os.exec", "os.posix_spawn", "os.system", "os.spawn",
+                 "os.fork", "os.forkpty"):
+        raise SystemExit(f"executed something while scanning: {event} {args!r}")
+    if event == "import" and args[1] and str(args[1]).startswith(ROOT):
+        raise SystemExit(f"imported from a scanned root: {args!r}")
+    writing = event == "open" and "w" in str(args[1])
+    if writing and isinstance(args[0], str) and args[0].startswith(ROOT):
+        raise SystemExit(f"wrote into a scanned root: {args!r}")
+sys.addaudithook(guard)
+from imgdiff.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_scanning_never_executes_or_imports_what_it_inspects(tmp_path: Path) -> None:
+    with scratch_dir() as opt, processes() as procs:
+        marker = tmp_path / "pwned"
+        for name in ("json", "sitecustomize", "wsgiref"):
+            (opt / f"{name}.py").write_text(f"open({str(marker)!r}, 'w').write('{name}')\n")
+        script = opt / "app.py"
+        script.write_text("import json, time\nprint('ready', flush=True)\ntime.sleep(600)\n")
+        env = {**os.environ, "PYTHONPATH": str(opt), "PYTHONSTARTUP": str(opt / "json.py")}
+        # the scanned process itself imports the evil json.py: the marker appears once, here
+        procs.start([sys.executable, "-S", str(script)], env=env, cwd=str(opt))
+        marker.unlink()
+        for verb in ("stale", "snapshot"):
+            run = subprocess.run(
+                [sys.executable, "-c", AUDIT_GUARD, str(opt), verb, "--json"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert run.returncode == 0, run.stderr
+            assert not marker.exists()
