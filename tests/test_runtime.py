@@ -271,3 +271,18 @@ def test_scanning_never_executes_or_imports_what_it_inspects(tmp_path: Path) -> 
             )
             assert run.returncode == 0, run.stderr
             assert not marker.exists()
+
+
+def test_other_users_processes_are_gaps_when_not_root() -> None:
+    with processes() as procs:
+        mine = procs.start(["sh", "-c", "echo ready; exec sleep 600"])
+        run = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             sys.executable, "-m", "imgdiff", "snapshot", "--json"],
+            capture_output=True, text=True, check=True, env={**os.environ, "HOME": "/nonexistent"},
+        )  # fmt: skip
+    doc = json.loads(run.stdout)
+    gaps = {g["pid"]: g["reason"] for g in doc["gaps"]}
+    assert mine.pid in gaps
+    assert "access denied" in gaps[mine.pid]
+    assert mine.pid not in {p["pid"] for p in doc["processes"]}
