@@ -286,3 +286,28 @@ def test_other_users_processes_are_gaps_when_not_root() -> None:
     assert mine.pid in gaps
     assert "access denied" in gaps[mine.pid]
     assert mine.pid not in {p["pid"] for p in doc["processes"]}
+
+
+def test_traced_python_process_is_stale_by_what_it_imported(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    with scratch_dir() as opt, processes() as procs:
+        script = _wsgi_app(opt)
+        traced = procs.start(
+            [sys.executable, "-m", "imgdiff.trace", "--spool", str(spool), "--", str(script)]
+        )
+        idle = opt / "idle.py"
+        idle.write_text("import time\nprint('ready', flush=True)\ntime.sleep(600)\n")
+        untouched = procs.start(
+            [sys.executable, "-m", "imgdiff.trace", "--spool", str(spool), "--", str(idle)]
+        )
+        snap = Snapshot.capture(pids=[traced.pid, untouched.pid], spool=str(spool))
+        by_pid = {p.pid: p for p in snap.processes}
+        assert by_pid[traced.pid].traced
+        imported = {f.path for f in by_pid[traced.pid].files if f.via == "imported"}
+        init = opt / "wsgiref/__init__.py"
+        assert {str(init), str(opt / "wsgiref/simple_server.py")} <= imported
+        replace_file(init, init.read_bytes() + b"\n# patched\n")
+        report = stale(snap)
+        reasons = {p.pid: {(r.path, r.via) for r in p.reasons} for p in report.processes}
+        assert (str(init), "imported") in reasons[traced.pid]
+        assert untouched.pid not in reasons
