@@ -1,6 +1,6 @@
 """Overhead of the import tracer on a program importing a few hundred stdlib modules.
 
-`.venv/bin/python -m benchmarks.bench_trace [--runs N] [--write]` times, with
+`.venv/bin/python -m benchmarks.bench_trace [--runs N] [--cpu N] [--write]` times, with
 `time.perf_counter` around each subprocess, four programs: an import-heavy one (every
 importable top-level stdlib module, ~280 imports, ~500 modules loaded) and an empty one, each
 plain and traced through the start-up hook (`PYTHONPATH` sitecustomize, as
@@ -94,7 +94,10 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--cpu", type=int, help="pin this process and its children to one CPU")
     args = ap.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     if args.runs < 10:
         ap.error("--runs: at least 10 (medians)")
 
@@ -110,7 +113,11 @@ def main() -> int:
         empty = work / "empty.py"
         empty.write_text("")
         spool_dir = work / "spool"
-        plain_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        # bytecode cached as an installed system has it (tracer.py included), in a private
+        # directory: the repository and the stdlib stay untouched
+        skip = {"PYTHONPATH", "PYTHONDONTWRITEBYTECODE"}
+        plain_env = {k: v for k, v in os.environ.items() if k not in skip}
+        plain_env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
         traced_env = hooks.child_env(plain_env, str(spool_dir))
         loaded = subprocess.run(
             [sys.executable, str(heavy)], env=plain_env, capture_output=True, text=True, check=True
@@ -123,11 +130,12 @@ def main() -> int:
             ("empty", "traced"): ([sys.executable, str(empty)], traced_env),
         }
         runs: dict[tuple[str, str], list[tuple[float, float]]] = {case: [] for case in cases}
-        for argv, env in cases.values():  # warm the page cache
+        for argv, env in cases.values():  # warm the page cache, write the bytecode cache
+            once(argv, env)
             once(argv, env)
         records = 0
         for _ in range(args.runs):
-            for case, (argv, env) in cases.items():
+            for case, (argv, env) in cases.items():  # same order each round: pairs stay close
                 runs[case].append(once(argv, env))
                 for pid, start in spool.list_spool(str(spool_dir)):  # untimed housekeeping
                     if case == ("heavy", "traced"):
@@ -146,6 +154,17 @@ def main() -> int:
         fixed = med["empty", "traced"] - med["empty", "plain"]
         extra = med["heavy", "traced"] - med["heavy", "plain"]
         overhead = (extra - fixed) / med["heavy", "plain"] * 100
+        # the same per round of four runs (they ran back to back): drift cancels out
+        per_round = sorted(
+            (
+                (runs["heavy", "traced"][n][i] - runs["heavy", "plain"][n][i])
+                - (runs["empty", "traced"][n][i] - runs["empty", "plain"][n][i])
+            )
+            / runs["heavy", "plain"][n][i]
+            * 100
+            for n in range(args.runs)
+        )
+        q1, q3 = per_round[args.runs // 4], per_round[3 * args.runs // 4]
         rows.append(
             f"| empty (fixed start-up) | {clock} | {med['empty', 'plain']:.1f} "
             f"| {med['empty', 'traced']:.1f} | {fixed:.1f} |"
@@ -156,20 +175,21 @@ def main() -> int:
         )
         verdicts.append(
             f"- **{clock}: import overhead {overhead:.2f}%** = ({extra:.1f} - {fixed:.1f}) ms / "
-            f"{med['heavy', 'plain']:.1f} ms; {(extra - fixed) / max(records, 1) * 1000:.1f} us "
-            f"per record ({records} records)"
+            f"{med['heavy', 'plain']:.1f} ms; per round of four runs: median "
+            f"{statistics.median(per_round):.2f}%, middle half {q1:.2f}% to {q3:.2f}%; "
+            f"{(extra - fixed) / max(records, 1) * 1000:.1f} us per record ({records} records)"
         )
     report = "\n".join([*rows, "", *verdicts])
     print(report)
     if args.write:
-        pyc = "off" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "on"
         RESULTS.write_text(
             "# Import tracer overhead\n\n"
             f"Python {platform.python_version()} on {platform.machine()} ({os.cpu_count()} CPUs); "
             f"medians of {args.runs} alternating runs per program: wall time by "
             "`time.perf_counter` around each subprocess, cpu time (user + sys) from its rusage. "
             "Traced = the start-up hook on PYTHONPATH, spool in a temporary directory; bytecode "
-            f"writing {pyc} (off: tracer.py is compiled at every start, part of the fixed cost). "
+            "cached (PYTHONPYCACHEPREFIX) for both, tracer.py included, as after an install. "
+            f"{f'Pinned to CPU {args.cpu}. ' if args.cpu is not None else ''}"
             "Overhead = (traced - plain) of the heavy program minus the same for the empty "
             "program, as a share of the plain heavy program. From one run on one machine.\n\n"
             + report

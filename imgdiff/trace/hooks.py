@@ -23,7 +23,8 @@ _PTH_MARK = "# imgdiff import tracer"
 
 def child_env(env: Mapping[str, str], spool_dir: str | None = None) -> dict[str, str]:
     """`env` with the tracer's sitecustomize first on PYTHONPATH (so every Python 3.9+ process
-    started with it, and their children, install the tracer) and the spool directory set."""
+    started with it, and their children, install the tracer) and the spool directory set.
+    Interpreters started with -E, -I or -S skip the hook (no PYTHONPATH, no site)."""
     out = dict(env)
     paths = [p for p in out.get("PYTHONPATH", "").split(os.pathsep) if p and p != SITEHOOK_DIR]
     out["PYTHONPATH"] = os.pathsep.join([SITEHOOK_DIR, *paths])
