@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import functools
 import struct
-from typing import BinaryIO, Final, Literal
+from typing import TYPE_CHECKING, BinaryIO, Final, Literal
 
 import attrs
-from elftools.construct import Container
-from elftools.elf.structs import ELFStructs
 
 from imgdiff.errors import ImgdiffError, escape_path
+
+if TYPE_CHECKING:  # pyelftools costs ~23 ms to import: only `read_elf_info` loads it
+    from elftools.construct import Container
+    from elftools.elf.structs import ELFStructs
 
 __all__ = [
     "ElfHeader",
@@ -256,6 +258,8 @@ def elf_kind(head: bytes, path: str | None = None) -> str | None:
 
 @functools.lru_cache(maxsize=8)
 def _basic_structs(little_endian: bool, elf_class: int) -> ELFStructs:
+    from elftools.elf.structs import ELFStructs
+
     structs = ELFStructs(little_endian=little_endian, elfclass=elf_class)
     structs.create_basic_structs()
     return structs
@@ -272,6 +276,8 @@ def _structs(
     # known names, so an unknown value means "no special case".
     def known(value: object) -> str | None:
         return value if isinstance(value, str) else None
+
+    from elftools.elf.structs import ELFStructs
 
     structs = ELFStructs(little_endian=little_endian, elfclass=elf_class)
     structs.create_basic_structs()
