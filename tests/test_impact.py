@@ -1,0 +1,80 @@
+"""Impact: a real delta joined with real running processes, evidence named by `via`."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import imgdiff
+from imgdiff.impact import Evidence, _strongest, assess
+from imgdiff.runtime import Snapshot
+
+from .procs import build_chroot, processes, replace_file, scratch_dir
+from .test_runtime import _wait_for_exe, _wsgi_app
+
+
+def _mirror(base: Path, live: Path) -> tuple[Path, Path]:
+    """OLD and NEW images holding a copy of the live directory at its own path."""
+    old, new = base / "old", base / "new"
+    for image in (old, new):
+        shutil.copytree(live, image / str(live).lstrip("/"), symlinks=True)
+    return old, new
+
+
+def test_python_module_change_reaches_importers_only(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    with scratch_dir() as opt, processes() as procs:
+        script = _wsgi_app(opt)
+        untraced = procs.start([sys.executable, str(script)])
+        traced = procs.start(
+            [sys.executable, "-m", "imgdiff.trace", "--spool", str(spool), "--", str(script)]
+        )
+        bystander = procs.python("print('ready', flush=True); import time; time.sleep(600)")
+        old, new = _mirror(tmp_path, opt)
+        init = new / str(opt).lstrip("/") / "wsgiref/__init__.py"
+        init.write_text(init.read_text() + "\n# patched\n")
+        delta = imgdiff.diff(str(old), str(new), use_cache=False)
+        snap = Snapshot.capture(pids=[untraced.pid, traced.pid, bystander.pid], spool=str(spool))
+        impact = assess(delta, snap, elf_needed=False)
+    by_pid = {p.pid: p for p in impact.affected}
+    changed = str(opt / "wsgiref/__init__.py")
+    assert by_pid[untraced.pid].evidence == (
+        Evidence(changed, "import-graph", "modified", "python-source"),
+    )
+    assert by_pid[traced.pid].evidence == (
+        Evidence(changed, "imported", "modified", "python-source"),
+    )
+    assert bystander.pid not in by_pid
+
+
+def test_changed_library_reaches_chrooted_process_that_maps_it(tmp_path: Path) -> None:
+    with scratch_dir("/srv") as root, processes() as procs:
+        build_chroot(root, ["sleep", "sh"])
+        (libc_rel,) = [str(p.relative_to(root)) for p in root.rglob("libc.so.6")]
+        libdir = (root / libc_rel).parent
+        shutil.copy("/usr/lib/x86_64-linux-gnu/libz.so.1.2.13", libdir)
+        proc = procs.start(
+            ["chroot", str(root), "/usr/bin/sh", "-c", "echo ready; exec /usr/bin/sleep 600"]
+        )
+        _wait_for_exe(proc.pid, f"{root}/usr/bin/sleep")
+        new = tmp_path / "new"
+        shutil.copytree(root, new, symlinks=True)
+        libc = new / libc_rel
+        replace_file(libc, libc.read_bytes() + b"\0")
+        libz = libc.with_name("libz.so.1.2.13")
+        replace_file(libz, libz.read_bytes() + b"\0")
+        delta = imgdiff.diff(str(root), str(new), use_cache=False)
+        impact = assess(delta, Snapshot.capture(str(root)), root=str(root))
+    (hit,) = [p for p in impact.affected if p.pid == proc.pid]
+    vias = {(e.path, e.via) for e in hit.evidence}
+    assert ("/" + libc_rel, "mapped") in vias
+    assert not any("libz" in path for path, _ in vias)  # nothing there uses libz
+    assert impact.considered == 1
+
+
+def test_strongest_evidence_per_path_wins() -> None:
+    weak = Evidence("/usr/lib/libx.so.1", "elf-needed", "modified", "elf-library")
+    strong = Evidence("/usr/lib/libx.so.1", "mapped", "modified", "elf-library")
+    other = Evidence("/etc/app.conf", "config", "modified", "config")
+    assert _strongest([weak, other, strong]) == (strong, other)
