@@ -57,6 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     t.add_argument("--spool", metavar="DIR", default=None, help="import tracer spool directory")
 
+    pl = sub.add_parser(
+        "plan", help="the verdict for updating this host (or --root) from OLD to NEW"
+    )
+    pl.add_argument("old", metavar="OLD")
+    pl.add_argument("new", metavar="NEW")
+    pl.add_argument("--root", default="/", help="where OLD is live (default /)")
+    pl.add_argument("--snapshot", metavar="FILE", help="use a saved snapshot instead of /proc")
+    pl.add_argument("--policy", metavar="FILE", help="a TOML policy (see docs/plan.md)")
+    pl.add_argument("--spool", metavar="DIR", default=None, help="import tracer spool directory")
+    pl.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    pl.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
+
     m = sub.add_parser("manifest", help="save an image's manifest (every digest) for later diffs")
     m.add_argument("image", metavar="IMAGE")
     m.add_argument("-o", "--output", required=True, metavar="FILE")
@@ -156,7 +168,37 @@ def _stale(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from imgdiff.plan import Policy, plan_update
+    from imgdiff.report import console as rc
+    from imgdiff.report.json import dumps
+
+    if not os.path.isdir(args.root):
+        raise BadInput(args.root, "not a directory")
+    policy = Policy.load(args.policy) if args.policy else None
+    with rc.progress_bar("hashing") as progress:
+        verdict, _, _ = plan_update(
+            args.old,
+            args.new,
+            root=args.root,
+            snapshot=args.snapshot,
+            policy=policy,
+            spool=_spool(args.spool),
+            use_cache=not args.no_cache,
+            progress=progress,
+        )
+    if args.json:
+        sys.stdout.write(dumps(verdict.to_json()) + "\n")
+    else:
+        from rich.console import Console
+
+        Console().print(rc.render_verdict(verdict))
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.verb == "plan":
+        return _plan(args)
     if args.verb == "snapshot":
         return _snapshot(args)
     if args.verb == "stale":

@@ -24,6 +24,7 @@ from imgdiff.model import Status
 if TYPE_CHECKING:  # the model renders itself through these: import it lazily
     from imgdiff.delta import Delta
     from imgdiff.packages.view import PackageDelta
+    from imgdiff.plan import Verdict
     from imgdiff.runtime import Snapshot, StaleReport
 
 _STYLE = {Status.ADDED: "green", Status.REMOVED: "red", Status.MODIFIED: "yellow"}
@@ -157,6 +158,34 @@ def render_stale(report: StaleReport) -> RenderableType:
         head = tree
     parts: list[RenderableType] = [head]
     parts.extend(Text(f"not inspected: pid {g.pid}: {g.reason}", style="red") for g in report.gaps)
+    return Group(*parts)
+
+
+_VERDICT_STYLE = {
+    "no-action": "bold green", "restart": "bold yellow", "reboot": "bold red",
+    "reimage": "bold magenta",
+}  # fmt: skip
+
+
+def render_verdict(verdict: Verdict) -> RenderableType:
+    """The verdict first, then its reasons, the steps as a tree, what was not inspected."""
+    parts: list[RenderableType] = [
+        Text(f"verdict: {verdict.verdict}", style=_VERDICT_STYLE.get(verdict.verdict, "bold"))
+    ]
+    parts.extend(Text(f"  • {r}") for r in verdict.reasons)
+    if verdict.steps:
+        tree = Tree(Text("steps", style="bold"))
+        for n, step in enumerate(verdict.steps, 1):
+            label = step.unit or (
+                "systemctl daemon-reload" if step.action == "daemon-reload" else "processes"
+            )
+            node = tree.add(
+                Text(f"{n}. {step.action} {label}  pids {' '.join(map(str, step.pids)) or '-'}")
+            )
+            for e in step.reasons:
+                node.add(Text(f"{escape_path(e.path)}  ({e.via})"))
+        parts.append(tree)
+    parts.extend(Text(f"not inspected: {u}", style="red") for u in verdict.uninspected)
     return Group(*parts)
 
 

@@ -1,0 +1,240 @@
+"""The verdict: what to do about an update — nothing, restart these, reboot, or reimage.
+
+`decide` weighs a `Delta` and its `Impact` under a `Policy` and returns a `Verdict` whose
+kind callers act on, with every reason that led to it. Restart steps are grouped by unit
+(bare PIDs when no unit is known); `reboot` and `reimage` still carry the restart steps
+they supersede, so callers may choose. Conservative by design: processes that could not
+be inspected are listed, and under the strict policy they escalate `no-action` to
+`restart` rather than count as clean.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import attrs
+
+from imgdiff.classify import is_runtime_inert
+from imgdiff.delta import Delta
+from imgdiff.errors import BadInput
+from imgdiff.impact import Evidence, Impact, ProcessImpact
+from imgdiff.manifest import ProgressFn
+from imgdiff.model import Status
+
+SCHEMA = "imgdiff.verdict/1"
+KINDS = ("no-action", "restart", "reboot", "reimage")
+_REBOOT_KINDS = frozenset({"kernel", "kernel-module", "boot", "firmware"})
+_MAX_LISTED = 20
+
+
+@attrs.frozen
+class Policy:
+    """How cautious the verdict is; every field has a documented default."""
+
+    # share of the new image's files added or modified above which patching in place is
+    # riskier than shipping the whole image
+    reimage_share: float = 0.5
+    # paths whose change needs a reboot (prefixes), beyond the kernel/boot/firmware kinds
+    reboot_paths: tuple[str, ...] = ("/boot/", "/efi/", "/usr/lib/modules/", "/lib/modules/")
+    # "strict": an uninspected process may be affected (no-action becomes restart);
+    # "lenient": it is only listed
+    unknown: Literal["strict", "lenient"] = "strict"
+    # units that must not be restarted in place (their restart means a reboot)
+    never_restart: tuple[str, ...] = ()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Policy:
+        """A policy from a TOML file with the same keys (all optional)."""
+        name = os.fspath(path)
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise BadInput(name, f"not a readable policy: {exc}") from None
+        fields = {f.name for f in attrs.fields(cls)}
+        unknown = set(doc) - fields
+        if unknown:
+            raise BadInput(name, f"unknown policy keys: {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()}
+        try:
+            policy = cls(**values)
+        except TypeError as exc:
+            raise BadInput(name, f"bad policy: {exc}") from None
+        if policy.unknown not in ("strict", "lenient") or not 0 < policy.reimage_share <= 1:
+            raise BadInput(name, "unknown must be strict|lenient, reimage_share in (0, 1]")
+        return policy
+
+
+@attrs.frozen
+class Step:
+    """Restart one unit (or, with no unit, these processes), because of these paths."""
+
+    unit: str | None
+    pids: tuple[int, ...]
+    reasons: tuple[Evidence, ...]
+    commands: tuple[str, ...] = ()  # exe or cmdline of each process, for people
+    action: str = "restart"  # "restart", or "daemon-reload" for changed unit files
+
+
+@attrs.frozen
+class Verdict:
+    """What to do, why, and in which steps."""
+
+    verdict: str
+    reasons: tuple[str, ...]
+    steps: tuple[Step, ...] = ()
+    uninspected: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The `imgdiff.verdict/1` document (DESIGN.md)."""
+        return {
+            "schema": SCHEMA,
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "steps": [
+                {
+                    "unit": s.unit,
+                    "action": s.action,
+                    "pids": list(s.pids),
+                    "commands": list(s.commands),
+                    "reasons": [{"path": e.path, "via": e.via} for e in s.reasons],
+                }
+                for s in self.steps
+            ],
+            "uninspected": list(self.uninspected),
+        }
+
+
+def _steps(affected: Sequence[ProcessImpact]) -> list[Step]:
+    by_unit: dict[str, list[ProcessImpact]] = {}
+    bare: list[ProcessImpact] = []
+    for p in affected:
+        (by_unit.setdefault(p.unit, []) if p.unit else bare).append(p)
+    steps = []
+    for unit in sorted(by_unit):
+        procs = by_unit[unit]
+        evidence = {(e.path, e.via): e for p in procs for e in p.evidence}
+        steps.append(
+            Step(
+                unit=unit,
+                pids=tuple(p.pid for p in procs),
+                reasons=tuple(evidence.values()),
+                commands=tuple(p.exe or " ".join(p.cmdline) for p in procs),
+            )
+        )
+    steps.extend(
+        Step(None, (p.pid,), p.evidence, (p.exe or " ".join(p.cmdline),))
+        for p in sorted(bare, key=lambda p: p.pid)
+    )
+    return steps
+
+
+def decide(delta: Delta, impact: Impact, policy: Policy | None = None) -> Verdict:
+    """The verdict for updating from the delta's old image to its new one."""
+    policy = policy or Policy()
+    reasons: list[str] = []
+    steps = _steps(impact.affected)
+    units = [
+        c for c in delta.changes if c.kind == "systemd-unit" and c.status is not Status.REMOVED
+    ]
+    if units:
+        steps.insert(
+            0,
+            Step(
+                None,
+                (),
+                tuple(Evidence(c.path, "config", c.status.value, c.kind) for c in units),
+                action="daemon-reload",
+            ),
+        )
+    uninspected = tuple(f"pid {g.pid}: {g.reason}" for g in impact.uninspected)
+
+    share = delta.stats.share_files
+    if share > policy.reimage_share:
+        reasons.append(
+            f"{share:.0%} of the image's files changed (policy: reimage above "
+            f"{policy.reimage_share:.0%})"
+        )
+        return Verdict("reimage", tuple(reasons), tuple(steps), uninspected)
+
+    reasons.extend(
+        f"{c.path} ({c.kind}) {c.status.value}: needs a reboot"
+        for c in delta.changes
+        if c.kind in _REBOOT_KINDS or c.path.startswith(policy.reboot_paths)
+    )
+    for p in impact.affected:
+        if p.pid == 1:
+            reasons.append(f"PID 1 ({p.exe}) uses changed files: {_paths(p.evidence)}")
+        if p.unit in policy.never_restart:
+            reasons.append(f"{p.unit} uses changed files and may not be restarted in place")
+    if reasons:
+        reasons = list(dict.fromkeys(reasons))
+        if len(reasons) > _MAX_LISTED:
+            reasons[_MAX_LISTED:] = [f"… and {len(reasons) - _MAX_LISTED} more such changes"]
+        return Verdict("reboot", tuple(reasons), tuple(steps), uninspected)
+
+    restart_steps = [s for s in steps if s.action == "restart"]
+    if restart_steps:
+        reasons.append(
+            f"{sum(len(s.pids) for s in restart_steps)} processes in {len(restart_steps)} "
+            "units or groups use changed files"
+        )
+    if units:
+        reasons.append(f"{len(units)} unit files changed: systemd must reload them")
+    relevant = any(not is_runtime_inert(c.kind) for c in delta.changes)
+    if uninspected and policy.unknown == "strict" and relevant:
+        reasons.append(
+            f"{len(uninspected)} processes could not be inspected (policy: strict treats "
+            "them as possibly affected)"
+        )
+    if reasons:
+        return Verdict("restart", tuple(reasons), tuple(steps), uninspected)
+    why = (
+        f"none of the {impact.considered} running processes uses any of the {len(delta)} changes"
+        if relevant
+        else f"all {len(delta)} changes are documentation, manuals or translations"
+    )
+    return Verdict("no-action", (why,), (), uninspected)
+
+
+def _paths(evidence: Sequence[Evidence], most: int = 3) -> str:
+    shown = ", ".join(e.path for e in evidence[:most])
+    return shown + (f" (+{len(evidence) - most} more)" if len(evidence) > most else "")
+
+
+def plan_update(
+    old: str,
+    new: str,
+    *,
+    root: str = "/",
+    snapshot: str | None = None,
+    policy: Policy | None = None,
+    spool: str | None = None,
+    use_cache: bool = True,
+    progress: ProgressFn | None = None,
+) -> tuple[Verdict, Delta, Impact]:
+    """The whole job: delta of OLD→NEW, the processes of `root` (live, or a saved
+    snapshot), their impact, and the verdict. A saved snapshot cannot be looked into, so
+    import graphs and ELF closures (which read each process's root) are skipped and the
+    verdict says so."""
+    from imgdiff.impact import assess
+    from imgdiff.packages.view import package_diff
+    from imgdiff.runtime import Snapshot
+
+    delta, _ = package_diff(old, new, use_cache=use_cache, progress=progress)
+    live = snapshot is None
+    snap = Snapshot.capture(root, spool=spool) if live else Snapshot.load(str(snapshot))
+    impact = assess(delta, snap, root=root, import_graphs=live, elf_needed=live)
+    verdict = decide(delta, impact, policy)
+    if not live:
+        verdict = attrs.evolve(
+            verdict,
+            reasons=(
+                *verdict.reasons,
+                "saved snapshot: static import graphs and ELF closures were not computed",
+            ),
+        )
+    return verdict, delta, impact

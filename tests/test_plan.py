@@ -1,0 +1,171 @@
+"""The verdict on the issue's acceptance scenarios, with real images and real processes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imgdiff import BadInput
+from imgdiff.cli import main
+from imgdiff.plan import Policy, Verdict, plan_update
+
+from .procs import build_chroot, join_cgroup, processes, replace_file, scratch_dir, unit_cgroup
+from .test_runtime import _wait_for_exe, _wsgi_app
+
+
+class Host:
+    """OLD live as a chroot with a process in a unit; NEW a copy the test changes."""
+
+    def __init__(self, old: Path, new: Path, unit: str, pid: int) -> None:
+        self.old, self.new, self.unit, self.pid = old, new, unit, pid
+
+    def plan(self, policy: Policy | None = None) -> Verdict:
+        verdict, _, _ = plan_update(
+            str(self.old), str(self.new), root=str(self.old), policy=policy, use_cache=False
+        )
+        return verdict
+
+    def libc(self) -> Path:
+        (found,) = self.new.rglob("libc.so.6")
+        return found
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    with scratch_dir("/srv") as old, processes() as procs, unit_cgroup() as (unit, cg):
+        build_chroot(old, ["sleep", "sh"])
+        (old / "etc/app").mkdir(parents=True)
+        (old / "etc/app/app.conf").write_text("workers = 4\n")
+        (old / "usr/share/doc/app").mkdir(parents=True)
+        (old / "usr/share/doc/app/README").write_text("docs\n")
+        proc = procs.start(
+            ["chroot", str(old), "/usr/bin/sh", "-c",
+             "exec 3</etc/app/app.conf; echo ready; exec /usr/bin/sleep 600"]
+        )  # fmt: skip
+        _wait_for_exe(proc.pid, f"{old}/usr/bin/sleep")
+        join_cgroup(cg, proc.pid)
+        new = tmp_path / "new"
+        shutil.copytree(old, new, symlinks=True)
+        yield Host(old, new, unit, proc.pid)
+
+
+def test_changed_library_restarts_the_unit_that_maps_it(host: Host) -> None:
+    libc = host.libc()
+    replace_file(libc, libc.read_bytes() + b"\0")
+    verdict = host.plan()
+    assert verdict.verdict == "restart"
+    (step,) = verdict.steps
+    assert (step.unit, step.pids) == (host.unit, (host.pid,))
+    assert ("/" + str(libc.relative_to(host.new)), "mapped") in {
+        (e.path, e.via) for e in step.reasons
+    }
+
+
+def test_changed_config_restarts_the_unit_that_holds_it(host: Host) -> None:
+    (host.new / "etc/app/app.conf").write_text("workers = 8\n")
+    verdict = host.plan()
+    assert verdict.verdict == "restart"
+    assert [(e.path, e.via) for e in verdict.steps[0].reasons] == [("/etc/app/app.conf", "config")]
+
+
+def test_docs_only_change_is_no_action(host: Host) -> None:
+    (host.new / "usr/share/doc/app/README").write_text("better docs\n")
+    (host.new / "usr/share/doc/app/CHANGES").write_text("new\n")
+    verdict = host.plan()
+    assert verdict.verdict == "no-action"
+    assert "documentation" in verdict.reasons[0]
+    assert verdict.steps == ()
+
+
+def test_kernel_change_needs_a_reboot_and_keeps_the_restart_plan(host: Host) -> None:
+    (host.new / "boot").mkdir()
+    (host.new / "boot/vmlinuz-6.1.0-99-amd64").write_bytes(b"\0" * 4096)
+    libc = host.libc()
+    replace_file(libc, libc.read_bytes() + b"\0")
+    verdict = host.plan()
+    assert verdict.verdict == "reboot"
+    assert any("vmlinuz" in r for r in verdict.reasons)
+    assert verdict.steps  # what the restart plan would have been
+
+
+def test_large_change_needs_a_reimage(host: Host) -> None:
+    for path in host.new.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.write_bytes(path.read_bytes() + b"\0")
+    verdict = host.plan(Policy(reimage_share=0.5))
+    assert verdict.verdict == "reimage"
+    assert "of the image's files changed" in verdict.reasons[0]
+
+
+def test_changed_unit_file_adds_a_daemon_reload_step(host: Host) -> None:
+    units = host.new / "usr/lib/systemd/system"
+    units.mkdir(parents=True)
+    (units / "app.service").write_text("[Service]\nExecStart=/usr/bin/sleep 600\n")
+    verdict = host.plan()
+    assert verdict.verdict == "restart"
+    assert verdict.steps[0].action == "daemon-reload"
+
+
+def test_python_module_change_plans_only_its_importer(tmp_path: Path) -> None:
+    with scratch_dir() as opt, processes() as procs:
+        script = _wsgi_app(opt)
+        user = procs.start([sys.executable, str(script)])
+        other = procs.python("print('ready', flush=True); import time; time.sleep(600)")
+        old, new = tmp_path / "old", tmp_path / "new"
+        for image in (old, new):
+            shutil.copytree(opt, image / str(opt).lstrip("/"))
+        init = new / str(opt).lstrip("/") / "wsgiref/__init__.py"
+        init.write_text(init.read_text() + "\n# patched\n")
+        verdict, _, _ = plan_update(str(old), str(new), use_cache=False)
+    pids = {pid: step for step in verdict.steps for pid in step.pids}
+    assert verdict.verdict == "restart"
+    assert [(e.path, e.via) for e in pids[user.pid].reasons] == [
+        (str(opt / "wsgiref/__init__.py"), "import-graph")
+    ]
+    assert other.pid not in pids
+
+
+def test_plan_json_contract(host: Host, capsys: pytest.CaptureFixture[str]) -> None:
+    libc = host.libc()
+    replace_file(libc, libc.read_bytes() + b"\0")
+    assert main(["plan", str(host.old), str(host.new), "--root", str(host.old), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "imgdiff.verdict/1"
+    assert doc["verdict"] in ("no-action", "restart", "reboot", "reimage")
+    assert set(doc) >= {"verdict", "reasons", "steps", "uninspected"}
+    for step in doc["steps"]:
+        assert set(step) >= {"unit", "pids", "reasons"}
+        assert all(set(r) == {"path", "via"} for r in step["reasons"])
+
+
+def test_policy_from_toml_and_bad_policy(tmp_path: Path) -> None:
+    good = tmp_path / "p.toml"
+    good.write_text('reimage_share = 0.2\nunknown = "lenient"\nnever_restart = ["db.service"]\n')
+    assert Policy.load(good) == Policy(0.2, Policy().reboot_paths, "lenient", ("db.service",))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("reimage_share = 7\n")
+    with pytest.raises(BadInput, match="reimage_share"):
+        Policy.load(bad)
+    bad.write_text("nonsense = 1\n")
+    with pytest.raises(BadInput, match="unknown policy keys"):
+        Policy.load(bad)
+
+
+def test_uninspected_processes_escalate_only_under_strict(host: Host) -> None:
+    from imgdiff.delta import diff
+    from imgdiff.impact import Impact
+    from imgdiff.plan import decide
+    from imgdiff.runtime import Gap
+
+    (host.new / "etc/other.conf").write_text("unused = 1\n")  # changed, used by nobody
+    delta = diff(str(host.old), str(host.new), use_cache=False)
+    blind = Impact((), considered=1, uninspected=(Gap(4242, "access denied: maps"),))
+    strict = decide(delta, blind, Policy(unknown="strict"))
+    assert strict.verdict == "restart"
+    assert strict.uninspected == ("pid 4242: access denied: maps",)
+    assert decide(delta, blind, Policy(unknown="lenient")).verdict == "no-action"
