@@ -74,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("-o", "--output", required=True, metavar="FILE")
     m.add_argument("--no-cache", action="store_true")
 
-    e = sub.add_parser("demo", help="the main job on a built-in example pair of images")
+    e = sub.add_parser(
+        "demo", help="the main job on a built-in example: two images, live services, the plan"
+    )
     e.add_argument("--json", action="store_true")
     e.add_argument("--keep", metavar="DIR", help="build the example images in DIR and keep them")
     return p
@@ -196,6 +198,31 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from imgdiff import demo
+    from imgdiff.report import console as rc
+    from imgdiff.report.json import dumps
+
+    def show(workdir: str) -> int:
+        with rc.stderr_console().status("building two images and starting three services"):
+            verdict, pids = demo.run(workdir)
+        if args.json:
+            sys.stdout.write(dumps({**verdict.to_json(), "demo_pids": pids}) + "\n")
+            return EXIT_OK
+        from rich.console import Console
+
+        console = Console()
+        console.print(f"[bold]imgdiff demo[/]: {workdir}/old is live (chroot) with services {pids}")
+        console.print(f"planning the update to {workdir}/new\n")
+        console.print(rc.render_verdict(verdict))
+        return EXIT_OK
+
+    if args.keep:
+        return show(args.keep)
+    with tempfile.TemporaryDirectory(prefix="imgdiff-demo-") as tmp:
+        return show(tmp)
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.verb == "plan":
         return _plan(args)
@@ -220,14 +247,7 @@ def _run(args: argparse.Namespace) -> int:
         Manifest.read(args.image, use_cache=not args.no_cache).save(args.output)
         return EXIT_OK
     if args.verb == "demo":
-        from imgdiff.examples import build_example_pair
-
-        if args.keep:
-            old, new = build_example_pair(args.keep)
-            return _diff(old, new, as_json=args.json, use_cache=False, show_all=True)
-        with tempfile.TemporaryDirectory(prefix="imgdiff-demo-") as tmp:
-            old, new = build_example_pair(tmp)
-            return _diff(old, new, as_json=args.json, use_cache=False, show_all=True)
+        return _demo(args)
     raise AssertionError(args.verb)
 
 

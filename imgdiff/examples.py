@@ -3,7 +3,7 @@
 Both images are built from files of the running system (the `wsgiref` package of the
 interpreter running imgdiff, a real shared library, real executables), then the NEW one
 gets what a typical update does: a changed Python module, a rebuilt library, a changed
-config file, a new doc page, a removed file and thousands of touched mtimes. Nothing
+config file, a new doc page, a removed file and many touched mtimes. Nothing
 built here is ever executed by imgdiff.
 """
 
@@ -75,10 +75,11 @@ def build_example_pair(workdir: str | os.PathLike[str]) -> tuple[str, str]:
     # the update
     init = new / "usr/lib/python3.11/wsgiref/__init__.py"
     init.write_text(init.read_text() + "\n# patched by the update\n")
-    libz = next((new / "usr/lib/x86_64-linux-gnu").glob("libz.so.1.*"), None)
-    if libz is not None:
-        with open(libz, "ab") as fh:  # stands for a rebuilt library: same soname, new bytes
-            fh.write(b"\0rebuilt\0")
+    libssl = new / "usr/lib/x86_64-linux-gnu/libssl.so.3"
+    if libssl.is_file():
+        data = libssl.read_bytes()  # stands for a rebuilt library: same soname, new bytes
+        libssl.unlink()  # a new inode, as dpkg's write-and-rename gives
+        libssl.write_bytes(data + b"\0rebuilt\0")
     (new / "etc/app/app.conf").write_text("listen = 8080\nworkers = 8\n")
     (new / "usr/share/doc/app/CHANGES").write_text("workers: 4 -> 8\n")
     (new / "usr/share/doc/app/old-notes.txt").unlink()

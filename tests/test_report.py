@@ -90,10 +90,29 @@ def test_manifest_verb_writes_a_file_diff_can_read(
     assert json.loads(capsys.readouterr().out)["changes"] == []
 
 
-def test_demo_runs_and_shows_the_update(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_plans_restarts_for_the_services_that_use_the_update(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["demo", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "imgdiff.verdict/1"
+    assert doc["verdict"] == "restart"
+    steps = {s["unit"]: {(r["path"], r["via"]) for r in s["reasons"]} for s in doc["steps"]}
+    assert ("/usr/lib/python3.11/wsgiref/__init__.py", "import-graph") in steps["demo-web.service"]
+    assert ("/etc/app/app.conf", "config") in steps["demo-web.service"]
+    assert ("/usr/lib/x86_64-linux-gnu/libssl.so.3", "mapped") in steps["demo-tls.service"]
+    assert "demo-idle.service" not in steps
+    for pid in doc["demo_pids"].values():  # every service was stopped
+        assert not Path(f"/proc/{pid}").exists()
+
+
+def test_example_pair_diff_names_kinds(tmp_path: Path) -> None:
+    from imgdiff.examples import build_example_pair
+
+    old, new = build_example_pair(tmp_path)
+    doc = imgdiff.diff(old, new, use_cache=False).to_json()
     kinds = {c["path"]: c["kind"] for c in doc["changes"]}
     assert kinds["/usr/lib/python3.11/wsgiref/__init__.py"] == "python-source"
     assert kinds["/etc/app/app.conf"] == "config"
+    assert kinds["/usr/lib/x86_64-linux-gnu/libssl.so.3"] == "elf-library"
     assert doc["stats"]["mtime_only"] > 0
