@@ -44,6 +44,9 @@ class Policy:
     unknown: Literal["strict", "lenient"] = "strict"
     # units that must not be restarted in place (their restart means a reboot)
     never_restart: tuple[str, ...] = ()
+    # a live root that matches neither OLD nor NEW (a missed or local update) is patched
+    # anyway instead of reimaged
+    allow_drift: bool = False
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Policy:
@@ -66,6 +69,24 @@ class Policy:
         if policy.unknown not in ("strict", "lenient") or not 0 < policy.reimage_share <= 1:
             raise BadInput(name, "unknown must be strict|lenient, reimage_share in (0, 1]")
         return policy
+
+
+@attrs.frozen
+class Drift:
+    """How the live root differs from the OLD image the plan assumes."""
+
+    differs: tuple[str, ...]  # paths whose live state is not OLD's
+    matches_new: bool  # the live root is already the NEW image
+
+
+def check_drift(root: str, old: str, new: str, *, use_cache: bool = True) -> Drift:
+    """Compare the live root (a directory) with OLD, and with NEW when it is not OLD."""
+    from imgdiff.delta import diff
+
+    differs = tuple(c.path for c in diff(root, old, use_cache=use_cache, classify=False))
+    if not differs:
+        return Drift((), False)
+    return Drift(differs, not diff(root, new, use_cache=use_cache, classify=False).changes)
 
 
 @attrs.frozen
@@ -132,9 +153,19 @@ def _steps(affected: Sequence[ProcessImpact]) -> list[Step]:
     return steps
 
 
-def decide(delta: Delta, impact: Impact, policy: Policy | None = None) -> Verdict:
+def decide(
+    delta: Delta, impact: Impact, policy: Policy | None = None, drift: Drift | None = None
+) -> Verdict:
     """The verdict for updating from the delta's old image to its new one."""
     policy = policy or Policy()
+    verdict = _decide(delta, impact, policy, drift)
+    if drift is not None and drift.differs and drift.matches_new:
+        note = "the live root already matches NEW: only running processes can lag behind"
+        verdict = attrs.evolve(verdict, reasons=(note, *verdict.reasons))
+    return verdict
+
+
+def _decide(delta: Delta, impact: Impact, policy: Policy, drift: Drift | None) -> Verdict:
     reasons: list[str] = []
     steps = _steps(impact.affected)
     units = [
@@ -152,6 +183,13 @@ def decide(delta: Delta, impact: Impact, policy: Policy | None = None) -> Verdic
         )
     uninspected = tuple(f"pid {g.pid}: {g.reason}" for g in impact.uninspected)
 
+    if drift is not None and drift.differs and not drift.matches_new and not policy.allow_drift:
+        reasons.append(
+            f"the live root matches neither OLD nor NEW ({len(drift.differs)} paths differ "
+            f"from OLD, e.g. {_paths_of(drift.differs)}): a missed or local update; "
+            "patching it would start from an unknown state"
+        )
+        return Verdict("reimage", tuple(reasons), tuple(steps), uninspected)
     share = delta.stats.share_files
     if share > policy.reimage_share:
         reasons.append(
@@ -200,6 +238,10 @@ def decide(delta: Delta, impact: Impact, policy: Policy | None = None) -> Verdic
     return Verdict("no-action", (why,), (), uninspected)
 
 
+def _paths_of(paths: Sequence[str], most: int = 3) -> str:
+    return ", ".join(paths[:most]) + (f" (+{len(paths) - most} more)" if len(paths) > most else "")
+
+
 def _paths(evidence: Sequence[Evidence], most: int = 3) -> str:
     shown = ", ".join(e.path for e in evidence[:most])
     return shown + (f" (+{len(evidence) - most} more)" if len(evidence) > most else "")
@@ -228,7 +270,9 @@ def plan_update(
     live = snapshot is None
     snap = Snapshot.capture(root, spool=spool) if live else Snapshot.load(str(snapshot))
     impact = assess(delta, snap, root=root, import_graphs=live, elf_needed=live)
-    verdict = decide(delta, impact, policy)
+    # the whole host is not walked (yet): drift is checked where OLD is a directory tree
+    drift = check_drift(root, old, new, use_cache=use_cache) if root != "/" else None
+    verdict = decide(delta, impact, policy, drift)
     if not live:
         verdict = attrs.evolve(
             verdict,

@@ -169,3 +169,39 @@ def test_uninspected_processes_escalate_only_under_strict(host: Host) -> None:
     assert strict.verdict == "restart"
     assert strict.uninspected == ("pid 4242: access denied: maps",)
     assert decide(delta, blind, Policy(unknown="lenient")).verdict == "no-action"
+
+
+def test_live_root_that_drifted_from_old_needs_a_reimage(host: Host) -> None:
+    old_image = host.old.with_name(host.old.name + "-image")
+    shutil.copytree(host.old, old_image, symlinks=True)  # OLD as shipped
+    try:
+        (host.new / "etc/app/app.conf").write_text("workers = 8\n")
+        (host.old / "etc/app/local-hack.conf").write_text("x\n")  # a change nobody shipped
+        verdict, _, _ = plan_update(
+            str(old_image), str(host.new), root=str(host.old), use_cache=False
+        )
+        assert verdict.verdict == "reimage"
+        assert "matches neither OLD nor NEW" in verdict.reasons[0]
+        assert "/etc/app/local-hack.conf" in verdict.reasons[0]
+        allowed, _, _ = plan_update(
+            str(old_image), str(host.new), root=str(host.old), use_cache=False,
+            policy=Policy(allow_drift=True),
+        )  # fmt: skip
+        assert allowed.verdict == "restart"
+    finally:
+        shutil.rmtree(old_image)
+
+
+def test_live_root_already_at_new_says_so(host: Host) -> None:
+    old_image = host.old.with_name(host.old.name + "-image")
+    shutil.copytree(host.old, old_image, symlinks=True)
+    try:
+        (host.new / "usr/share/doc/app/README").write_text("new docs\n")
+        (host.old / "usr/share/doc/app/README").write_text("new docs\n")  # applied already
+        verdict, _, _ = plan_update(
+            str(old_image), str(host.new), root=str(host.old), use_cache=False
+        )
+        assert verdict.reasons[0].startswith("the live root already matches NEW")
+        assert verdict.verdict == "no-action"
+    finally:
+        shutil.rmtree(old_image)
