@@ -23,6 +23,7 @@ from imgdiff.errors import BadInput
 from imgdiff.impact import Evidence, Impact, ProcessImpact
 from imgdiff.manifest import ProgressFn
 from imgdiff.model import Status
+from imgdiff.runtime.snapshot import Snapshot
 
 SCHEMA = "imgdiff.verdict/1"
 KINDS = ("no-action", "restart", "reboot", "reimage")
@@ -264,7 +265,6 @@ def plan_update(
     verdict says so."""
     from imgdiff.impact import assess
     from imgdiff.packages.view import package_diff
-    from imgdiff.runtime import Snapshot
 
     delta, _ = package_diff(old, new, use_cache=use_cache, progress=progress)
     live = snapshot is None
@@ -282,3 +282,25 @@ def plan_update(
             ),
         )
     return verdict, delta, impact
+
+
+def verify_restarted(verdict: Verdict, snapshot: Snapshot) -> tuple[str, ...]:
+    """After acting on a plan: what still runs stale code among the planned steps.
+
+    The loop is plan → act (restart the steps' units) → take a new live snapshot →
+    `verify_restarted`; an empty answer means every planned unit and process now uses
+    what is on disk. Each problem names the unit or pid and a stale path.
+    """
+    from imgdiff.runtime import stale
+
+    units = {s.unit for s in verdict.steps if s.unit and s.action == "restart"}
+    bare = {pid for s in verdict.steps if s.unit is None for pid in s.pids}
+    problems = []
+    for proc in stale(snapshot).processes:
+        if (proc.unit in units) or (proc.unit is None and proc.pid in bare):
+            first = proc.reasons[0]
+            problems.append(
+                f"{proc.unit or f'pid {proc.pid}'}: pid {proc.pid} still uses {first.path} "
+                f"({first.via}: {first.detail})"
+            )
+    return tuple(problems)

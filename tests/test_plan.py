@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,15 @@ from imgdiff import BadInput
 from imgdiff.cli import main
 from imgdiff.plan import Policy, Verdict, plan_update
 
-from .procs import build_chroot, join_cgroup, processes, replace_file, scratch_dir, unit_cgroup
+from .procs import (
+    CGROUP2,
+    build_chroot,
+    join_cgroup,
+    processes,
+    replace_file,
+    scratch_dir,
+    unit_cgroup,
+)
 from .test_runtime import _wait_for_exe, _wsgi_app
 
 
@@ -205,3 +215,28 @@ def test_live_root_already_at_new_says_so(host: Host) -> None:
         assert verdict.verdict == "no-action"
     finally:
         shutil.rmtree(old_image)
+
+
+def test_verify_restarted_after_acting_on_the_plan(host: Host) -> None:
+    from imgdiff.plan import verify_restarted
+    from imgdiff.runtime import Snapshot
+
+    libc_new = host.libc()
+    replace_file(libc_new, libc_new.read_bytes() + b"\0")
+    verdict = host.plan()
+    # act: install NEW's libc into the live root, as the update would
+    live_libc = host.old / libc_new.relative_to(host.new)
+    replace_file(live_libc, libc_new.read_bytes())
+    problems = verify_restarted(verdict, Snapshot.capture(str(host.old)))
+    assert len(problems) == 1  # not restarted yet: the unit still maps the old libc
+    assert problems[0].startswith(f"{host.unit}: pid {host.pid} still uses")
+    with processes() as procs:  # "restart" the unit: a new process in the same cgroup
+        os.kill(host.pid, signal.SIGKILL)
+        fresh = procs.start(
+            ["chroot", str(host.old), "/usr/bin/sh", "-c", "echo ready; exec /usr/bin/sleep 600"]
+        )
+        _wait_for_exe(fresh.pid, f"{host.old}/usr/bin/sleep")
+        join_cgroup(CGROUP2 / "system.slice" / host.unit, fresh.pid)
+        after = Snapshot.capture(str(host.old))
+        assert [p.unit for p in after.processes if p.pid == fresh.pid] == [host.unit]
+        assert verify_restarted(verdict, after) == ()
