@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
 
+from imgdiff import units
 from imgdiff.classify import is_runtime_inert
 from imgdiff.delta import Delta
 from imgdiff.errors import BadInput
@@ -24,6 +25,7 @@ from imgdiff.impact import Evidence, Impact, ProcessImpact
 from imgdiff.manifest import ProgressFn
 from imgdiff.model import Status
 from imgdiff.runtime.snapshot import Snapshot
+from imgdiff.units import batches
 
 SCHEMA = "imgdiff.verdict/1"
 KINDS = ("no-action", "restart", "reboot", "reimage")
@@ -99,6 +101,7 @@ class Step:
     reasons: tuple[Evidence, ...]
     commands: tuple[str, ...] = ()  # exe or cmdline of each process, for people
     action: str = "restart"  # "restart", or "daemon-reload" for changed unit files
+    batch: int = 0  # steps of one batch are independent; a batch runs after the previous
 
 
 @attrs.frozen
@@ -120,6 +123,7 @@ class Verdict:
                 {
                     "unit": s.unit,
                     "action": s.action,
+                    "batch": s.batch,
                     "pids": list(s.pids),
                     "commands": list(s.commands),
                     "reasons": [{"path": e.path, "via": e.via} for e in s.reasons],
@@ -130,45 +134,64 @@ class Verdict:
         }
 
 
-def _steps(affected: Sequence[ProcessImpact]) -> list[Step]:
+def _steps(
+    affected: Sequence[ProcessImpact], deps: Mapping[str, Iterable[str]] | None
+) -> list[Step]:
     by_unit: dict[str, list[ProcessImpact]] = {}
     bare: list[ProcessImpact] = []
     for p in affected:
         (by_unit.setdefault(p.unit, []) if p.unit else bare).append(p)
     steps = []
-    for unit in sorted(by_unit):
-        procs = by_unit[unit]
-        evidence = {(e.path, e.via): e for p in procs for e in p.evidence}
-        steps.append(
-            Step(
-                unit=unit,
-                pids=tuple(p.pid for p in procs),
-                reasons=tuple(evidence.values()),
-                commands=tuple(p.exe or " ".join(p.cmdline) for p in procs),
+    for number, batch in enumerate(batches(by_unit, deps or {}), 1):
+        for unit in batch:
+            procs = by_unit[unit]
+            evidence = {(e.path, e.via): e for p in procs for e in p.evidence}
+            steps.append(
+                Step(
+                    unit=unit,
+                    pids=tuple(p.pid for p in procs),
+                    reasons=tuple(evidence.values()),
+                    commands=tuple(p.exe or " ".join(p.cmdline) for p in procs),
+                    batch=number,
+                )
             )
-        )
+    last = len(steps) and steps[-1].batch
     steps.extend(
-        Step(None, (p.pid,), p.evidence, (p.exe or " ".join(p.cmdline),))
+        Step(None, (p.pid,), p.evidence, (p.exe or " ".join(p.cmdline),), batch=last + 1)
         for p in sorted(bare, key=lambda p: p.pid)
     )
     return steps
 
 
 def decide(
-    delta: Delta, impact: Impact, policy: Policy | None = None, drift: Drift | None = None
+    delta: Delta,
+    impact: Impact,
+    policy: Policy | None = None,
+    drift: Drift | None = None,
+    unit_deps: Mapping[str, Iterable[str]] | None = None,
 ) -> Verdict:
-    """The verdict for updating from the delta's old image to its new one."""
+    """The verdict for updating from the delta's old image to its new one.
+
+    `unit_deps` (unit → units it comes after, from the NEW image's unit files) orders the
+    restart steps in batches, dependencies first.
+    """
     policy = policy or Policy()
-    verdict = _decide(delta, impact, policy, drift)
+    verdict = _decide(delta, impact, policy, drift, unit_deps)
     if drift is not None and drift.differs and drift.matches_new:
         note = "the live root already matches NEW: only running processes can lag behind"
         verdict = attrs.evolve(verdict, reasons=(note, *verdict.reasons))
     return verdict
 
 
-def _decide(delta: Delta, impact: Impact, policy: Policy, drift: Drift | None) -> Verdict:
+def _decide(
+    delta: Delta,
+    impact: Impact,
+    policy: Policy,
+    drift: Drift | None,
+    unit_deps: Mapping[str, Iterable[str]] | None,
+) -> Verdict:
     reasons: list[str] = []
-    steps = _steps(impact.affected)
+    steps = _steps(impact.affected, unit_deps)
     units = [
         c for c in delta.changes if c.kind == "systemd-unit" and c.status is not Status.REMOVED
     ]
@@ -264,15 +287,22 @@ def plan_update(
     import graphs and ELF closures (which read each process's root) are skipped and the
     verdict says so."""
     from imgdiff.impact import assess
-    from imgdiff.packages.view import package_diff
+    from imgdiff.packages.view import read_update
 
-    delta, _ = package_diff(old, new, use_cache=use_cache, progress=progress)
+    update = read_update(
+        old, new, use_cache=use_cache, progress=progress, capture=units.is_unit_file
+    )
+    delta = update.delta
+    unit_deps = None
+    if update.new.has_contents:
+        unit_files = [p for p in update.new.entries if units.is_unit_file(p)]
+        unit_deps = units.dependencies(update.new.read_files(unit_files))
     live = snapshot is None
     snap = Snapshot.capture(root, spool=spool) if live else Snapshot.load(str(snapshot))
     impact = assess(delta, snap, root=root, import_graphs=live, elf_needed=live)
     # the whole host is not walked (yet): drift is checked where OLD is a directory tree
     drift = check_drift(root, old, new, use_cache=use_cache) if root != "/" else None
-    verdict = decide(delta, impact, policy, drift)
+    verdict = decide(delta, impact, policy, drift, unit_deps)
     if not live:
         verdict = attrs.evolve(
             verdict,

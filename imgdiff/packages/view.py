@@ -237,17 +237,31 @@ def annotate(delta: Delta, old: PackageView, new: PackageView) -> Delta:
     return attrs.evolve(delta, changes=changes)
 
 
-def package_diff(
+@attrs.frozen
+class Update:
+    """Both images of an update, read once: manifests, file delta, package delta."""
+
+    old: Manifest
+    new: Manifest
+    delta: Delta
+    packages: PackageDelta
+
+
+def read_update(
     old: str | Manifest,
     new: str | Manifest,
     *,
     use_cache: bool = True,
     progress: ProgressFn | None = None,
-) -> tuple[Delta, PackageDelta]:
-    """Read two images once and return the file-level delta (owners named) and the
-    package-level delta. A saved manifest has no package databases: its view is empty
-    and a warning says so."""
-    om, nm = Manifest.read_pair(old, new, use_cache=use_cache, capture=capture_predicate())
+    capture: Callable[[str], bool] | None = None,
+) -> Update:
+    """Read two images once: the file-level delta (owners named) and the package-level
+    delta. `capture` selects more files to keep from streamed archives (beside the
+    package databases). A saved manifest has no package databases: its view is empty and
+    a warning says so."""
+    wants = capture_predicate()
+    both = wants if capture is None else (lambda p: wants(p) or capture(p))
+    om, nm = Manifest.read_pair(old, new, use_cache=use_cache, capture=both)
     delta = compare(om, nm, classify=classifier(om, nm), progress=progress)
     views = []
     notes: list[ImageWarning] = []
@@ -258,6 +272,21 @@ def package_diff(
             views.append(PackageView(()))
             notes.append(ImageWarning(m.info.path, "saved manifest: no package databases read"))
     pdelta = compare_views(views[0], views[1], delta, nm if nm.has_contents else None)
-    return annotate(delta, views[0], views[1]), attrs.evolve(
-        pdelta, warnings=pdelta.warnings + tuple(notes)
+    return Update(
+        om,
+        nm,
+        annotate(delta, views[0], views[1]),
+        attrs.evolve(pdelta, warnings=pdelta.warnings + tuple(notes)),
     )
+
+
+def package_diff(
+    old: str | Manifest,
+    new: str | Manifest,
+    *,
+    use_cache: bool = True,
+    progress: ProgressFn | None = None,
+) -> tuple[Delta, PackageDelta]:
+    """The file-level delta (owners named) and the package-level delta of two images."""
+    update = read_update(old, new, use_cache=use_cache, progress=progress)
+    return update.delta, update.packages
