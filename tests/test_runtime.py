@@ -221,12 +221,15 @@ def test_finds_every_process_checkrestart_finds() -> None:
         # checkrestart looks at every process and at deleted open files too; the issue's
         # bar is the same scope for code: processes whose root is --root ("/" here; other
         # tests run chroots) that map a deleted or replaced library or executable
+        snap = Snapshot.capture()
+        ours = {p.pid for p in stale(snap).processes}
+        # other tests' processes come and go: judge only those alive through both scans
+        alive = {p.pid for p in snap.processes if os.path.exists(f"/proc/{p.pid}")}
         theirs = {
             pid
             for pid in map(int, re.findall(r"\(PID: (\d+)\)", out.stdout))
-            if _root_of(pid) == "/" and _maps_replaced_code(pid)
+            if pid in alive and _root_of(pid) == "/" and _maps_replaced_code(pid)
         }
-        ours = {p.pid for p in stale(Snapshot.capture()).processes}
     mine = {u.pid for u in users} | {sleeper.pid}
     assert mine <= theirs, "the scenario should be visible to checkrestart too"
     assert theirs <= ours
