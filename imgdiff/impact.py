@@ -24,7 +24,7 @@ from imgdiff.rootfs import RootFS
 from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir
 from imgdiff.runtime.snapshot import Gap, Process, Snapshot
 from imgdiff.runtime.stale import is_python
-from imgdiff.trace.importgraph import ImportCache, static_imports
+from imgdiff.trace.importgraph import ProgramGraphs
 
 _CONFIG_DIRS = ("/etc/",)
 # how strong each kind of evidence is, strongest first (a path used several ways keeps the
@@ -101,9 +101,8 @@ def assess(
     affected: list[ProcessImpact] = []
     gaps = list(snapshot.gaps)
     considered = 0
-    import_cache = ImportCache()
+    graphs = ProgramGraphs()
     facts: FactsCache = {}
-    graphs: dict[tuple[object, ...], frozenset[str]] = {}
     closures: dict[tuple[object, ...], frozenset[str]] = {}
     configs: dict[tuple[object, ...], LoaderConfig] = {}
     for proc in snapshot.processes:
@@ -120,7 +119,7 @@ def assess(
             try:
                 found += _static_evidence(
                     proc, changed, procfs, import_graphs, elf_needed,
-                    import_cache, facts, graphs, closures, configs,
+                    graphs, facts, closures, configs,
                 )  # fmt: skip
             except NoSuchProcess:
                 continue
@@ -150,9 +149,8 @@ def _static_evidence(
     procfs: str,
     import_graphs: bool,
     elf_needed: bool,
-    import_cache: ImportCache,
+    graphs: ProgramGraphs,
     facts: FactsCache,
-    graphs: dict[tuple[object, ...], frozenset[str]],
     closures: dict[tuple[object, ...], frozenset[str]],
     configs: dict[tuple[object, ...], LoaderConfig],
 ) -> list[Evidence]:
@@ -166,11 +164,8 @@ def _static_evidence(
         with RootFS(root_fd) as fs:
             space = (proc.root, proc.mnt_ns)
             if want_graph and proc.exe is not None:
-                gkey = (space, proc.cmdline, proc.exe, proc.cwd)
-                if gkey not in graphs:
-                    graph = static_imports(fs, proc.cmdline, proc.exe, proc.cwd, cache=import_cache)
-                    graphs[gkey] = graph.files
-                out += _evidence(graphs[gkey], "import-graph", changed)
+                files = graphs.files(fs, space, proc.cmdline, proc.exe, proc.cwd)
+                out += _evidence(files, "import-graph", changed)
             if elf_needed and proc.exe is not None:
                 ckey = (space, proc.exe)
                 if ckey not in closures:

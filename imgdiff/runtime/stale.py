@@ -20,7 +20,7 @@ import attrs
 from imgdiff.rootfs import RootFS
 from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir, parse_stat
 from imgdiff.runtime.snapshot import FileUse, Gap, Process, Snapshot
-from imgdiff.trace.importgraph import ImportCache, static_imports
+from imgdiff.trace.importgraph import ProgramGraphs
 
 SCHEMA = "imgdiff.stale/1"
 # pseudo files that look like paths: never "deleted" in a way a restart changes
@@ -110,8 +110,7 @@ class _Context:
     def __init__(self, procfs: str, clock_ticks: int) -> None:
         self.procfs = procfs
         self.roots: dict[str, dict[str, os.stat_result | None]] = {}  # root → path → stat
-        self.graphs: dict[tuple[object, ...], frozenset[str]] = {}
-        self.import_cache = ImportCache()
+        self.graphs = ProgramGraphs()
         self.boot_time = _boot_time(procfs)
         self.ticks = clock_ticks
 
@@ -174,11 +173,7 @@ def _import_graph_reasons(
     proc: Process, fs: RootFS, cache: dict[str, os.stat_result | None], key: str, ctx: _Context
 ) -> list[Reason]:
     assert proc.exe is not None
-    gkey = (key, proc.cmdline, proc.exe, proc.cwd)
-    files = ctx.graphs.get(gkey)
-    if files is None:
-        graph = static_imports(fs, proc.cmdline, proc.exe, proc.cwd, cache=ctx.import_cache)
-        files = ctx.graphs[gkey] = graph.files
+    files = ctx.graphs.files(fs, key, proc.cmdline, proc.exe, proc.cwd)
     started = ctx.boot_time + proc.start_time / ctx.ticks
     out = []
     for path in sorted(files):

@@ -1577,3 +1577,26 @@ def _read_all(fd: int, size: int) -> bytes:
         chunks.append(chunk)
         offset += len(chunk)
     return b"".join(chunks)
+
+
+class ProgramGraphs:
+    """The import graph files of many processes, computed once per program.
+
+    Processes that share a root (`space`: root and mount namespace, as the caller names
+    it), a command line, an interpreter and a working directory run the same program; the
+    parsed files behind the graphs are shared too (`ImportCache`).
+    """
+
+    def __init__(self) -> None:
+        self.parsed = ImportCache()
+        self._files: dict[tuple[object, ...], frozenset[str]] = {}
+
+    def files(
+        self, fs: RootFS, space: object, argv: Sequence[str], exe: str, cwd: str | None
+    ) -> frozenset[str]:
+        """`static_imports(...).files` for this program, from the cache when seen before."""
+        key = (space, tuple(argv), exe, cwd)
+        found = self._files.get(key)
+        if found is None:
+            found = self._files[key] = static_imports(fs, argv, exe, cwd, cache=self.parsed).files
+        return found
