@@ -22,7 +22,7 @@ from imgdiff.classify import is_runtime_inert
 from imgdiff.delta import Delta
 from imgdiff.errors import BadInput
 from imgdiff.impact import Evidence, Impact, ProcessImpact
-from imgdiff.manifest import ProgressFn
+from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import Status
 from imgdiff.runtime.snapshot import Snapshot
 from imgdiff.units import batches
@@ -82,10 +82,20 @@ class Drift:
     matches_new: bool  # the live root is already the NEW image
 
 
-def check_drift(root: str, old: str, new: str, *, use_cache: bool = True) -> Drift:
-    """Compare the live root (a directory) with OLD, and with NEW when it is not OLD."""
+def check_drift(
+    root: str, old: str | Manifest, new: str | Manifest, *, use_cache: bool = True
+) -> Drift:
+    """Compare the live root (a directory) with OLD, and with NEW when it is not OLD.
+
+    Pass the manifests already read (as `plan_update` does) to read each image once.
+    """
     from imgdiff.delta import diff
 
+    # a saved manifest of that tree may be older than the tree: only a fresh read counts
+    fresh = not isinstance(old, Manifest) or old.has_contents
+    old_path = old.info.path if isinstance(old, Manifest) else old
+    if fresh and os.path.isdir(old_path) and os.path.realpath(old_path) == os.path.realpath(root):
+        return Drift((), False)  # OLD is the live tree itself, read just now
     differs = tuple(c.path for c in diff(root, old, use_cache=use_cache, classify=False))
     if not differs:
         return Drift((), False)
@@ -301,7 +311,7 @@ def plan_update(
     snap = Snapshot.capture(root, spool=spool) if live else Snapshot.load(str(snapshot))
     impact = assess(delta, snap, root=root, import_graphs=live, elf_needed=live)
     # the whole host is not walked (yet): drift is checked where OLD is a directory tree
-    drift = check_drift(root, old, new, use_cache=use_cache) if root != "/" else None
+    drift = check_drift(root, update.old, update.new, use_cache=use_cache) if root != "/" else None
     verdict = decide(delta, impact, policy, drift, unit_deps)
     if not live:
         verdict = attrs.evolve(
