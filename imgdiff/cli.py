@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--spool", metavar="DIR", default=None, help="import tracer spool directory")
     pl.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     pl.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
+    pl.add_argument("--timings", action="store_true", help="seconds per stage, on stderr")
 
     m = sub.add_parser("manifest", help="save an image's manifest (every digest) for later diffs")
     m.add_argument("image", metavar="IMAGE")
@@ -178,6 +179,7 @@ def _plan(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.root):
         raise BadInput(args.root, "not a directory")
     policy = Policy.load(args.policy) if args.policy else None
+    timings: dict[str, float] | None = {} if args.timings else None
     with rc.progress_bar("hashing") as progress:
         verdict, _, _ = plan_update(
             args.old,
@@ -188,7 +190,11 @@ def _plan(args: argparse.Namespace) -> int:
             spool=_spool(args.spool),
             use_cache=not args.no_cache,
             progress=progress,
+            timings=timings,
         )
+    if timings is not None:
+        for stage, seconds in timings.items():
+            sys.stderr.write(f"{stage:16} {seconds:8.3f} s\n")
     if args.json:
         sys.stdout.write(dumps(verdict.to_json()) + "\n")
     else:

@@ -11,15 +11,18 @@ Paths are compared inside the process's root. This module decides nothing: the v
 
 from __future__ import annotations
 
+import bisect
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
+from imgdiff import units
 from imgdiff.delta import Delta
 from imgdiff.elfdeps import FactsCache, LoaderConfig, elf_closure, load_loader_config
 from imgdiff.model import Change, Status
+from imgdiff.packages.view import PackageView
 from imgdiff.rootfs import RootFS
 from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir
 from imgdiff.runtime.snapshot import Gap, Process, Snapshot
@@ -40,6 +43,52 @@ class Evidence:
     via: str
     status: str  # of the change: added | removed | modified
     kind: str  # of the change: elf-library, python-source, config, ...
+    detail: str = ""  # where the link comes from, for `config`: "unit file", "conffile of …"
+
+
+@attrs.frozen
+class ConfigSources:
+    """What names a file as a process's configuration, beyond the files it holds open.
+
+    Read from the OLD image, the one the processes started from: for each unit, the paths
+    its unit files name (`units.config_sources`; a path ending in "/" stands for the tree
+    below it), and for each executable, the configuration files (dpkg conffiles, rpm
+    %config) of the package that ships it.
+    """
+
+    units: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    packages: Mapping[str, tuple[tuple[str, str], ...]] = attrs.field(factory=dict)
+    # every path some package marks as configuration: an open one is `config`, not `open`
+    config_paths: frozenset[str] = frozenset()
+
+    @classmethod
+    def read(cls, files: Mapping[str, bytes], view: PackageView | None) -> ConfigSources:
+        """From an image's unit files (path → bytes) and its package view."""
+        exes: dict[str, tuple[tuple[str, str], ...]] = {}
+        if view is not None:
+            for pkg in view.packages:
+                if pkg.config_files:
+                    named = tuple(
+                        (p, f"conffile of {pkg.manager}:{pkg.name}") for p in pkg.config_files
+                    )
+                    for path in pkg.files:
+                        exes[path] = exes.get(path, ()) + named
+        return cls(
+            units.config_sources(files),
+            exes,
+            view.config_paths if view is not None else frozenset(),
+        )
+
+    def named(self, proc: Process) -> list[tuple[str, str]]:
+        """(path or tree, detail) that the process's unit, package and command line name."""
+        out: list[tuple[str, str]] = []
+        if proc.unit is not None:
+            unit = units.unit_file_name(proc.unit)
+            out += [(p, f"named by {unit}") for p in self.units.get(unit, ())]
+        if proc.exe is not None:
+            out += self.packages.get(proc.exe, ())
+        out += [(a, "on its command line") for a in units.path_arguments(proc.cmdline[1:])]
+        return out
 
 
 @attrs.frozen
@@ -80,23 +129,53 @@ def _open_via(path: str, config_paths: frozenset[str]) -> str:
     return "config" if path.startswith(_CONFIG_DIRS) or path in config_paths else "open"
 
 
+class _Tree:
+    """The changed paths, sorted, for exact and below-a-directory lookups."""
+
+    def __init__(self, changed: Mapping[str, Change]) -> None:
+        self.changed = changed
+        self.sorted = sorted(changed)
+
+    def matches(self, path: str) -> list[str]:
+        if not path.endswith("/"):
+            return [path] if path in self.changed else []
+        found = []
+        for i in range(bisect.bisect_left(self.sorted, path), len(self.sorted)):
+            if not self.sorted[i].startswith(path):
+                break
+            found.append(self.sorted[i])
+        return found
+
+
+def _config_evidence(proc: Process, configs: ConfigSources, tree: _Tree) -> list[Evidence]:
+    out = []
+    for named, detail in configs.named(proc):
+        for path in tree.matches(named):
+            c = tree.changed[path]
+            out.append(Evidence(path, "config", c.status.value, c.kind, detail))
+    return out
+
+
 def assess(
     delta: Delta,
     snapshot: Snapshot,
     *,
     root: str = "/",
-    config_paths: frozenset[str] = frozenset(),
+    configs: ConfigSources | None = None,
     procfs: str = "/proc",
     import_graphs: bool = True,
     elf_needed: bool = True,
 ) -> Impact:
     """Join a delta with the processes of a live snapshot whose root is `root`.
 
-    `config_paths` are the paths packages mark as configuration (conffiles, %config).
+    `configs` names the files a process's unit, package and command line make its
+    configuration (evidence `config` when one changed, even if it is not open now).
     Import graphs and ELF closures are read inside each process's root through
     `/proc/PID/root`: the snapshot must be of this host, taken now.
     """
     changed = {c.path: c for c in delta.changes if c.status is not Status.ADDED}
+    configs = configs or ConfigSources()
+    tree = _Tree(changed)
     want = os.path.realpath(root) if root != "/" else "/"
     affected: list[ProcessImpact] = []
     gaps = list(snapshot.gaps)
@@ -104,7 +183,7 @@ def assess(
     graphs = ProgramGraphs()
     facts: FactsCache = {}
     closures: dict[tuple[object, ...], frozenset[str]] = {}
-    configs: dict[tuple[object, ...], LoaderConfig] = {}
+    loaders: dict[tuple[object, ...], LoaderConfig] = {}
     for proc in snapshot.processes:
         if proc.root != want:
             continue
@@ -113,13 +192,17 @@ def assess(
         for use in proc.files:
             if use.outside_root:
                 continue
-            via = _open_via(use.path, config_paths) if use.via == "open" else use.via
-            found += _evidence([use.path], via, changed)
+            via = _open_via(use.path, configs.config_paths) if use.via == "open" else use.via
+            found += [
+                attrs.evolve(e, detail="held open") if via == "config" else e
+                for e in _evidence([use.path], via, changed)
+            ]
+        found += _config_evidence(proc, configs, tree)
         if import_graphs or elf_needed:
             try:
                 found += _static_evidence(
                     proc, changed, procfs, import_graphs, elf_needed,
-                    graphs, facts, closures, configs,
+                    graphs, facts, closures, loaders,
                 )  # fmt: skip
             except NoSuchProcess:
                 continue
@@ -152,7 +235,7 @@ def _static_evidence(
     graphs: ProgramGraphs,
     facts: FactsCache,
     closures: dict[tuple[object, ...], frozenset[str]],
-    configs: dict[tuple[object, ...], LoaderConfig],
+    loaders: dict[tuple[object, ...], LoaderConfig],
 ) -> list[Evidence]:
     want_graph = import_graphs and is_python(proc) and not proc.traced
     if not want_graph and not (elf_needed and proc.exe):
@@ -169,9 +252,9 @@ def _static_evidence(
             if elf_needed and proc.exe is not None:
                 ckey = (space, proc.exe)
                 if ckey not in closures:
-                    if space not in configs:
-                        configs[space] = load_loader_config(fs)
-                    closure = elf_closure(fs, proc.exe, configs[space], cache=facts)
+                    if space not in loaders:
+                        loaders[space] = load_loader_config(fs)
+                    closure = elf_closure(fs, proc.exe, loaders[space], cache=facts)
                     closures[ckey] = closure.dependency_paths()
                 out += _evidence(closures[ckey], "elf-needed", changed)
     finally:

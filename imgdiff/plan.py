@@ -11,6 +11,7 @@ be inspected are listed, and under the strict policy they escalate `no-action` t
 from __future__ import annotations
 
 import os
+import time
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -21,7 +22,7 @@ from imgdiff import units
 from imgdiff.classify import is_runtime_inert
 from imgdiff.delta import Delta
 from imgdiff.errors import BadInput
-from imgdiff.impact import Evidence, Impact, ProcessImpact
+from imgdiff.impact import ConfigSources, Evidence, Impact, ProcessImpact
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import Status
 from imgdiff.runtime.snapshot import Snapshot
@@ -112,6 +113,7 @@ class Step:
     commands: tuple[str, ...] = ()  # exe or cmdline of each process, for people
     action: str = "restart"  # "restart", or "daemon-reload" for changed unit files
     batch: int = 0  # steps of one batch are independent; a batch runs after the previous
+    processes: tuple[ProcessImpact, ...] = ()  # each process with its own evidence
 
 
 @attrs.frozen
@@ -136,12 +138,24 @@ class Verdict:
                     "batch": s.batch,
                     "pids": list(s.pids),
                     "commands": list(s.commands),
-                    "reasons": [{"path": e.path, "via": e.via} for e in s.reasons],
+                    "reasons": [_reason(e) for e in s.reasons],
+                    "processes": [
+                        {
+                            "pid": p.pid,
+                            "command": p.exe or " ".join(p.cmdline),
+                            "reasons": [_reason(e) for e in p.evidence],
+                        }
+                        for p in s.processes
+                    ],
                 }
                 for s in self.steps
             ],
             "uninspected": list(self.uninspected),
         }
+
+
+def _reason(e: Evidence) -> dict[str, str]:
+    return {"path": e.path, "via": e.via, "detail": e.detail}
 
 
 def _steps(
@@ -163,13 +177,17 @@ def _steps(
                     reasons=tuple(evidence.values()),
                     commands=tuple(p.exe or " ".join(p.cmdline) for p in procs),
                     batch=number,
+                    processes=tuple(procs),
                 )
             )
     last = len(steps) and steps[-1].batch
     steps.extend(
-        Step(None, (p.pid,), p.evidence, (p.exe or " ".join(p.cmdline),), batch=last + 1)
+        Step(
+            None, (p.pid,), p.evidence, (p.exe or " ".join(p.cmdline),),
+            batch=last + 1, processes=(p,),
+        )
         for p in sorted(bare, key=lambda p: p.pid)
-    )
+    )  # fmt: skip
     return steps
 
 
@@ -251,16 +269,17 @@ def _decide(
     restart_steps = [s for s in steps if s.action == "restart"]
     if restart_steps:
         reasons.append(
-            f"{sum(len(s.pids) for s in restart_steps)} processes in {len(restart_steps)} "
-            "units or groups use changed files"
+            "changed files are in use by "
+            f"{_n(sum(len(s.pids) for s in restart_steps), 'process', 'processes')} in "
+            f"{_n(len(restart_steps), 'unit or group', 'units or groups')}"
         )
     if units:
-        reasons.append(f"{len(units)} unit files changed: systemd must reload them")
+        reasons.append(f"{_n(len(units), 'unit file')} changed: systemd must reload them")
     relevant = any(not is_runtime_inert(c.kind) for c in delta.changes)
     if uninspected and policy.unknown == "strict" and relevant:
         reasons.append(
-            f"{len(uninspected)} processes could not be inspected (policy: strict treats "
-            "them as possibly affected)"
+            f"{_n(len(uninspected), 'process', 'processes')} could not be inspected (policy: "
+            "strict treats them as possibly affected)"
         )
     if reasons:
         return Verdict("restart", tuple(reasons), tuple(steps), uninspected)
@@ -270,6 +289,10 @@ def _decide(
         else f"all {len(delta)} changes are documentation, manuals or translations"
     )
     return Verdict("no-action", (why,), (), uninspected)
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
 def _paths_of(paths: Sequence[str], most: int = 3) -> str:
@@ -291,28 +314,40 @@ def plan_update(
     spool: str | None = None,
     use_cache: bool = True,
     progress: ProgressFn | None = None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[Verdict, Delta, Impact]:
     """The whole job: delta of OLD→NEW, the processes of `root` (live, or a saved
     snapshot), their impact, and the verdict. A saved snapshot cannot be looked into, so
     import graphs and ELF closures (which read each process's root) are skipped and the
-    verdict says so."""
+    verdict says so. `timings`, when given, receives the seconds each stage took."""
     from imgdiff.impact import assess
     from imgdiff.packages.view import read_update
 
+    clock = _Stages(timings)
     update = read_update(
         old, new, use_cache=use_cache, progress=progress, capture=units.is_unit_file
     )
     delta = update.delta
+    clock.lap("delta+packages")
     unit_deps = None
     if update.new.has_contents:
         unit_files = [p for p in update.new.entries if units.is_unit_file(p)]
         unit_deps = units.dependencies(update.new.read_files(unit_files))
+    old_units: dict[str, bytes] = {}
+    if update.old.has_contents:  # the units the processes were started from
+        old_units = update.old.read_files([p for p in update.old.entries if units.is_unit_file(p)])
+    configs = ConfigSources.read(old_units, update.old_view)
+    clock.lap("unit-files")
     live = snapshot is None
     snap = Snapshot.capture(root, spool=spool) if live else Snapshot.load(str(snapshot))
-    impact = assess(delta, snap, root=root, import_graphs=live, elf_needed=live)
+    clock.lap("snapshot")
+    impact = assess(delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live)
+    clock.lap("impact")
     # the whole host is not walked (yet): drift is checked where OLD is a directory tree
     drift = check_drift(root, update.old, update.new, use_cache=use_cache) if root != "/" else None
+    clock.lap("drift")
     verdict = decide(delta, impact, policy, drift, unit_deps)
+    clock.lap("verdict")
     if not live:
         verdict = attrs.evolve(
             verdict,
@@ -322,6 +357,20 @@ def plan_update(
             ),
         )
     return verdict, delta, impact
+
+
+class _Stages:
+    """Seconds per stage, into a caller's dict (or nowhere)."""
+
+    def __init__(self, into: dict[str, float] | None) -> None:
+        self.into = into
+        self.t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self.into is not None:
+            self.into[stage] = self.into.get(stage, 0.0) + now - self.t
+        self.t = now
 
 
 def verify_restarted(verdict: Verdict, snapshot: Snapshot) -> tuple[str, ...]:

@@ -10,7 +10,8 @@ to this one. Parsing only: nothing is executed, no unit is loaded.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Collection, Iterable, Mapping
+import shlex
+from collections.abc import Collection, Iterable, Iterator, Mapping
 
 UNIT_DIRS = (
     "/etc/systemd/system",
@@ -29,25 +30,14 @@ def is_unit_file(path: str) -> bool:
     return parent in UNIT_DIRS or (grand in UNIT_DIRS and path.endswith(".conf"))
 
 
-def parse_unit(text: str) -> dict[str, list[str]]:
-    """The [Unit] section's dependency directives (values split into unit names).
+def parse_unit(text: str, section_name: str = "Unit") -> dict[str, list[str]]:
+    """The dependency directives of a section (values split into unit names).
 
     An empty assignment (`After=`) resets the list, as systemd does for drop-ins; it is
     kept as an empty-string marker so a drop-in's reset also clears the main file's list.
     """
     out: dict[str, list[str]] = {}
-    section = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        if section != "Unit" or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        key = key.strip()
+    for key, value in _directives(text, section_name):
         if key in (*_ORDER_KEYS, "PartOf"):
             if not value.strip():
                 out[key] = [""]
@@ -56,17 +46,54 @@ def parse_unit(text: str) -> dict[str, list[str]]:
     return out
 
 
-def dependencies(files: Mapping[str, bytes]) -> dict[str, set[str]]:
-    """unit -> the units it must come after, from unit files and drop-ins by path."""
+def _directives(text: str, section_name: str) -> Iterator[tuple[str, str]]:
+    """(key, raw value) of one section, continuation lines joined."""
+    section = ""
+    pending = ""
+    for raw in text.splitlines():
+        line = pending + raw.strip()
+        pending = ""
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        if section == section_name and "=" in line:
+            key, _, value = line.partition("=")
+            yield key.strip(), value.strip()
+
+
+def _chosen(files: Mapping[str, bytes]) -> dict[str, tuple[str, list[str]]]:
+    """unit name -> (its unit file, its drop-ins in order), with systemd's precedence."""
     chosen: dict[str, str] = {}
     for d in reversed(UNIT_DIRS):  # later (higher-precedence) dirs overwrite earlier ones
         for path in files:
             if posixpath.dirname(path) == d:
                 chosen[posixpath.basename(path)] = path
+    # drop-ins apply in file-name order; a name in a higher-precedence dir masks the same
+    # name in a lower one
+    dropins: dict[str, dict[str, str]] = {}
+    for d in reversed(UNIT_DIRS):
+        for path in files:
+            parent = posixpath.dirname(path)
+            if parent.endswith(".d") and posixpath.dirname(parent) == d:
+                unit = posixpath.basename(parent)[:-2]
+                dropins.setdefault(unit, {})[posixpath.basename(path)] = path
+    return {
+        unit: (path, [p for _, p in sorted(dropins.get(unit, {}).items())])
+        for unit, path in chosen.items()
+    }
+
+
+def dependencies(files: Mapping[str, bytes]) -> dict[str, set[str]]:
+    """unit -> the units it must come after, from unit files and drop-ins by path."""
     deps: dict[str, set[str]] = {}
-    for unit, path in chosen.items():
+    for unit, (path, dropins) in _chosen(files).items():
         parsed = {k: _after_reset(v) for k, v in parse_unit(_text(files[path])).items()}
-        for dropin in sorted(p for p in files if posixpath.dirname(p).endswith(f"/{unit}.d")):
+        for dropin in dropins:
             for key, names in parse_unit(_text(files[dropin])).items():
                 base = [] if "" in names else parsed.get(key, [])
                 parsed[key] = [*base, *_after_reset(names)]
@@ -76,6 +103,65 @@ def dependencies(files: Mapping[str, bytes]) -> dict[str, set[str]]:
             # restarting `other` restarts this unit too: it comes after `other`
             deps.setdefault(unit, set()).add(other)
     return deps
+
+
+def config_sources(files: Mapping[str, bytes]) -> dict[str, tuple[str, ...]]:
+    """unit -> the paths its unit files name as what the service reads.
+
+    These are the unit file and its drop-ins themselves, `EnvironmentFile=`, absolute
+    path arguments of `ExecStart=` (and of the other `Exec*=` lines),
+    `ConfigurationDirectory=` (under /etc), and by convention `/etc/NAME/`,
+    `/etc/default/NAME` and `/etc/sysconfig/NAME` for `NAME.service`. A path ending in
+    "/" stands for everything below it. Parsing only: nothing is run or expanded
+    (a `%`-specifier or `$VAR` argument is skipped).
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    for unit, (path, dropins) in _chosen(files).items():
+        paths = [path, *dropins]
+        for source in (path, *dropins):
+            for key, value in _directives(_text(files[source]), "Service"):
+                paths.extend(_named_paths(key, value))
+        name = unit.rpartition(".")[0].partition("@")[0]
+        if unit.endswith(".service") and name:
+            paths += [f"/etc/{name}/", f"/etc/default/{name}", f"/etc/sysconfig/{name}"]
+        out[unit] = tuple(dict.fromkeys(paths))
+    return out
+
+
+def unit_file_name(unit: str) -> str:
+    """The file a unit is loaded from: `getty@tty1.service` comes from `getty@.service`."""
+    name, dot, suffix = unit.rpartition(".")
+    if "@" in name:
+        name = name.partition("@")[0] + "@"
+    return f"{name}{dot}{suffix}"
+
+
+def _named_paths(key: str, value: str) -> list[str]:
+    if key == "EnvironmentFile":
+        path = value.lstrip("-")
+        return [path] if _plain_path(path) else []
+    if key == "ConfigurationDirectory":
+        return [f"/etc/{d.strip('/')}/" for d in value.split() if _plain_path(f"/{d}")]
+    if key.startswith("Exec"):
+        try:
+            words = shlex.split(value.lstrip("@-:+!|"))
+        except ValueError:
+            return []
+        return path_arguments(words[1:])
+    return []
+
+
+def path_arguments(words: Iterable[str]) -> list[str]:
+    """The absolute paths among a command's arguments (`-c /etc/x`, `--config=/etc/x`)."""
+    values = (w.partition("=")[2] if w.startswith("-") else w for w in words)
+    return [v for v in values if _plain_path(v)]
+
+
+def _plain_path(word: str) -> bool:
+    """An absolute path with no specifier or variable to expand (and no `..`)."""
+    return (
+        word.startswith("/") and not any(c in word for c in "%$*?") and ".." not in word.split("/")
+    )
 
 
 def _after_reset(names: list[str]) -> list[str]:

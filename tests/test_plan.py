@@ -83,6 +83,75 @@ def test_changed_config_restarts_the_unit_that_holds_it(host: Host) -> None:
     assert [(e.path, e.via) for e in verdict.steps[0].reasons] == [("/etc/app/app.conf", "config")]
 
 
+def test_config_named_by_unit_file_package_or_command_line_restarts_the_unit(
+    tmp_path: Path,
+) -> None:
+    """Scenario 3 where nothing holds the changed file open: the unit file names it, the
+    package that ships the running program marks it a conffile, or the command line
+    names it."""
+    from .debs import build_deb, dpkg
+
+    with (
+        scratch_dir("/srv") as old,
+        processes() as procs,
+        unit_cgroup() as (unit, cg),
+        unit_cgroup() as (other_unit, other_cg),
+    ):
+        build_chroot(old, ["sleep", "sh"])
+        for d in ("info", "updates"):
+            (old / "var/lib/dpkg" / d).mkdir(parents=True)
+        (old / "var/lib/dpkg/status").touch()
+        tool = {"/usr/bin/apptool": Path("/usr/bin/sleep").read_bytes(),
+                "/etc/apptool.conf": b"level = 1\n"}  # fmt: skip
+        deb = build_deb(tmp_path, "apptool", "1.0", tool, conffiles=("/etc/apptool.conf",))
+        dpkg(old, "-i", str(deb))
+        (old / "usr/bin/apptool").chmod(0o755)
+        (old / "etc/app").mkdir()
+        for name in ("env", "tool.conf", "cmd.conf"):
+            (old / "etc/app" / name).write_text("a = 1\n")
+        units = old / "etc/systemd/system"
+        units.mkdir(parents=True)
+        (units / unit).write_text(
+            "[Service]\nEnvironmentFile=-/etc/app/env\n"
+            "ExecStart=/usr/bin/apptool 600 --config=/etc/app/tool.conf\n"
+        )
+        tool_proc = procs.start(
+            ["chroot", str(old), "/usr/bin/sh", "-c", "echo ready; exec /usr/bin/apptool 600"]
+        )
+        _wait_for_exe(tool_proc.pid, f"{old}/usr/bin/apptool")
+        join_cgroup(cg, tool_proc.pid)
+        shell = procs.start(
+            ["chroot", str(old), "/usr/bin/sh", "-c", "echo ready; sleep 600; :",
+             "sh", "/etc/app/cmd.conf"]
+        )  # fmt: skip
+        join_cgroup(other_cg, shell.pid)
+        new = tmp_path / "new"
+        shutil.copytree(old, new, symlinks=True)
+
+        def plan() -> dict[str | None, set[tuple[str, str, str]]]:
+            verdict, _, _ = plan_update(str(old), str(new), root=str(old), use_cache=False)
+            return {
+                s.unit: {(e.path, e.via, e.detail) for e in s.reasons}
+                for s in verdict.steps
+                if s.action == "restart"
+            }
+
+        assert plan() == {}
+        (new / "etc/apptool.conf").write_text("level = 2\n")
+        assert plan() == {unit: {("/etc/apptool.conf", "config", "conffile of dpkg:apptool")}}
+        (new / "etc/apptool.conf").write_text("level = 1\n")
+        for name in ("env", "tool.conf"):
+            (new / "etc/app" / name).write_text("a = 2\n")
+        assert plan() == {
+            unit: {
+                ("/etc/app/env", "config", f"named by {unit}"),
+                ("/etc/app/tool.conf", "config", f"named by {unit}"),
+            }
+        }
+        (new / "etc/app/cmd.conf").write_text("a = 2\n")
+        assert plan()[other_unit] == {("/etc/app/cmd.conf", "config", "on its command line")}
+
+
 def test_docs_only_change_is_no_action(host: Host) -> None:
     (host.new / "usr/share/doc/app/README").write_text("better docs\n")
     (host.new / "usr/share/doc/app/CHANGES").write_text("new\n")
@@ -150,7 +219,26 @@ def test_plan_json_contract(host: Host, capsys: pytest.CaptureFixture[str]) -> N
     assert set(doc) >= {"verdict", "reasons", "steps", "uninspected"}
     for step in doc["steps"]:
         assert set(step) >= {"unit", "pids", "reasons"}
-        assert all(set(r) == {"path", "via"} for r in step["reasons"])
+        assert all(set(r) >= {"path", "via"} for r in step["reasons"])
+
+
+def test_plan_console_output_is_verdict_first_then_a_tree(
+    host: Host, capsys: pytest.CaptureFixture[str]
+) -> None:
+    libc = host.libc()
+    replace_file(libc, libc.read_bytes() + b"\0")
+    argv = ["plan", str(host.old), str(host.new), "--root", str(host.old), "--timings"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == "verdict: restart"
+    tree = captured.out[captured.out.index("steps") :]
+    unit_at = tree.index(f"systemctl restart {host.unit}")
+    pid_at = tree.index(f"pid {host.pid}", unit_at)
+    assert tree.index("libc.so.6", pid_at) > pid_at
+    assert "(mapped, modified)" in tree
+    stages = [line.split()[0] for line in captured.err.splitlines()]
+    assert stages == ["delta+packages", "unit-files", "snapshot", "impact", "drift", "verdict"]
 
 
 def test_policy_from_toml_and_bad_policy(tmp_path: Path) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from imgdiff import Manifest
-from imgdiff.units import batches, dependencies, is_unit_file, parse_unit
+from imgdiff.units import (
+    batches,
+    config_sources,
+    dependencies,
+    is_unit_file,
+    parse_unit,
+    unit_file_name,
+)
 
 from .conftest import write_tree
 
@@ -60,3 +67,43 @@ def test_parse_ignores_other_sections_and_comments() -> None:
         "Requires=x.service y.service\n"
     )
     assert parse_unit(text) == {"Requires": ["x.service", "y.service"]}
+
+
+SERVICE = (
+    "[Unit]\nDescription=web\n"
+    "[Service]\n"
+    "EnvironmentFile=-/etc/web/env\n"
+    "ExecStartPre=/usr/bin/web-check --config=/etc/web/web.toml\n"
+    "ExecStart=@/usr/bin/web web -c /etc/web/extra.conf \\\n"
+    "    --log %L/web.log $OPTS /srv/../etc/shadow\n"
+    "ConfigurationDirectory=web-extra web-more/sub\n"
+    "ExecReload=/bin/kill -HUP $MAINPID\n"
+)
+
+
+def test_config_sources_name_what_a_service_reads(tmp_path: Path) -> None:
+    tree = {
+        "usr/lib/systemd/system/web.service": SERVICE,
+        "usr/lib/systemd/system/web.service.d/10-env.conf": "[Service]\nEnvironmentFile=/etc/x\n",
+        # the same drop-in name under /etc masks the vendor's
+        "etc/systemd/system/web.service.d/10-env.conf": "[Service]\nEnvironmentFile=/etc/y\n",
+        "usr/lib/systemd/system/getty@.service": "[Service]\nExecStart=/sbin/agetty %I\n",
+    }
+    m = Manifest.read(str(write_tree(tmp_path / "img", tree)), use_cache=False)
+    sources = config_sources(m.read_files([p for p in m.entries if is_unit_file(p)]))
+    web = sources["web.service"]
+    assert web[:2] == (
+        "/usr/lib/systemd/system/web.service",
+        "/etc/systemd/system/web.service.d/10-env.conf",
+    )
+    for named in (
+        "/etc/web/env", "/etc/web/web.toml", "/etc/web/extra.conf", "/etc/web-extra/",
+        "/etc/web-more/sub/", "/etc/y", "/etc/web/", "/etc/default/web",
+    ):  # fmt: skip
+        assert named in web
+    # specifiers, variables and `..` are not guessed at; the executable is not config
+    assert not any(p.startswith(("%", "$")) or "shadow" in p or p == "/usr/bin/web" for p in web)
+    assert "/etc/x" not in web
+    assert "/etc/getty/" in sources["getty@.service"]
+    assert unit_file_name("getty@tty1.service") == "getty@.service"
+    assert unit_file_name("web.service") == "web.service"

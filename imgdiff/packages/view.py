@@ -245,6 +245,8 @@ class Update:
     new: Manifest
     delta: Delta
     packages: PackageDelta
+    old_view: PackageView = attrs.field(factory=lambda: PackageView(()), eq=False)
+    new_view: PackageView = attrs.field(factory=lambda: PackageView(()), eq=False)
 
 
 def read_update(
@@ -277,6 +279,8 @@ def read_update(
         nm,
         annotate(delta, views[0], views[1]),
         attrs.evolve(pdelta, warnings=pdelta.warnings + tuple(notes)),
+        views[0],
+        views[1],
     )
 
 

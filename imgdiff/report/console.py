@@ -23,6 +23,7 @@ from imgdiff.model import Status
 
 if TYPE_CHECKING:  # the model renders itself through these: import it lazily
     from imgdiff.delta import Delta
+    from imgdiff.impact import Evidence
     from imgdiff.packages.view import PackageDelta
     from imgdiff.plan import Verdict
     from imgdiff.runtime import Snapshot, StaleReport
@@ -168,25 +169,56 @@ _VERDICT_STYLE = {
 
 
 def render_verdict(verdict: Verdict) -> RenderableType:
-    """The verdict first, then its reasons, the steps as a tree, what was not inspected."""
+    """The verdict first, then its reasons, the steps as a tree (batch → unit → process →
+    changed path and how it is used), then what could not be inspected."""
     parts: list[RenderableType] = [
         Text(f"verdict: {verdict.verdict}", style=_VERDICT_STYLE.get(verdict.verdict, "bold"))
     ]
     parts.extend(Text(f"  • {r}") for r in verdict.reasons)
     if verdict.steps:
-        tree = Tree(Text("steps", style="bold"))
+        title = (
+            "steps"
+            if verdict.verdict == "restart"
+            else f"restart plan ({verdict.verdict} supersedes it)"
+        )
+        tree = Tree(Text(title, style="bold"))
+        batches: dict[int, Tree] = {}
         for n, step in enumerate(verdict.steps, 1):
-            label = step.unit or (
-                "systemctl daemon-reload" if step.action == "daemon-reload" else "processes"
-            )
-            node = tree.add(
-                Text(f"{n}. {step.action} {label}  pids {' '.join(map(str, step.pids)) or '-'}")
-            )
-            for e in step.reasons:
-                node.add(Text(f"{escape_path(e.path)}  ({e.via})"))
+            parent = tree
+            if step.action == "restart":
+                if step.batch not in batches:
+                    label = f"batch {step.batch}" + (
+                        "" if step.unit else ": processes with no unit"
+                    )
+                    batches[step.batch] = tree.add(Text(label, style="dim"))
+                parent = batches[step.batch]
+            if step.action == "daemon-reload":
+                node = parent.add(Text(f"{n}. systemctl daemon-reload", style="bold"))
+                for e in step.reasons:
+                    node.add(_evidence_text(e))
+                continue
+            if step.unit:
+                node = parent.add(Text(f"{n}. systemctl restart {step.unit}", style="bold"))
+            else:
+                node = parent
+            for proc in step.processes:
+                pnode = node.add(
+                    Text(f"pid {proc.pid}  {escape_path(proc.exe or ' '.join(proc.cmdline))}")
+                )
+                for e in proc.evidence:
+                    pnode.add(_evidence_text(e))
         parts.append(tree)
     parts.extend(Text(f"not inspected: {u}", style="red") for u in verdict.uninspected)
     return Group(*parts)
+
+
+def _evidence_text(e: Evidence) -> Text:
+    text = Text(escape_path(e.path))
+    text.append(f"  ({e.via}", style="cyan")
+    if e.detail:
+        text.append(f": {e.detail}", style="cyan")
+    text.append(f", {e.status})", style="cyan")
+    return text
 
 
 def stderr_console() -> Console:
