@@ -45,7 +45,7 @@ def _ours(field: str) -> Callable[[int], object]:
             if field == "stat (start, ppid)":
                 return _procfs.parse_stat(d.read("stat"))
             if field == "uid":
-                return _procfs.parse_status_uid(d.read("status"))
+                return _procfs.parse_status(d.read("status"))[0]
             if field == "exe":
                 return d.readlink("exe")
             if field == "cmdline":

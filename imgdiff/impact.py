@@ -101,6 +101,7 @@ class ProcessImpact:
     exe: str | None
     cmdline: tuple[str, ...]
     evidence: tuple[Evidence, ...]
+    init: bool = False  # PID 1 of the host or of its pid namespace: not restartable in place
 
 
 @attrs.frozen
@@ -171,7 +172,8 @@ def assess(
     `configs` names the files a process's unit, package and command line make its
     configuration (evidence `config` when one changed, even if it is not open now).
     Import graphs and ELF closures are read inside each process's root through
-    `/proc/PID/root`: the snapshot must be of this host, taken now.
+    `/proc/PID/root`: the snapshot must be of this host, taken now. For the host's root,
+    when PID 1 could not be read, its program is judged from the files (`init_evidence`).
     """
     changed = {c.path: c for c in delta.changes if c.status is not Status.ADDED}
     configs = configs or ConfigSources()
@@ -180,6 +182,7 @@ def assess(
     affected: list[ProcessImpact] = []
     gaps = list(snapshot.gaps)
     considered = 0
+    init_seen = False
     graphs = ProgramGraphs()
     facts: FactsCache = {}
     closures: dict[tuple[object, ...], frozenset[str]] = {}
@@ -208,13 +211,45 @@ def assess(
                 continue
             except AccessDenied as exc:
                 gaps.append(Gap(proc.pid, f"root not readable: {exc}"))
+        if proc.is_init:
+            init_seen = True
         if found:
             affected.append(
                 ProcessImpact(
-                    proc.pid, proc.start_time, proc.unit, proc.exe, proc.cmdline, _strongest(found)
+                    proc.pid, proc.start_time, proc.unit, proc.exe, proc.cmdline,
+                    _strongest(found), init=proc.is_init,
                 )
-            )
+            )  # fmt: skip
+    if want == "/" and elf_needed and not init_seen:
+        guessed = init_evidence(delta, "/")
+        if guessed is not None:
+            affected.append(guessed)
     return Impact(tuple(affected), considered, tuple(gaps))
+
+
+INIT_PROGRAM = "/sbin/init"
+
+
+def init_evidence(delta: Delta, root: str = "/") -> ProcessImpact | None:
+    """PID 1 as the root's files say it would be, for when it cannot be read.
+
+    The kernel starts `/sbin/init` (systemd's, on most distributions): its executable and
+    ELF closure inside `root` are matched against the delta. None when nothing of it
+    changed (or there is no such program).
+    """
+    changed = {c.path: c for c in delta.changes if c.status is not Status.ADDED}
+    with RootFS(root) as fs:
+        if not fs.is_file(INIT_PROGRAM):
+            return None
+        closure = elf_closure(fs, INIT_PROGRAM, load_loader_config(fs))
+    real = dict(closure.real_paths).get(INIT_PROGRAM, INIT_PROGRAM)
+    detail = f"PID 1 not readable: taken to be {INIT_PROGRAM}"
+    found = _evidence(dict.fromkeys([INIT_PROGRAM, real]), "exe", changed)
+    found += _evidence(sorted(closure.dependency_paths()), "elf-needed", changed)
+    if not found:
+        return None
+    evidence = tuple(attrs.evolve(e, detail=detail) for e in _strongest(found))
+    return ProcessImpact(1, 0, None, real, (INIT_PROGRAM,), evidence, init=True)
 
 
 def _strongest(found: list[Evidence]) -> tuple[Evidence, ...]:

@@ -164,6 +164,8 @@ def _steps(
     by_unit: dict[str, list[ProcessImpact]] = {}
     bare: list[ProcessImpact] = []
     for p in affected:
+        if p.pid == 1:
+            continue  # the host's init is not restarted in place: the verdict reboots
         (by_unit.setdefault(p.unit, []) if p.unit else bare).append(p)
     steps = []
     for number, batch in enumerate(batches(by_unit, deps or {}), 1):
@@ -258,6 +260,11 @@ def _decide(
     for p in impact.affected:
         if p.pid == 1:
             reasons.append(f"PID 1 ({p.exe}) uses changed files: {_paths(p.evidence)}")
+        elif p.init:
+            reasons.append(
+                f"pid {p.pid} ({p.exe}) is PID 1 of its pid namespace (a container's init: "
+                f"restart the container) and uses changed files: {_paths(p.evidence)}"
+            )
         if p.unit in policy.never_restart:
             reasons.append(f"{p.unit} uses changed files and may not be restarted in place")
     if reasons:

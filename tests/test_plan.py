@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,13 +121,15 @@ def test_config_named_by_unit_file_package_or_command_line_restarts_the_unit(
         )
         _wait_for_exe(tool_proc.pid, f"{old}/usr/bin/apptool")
         join_cgroup(cg, tool_proc.pid)
+        os.mkfifo(old / "hold")  # a shell blocked opening it: no child to leave behind
         shell = procs.start(
-            ["chroot", str(old), "/usr/bin/sh", "-c", "echo ready; sleep 600; :",
+            ["chroot", str(old), "/usr/bin/sh", "-c", "echo ready; read x </hold",
              "sh", "/etc/app/cmd.conf"]
         )  # fmt: skip
         join_cgroup(other_cg, shell.pid)
         new = tmp_path / "new"
-        shutil.copytree(old, new, symlinks=True)
+        shutil.copytree(old, new, symlinks=True, ignore=shutil.ignore_patterns("hold"))
+        os.mkfifo(new / "hold")
 
         def plan() -> dict[str | None, set[tuple[str, str, str]]]:
             verdict, _, _ = plan_update(str(old), str(new), root=str(old), use_cache=False)
@@ -170,6 +173,64 @@ def test_kernel_change_needs_a_reboot_and_keeps_the_restart_plan(host: Host) -> 
     assert verdict.verdict == "reboot"
     assert any("vmlinuz" in r for r in verdict.reasons)
     assert verdict.steps  # what the restart plan would have been
+
+
+def test_changed_library_of_a_containers_init_needs_a_reboot(host: Host) -> None:
+    """PID 1 of a pid namespace whose root is OLD (a container's init) maps libc: a libc
+    change cannot be restarted around it."""
+    with processes() as procs:
+        holder = procs.start(
+            ["unshare", "--pid", "--fork", "--kill-child", "chroot", str(host.old),
+             "/usr/bin/sleep", "600"],
+            ready=False,
+        )  # fmt: skip
+        init = _child_of(holder.pid)
+        _wait_for_exe(init, f"{host.old}/usr/bin/sleep")
+        libc = host.libc()
+        replace_file(libc, libc.read_bytes() + b"\0")
+        verdict = host.plan()
+    assert verdict.verdict == "reboot"
+    (reason,) = [r for r in verdict.reasons if f"pid {init} " in r]
+    assert "PID 1 of its pid namespace" in reason
+    assert "libc.so.6" in reason
+    assert host.pid in {pid for s in verdict.steps for pid in s.pids}  # the plan it supersedes
+
+
+def _child_of(pid: int) -> int:
+    for _ in range(500):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.01)
+    raise AssertionError(f"{pid} started no child")
+
+
+def test_unreadable_pid_1_is_judged_by_the_roots_init_program(host: Host) -> None:
+    from imgdiff.delta import diff
+    from imgdiff.impact import Impact, init_evidence
+    from imgdiff.plan import decide
+
+    for tree in (host.old, host.new):
+        (tree / "sbin").mkdir(exist_ok=True)
+        (tree / "sbin/init").symlink_to("/usr/bin/sleep")
+    (host.new / "etc/app/app.conf").write_text("workers = 8\n")
+    unrelated = diff(str(host.old), str(host.new), use_cache=False)
+    assert init_evidence(unrelated, str(host.old)) is None
+    libc = host.libc()
+    replace_file(libc, libc.read_bytes() + b"\0")
+    delta = diff(str(host.old), str(host.new), use_cache=False)
+    guessed = init_evidence(delta, str(host.old))
+    assert guessed is not None
+    assert guessed.pid == 1
+    assert guessed.init
+    assert guessed.exe == "/usr/bin/sleep"
+    (e,) = guessed.evidence
+    assert (e.path, e.via) == ("/" + str(libc.relative_to(host.new)), "elf-needed")
+    assert "PID 1 not readable" in e.detail
+    verdict = decide(delta, Impact((guessed,), considered=0, uninspected=()))
+    assert verdict.verdict == "reboot"
+    assert verdict.reasons[0].startswith("PID 1 (/usr/bin/sleep) uses changed files")
+    assert verdict.steps == ()  # PID 1 is never a restart step
 
 
 def test_large_change_needs_a_reimage(host: Host) -> None:

@@ -80,12 +80,19 @@ def parse_stat(data: bytes) -> Stat:
     )
 
 
-def parse_status_uid(data: bytes) -> int:
-    """The real uid from /proc/PID/status."""
+def parse_status(data: bytes) -> tuple[int, int | None]:
+    """(real uid, pid in the innermost pid namespace) from /proc/PID/status; the second
+    is None on kernels without the `NSpid` line (before 4.1)."""
+    uid: int | None = None
+    ns_pid: int | None = None
     for line in data.split(b"\n"):
         if line.startswith(b"Uid:"):
-            return int(line.split()[1])
-    raise ValueError("no Uid line")
+            uid = int(line.split()[1])
+        elif line.startswith(b"NSpid:"):
+            ns_pid = int(line.split()[-1])
+    if uid is None:
+        raise ValueError("no Uid line")
+    return uid, ns_pid
 
 
 def _unescape_maps(path: str) -> str:

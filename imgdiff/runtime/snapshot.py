@@ -64,6 +64,12 @@ class Process:
     mnt_ns: str | None
     files: tuple[FileUse, ...]
     traced: bool = False  # an import trace was found for this process
+    ns_pid: int | None = None  # its pid inside its own pid namespace (1: a container's init)
+
+    @property
+    def is_init(self) -> bool:
+        """PID 1 of the host or of its own pid namespace (a container's init)."""
+        return self.pid == 1 or self.ns_pid == 1
 
     @property
     def key(self) -> tuple[int, int]:
@@ -95,7 +101,7 @@ def _read_process(pid: int, procfs: str, own_ns: str | None) -> Process | None:
         st = _procfs.parse_stat(d.read("stat"))
         if st.flags & _procfs.PF_KTHREAD:
             return None
-        uid = _procfs.parse_status_uid(d.read("status"))
+        uid, ns_pid = _procfs.parse_status(d.read("status"))
         cmdline = tuple(os.fsdecode(a) for a in d.read("cmdline").split(b"\0")[:-1])
         root = d.readlink("root")
         try:
@@ -158,6 +164,7 @@ def _read_process(pid: int, procfs: str, own_ns: str | None) -> Process | None:
         cgroup=placement.cgroup,
         mnt_ns=mnt_ns,
         files=tuple(_dedupe(files)),
+        ns_pid=ns_pid,
     )
 
 
