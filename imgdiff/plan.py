@@ -10,6 +10,8 @@ be inspected are listed, and under the strict policy they escalate `no-action` t
 
 from __future__ import annotations
 
+import collections
+import fnmatch
 import os
 import time
 import tomllib
@@ -34,6 +36,15 @@ _REBOOT_KINDS = frozenset({"kernel", "kernel-module", "boot", "firmware"})
 _MAX_LISTED = 20
 
 
+# state and local data (FHS), and the files a booted system writes for itself
+DRIFT_IGNORE = (
+    "/var/", "/tmp/", "/run/", "/home/", "/root/", "/srv/", "/mnt/", "/media/",  # noqa: S108
+    "/usr/local/", "/lost+found/", "/proc/", "/sys/", "/dev/",
+    "/etc/machine-id", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/etc/adjtime",
+    "/etc/mtab", "/etc/ssh/ssh_host_*",
+)  # fmt: skip
+
+
 @attrs.frozen
 class Policy:
     """How cautious the verdict is; every field has a documented default."""
@@ -51,6 +62,10 @@ class Policy:
     # a live root that matches neither OLD nor NEW (a missed or local update) is patched
     # anyway instead of reimaged
     allow_drift: bool = False
+    # what a running system changes by itself, left out of the drift check: "/dir/" is a
+    # tree (not even walked), a pattern with * ? [ is matched with fnmatch, anything else
+    # is one path
+    drift_ignore: tuple[str, ...] = DRIFT_IGNORE
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Policy:
@@ -84,23 +99,60 @@ class Drift:
 
 
 def check_drift(
-    root: str, old: str | Manifest, new: str | Manifest, *, use_cache: bool = True
+    root: str,
+    old: str | Manifest,
+    new: str | Manifest,
+    *,
+    use_cache: bool = True,
+    ignore: Sequence[str] = DRIFT_IGNORE,
 ) -> Drift:
     """Compare the live root (a directory) with OLD, and with NEW when it is not OLD.
 
-    Pass the manifests already read (as `plan_update` does) to read each image once.
+    Paths `ignore` matches (see `Policy.drift_ignore`) do not count; its trees are not
+    walked. Pass the manifests already read (as `plan_update` does) to read each image
+    once.
     """
-    from imgdiff.delta import diff
+    from imgdiff.delta import compare
+    from imgdiff.image._dir import DirImage
 
     # a saved manifest of that tree may be older than the tree: only a fresh read counts
     fresh = not isinstance(old, Manifest) or old.has_contents
     old_path = old.info.path if isinstance(old, Manifest) else old
     if fresh and os.path.isdir(old_path) and os.path.realpath(old_path) == os.path.realpath(root):
         return Drift((), False)  # OLD is the live tree itself, read just now
-    differs = tuple(c.path for c in diff(root, old, use_cache=use_cache, classify=False))
-    if not differs:
+    skip = _Ignore(ignore)
+    live = Manifest.read(DirImage(root, prune=skip.tree), use_cache=use_cache)
+
+    def differs(image: str | Manifest) -> list[str]:
+        other = image if isinstance(image, Manifest) else Manifest.read(image, use_cache=use_cache)
+        return [c.path for c in compare(live, other).changes if not skip(c.path)]
+
+    found = differs(old)
+    if not found:
         return Drift((), False)
-    return Drift(differs, not diff(root, new, use_cache=use_cache, classify=False).changes)
+    return Drift(tuple(found), not differs(new))
+
+
+class _Ignore:
+    """Matches paths against drift_ignore patterns."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.trees = tuple(p for p in patterns if p.endswith("/"))
+        self.globs = tuple(
+            p for p in patterns if not p.endswith("/") and any(c in p for c in "*?[")
+        )
+        self.paths = frozenset(p for p in patterns if not p.endswith("/")) - set(self.globs)
+
+    def tree(self, path: str) -> bool:
+        return path + "/" in self.trees
+
+    def __call__(self, path: str) -> bool:
+        return (
+            path in self.paths
+            or path.startswith(self.trees)
+            or path + "/" in self.trees
+            or any(fnmatch.fnmatchcase(path, g) for g in self.globs)
+        )
 
 
 @attrs.frozen
@@ -239,8 +291,9 @@ def _decide(
 
     if drift is not None and drift.differs and not drift.matches_new and not policy.allow_drift:
         reasons.append(
-            f"the live root matches neither OLD nor NEW ({len(drift.differs)} paths differ "
-            f"from OLD, e.g. {_paths_of(drift.differs)}): a missed or local update; "
+            f"the live root matches neither OLD nor NEW ({_n(len(drift.differs), 'path')} "
+            f"{'differs' if len(drift.differs) == 1 else 'differ'} from OLD: "
+            f"{_where(drift.differs)}): a missed or local update; "
             "patching it would start from an unknown state"
         )
         return Verdict("reimage", tuple(reasons), tuple(steps), uninspected)
@@ -302,8 +355,15 @@ def _n(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
-def _paths_of(paths: Sequence[str], most: int = 3) -> str:
-    return ", ".join(paths[:most]) + (f" (+{len(paths) - most} more)" if len(paths) > most else "")
+def _where(paths: Sequence[str], most: int = 4) -> str:
+    """Where differing paths are: a few examples when they are few, else counts by top
+    directory."""
+    if len(paths) <= most:
+        return ", ".join(paths)
+    tops = collections.Counter("/" + p.split("/")[1] for p in paths)
+    shown = ", ".join(f"{top} {count}" for top, count in tops.most_common(most))
+    rest = len(tops) - most
+    return f"by top directory {shown}" + (f" and {rest} more" if rest > 0 else "")
 
 
 def _paths(evidence: Sequence[Evidence], most: int = 3) -> str:
@@ -350,8 +410,12 @@ def plan_update(
     clock.lap("snapshot")
     impact = assess(delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live)
     clock.lap("impact")
-    # the whole host is not walked (yet): drift is checked where OLD is a directory tree
-    drift = check_drift(root, update.old, update.new, use_cache=use_cache) if root != "/" else None
+    policy = policy or Policy()
+    drift = None  # with allow_drift a drift changes nothing: the tree is not walked
+    if not policy.allow_drift:
+        drift = check_drift(
+            root, update.old, update.new, use_cache=use_cache, ignore=policy.drift_ignore
+        )
     clock.lap("drift")
     verdict = decide(delta, impact, policy, drift, unit_deps)
     clock.lap("verdict")

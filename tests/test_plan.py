@@ -17,6 +17,7 @@ from imgdiff import BadInput
 from imgdiff.cli import main
 from imgdiff.plan import Policy, Verdict, plan_update
 
+from .conftest import write_tree
 from .procs import (
     CGROUP2,
     build_chroot,
@@ -261,7 +262,15 @@ def test_python_module_change_plans_only_its_importer(tmp_path: Path) -> None:
             shutil.copytree(opt, image / str(opt).lstrip("/"))
         init = new / str(opt).lstrip("/") / "wsgiref/__init__.py"
         init.write_text(init.read_text() + "\n# patched\n")
-        verdict, _, _ = plan_update(str(old), str(new), use_cache=False)
+        # this host is not the tiny OLD image: the drift check of "/" says so, and the
+        # policy lets the plan go on
+        strict, _, _ = plan_update(str(old), str(new), use_cache=False)
+        verdict, _, _ = plan_update(
+            str(old), str(new), use_cache=False, policy=Policy(allow_drift=True)
+        )
+    assert strict.verdict == "reimage"
+    assert "matches neither OLD nor NEW" in strict.reasons[0]
+    assert "by top directory" in strict.reasons[0]  # the host has far more than OLD
     pids = {pid: step for step in verdict.steps for pid in step.pids}
     assert verdict.verdict == "restart"
     assert [(e.path, e.via) for e in pids[user.pid].reasons] == [
@@ -331,17 +340,24 @@ def test_uninspected_processes_escalate_only_under_strict(host: Host) -> None:
 
 
 def test_live_root_that_drifted_from_old_needs_a_reimage(host: Host) -> None:
+    (host.old / "etc/ssh").mkdir()  # shipped by OLD; the host keys in it are made at boot
+    (host.new / "etc/ssh").mkdir()
     old_image = host.old.with_name(host.old.name + "-image")
     shutil.copytree(host.old, old_image, symlinks=True)  # OLD as shipped
     try:
         (host.new / "etc/app/app.conf").write_text("workers = 8\n")
         (host.old / "etc/app/local-hack.conf").write_text("x\n")  # a change nobody shipped
+        # what a running system writes for itself is not drift (Policy.drift_ignore)
+        (host.old / "var/log").mkdir(parents=True)
+        (host.old / "var/log/app.log").write_text("started\n")
+        (host.old / "etc/hostname").write_text("box-17\n")
+        (host.old / "etc/ssh/ssh_host_ed25519_key").write_text("secret\n")
         verdict, _, _ = plan_update(
             str(old_image), str(host.new), root=str(host.old), use_cache=False
         )
         assert verdict.verdict == "reimage"
         assert "matches neither OLD nor NEW" in verdict.reasons[0]
-        assert "/etc/app/local-hack.conf" in verdict.reasons[0]
+        assert "(1 path differs from OLD: /etc/app/local-hack.conf)" in verdict.reasons[0]
         allowed, _, _ = plan_update(
             str(old_image), str(host.new), root=str(host.old), use_cache=False,
             policy=Policy(allow_drift=True),
@@ -389,3 +405,12 @@ def test_verify_restarted_after_acting_on_the_plan(host: Host) -> None:
         after = Snapshot.capture(str(host.old))
         assert [p.unit for p in after.processes if p.pid == fresh.pid] == [host.unit]
         assert verify_restarted(verdict, after) == ()
+
+
+def test_drift_walk_prunes_ignored_trees(tmp_path: Path) -> None:
+    from imgdiff.image._dir import DirImage
+    from imgdiff.manifest import Manifest
+
+    root = write_tree(tmp_path / "r", {"var/log/a.log": "x", "etc/a.conf": "y"})
+    pruned = Manifest.read(DirImage(str(root), prune=lambda p: p == "/var"), use_cache=False)
+    assert set(pruned.entries) == {"/var", "/etc", "/etc/a.conf"}

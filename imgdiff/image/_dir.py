@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from imgdiff import _digest
 from imgdiff.errors import BadInput
@@ -95,6 +95,7 @@ class DirImage(Image):
         limits: Limits | None = None,
         xattrs: bool = True,
         skip_virtual: bool = True,
+        prune: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__(path, limits=limits)
         if not os.path.isdir(path):
@@ -104,6 +105,9 @@ class DirImage(Image):
         self.file_ids: dict[str, FileId] = {}
         self._root_fd: int | None = None
         self._skip = virtual_mounts(self.root) if skip_virtual else {}
+        # directories (image paths) listed but not descended into, for callers that
+        # compare only part of a tree (the drift check skips /var, /home, ...)
+        self._prune = prune
 
     def entries(self) -> Iterator[Entry]:
         limits = self.limits
@@ -144,7 +148,7 @@ class DirImage(Image):
                     if etype is EntryType.DIR:
                         if full in skip:
                             self.warn(ipath, f"{skip[full]} mounted here: contents not read")
-                        else:
+                        elif self._prune is None or not self._prune(ipath):
                             stack.append(full)
                     elif etype is EntryType.FILE:
                         file_ids[ipath] = FileId(st.st_dev, st.st_ino, st.st_ctime_ns)
