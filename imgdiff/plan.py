@@ -123,14 +123,18 @@ def check_drift(
     skip = _Ignore(ignore)
     live = Manifest.read(DirImage(root, prune=skip.tree), use_cache=use_cache)
 
-    def differs(image: str | Manifest) -> list[str]:
+    def differs(image: str | Manifest, *, first: bool = False) -> list[str]:
         other = image if isinstance(image, Manifest) else Manifest.read(image, use_cache=use_cache)
+        if first and {p for p in live.entries if not skip(p)} != {
+            p for p in other.entries if not skip(p)
+        }:
+            return ["(the paths differ)"]  # no need to compare each one
         return [c.path for c in compare(live, other).changes if not skip(c.path)]
 
     found = differs(old)
     if not found:
         return Drift((), False)
-    return Drift(tuple(found), not differs(new))
+    return Drift(tuple(found), not differs(new, first=True))
 
 
 class _Ignore:
