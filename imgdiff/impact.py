@@ -24,15 +24,17 @@ from imgdiff.elfdeps import FactsCache, LoaderConfig, elf_closure, load_loader_c
 from imgdiff.model import Change, Status
 from imgdiff.packages.view import PackageView
 from imgdiff.rootfs import RootFS
-from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir
+from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir, parse_stat
 from imgdiff.runtime.snapshot import Gap, Process, Snapshot
-from imgdiff.runtime.stale import is_python
+from imgdiff.runtime.stale import check_use, is_python
 from imgdiff.trace.importgraph import ProgramGraphs
 
 _CONFIG_DIRS = ("/etc/",)
 # how strong each kind of evidence is, strongest first (a path used several ways keeps the
 # strongest)
-STRENGTH = ("exe", "mapped", "imported", "open", "config", "import-graph", "elf-needed")
+STRENGTH = (
+    "exe", "mapped", "imported", "open", "config", "deleted", "import-graph", "elf-needed",
+)  # fmt: skip
 
 
 @attrs.frozen
@@ -41,7 +43,9 @@ class Evidence:
 
     path: str
     via: str
-    status: str  # of the change: added | removed | modified
+    # of the change: added | removed | modified; "stale" for `deleted` (the live file is no
+    # longer the one the process uses, whatever the update does)
+    status: str
     kind: str  # of the change: elf-library, python-source, config, ...
     detail: str = ""  # where the link comes from, for `config`: "unit file", "conffile of …"
 
@@ -166,27 +170,27 @@ def assess(
     procfs: str = "/proc",
     import_graphs: bool = True,
     elf_needed: bool = True,
+    stale: bool = True,
 ) -> Impact:
     """Join a delta with the processes of a live snapshot whose root is `root`.
 
     `configs` names the files a process's unit, package and command line make its
     configuration (evidence `config` when one changed, even if it is not open now).
-    Import graphs and ELF closures are read inside each process's root through
-    `/proc/PID/root`: the snapshot must be of this host, taken now. For the host's root,
-    when PID 1 could not be read, its program is judged from the files (`init_evidence`).
+    Import graphs, ELF closures and the `stale` check (a mapped or open file that is no
+    longer the one on disk: evidence `deleted`, whether or not the delta touches it) are
+    read inside each process's root through `/proc/PID/root`: the snapshot must be of
+    this host, taken now. For the host's root, when PID 1 could not be read, its program
+    is judged from the files (`init_evidence`).
     """
     changed = {c.path: c for c in delta.changes if c.status is not Status.ADDED}
     configs = configs or ConfigSources()
     tree = _Tree(changed)
     want = os.path.realpath(root) if root != "/" else "/"
+    live = _LiveReader(changed, procfs, import_graphs, elf_needed, stale)
     affected: list[ProcessImpact] = []
     gaps = list(snapshot.gaps)
     considered = 0
     init_seen = False
-    graphs = ProgramGraphs()
-    facts: FactsCache = {}
-    closures: dict[tuple[object, ...], frozenset[str]] = {}
-    loaders: dict[tuple[object, ...], LoaderConfig] = {}
     for proc in snapshot.processes:
         if proc.root != want:
             continue
@@ -201,16 +205,12 @@ def assess(
                 for e in _evidence([use.path], via, changed)
             ]
         found += _config_evidence(proc, configs, tree)
-        if import_graphs or elf_needed:
-            try:
-                found += _static_evidence(
-                    proc, changed, procfs, import_graphs, elf_needed,
-                    graphs, facts, closures, loaders,
-                )  # fmt: skip
-            except NoSuchProcess:
-                continue
-            except AccessDenied as exc:
-                gaps.append(Gap(proc.pid, f"root not readable: {exc}"))
+        try:
+            found += live.evidence(proc)
+        except NoSuchProcess:
+            continue
+        except AccessDenied as exc:
+            gaps.append(Gap(proc.pid, f"root not readable: {exc}"))
         if proc.is_init:
             init_seen = True
         if found:
@@ -261,37 +261,61 @@ def _strongest(found: list[Evidence]) -> tuple[Evidence, ...]:
     return tuple(sorted(best.values(), key=lambda e: (STRENGTH.index(e.via), e.path)))
 
 
-def _static_evidence(
-    proc: Process,
-    changed: dict[str, Change],
-    procfs: str,
-    import_graphs: bool,
-    elf_needed: bool,
-    graphs: ProgramGraphs,
-    facts: FactsCache,
-    closures: dict[tuple[object, ...], frozenset[str]],
-    loaders: dict[tuple[object, ...], LoaderConfig],
-) -> list[Evidence]:
-    want_graph = import_graphs and is_python(proc) and not proc.traced
-    if not want_graph and not (elf_needed and proc.exe):
-        return []
-    with ProcDir(proc.pid, procfs) as d:
-        root_fd = d.open_root()
-    out: list[Evidence] = []
-    try:
-        with RootFS(root_fd) as fs:
-            space = (proc.root, proc.mnt_ns)
-            if want_graph and proc.exe is not None:
-                files = graphs.files(fs, space, proc.cmdline, proc.exe, proc.cwd)
-                out += _evidence(files, "import-graph", changed)
-            if elf_needed and proc.exe is not None:
-                ckey = (space, proc.exe)
-                if ckey not in closures:
-                    if space not in loaders:
-                        loaders[space] = load_loader_config(fs)
-                    closure = elf_closure(fs, proc.exe, loaders[space], cache=facts)
-                    closures[ckey] = closure.dependency_paths()
-                out += _evidence(closures[ckey], "elf-needed", changed)
-    finally:
-        os.close(root_fd)
-    return out
+class _LiveReader:
+    """Evidence read inside a live process's root, with caches shared across processes
+    of the same root and mount namespace (import graphs, ELF closures, stat results)."""
+
+    def __init__(
+        self,
+        changed: dict[str, Change],
+        procfs: str,
+        import_graphs: bool,
+        elf_needed: bool,
+        stale: bool,
+    ) -> None:
+        self.changed = changed
+        self.procfs = procfs
+        self.import_graphs, self.elf_needed, self.stale = import_graphs, elf_needed, stale
+        self.graphs = ProgramGraphs()
+        self.facts: FactsCache = {}
+        self.closures: dict[tuple[object, ...], frozenset[str]] = {}
+        self.loaders: dict[tuple[object, ...], LoaderConfig] = {}
+        self.stats: dict[tuple[object, ...], dict[str, os.stat_result | None]] = {}
+
+    def evidence(self, proc: Process) -> list[Evidence]:
+        want_graph = self.import_graphs and is_python(proc) and not proc.traced
+        if not (want_graph or self.stale or (self.elf_needed and proc.exe)):
+            return []
+        with ProcDir(proc.pid, self.procfs) as d:
+            if parse_stat(d.read("stat")).start_time != proc.start_time:
+                raise NoSuchProcess(f"{proc.pid}: pid reused")
+            root_fd = d.open_root()
+        try:
+            with RootFS(root_fd) as fs:
+                return self._read(proc, fs, want_graph)
+        finally:
+            os.close(root_fd)
+
+    def _read(self, proc: Process, fs: RootFS, want_graph: bool) -> list[Evidence]:
+        space = (proc.root, proc.mnt_ns)
+        out: list[Evidence] = []
+        if self.stale:
+            stats = self.stats.setdefault(space, {})
+            for use in proc.files:
+                reason = check_use(use, fs, stats)
+                if reason is not None:
+                    c = self.changed.get(use.path)
+                    kind = c.kind if c is not None else "unchanged-by-update"
+                    out.append(Evidence(use.path, "deleted", "stale", kind, reason.detail))
+        if want_graph and proc.exe is not None:
+            files = self.graphs.files(fs, space, proc.cmdline, proc.exe, proc.cwd)
+            out += _evidence(files, "import-graph", self.changed)
+        if self.elf_needed and proc.exe is not None:
+            ckey = (space, proc.exe)
+            if ckey not in self.closures:
+                if space not in self.loaders:
+                    self.loaders[space] = load_loader_config(fs)
+                closure = elf_closure(fs, proc.exe, self.loaders[space], cache=self.facts)
+                self.closures[ckey] = closure.dependency_paths()
+            out += _evidence(self.closures[ckey], "elf-needed", self.changed)
+        return out

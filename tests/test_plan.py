@@ -156,6 +156,25 @@ def test_config_named_by_unit_file_package_or_command_line_restarts_the_unit(
         assert plan()[other_unit] == {("/etc/app/cmd.conf", "config", "on its command line")}
 
 
+def test_process_still_mapping_a_replaced_file_is_planned_even_if_the_update_agrees(
+    host: Host,
+) -> None:
+    """The live root already has NEW's libc (an earlier update, applied without restarts):
+    the delta does not touch libc, but the process maps the replaced one."""
+    libc = host.libc()
+    patched = libc.read_bytes() + b"\0"
+    replace_file(libc, patched)
+    replace_file(host.old / libc.relative_to(host.new), patched)
+    verdict = host.plan()
+    assert verdict.verdict == "restart"
+    (step,) = verdict.steps
+    assert step.unit == host.unit
+    (e,) = step.reasons
+    assert (e.path, e.via, e.status, e.detail) == (
+        "/" + str(libc.relative_to(host.new)), "deleted", "stale", "replaced on disk",
+    )  # fmt: skip
+
+
 def test_docs_only_change_is_no_action(host: Host) -> None:
     (host.new / "usr/share/doc/app/README").write_text("better docs\n")
     (host.new / "usr/share/doc/app/CHANGES").write_text("new\n")

@@ -76,7 +76,9 @@ class StaleReport:
         }
 
 
-def _check(use: FileUse, fs: RootFS, cache: dict[str, os.stat_result | None]) -> Reason | None:
+def check_use(use: FileUse, fs: RootFS, cache: dict[str, os.stat_result | None]) -> Reason | None:
+    """Why the file a process uses is not what is on disk now at its path (inside the
+    root `fs`), or None; `cache` holds stat results by path for that root."""
     if use.path.startswith(_PSEUDO) or use.outside_root:
         return None
     if use.via == "open" and (use.path.startswith(_RUNTIME_STATE) or use.deleted):
@@ -161,7 +163,7 @@ def _process_reasons(proc: Process, ctx: _Context) -> tuple[Reason, ...]:
         key = f"{proc.root}\0{proc.mnt_ns}"
         cache = ctx.roots.setdefault(key, {})
         with RootFS(root_fd) as fs:
-            reasons = [r for use in proc.files if (r := _check(use, fs, cache)) is not None]
+            reasons = [r for use in proc.files if (r := check_use(use, fs, cache)) is not None]
             if is_python(proc) and not proc.traced:
                 reasons += _import_graph_reasons(proc, fs, cache, key, ctx)
     finally:
