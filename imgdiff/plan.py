@@ -26,7 +26,7 @@ from imgdiff.delta import Delta
 from imgdiff.errors import BadInput
 from imgdiff.impact import ConfigSources, Evidence, Impact, ProcessImpact
 from imgdiff.manifest import Manifest, ProgressFn
-from imgdiff.model import Status
+from imgdiff.model import EntryType, Status
 from imgdiff.runtime.snapshot import Snapshot
 from imgdiff.units import batches
 
@@ -402,11 +402,9 @@ def plan_update(
     clock.lap("delta+packages")
     unit_deps = None
     if update.new.has_contents:
-        unit_files = [p for p in update.new.entries if units.is_unit_file(p)]
-        unit_deps = units.dependencies(update.new.read_files(unit_files))
-    old_units: dict[str, bytes] = {}
-    if update.old.has_contents:  # the units the processes were started from
-        old_units = update.old.read_files([p for p in update.old.entries if units.is_unit_file(p)])
+        unit_deps = units.dependencies(_unit_files(update.new))
+    # what the processes were started from
+    old_units = _unit_files(update.old) if update.old.has_contents else {}
     configs = ConfigSources.read(old_units, update.old_view)
     clock.lap("unit-files")
     live = snapshot is None
@@ -432,6 +430,14 @@ def plan_update(
             ),
         )
     return verdict, delta, impact
+
+
+def _unit_files(manifest: Manifest) -> dict[str, bytes]:
+    """The image's unit files and drop-ins: regular files only (a directory or alias
+    symlink among them would make a streamed archive be read again for nothing)."""
+    return manifest.read_files(
+        p for p, e in manifest.entries.items() if e.type is EntryType.FILE and units.is_unit_file(p)
+    )
 
 
 class _Stages:

@@ -17,7 +17,7 @@ from imgdiff import BadInput
 from imgdiff.cli import main
 from imgdiff.plan import Policy, Verdict, plan_update
 
-from .conftest import write_tree
+from .conftest import gnu_tar, write_tree
 from .procs import (
     CGROUP2,
     build_chroot,
@@ -433,3 +433,34 @@ def test_drift_walk_prunes_ignored_trees(tmp_path: Path) -> None:
     root = write_tree(tmp_path / "r", {"var/log/a.log": "x", "etc/a.conf": "y"})
     pruned = Manifest.read(DirImage(str(root), prune=lambda p: p == "/var"), use_cache=False)
     assert set(pruned.entries) == {"/var", "/etc", "/etc/a.conf"}
+
+
+def test_unit_files_of_an_archive_come_from_the_first_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Directories (`*.wants`, `*.d`) and alias symlinks among the unit paths must not
+    make the archive be streamed a second time."""
+    from imgdiff.manifest import Manifest
+    from imgdiff.plan import _unit_files
+    from imgdiff.units import is_unit_file
+
+    src = write_tree(
+        tmp_path / "img",
+        {
+            "usr/lib/systemd/system/web.service": "[Unit]\nAfter=db.service\n",
+            "usr/lib/systemd/system/web.service.d/x.conf": "[Unit]\nAfter=cache.service\n",
+            "etc/systemd/system/multi-user.target.wants/README": "not a unit\n",
+        },
+    )
+    (src / "etc/systemd/system/www.service").symlink_to("/usr/lib/systemd/system/web.service")
+    tar = gnu_tar(src, tmp_path / "img.tar")
+    m = Manifest.read(str(tar), use_cache=False, capture=is_unit_file)
+
+    def second_pass() -> None:
+        raise AssertionError("the archive was streamed again")
+
+    monkeypatch.setattr(m._image, "entries", second_pass)
+    assert set(_unit_files(m)) == {
+        "/usr/lib/systemd/system/web.service",
+        "/usr/lib/systemd/system/web.service.d/x.conf",
+    }
