@@ -402,7 +402,12 @@ def plan_update(
     clock.lap("delta+packages")
     unit_deps = None
     if update.new.has_contents:
-        unit_deps = units.dependencies(_unit_files(update.new))
+        links = {
+            p: e.target
+            for p, e in update.new.entries.items()
+            if e.type is EntryType.SYMLINK and e.target and units.is_unit_file(p)
+        }
+        unit_deps = units.dependencies(_unit_files(update.new), units.aliases(links))
     # what the processes were started from
     old_units = _unit_files(update.old) if update.old.has_contents else {}
     configs = ConfigSources.read(old_units, update.old_view)

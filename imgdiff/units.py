@@ -88,8 +88,29 @@ def _chosen(files: Mapping[str, bytes]) -> dict[str, tuple[str, list[str]]]:
     }
 
 
-def dependencies(files: Mapping[str, bytes]) -> dict[str, set[str]]:
-    """unit -> the units it must come after, from unit files and drop-ins by path."""
+def aliases(links: Mapping[str, str]) -> dict[str, str]:
+    """alias unit name -> the unit it names, from unit-directory symlinks (path -> target).
+
+    `sshd.service -> /usr/lib/systemd/system/ssh.service` makes `After=sshd.service` mean
+    ssh.service, the name its processes' cgroup carries. Masks (-> /dev/null) and
+    `.wants`/`.requires` links are not aliases.
+    """
+    out: dict[str, str] = {}
+    for path, target in links.items():
+        if posixpath.dirname(path) not in UNIT_DIRS or target == "/dev/null":
+            continue
+        alias, real = posixpath.basename(path), posixpath.basename(target)
+        if alias != real and alias.rpartition(".")[2] == real.rpartition(".")[2]:
+            out[alias] = real
+    return out
+
+
+def dependencies(
+    files: Mapping[str, bytes], alias: Mapping[str, str] | None = None
+) -> dict[str, set[str]]:
+    """unit -> the units it must come after, from unit files and drop-ins by path;
+    names go through `alias` (see `aliases`) to the units they stand for."""
+    alias = alias or {}
     deps: dict[str, set[str]] = {}
     for unit, (path, dropins) in _chosen(files).items():
         parsed = {k: _after_reset(v) for k, v in parse_unit(_text(files[path])).items()}
@@ -97,11 +118,12 @@ def dependencies(files: Mapping[str, bytes]) -> dict[str, set[str]]:
             for key, names in parse_unit(_text(files[dropin])).items():
                 base = [] if "" in names else parsed.get(key, [])
                 parsed[key] = [*base, *_after_reset(names)]
+        mine = deps.setdefault(alias.get(unit, unit), set())
         for key in _ORDER_KEYS:
-            deps.setdefault(unit, set()).update(parsed.get(key, []))
+            mine.update(alias.get(n, n) for n in parsed.get(key, []))
         for other in parsed.get("PartOf", []) + parsed.get("BindsTo", []):
             # restarting `other` restarts this unit too: it comes after `other`
-            deps.setdefault(unit, set()).add(other)
+            mine.add(alias.get(other, other))
     return deps
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from imgdiff import Manifest
 from imgdiff.units import (
+    aliases,
     batches,
     config_sources,
     dependencies,
@@ -107,3 +108,20 @@ def test_config_sources_name_what_a_service_reads(tmp_path: Path) -> None:
     assert "/etc/getty/" in sources["getty@.service"]
     assert unit_file_name("getty@tty1.service") == "getty@.service"
     assert unit_file_name("web.service") == "web.service"
+
+
+def test_aliases_name_the_unit_the_cgroup_carries(tmp_path: Path) -> None:
+    tree = dict(UNITS)
+    tree["usr/lib/systemd/system/ssh.service"] = "[Unit]\nAfter=db.service\n"
+    tree["usr/lib/systemd/system/sftp.service"] = "[Unit]\nAfter=sshd.service\n"
+    root = write_tree(tmp_path / "img", tree)
+    (root / "etc/systemd/system/sshd.service").symlink_to("/usr/lib/systemd/system/ssh.service")
+    (root / "etc/systemd/system/masked.service").symlink_to("/dev/null")
+    m = Manifest.read(str(root), use_cache=False)
+    links = {p: e.target for p, e in m.entries.items() if e.target and is_unit_file(p)}
+    alias = aliases(links)
+    assert alias == {"sshd.service": "ssh.service"}
+    files = m.read_files([p for p, e in m.entries.items() if not e.target and is_unit_file(p)])
+    deps = dependencies(files, alias)
+    assert deps["sftp.service"] == {"ssh.service"}
+    assert batches({"sftp.service", "ssh.service"}, deps) == [["ssh.service"], ["sftp.service"]]
