@@ -27,6 +27,7 @@ from imgdiff.errors import BadInput
 from imgdiff.impact import ConfigSources, Evidence, Impact, ProcessImpact
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import EntryType, Status
+from imgdiff.packages.view import PackageView, version_order
 from imgdiff.runtime.snapshot import Snapshot
 from imgdiff.units import batches
 
@@ -96,6 +97,14 @@ class Drift:
 
     differs: tuple[str, ...]  # paths whose live state is not OLD's
     matches_new: bool  # the live root is already the NEW image
+    # installed packages whose live version is not OLD's, e.g. "dpkg:openssl:amd64 3.0.11
+    # live, 3.0.13 in OLD (live is older: a missed update)"
+    packages: tuple[str, ...] = ()
+
+
+# package databases under ignored trees are still read: they say which update the live
+# root is at
+_DB_DIRS = ("/var/lib/dpkg", "/var/lib/rpm", "/usr/lib/sysimage/rpm")
 
 
 def check_drift(
@@ -105,12 +114,15 @@ def check_drift(
     *,
     use_cache: bool = True,
     ignore: Sequence[str] = DRIFT_IGNORE,
+    old_view: PackageView | None = None,
 ) -> Drift:
     """Compare the live root (a directory) with OLD, and with NEW when it is not OLD.
 
     Paths `ignore` matches (see `Policy.drift_ignore`) do not count; its trees are not
-    walked. Pass the manifests already read (as `plan_update` does) to read each image
-    once.
+    walked (package databases aside). When the live root differs, its installed packages
+    are compared with `old_view` (OLD's package view, read from OLD when not given) to
+    say whether it is behind OLD (a missed update) or ahead. Pass the manifests already
+    read (as `plan_update` does) to read each image once.
     """
     from imgdiff.delta import compare
     from imgdiff.image._dir import DirImage
@@ -121,20 +133,49 @@ def check_drift(
     if fresh and os.path.isdir(old_path) and os.path.realpath(old_path) == os.path.realpath(root):
         return Drift((), False)  # OLD is the live tree itself, read just now
     skip = _Ignore(ignore)
-    live = Manifest.read(DirImage(root, prune=skip.tree), use_cache=use_cache)
 
-    def differs(image: str | Manifest, *, first: bool = False) -> list[str]:
-        other = image if isinstance(image, Manifest) else Manifest.read(image, use_cache=use_cache)
+    def prune(path: str) -> bool:
+        return skip(path) and not any(d == path or d.startswith(path + "/") for d in _DB_DIRS)
+
+    live = Manifest.read(DirImage(root, prune=prune), use_cache=use_cache)
+    old_m = old if isinstance(old, Manifest) else Manifest.read(old, use_cache=use_cache)
+
+    def differs(other: Manifest, *, first: bool = False) -> list[str]:
         if first and {p for p in live.entries if not skip(p)} != {
             p for p in other.entries if not skip(p)
         }:
             return ["(the paths differ)"]  # no need to compare each one
         return [c.path for c in compare(live, other).changes if not skip(c.path)]
 
-    found = differs(old)
+    found = differs(old_m)
     if not found:
         return Drift((), False)
-    return Drift(tuple(found), not differs(new, first=True))
+    new_m = new if isinstance(new, Manifest) else Manifest.read(new, use_cache=use_cache)
+    if old_view is None and old_m.has_contents:
+        old_view = PackageView.read(old_m)
+    packages = _package_drift(PackageView.read(live), old_view) if old_view else ()
+    return Drift(tuple(found), not differs(new_m, first=True), packages)
+
+
+def _package_drift(live: PackageView, old: PackageView) -> tuple[str, ...]:
+    """Packages whose live version differs from OLD's, behind (older) first."""
+    have = {(p.manager, p.key): p.version for p in live.packages}
+    want = {(p.manager, p.key): p.version for p in old.packages}
+    behind, other = [], []
+    for manager, key in sorted(have.keys() | want.keys()):
+        a, b = have.get((manager, key)), want.get((manager, key))
+        name = f"{manager}:{key}"
+        if a == b:
+            continue
+        if a is None:
+            other.append(f"{name} {b} is in OLD but not installed live")
+        elif b is None:
+            other.append(f"{name} {a} is installed live but not in OLD")
+        elif version_order(manager)(a, b) < 0:
+            behind.append(f"{name} {a} live, {b} in OLD (live is older: a missed update)")
+        else:
+            other.append(f"{name} {a} live, {b} in OLD (live is newer)")
+    return (*behind, *other)
 
 
 class _Ignore:
@@ -300,6 +341,13 @@ def _decide(
             f"{_where(drift.differs)}): a missed or local update; "
             "patching it would start from an unknown state"
         )
+        if drift.packages:
+            more = len(drift.packages) - 3
+            reasons.append(
+                "installed packages differ from OLD: "
+                + "; ".join(drift.packages[:3])
+                + (f"; and {more} more" if more > 0 else "")
+            )
         return Verdict("reimage", tuple(reasons), tuple(steps), uninspected)
     share = delta.stats.share_files
     if share > policy.reimage_share:
@@ -421,8 +469,9 @@ def plan_update(
     drift = None  # with allow_drift a drift changes nothing: the tree is not walked
     if not policy.allow_drift:
         drift = check_drift(
-            root, update.old, update.new, use_cache=use_cache, ignore=policy.drift_ignore
-        )
+            root, update.old, update.new, use_cache=use_cache, ignore=policy.drift_ignore,
+            old_view=update.old_view if update.old.has_contents else None,
+        )  # fmt: skip
     clock.lap("drift")
     verdict = decide(delta, impact, policy, drift, unit_deps)
     clock.lap("verdict")

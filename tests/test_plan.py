@@ -464,3 +464,41 @@ def test_unit_files_of_an_archive_come_from_the_first_pass(
         "/usr/lib/systemd/system/web.service",
         "/usr/lib/systemd/system/web.service.d/x.conf",
     }
+
+
+def test_missed_update_is_named_by_the_packages_the_live_root_is_behind_on(
+    tmp_path: Path,
+) -> None:
+    """Updates 3, 4, 5 of a package: the live root is still at 3, OLD is 4 (missed), NEW
+    is 5. The live root matches neither, and its dpkg database says why."""
+    from imgdiff.delta import diff
+    from imgdiff.impact import Impact
+    from imgdiff.plan import check_drift, decide
+
+    from .debs import build_deb, dpkg, new_root
+
+    def svc(version: str) -> Path:
+        files = {"/usr/bin/svc": f"#!/bin/sh\n# svc {version}\n".encode(),
+                 "/etc/svc.conf": b"level = 1\n"}  # fmt: skip
+        return build_deb(tmp_path / "debs", "svc", version, files, conffiles=("/etc/svc.conf",))
+
+    (tmp_path / "debs").mkdir()
+    roots = {}
+    for name, version in (("live", "3.0-1"), ("old", "4.0-1"), ("new", "5.0-1")):
+        roots[name] = new_root(tmp_path / name)
+        dpkg(roots[name], "-i", str(svc(version)))
+    tool = build_deb(tmp_path / "debs", "localtool", "0.1", {"/usr/bin/localtool": b"x\n"})
+    dpkg(roots["live"], "-i", str(tool))  # installed by hand on the box
+
+    drift = check_drift(str(roots["live"]), str(roots["old"]), str(roots["new"]), use_cache=False)
+    assert "/usr/bin/svc" in drift.differs
+    assert not any(p.startswith("/var/") for p in drift.differs)  # dpkg's own files: ignored
+    assert not drift.matches_new
+    assert drift.packages == (
+        "dpkg:svc:amd64 3.0-1 live, 4.0-1 in OLD (live is older: a missed update)",
+        "dpkg:localtool:amd64 0.1 is installed live but not in OLD",
+    )
+    delta = diff(str(roots["old"]), str(roots["new"]), use_cache=False)
+    verdict = decide(delta, Impact((), 0, ()), drift=drift)
+    assert verdict.verdict == "reimage"
+    assert verdict.reasons[1].startswith("installed packages differ from OLD: dpkg:svc:amd64")
