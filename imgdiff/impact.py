@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -30,6 +30,7 @@ from imgdiff.runtime.stale import check_use, is_python
 from imgdiff.trace.importgraph import ProgramGraphs
 
 _CONFIG_DIRS = ("/etc/",)
+PYTHON_KINDS = frozenset({"python-source", "python-bytecode", "python-extension"})
 # how strong each kind of evidence is, strongest first (a path used several ways keeps the
 # strongest)
 STRENGTH = (
@@ -115,6 +116,9 @@ class Impact:
     affected: tuple[ProcessImpact, ...]
     considered: int  # processes whose root is the image
     uninspected: tuple[Gap, ...]
+    # untraced Python processes: judged by their static import graph, which cannot see
+    # imports of names computed at run time
+    untraced_python: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A plain document (the verdict's JSON is `plan`'s)."""
@@ -171,6 +175,7 @@ def assess(
     import_graphs: bool = True,
     elf_needed: bool = True,
     stale: bool = True,
+    untraced: Literal["graph", "strict"] = "graph",
 ) -> Impact:
     """Join a delta with the processes of a live snapshot whose root is `root`.
 
@@ -180,13 +185,15 @@ def assess(
     longer the one on disk: evidence `deleted`, whether or not the delta touches it) are
     read inside each process's root through `/proc/PID/root`: the snapshot must be of
     this host, taken now. For the host's root, when PID 1 could not be read, its program
-    is judged from the files (`init_evidence`).
+    is judged from the files (`init_evidence`). `untraced="strict"` counts every changed
+    Python module on an untraced interpreter's sys.path as possibly imported by it.
     """
     changed = {c.path: c for c in delta.changes if c.status is not Status.ADDED}
     configs = configs or ConfigSources()
     tree = _Tree(changed)
     want = os.path.realpath(root) if root != "/" else "/"
-    live = _LiveReader(changed, procfs, import_graphs, elf_needed, stale)
+    live = _LiveReader(changed, procfs, import_graphs, elf_needed, stale, untraced == "strict")
+    untraced_python: list[int] = []
     affected: list[ProcessImpact] = []
     gaps = list(snapshot.gaps)
     considered = 0
@@ -195,6 +202,8 @@ def assess(
         if proc.root != want:
             continue
         considered += 1
+        if is_python(proc) and not proc.traced:
+            untraced_python.append(proc.pid)
         found: list[Evidence] = []
         for use in proc.files:
             if use.outside_root:
@@ -224,7 +233,7 @@ def assess(
         guessed = init_evidence(delta, "/")
         if guessed is not None:
             affected.append(guessed)
-    return Impact(tuple(affected), considered, tuple(gaps))
+    return Impact(tuple(affected), considered, tuple(gaps), tuple(untraced_python))
 
 
 INIT_PROGRAM = "/sbin/init"
@@ -272,10 +281,16 @@ class _LiveReader:
         import_graphs: bool,
         elf_needed: bool,
         stale: bool,
+        untraced_strict: bool,
     ) -> None:
         self.changed = changed
         self.procfs = procfs
         self.import_graphs, self.elf_needed, self.stale = import_graphs, elf_needed, stale
+        self.python_changes = (
+            sorted(p for p, c in changed.items() if c.kind in PYTHON_KINDS)
+            if untraced_strict
+            else []
+        )
         self.graphs = ProgramGraphs()
         self.facts: FactsCache = {}
         self.closures: dict[tuple[object, ...], frozenset[str]] = {}
@@ -308,8 +323,17 @@ class _LiveReader:
                     kind = c.kind if c is not None else "unchanged-by-update"
                     out.append(Evidence(use.path, "deleted", "stale", kind, reason.detail))
         if want_graph and proc.exe is not None:
-            files = self.graphs.files(fs, space, proc.cmdline, proc.exe, proc.cwd)
-            out += _evidence(files, "import-graph", self.changed)
+            graph = self.graphs.graph(fs, space, proc.cmdline, proc.exe, proc.cwd)
+            out += _evidence(graph.files, "import-graph", self.changed)
+            dirs = tuple(d.rstrip("/") + "/" for d in graph.sys_path)
+            out += [
+                attrs.evolve(e, detail="on its sys.path (untraced: policy untraced = strict)")
+                for e in _evidence(
+                    (p for p in self.python_changes if p.startswith(dirs) and p not in graph.files),
+                    "import-graph",
+                    self.changed,
+                )
+            ]
         if self.elf_needed and proc.exe is not None:
             ckey = (space, proc.exe)
             if ckey not in self.closures:

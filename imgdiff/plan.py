@@ -24,7 +24,7 @@ from imgdiff import units
 from imgdiff.classify import is_runtime_inert
 from imgdiff.delta import Delta
 from imgdiff.errors import BadInput
-from imgdiff.impact import ConfigSources, Evidence, Impact, ProcessImpact
+from imgdiff.impact import PYTHON_KINDS, ConfigSources, Evidence, Impact, ProcessImpact
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import EntryType, Status
 from imgdiff.packages.view import PackageView, version_order
@@ -67,6 +67,10 @@ class Policy:
     # tree (not even walked), a pattern with * ? [ is matched with fnmatch, anything else
     # is one path
     drift_ignore: tuple[str, ...] = DRIFT_IGNORE
+    # untraced Python processes: "graph": their static import graph decides (imports of
+    # names computed at run time are not seen; the verdict says how many were judged so);
+    # "strict": every changed module on their sys.path counts as possibly imported
+    untraced: Literal["graph", "strict"] = "graph"
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Policy:
@@ -88,6 +92,8 @@ class Policy:
             raise BadInput(name, f"bad policy: {exc}") from None
         if policy.unknown not in ("strict", "lenient") or not 0 < policy.reimage_share <= 1:
             raise BadInput(name, "unknown must be strict|lenient, reimage_share in (0, 1]")
+        if policy.untraced not in ("graph", "strict"):
+            raise BadInput(name, "untraced must be graph|strict")
         return policy
 
 
@@ -388,19 +394,30 @@ def _decide(
     if units:
         reasons.append(f"{_n(len(units), 'unit file')} changed: systemd must reload them")
     relevant = any(not is_runtime_inert(c.kind) for c in delta.changes)
-    if uninspected and policy.unknown == "strict" and relevant:
+    strict_unknown = bool(uninspected) and policy.unknown == "strict" and relevant
+    if strict_unknown:
         reasons.append(
             f"{_n(len(uninspected), 'process', 'processes')} could not be inspected (policy: "
             "strict treats them as possibly affected)"
         )
-    if reasons:
+    python_changed = any(c.kind in PYTHON_KINDS for c in delta.changes)
+    if impact.untraced_python and python_changed and policy.untraced == "graph":
+        count = _n(
+            len(impact.untraced_python), "untraced Python process", "untraced Python processes"
+        )
+        reasons.append(
+            f"{count} judged by static import graphs, which do not see imports computed at "
+            'run time (policy untraced = "strict" counts every changed module on their '
+            "sys.path; `python -m imgdiff.trace` makes it exact)"
+        )
+    if any(s.action == "restart" for s in steps) or units or strict_unknown:
         return Verdict("restart", tuple(reasons), tuple(steps), uninspected)
     why = (
         f"none of the {impact.considered} running processes uses any of the {len(delta)} changes"
         if relevant
         else f"all {len(delta)} changes are documentation, manuals or translations"
     )
-    return Verdict("no-action", (why,), (), uninspected)
+    return Verdict("no-action", (why, *reasons), (), uninspected)
 
 
 def _n(count: int, one: str, many: str | None = None) -> str:
@@ -463,9 +480,12 @@ def plan_update(
     live = snapshot is None
     snap = Snapshot.capture(root, spool=spool) if live else Snapshot.load(str(snapshot))
     clock.lap("snapshot")
-    impact = assess(delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live)
-    clock.lap("impact")
     policy = policy or Policy()
+    impact = assess(
+        delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live,
+        stale=live, untraced=policy.untraced,
+    )  # fmt: skip
+    clock.lap("impact")
     drift = None  # with allow_drift a drift changes nothing: the tree is not walked
     if not policy.allow_drift:
         drift = check_drift(

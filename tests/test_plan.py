@@ -274,6 +274,7 @@ def test_changed_unit_file_adds_a_daemon_reload_step(host: Host) -> None:
 def test_python_module_change_plans_only_its_importer(tmp_path: Path) -> None:
     with scratch_dir() as opt, processes() as procs:
         script = _wsgi_app(opt)
+        (opt / "plugin.py").write_text("VALUE = 1\n")  # beside the app, never imported
         user = procs.start([sys.executable, str(script)])
         other = procs.python("print('ready', flush=True); import time; time.sleep(600)")
         old, new = tmp_path / "old", tmp_path / "new"
@@ -281,12 +282,17 @@ def test_python_module_change_plans_only_its_importer(tmp_path: Path) -> None:
             shutil.copytree(opt, image / str(opt).lstrip("/"))
         init = new / str(opt).lstrip("/") / "wsgiref/__init__.py"
         init.write_text(init.read_text() + "\n# patched\n")
+        (new / str(opt).lstrip("/") / "plugin.py").write_text("VALUE = 2\n")
         # this host is not the tiny OLD image: the drift check of "/" says so, and the
         # policy lets the plan go on
         strict, _, _ = plan_update(str(old), str(new), use_cache=False)
         verdict, _, _ = plan_update(
             str(old), str(new), use_cache=False, policy=Policy(allow_drift=True)
         )
+        every_module, _, _ = plan_update(
+            str(old), str(new), use_cache=False,
+            policy=Policy(allow_drift=True, untraced="strict"),
+        )  # fmt: skip
     assert strict.verdict == "reimage"
     assert "matches neither OLD nor NEW" in strict.reasons[0]
     assert "by top directory" in strict.reasons[0]  # the host has far more than OLD
@@ -295,6 +301,18 @@ def test_python_module_change_plans_only_its_importer(tmp_path: Path) -> None:
     assert [(e.path, e.via) for e in pids[user.pid].reasons] == [
         (str(opt / "wsgiref/__init__.py"), "import-graph")
     ]
+    assert other.pid not in pids
+    # the plan says the untraced processes were judged by their graphs ...
+    assert any(
+        "untraced Python processes judged by static import graphs" in r for r in verdict.reasons
+    )
+    # ... and the strict policy counts the module on the app's sys.path it never imports,
+    # but nothing that is not on the other process's sys.path
+    pids = {pid: step for step in every_module.steps for pid in step.pids}
+    assert {(e.path, e.detail) for e in pids[user.pid].reasons} == {
+        (str(opt / "wsgiref/__init__.py"), ""),
+        (str(opt / "plugin.py"), "on its sys.path (untraced: policy untraced = strict)"),
+    }
     assert other.pid not in pids
 
 
@@ -337,6 +355,9 @@ def test_policy_from_toml_and_bad_policy(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("reimage_share = 7\n")
     with pytest.raises(BadInput, match="reimage_share"):
+        Policy.load(bad)
+    bad.write_text('untraced = "maybe"\n')
+    with pytest.raises(BadInput, match="untraced must be graph|strict"):
         Policy.load(bad)
     bad.write_text("nonsense = 1\n")
     with pytest.raises(BadInput, match="unknown policy keys"):

@@ -1589,14 +1589,20 @@ class ProgramGraphs:
 
     def __init__(self) -> None:
         self.parsed = ImportCache()
-        self._files: dict[tuple[object, ...], frozenset[str]] = {}
+        self._graphs: dict[tuple[object, ...], ImportGraph] = {}
+
+    def graph(
+        self, fs: RootFS, space: object, argv: Sequence[str], exe: str, cwd: str | None
+    ) -> ImportGraph:
+        """`static_imports(...)` for this program, from the cache when seen before."""
+        key = (space, tuple(argv), exe, cwd)
+        found = self._graphs.get(key)
+        if found is None:
+            found = self._graphs[key] = static_imports(fs, argv, exe, cwd, cache=self.parsed)
+        return found
 
     def files(
         self, fs: RootFS, space: object, argv: Sequence[str], exe: str, cwd: str | None
     ) -> frozenset[str]:
         """`static_imports(...).files` for this program, from the cache when seen before."""
-        key = (space, tuple(argv), exe, cwd)
-        found = self._files.get(key)
-        if found is None:
-            found = self._files[key] = static_imports(fs, argv, exe, cwd, cache=self.parsed).files
-        return found
+        return self.graph(fs, space, argv, exe, cwd).files
