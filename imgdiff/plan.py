@@ -15,7 +15,7 @@ import fnmatch
 import os
 import time
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -255,6 +255,28 @@ class Verdict:
             ],
             "uninspected": list(self.uninspected),
         }
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat record per piece of evidence of each step (for CSV or data frames)."""
+        from imgdiff.report.notebook import verdict_rows
+
+        return verdict_rows(self)
+
+    def to_pandas(self) -> Any:
+        """A `pandas.DataFrame` of `rows()` (pandas is not a dependency)."""
+        from imgdiff.report.notebook import verdict_frame
+
+        return verdict_frame(self)
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        from imgdiff.report.console import render_verdict
+
+        yield render_verdict(self)
+
+    def _repr_html_(self) -> str:
+        from imgdiff.report.notebook import verdict_html
+
+        return verdict_html(self)
 
 
 def _reason(e: Evidence) -> dict[str, str]:

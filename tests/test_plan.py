@@ -357,7 +357,7 @@ def test_policy_from_toml_and_bad_policy(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="reimage_share"):
         Policy.load(bad)
     bad.write_text('untraced = "maybe"\n')
-    with pytest.raises(BadInput, match="untraced must be graph|strict"):
+    with pytest.raises(BadInput, match=r"untraced must be graph\|strict"):
         Policy.load(bad)
     bad.write_text("nonsense = 1\n")
     with pytest.raises(BadInput, match="unknown policy keys"):

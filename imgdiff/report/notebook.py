@@ -13,6 +13,8 @@ from imgdiff.errors import ImgdiffError, escape_path
 
 if TYPE_CHECKING:  # the model renders itself through these: import it lazily
     from imgdiff.delta import Delta
+    from imgdiff.impact import Evidence
+    from imgdiff.plan import Verdict
 
 _MAX_ROWS = 500
 
@@ -38,13 +40,75 @@ def delta_rows(delta: Delta) -> list[dict[str, Any]]:
     return rows
 
 
-def delta_frame(delta: Delta) -> Any:
-    """A pandas DataFrame of `delta_rows`."""
+def _frame(rows: list[dict[str, Any]]) -> Any:
     try:
         import pandas as pd  # optional: only this view needs it
     except ImportError:
         raise ImgdiffError("to_pandas() needs pandas: pip install pandas") from None
-    return pd.DataFrame(delta_rows(delta))
+    return pd.DataFrame(rows)
+
+
+def delta_frame(delta: Delta) -> Any:
+    """A pandas DataFrame of `delta_rows`."""
+    return _frame(delta_rows(delta))
+
+
+def verdict_rows(verdict: Verdict) -> list[dict[str, Any]]:
+    """One flat record per piece of evidence of each step's processes (a daemon-reload
+    step: per changed unit file), in step order."""
+    rows = []
+    for number, step in enumerate(verdict.steps, 1):
+        base = {"step": number, "batch": step.batch, "action": step.action, "unit": step.unit}
+        pieces: list[tuple[int | None, str | None, Evidence]] = [
+            (p.pid, p.exe or " ".join(p.cmdline), e) for p in step.processes for e in p.evidence
+        ]
+        if not step.processes:
+            pieces = [(None, None, e) for e in step.reasons]
+        for pid, command, e in pieces:
+            rows.append(
+                {
+                    **base,
+                    "pid": pid,
+                    "command": command,
+                    "path": e.path,
+                    "via": e.via,
+                    "detail": e.detail,
+                    "status": e.status,
+                    "kind": e.kind,
+                }
+            )
+    return rows
+
+
+def verdict_frame(verdict: Verdict) -> Any:
+    """A pandas DataFrame of `verdict_rows`."""
+    return _frame(verdict_rows(verdict))
+
+
+def verdict_html(verdict: Verdict) -> str:
+    """The verdict, its reasons and the evidence of its steps as HTML for notebooks."""
+    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in verdict.reasons)
+    head = f"<p><b>verdict: {html.escape(verdict.verdict)}</b></p><ul>{reasons}</ul>"
+    cols = ("step", "action", "unit", "pid", "command", "path", "via", "detail")
+    rows = verdict_rows(verdict)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(escape_path(str(r[c])) if r[c] is not None else '-')}</td>"
+            for c in cols
+        )
+        + "</tr>"
+        for r in rows[:_MAX_ROWS]
+    )
+    table = (
+        "<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>" + body + "</table>"
+        if rows
+        else ""
+    )
+    more = len(rows) - _MAX_ROWS
+    tail = f"<p>… {more} more: use <code>to_pandas()</code></p>" if more > 0 else ""
+    missing = "".join(f"<p>not inspected: {html.escape(u)}</p>" for u in verdict.uninspected)
+    return head + table + tail + missing
 
 
 def delta_html(delta: Delta) -> str:
