@@ -194,7 +194,7 @@ def _after_reset(names: list[str]) -> list[str]:
 
 
 def _text(data: bytes) -> str:
-    return data[:_MAX_UNIT_BYTES].decode("utf-8", "replace")
+    return data[:_MAX_UNIT_BYTES].decode("utf-8", "surrogateescape")  # as paths are
 
 
 def batches(units: Collection[str], deps: Mapping[str, Iterable[str]]) -> list[list[str]]:

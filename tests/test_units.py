@@ -125,3 +125,21 @@ def test_aliases_name_the_unit_the_cgroup_carries(tmp_path: Path) -> None:
     deps = dependencies(files, alias)
     assert deps["sftp.service"] == {"ssh.service"}
     assert batches({"sftp.service", "ssh.service"}, deps) == [["ssh.service"], ["sftp.service"]]
+
+
+def test_hostile_unit_files_are_parsed_without_errors(tmp_path: Path) -> None:
+    tree: dict[str, str | bytes] = {
+        "etc/systemd/system/quote.service": "[Service]\nExecStart=/bin/x 'unbalanced /etc/a\n",
+        "etc/systemd/system/binary.service": b"\x00\xff\n[Service]\nEnvironmentFile=/etc/\xffx\n",
+        "etc/systemd/system/huge.service": "[Service]\n" + "ExecStart=/bin/x /etc/y\n" * 100_000,
+        "etc/systemd/system/cont.service": "[Service]\nExecStart=/bin/x \\\n",
+    }
+    m = Manifest.read(str(write_tree(tmp_path / "img", tree)), use_cache=False)
+    sources = config_sources(m.read_files([p for p in m.entries if is_unit_file(p)]))
+    assert sources["quote.service"] == (
+        "/etc/systemd/system/quote.service", "/etc/quote/", "/etc/default/quote",
+        "/etc/sysconfig/quote",
+    )  # fmt: skip
+    assert "/etc/\udcffx" in sources["binary.service"]  # bytes kept, as manifest paths are
+    assert sources["huge.service"].count("/etc/y") == 1  # deduplicated
+    assert "cont.service" in sources
