@@ -338,3 +338,24 @@ def test_traced_python_process_is_stale_by_what_it_imported(tmp_path: Path) -> N
         reasons = {p.pid: {(r.path, r.via) for r in p.reasons} for p in report.processes}
         assert (str(init), "imported") in reasons[traced.pid]
         assert untouched.pid not in reasons
+
+
+def test_many_processes_are_read_in_parallel_as_they_are_serially(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from imgdiff.runtime import snapshot as snapshot_module
+
+    with processes() as procs:
+        started = {
+            procs.start(["sh", "-c", "echo ready; exec sleep 600"]).pid
+            for _ in range(snapshot_module._PARALLEL_FROM + 20)
+        }
+        parallel = Snapshot.capture("/")
+        monkeypatch.setattr(snapshot_module, "_PARALLEL_FROM", 1 << 30)
+        serial = Snapshot.capture("/")
+    mine = [p for p in parallel.processes if p.pid in started]
+    assert {p.pid for p in mine} == started
+    pids = [p.pid for p in parallel.processes]
+    assert pids == sorted(set(pids))  # each once, in pid order
+    by_pid = {p.pid: p for p in serial.processes}
+    assert all(p == by_pid[p.pid] for p in mine)

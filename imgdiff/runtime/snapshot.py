@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from imgdiff import _parallel
 from imgdiff.errors import BadInput
 from imgdiff.runtime import _procfs
 from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir
@@ -168,6 +169,27 @@ def _read_process(pid: int, procfs: str, own_ns: str | None) -> Process | None:
     )
 
 
+_PARALLEL_FROM = 256  # processes; fewer are read faster than a fork returns
+
+
+def _read_slice(
+    work: tuple[list[int], str, str | None],
+) -> list[tuple[int, Process | None, str | None]]:
+    """(pid, process or None, gap reason or None) for each pid of one slice."""
+    pids, procfs, own_ns = work
+    out: list[tuple[int, Process | None, str | None]] = []
+    for pid in pids:
+        try:
+            out.append((pid, _read_process(pid, procfs, own_ns), None))
+        except NoSuchProcess:
+            continue  # exited before or while it was read: nothing left to restart
+        except AccessDenied as exc:
+            out.append((pid, None, f"access denied: {exc}"))
+        except (OSError, ValueError, IndexError) as exc:
+            out.append((pid, None, f"unreadable: {exc}"))
+    return out
+
+
 def _dedupe(files: Iterable[FileUse]) -> list[FileUse]:
     seen: set[tuple[str, str, int, int]] = set()
     out = []
@@ -209,16 +231,14 @@ class Snapshot:
             own_ns = None
         processes: list[Process] = []
         gaps: list[Gap] = []
-        for pid in sorted(pids) if pids is not None else _procfs.pids(procfs):
-            try:
-                proc = _read_process(pid, procfs, own_ns)
-            except NoSuchProcess:
-                continue  # exited before or while it was read: nothing left to restart
-            except AccessDenied as exc:
-                gaps.append(Gap(pid, f"access denied: {exc}"))
-                continue
-            except (OSError, ValueError, IndexError) as exc:
-                gaps.append(Gap(pid, f"unreadable: {exc}"))
+        todo = sorted(pids) if pids is not None else _procfs.pids(procfs)
+        # interleaved slices: neighbouring pids are often alike (a service's workers)
+        n = _parallel.workers() if len(todo) >= _PARALLEL_FROM else 1
+        slices = [(todo[i::n], procfs, own_ns) for i in range(n)]
+        read = [r for part in _parallel.fork_map(_read_slice, slices, size=len(todo)) for r in part]
+        for pid, proc, gap in sorted(read, key=lambda r: r[0]):
+            if gap is not None:
+                gaps.append(Gap(pid, gap))
                 continue
             if proc is None:
                 continue
