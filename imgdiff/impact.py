@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -20,7 +21,13 @@ import attrs
 
 from imgdiff import units
 from imgdiff.delta import Delta
-from imgdiff.elfdeps import FactsCache, LoaderConfig, elf_closure, load_loader_config
+from imgdiff.elfdeps import (
+    ElfClosure,
+    FactsCache,
+    LoaderConfig,
+    elf_closure,
+    load_loader_config,
+)
 from imgdiff.model import Change, Status
 from imgdiff.packages.view import PackageView
 from imgdiff.rootfs import RootFS
@@ -254,10 +261,16 @@ def init_evidence(delta: Delta, root: str = "/") -> ProcessImpact | None:
     real = dict(closure.real_paths).get(INIT_PROGRAM, INIT_PROGRAM)
     detail = f"PID 1 not readable: taken to be {INIT_PROGRAM}"
     found = _evidence(dict.fromkeys([INIT_PROGRAM, real]), "exe", changed)
-    found += _evidence(sorted(closure.dependency_paths()), "elf-needed", changed)
+    found += [
+        attrs.evolve(e, detail=_needed_chain(closure, e.path))
+        for e in _evidence(sorted(closure.dependency_paths()), "elf-needed", changed)
+    ]
     if not found:
         return None
-    evidence = tuple(attrs.evolve(e, detail=detail) for e in _strongest(found))
+    evidence = tuple(
+        attrs.evolve(e, detail=f"{detail}; {e.detail}" if e.detail else detail)
+        for e in _strongest(found)
+    )
     return ProcessImpact(1, 0, None, real, (INIT_PROGRAM,), evidence, init=True)
 
 
@@ -268,6 +281,36 @@ def _strongest(found: list[Evidence]) -> tuple[Evidence, ...]:
         if held is None or STRENGTH.index(e.via) < STRENGTH.index(held.via):
             best[e.path] = e
     return tuple(sorted(best.values(), key=lambda e: (STRENGTH.index(e.via), e.path)))
+
+
+def _import_chain(chain: tuple[str, ...]) -> str:
+    """ "wsgiref ← wsgiref.simple_server ← __main__" (start-up imports say so)."""
+    if not chain:
+        return ""
+    text = " ← ".join(chain)
+    return text if chain[-1] == "__main__" else f"{text} ← (start-up)"
+
+
+def _needed_chain(closure: ElfClosure, path: str) -> str:
+    """ "needed by libcurl.so.4 ← curl": the shortest loading chain to the program."""
+    real = dict(closure.real_paths)
+    program = posixpath.basename(real.get(closure.root_object, closure.root_object))
+    if closure.interpreter is not None and path in (
+        closure.interpreter,
+        real.get(closure.interpreter),
+    ):
+        return f"the loader (PT_INTERP) of {program}"
+    parent: dict[str, str] = {}
+    for needer, needed in closure.edges:  # breadth-first loading order: first is shortest
+        for name in {needed, real.get(needed, needed)}:
+            parent.setdefault(name, needer)
+    hops: list[str] = []
+    node = parent.get(path)
+    while node is not None and node not in hops and len(hops) < 64:
+        hops.append(node)
+        node = parent.get(node)
+    names = (program if h == closure.root_object else posixpath.basename(h) for h in hops)
+    return "needed by " + " ← ".join(names) if hops else ""
 
 
 class _LiveReader:
@@ -293,7 +336,8 @@ class _LiveReader:
         )
         self.graphs = ProgramGraphs()
         self.facts: FactsCache = {}
-        self.closures: dict[tuple[object, ...], frozenset[str]] = {}
+        # (space, exe) -> {changed dependency: "needed by … ← exe"}
+        self.closures: dict[tuple[object, ...], dict[str, str]] = {}
         self.loaders: dict[tuple[object, ...], LoaderConfig] = {}
         self.stats: dict[tuple[object, ...], dict[str, os.stat_result | None]] = {}
 
@@ -324,7 +368,10 @@ class _LiveReader:
                     out.append(Evidence(use.path, "deleted", "stale", kind, reason.detail))
         if want_graph and proc.exe is not None:
             graph = self.graphs.graph(fs, space, proc.cmdline, proc.exe, proc.cwd)
-            out += _evidence(graph.files, "import-graph", self.changed)
+            out += [
+                attrs.evolve(e, detail=_import_chain(graph.chain(e.path)))
+                for e in _evidence(graph.files, "import-graph", self.changed)
+            ]
             dirs = tuple(d.rstrip("/") + "/" for d in graph.sys_path)
             out += [
                 attrs.evolve(e, detail="on its sys.path (untraced: policy untraced = strict)")
@@ -340,6 +387,14 @@ class _LiveReader:
                 if space not in self.loaders:
                     self.loaders[space] = load_loader_config(fs)
                 closure = elf_closure(fs, proc.exe, self.loaders[space], cache=self.facts)
-                self.closures[ckey] = closure.dependency_paths()
-            out += _evidence(self.closures[ckey], "elf-needed", self.changed)
+                self.closures[ckey] = {
+                    path: _needed_chain(closure, path)
+                    for path in closure.dependency_paths()
+                    if path in self.changed
+                }
+            out += [
+                Evidence(path, "elf-needed", self.changed[path].status.value,
+                         self.changed[path].kind, detail)
+                for path, detail in self.closures[ckey].items()
+            ]  # fmt: skip
         return out

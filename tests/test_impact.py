@@ -34,16 +34,25 @@ def test_python_module_change_reaches_importers_only(tmp_path: Path) -> None:
         old, new = _mirror(tmp_path, opt)
         init = new / str(opt).lstrip("/") / "wsgiref/__init__.py"
         init.write_text(init.read_text() + "\n# patched\n")
+        util = init.with_name("util.py")  # reached through simple_server -> handlers
+        util.write_text(util.read_text() + "\n# patched\n")
         delta = imgdiff.diff(str(old), str(new), use_cache=False)
         snap = Snapshot.capture(pids=[untraced.pid, traced.pid, bystander.pid], spool=str(spool))
         impact = assess(delta, snap, elf_needed=False)
     by_pid = {p.pid: p for p in impact.affected}
     changed = str(opt / "wsgiref/__init__.py")
+    deeper = str(opt / "wsgiref/util.py")
+    # the evidence chain: which import statements lead from the program to the module
     assert by_pid[untraced.pid].evidence == (
-        Evidence(changed, "import-graph", "modified", "python-source"),
-    )
+        Evidence(changed, "import-graph", "modified", "python-source", "wsgiref ← __main__"),
+        Evidence(
+            deeper, "import-graph", "modified", "python-source",
+            "wsgiref.util ← wsgiref.handlers ← wsgiref.simple_server ← __main__",
+        ),
+    )  # fmt: skip
     assert by_pid[traced.pid].evidence == (
         Evidence(changed, "imported", "modified", "python-source"),
+        Evidence(deeper, "imported", "modified", "python-source"),
     )
     assert bystander.pid not in by_pid
 
@@ -78,3 +87,18 @@ def test_strongest_evidence_per_path_wins() -> None:
     strong = Evidence("/usr/lib/libx.so.1", "mapped", "modified", "elf-library")
     other = Evidence("/etc/app.conf", "config", "modified", "config")
     assert _strongest([weak, other, strong]) == (strong, other)
+
+
+def test_elf_evidence_names_the_loading_chain() -> None:
+    """dpkg loads libpcre2-8 only through libselinux: the chain says so."""
+    from imgdiff.elfdeps import elf_closure, load_loader_config
+    from imgdiff.impact import _needed_chain
+    from imgdiff.rootfs import RootFS
+
+    with RootFS("/") as fs:
+        closure = elf_closure(fs, "/usr/bin/dpkg", load_loader_config(fs))
+    found = dict(closure.libraries)
+    assert _needed_chain(closure, found["libpcre2-8.so.0"]) == "needed by libselinux.so.1 ← dpkg"
+    assert _needed_chain(closure, found["libselinux.so.1"]) == "needed by dpkg"
+    assert closure.interpreter is not None
+    assert _needed_chain(closure, closure.interpreter) == "the loader (PT_INTERP) of dpkg"

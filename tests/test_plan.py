@@ -246,7 +246,7 @@ def test_unreadable_pid_1_is_judged_by_the_roots_init_program(host: Host) -> Non
     assert guessed.exe == "/usr/bin/sleep"
     (e,) = guessed.evidence
     assert (e.path, e.via) == ("/" + str(libc.relative_to(host.new)), "elf-needed")
-    assert "PID 1 not readable" in e.detail
+    assert e.detail == "PID 1 not readable: taken to be /sbin/init; needed by sleep"
     verdict = decide(delta, Impact((guessed,), considered=0, uninspected=()))
     assert verdict.verdict == "reboot"
     assert verdict.reasons[0].startswith("PID 1 (/usr/bin/sleep) uses changed files")
@@ -310,7 +310,7 @@ def test_python_module_change_plans_only_its_importer(tmp_path: Path) -> None:
     # but nothing that is not on the other process's sys.path
     pids = {pid: step for step in every_module.steps for pid in step.pids}
     assert {(e.path, e.detail) for e in pids[user.pid].reasons} == {
-        (str(opt / "wsgiref/__init__.py"), ""),
+        (str(opt / "wsgiref/__init__.py"), "wsgiref ← __main__"),
         (str(opt / "plugin.py"), "on its sys.path (untraced: policy untraced = strict)"),
     }
     assert other.pid not in pids

@@ -352,6 +352,20 @@ class ImportGraph:
     unresolved: tuple[str, ...] = ()  # imported names found nowhere on sys_path
     dynamic: tuple[str, ...] = ()  # "path:line" of imports of names computed at run time
     notes: tuple[str, ...] = ()
+    # module -> the module whose import statement first reached it ("" for start-up
+    # imports: site, encodings, ...), breadth first, so chains are shortest
+    importers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map, hash=False)
+
+    def chain(self, path: str) -> tuple[str, ...]:
+        """The modules from the one loaded from `path` back to the program (or start-up):
+        ("wsgiref", "wsgiref.simple_server", "__main__"). Empty if `path` is not loaded."""
+        by_path = {p: m for m, p in self.modules.items()}
+        name = by_path.get(path)
+        out: list[str] = []
+        while name and name not in out:
+            out.append(name)
+            name = self.importers.get(name, "")
+        return tuple(out)
 
 
 @attrs.frozen
@@ -516,6 +530,7 @@ def static_imports(
         unresolved=tuple(walk.unresolved),
         dynamic=tuple(walk.dynamic),
         notes=tuple(dict.fromkeys(notes)),
+        importers=walk.importers,
     )
 
 
@@ -1308,6 +1323,8 @@ class _Walk:
         self._index: dict[str, dict[str, list[str]] | None] = {}
         self._real_dirs: dict[str, str] = {}
         self._full = False
+        self.importers: dict[str, str] = {}
+        self._importer = ""  # the module whose imports are being resolved
 
     # -- files ----------------------------------------------------------------------
 
@@ -1476,6 +1493,7 @@ class _Walk:
                 self.notes.append(f"stopped at {self.max_modules} modules")
             return None
         self._loaded[name] = spec
+        self.importers.setdefault(name, self._importer)
         if spec.kind in ("builtin", "frozen"):
             self.in_binary[name] = None
         elif spec.kind == "namespace":
@@ -1516,6 +1534,7 @@ class _Walk:
         """Resolve what the module `name` (in `package`) read from `path` imports."""
         self.dynamic.extend(f"{path}:{line}" for line in parsed.dynamic)
         self.notes.extend(f"{path}: {problem}" for problem in parsed.problems)
+        self._importer = name
         for ref in parsed.refs:
             target = self._absolute(ref, package, path)
             if not target:
