@@ -48,7 +48,7 @@ UNITS = 20
 # of every 23 processes, 20 go into a unit (one each, round robin) and 3 run without one
 UNIT_CYCLE = 23
 TARGET_S = 3.0  # the goal for the warm plan at 1,000 processes
-STAGES = ("delta+packages", "unit-files", "snapshot", "impact", "drift", "verdict")
+STAGES = ("delta", "packages", "unit-files", "snapshot", "impact", "drift", "verdict")
 LIB = "/usr/lib/x86_64-linux-gnu"
 # the host's environment stays out of the image; Python must not write bytecode into OLD
 CHILD_ENV = {
@@ -495,21 +495,19 @@ def _dominates(results: Sequence[Result]) -> str:
     ]
     if len(results) > 1:
         small = results[0]
-        grow = {
-            s: big.stages[s] - small.stages[s] for s in ("delta+packages", "snapshot", "impact")
-        }
+        grow = {s: big.stages[s] - small.stages[s] for s in ("delta", "snapshot", "impact")}
         per_proc = (grow["snapshot"] + grow["impact"]) * 1000 / (big.n - small.n)
         text.append(
             f"From {small.n} to {big.n} processes snapshot goes "
             f"{small.stages['snapshot']:.2f} → {big.stages['snapshot']:.2f} s and impact "
             f"{small.stages['impact']:.2f} → {big.stages['impact']:.2f} s, while "
-            f"delta+packages moves by {grow['delta+packages']:+.2f} s: the per-process "
+            f"the delta moves by {grow['delta']:+.2f} s: the per-process "
             f"stages are what grows with N ({per_proc:.2f} ms per added process)."
         )
-    extra = big.cold.stages["delta+packages"] - big.stages["delta+packages"]
+    extra = big.cold.stages["delta"] - big.stages["delta"]
     text.append(
         f"Without the digest cache the plan takes {big.cold.wall:.2f} s; "
-        f"{extra:.2f} s of the difference is delta+packages hashing both trees again."
+        f"{extra:.2f} s of the difference is the delta hashing both trees again."
     )
     peers = {cmd: t.wall for _, cmd, _, t in big.rows[2:]}
     text.append(

@@ -478,26 +478,32 @@ def plan_update(
     snapshot), their impact, and the verdict. A saved snapshot cannot be looked into, so
     import graphs and ELF closures (which read each process's root) are skipped and the
     verdict says so. `timings`, when given, receives the seconds each stage took."""
+    from imgdiff.delta import classifier, compare
     from imgdiff.impact import assess
-    from imgdiff.packages.view import read_update
+    from imgdiff.packages.view import capture_predicate
 
     clock = _Stages(timings)
-    update = read_update(
-        old, new, use_cache=use_cache, progress=progress, capture=units.is_unit_file
+    wants = capture_predicate()  # package databases, kept from streamed archives
+    om, nm = Manifest.read_pair(
+        old, new, use_cache=use_cache, capture=lambda p: wants(p) or units.is_unit_file(p)
     )
-    delta = update.delta
-    clock.lap("delta+packages")
+    delta = compare(om, nm, classify=classifier(om, nm), progress=progress)
+    clock.lap("delta")
+    # only OLD's packages matter here (conffiles of what runs, the drift's versions): the
+    # package-level delta is `imgdiff packages`' job
+    old_view = PackageView.read(om) if om.has_contents else None
+    clock.lap("packages")
     unit_deps = None
-    if update.new.has_contents:
+    if nm.has_contents:
         links = {
             p: e.target
-            for p, e in update.new.entries.items()
+            for p, e in nm.entries.items()
             if e.type is EntryType.SYMLINK and e.target and units.is_unit_file(p)
         }
-        unit_deps = units.dependencies(_unit_files(update.new), units.aliases(links))
+        unit_deps = units.dependencies(_unit_files(nm), units.aliases(links))
     # what the processes were started from
-    old_units = _unit_files(update.old) if update.old.has_contents else {}
-    configs = ConfigSources.read(old_units, update.old_view)
+    old_units = _unit_files(om) if om.has_contents else {}
+    configs = ConfigSources.read(old_units, old_view)
     clock.lap("unit-files")
     live = snapshot is None
     snap = Snapshot.capture(root, spool=spool) if live else Snapshot.load(str(snapshot))
@@ -511,9 +517,8 @@ def plan_update(
     drift = None  # with allow_drift a drift changes nothing: the tree is not walked
     if not policy.allow_drift:
         drift = check_drift(
-            root, update.old, update.new, use_cache=use_cache, ignore=policy.drift_ignore,
-            old_view=update.old_view if update.old.has_contents else None,
-        )  # fmt: skip
+            root, om, nm, use_cache=use_cache, ignore=policy.drift_ignore, old_view=old_view
+        )
     clock.lap("drift")
     verdict = decide(delta, impact, policy, drift, unit_deps)
     clock.lap("verdict")

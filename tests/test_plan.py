@@ -345,7 +345,7 @@ def test_plan_console_output_is_verdict_first_then_a_tree(
     assert tree.index("libc.so.6", pid_at) > pid_at
     assert "(mapped, modified)" in tree
     stages = [line.split()[0] for line in captured.err.splitlines()]
-    assert stages == ["delta+packages", "unit-files", "snapshot", "impact", "drift", "verdict"]
+    assert stages == ["delta", "packages", "unit-files", "snapshot", "impact", "drift", "verdict"]
 
 
 def test_policy_from_toml_and_bad_policy(tmp_path: Path) -> None:
