@@ -28,6 +28,7 @@ from imgdiff.impact import PYTHON_KINDS, ConfigSources, Evidence, Impact, Proces
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import EntryType, Status
 from imgdiff.packages.view import PackageView, version_order
+from imgdiff.runtime._procfs import boot_id
 from imgdiff.runtime.snapshot import Snapshot
 from imgdiff.units import batches
 
@@ -515,7 +516,9 @@ def plan_update(
     )  # fmt: skip
     clock.lap("impact")
     drift = None  # with allow_drift a drift changes nothing: the tree is not walked
-    if not policy.allow_drift:
+    # a snapshot saved on another machine (or before a reboot) says nothing of the tree here
+    here = live or snap.boot_id == boot_id()
+    if not policy.allow_drift and here:
         drift = check_drift(
             root, om, nm, use_cache=use_cache, ignore=policy.drift_ignore, old_view=old_view
         )
@@ -523,13 +526,12 @@ def plan_update(
     verdict = decide(delta, impact, policy, drift, unit_deps)
     clock.lap("verdict")
     if not live:
-        verdict = attrs.evolve(
-            verdict,
-            reasons=(
-                *verdict.reasons,
-                "saved snapshot: static import graphs and ELF closures were not computed",
-            ),
-        )
+        notes = ["saved snapshot: static import graphs and ELF closures were not computed"]
+        if not here:
+            notes.append(
+                "saved snapshot of another machine or boot: its root was not checked for drift"
+            )
+        verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))
     return verdict, delta, impact
 
 

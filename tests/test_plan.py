@@ -523,3 +523,40 @@ def test_missed_update_is_named_by_the_packages_the_live_root_is_behind_on(
     verdict = decide(delta, Impact((), 0, ()), drift=drift)
     assert verdict.verdict == "reimage"
     assert verdict.reasons[1].startswith("installed packages differ from OLD: dpkg:svc:amd64")
+
+
+def test_plan_from_a_saved_snapshot(host: Host, tmp_path: Path) -> None:
+    """Offline/fleet use: the snapshot was saved earlier, here or on another machine. Only
+    a snapshot of this boot lets the live root be checked for drift."""
+    from imgdiff.runtime import Snapshot
+
+    saved = tmp_path / "snap.json"
+    Snapshot.capture(str(host.old)).save(saved)
+    old_image = tmp_path / "old-image"
+    shutil.copytree(host.old, old_image, symlinks=True)  # OLD as shipped
+    libc = host.libc()
+    replace_file(libc, libc.read_bytes() + b"\0")
+    (host.old / "etc/app/local-hack.conf").write_text("x\n")  # the live root drifts
+
+    def plan(snapshot: Path) -> Verdict:
+        verdict, _, _ = plan_update(
+            str(old_image), str(host.new), root=str(host.old), snapshot=str(snapshot),
+            use_cache=False,
+        )  # fmt: skip
+        return verdict
+
+    same_boot = plan(saved)
+    assert same_boot.verdict == "reimage"
+    assert "/etc/app/local-hack.conf" in same_boot.reasons[0]
+    assert [s.unit for s in same_boot.steps] == [host.unit]  # maps the changed libc
+    assert same_boot.reasons[-1].startswith("saved snapshot: static import graphs")
+    doc = json.loads(saved.read_text())
+    doc["boot_id"] = "another-machine"
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps(doc))
+    remote = plan(elsewhere)
+    assert remote.verdict == "restart"
+    assert [s.unit for s in remote.steps] == [host.unit]
+    assert remote.reasons[-1] == (
+        "saved snapshot of another machine or boot: its root was not checked for drift"
+    )
