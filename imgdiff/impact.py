@@ -33,7 +33,7 @@ from imgdiff.packages.view import PackageView
 from imgdiff.rootfs import RootFS
 from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir, parse_stat
 from imgdiff.runtime.snapshot import Gap, Process, Snapshot
-from imgdiff.runtime.stale import check_use, is_python
+from imgdiff.runtime.stale import check_use, is_python, recorded_deleted
 from imgdiff.trace.importgraph import ProgramGraphs
 
 _CONFIG_DIRS = ("/etc/",)
@@ -221,6 +221,11 @@ def assess(
                 for e in _evidence([use.path], via, changed)
             ]
         found += _config_evidence(proc, configs, tree)
+        if not stale:  # no /proc to look into: what the snapshot recorded
+            for use in proc.files:
+                if (r := recorded_deleted(use)) is not None:
+                    kind = changed[use.path].kind if use.path in changed else "unchanged-by-update"
+                    found.append(Evidence(use.path, "deleted", "stale", kind, r.detail))
         try:
             found += live.evidence(proc)
         except NoSuchProcess:

@@ -530,6 +530,8 @@ def test_plan_from_a_saved_snapshot(host: Host, tmp_path: Path) -> None:
     a snapshot of this boot lets the live root be checked for drift."""
     from imgdiff.runtime import Snapshot
 
+    sleep = host.old / "usr/bin/sleep"
+    replace_file(sleep, sleep.read_bytes())  # same bytes, new inode: the running one is gone
     saved = tmp_path / "snap.json"
     Snapshot.capture(str(host.old)).save(saved)
     old_image = tmp_path / "old-image"
@@ -556,7 +558,12 @@ def test_plan_from_a_saved_snapshot(host: Host, tmp_path: Path) -> None:
     elsewhere.write_text(json.dumps(doc))
     remote = plan(elsewhere)
     assert remote.verdict == "restart"
-    assert [s.unit for s in remote.steps] == [host.unit]
+    (step,) = remote.steps
+    assert step.unit == host.unit
+    # the kernel's "(deleted)" mark, as recorded, is evidence without looking into /proc
+    assert ("/usr/bin/sleep", "deleted", "deleted when the snapshot was taken") in {
+        (e.path, e.via, e.detail) for e in step.reasons
+    }
     assert remote.reasons[-1] == (
         "saved snapshot of another machine or boot: its root was not checked for drift"
     )

@@ -76,6 +76,15 @@ class StaleReport:
         }
 
 
+def recorded_deleted(use: FileUse) -> Reason | None:
+    """What a saved snapshot alone says: the kernel marked the file "(deleted)" then."""
+    if not use.deleted or use.path.startswith(_PSEUDO) or use.outside_root:
+        return None
+    if use.via == "open":
+        return None  # rotated logs and unlinked temp files are not code
+    return Reason(use.path, use.via, "deleted when the snapshot was taken")
+
+
 def check_use(use: FileUse, fs: RootFS, cache: dict[str, os.stat_result | None]) -> Reason | None:
     """Why the file a process uses is not what is on disk now at its path (inside the
     root `fs`), or None; `cache` holds stat results by path for that root."""
