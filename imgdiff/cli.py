@@ -70,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
     pl.add_argument("--timings", action="store_true", help="seconds per stage, on stderr")
 
+    v = sub.add_parser("verify", help="check a directory tree against an image or manifest")
+    v.add_argument("tree", metavar="TREE", help="the directory to check (a live root, a chroot)")
+    v.add_argument("image", metavar="MANIFEST_OR_IMAGE", help="what TREE should be")
+    v.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    v.add_argument("--policy", metavar="FILE", help="a TOML policy: its drift_ignore is used")
+    v.add_argument(
+        "--exact", action="store_true", help="ignore nothing (default: state, local data, ...)"
+    )
+    v.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
+
     m = sub.add_parser("manifest", help="save an image's manifest (every digest) for later diffs")
     m.add_argument("image", metavar="IMAGE")
     m.add_argument("-o", "--output", required=True, metavar="FILE")
@@ -204,6 +214,27 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from imgdiff.plan import Policy
+    from imgdiff.report import console as rc
+    from imgdiff.report.json import dumps
+    from imgdiff.verify import verify
+
+    if not os.path.isdir(args.tree):
+        raise BadInput(args.tree, "not a directory")
+    ignore = (
+        () if args.exact else (Policy.load(args.policy) if args.policy else Policy()).drift_ignore
+    )
+    result = verify(args.tree, args.image, ignore=ignore, use_cache=not args.no_cache)
+    if args.json:
+        sys.stdout.write(dumps(result.to_json()) + "\n")
+    else:
+        from rich.console import Console
+
+        Console().print(rc.render_verification(result))
+    return EXIT_OK
+
+
 def _demo(args: argparse.Namespace) -> int:
     from imgdiff import demo
     from imgdiff.report import console as rc
@@ -232,6 +263,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.verb == "plan":
         return _plan(args)
+    if args.verb == "verify":
+        return _verify(args)
     if args.verb == "snapshot":
         return _snapshot(args)
     if args.verb == "stale":

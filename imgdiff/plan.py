@@ -11,7 +11,6 @@ be inspected are listed, and under the strict policy they escalate `no-action` t
 from __future__ import annotations
 
 import collections
-import fnmatch
 import os
 import time
 import tomllib
@@ -31,20 +30,12 @@ from imgdiff.packages.view import PackageView, version_order
 from imgdiff.runtime._procfs import boot_id
 from imgdiff.runtime.snapshot import Snapshot
 from imgdiff.units import batches
+from imgdiff.verify import DRIFT_IGNORE, read_tree, same_paths, verify
 
 SCHEMA = "imgdiff.verdict/1"
 KINDS = ("no-action", "restart", "reboot", "reimage")
 _REBOOT_KINDS = frozenset({"kernel", "kernel-module", "boot", "firmware"})
 _MAX_LISTED = 20
-
-
-# state and local data (FHS), and the files a booted system writes for itself
-DRIFT_IGNORE = (
-    "/var/", "/tmp/", "/run/", "/home/", "/root/", "/srv/", "/mnt/", "/media/",  # noqa: S108
-    "/usr/local/", "/lost+found/", "/proc/", "/sys/", "/dev/",
-    "/etc/machine-id", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/etc/adjtime",
-    "/etc/mtab", "/etc/ssh/ssh_host_*",
-)  # fmt: skip
 
 
 @attrs.frozen
@@ -109,11 +100,6 @@ class Drift:
     packages: tuple[str, ...] = ()
 
 
-# package databases under ignored trees are still read: they say which update the live
-# root is at
-_DB_DIRS = ("/var/lib/dpkg", "/var/lib/rpm", "/usr/lib/sysimage/rpm")
-
-
 def check_drift(
     root: str,
     old: str | Manifest,
@@ -131,37 +117,23 @@ def check_drift(
     say whether it is behind OLD (a missed update) or ahead. Pass the manifests already
     read (as `plan_update` does) to read each image once.
     """
-    from imgdiff.delta import compare
-    from imgdiff.image._dir import DirImage
-
     # a saved manifest of that tree may be older than the tree: only a fresh read counts
     fresh = not isinstance(old, Manifest) or old.has_contents
     old_path = old.info.path if isinstance(old, Manifest) else old
     if fresh and os.path.isdir(old_path) and os.path.realpath(old_path) == os.path.realpath(root):
         return Drift((), False)  # OLD is the live tree itself, read just now
-    skip = _Ignore(ignore)
-
-    def prune(path: str) -> bool:
-        return skip(path) and not any(d == path or d.startswith(path + "/") for d in _DB_DIRS)
-
-    live = Manifest.read(DirImage(root, prune=prune), use_cache=use_cache)
+    live = read_tree(root, ignore, use_cache=use_cache)
     old_m = old if isinstance(old, Manifest) else Manifest.read(old, use_cache=use_cache)
-
-    def differs(other: Manifest, *, first: bool = False) -> list[str]:
-        if first and {p for p in live.entries if not skip(p)} != {
-            p for p in other.entries if not skip(p)
-        }:
-            return ["(the paths differ)"]  # no need to compare each one
-        return [c.path for c in compare(live, other).changes if not skip(c.path)]
-
-    found = differs(old_m)
+    found = tuple(c.path for c in verify(live, old_m, ignore=ignore).differences)
     if not found:
         return Drift((), False)
     new_m = new if isinstance(new, Manifest) else Manifest.read(new, use_cache=use_cache)
+    # the path sets settle most "is it NEW already?" questions without comparing each file
+    at_new = same_paths(live, new_m, ignore) and verify(live, new_m, ignore=ignore).matches
     if old_view is None and old_m.has_contents:
         old_view = PackageView.read(old_m)
     packages = _package_drift(PackageView.read(live), old_view) if old_view else ()
-    return Drift(tuple(found), not differs(new_m, first=True), packages)
+    return Drift(found, at_new, packages)
 
 
 def _package_drift(live: PackageView, old: PackageView) -> tuple[str, ...]:
@@ -183,28 +155,6 @@ def _package_drift(live: PackageView, old: PackageView) -> tuple[str, ...]:
         else:
             other.append(f"{name} {a} live, {b} in OLD (live is newer)")
     return (*behind, *other)
-
-
-class _Ignore:
-    """Matches paths against drift_ignore patterns."""
-
-    def __init__(self, patterns: Sequence[str]) -> None:
-        self.trees = tuple(p for p in patterns if p.endswith("/"))
-        self.globs = tuple(
-            p for p in patterns if not p.endswith("/") and any(c in p for c in "*?[")
-        )
-        self.paths = frozenset(p for p in patterns if not p.endswith("/")) - set(self.globs)
-
-    def tree(self, path: str) -> bool:
-        return path + "/" in self.trees
-
-    def __call__(self, path: str) -> bool:
-        return (
-            path in self.paths
-            or path.startswith(self.trees)
-            or path + "/" in self.trees
-            or any(fnmatch.fnmatchcase(path, g) for g in self.globs)
-        )
 
 
 @attrs.frozen

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the model renders itself through these: import it lazily
     from imgdiff.packages.view import PackageDelta
     from imgdiff.plan import Verdict
     from imgdiff.runtime import Snapshot, StaleReport
+    from imgdiff.verify import Verification
 
 _STYLE = {Status.ADDED: "green", Status.REMOVED: "red", Status.MODIFIED: "yellow"}
 
@@ -219,6 +220,32 @@ def _evidence_text(e: Evidence) -> Text:
         text.append(f": {e.detail}", style="cyan")
     text.append(f", {e.status})", style="cyan")
     return text
+
+
+def render_verification(result: Verification, most: int = 200) -> RenderableType:
+    """Whether the tree is the image, then each difference (image → tree)."""
+    if result.matches:
+        return Text(
+            f"{escape_path(result.tree)} matches {escape_path(result.image)}", style="bold green"
+        )
+    table = Table(
+        show_edge=False,
+        title=f"{escape_path(result.tree)} differs from {escape_path(result.image)} in "
+        f"{len(result.differences)} paths (added: only in the tree)",
+    )
+    for col in ("status", "aspects", "path"):
+        table.add_column(col)
+    for c in result.differences[:most]:
+        table.add_row(
+            Text(c.status.value, style=_STYLE[c.status]),
+            ",".join(a.value for a in c.aspects),
+            Text(escape_path(c.path)),
+        )
+    more = len(result.differences) - most
+    parts: list[RenderableType] = [table]
+    if more > 0:
+        parts.append(Text(f"… and {more} more (--json lists all)"))
+    return Group(*parts)
 
 
 def stderr_console() -> Console:

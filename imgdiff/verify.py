@@ -1,0 +1,124 @@
+"""Is this tree the image it should be? A live tree compared with an image or manifest.
+
+The check behind `imgdiff verify TREE IMAGE`, the plan's drift check (is the live root
+still OLD?), and the last step of the plan → act → verify loop (after the update, is the
+tree NEW?). Paths a running system changes by itself (`DRIFT_IGNORE`: state, local data,
+machine identity) are neither walked nor counted, except the package databases below
+them, which are read so a caller can tell which update the tree is at.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from imgdiff.delta import compare
+from imgdiff.image._dir import DirImage
+from imgdiff.manifest import Manifest
+from imgdiff.model import Change
+
+SCHEMA = "imgdiff.verify/1"
+
+# state and local data (FHS), and the files a booted system writes for itself
+DRIFT_IGNORE = (
+    "/var/", "/tmp/", "/run/", "/home/", "/root/", "/srv/", "/mnt/", "/media/",  # noqa: S108
+    "/usr/local/", "/lost+found/", "/proc/", "/sys/", "/dev/",
+    "/etc/machine-id", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/etc/adjtime",
+    "/etc/mtab", "/etc/ssh/ssh_host_*",
+)  # fmt: skip
+
+# package databases under ignored trees are still read: they say which update a tree is at
+DB_DIRS = ("/var/lib/dpkg", "/var/lib/rpm", "/usr/lib/sysimage/rpm")
+
+
+class Ignore:
+    """Matches paths against ignore patterns: "/dir/" a tree, a pattern with * ? [ an
+    fnmatch pattern, anything else one path."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.trees = tuple(p for p in patterns if p.endswith("/"))
+        self.globs = tuple(
+            p for p in patterns if not p.endswith("/") and any(c in p for c in "*?[")
+        )
+        self.paths = frozenset(p for p in patterns if not p.endswith("/")) - set(self.globs)
+
+    def __call__(self, path: str) -> bool:
+        return (
+            path in self.paths
+            or path.startswith(self.trees)
+            or path + "/" in self.trees
+            or any(fnmatch.fnmatchcase(path, g) for g in self.globs)
+        )
+
+    def prune(self, path: str) -> bool:
+        """True for a directory not worth walking: ignored, and no package database below."""
+        return self(path) and not any(d == path or d.startswith(path + "/") for d in DB_DIRS)
+
+
+@attrs.frozen
+class Verification:
+    """How a tree differs from the image it should be (nothing: it is that image)."""
+
+    tree: str
+    image: str
+    # from the image (expected) to the tree (found): "added" is in the tree only
+    differences: tuple[Change, ...]
+    ignored: tuple[str, ...]  # the patterns left out of the comparison
+    manifest: Manifest = attrs.field(eq=False, repr=False)  # the tree as read
+
+    @property
+    def matches(self) -> bool:
+        """True when the tree is the image, ignored paths aside."""
+        return not self.differences
+
+    def to_json(self) -> dict[str, Any]:
+        """The `imgdiff.verify/1` document."""
+        return {
+            "schema": SCHEMA,
+            "tree": self.tree,
+            "image": self.image,
+            "matches": self.matches,
+            "differences": [
+                {
+                    "path": c.path,
+                    "status": c.status.value,
+                    "aspects": [a.value for a in c.aspects],
+                }
+                for c in self.differences
+            ],
+            "ignored": list(self.ignored),
+        }
+
+
+def read_tree(
+    tree: str, ignore: Sequence[str] = DRIFT_IGNORE, *, use_cache: bool = True
+) -> Manifest:
+    """A live tree's manifest, without the trees `ignore` names (package databases kept)."""
+    return Manifest.read(DirImage(tree, prune=Ignore(ignore).prune), use_cache=use_cache)
+
+
+def verify(
+    tree: str | Manifest,
+    image: str | Manifest,
+    *,
+    ignore: Sequence[str] = DRIFT_IGNORE,
+    use_cache: bool = True,
+) -> Verification:
+    """Compare a directory `tree` with `image` (any image form, or a saved manifest).
+
+    `tree` may be a manifest `read_tree` made, to compare one tree with several images.
+    """
+    skip = Ignore(ignore)
+    live = tree if isinstance(tree, Manifest) else read_tree(tree, ignore, use_cache=use_cache)
+    want = image if isinstance(image, Manifest) else Manifest.read(image, use_cache=use_cache)
+    differences = tuple(c for c in compare(want, live).changes if not skip(c.path))
+    return Verification(live.info.path, want.info.path, differences, tuple(ignore), live)
+
+
+def same_paths(tree: Manifest, image: Manifest, ignore: Sequence[str] = DRIFT_IGNORE) -> bool:
+    """A quick necessary condition for `verify(...).matches`: the same paths exist."""
+    skip = Ignore(ignore)
+    return {p for p in tree.entries if not skip(p)} == {p for p in image.entries if not skip(p)}
