@@ -567,3 +567,24 @@ def test_plan_from_a_saved_snapshot(host: Host, tmp_path: Path) -> None:
     assert remote.reasons[-1] == (
         "saved snapshot of another machine or boot: its root was not checked for drift"
     )
+
+
+def test_plan_with_images_shipped_as_tar_archives(host: Host, tmp_path: Path) -> None:
+    """OLD and NEW as archives (what a registry or build server ships), OLD live as a
+    directory: the live root must compare equal to the OLD archive (no drift)."""
+    (host.old / "etc/systemd/system").mkdir(parents=True)
+    (host.old / "etc/systemd/system" / host.unit).write_text(
+        "[Service]\nEnvironmentFile=/etc/app/env\nExecStart=/usr/bin/sleep 600\n"
+    )
+    (host.old / "etc/app/env").write_text("A=1\n")
+    shutil.copytree(host.old / "etc", host.new / "etc", dirs_exist_ok=True)
+    (host.new / "etc/app/env").write_text("A=2\n")
+    old_tar = gnu_tar(host.old, tmp_path / "old.tar")
+    new_tar = gnu_tar(host.new, tmp_path / "new.tar", compress="zstd")
+    verdict, _, _ = plan_update(str(old_tar), str(new_tar), root=str(host.old), use_cache=False)
+    assert verdict.verdict == "restart", verdict.reasons
+    (step,) = verdict.steps
+    assert step.unit == host.unit
+    assert [(e.path, e.via, e.detail) for e in step.reasons] == [
+        ("/etc/app/env", "config", f"named by {host.unit}")
+    ]
