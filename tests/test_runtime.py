@@ -359,3 +359,32 @@ def test_many_processes_are_read_in_parallel_as_they_are_serially(
     assert pids == sorted(set(pids))  # each once, in pid order
     by_pid = {p.pid: p for p in serial.processes}
     assert all(p == by_pid[p.pid] for p in mine)
+
+
+def test_mount_table_tells_whose_root_a_process_shares(chroot_dir: Path) -> None:
+    from imgdiff.runtime.snapshot import sees_our_mounts
+
+    with processes() as procs:
+        plain = procs.start(["sh", "-c", "echo ready; exec sleep 600"])
+        chrooted = procs.start(
+            ["chroot", str(chroot_dir), "/usr/bin/sh", "-c", "echo ready; exec /usr/bin/sleep 600"]
+        )
+        own_ns = procs.start(["unshare", "--mount", "sh", "-c", "echo ready; exec sleep 600"])
+        assert sees_our_mounts(plain.pid)
+        assert not sees_our_mounts(chrooted.pid)  # a subset of the mounts, elsewhere
+        assert not sees_our_mounts(own_ns.pid)  # copies of our mounts, new ids
+        assert not sees_our_mounts(2**22 + 1)  # no such process
+
+
+def test_unreadable_process_with_our_root_is_no_gap_for_a_chroot(chroot_dir: Path) -> None:
+    """PID 1 here may sit in another user namespace: its root link is unreadable even to
+    root, its mount table is not. Planning for a chroot must not count it as unknown."""
+    try:
+        os.readlink("/proc/1/root")
+    except PermissionError:
+        pass
+    else:
+        pytest.skip("PID 1's root is readable on this machine: nothing to infer")
+    host_gaps = {g.pid: g.reason for g in Snapshot.capture("/").gaps}
+    assert host_gaps[1].endswith("(its mount table is ours: its root is /)")
+    assert 1 not in {g.pid for g in Snapshot.capture(str(chroot_dir)).gaps}

@@ -184,10 +184,32 @@ def _read_slice(
         except NoSuchProcess:
             continue  # exited before or while it was read: nothing left to restart
         except AccessDenied as exc:
-            out.append((pid, None, f"access denied: {exc}"))
+            hint = _ROOT_IS_OURS if sees_our_mounts(pid, procfs) else ""
+            out.append((pid, None, f"access denied: {exc}{hint}"))
         except (OSError, ValueError, IndexError) as exc:
             out.append((pid, None, f"unreadable: {exc}"))
     return out
+
+
+_ROOT_IS_OURS = " (its mount table is ours: its root is /)"
+
+
+def sees_our_mounts(pid: int, procfs: str = "/proc") -> bool:
+    """True if the process sees exactly the mounts this process sees, at the same places.
+
+    /proc/PID/mountinfo stays readable when /proc/PID/root does not (another user
+    namespace's init, say); mount points in it are relative to the process's root, so an
+    identical table (same mount ids, same points) means the same mount namespace and the
+    same root as ours. Any difference, or an unreadable table, answers False.
+    """
+    try:
+        with open(f"{procfs}/{pid}/mountinfo", "rb") as fh:
+            theirs = fh.read(1 << 22)
+        with open(f"{procfs}/self/mountinfo", "rb") as fh:
+            ours = fh.read(1 << 22)
+    except OSError:
+        return False
+    return theirs == ours
 
 
 def _dedupe(files: Iterable[FileUse]) -> list[FileUse]:
@@ -238,6 +260,8 @@ class Snapshot:
         read = [r for part in _parallel.fork_map(_read_slice, slices, size=len(todo)) for r in part]
         for pid, proc, gap in sorted(read, key=lambda r: r[0]):
             if gap is not None:
+                if want_root != "/" and gap.endswith(_ROOT_IS_OURS):
+                    continue  # its root is "/", not the one asked about: not a gap here
                 gaps.append(Gap(pid, gap))
                 continue
             if proc is None:
