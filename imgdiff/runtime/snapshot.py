@@ -97,7 +97,16 @@ def _inside(path: str, root: str) -> tuple[str, bool]:
     return path, True
 
 
-def _read_process(pid: int, procfs: str, own_ns: str | None) -> Process | None:
+# (mount namespace, root, path, dev and inode as maps shows them) -> (st_dev, st_ino) as a
+# stat of the path shows them: the same library mapped by many processes is stat-ed once.
+# The path is in the key: two overlay mounts may share a lower file (same maps dev/ino)
+# yet give it different identities.
+_VfsIds = dict[tuple[str | None, str, str, int, int], tuple[int, int]]
+
+
+def _read_process(
+    pid: int, procfs: str, own_ns: str | None, vfs_ids: _VfsIds | None = None
+) -> Process | None:
     with ProcDir(pid, procfs) as d:
         st = _procfs.parse_stat(d.read("stat"))
         if st.flags & _procfs.PF_KTHREAD:
@@ -125,13 +134,20 @@ def _read_process(pid: int, procfs: str, own_ns: str | None) -> Process | None:
             cwd: str | None = _inside(d.readlink("cwd"), root)[0]
         except NoSuchProcess:
             cwd = None
+        ids: _VfsIds = {} if vfs_ids is None else vfs_ids
         for m in _procfs.parse_maps(d.read("maps")):
             dev, ino = os.makedev(*m.dev), m.ino
-            try:
-                mst = d.stat_target(f"map_files/{m.ranges[0]}")
-                dev, ino = mst.st_dev, mst.st_ino  # the VFS identity, as a path stat shows it
-            except (NoSuchProcess, AccessDenied):
-                pass
+            key = (mnt_ns, root, m.path, dev, ino)
+            known = ids.get(key)
+            if known is not None:
+                dev, ino = known
+            else:
+                try:
+                    mst = d.stat_target(f"map_files/{m.ranges[0]}")
+                    # the VFS identity, as a path stat shows it
+                    dev, ino = ids[key] = mst.st_dev, mst.st_ino
+                except (NoSuchProcess, AccessDenied):
+                    pass
             path, outside = _inside(m.path, root)
             if exe is not None and (dev, ino) == (files[0].dev, files[0].ino):
                 continue  # the executable's own mapping
@@ -178,9 +194,10 @@ def _read_slice(
     """(pid, process or None, gap reason or None) for each pid of one slice."""
     pids, procfs, own_ns = work
     out: list[tuple[int, Process | None, str | None]] = []
+    vfs_ids: _VfsIds = {}
     for pid in pids:
         try:
-            out.append((pid, _read_process(pid, procfs, own_ns), None))
+            out.append((pid, _read_process(pid, procfs, own_ns, vfs_ids), None))
         except NoSuchProcess:
             continue  # exited before or while it was read: nothing left to restart
         except AccessDenied as exc:
