@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import os
+import posixpath
 import time
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -52,6 +53,9 @@ class Policy:
     unknown: Literal["strict", "lenient"] = "strict"
     # units that must not be restarted in place (their restart means a reboot)
     never_restart: tuple[str, ...] = ()
+    # when the host's PID 1 is systemd and only its own files changed, plan
+    # `systemctl daemon-reexec` (systemd re-executes itself in place) instead of a reboot
+    reexec_pid1: bool = False
     # a live root that matches neither OLD nor NEW (a missed or local update) is patched
     # anyway instead of reimaged
     allow_drift: bool = False
@@ -165,7 +169,8 @@ class Step:
     pids: tuple[int, ...]
     reasons: tuple[Evidence, ...]
     commands: tuple[str, ...] = ()  # exe or cmdline of each process, for people
-    action: str = "restart"  # "restart", or "daemon-reload" for changed unit files
+    # "restart"; "daemon-reload" for changed unit files; "daemon-reexec" for PID 1 (policy)
+    action: str = "restart"
     batch: int = 0  # steps of one batch are independent; a batch runs after the previous
     processes: tuple[ProcessImpact, ...] = ()  # each process with its own evidence
 
@@ -311,6 +316,12 @@ def _decide(
                 action="daemon-reload",
             ),
         )
+    reexec = [
+        p for p in impact.affected
+        if p.pid == 1 and policy.reexec_pid1 and posixpath.basename(p.exe or "") == "systemd"
+    ]  # fmt: skip
+    for p in reexec:  # first: a re-executed systemd also reloads the unit files
+        steps.insert(0, Step(None, (1,), p.evidence, (p.exe or "",), "daemon-reexec", 0, (p,)))
     uninspected = tuple(f"pid {g.pid}: {g.reason}" for g in impact.uninspected)
 
     if drift is not None and drift.differs and not drift.matches_new and not policy.allow_drift:
@@ -343,7 +354,8 @@ def _decide(
     )
     for p in impact.affected:
         if p.pid == 1:
-            reasons.append(f"PID 1 ({p.exe}) uses changed files: {_paths(p.evidence)}")
+            if not reexec:
+                reasons.append(f"PID 1 ({p.exe}) uses changed files: {_paths(p.evidence)}")
         elif p.init:
             reasons.append(
                 f"pid {p.pid} ({p.exe}) is PID 1 of its pid namespace (a container's init: "
@@ -357,6 +369,11 @@ def _decide(
             reasons[_MAX_LISTED:] = [f"… and {len(reasons) - _MAX_LISTED} more such changes"]
         return Verdict("reboot", tuple(reasons), tuple(steps), uninspected)
 
+    if reexec:
+        reasons.append(
+            f"PID 1 ({reexec[0].exe}) uses changed files: systemd re-executes itself in place "
+            "(policy reexec_pid1)"
+        )
     restart_steps = [s for s in steps if s.action == "restart"]
     if restart_steps:
         reasons.append(
@@ -383,7 +400,7 @@ def _decide(
             'run time (policy untraced = "strict" counts every changed module on their '
             "sys.path; `python -m imgdiff.trace` makes it exact)"
         )
-    if any(s.action == "restart" for s in steps) or units or strict_unknown:
+    if any(s.action in ("restart", "daemon-reexec") for s in steps) or units or strict_unknown:
         return Verdict("restart", tuple(reasons), tuple(steps), uninspected)
     why = (
         f"none of the {impact.considered} running processes uses any of the {len(delta)} changes"

@@ -588,3 +588,31 @@ def test_plan_with_images_shipped_as_tar_archives(host: Host, tmp_path: Path) ->
     assert [(e.path, e.via, e.detail) for e in step.reasons] == [
         ("/etc/app/env", "config", f"named by {host.unit}")
     ]
+
+
+def test_policy_can_reexecute_systemd_instead_of_rebooting(host: Host) -> None:
+    from imgdiff.delta import diff
+    from imgdiff.impact import Impact, init_evidence
+    from imgdiff.plan import decide
+
+    for tree in (host.old, host.new):  # systemd as the init: here, a copy of sleep
+        (tree / "usr/lib/systemd").mkdir(parents=True)
+        shutil.copy2(tree / "usr/bin/sleep", tree / "usr/lib/systemd/systemd")
+        (tree / "sbin").mkdir(exist_ok=True)
+        (tree / "sbin/init").symlink_to("/usr/lib/systemd/systemd")
+    libc = host.libc()
+    replace_file(libc, libc.read_bytes() + b"\0")
+    delta = diff(str(host.old), str(host.new), use_cache=False)
+    pid1 = init_evidence(delta, str(host.old))
+    assert pid1 is not None
+    impact = Impact((pid1,), considered=0, uninspected=())
+    assert decide(delta, impact).verdict == "reboot"
+    reexec = decide(delta, impact, Policy(reexec_pid1=True))
+    assert reexec.verdict == "restart", reexec.reasons
+    assert reexec.steps[0].action == "daemon-reexec"
+    assert reexec.steps[0].pids == (1,)
+    assert "re-executes itself in place" in reexec.reasons[0]
+    (host.new / "boot").mkdir()
+    (host.new / "boot/vmlinuz-6.1.0-99-amd64").write_bytes(b"\0" * 4096)
+    kernel_too = diff(str(host.old), str(host.new), use_cache=False)
+    assert decide(kernel_too, impact, Policy(reexec_pid1=True)).verdict == "reboot"

@@ -193,8 +193,8 @@ def render_verdict(verdict: Verdict) -> RenderableType:
                     )
                     batches[step.batch] = tree.add(Text(label, style="dim"))
                 parent = batches[step.batch]
-            if step.action == "daemon-reload":
-                node = parent.add(Text(f"{n}. systemctl daemon-reload", style="bold"))
+            if step.action in ("daemon-reload", "daemon-reexec"):
+                node = parent.add(Text(f"{n}. systemctl {step.action}", style="bold"))
                 for e in step.reasons:
                     node.add(_evidence_text(e))
                 continue
