@@ -151,7 +151,7 @@ def _snapshot(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.root):
         raise BadInput(args.root, "not a directory")
     with rc.stderr_console().status("reading /proc"):
-        snap = Snapshot.capture(args.root, spool=_spool(args.spool))
+        snap = Snapshot.capture(args.root, spool=_spool(args.spool), exclude_self=True)
     if args.output:
         snap.save(args.output)
     if args.json:
@@ -171,7 +171,7 @@ def _stale(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.root):
         raise BadInput(args.root, "not a directory")
     with rc.stderr_console().status("reading /proc"):
-        report = stale(Snapshot.capture(args.root, spool=_spool(args.spool)))
+        report = stale(Snapshot.capture(args.root, spool=_spool(args.spool), exclude_self=True))
     if args.json:
         sys.stdout.write(dumps(report.to_json()) + "\n")
     else:
@@ -190,7 +190,7 @@ def _plan(args: argparse.Namespace) -> int:
         raise BadInput(args.root, "not a directory")
     policy = Policy.load(args.policy) if args.policy else None
     timings: dict[str, float] | None = {} if args.timings else None
-    with rc.progress_bar("hashing") as progress:
+    with rc.stage_progress() as (progress, stage):
         verdict, _, _ = plan_update(
             args.old,
             args.new,
@@ -201,10 +201,12 @@ def _plan(args: argparse.Namespace) -> int:
             use_cache=not args.no_cache,
             progress=progress,
             timings=timings,
+            on_stage=stage,
+            exclude_self=True,
         )
     if timings is not None:
-        for stage, seconds in timings.items():
-            sys.stderr.write(f"{stage:16} {seconds:8.3f} s\n")
+        for name, seconds in timings.items():
+            sys.stderr.write(f"{name:16} {seconds:8.3f} s\n")
     if args.json:
         sys.stdout.write(dumps(verdict.to_json()) + "\n")
     else:

@@ -99,7 +99,12 @@ class ConfigSources:
             out += [(p, f"named by {unit}") for p in self.units.get(unit, ())]
         if proc.exe is not None:
             out += self.packages.get(proc.exe, ())
-        out += [(a, "on its command line") for a in units.path_arguments(proc.cmdline[1:])]
+        # exact files only: an argument like "/" or "/etc/" is no evidence of reading all
+        out += [
+            (a, "on its command line")
+            for a in units.path_arguments(proc.cmdline[1:])
+            if not a.endswith("/")
+        ]
         return out
 
 

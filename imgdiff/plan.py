@@ -15,7 +15,7 @@ import os
 import posixpath
 import time
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -441,16 +441,20 @@ def plan_update(
     use_cache: bool = True,
     progress: ProgressFn | None = None,
     timings: dict[str, float] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    exclude_self: bool = False,
 ) -> tuple[Verdict, Delta, Impact]:
     """The whole job: delta of OLD→NEW, the processes of `root` (live, or a saved
     snapshot), their impact, and the verdict. A saved snapshot cannot be looked into, so
     import graphs and ELF closures (which read each process's root) are skipped and the
-    verdict says so. `timings`, when given, receives the seconds each stage took."""
+    verdict says so. `timings`, when given, receives the seconds each stage took;
+    `on_stage` is told what each stage does as it starts (for a progress display);
+    `exclude_self` leaves the calling process out of the snapshot (the CLI does)."""
     from imgdiff.delta import classifier, compare
     from imgdiff.impact import assess
     from imgdiff.packages.view import capture_predicate
 
-    clock = _Stages(timings)
+    clock = _Stages(timings, on_stage)
     wants = capture_predicate()  # package databases, kept from streamed archives
     om, nm = Manifest.read_pair(
         old, new, use_cache=use_cache, capture=lambda p: wants(p) or units.is_unit_file(p)
@@ -474,7 +478,11 @@ def plan_update(
     configs = ConfigSources.read(old_units, old_view)
     clock.lap("unit-files")
     live = snapshot is None
-    snap = Snapshot.capture(root, spool=spool) if live else Snapshot.load(str(snapshot))
+    snap = (
+        Snapshot.capture(root, spool=spool, exclude_self=exclude_self)
+        if live
+        else Snapshot.load(str(snapshot))
+    )
     clock.lap("snapshot")
     policy = policy or Policy()
     impact = assess(
@@ -510,18 +518,39 @@ def _unit_files(manifest: Manifest) -> dict[str, bytes]:
     )
 
 
-class _Stages:
-    """Seconds per stage, into a caller's dict (or nowhere)."""
+STAGES = (
+    ("delta", "reading and comparing the images"),
+    ("packages", "reading OLD's package databases"),
+    ("unit-files", "reading unit files"),
+    ("snapshot", "reading /proc"),
+    ("impact", "joining processes with the changes"),
+    ("drift", "checking the live root against OLD"),
+    ("verdict", "deciding"),
+)
 
-    def __init__(self, into: dict[str, float] | None) -> None:
+
+class _Stages:
+    """Seconds per stage, into a caller's dict (or nowhere); each stage announced as it
+    starts, for progress displays."""
+
+    def __init__(
+        self, into: dict[str, float] | None, announce: Callable[[str], None] | None
+    ) -> None:
         self.into = into
+        self.announce = announce
         self.t = time.perf_counter()
+        if announce is not None:
+            announce(STAGES[0][1])
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
         if self.into is not None:
             self.into[stage] = self.into.get(stage, 0.0) + now - self.t
         self.t = now
+        names = [name for name, _ in STAGES]
+        following = names.index(stage) + 1
+        if self.announce is not None and following < len(STAGES):
+            self.announce(STAGES[following][1])
 
 
 def verify_restarted(verdict: Verdict, snapshot: Snapshot) -> tuple[str, ...]:

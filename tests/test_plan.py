@@ -125,7 +125,7 @@ def test_config_named_by_unit_file_package_or_command_line_restarts_the_unit(
         os.mkfifo(old / "hold")  # a shell blocked opening it: no child to leave behind
         shell = procs.start(
             ["chroot", str(old), "/usr/bin/sh", "-c", "echo ready; read x </hold",
-             "sh", "/etc/app/cmd.conf"]
+             "sh", "/etc/app/cmd.conf", "/", "/etc/"]  # directories name no file
         )  # fmt: skip
         join_cgroup(other_cg, shell.pid)
         new = tmp_path / "new"
@@ -616,3 +616,12 @@ def test_policy_can_reexecute_systemd_instead_of_rebooting(host: Host) -> None:
     (host.new / "boot/vmlinuz-6.1.0-99-amd64").write_bytes(b"\0" * 4096)
     kernel_too = diff(str(host.old), str(host.new), use_cache=False)
     assert decide(kernel_too, impact, Policy(reexec_pid1=True)).verdict == "reboot"
+
+
+def test_each_stage_is_announced_as_it_starts(host: Host) -> None:
+    from imgdiff.plan import STAGES
+
+    said: list[str] = []
+    plan_update(str(host.old), str(host.new), root=str(host.old), use_cache=False,
+                on_stage=said.append)  # fmt: skip
+    assert said == [description for _, description in STAGES]

@@ -178,7 +178,9 @@ def test_stale_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_snapshot_cli_writes_a_loadable_file(tmp_path: Path) -> None:
     assert main(["snapshot", "-o", str(tmp_path / "s.json")]) == 0
     snap = Snapshot.load(tmp_path / "s.json")
-    assert os.getpid() in {p.pid for p in snap.processes}
+    pids = {p.pid for p in snap.processes}
+    assert os.getppid() in pids
+    assert os.getpid() not in pids  # the tool leaves itself out
 
 
 def test_parse_stat_with_hostile_comm() -> None:
@@ -388,3 +390,13 @@ def test_unreadable_process_with_our_root_is_no_gap_for_a_chroot(chroot_dir: Pat
     host_gaps = {g.pid: g.reason for g in Snapshot.capture("/").gaps}
     assert host_gaps[1].endswith("(its mount table is ours: its root is /)")
     assert 1 not in {g.pid for g in Snapshot.capture(str(chroot_dir)).gaps}
+
+
+def test_the_command_line_tool_does_not_snapshot_itself() -> None:
+    with processes() as procs:
+        child = procs.start(["sh", "-c", "echo ready; exec sleep 600"])
+        tool = {p.pid for p in Snapshot.capture("/", exclude_self=True).processes}
+        library = {p.pid for p in Snapshot.capture("/").processes}
+    assert os.getpid() not in tool
+    assert child.pid in tool  # what it started is fair game
+    assert os.getpid() in library  # a long-running caller may need a restart too

@@ -275,3 +275,32 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None] | None
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+@contextmanager
+def stage_progress() -> Iterator[
+    tuple[Callable[[int, int], None] | None, Callable[[str], None] | None]
+]:
+    """(byte progress, stage announcer) drawn on stderr as one display, or (None, None)
+    when stderr is not a TTY."""
+    console = stderr_console()
+    if console.quiet:
+        yield None, None
+        return
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        def stage(description: str) -> None:
+            bar.update(task, description=description, completed=0, total=None)
+
+        yield update, stage

@@ -259,10 +259,13 @@ class Snapshot:
         procfs: str = "/proc",
         pids: Iterable[int] | None = None,
         spool: str | None = None,
+        exclude_self: bool = False,
     ) -> Snapshot:
         """Read /proc now. Only processes whose root is `root` are kept ("/" : the host's
         own processes, containers in other mount namespaces excluded). `spool` is the
-        import tracer's directory, whose records join the traced processes' files."""
+        import tracer's directory, whose records join the traced processes' files.
+        `exclude_self` leaves out this process and its forked workers (the command line
+        tool does: it is not what is being asked about)."""
         want_root = os.path.realpath(root) if root != "/" else "/"
         try:
             own_ns: str | None = os.readlink(f"{procfs}/self/ns/mnt")
@@ -275,7 +278,13 @@ class Snapshot:
         n = _parallel.workers() if len(todo) >= _PARALLEL_FROM else 1
         slices = [(todo[i::n], procfs, own_ns) for i in range(n)]
         read = [r for part in _parallel.fork_map(_read_slice, slices, size=len(todo)) for r in part]
+        me = os.getpid()
+        my_cmdline = next((p.cmdline for _, p, _ in read if p is not None and p.pid == me), None)
         for pid, proc, gap in sorted(read, key=lambda r: r[0]):
+            if exclude_self and (
+                pid == me or (proc is not None and proc.ppid == me and proc.cmdline == my_cmdline)
+            ):
+                continue  # imgdiff itself, and forked copies of it (its workers)
             if gap is not None:
                 if want_root != "/" and gap.endswith(_ROOT_IS_OURS):
                     continue  # its root is "/", not the one asked about: not a gap here
