@@ -740,3 +740,35 @@ def test_requests_in_the_real_image_resolves_quickly_through_dist_packages() -> 
     assert "charset_normalizer" in g.modules
     assert f"{LIB}/http/server.py" in http.files
     assert elapsed < 5  # ~0.1 s cold on the reference machine; generous for CI
+
+
+GUARDED = {
+    "srv/tool.py": (
+        "import helper\n"
+        'if __name__ == "__main__":\n'
+        "    import selftest\n"
+        "else:\n"
+        "    import onimport\n"
+        "def later():\n"
+        "    import lazily\n"
+    ),
+    "srv/app.py": "import tool\nif '__main__' == __name__:\n    import cli_only\n",
+    **{f"srv/{m}.py": "" for m in ("helper", "selftest", "onimport", "lazily", "cli_only")},
+}
+
+
+@pytest.mark.parametrize("parse", ["scan", "ast"])
+def test_main_guard_of_an_imported_module_never_runs(make_root: MakeRoot, parse: str) -> None:
+    """`if __name__ == "__main__":` runs for the program itself, not for what it imports."""
+    g = run(make_root(GUARDED), "/srv/app.py", parse=parse)
+    assert {"/srv/tool.py", "/srv/helper.py", "/srv/onimport.py", "/srv/cli_only.py"} <= g.files
+    assert "/srv/lazily.py" in g.files  # function-level imports may run: kept
+    assert "/srv/selftest.py" not in g.files
+    assert g.chain("/srv/onimport.py") == ("onimport", "tool", "__main__")
+
+
+@pytest.mark.parametrize("parse", ["scan", "ast"])
+def test_main_guard_of_a_module_run_with_m_runs(make_root: MakeRoot, parse: str) -> None:
+    g = run(make_root(GUARDED), "-m", "tool", parse=parse)
+    assert "/srv/selftest.py" in g.files
+    assert "/srv/onimport.py" in g.files  # the else branch is parsed too (conservative)

@@ -377,6 +377,9 @@ class _Ref:
     names: tuple[str, ...]  # the from-list; () for `import a.b`
     line: int
     anchor: str | None = None  # explicit package of import_module(".x", "pkg")
+    # under a top-level `if __name__ == "__main__":`: runs only when the module is the
+    # program itself, never when it is imported
+    main_only: bool = False
 
 
 @attrs.frozen
@@ -509,6 +512,7 @@ def static_imports(
     if via_runpy:
         walk.require("runpy")
     if inv.mode is RunMode.MODULE and inv.target:
+        walk.main_names |= {inv.target, inv.target + ".__main__"}
         spec = walk.require(inv.target)
         if spec is not None and spec.locations is not None:
             walk.require(inv.target + ".__main__")
@@ -846,11 +850,32 @@ def _is_type_checking(test: ast.expr) -> bool:
     return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
 
 
+def _is_main_guard(node: ast.stmt) -> bool:
+    """`if __name__ == "__main__":` (either operand order)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = (test.left, test.comparators[0])
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    mains = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return len(names) == 1 and len(mains) == 1
+
+
 def _refs_from_tree(tree: ast.Module) -> _Parsed:
     """Every import in a module's tree (walked iteratively: trees can be very deep)."""
     refs: list[_Ref] = []
     dynamic: list[int] = []
-    stack: list[ast.AST] = [tree]
+    guarded: list[ast.If] = [n for n in tree.body if isinstance(n, ast.If) and _is_main_guard(n)]
+    for block in guarded:
+        inner = _refs_from_tree(ast.Module(body=list(block.body), type_ignores=[]))
+        refs.extend(attrs.evolve(r, main_only=True) for r in inner.refs)
+        dynamic.extend(inner.dynamic)
+    skip = {id(n) for n in guarded}
+    stack: list[ast.AST] = [n for n in tree.body if id(n) not in skip]
+    for block in guarded:
+        stack.extend(block.orelse)  # `else:` of the guard runs on import
     while stack:
         node = stack.pop()
         if isinstance(node, ast.Import | ast.ImportFrom):
@@ -946,6 +971,11 @@ def _all_names(body: Sequence[ast.stmt]) -> tuple[str, ...] | None:
 _TYPE_CHECKING_IF = re.compile(
     r"^([ \t]*)(?:el)?if[ \t]+(?:[A-Za-z_][\w.]*\.)?TYPE_CHECKING[ \t]*:[ \t]*(?:#[^\n]*)?$", re.M
 )
+_MAIN_GUARD_IF = re.compile(
+    r"^()if[ \t]+(?:__name__[ \t]*==[ \t]*(['\"])__main__\2|(['\"])__main__\3[ \t]*==[ \t]*"
+    r"__name__)[ \t]*:[ \t]*(?:#[^\n]*)?$",
+    re.M,
+)
 _PREFIX = re.compile(r"(?P<head>[ \t]*|[^\n]*[:;][ \t]*)(?P<from>from(?!\w)[\w. \t]*)?")
 _DEF_BEFORE = re.compile(r"\bdef[ \t]+$")
 _ALL_ASSIGN = re.compile(r"__all__[ \t]*(?::[^=\n]*)?=[ \t]*")
@@ -1036,9 +1066,26 @@ def _type_checking_blocks(
     """Bodies of `if TYPE_CHECKING:` blocks, by indentation."""
     if "TYPE_CHECKING" not in text:
         return []
+    return _blocks(text, spans, starts, _TYPE_CHECKING_IF)
+
+
+def _main_guard_blocks(
+    text: str, spans: list[tuple[int, int]], starts: list[int]
+) -> list[tuple[int, int]]:
+    """Bodies of top-level `if __name__ == "__main__":` blocks (an `else:` is not in them)."""
+    if "__main__" not in text:
+        return []
+    return _blocks(text, spans, starts, _MAIN_GUARD_IF)
+
+
+def _blocks(
+    text: str, spans: list[tuple[int, int]], starts: list[int], header: re.Pattern[str]
+) -> list[tuple[int, int]]:
+    """(start, end) of the bodies of the `header` lines found outside strings, by
+    indentation: a body ends at the first code line indented no deeper than its header."""
     blocks: list[tuple[int, int]] = []
     n = len(text)
-    for m in _TYPE_CHECKING_IF.finditer(text):
+    for m in header.finditer(text):
         if (blocks and m.start() < blocks[-1][1]) or _inside(spans, starts, m.start()):
             continue  # nested in a block already found: keeps this linear
         indent = len(m.group(1).expandtabs(8))
@@ -1120,6 +1167,8 @@ def _scan(text: str) -> _Parsed:
     starts = [s for s, _ in spans]
     guarded = _type_checking_blocks(text, spans, starts)
     guarded_starts = [s for s, _ in guarded]
+    main_only = _main_guard_blocks(text, spans, starts)
+    main_starts = [s for s, _ in main_only]
     refs: list[_Ref] = []
     dynamic: list[int] = []
     problems: list[str] = []
@@ -1153,6 +1202,8 @@ def _scan(text: str) -> _Parsed:
             continue
         found = _scan_statement(text, p, floor, line, problems)
         if found is not None:
+            if _inside(main_only, main_starts, p):
+                found = [attrs.evolve(r, main_only=True) for r in found]
             refs.extend(found)
     return _Parsed(tuple(refs), tuple(dynamic), _scan_all(text, spans, starts), tuple(problems))
 
@@ -1325,6 +1376,7 @@ class _Walk:
         self._full = False
         self.importers: dict[str, str] = {}
         self._importer = ""  # the module whose imports are being resolved
+        self.main_names = {"__main__"}  # modules that run as the program (-m target)
 
     # -- files ----------------------------------------------------------------------
 
@@ -1535,7 +1587,10 @@ class _Walk:
         self.dynamic.extend(f"{path}:{line}" for line in parsed.dynamic)
         self.notes.extend(f"{path}: {problem}" for problem in parsed.problems)
         self._importer = name
+        as_main = name in self.main_names
         for ref in parsed.refs:
+            if ref.main_only and not as_main:
+                continue  # `if __name__ == "__main__":` of an imported module never runs
             target = self._absolute(ref, package, path)
             if not target:
                 continue
