@@ -625,3 +625,29 @@ def test_each_stage_is_announced_as_it_starts(host: Host) -> None:
     plan_update(str(host.old), str(host.new), root=str(host.old), use_cache=False,
                 on_stage=said.append)  # fmt: skip
     assert said == [description for _, description in STAGES]
+
+
+def test_console_shows_a_units_alike_workers_once(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from imgdiff.delta import diff
+    from imgdiff.impact import Evidence, Impact, ProcessImpact
+    from imgdiff.plan import decide
+    from imgdiff.report.console import render_verdict
+
+    old = write_tree(tmp_path / "old", {"usr/lib/libx.so.1": b"\x7fELF old"})
+    new = write_tree(tmp_path / "new", {"usr/lib/libx.so.1": b"\x7fELF new!"})
+    delta = diff(str(old), str(new), use_cache=False)
+    lib = (Evidence("/usr/lib/libx.so.1", "mapped", "modified", "elf-library"),)
+    workers = tuple(
+        ProcessImpact(pid, 0, "web.service", "/usr/sbin/web", ("web",), lib)
+        for pid in range(100, 112)
+    )
+    odd = ProcessImpact(99, 0, "web.service", "/usr/sbin/web-master", ("web",), lib)
+    verdict = decide(delta, Impact((odd, *workers), considered=13, uninspected=()))
+    console = Console(width=200, record=True)
+    console.print(render_verdict(verdict))
+    text = console.export_text()
+    assert "pids 100 101 102 103 104 105 106 107 (+4)  /usr/sbin/web" in text
+    assert "pid 99  /usr/sbin/web-master" in text
+    assert text.count("/usr/lib/libx.so.1") == 2  # once per group, not per process

@@ -202,11 +202,18 @@ def render_verdict(verdict: Verdict) -> RenderableType:
                 node = parent.add(Text(f"{n}. systemctl restart {step.unit}", style="bold"))
             else:
                 node = parent
+            # a unit's workers often share program and evidence: one node for all of them
+            alike: dict[tuple[str, tuple[Evidence, ...]], list[int]] = {}
             for proc in step.processes:
-                pnode = node.add(
-                    Text(f"pid {proc.pid}  {escape_path(proc.exe or ' '.join(proc.cmdline))}")
-                )
-                for e in proc.evidence:
+                key = (proc.exe or " ".join(proc.cmdline), proc.evidence)
+                alike.setdefault(key, []).append(proc.pid)
+            for (command, evidence), pids in alike.items():
+                shown = " ".join(map(str, pids[:8]))
+                if len(pids) > 8:
+                    shown += f" (+{len(pids) - 8})"
+                label = f"pid{'s' if len(pids) > 1 else ''} {shown}  {escape_path(command)}"
+                pnode = node.add(Text(label))
+                for e in evidence:
                     pnode.add(_evidence_text(e))
         parts.append(tree)
     parts.extend(Text(f"not inspected: {u}", style="red") for u in verdict.uninspected)
