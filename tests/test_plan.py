@@ -651,3 +651,33 @@ def test_console_shows_a_units_alike_workers_once(tmp_path: Path) -> None:
     assert "pids 100 101 102 103 104 105 106 107 (+4)  /usr/sbin/web" in text
     assert "pid 99  /usr/sbin/web-master" in text
     assert text.count("/usr/lib/libx.so.1") == 2  # once per group, not per process
+
+
+def test_non_utf8_names_travel_through_the_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config file whose name is not UTF-8, held open by a unit's process."""
+    name = b"caf\xe9.conf"
+    with scratch_dir("/srv") as old, processes() as procs, unit_cgroup() as (unit, cg):
+        build_chroot(old, ["sleep", "sh"])
+        (old / "etc").mkdir(exist_ok=True)
+        Path(os.fsdecode(bytes(old / "etc") + b"/" + name)).write_text("a = 1\n")
+        proc = procs.start(
+            ["chroot", str(old), "/usr/bin/sh", "-c",
+             b"exec 3</etc/" + name + b"; echo ready; exec /usr/bin/sleep 600"]  # type: ignore[list-item]
+        )  # fmt: skip
+        _wait_for_exe(proc.pid, f"{old}/usr/bin/sleep")
+        join_cgroup(cg, proc.pid)
+        new = tmp_path / "new"
+        shutil.copytree(old, new, symlinks=True)
+        Path(os.fsdecode(bytes(new / "etc") + b"/" + name)).write_text("a = 2\n")
+        argv = ["plan", str(old), str(new), "--root", str(old), "--no-cache"]
+        assert main([*argv, "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert main(argv) == 0
+        console = capsys.readouterr().out
+    (step,) = doc["steps"]
+    assert step["unit"] == unit
+    (reason,) = step["reasons"]
+    assert os.fsencode(reason["path"]) == b"/etc/" + name  # exact bytes back
+    assert "caf\\xe9.conf" in console  # escaped for people, never raw bytes
