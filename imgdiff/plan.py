@@ -39,34 +39,64 @@ _REBOOT_KINDS = frozenset({"kernel", "kernel-module", "boot", "firmware"})
 _MAX_LISTED = 20
 
 
+def _share(_: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ValueError(f"{attribute.name} must be a number in (0, 1], not {value!r}")
+
+
+def _one_of(*choices: str) -> Callable[[object, attrs.Attribute[str], object], None]:
+    def check(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+        if value not in choices:
+            raise ValueError(f"{attribute.name} must be {'|'.join(choices)}, not {value!r}")
+
+    return check
+
+
+def _flag(_: object, attribute: attrs.Attribute[bool], value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be true or false, not {value!r}")
+
+
+def _strings(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: object) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{attribute.name} must be a list of strings, not {value!r}")
+
+
 @attrs.frozen
 class Policy:
-    """How cautious the verdict is; every field has a documented default."""
+    """How cautious the verdict is; every field has a documented default. Values are
+    checked on construction (ValueError or TypeError), so a policy is valid or absent."""
 
     # share of the new image's files added or modified above which patching in place is
     # riskier than shipping the whole image
-    reimage_share: float = 0.5
+    reimage_share: float = attrs.field(default=0.5, validator=_share)
     # paths whose change needs a reboot (prefixes), beyond the kernel/boot/firmware kinds
-    reboot_paths: tuple[str, ...] = ("/boot/", "/efi/", "/usr/lib/modules/", "/lib/modules/")
+    reboot_paths: tuple[str, ...] = attrs.field(
+        default=("/boot/", "/efi/", "/usr/lib/modules/", "/lib/modules/"), validator=_strings
+    )
     # "strict": an uninspected process may be affected (no-action becomes restart);
     # "lenient": it is only listed
-    unknown: Literal["strict", "lenient"] = "strict"
+    unknown: Literal["strict", "lenient"] = attrs.field(
+        default="strict", validator=_one_of("strict", "lenient")
+    )
     # units that must not be restarted in place (their restart means a reboot)
-    never_restart: tuple[str, ...] = ()
+    never_restart: tuple[str, ...] = attrs.field(default=(), validator=_strings)
     # when the host's PID 1 is systemd and only its own files changed, plan
     # `systemctl daemon-reexec` (systemd re-executes itself in place) instead of a reboot
-    reexec_pid1: bool = False
+    reexec_pid1: bool = attrs.field(default=False, validator=_flag)
     # a live root that matches neither OLD nor NEW (a missed or local update) is patched
     # anyway instead of reimaged
-    allow_drift: bool = False
+    allow_drift: bool = attrs.field(default=False, validator=_flag)
     # what a running system changes by itself, left out of the drift check: "/dir/" is a
     # tree (not even walked), a pattern with * ? [ is matched with fnmatch, anything else
     # is one path
-    drift_ignore: tuple[str, ...] = DRIFT_IGNORE
+    drift_ignore: tuple[str, ...] = attrs.field(default=DRIFT_IGNORE, validator=_strings)
     # untraced Python processes: "graph": their static import graph decides (imports of
     # names computed at run time are not seen; the verdict says how many were judged so);
     # "strict": every changed module on their sys.path counts as possibly imported
-    untraced: Literal["graph", "strict"] = "graph"
+    untraced: Literal["graph", "strict"] = attrs.field(
+        default="graph", validator=_one_of("graph", "strict")
+    )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Policy:
@@ -83,14 +113,9 @@ class Policy:
             raise BadInput(name, f"unknown policy keys: {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()}
         try:
-            policy = cls(**values)
-        except TypeError as exc:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
             raise BadInput(name, f"bad policy: {exc}") from None
-        if policy.unknown not in ("strict", "lenient") or not 0 < policy.reimage_share <= 1:
-            raise BadInput(name, "unknown must be strict|lenient, reimage_share in (0, 1]")
-        if policy.untraced not in ("graph", "strict"):
-            raise BadInput(name, "untraced must be graph|strict")
-        return policy
 
 
 @attrs.frozen

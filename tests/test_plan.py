@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -356,9 +357,17 @@ def test_policy_from_toml_and_bad_policy(tmp_path: Path) -> None:
     bad.write_text("reimage_share = 7\n")
     with pytest.raises(BadInput, match="reimage_share"):
         Policy.load(bad)
-    bad.write_text('untraced = "maybe"\n')
-    with pytest.raises(BadInput, match=r"untraced must be graph\|strict"):
-        Policy.load(bad)
+    for text, message in (
+        ('untraced = "maybe"\n', "untraced must be graph|strict, not 'maybe'"),
+        ('unknown = "never"\n', "unknown must be strict|lenient"),
+        ("drift_ignore = [1, 2]\n", "drift_ignore must be a list of strings"),
+        ('allow_drift = "yes"\n', "allow_drift must be true or false"),
+        ("reimage_share = true\n", "reimage_share must be a number in (0, 1]"),
+        ('never_restart = "db.service"\n', "never_restart must be a list of strings"),
+    ):
+        bad.write_text(text)
+        with pytest.raises(BadInput, match=re.escape(message)):
+            Policy.load(bad)
     bad.write_text("nonsense = 1\n")
     with pytest.raises(BadInput, match="unknown policy keys"):
         Policy.load(bad)
