@@ -8,11 +8,13 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from imgdiff import BadInput
 from imgdiff.cli import main
 from imgdiff.runtime import Snapshot, stale
 from imgdiff.runtime._procfs import parse_maps, parse_stat
@@ -153,13 +155,42 @@ def test_snapshot_round_trips_through_json(tmp_path: Path) -> None:
     assert Snapshot.load(tmp_path / "s.json") == snap
 
 
+def _file_entry(**change: object) -> dict[str, object]:
+    entry: dict[str, object] = {"path": "/usr/lib/libx.so.1", "via": "mapped", "dev": 1, "ino": 2}
+    return {**entry, **change}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["processes"][0].update(pid="x"), "process key 'pid' has a str"),
+        (lambda d: d["processes"][0].update(pid=True), "process key 'pid' has a bool"),
+        (lambda d: d["processes"][0].update(root=None), "process key 'root' has a NoneType"),
+        (lambda d: d["processes"][0].update(unit=7), "process key 'unit' has a int"),
+        (lambda d: d["processes"][0].update(cmdline=5), "process key 'cmdline' has a int"),
+        (lambda d: d["processes"][0].update(cmdline=["a", 1]), "cmdline holds a non-string"),
+        (lambda d: d["processes"][0].update(files={}), "process key 'files' has a dict"),
+        (lambda d: d["processes"][0].update(evil=1), "unknown process key 'evil'"),
+        (lambda d: d["processes"][0]["files"].append(_file_entry(path=1)), "file key 'path'"),
+        (lambda d: d["processes"][0]["files"].append(_file_entry(via="x")), "unknown via"),
+        (lambda d: d["processes"][0]["files"].append("x"), "a file is not an object"),
+        (lambda d: d.update(processes="x"), "processes is not a list"),
+        (lambda d: d.update(gaps=[{"pid": 1}]), "malformed snapshot"),
+        (lambda d: d.pop("boot_id"), "boot_id"),
+    ],
+)
 def test_malformed_snapshot_is_bad_input(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], message: str
 ) -> None:
-    bad = tmp_path / "s.json"
-    bad.write_text(json.dumps({"schema": "imgdiff.snapshot/1", "processes": [{"pid": "x"}]}))
-    with pytest.raises(ValueError, match="malformed snapshot"):
+    good = tmp_path / "good.json"
+    Snapshot.capture(pids=[os.getpid()]).save(good)
+    doc = json.loads(good.read_text())
+    change(doc)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(BadInput, match="malformed snapshot") as err:
         Snapshot.load(bad)
+    assert message in str(err.value)
 
 
 def test_stale_cli_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -351,23 +351,66 @@ class Snapshot:
             raise BadInput(name, f"not an {SCHEMA} document")
         try:
             procs = []
-            for p in doc["processes"]:
-                files = tuple(FileUse(**f) for f in p["files"])
+            for p in _list(doc["processes"], "processes"):
+                _check_types(p, _PROCESS_TYPES, "process")
+                files = []
+                for f in _list(p["files"], "files"):
+                    _check_types(f, _FILE_TYPES, "file")
+                    files.append(FileUse(**f))
                 if any(f.via not in VIAS for f in files):
                     raise ValueError("unknown via")
+                cmdline = _list(p["cmdline"], "cmdline")
+                if not all(isinstance(a, str) for a in cmdline):
+                    raise ValueError("cmdline holds a non-string")
                 fields = {k: v for k, v in p.items() if k not in ("files", "cmdline")}
-                procs.append(Process(**fields, cmdline=tuple(p["cmdline"]), files=files))
-            gaps = tuple(Gap(**g) for g in doc.get("gaps", []))
+                procs.append(Process(**fields, cmdline=tuple(cmdline), files=tuple(files)))
+            gaps = []
+            for g in _list(doc.get("gaps", []), "gaps"):
+                _check_types(g, {"pid": int, "reason": str}, "gap")
+                gaps.append(Gap(**g))
             return cls(
                 boot_id=str(doc["boot_id"]),
                 taken_at=float(doc["taken_at"]),
                 host=str(doc["host"]),
                 processes=tuple(procs),
-                gaps=gaps,
+                gaps=tuple(gaps),
                 clock_ticks=int(doc.get("clock_ticks", 100)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInput(name, f"malformed snapshot: {exc}") from None
+
+
+_OPT_STR = (str, type(None))
+_OPT_INT = (int, type(None))
+# the JSON type of every field a saved snapshot may hold (other keys: bad input)
+_PROCESS_TYPES: dict[str, type | tuple[type, ...]] = {
+    "pid": int, "ppid": int, "start_time": int, "uid": int, "comm": str, "exe": _OPT_STR,
+    "cmdline": list, "cwd": _OPT_STR, "root": str, "unit": _OPT_STR, "container": _OPT_STR,
+    "cgroup": str, "mnt_ns": _OPT_STR, "files": list, "traced": bool, "ns_pid": _OPT_INT,
+}  # fmt: skip
+_FILE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "path": str, "via": str, "dev": int, "ino": int, "deleted": bool, "outside_root": bool,
+    "size": _OPT_INT, "mtime_ns": _OPT_INT,
+}  # fmt: skip
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"{what} is not a list")
+    return value
+
+
+def _check_types(doc: Any, types: dict[str, type | tuple[type, ...]], what: str) -> None:
+    """Every key known and of its JSON type (a bool is not an int here)."""
+    if not isinstance(doc, dict):
+        raise TypeError(f"a {what} is not an object")
+    for key, value in doc.items():
+        want = types.get(key)
+        if want is None:
+            raise ValueError(f"unknown {what} key {key!r}")
+        kinds = want if isinstance(want, tuple) else (want,)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            raise ValueError(f"{what} key {key!r} has a {type(value).__name__}")
 
 
 def _process_json(p: Process) -> dict[str, Any]:
