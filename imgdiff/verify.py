@@ -112,8 +112,13 @@ def verify(
     `tree` may be a manifest `read_tree` made, to compare one tree with several images.
     """
     skip = Ignore(ignore)
-    live = tree if isinstance(tree, Manifest) else read_tree(tree, ignore, use_cache=use_cache)
-    want = image if isinstance(image, Manifest) else Manifest.read(image, use_cache=use_cache)
+    if isinstance(tree, str) and isinstance(image, str):  # both read at once (forked)
+        live, want = Manifest.read_pair(
+            DirImage(tree, prune=skip.prune), image, use_cache=use_cache
+        )
+    else:
+        live = tree if isinstance(tree, Manifest) else read_tree(tree, ignore, use_cache=use_cache)
+        want = image if isinstance(image, Manifest) else Manifest.read(image, use_cache=use_cache)
     differences = tuple(c for c in compare(want, live).changes if not skip(c.path))
     return Verification(live.info.path, want.info.path, differences, tuple(ignore), live)
 
