@@ -12,7 +12,6 @@ Run: `.venv/bin/python -m benchmarks.bench_verify [--corpus DIR] [--runs N] [--w
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -20,24 +19,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import Timing, measure, table
+from benchmarks.common import Timing, measure, pair_arguments, table
 
 IMGDIFF = str(Path(sys.executable).with_name("imgdiff"))
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", default=os.environ.get("CORPUS", "/var/tmp/imgdiff-corpus"))
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--write", action="store_true")
-    args = ap.parse_args()
-    corpus = Path(args.corpus)
-    if not (corpus / "old").is_dir():
-        print(
-            f"no image pair in {corpus}: run ../shared/corpus/build-image-pair.sh", file=sys.stderr
-        )
+    parsed = pair_arguments(__doc__)
+    if parsed is None:
         return 2
-    old, new = str(corpus / "old"), str(corpus / "new")
+    args, old, new = parsed
     rows: list[tuple[str, str, Timing, Timing | None]] = []
     work = tempfile.mkdtemp(prefix="imgdiff-bench-verify-", dir="/var/tmp")
     cache = tempfile.mkdtemp(prefix="imgdiff-bench-cache-")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import attrs
 
@@ -61,3 +64,20 @@ def table(rows: Sequence[tuple[str, str, Timing, Timing | None]]) -> str:
             f"| {case} | `{cmd}` | {t.wall:.3f} | {t.cpu:.3f} | {t.peak_mib:.0f} | {ratio} |"
         )
     return "\n".join(out)
+
+
+def pair_arguments(doc: str | None) -> tuple[argparse.Namespace, str, str] | None:
+    """--corpus/--runs/--write parsed, and the corpus's OLD and NEW trees; None (after
+    saying how to build it) when the pair is missing."""
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--corpus", default=os.environ.get("CORPUS", "/var/tmp/imgdiff-corpus"))
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    corpus = Path(args.corpus)
+    if not (corpus / "old").is_dir():
+        print(
+            f"no image pair in {corpus}: run ../shared/corpus/build-image-pair.sh", file=sys.stderr
+        )
+        return None
+    return args, str(corpus / "old"), str(corpus / "new")

@@ -264,23 +264,9 @@ def stderr_console() -> Console:
 @contextmanager
 def progress_bar(description: str) -> Iterator[Callable[[int, int], None] | None]:
     """A byte-progress callback drawn on stderr, or None when stderr is not a TTY."""
-    console = stderr_console()
-    if console.quiet:
-        yield None
-        return
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with stage_progress() as (update, stage):
+        if stage is not None:
+            stage(description)
         yield update
 
 
