@@ -15,7 +15,7 @@ import os
 import posixpath
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -26,7 +26,7 @@ from imgdiff.delta import Delta
 from imgdiff.errors import BadInput
 from imgdiff.impact import PYTHON_KINDS, ConfigSources, Evidence, Impact, ProcessImpact
 from imgdiff.manifest import Manifest, ProgressFn
-from imgdiff.model import EntryType, Status
+from imgdiff.model import EntryType
 from imgdiff.packages.view import PackageView, version_order
 from imgdiff.runtime._procfs import boot_id
 from imgdiff.runtime.snapshot import Snapshot
@@ -194,7 +194,8 @@ class Step:
     pids: tuple[int, ...]
     reasons: tuple[Evidence, ...]
     commands: tuple[str, ...] = ()  # exe or cmdline of each process, for people
-    # "restart"; "daemon-reload" for changed unit files; "daemon-reexec" for PID 1 (policy)
+    # "restart"; "stop" for a unit NEW no longer has; "daemon-reload" for changed unit
+    # files; "daemon-reexec" for PID 1 (policy)
     action: str = "restart"
     batch: int = 0  # steps of one batch are independent; a batch runs after the previous
     processes: tuple[ProcessImpact, ...] = ()  # each process with its own evidence
@@ -305,14 +306,23 @@ def decide(
     policy: Policy | None = None,
     drift: Drift | None = None,
     unit_deps: Mapping[str, Iterable[str]] | None = None,
+    removed_units: Collection[str] = (),
 ) -> Verdict:
     """The verdict for updating from the delta's old image to its new one.
 
     `unit_deps` (unit → units it comes after, from the NEW image's unit files) orders the
-    restart steps in batches, dependencies first.
+    restart steps in batches, dependencies first. A step for one of `removed_units`
+    (units OLD has and NEW has not) stops the unit instead: it cannot restart.
     """
     policy = policy or Policy()
     verdict = _decide(delta, impact, policy, drift, unit_deps)
+    gone = [s for s in verdict.steps if s.unit in removed_units and s.action == "restart"]
+    if gone:
+        steps = tuple(attrs.evolve(s, action="stop") if s in gone else s for s in verdict.steps)
+        note = f"{_n(len(gone), 'unit')} no longer in NEW: stopped, not restarted"
+        reasons = (*verdict.reasons, note) if verdict.verdict != "no-action" else (note,)
+        kind = "restart" if verdict.verdict == "no-action" else verdict.verdict
+        verdict = attrs.evolve(verdict, verdict=kind, steps=steps, reasons=reasons)
     if drift is not None and drift.differs and drift.matches_new:
         note = "the live root already matches NEW: only running processes can lag behind"
         verdict = attrs.evolve(verdict, reasons=(note, *verdict.reasons))
@@ -328,9 +338,7 @@ def _decide(
 ) -> Verdict:
     reasons: list[str] = []
     steps = _steps(impact.affected, unit_deps)
-    units = [
-        c for c in delta.changes if c.kind == "systemd-unit" and c.status is not Status.REMOVED
-    ]
+    units = [c for c in delta.changes if c.kind == "systemd-unit"]  # removals too
     if units:
         steps.insert(
             0,
@@ -407,7 +415,9 @@ def _decide(
             f"{_n(len(restart_steps), 'unit or group', 'units or groups')}"
         )
     if units:
-        reasons.append(f"{_n(len(units), 'unit file')} changed: systemd must reload them")
+        reasons.append(
+            f"{_n(len(units), 'unit file')} changed or removed: systemd must reload them"
+        )
     relevant = any(not is_runtime_inert(c.kind) for c in delta.changes)
     strict_unknown = bool(uninspected) and policy.unknown == "strict" and relevant
     if strict_unknown:
@@ -491,6 +501,9 @@ def plan_update(
     old_view = PackageView.read(om) if om.has_contents else None
     clock.lap("packages")
     unit_deps = None
+    removed_units: set[str] = set()
+    if om.has_contents and nm.has_contents:
+        removed_units = _unit_names(om) - _unit_names(nm)
     if nm.has_contents:
         links = {
             p: e.target
@@ -523,7 +536,7 @@ def plan_update(
             root, om, nm, use_cache=use_cache, ignore=policy.drift_ignore, old_view=old_view
         )
     clock.lap("drift")
-    verdict = decide(delta, impact, policy, drift, unit_deps)
+    verdict = decide(delta, impact, policy, drift, unit_deps, removed_units)
     clock.lap("verdict")
     if not live:
         notes = ["saved snapshot: static import graphs and ELF closures were not computed"]
@@ -533,6 +546,17 @@ def plan_update(
             )
         verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))
     return verdict, delta, impact
+
+
+def _unit_names(manifest: Manifest) -> set[str]:
+    """Units the image defines: unit files and alias links in the unit directories (a
+    link to /dev/null masks a unit: it is not defined)."""
+    return {
+        posixpath.basename(p)
+        for p, e in manifest.entries.items()
+        if posixpath.dirname(p) in units.UNIT_DIRS
+        and (e.type is EntryType.FILE or (e.type is EntryType.SYMLINK and e.target != "/dev/null"))
+    }
 
 
 def _unit_files(manifest: Manifest) -> dict[str, bytes]:
@@ -588,8 +612,15 @@ def verify_restarted(verdict: Verdict, snapshot: Snapshot) -> tuple[str, ...]:
     from imgdiff.runtime import stale
 
     units = {s.unit for s in verdict.steps if s.unit and s.action == "restart"}
-    bare = {pid for s in verdict.steps if s.unit is None for pid in s.pids}
-    problems = []
+    stopped = {s.unit for s in verdict.steps if s.unit and s.action == "stop"}
+    bare = {
+        pid for s in verdict.steps if s.unit is None and s.action == "restart" for pid in s.pids
+    }
+    problems = [
+        f"{p.unit}: pid {p.pid} still runs, though NEW has no such unit"
+        for p in snapshot.processes
+        if p.unit in stopped
+    ]
     for proc in stale(snapshot).processes:
         if (proc.unit in units) or (proc.unit is None and proc.pid in bare):
             first = proc.reasons[0]

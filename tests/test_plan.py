@@ -690,3 +690,28 @@ def test_non_utf8_names_travel_through_the_verdict(
     (reason,) = step["reasons"]
     assert os.fsencode(reason["path"]) == b"/etc/" + name  # exact bytes back
     assert "caf\\xe9.conf" in console  # escaped for people, never raw bytes
+
+
+def test_a_running_unit_that_new_no_longer_has_is_stopped(host: Host) -> None:
+    from imgdiff.plan import verify_restarted
+    from imgdiff.runtime import Snapshot
+
+    for tree in (host.old, host.new):
+        (tree / "etc/systemd/system").mkdir(parents=True)
+    (host.old / "etc/systemd/system" / host.unit).write_text(
+        "[Service]\nExecStart=/usr/bin/sleep 600\n"
+    )  # NEW drops the service
+    verdict = host.plan()
+    assert verdict.verdict == "restart"
+    reload, stop = verdict.steps
+    assert reload.action == "daemon-reload"
+    assert [e.path for e in reload.reasons] == [f"/etc/systemd/system/{host.unit}"]
+    assert (stop.unit, stop.action, stop.pids) == (host.unit, "stop", (host.pid,))
+    assert verdict.reasons[-1] == "1 unit no longer in NEW: stopped, not restarted"
+    assert verify_restarted(verdict, Snapshot.capture(str(host.old))) == (
+        f"{host.unit}: pid {host.pid} still runs, though NEW has no such unit",
+    )
+    os.kill(host.pid, signal.SIGKILL)  # act: stop it (the fixture reaps it)
+    while Path(f"/proc/{host.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)
+    assert verify_restarted(verdict, Snapshot.capture(str(host.old))) == ()

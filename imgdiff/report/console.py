@@ -186,7 +186,7 @@ def render_verdict(verdict: Verdict) -> RenderableType:
         batches: dict[int, Tree] = {}
         for n, step in enumerate(verdict.steps, 1):
             parent = tree
-            if step.action == "restart":
+            if step.action in ("restart", "stop"):
                 if step.batch not in batches:
                     label = f"batch {step.batch}" + (
                         "" if step.unit else ": processes with no unit"
@@ -199,7 +199,7 @@ def render_verdict(verdict: Verdict) -> RenderableType:
                     node.add(_evidence_text(e))
                 continue
             if step.unit:
-                node = parent.add(Text(f"{n}. systemctl restart {step.unit}", style="bold"))
+                node = parent.add(Text(f"{n}. systemctl {step.action} {step.unit}", style="bold"))
             else:
                 node = parent
             # a unit's workers often share program and evidence: one node for all of them
