@@ -194,8 +194,8 @@ class Step:
     pids: tuple[int, ...]
     reasons: tuple[Evidence, ...]
     commands: tuple[str, ...] = ()  # exe or cmdline of each process, for people
-    # "restart"; "stop" for a unit NEW no longer has; "daemon-reload" for changed unit
-    # files; "daemon-reexec" for PID 1 (policy)
+    # "restart"; "stop" for a unit NEW no longer has; "start" for one NEW newly enables;
+    # "daemon-reload" for changed unit files; "daemon-reexec" for PID 1 (policy)
     action: str = "restart"
     batch: int = 0  # steps of one batch are independent; a batch runs after the previous
     processes: tuple[ProcessImpact, ...] = ()  # each process with its own evidence
@@ -307,12 +307,15 @@ def decide(
     drift: Drift | None = None,
     unit_deps: Mapping[str, Iterable[str]] | None = None,
     removed_units: Collection[str] = (),
+    enabled_units: Mapping[str, str] | None = None,
 ) -> Verdict:
     """The verdict for updating from the delta's old image to its new one.
 
     `unit_deps` (unit → units it comes after, from the NEW image's unit files) orders the
     restart steps in batches, dependencies first. A step for one of `removed_units`
     (units OLD has and NEW has not) stops the unit instead: it cannot restart.
+    `enabled_units` (unit → the `.wants`/`.requires` link that enables it in NEW, for
+    units NEW newly enables and that do not run) get a `start` step last.
     """
     policy = policy or Policy()
     verdict = _decide(delta, impact, policy, drift, unit_deps)
@@ -323,6 +326,20 @@ def decide(
         reasons = (*verdict.reasons, note) if verdict.verdict != "no-action" else (note,)
         kind = "restart" if verdict.verdict == "no-action" else verdict.verdict
         verdict = attrs.evolve(verdict, verdict=kind, steps=steps, reasons=reasons)
+    if enabled_units and verdict.verdict in ("no-action", "restart"):
+        last = max((s.batch for s in verdict.steps), default=0)
+        starts = tuple(
+            Step(
+                unit, (), (Evidence(link, "config", "added", "systemd-unit", "enabled in NEW"),),
+                action="start", batch=last + 1,
+            )
+            for unit, link in sorted(enabled_units.items())
+        )  # fmt: skip
+        note = f"{_n(len(starts), 'unit')} newly enabled in NEW and not running: start"
+        reasons = (*verdict.reasons, note) if verdict.verdict != "no-action" else (note,)
+        verdict = attrs.evolve(
+            verdict, verdict="restart", steps=(*verdict.steps, *starts), reasons=reasons
+        )
     if drift is not None and drift.differs and drift.matches_new:
         note = "the live root already matches NEW: only running processes can lag behind"
         verdict = attrs.evolve(verdict, reasons=(note, *verdict.reasons))
@@ -502,8 +519,11 @@ def plan_update(
     clock.lap("packages")
     unit_deps = None
     removed_units: set[str] = set()
+    enabling: dict[str, str] = {}
     if om.has_contents and nm.has_contents:
         removed_units = _unit_names(om) - _unit_names(nm)
+        before = _enabled(om)
+        enabling = {u: link for u, link in _enabled(nm).items() if u not in before}
     if nm.has_contents:
         links = {
             p: e.target
@@ -536,7 +556,9 @@ def plan_update(
             root, om, nm, use_cache=use_cache, ignore=policy.drift_ignore, old_view=old_view
         )
     clock.lap("drift")
-    verdict = decide(delta, impact, policy, drift, unit_deps, removed_units)
+    running = {p.unit for p in snap.processes if p.unit}
+    enabling = {u: link for u, link in enabling.items() if u not in running}
+    verdict = decide(delta, impact, policy, drift, unit_deps, removed_units, enabling)
     clock.lap("verdict")
     if not live:
         notes = ["saved snapshot: static import graphs and ELF closures were not computed"]
@@ -557,6 +579,20 @@ def _unit_names(manifest: Manifest) -> set[str]:
         if posixpath.dirname(p) in units.UNIT_DIRS
         and (e.type is EntryType.FILE or (e.type is EntryType.SYMLINK and e.target != "/dev/null"))
     }
+
+
+def _enabled(manifest: Manifest) -> dict[str, str]:
+    """unit -> the `.wants`/`.requires` link that enables it (`systemctl enable`)."""
+    found: dict[str, str] = {}
+    for p, e in manifest.entries.items():
+        parent = posixpath.dirname(p)
+        if (
+            e.type is EntryType.SYMLINK
+            and parent.endswith((".wants", ".requires"))
+            and posixpath.dirname(parent) in units.UNIT_DIRS
+        ):
+            found.setdefault(posixpath.basename(p), p)
+    return found
 
 
 def _unit_files(manifest: Manifest) -> dict[str, bytes]:

@@ -715,3 +715,22 @@ def test_a_running_unit_that_new_no_longer_has_is_stopped(host: Host) -> None:
     while Path(f"/proc/{host.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
         time.sleep(0.01)
     assert verify_restarted(verdict, Snapshot.capture(str(host.old))) == ()
+
+
+def test_a_unit_new_newly_enables_is_started(
+    host: Host, capsys: pytest.CaptureFixture[str]
+) -> None:
+    units = host.new / "etc/systemd/system"
+    (units / "multi-user.target.wants").mkdir(parents=True)
+    (units / "metrics.service").write_text("[Service]\nExecStart=/usr/bin/sleep 600\n")
+    (units / "multi-user.target.wants/metrics.service").symlink_to("../metrics.service")
+    verdict = host.plan()
+    assert verdict.verdict == "restart"
+    start = verdict.steps[-1]
+    assert (start.unit, start.action, start.pids) == ("metrics.service", "start", ())
+    assert [(e.path, e.detail) for e in start.reasons] == [
+        ("/etc/systemd/system/multi-user.target.wants/metrics.service", "enabled in NEW")
+    ]
+    assert verdict.reasons[-1] == "1 unit newly enabled in NEW and not running: start"
+    assert main(["plan", str(host.old), str(host.new), "--root", str(host.old)]) == 0
+    assert "systemctl start metrics.service" in capsys.readouterr().out

@@ -186,7 +186,7 @@ def render_verdict(verdict: Verdict) -> RenderableType:
         batches: dict[int, Tree] = {}
         for n, step in enumerate(verdict.steps, 1):
             parent = tree
-            if step.action in ("restart", "stop"):
+            if step.action in ("restart", "stop", "start"):
                 if step.batch not in batches:
                     label = f"batch {step.batch}" + (
                         "" if step.unit else ": processes with no unit"
@@ -202,6 +202,9 @@ def render_verdict(verdict: Verdict) -> RenderableType:
                 node = parent.add(Text(f"{n}. systemctl {step.action} {step.unit}", style="bold"))
             else:
                 node = parent
+            if not step.processes:  # a unit to start: why, not who
+                for e in step.reasons:
+                    node.add(_evidence_text(e))
             # a unit's workers often share program and evidence: one node for all of them
             alike: dict[tuple[str, tuple[Evidence, ...]], list[int]] = {}
             for proc in step.processes:
