@@ -23,15 +23,20 @@ import attrs
 from imgdiff import units
 from imgdiff.classify import is_runtime_inert
 from imgdiff.delta import Delta
+from imgdiff.drift import Drift, check_drift
 from imgdiff.errors import BadInput
 from imgdiff.impact import PYTHON_KINDS, ConfigSources, Evidence, Impact, ProcessImpact
 from imgdiff.manifest import Manifest, ProgressFn
-from imgdiff.model import EntryType
-from imgdiff.packages.view import PackageView, version_order
+from imgdiff.packages.view import PackageView
 from imgdiff.runtime._procfs import boot_id
 from imgdiff.runtime.snapshot import Snapshot
 from imgdiff.units import batches
-from imgdiff.verify import DRIFT_IGNORE, read_tree, same_paths, verify
+from imgdiff.verify import DRIFT_IGNORE
+
+__all__ = [
+    "KINDS", "SCHEMA", "STAGES", "Drift", "Policy", "Step", "Verdict", "check_drift",
+    "decide", "plan_update", "verify_restarted",
+]  # fmt: skip
 
 SCHEMA = "imgdiff.verdict/1"
 KINDS = ("no-action", "restart", "reboot", "reimage")
@@ -116,74 +121,6 @@ class Policy:
             return cls(**values)
         except (TypeError, ValueError) as exc:
             raise BadInput(name, f"bad policy: {exc}") from None
-
-
-@attrs.frozen
-class Drift:
-    """How the live root differs from the OLD image the plan assumes."""
-
-    differs: tuple[str, ...]  # paths whose live state is not OLD's
-    matches_new: bool  # the live root is already the NEW image
-    # installed packages whose live version is not OLD's, e.g. "dpkg:openssl:amd64 3.0.11
-    # live, 3.0.13 in OLD (live is older: a missed update)"
-    packages: tuple[str, ...] = ()
-
-
-def check_drift(
-    root: str,
-    old: str | Manifest,
-    new: str | Manifest,
-    *,
-    use_cache: bool = True,
-    ignore: Sequence[str] = DRIFT_IGNORE,
-    old_view: PackageView | None = None,
-) -> Drift:
-    """Compare the live root (a directory) with OLD, and with NEW when it is not OLD.
-
-    Paths `ignore` matches (see `Policy.drift_ignore`) do not count; its trees are not
-    walked (package databases aside). When the live root differs, its installed packages
-    are compared with `old_view` (OLD's package view, read from OLD when not given) to
-    say whether it is behind OLD (a missed update) or ahead. Pass the manifests already
-    read (as `plan_update` does) to read each image once.
-    """
-    # a saved manifest of that tree may be older than the tree: only a fresh read counts
-    fresh = not isinstance(old, Manifest) or old.has_contents
-    old_path = old.info.path if isinstance(old, Manifest) else old
-    if fresh and os.path.isdir(old_path) and os.path.realpath(old_path) == os.path.realpath(root):
-        return Drift((), False)  # OLD is the live tree itself, read just now
-    live = read_tree(root, ignore, use_cache=use_cache)
-    old_m = old if isinstance(old, Manifest) else Manifest.read(old, use_cache=use_cache)
-    found = tuple(c.path for c in verify(live, old_m, ignore=ignore).differences)
-    if not found:
-        return Drift((), False)
-    new_m = new if isinstance(new, Manifest) else Manifest.read(new, use_cache=use_cache)
-    # the path sets settle most "is it NEW already?" questions without comparing each file
-    at_new = same_paths(live, new_m, ignore) and verify(live, new_m, ignore=ignore).matches
-    if old_view is None and old_m.has_contents:
-        old_view = PackageView.read(old_m)
-    packages = _package_drift(PackageView.read(live), old_view) if old_view else ()
-    return Drift(found, at_new, packages)
-
-
-def _package_drift(live: PackageView, old: PackageView) -> tuple[str, ...]:
-    """Packages whose live version differs from OLD's, behind (older) first."""
-    have = {(p.manager, p.key): p.version for p in live.packages}
-    want = {(p.manager, p.key): p.version for p in old.packages}
-    behind, other = [], []
-    for manager, key in sorted(have.keys() | want.keys()):
-        a, b = have.get((manager, key)), want.get((manager, key))
-        name = f"{manager}:{key}"
-        if a == b:
-            continue
-        if a is None:
-            other.append(f"{name} {b} is in OLD but not installed live")
-        elif b is None:
-            other.append(f"{name} {a} is installed live but not in OLD")
-        elif version_order(manager)(a, b) < 0:
-            behind.append(f"{name} {a} live, {b} in OLD (live is older: a missed update)")
-        else:
-            other.append(f"{name} {a} live, {b} in OLD (live is newer)")
-    return (*behind, *other)
 
 
 @attrs.frozen
@@ -521,18 +458,13 @@ def plan_update(
     removed_units: set[str] = set()
     enabling: dict[str, str] = {}
     if om.has_contents and nm.has_contents:
-        removed_units = _unit_names(om) - _unit_names(nm)
-        before = _enabled(om)
-        enabling = {u: link for u, link in _enabled(nm).items() if u not in before}
+        removed_units = units.unit_names(om) - units.unit_names(nm)
+        before = units.enabled(om)
+        enabling = {u: link for u, link in units.enabled(nm).items() if u not in before}
     if nm.has_contents:
-        links = {
-            p: e.target
-            for p, e in nm.entries.items()
-            if e.type is EntryType.SYMLINK and e.target and units.is_unit_file(p)
-        }
-        unit_deps = units.dependencies(_unit_files(nm), units.aliases(links))
+        unit_deps = units.dependencies(units.unit_files(nm), units.aliases(units.alias_links(nm)))
     # what the processes were started from
-    old_units = _unit_files(om) if om.has_contents else {}
+    old_units = units.unit_files(om) if om.has_contents else {}
     configs = ConfigSources.read(old_units, old_view)
     clock.lap("unit-files")
     live = snapshot is None
@@ -568,39 +500,6 @@ def plan_update(
             )
         verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))
     return verdict, delta, impact
-
-
-def _unit_names(manifest: Manifest) -> set[str]:
-    """Units the image defines: unit files and alias links in the unit directories (a
-    link to /dev/null masks a unit: it is not defined)."""
-    return {
-        posixpath.basename(p)
-        for p, e in manifest.entries.items()
-        if posixpath.dirname(p) in units.UNIT_DIRS
-        and (e.type is EntryType.FILE or (e.type is EntryType.SYMLINK and e.target != "/dev/null"))
-    }
-
-
-def _enabled(manifest: Manifest) -> dict[str, str]:
-    """unit -> the `.wants`/`.requires` link that enables it (`systemctl enable`)."""
-    found: dict[str, str] = {}
-    for p, e in manifest.entries.items():
-        parent = posixpath.dirname(p)
-        if (
-            e.type is EntryType.SYMLINK
-            and parent.endswith((".wants", ".requires"))
-            and posixpath.dirname(parent) in units.UNIT_DIRS
-        ):
-            found.setdefault(posixpath.basename(p), p)
-    return found
-
-
-def _unit_files(manifest: Manifest) -> dict[str, bytes]:
-    """The image's unit files and drop-ins: regular files only (a directory or alias
-    symlink among them would make a streamed archive be read again for nothing)."""
-    return manifest.read_files(
-        p for p, e in manifest.entries.items() if e.type is EntryType.FILE and units.is_unit_file(p)
-    )
 
 
 STAGES = (

@@ -12,6 +12,12 @@ from __future__ import annotations
 import posixpath
 import shlex
 from collections.abc import Collection, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from imgdiff.model import EntryType
+
+if TYPE_CHECKING:
+    from imgdiff.manifest import Manifest
 
 UNIT_DIRS = (
     "/etc/systemd/system",
@@ -222,3 +228,48 @@ def batches(units: Collection[str], deps: Mapping[str, Iterable[str]]) -> list[l
         out.append(ready)
         done.update(ready)
     return out
+
+
+# -- unit files of an image -------------------------------------------------------
+
+
+def unit_names(manifest: Manifest) -> set[str]:
+    """Units the image defines: unit files and alias links in the unit directories (a
+    link to /dev/null masks a unit: it is not defined)."""
+    return {
+        posixpath.basename(p)
+        for p, e in manifest.entries.items()
+        if posixpath.dirname(p) in UNIT_DIRS
+        and (e.type is EntryType.FILE or (e.type is EntryType.SYMLINK and e.target != "/dev/null"))
+    }
+
+
+def enabled(manifest: Manifest) -> dict[str, str]:
+    """unit -> the `.wants`/`.requires` link that enables it (`systemctl enable`)."""
+    found: dict[str, str] = {}
+    for p, e in manifest.entries.items():
+        parent = posixpath.dirname(p)
+        if (
+            e.type is EntryType.SYMLINK
+            and parent.endswith((".wants", ".requires"))
+            and posixpath.dirname(parent) in UNIT_DIRS
+        ):
+            found.setdefault(posixpath.basename(p), p)
+    return found
+
+
+def unit_files(manifest: Manifest) -> dict[str, bytes]:
+    """The image's unit files and drop-ins: regular files only (a directory or alias
+    symlink among them would make a streamed archive be read again for nothing)."""
+    return manifest.read_files(
+        p for p, e in manifest.entries.items() if e.type is EntryType.FILE and is_unit_file(p)
+    )
+
+
+def alias_links(manifest: Manifest) -> dict[str, str]:
+    """Symlinks in the unit directories (path -> target), for `aliases`."""
+    return {
+        p: e.target
+        for p, e in manifest.entries.items()
+        if e.type is EntryType.SYMLINK and e.target and is_unit_file(p)
+    }

@@ -471,8 +471,7 @@ def test_unit_files_of_an_archive_come_from_the_first_pass(
     """Directories (`*.wants`, `*.d`) and alias symlinks among the unit paths must not
     make the archive be streamed a second time."""
     from imgdiff.manifest import Manifest
-    from imgdiff.plan import _unit_files
-    from imgdiff.units import is_unit_file
+    from imgdiff.units import is_unit_file, unit_files
 
     src = write_tree(
         tmp_path / "img",
@@ -490,7 +489,7 @@ def test_unit_files_of_an_archive_come_from_the_first_pass(
         raise AssertionError("the archive was streamed again")
 
     monkeypatch.setattr(m._image, "entries", second_pass)
-    assert set(_unit_files(m)) == {
+    assert set(unit_files(m)) == {
         "/usr/lib/systemd/system/web.service",
         "/usr/lib/systemd/system/web.service.d/x.conf",
     }
@@ -502,8 +501,9 @@ def test_missed_update_is_named_by_the_packages_the_live_root_is_behind_on(
     """Updates 3, 4, 5 of a package: the live root is still at 3, OLD is 4 (missed), NEW
     is 5. The live root matches neither, and its dpkg database says why."""
     from imgdiff.delta import diff
+    from imgdiff.drift import check_drift
     from imgdiff.impact import Impact
-    from imgdiff.plan import check_drift, decide
+    from imgdiff.plan import decide
 
     from .debs import build_deb, dpkg, new_root
 

@@ -1,0 +1,86 @@
+"""Drift: is the live root still the OLD image the plan starts from?
+
+A live root that matches neither OLD nor NEW is a box in an odd state: an intermediate
+update was missed, or someone changed it by hand. The tree is compared with OLD through
+`imgdiff.verify` (what a running system writes for itself left out), and its own package
+databases say which packages it is behind or ahead on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import attrs
+
+from imgdiff.manifest import Manifest
+from imgdiff.packages.view import PackageView, version_order
+from imgdiff.verify import DRIFT_IGNORE, read_tree, same_paths, verify
+
+
+@attrs.frozen
+class Drift:
+    """How the live root differs from the OLD image the plan assumes."""
+
+    differs: tuple[str, ...]  # paths whose live state is not OLD's
+    matches_new: bool  # the live root is already the NEW image
+    # installed packages whose live version is not OLD's, e.g. "dpkg:openssl:amd64 3.0.11
+    # live, 3.0.13 in OLD (live is older: a missed update)"
+    packages: tuple[str, ...] = ()
+
+
+def check_drift(
+    root: str,
+    old: str | Manifest,
+    new: str | Manifest,
+    *,
+    use_cache: bool = True,
+    ignore: Sequence[str] = DRIFT_IGNORE,
+    old_view: PackageView | None = None,
+) -> Drift:
+    """Compare the live root (a directory) with OLD, and with NEW when it is not OLD.
+
+    Paths `ignore` matches (see `Policy.drift_ignore`) do not count; its trees are not
+    walked (package databases aside). When the live root differs, its installed packages
+    are compared with `old_view` (OLD's package view, read from OLD when not given) to
+    say whether it is behind OLD (a missed update) or ahead. Pass the manifests already
+    read (as `plan_update` does) to read each image once.
+    """
+    # a saved manifest of that tree may be older than the tree: only a fresh read counts
+    fresh = not isinstance(old, Manifest) or old.has_contents
+    old_path = old.info.path if isinstance(old, Manifest) else old
+    if fresh and os.path.isdir(old_path) and os.path.realpath(old_path) == os.path.realpath(root):
+        return Drift((), False)  # OLD is the live tree itself, read just now
+    live = read_tree(root, ignore, use_cache=use_cache)
+    old_m = old if isinstance(old, Manifest) else Manifest.read(old, use_cache=use_cache)
+    found = tuple(c.path for c in verify(live, old_m, ignore=ignore).differences)
+    if not found:
+        return Drift((), False)
+    new_m = new if isinstance(new, Manifest) else Manifest.read(new, use_cache=use_cache)
+    # the path sets settle most "is it NEW already?" questions without comparing each file
+    at_new = same_paths(live, new_m, ignore) and verify(live, new_m, ignore=ignore).matches
+    if old_view is None and old_m.has_contents:
+        old_view = PackageView.read(old_m)
+    packages = _package_drift(PackageView.read(live), old_view) if old_view else ()
+    return Drift(found, at_new, packages)
+
+
+def _package_drift(live: PackageView, old: PackageView) -> tuple[str, ...]:
+    """Packages whose live version differs from OLD's, behind (older) first."""
+    have = {(p.manager, p.key): p.version for p in live.packages}
+    want = {(p.manager, p.key): p.version for p in old.packages}
+    behind, other = [], []
+    for manager, key in sorted(have.keys() | want.keys()):
+        a, b = have.get((manager, key)), want.get((manager, key))
+        name = f"{manager}:{key}"
+        if a == b:
+            continue
+        if a is None:
+            other.append(f"{name} {b} is in OLD but not installed live")
+        elif b is None:
+            other.append(f"{name} {a} is installed live but not in OLD")
+        elif version_order(manager)(a, b) < 0:
+            behind.append(f"{name} {a} live, {b} in OLD (live is older: a missed update)")
+        else:
+            other.append(f"{name} {a} live, {b} in OLD (live is newer)")
+    return (*behind, *other)
