@@ -1,10 +1,13 @@
-"""Restart order from the NEW image's systemd unit files: dependencies first, in batches.
+"""An image's systemd unit files: restart order, aliases, configuration, enabled units.
 
 Unit files are read from the image (never from the host's systemd), with systemd's
 precedence (`/etc` over `/run` over `/usr/lib`, `/lib` as its usr-merged twin) and
 drop-ins (`NAME.d/*.conf`). `After=`, `Requires=`, `Requisite=` and `BindsTo=` order a
 unit after the ones it names; `PartOf=`/`BindsTo=` also tie a restart of the named unit
-to this one. Parsing only: nothing is executed, no unit is loaded.
+to this one (`dependencies`, `batches`). Alias links name the unit a cgroup carries
+(`aliases`); `config_sources` lists the files a service's unit files name;
+`unit_names` and `enabled` say which units an image defines and enables. Parsing only:
+nothing is executed, no unit is loaded.
 """
 
 from __future__ import annotations
