@@ -431,3 +431,15 @@ def test_the_command_line_tool_does_not_snapshot_itself() -> None:
     assert os.getpid() not in tool
     assert child.pid in tool  # what it started is fair game
     assert os.getpid() in library  # a long-running caller may need a restart too
+
+
+def test_open_config_replaced_on_disk_is_stale_an_unlinked_temp_file_is_not() -> None:
+    with scratch_dir() as opt, processes() as procs:
+        conf, scratch = opt / "app.conf", opt / "scratch.tmp"
+        conf.write_text("workers = 4\n")
+        scratch.write_text("work\n")
+        holder = procs.start(["sh", "-c", f"exec 3<{conf} 4<{scratch}; echo ready; exec sleep 600"])
+        assert _reasons(holder.pid) == []
+        replace_file(conf, b"workers = 8\n")  # what a package manager does
+        scratch.unlink()  # what a program does with its temporary file
+        assert _reasons(holder.pid) == [(str(conf), "open")]

@@ -90,13 +90,15 @@ def check_use(use: FileUse, fs: RootFS, cache: dict[str, os.stat_result | None])
     root `fs`), or None; `cache` holds stat results by path for that root."""
     if use.path.startswith(_PSEUDO) or use.outside_root:
         return None
-    if use.via == "open" and (use.path.startswith(_RUNTIME_STATE) or use.deleted):
-        return None  # rotated logs and unlinked temp files are not code
+    if use.via == "open" and use.path.startswith(_RUNTIME_STATE):
+        return None  # logs, caches, spools: run-time state, not code or configuration
     if use.path in cache:
         st = cache[use.path]
     else:
         st = cache[use.path] = fs.stat(use.path)
     if st is None:
+        if use.via == "open":
+            return None  # an unlinked temporary file: nothing took its place
         return Reason(use.path, "deleted", "no longer on disk")
     if use.deleted or (st.st_dev, st.st_ino) != (use.dev, use.ino):
         # the kernel marks an unlinked inode "(deleted)"; a new file at the path means the
