@@ -32,8 +32,8 @@ from imgdiff.model import Change, Status
 from imgdiff.packages.view import PackageView
 from imgdiff.rootfs import RootFS
 from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir, parse_stat
-from imgdiff.runtime.snapshot import Gap, Process, Snapshot
-from imgdiff.runtime.stale import check_use, is_python, recorded_deleted
+from imgdiff.runtime.snapshot import FileUse, Gap, Process, Snapshot
+from imgdiff.runtime.stale import SameBytes, check_use, is_python, recorded_deleted
 from imgdiff.trace.importgraph import ProgramGraphs
 
 _CONFIG_DIRS = ("/etc/",)
@@ -350,6 +350,7 @@ class _LiveReader:
         self.closures: dict[tuple[object, ...], dict[str, str]] = {}
         self.loaders: dict[tuple[object, ...], LoaderConfig] = {}
         self.stats: dict[tuple[object, ...], dict[str, os.stat_result | None]] = {}
+        self.same = SameBytes()
 
     def evidence(self, proc: Process) -> list[Evidence]:
         want_graph = self.import_graphs and is_python(proc) and not proc.traced
@@ -359,19 +360,23 @@ class _LiveReader:
             if parse_stat(d.read("stat")).start_time != proc.start_time:
                 raise NoSuchProcess(f"{proc.pid}: pid reused")
             root_fd = d.open_root()
-        try:
-            with RootFS(root_fd) as fs:
-                return self._read(proc, fs, want_graph)
-        finally:
-            os.close(root_fd)
+            try:
+                with RootFS(root_fd) as fs:
+                    return self._read(proc, d, fs, want_graph)
+            finally:
+                os.close(root_fd)
 
-    def _read(self, proc: Process, fs: RootFS, want_graph: bool) -> list[Evidence]:
+    def _read(self, proc: Process, d: ProcDir, fs: RootFS, want_graph: bool) -> list[Evidence]:
         space = (proc.root, proc.mnt_ns)
         out: list[Evidence] = []
         if self.stale:
             stats = self.stats.setdefault(space, {})
+
+            def same(use: FileUse, now: os.stat_result) -> bool:
+                return self.same(d, fs, use, now)
+
             for use in proc.files:
-                reason = check_use(use, fs, stats)
+                reason = check_use(use, fs, stats, same)
                 if reason is not None:
                     c = self.changed.get(use.path)
                     kind = c.kind if c is not None else "unchanged-by-update"

@@ -90,8 +90,27 @@ def test_replaced_executable_is_reported_as_exe() -> None:
         shutil.copy("/bin/sleep", exe)
         proc = procs.start(["sh", "-c", f"echo ready; exec {exe} 600"])
         _wait_for_exe(proc.pid, str(exe))
-        replace_file(exe, Path("/bin/sleep").read_bytes())
+        replace_file(exe, Path("/bin/sleep").read_bytes() + b"\0")
         assert _reasons(proc.pid) == [(str(exe), "exe")]
+
+
+def test_a_file_rewritten_with_the_same_bytes_is_not_stale() -> None:
+    """dpkg rewrites every file of a package it upgrades: a new inode with the same bytes
+    changes nothing for the processes that map it (checkrestart and needrestart count
+    them)."""
+    with scratch_dir() as opt, processes() as procs:
+        lib, conf = opt / "libz.so.1", opt / "app.conf"
+        shutil.copy(LIBZ, lib)
+        conf.write_text("workers = 4\n")
+        user = procs.python(MAP_LIB, str(lib))
+        holder = procs.start(["sh", "-c", f"exec 3<{conf}; echo ready; exec sleep 600"])
+        replace_file(lib, lib.read_bytes())
+        replace_file(conf, conf.read_bytes())
+        assert _maps_replaced_code(user.pid)  # the kernel does see a replaced file
+        assert _reasons(user.pid) == []
+        assert _reasons(holder.pid) == []
+        replace_file(lib, lib.read_bytes() + b"\0")  # and now the bytes differ
+        assert _reasons(user.pid) == [(str(lib), "mapped")]
 
 
 def test_snapshot_records_exe_maps_open_files_and_unit() -> None:
@@ -136,7 +155,7 @@ def test_chrooted_process_paths_are_inside_its_root_and_compared_there(chroot_di
         host_view = Snapshot.capture("/")
         assert proc.pid not in {q.pid for q in host_view.processes}
         chroot_libc = chroot_dir / libc.path.lstrip("/")
-        replace_file(chroot_libc, chroot_libc.read_bytes())
+        replace_file(chroot_libc, chroot_libc.read_bytes() + b"\0")
         (sp,) = stale(Snapshot.capture(str(chroot_dir))).processes
         assert (libc.path, "mapped") in {(r.path, r.via) for r in sp.reasons}
 
@@ -249,7 +268,7 @@ def test_finds_every_process_checkrestart_finds() -> None:
         sleeper = procs.start(["sh", "-c", f"echo ready; exec {exe} 600"])
         _wait_for_exe(sleeper.pid, str(exe))
         replace_file(lib, lib.read_bytes() + b"\0")
-        replace_file(exe, Path("/bin/sleep").read_bytes())
+        replace_file(exe, Path("/bin/sleep").read_bytes() + b"\0")
         out = subprocess.run(["checkrestart", "-v"], capture_output=True, text=True, check=False)
         # checkrestart looks at every process and at deleted open files too; the issue's
         # bar is the same scope for code: processes whose root is --root ("/" here; other
@@ -265,7 +284,9 @@ def test_finds_every_process_checkrestart_finds() -> None:
         }
     mine = {u.pid for u in users} | {sleeper.pid}
     assert mine <= theirs, "the scenario should be visible to checkrestart too"
-    assert theirs <= ours
+    # judged on this test's processes: elsewhere on the host (other tests) a file may be
+    # rewritten with the same bytes, which checkrestart counts and imgdiff rightly does not
+    assert theirs & mine <= ours
 
 
 def _wsgi_app(opt: Path) -> Path:

@@ -44,6 +44,8 @@ class FileUse:
     # for imports recorded by the tracer: size and mtime at import time
     size: int | None = None
     mtime_ns: int | None = None
+    # where /proc/PID still reaches the very file: "exe", "fd/N" or "map_files/RANGE"
+    handle: str | None = None
 
 
 @attrs.frozen
@@ -125,7 +127,9 @@ def _read_process(
             raw_exe, exe_deleted = _procfs.split_deleted(d.readlink("exe"))
             exe, outside = _inside(raw_exe, root)
             est = d.stat_target("exe")
-            files.append(FileUse(exe, "exe", est.st_dev, est.st_ino, exe_deleted, outside))
+            files.append(
+                FileUse(exe, "exe", est.st_dev, est.st_ino, exe_deleted, outside, handle="exe")
+            )
         except NoSuchProcess:
             if d.read("stat") and not cmdline:
                 return None  # a zombie: nothing left mapped
@@ -151,7 +155,8 @@ def _read_process(
             path, outside = _inside(m.path, root)
             if exe is not None and (dev, ino) == (files[0].dev, files[0].ino):
                 continue  # the executable's own mapping
-            files.append(FileUse(path, "mapped", dev, ino, m.deleted, outside))
+            handle = f"map_files/{m.ranges[0]}"
+            files.append(FileUse(path, "mapped", dev, ino, m.deleted, outside, handle=handle))
         for fd_name in d.listdir("fd"):
             try:
                 target = d.readlink(f"fd/{fd_name}")
@@ -164,7 +169,11 @@ def _read_process(
                 continue
             raw, deleted = _procfs.split_deleted(target)
             path, outside = _inside(raw, root)
-            files.append(FileUse(path, "open", fst.st_dev, fst.st_ino, deleted, outside))
+            files.append(
+                FileUse(
+                    path, "open", fst.st_dev, fst.st_ino, deleted, outside, handle=f"fd/{fd_name}"
+                )
+            )
         d.read("stat")  # still the same process: a reused pid would fail here (ESRCH)
     return Process(
         pid=pid,
@@ -390,7 +399,7 @@ _PROCESS_TYPES: dict[str, type | tuple[type, ...]] = {
 }  # fmt: skip
 _FILE_TYPES: dict[str, type | tuple[type, ...]] = {
     "path": str, "via": str, "dev": int, "ino": int, "deleted": bool, "outside_root": bool,
-    "size": _OPT_INT, "mtime_ns": _OPT_INT,
+    "size": _OPT_INT, "mtime_ns": _OPT_INT, "handle": _OPT_STR,
 }  # fmt: skip
 
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import stat
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
+from imgdiff._digest import of_fd as _digest_fd
 from imgdiff.rootfs import RootFS
 from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir, parse_stat
 from imgdiff.runtime.snapshot import FileUse, Gap, Process, Snapshot
@@ -85,9 +88,16 @@ def recorded_deleted(use: FileUse) -> Reason | None:
     return Reason(use.path, use.via, "deleted when the snapshot was taken")
 
 
-def check_use(use: FileUse, fs: RootFS, cache: dict[str, os.stat_result | None]) -> Reason | None:
+def check_use(
+    use: FileUse,
+    fs: RootFS,
+    cache: dict[str, os.stat_result | None],
+    same: Callable[[FileUse, os.stat_result], bool] | None = None,
+) -> Reason | None:
     """Why the file a process uses is not what is on disk now at its path (inside the
-    root `fs`), or None; `cache` holds stat results by path for that root."""
+    root `fs`), or None; `cache` holds stat results by path for that root. `same` says
+    whether a replaced file still has the same bytes (then nothing changes for the
+    process: a package manager rewrites every file of a package it upgrades)."""
     if use.path.startswith(_PSEUDO) or use.outside_root:
         return None
     if use.via == "open" and use.path.startswith(_RUNTIME_STATE):
@@ -103,10 +113,54 @@ def check_use(use: FileUse, fs: RootFS, cache: dict[str, os.stat_result | None])
     if use.deleted or (st.st_dev, st.st_ino) != (use.dev, use.ino):
         # the kernel marks an unlinked inode "(deleted)"; a new file at the path means the
         # package manager replaced it (write + rename), which is what a restart picks up
+        if same is not None and same(use, st):
+            return None  # another inode with the very same bytes
         return Reason(use.path, use.via, "replaced on disk")
     if use.via == "imported" and (use.size, use.mtime_ns) != (st.st_size, st.st_mtime_ns):
         return Reason(use.path, "imported", "changed since it was imported")
     return None
+
+
+_MAX_COMPARE = 1 << 30  # bytes; a larger replaced file counts as changed
+
+
+class SameBytes:
+    """Compares a replaced file a process still holds (through /proc/PID/exe, fd/N or
+    map_files/RANGE) with the file now at its path, by digest; digests are kept per
+    inode, so a library held by many processes is read once. Anything unreadable counts
+    as different."""
+
+    def __init__(self) -> None:
+        self.digests: dict[tuple[int, int], str | None] = {}
+
+    def __call__(self, d: ProcDir, fs: RootFS, use: FileUse, now: os.stat_result) -> bool:
+        if use.handle is None:
+            return False
+        handle = use.handle
+        new = self._digest((now.st_dev, now.st_ino), lambda: fs.open(use.path))
+        old = self._digest((use.dev, use.ino), lambda: d.open_target(handle))
+        return old is not None and old == new
+
+    def _digest(self, key: tuple[int, int], opener: Callable[[], int]) -> str | None:
+        if key in self.digests:
+            return self.digests[key]
+        digest = None
+        try:
+            fd = opener()
+        except (OSError, NoSuchProcess, AccessDenied):
+            fd = -1
+        if fd >= 0:
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode) and st.st_size <= _MAX_COMPARE:
+                    found, n = _digest_fd(fd, st.st_size)
+                    digest = found if n == st.st_size else None
+            except OSError:
+                digest = None
+            finally:
+                os.close(fd)
+        self.digests[key] = digest
+        return digest
 
 
 _PYTHON = re.compile(r"^python[0-9.]*$")
@@ -124,6 +178,7 @@ class _Context:
         self.procfs = procfs
         self.roots: dict[str, dict[str, os.stat_result | None]] = {}  # root → path → stat
         self.graphs = ProgramGraphs()
+        self.same = SameBytes()
         self.boot_time = _boot_time(procfs)
         self.ticks = clock_ticks
 
@@ -169,16 +224,22 @@ def _process_reasons(proc: Process, ctx: _Context) -> tuple[Reason, ...]:
         if _start_time(d) != proc.start_time:
             raise NoSuchProcess(f"{proc.pid}: pid reused")
         root_fd = d.open_root()
-    try:
-        # processes sharing a root and a mount namespace see the same files
-        key = f"{proc.root}\0{proc.mnt_ns}"
-        cache = ctx.roots.setdefault(key, {})
-        with RootFS(root_fd) as fs:
-            reasons = [r for use in proc.files if (r := check_use(use, fs, cache)) is not None]
-            if is_python(proc) and not proc.traced:
-                reasons += _import_graph_reasons(proc, fs, cache, key, ctx)
-    finally:
-        os.close(root_fd)
+        try:
+            # processes sharing a root and a mount namespace see the same files
+            key = f"{proc.root}\0{proc.mnt_ns}"
+            cache = ctx.roots.setdefault(key, {})
+            with RootFS(root_fd) as fs:
+
+                def same(use: FileUse, now: os.stat_result) -> bool:
+                    return ctx.same(d, fs, use, now)
+
+                reasons = [
+                    r for use in proc.files if (r := check_use(use, fs, cache, same)) is not None
+                ]
+                if is_python(proc) and not proc.traced:
+                    reasons += _import_graph_reasons(proc, fs, cache, key, ctx)
+        finally:
+            os.close(root_fd)
     return tuple(dict.fromkeys(reasons))
 
 
