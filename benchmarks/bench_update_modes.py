@@ -154,6 +154,11 @@ def main() -> int:
         f"Forecast and finding agree on {len(forecast & after)} processes; "
         f"{len(forecast - after)} only forecast, {len(after - forecast)} only found after.",
         "",
+        f"checkrestart names {check_found - len(after):+d} processes more than `imgdiff "
+        "stale` host-wide; in this run they are the ones holding files that rsync rewrote "
+        "with the same bytes (the images differ there in mtime only), which imgdiff "
+        "compares by content. needrestart looks at services, not at chrooted processes.",
+        "",
         "| kind | started | forecast (plan) | found after (stale) |",
         "|---|---:|---:|---:|",
         *(f"| {k} | {a} | {b} | {c} |" for k, (a, b, c) in kinds.items()),
