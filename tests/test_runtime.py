@@ -464,3 +464,31 @@ def test_open_config_replaced_on_disk_is_stale_an_unlinked_temp_file_is_not() ->
         replace_file(conf, b"workers = 8\n")  # what a package manager does
         scratch.unlink()  # what a program does with its temporary file
         assert _reasons(holder.pid) == [(str(conf), "open")]
+
+
+def test_a_fifo_in_place_of_a_replaced_file_is_never_opened() -> None:
+    """Opening a FIFO blocks until a writer comes: stale must not hang on one."""
+    import signal
+
+    with scratch_dir() as opt, processes() as procs:
+        conf = opt / "app.conf"
+        conf.write_text("workers = 4\n")
+        holder = procs.start(["sh", "-c", f"exec 3<{conf}; echo ready; exec sleep 600"])
+        snap = Snapshot.capture(pids=[holder.pid])
+        conf.unlink()
+        os.mkfifo(conf)
+
+        def hung(signum: int, frame: object) -> None:
+            raise TimeoutError("stale() blocked on a FIFO")
+
+        before = signal.signal(signal.SIGALRM, hung)
+        signal.alarm(20)  # a hang fails the test instead of the whole run
+        try:
+            report = stale(snap)
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, before)
+    (proc,) = report.processes
+    assert [(r.path, r.via, r.detail) for r in proc.reasons] == [
+        (str(conf), "open", "replaced on disk")
+    ]

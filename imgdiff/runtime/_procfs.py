@@ -198,7 +198,9 @@ class ProcDir:
         """A read descriptor of what a /proc/PID magic link (`exe`, `fd/N`,
         `map_files/RANGE`) refers to: the very file the process holds, even unlinked."""
         with _boundary(self.pid, name):
-            return os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY, dir_fd=self.fd)
+            # O_NONBLOCK: the descriptor may have been reused for a FIFO since the snapshot
+            flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+            return os.open(name, flags, dir_fd=self.fd)
 
     def open_root(self) -> int:
         """An O_PATH descriptor of the process's root directory (its chroot or container)."""

@@ -137,7 +137,11 @@ class SameBytes:
         if use.handle is None:
             return False
         handle = use.handle
-        new = self._digest((now.st_dev, now.st_ino), lambda: fs.open(use.path))
+        if not stat.S_ISREG(now.st_mode):
+            return False  # a FIFO or device took the path: never opened (it could block)
+        new = self._digest(
+            (now.st_dev, now.st_ino), lambda: fs.open(use.path, os.O_RDONLY | os.O_NONBLOCK)
+        )
         old = self._digest((use.dev, use.ino), lambda: d.open_target(handle))
         return old is not None and old == new
 
