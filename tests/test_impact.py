@@ -102,3 +102,22 @@ def test_elf_evidence_names_the_loading_chain() -> None:
     assert _needed_chain(closure, found["libselinux.so.1"]) == "needed by dpkg"
     assert closure.interpreter is not None
     assert _needed_chain(closure, closure.interpreter) == "the loader (PT_INTERP) of dpkg"
+
+
+def test_processes_that_exit_after_the_snapshot_are_skipped(tmp_path: Path) -> None:
+    """The snapshot saw them; by the time their roots are read they are gone (or their
+    pid is another process's): no crash, no evidence, no gap."""
+    with scratch_dir() as opt, processes() as procs:
+        script = _wsgi_app(opt)
+        doomed = procs.start([sys.executable, str(script)])
+        survivor = procs.start([sys.executable, str(script)])
+        old, new = _mirror(tmp_path, opt)
+        init = new / str(opt).lstrip("/") / "wsgiref/__init__.py"
+        init.write_text(init.read_text() + "\n# patched\n")
+        delta = imgdiff.diff(str(old), str(new), use_cache=False)
+        snap = Snapshot.capture(pids=[doomed.pid, survivor.pid])
+        doomed.kill()
+        doomed.wait()
+        impact = assess(delta, snap, elf_needed=False)
+    assert [p.pid for p in impact.affected] == [survivor.pid]
+    assert impact.uninspected == ()
