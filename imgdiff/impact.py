@@ -221,8 +221,9 @@ def assess(
             if use.outside_root:
                 continue
             via = _open_via(use.path, configs.config_paths) if use.via == "open" else use.via
+            detail = "held open" if via == "config" else use.detail
             found += [
-                attrs.evolve(e, detail="held open") if via == "config" else e
+                attrs.evolve(e, detail=detail) if detail else e
                 for e in _evidence([use.path], via, changed)
             ]
         found += _config_evidence(proc, configs, tree)

@@ -50,10 +50,15 @@ def test_python_module_change_reaches_importers_only(tmp_path: Path) -> None:
             "wsgiref.util ← wsgiref.handlers ← wsgiref.simple_server ← __main__",
         ),
     )  # fmt: skip
+    # the tracer saw who imported what: a chain too, up to the program (or start-up)
     assert by_pid[traced.pid].evidence == (
-        Evidence(changed, "imported", "modified", "python-source"),
-        Evidence(deeper, "imported", "modified", "python-source"),
-    )
+        Evidence(changed, "imported", "modified", "python-source",
+                 "wsgiref ← (program or start-up)"),
+        Evidence(
+            deeper, "imported", "modified", "python-source",
+            "wsgiref.util ← wsgiref.handlers ← wsgiref.simple_server ← (program or start-up)",
+        ),
+    )  # fmt: skip
     assert bystander.pid not in by_pid
 
 

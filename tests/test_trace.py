@@ -443,6 +443,14 @@ def test_every_hook_flavour_records_packages_and_submodules(spool_dir: Path, hoo
     found = modules(spool_of(spool_dir, pid).records)
     assert_identity(found["wsgiref"][0], stdlib_file("wsgiref"))
     assert_identity(found["wsgiref.simple_server"][0], stdlib_file("wsgiref.simple_server"))
+    # who imported what: the module whose body ran the import statement
+    by = {name: records[0].by for name, records in found.items()}
+    if hooks == "audit":
+        assert by["wsgiref.handlers"] is None  # an audit event does not say
+    else:
+        assert by["wsgiref.handlers"] == "wsgiref.simple_server"
+        assert by["wsgiref.util"] == "wsgiref.handlers"
+        assert by["wsgiref.simple_server"] == ""  # the program (here: -c code)
 
 
 def test_tracing_keeps_no_frame_on_the_stack_while_a_module_body_runs(

@@ -46,6 +46,8 @@ class FileUse:
     mtime_ns: int | None = None
     # where /proc/PID still reaches the very file: "exe", "fd/N" or "map_files/RANGE"
     handle: str | None = None
+    # for imports: the chain of importers the tracer saw ("a ← b ← (program or start-up)")
+    detail: str = ""
 
 
 @attrs.frozen
@@ -399,7 +401,7 @@ _PROCESS_TYPES: dict[str, type | tuple[type, ...]] = {
 }  # fmt: skip
 _FILE_TYPES: dict[str, type | tuple[type, ...]] = {
     "path": str, "via": str, "dev": int, "ino": int, "deleted": bool, "outside_root": bool,
-    "size": _OPT_INT, "mtime_ns": _OPT_INT, "handle": _OPT_STR,
+    "size": _OPT_INT, "mtime_ns": _OPT_INT, "handle": _OPT_STR, "detail": str,
 }  # fmt: skip
 
 
@@ -429,6 +431,19 @@ def _process_json(p: Process) -> dict[str, Any]:
     return doc
 
 
+def _import_chain(module: str, importer: dict[str, str | None]) -> str:
+    """ "wsgiref ← wsgiref.simple_server ← (program or start-up)", from the tracer's records;
+    "" when the tracer did not say who imported the module."""
+    chain = [module]
+    by = importer.get(module)
+    while by and by not in chain and len(chain) < 64:
+        chain.append(by)
+        by = importer.get(by)
+    if len(chain) == 1 and by is None:
+        return ""
+    return " ← ".join(chain) + (" ← (program or start-up)" if by == "" else "")
+
+
 def _with_imports(proc: Process, spool: str, boot: str) -> Process:
     """Join the tracer's records for this exact process (pid and start time)."""
     from imgdiff.trace.spool import read_spool
@@ -436,9 +451,13 @@ def _with_imports(proc: Process, spool: str, boot: str) -> Process:
     records = read_spool(spool, proc.pid, proc.start_time, boot_id=boot, uid=proc.uid)
     if records is None:
         return proc
+    importer = {r.module: r.by for r in records}
     imported = tuple(
-        FileUse(r.path, "imported", r.dev, r.ino, size=r.size, mtime_ns=r.mtime_ns)
+        FileUse(
+            r.path, "imported", r.dev, r.ino, size=r.size, mtime_ns=r.mtime_ns,
+            detail=_import_chain(r.module, importer),
+        )
         for r in records
         if r.dev is not None and r.ino is not None  # namespace packages: directories only
-    )
+    )  # fmt: skip
     return attrs.evolve(proc, files=proc.files + imported, traced=True)

@@ -66,6 +66,7 @@ class ImportRecord:
     mtime_ns: int | None
     kind: str
     member: str | None = None
+    by: str | None = None  # the importing module ("": the program or start-up; None: unknown)
 
 
 @attrs.frozen
@@ -280,6 +281,7 @@ def _record(line: bytes) -> ImportRecord | None:
     if not isinstance(r, dict):
         return None
     module, path, kind, member = r.get("m"), r.get("p"), r.get("kind"), r.get("member")
+    by = r.get("by")
     if not (
         isinstance(module, str)
         and module
@@ -288,6 +290,7 @@ def _record(line: bytes) -> ImportRecord | None:
         and "\0" not in path
         and kind in KINDS
         and (member is None or isinstance(member, str))
+        and (by is None or (isinstance(by, str) and len(by) <= 1024))
     ):
         return None
     identity: list[int | None] = []
@@ -297,4 +300,4 @@ def _record(line: bytes) -> ImportRecord | None:
             return None
         identity.append(v)
     dev, ino, size, mtime_ns = identity
-    return ImportRecord(module, path, dev, ino, size, mtime_ns, kind, member)
+    return ImportRecord(module, path, dev, ino, size, mtime_ns, kind, member, by)

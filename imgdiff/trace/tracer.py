@@ -117,15 +117,19 @@ def encode_record(
     identity: Identity | None,
     kind: str,
     member: str | None = None,
+    by: str | None = None,
 ) -> str:
     """One module line (with its newline); identity is (dev, ino, size, mtime_ns) or None when
-    the file could not be stat'ed."""
+    the file could not be stat'ed; `by` the module whose import statement loaded it ("": the
+    program or start-up; None: not known)."""
     if identity is None:
         ident = '"dev": null, "ino": null, "size": null, "mtime_ns": null'
     else:
         dev, ino, size, mtime_ns = identity
         ident = f'"dev": {dev:d}, "ino": {ino:d}, "size": {size:d}, "mtime_ns": {mtime_ns:d}'
     tail = "" if member is None else f', "member": {_json_str(member)}'
+    if by is not None:
+        tail += f', "by": {_json_str(by)}'
     return (
         f'{{"m": {_json_str(module)}, "p": {_json_str(path)}, {ident}, "kind": "{kind}"{tail}}}\n'
     )
@@ -133,7 +137,8 @@ def encode_record(
 
 # encode_record's output for a record without anything to escape, in one formatting step
 _PLAIN_RECORD = (
-    '{"m": "%s", "p": "%s", "dev": %d, "ino": %d, "size": %d, "mtime_ns": %d, "kind": "%s"}\n'
+    '{"m": "%s", "p": "%s", "dev": %d, "ino": %d, "size": %d, "mtime_ns": %d, "kind": "%s", '
+    '"by": "%s"}\n'
 )
 
 
@@ -235,6 +240,7 @@ class _State:
         self.main_paths: set[str] = set()  # files recorded as __main__
         self.hooks = ""  # how loads are seen: "transient", "wrap" or "audit" (`_hook_importlib`)
         self.loading: dict[str, str] = {}  # record lines of loads begun, by module name
+        self.running: list[str] = []  # "wrap": modules whose body runs, innermost last
         self.pending: list[str] = []  # "audit": imports announced, not yet finished
 
 
@@ -384,8 +390,21 @@ def _write(text: str) -> None:
         data = data[written:]
 
 
-def _encode(name: str, found: list[Found]) -> list[str]:
-    return [encode_record(name, path, ident, kind, member) for path, kind, member, ident in found]
+def _encode(name: str, found: list[Found], by: str | None = None) -> list[str]:
+    return [
+        encode_record(name, path, ident, kind, member, by) for path, kind, member, ident in found
+    ]
+
+
+def _importer() -> str:
+    """The module whose body is running, so whose import statement asks for this load: the
+    innermost load begun and not finished ("transient": `loading`, in order; a failed load
+    leaves sys.modules), else the wrapper's stack; "" for the program itself or start-up."""
+    for name in reversed(_state.loading):
+        if name in sys.modules:
+            return name
+    running = _state.running
+    return running[-1] if running else ""
 
 
 def _append(lines: list[str]) -> None:
@@ -514,9 +533,10 @@ def _before_load(spec: Any) -> str:
     kind = _PLAIN_LOADERS.get(type(spec.loader))
     origin = spec.origin
     name = spec.name
+    by = _importer()
     if kind is not None and type(origin) is str and origin[:1] == "/":
         # the common case, without the walk: a file loader, an absolute path
-        both = name + origin
+        both = name + origin + by
         if both.isascii() and both.isprintable() and '"' not in both and "\\" not in both:
             try:
                 st = os.stat(origin)
@@ -531,8 +551,9 @@ def _before_load(spec: Any) -> str:
                     st.st_size,
                     st.st_mtime_ns,
                     kind,
+                    by,
                 )
-    return "".join(_encode(name, _with_identity(describe_spec(spec))))
+    return "".join(_encode(name, _with_identity(describe_spec(spec)), by))
 
 
 def _before_hook(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -586,7 +607,11 @@ def _around_hook(original: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             _disable(exc)
             return original(spec, *args)
-        module = original(spec, *args)
+        _state.running.append(spec.name)
+        try:
+            module = original(spec, *args)
+        finally:
+            _state.running.pop()
         if lines and _state.active:
             try:
                 _state.lines.append(lines)
