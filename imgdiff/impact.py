@@ -31,9 +31,9 @@ from imgdiff.elfdeps import (
 from imgdiff.model import Change, Status
 from imgdiff.packages.view import PackageView
 from imgdiff.rootfs import RootFS
-from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir, parse_stat
-from imgdiff.runtime.snapshot import FileUse, Gap, Process, Snapshot
-from imgdiff.runtime.stale import SameBytes, check_use, is_python, recorded_deleted
+from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir
+from imgdiff.runtime.snapshot import Gap, Process, Snapshot
+from imgdiff.runtime.stale import SameBytes, check_use, is_python, live_root, recorded_deleted
 from imgdiff.trace.importgraph import ProgramGraphs
 
 _CONFIG_DIRS = ("/etc/",)
@@ -357,25 +357,15 @@ class _LiveReader:
         want_graph = self.import_graphs and is_python(proc) and not proc.traced
         if not (want_graph or self.stale or (self.elf_needed and proc.exe)):
             return []
-        with ProcDir(proc.pid, self.procfs) as d:
-            if parse_stat(d.read("stat")).start_time != proc.start_time:
-                raise NoSuchProcess(f"{proc.pid}: pid reused")
-            root_fd = d.open_root()
-            try:
-                with RootFS(root_fd) as fs:
-                    return self._read(proc, d, fs, want_graph)
-            finally:
-                os.close(root_fd)
+        with live_root(proc, self.procfs) as (d, fs):
+            return self._read(proc, d, fs, want_graph)
 
     def _read(self, proc: Process, d: ProcDir, fs: RootFS, want_graph: bool) -> list[Evidence]:
         space = (proc.root, proc.mnt_ns)
         out: list[Evidence] = []
         if self.stale:
             stats = self.stats.setdefault(space, {})
-
-            def same(use: FileUse, now: os.stat_result) -> bool:
-                return self.same(d, fs, use, now)
-
+            same = self.same.against(d, fs)
             for use in proc.files:
                 reason = check_use(use, fs, stats, same)
                 if reason is not None:

@@ -14,7 +14,8 @@ import os
 import posixpath
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -133,6 +134,10 @@ class SameBytes:
     def __init__(self) -> None:
         self.digests: dict[tuple[int, int], str | None] = {}
 
+    def against(self, d: ProcDir, fs: RootFS) -> Callable[[FileUse, os.stat_result], bool]:
+        """The comparison for one process (`check_use`'s `same`)."""
+        return lambda use, now: self(d, fs, use, now)
+
     def __call__(self, d: ProcDir, fs: RootFS, use: FileUse, now: os.stat_result) -> bool:
         if use.handle is None:
             return False
@@ -223,27 +228,31 @@ def stale(snapshot: Snapshot, *, procfs: str = "/proc") -> StaleReport:
     return StaleReport(tuple(found), tuple(gaps))
 
 
-def _process_reasons(proc: Process, ctx: _Context) -> tuple[Reason, ...]:
-    with ProcDir(proc.pid, ctx.procfs) as d:
-        if _start_time(d) != proc.start_time:
+@contextmanager
+def live_root(proc: Process, procfs: str = "/proc") -> Iterator[tuple[ProcDir, RootFS]]:
+    """The /proc directory and the root of a snapshot's process, while it is still that
+    process (`NoSuchProcess` when it exited or its pid was reused since)."""
+    with ProcDir(proc.pid, procfs) as d:
+        if parse_stat(d.read("stat")).start_time != proc.start_time:
             raise NoSuchProcess(f"{proc.pid}: pid reused")
         root_fd = d.open_root()
         try:
-            # processes sharing a root and a mount namespace see the same files
-            key = f"{proc.root}\0{proc.mnt_ns}"
-            cache = ctx.roots.setdefault(key, {})
-            with RootFS(root_fd) as fs:
-
-                def same(use: FileUse, now: os.stat_result) -> bool:
-                    return ctx.same(d, fs, use, now)
-
-                reasons = [
-                    r for use in proc.files if (r := check_use(use, fs, cache, same)) is not None
-                ]
-                if is_python(proc) and not proc.traced:
-                    reasons += _import_graph_reasons(proc, fs, cache, key, ctx)
+            fs = RootFS(root_fd)  # holds its own copy of the descriptor
         finally:
             os.close(root_fd)
+        with fs:
+            yield d, fs
+
+
+def _process_reasons(proc: Process, ctx: _Context) -> tuple[Reason, ...]:
+    # processes sharing a root and a mount namespace see the same files
+    key = f"{proc.root}\0{proc.mnt_ns}"
+    cache = ctx.roots.setdefault(key, {})
+    with live_root(proc, ctx.procfs) as (d, fs):
+        same = ctx.same.against(d, fs)
+        reasons = [r for use in proc.files if (r := check_use(use, fs, cache, same)) is not None]
+        if is_python(proc) and not proc.traced:
+            reasons += _import_graph_reasons(proc, fs, cache, key, ctx)
     return tuple(dict.fromkeys(reasons))
 
 
@@ -264,7 +273,3 @@ def _import_graph_reasons(
         elif st.st_ctime > started + 1:  # a second of slack: ctime and start time granularity
             out.append(Reason(path, "import-graph", "changed after the process started"))
     return out
-
-
-def _start_time(d: ProcDir) -> int:
-    return parse_stat(d.read("stat")).start_time
