@@ -206,13 +206,15 @@ def _read_slice(
     pids, procfs, own_ns = work
     out: list[tuple[int, Process | None, str | None]] = []
     vfs_ids: _VfsIds = {}
+    ours: bytes | None = None  # our mount table, read at the first access denied
     for pid in pids:
         try:
             out.append((pid, _read_process(pid, procfs, own_ns, vfs_ids), None))
         except NoSuchProcess:
             continue  # exited before or while it was read: nothing left to restart
         except AccessDenied as exc:
-            hint = _ROOT_IS_OURS if sees_our_mounts(pid, procfs) else ""
+            ours = ours if ours is not None else _mountinfo(procfs, "self") or b""
+            hint = _ROOT_IS_OURS if sees_our_mounts(pid, procfs, ours) else ""
             out.append((pid, None, f"access denied: {exc}{hint}"))
         except (OSError, ValueError, IndexError) as exc:
             out.append((pid, None, f"unreadable: {exc}"))
@@ -222,22 +224,27 @@ def _read_slice(
 _ROOT_IS_OURS = " (its mount table is ours: its root is /)"
 
 
-def sees_our_mounts(pid: int, procfs: str = "/proc") -> bool:
+def _mountinfo(procfs: str, pid: int | str) -> bytes | None:
+    try:
+        with open(f"{procfs}/{pid}/mountinfo", "rb") as fh:
+            return fh.read(1 << 22)
+    except OSError:
+        return None
+
+
+def sees_our_mounts(pid: int, procfs: str = "/proc", ours: bytes | None = None) -> bool:
     """True if the process sees exactly the mounts this process sees, at the same places.
 
     /proc/PID/mountinfo stays readable when /proc/PID/root does not (another user
     namespace's init, say); mount points in it are relative to the process's root, so an
     identical table (same mount ids, same points) means the same mount namespace and the
-    same root as ours. Any difference, or an unreadable table, answers False.
+    same root as ours. Any difference, or an unreadable table, answers False. `ours` is this
+    process's table when the caller read it already.
     """
-    try:
-        with open(f"{procfs}/{pid}/mountinfo", "rb") as fh:
-            theirs = fh.read(1 << 22)
-        with open(f"{procfs}/self/mountinfo", "rb") as fh:
-            ours = fh.read(1 << 22)
-    except OSError:
-        return False
-    return theirs == ours
+    if ours is None:
+        ours = _mountinfo(procfs, "self")
+    theirs = _mountinfo(procfs, pid)
+    return bool(theirs) and theirs == ours
 
 
 def _dedupe(files: Iterable[FileUse]) -> list[FileUse]:
