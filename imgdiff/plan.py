@@ -457,14 +457,15 @@ def plan_update(
     unit_deps = None
     removed_units: set[str] = set()
     enabling: dict[str, str] = {}
+    old_u, new_u = units.ImageUnits.of(om), units.ImageUnits.of(nm)
     if om.has_contents and nm.has_contents:
-        removed_units = units.unit_names(om) - units.unit_names(nm)
-        before = units.enabled(om)
-        enabling = {u: link for u, link in units.enabled(nm).items() if u not in before}
+        removed_units = old_u.names() - new_u.names()
+        before = old_u.enabled()
+        enabling = {u: link for u, link in new_u.enabled().items() if u not in before}
     if nm.has_contents:
-        unit_deps = units.dependencies(units.unit_files(nm), units.aliases(units.alias_links(nm)))
+        unit_deps = units.dependencies(new_u.files(), units.aliases(new_u.alias_links()))
     # what the processes were started from
-    old_units = units.unit_files(om) if om.has_contents else {}
+    old_units = old_u.files() if om.has_contents else {}
     configs = ConfigSources.read(old_units, old_view)
     clock.lap("unit-files")
     live = snapshot is None

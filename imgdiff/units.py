@@ -6,8 +6,8 @@ drop-ins (`NAME.d/*.conf`). `After=`, `Requires=`, `Requisite=` and `BindsTo=` o
 unit after the ones it names; `PartOf=`/`BindsTo=` also tie a restart of the named unit
 to this one (`dependencies`, `batches`). Alias links name the unit a cgroup carries
 (`aliases`); `config_sources` lists the files a service's unit files name;
-`unit_names` and `enabled` say which units an image defines and enables. Parsing only:
-nothing is executed, no unit is loaded.
+`ImageUnits` gathers an image's unit-directory entries once and says which units it
+defines and enables. Parsing only: nothing is executed, no unit is loaded.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import shlex
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from imgdiff.model import EntryType
+import attrs
+
+from imgdiff.model import Entry, EntryType
 
 if TYPE_CHECKING:
     from imgdiff.manifest import Manifest
@@ -236,43 +238,58 @@ def batches(units: Collection[str], deps: Mapping[str, Iterable[str]]) -> list[l
 # -- unit files of an image -------------------------------------------------------
 
 
-def unit_names(manifest: Manifest) -> set[str]:
-    """Units the image defines: unit files and alias links in the unit directories (a
-    link to /dev/null masks a unit: it is not defined)."""
-    return {
-        posixpath.basename(p)
-        for p, e in manifest.entries.items()
-        if posixpath.dirname(p) in UNIT_DIRS
-        and (e.type is EntryType.FILE or (e.type is EntryType.SYMLINK and e.target != "/dev/null"))
-    }
+@attrs.frozen
+class ImageUnits:
+    """An image's entries in the unit directories (and one level below: drop-ins,
+    `.wants` links), gathered in one pass over its manifest."""
 
+    manifest: Manifest = attrs.field(eq=False, repr=False)
+    entries: tuple[tuple[str, Entry], ...]
 
-def enabled(manifest: Manifest) -> dict[str, str]:
-    """unit -> the `.wants`/`.requires` link that enables it (`systemctl enable`)."""
-    found: dict[str, str] = {}
-    for p, e in manifest.entries.items():
-        parent = posixpath.dirname(p)
-        if (
-            e.type is EntryType.SYMLINK
-            and parent.endswith((".wants", ".requires"))
-            and posixpath.dirname(parent) in UNIT_DIRS
-        ):
-            found.setdefault(posixpath.basename(p), p)
-    return found
+    @classmethod
+    def of(cls, manifest: Manifest) -> ImageUnits:
+        """The unit-directory entries of `manifest`."""
+        found = []
+        for p, e in manifest.entries.items():
+            parent = posixpath.dirname(p)
+            if parent in UNIT_DIRS or posixpath.dirname(parent) in UNIT_DIRS:
+                found.append((p, e))
+        return cls(manifest, tuple(found))
 
+    def names(self) -> set[str]:
+        """Units the image defines: unit files and alias links in the unit directories (a
+        link to /dev/null masks a unit: it is not defined)."""
+        return {
+            posixpath.basename(p)
+            for p, e in self.entries
+            if posixpath.dirname(p) in UNIT_DIRS
+            and (
+                e.type is EntryType.FILE
+                or (e.type is EntryType.SYMLINK and e.target != "/dev/null")
+            )
+        }
 
-def unit_files(manifest: Manifest) -> dict[str, bytes]:
-    """The image's unit files and drop-ins: regular files only (a directory or alias
-    symlink among them would make a streamed archive be read again for nothing)."""
-    return manifest.read_files(
-        p for p, e in manifest.entries.items() if e.type is EntryType.FILE and is_unit_file(p)
-    )
+    def enabled(self) -> dict[str, str]:
+        """unit -> the `.wants`/`.requires` link that enables it (`systemctl enable`)."""
+        found: dict[str, str] = {}
+        for p, e in self.entries:
+            if e.type is EntryType.SYMLINK and posixpath.dirname(p).endswith(
+                (".wants", ".requires")
+            ):
+                found.setdefault(posixpath.basename(p), p)
+        return found
 
+    def files(self) -> dict[str, bytes]:
+        """The image's unit files and drop-ins: regular files only (a directory or alias
+        symlink among them would make a streamed archive be read again for nothing)."""
+        return self.manifest.read_files(
+            p for p, e in self.entries if e.type is EntryType.FILE and is_unit_file(p)
+        )
 
-def alias_links(manifest: Manifest) -> dict[str, str]:
-    """Symlinks in the unit directories (path -> target), for `aliases`."""
-    return {
-        p: e.target
-        for p, e in manifest.entries.items()
-        if e.type is EntryType.SYMLINK and e.target and is_unit_file(p)
-    }
+    def alias_links(self) -> dict[str, str]:
+        """Symlinks in the unit directories (path -> target), for `aliases`."""
+        return {
+            p: e.target
+            for p, e in self.entries
+            if e.type is EntryType.SYMLINK and e.target and is_unit_file(p)
+        }

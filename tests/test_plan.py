@@ -474,7 +474,7 @@ def test_unit_files_of_an_archive_come_from_the_first_pass(
     """Directories (`*.wants`, `*.d`) and alias symlinks among the unit paths must not
     make the archive be streamed a second time."""
     from imgdiff.manifest import Manifest
-    from imgdiff.units import is_unit_file, unit_files
+    from imgdiff.units import ImageUnits, is_unit_file
 
     src = write_tree(
         tmp_path / "img",
@@ -492,7 +492,7 @@ def test_unit_files_of_an_archive_come_from_the_first_pass(
         raise AssertionError("the archive was streamed again")
 
     monkeypatch.setattr(m._image, "entries", second_pass)
-    assert set(unit_files(m)) == {
+    assert set(ImageUnits.of(m).files()) == {
         "/usr/lib/systemd/system/web.service",
         "/usr/lib/systemd/system/web.service.d/x.conf",
     }
