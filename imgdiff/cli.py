@@ -10,7 +10,8 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from imgdiff import __version__
 from imgdiff.errors import BadInput, ImgdiffError
@@ -107,15 +108,13 @@ def _diff(
             from imgdiff.delta import diff
 
             delta = diff(old, new, use_cache=use_cache, progress=progress)
-    if as_json:
-        from imgdiff.report.json import delta_doc, dumps
+    from imgdiff.report.json import delta_doc
 
-        sys.stdout.write(dumps(delta_doc(delta)) + "\n")
-    else:
-        from rich.console import Console
-
-        Console().print(rc.render_delta(delta, max_rows=None if show_all else 200))
-    return EXIT_OK
+    return _emit(
+        as_json,
+        lambda: delta_doc(delta),
+        lambda: rc.render_delta(delta, max_rows=None if show_all else 200),
+    )
 
 
 def _packages(old: str, new: str, *, as_json: bool, use_cache: bool) -> int:
@@ -124,15 +123,25 @@ def _packages(old: str, new: str, *, as_json: bool, use_cache: bool) -> int:
 
     with rc.progress_bar("hashing") as progress:
         _, pdelta = package_diff(old, new, use_cache=use_cache, progress=progress)
+    return _emit(as_json, pdelta.to_json, lambda: rc.render_packages(pdelta))
+
+
+def _emit(as_json: bool, doc: Callable[[], Any], view: Callable[[], Any]) -> int:
+    """A command's result: its JSON document on stdout, or rendered for people."""
     if as_json:
         from imgdiff.report.json import dumps
 
-        sys.stdout.write(dumps(pdelta.to_json()) + "\n")
+        sys.stdout.write(dumps(doc()) + "\n")
     else:
         from rich.console import Console
 
-        Console().print(rc.render_packages(pdelta))
+        Console().print(view())
     return EXIT_OK
+
+
+def _directory(path: str) -> None:
+    if not os.path.isdir(path):
+        raise BadInput(path, "not a directory")
 
 
 def _spool(arg: str | None) -> str | None:
@@ -145,49 +154,33 @@ def _spool(arg: str | None) -> str | None:
 
 def _snapshot(args: argparse.Namespace) -> int:
     from imgdiff.report import console as rc
-    from imgdiff.report.json import dumps
     from imgdiff.runtime import Snapshot
 
-    if not os.path.isdir(args.root):
-        raise BadInput(args.root, "not a directory")
+    _directory(args.root)
     with rc.stderr_console().status("reading /proc"):
         snap = Snapshot.capture(args.root, spool=_spool(args.spool), exclude_self=True)
     if args.output:
         snap.save(args.output)
-    if args.json:
-        sys.stdout.write(dumps(snap.to_json()) + "\n")
-    elif not args.output:
-        from rich.console import Console
-
-        Console().print(rc.render_snapshot(snap))
-    return EXIT_OK
+        if not args.json:
+            return EXIT_OK
+    return _emit(args.json, snap.to_json, lambda: rc.render_snapshot(snap))
 
 
 def _stale(args: argparse.Namespace) -> int:
     from imgdiff.report import console as rc
-    from imgdiff.report.json import dumps
     from imgdiff.runtime import Snapshot, stale
 
-    if not os.path.isdir(args.root):
-        raise BadInput(args.root, "not a directory")
+    _directory(args.root)
     with rc.stderr_console().status("reading /proc"):
         report = stale(Snapshot.capture(args.root, spool=_spool(args.spool), exclude_self=True))
-    if args.json:
-        sys.stdout.write(dumps(report.to_json()) + "\n")
-    else:
-        from rich.console import Console
-
-        Console().print(rc.render_stale(report))
-    return EXIT_OK
+    return _emit(args.json, report.to_json, lambda: rc.render_stale(report))
 
 
 def _plan(args: argparse.Namespace) -> int:
     from imgdiff.plan import Policy, plan_update
     from imgdiff.report import console as rc
-    from imgdiff.report.json import dumps
 
-    if not os.path.isdir(args.root):
-        raise BadInput(args.root, "not a directory")
+    _directory(args.root)
     policy = Policy.load(args.policy) if args.policy else None
     timings: dict[str, float] | None = {} if args.timings else None
     with rc.stage_progress() as (progress, stage):
@@ -207,34 +200,20 @@ def _plan(args: argparse.Namespace) -> int:
     if timings is not None:
         for name, seconds in timings.items():
             sys.stderr.write(f"{name:16} {seconds:8.3f} s\n")
-    if args.json:
-        sys.stdout.write(dumps(verdict.to_json()) + "\n")
-    else:
-        from rich.console import Console
-
-        Console().print(rc.render_verdict(verdict))
-    return EXIT_OK
+    return _emit(args.json, verdict.to_json, lambda: rc.render_verdict(verdict))
 
 
 def _verify(args: argparse.Namespace) -> int:
     from imgdiff.plan import Policy
     from imgdiff.report import console as rc
-    from imgdiff.report.json import dumps
     from imgdiff.verify import verify
 
-    if not os.path.isdir(args.tree):
-        raise BadInput(args.tree, "not a directory")
+    _directory(args.tree)
     ignore = (
         () if args.exact else (Policy.load(args.policy) if args.policy else Policy()).drift_ignore
     )
     result = verify(args.tree, args.image, ignore=ignore, use_cache=not args.no_cache)
-    if args.json:
-        sys.stdout.write(dumps(result.to_json()) + "\n")
-    else:
-        from rich.console import Console
-
-        Console().print(rc.render_verification(result))
-    return EXIT_OK
+    return _emit(args.json, result.to_json, lambda: rc.render_verification(result))
 
 
 def _demo(args: argparse.Namespace) -> int:
