@@ -200,7 +200,7 @@ def assess(
     is judged from the files (`init_evidence`). `untraced="strict"` counts every changed
     Python module on an untraced interpreter's sys.path as possibly imported by it.
     """
-    changed = {c.path: c for c in delta.changes if c.status is not Status.ADDED}
+    changed = _changed(delta)
     configs = configs or ConfigSources()
     tree = _Tree(changed)
     want = os.path.realpath(root) if root != "/" else "/"
@@ -248,7 +248,7 @@ def assess(
                 )
             )  # fmt: skip
     if want == "/" and elf_needed and not init_seen:
-        guessed = init_evidence(delta, "/")
+        guessed = _init_evidence(changed, "/")
         if guessed is not None:
             affected.append(guessed)
     return Impact(tuple(affected), considered, tuple(gaps), tuple(untraced_python))
@@ -264,7 +264,15 @@ def init_evidence(delta: Delta, root: str = "/") -> ProcessImpact | None:
     ELF closure inside `root` are matched against the delta. None when nothing of it
     changed (or there is no such program).
     """
-    changed = {c.path: c for c in delta.changes if c.status is not Status.ADDED}
+    return _init_evidence(_changed(delta), root)
+
+
+def _changed(delta: Delta) -> dict[str, Change]:
+    """Changes a running process can be using (what was added, nothing had), by path."""
+    return {c.path: c for c in delta.changes if c.status is not Status.ADDED}
+
+
+def _init_evidence(changed: dict[str, Change], root: str) -> ProcessImpact | None:
     with RootFS(root) as fs:
         if not fs.is_file(INIT_PROGRAM):
             return None
