@@ -292,14 +292,14 @@ def _decide(
 ) -> Verdict:
     reasons: list[str] = []
     steps = _steps(impact.affected, unit_deps)
-    units = [c for c in delta.changes if c.kind == "systemd-unit"]  # removals too
-    if units:
+    unit_files = [c for c in delta.changes if c.kind == "systemd-unit"]  # removals too
+    if unit_files:
         steps.insert(
             0,
             Step(
                 None,
                 (),
-                tuple(Evidence(c.path, "config", c.status.value, c.kind) for c in units),
+                tuple(Evidence(c.path, "config", c.status.value, c.kind) for c in unit_files),
                 action="daemon-reload",
             ),
         )
@@ -368,9 +368,9 @@ def _decide(
             f"{_n(sum(len(s.pids) for s in restart_steps), 'process', 'processes')} in "
             f"{_n(len(restart_steps), 'unit or group', 'units or groups')}"
         )
-    if units:
+    if unit_files:
         reasons.append(
-            f"{_n(len(units), 'unit file')} changed or removed: systemd must reload them"
+            f"{_n(len(unit_files), 'unit file')} changed or removed: systemd must reload them"
         )
     relevant = any(not is_runtime_inert(c.kind) for c in delta.changes)
     strict_unknown = bool(uninspected) and policy.unknown == "strict" and relevant
@@ -389,7 +389,7 @@ def _decide(
             'run time (policy untraced = "strict" counts every changed module on their '
             "sys.path; `python -m imgdiff.trace` makes it exact)"
         )
-    if any(s.action in ("restart", "daemon-reexec") for s in steps) or units or strict_unknown:
+    if any(s.action in ("restart", "daemon-reexec") for s in steps) or unit_files or strict_unknown:
         return Verdict("restart", tuple(reasons), tuple(steps), uninspected)
     why = (
         f"none of the {impact.considered} running processes uses any of the {len(delta)} changes"
@@ -547,7 +547,7 @@ def verify_restarted(verdict: Verdict, snapshot: Snapshot) -> tuple[str, ...]:
     """
     from imgdiff.runtime import stale
 
-    units = {s.unit for s in verdict.steps if s.unit and s.action == "restart"}
+    restarted = {s.unit for s in verdict.steps if s.unit and s.action == "restart"}
     stopped = {s.unit for s in verdict.steps if s.unit and s.action == "stop"}
     bare = {
         pid for s in verdict.steps if s.unit is None and s.action == "restart" for pid in s.pids
@@ -558,7 +558,7 @@ def verify_restarted(verdict: Verdict, snapshot: Snapshot) -> tuple[str, ...]:
         if p.unit in stopped
     ]
     for proc in stale(snapshot).processes:
-        if (proc.unit in units) or (proc.unit is None and proc.pid in bare):
+        if (proc.unit in restarted) or (proc.unit is None and proc.pid in bare):
             first = proc.reasons[0]
             problems.append(
                 f"{proc.unit or f'pid {proc.pid}'}: pid {proc.pid} still uses {first.path} "
