@@ -13,9 +13,13 @@ PY=${PYTHON:-python3}
 # python3-rpm backs the PyPI `rpm` shim, zstd/xz/bzip2 make real compressed archives,
 # umoci/skopeo write real OCI layouts (with whiteouts) and docker-save archives,
 # db-util (db_load) writes a Berkeley DB rpmdb for the bdb_ro reader test, needrestart
-# and debian-goodies (checkrestart) are the peers the stale tests and benchmarks compare with.
+# and debian-goodies (checkrestart) are the peers the stale tests and benchmarks compare with;
+# libarchive-tools (bsdtar) writes archives the way most image pipelines do (sparse members,
+# doubled xattr records), rsync is the differential oracle for random tree pairs, and the
+# interpreter's own testsuite package carries CPython's tar test data (testtar.tar).
+PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 APT_PKGS=(python3-rpm rpm db-util dpkg-dev zstd xz-utils bzip2 gcc binutils attr umoci skopeo
-          needrestart debian-goodies)
+          needrestart debian-goodies libarchive-tools rsync "libpython$PYVER-testsuite")
 
 need_apt=()
 for p in "${APT_PKGS[@]}"; do
