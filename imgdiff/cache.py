@@ -19,6 +19,8 @@ from imgdiff import _digest
 
 _MAGIC = b"IMGDIFF-DIGESTS-1\n"
 _REC = struct.Struct("<QQQqq32s")  # dev, ino, size, mtime_ns, ctime_ns, raw blake3
+_U64 = range(1 << 64)
+_I64 = range(-(1 << 63), 1 << 63)
 
 
 def default_dir() -> Path:
@@ -62,7 +64,15 @@ class DigestCache:
         return _digest.PREFIX + hit[3].hex()
 
     def put(self, dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int, digest: str) -> None:
-        """Remember a digest just computed."""
+        """Remember a digest just computed (unless its file's stat does not fit a record)."""
+        # Timestamps before 1678 or after 2262 overflow a signed 64-bit count of
+        # nanoseconds (ext4 stores mtimes up to 2446; a tar member can carry any). Such
+        # files are simply not cached: they are rare, so the speed-up lost is nothing,
+        # and the record format (and every cache already written) stays as it is.
+        if not (
+            dev in _U64 and ino in _U64 and size in _U64 and mtime_ns in _I64 and ctime_ns in _I64
+        ):
+            return
         raw = bytes.fromhex(digest[len(_digest.PREFIX) :])
         self._entries[dev, ino] = (size, mtime_ns, ctime_ns, raw)
         self._dirty = True

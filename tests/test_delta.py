@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import imgdiff
-from imgdiff import Aspect, Manifest, Status
+from imgdiff import Aspect, Manifest, Status, _digest
+from imgdiff.cache import DigestCache
 from imgdiff.report.json import delta_doc, dumps
 
-from .conftest import TreePair
+from .conftest import TreePair, write_tree
 
 BASE = {
     "usr/lib/python3.11/wsgiref/__init__.py": "# wsgiref\n",
@@ -223,3 +225,80 @@ def test_malformed_elf_is_unparseable_with_a_warning(tree_pair: TreePair) -> Non
     (change,) = delta.changes
     assert change.kind == "elf-unparseable"
     assert [w.path for w in delta.warnings] == ["/usr/bin/tool"]
+
+
+# past a signed 64-bit count of nanoseconds (the year 2262); ext4 stores up to 2446
+FAR_FUTURE_NS = 2**63 + 5
+
+
+def _set_far_future_mtime(path: Path) -> int:
+    """Give `path` an mtime past int64 nanoseconds; the mtime the filesystem kept."""
+    for ns in (FAR_FUTURE_NS, 32_503_680_000 * 10**9):  # the latter: the year 3000
+        os.utime(path, ns=(path.stat().st_atime_ns, ns))
+        kept = path.stat().st_mtime_ns
+        if kept >= 2**63:
+            return kept
+    pytest.skip("this filesystem clamps mtimes below 2**63 ns")
+
+
+def test_far_future_mtime_is_hashed_but_not_cached(
+    tree_pair: TreePair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    old, new = tree_pair(BASE)
+    _set_far_future_mtime(new / "etc/app.conf")
+    (new / "usr/share/doc/app/README").write_text("hello, world\n")
+    delta = imgdiff.diff(str(old), str(new))  # crashed: struct.error saving the cache
+    assert [c.path for c in delta.changes] == ["/usr/share/doc/app/README"]
+    first = Manifest.read(str(new))
+    first.fill_digests(first.entries)
+    again = Manifest.read(str(new))
+    again.fill_digests(again.entries)
+    assert again.digest("/etc/app.conf") == _digest.of_bytes(b"workers = 4\n")
+    # the cache was written and read back: only the file that does not fit is hashed every
+    # time (and README once more, first: the diff never hashed it, its size differs)
+    assert (first.hashed_files, again.hashed_files) == (2, 1)
+    assert again.entries["/etc/app.conf"].mtime_ns >= 2**63
+
+
+def test_digest_cache_skips_values_outside_its_record(tmp_path: Path) -> None:
+    digest = _digest.of_bytes(b"x")
+    cache = DigestCache(str(tmp_path), tmp_path / "cache")
+    unfit = [
+        (1, 2, 3, 2**63, 0),  # mtime after 2262
+        (1, 3, 3, -(2**63) - 1, 0),  # mtime before 1678
+        (1, 4, 3, 0, 2**64),  # ctime
+        (1, 5, 2**64, 0, 0),  # size
+        (2**64, 6, 3, 0, 0),  # dev
+        (1, -1, 3, 0, 0),  # ino
+    ]
+    for key in unfit:
+        cache.put(*key, digest)
+    cache.put(1, 7, 3, -(2**63), 2**63 - 1, digest)  # the extremes that do fit
+    cache.save()
+    reloaded = DigestCache(str(tmp_path), tmp_path / "cache")
+    assert [reloaded.get(*key) for key in unfit] == [None] * len(unfit)
+    assert reloaded.get(1, 7, 3, -(2**63), 2**63 - 1) == digest
+
+
+def test_manifest_command_on_a_far_future_file_exits_0(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "tree", BASE)
+    kept = _set_far_future_mtime(tree / "etc/app.conf")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    out = tmp_path / "tree.manifest"
+    imgdiff_cmd = str(Path(sys.executable).with_name("imgdiff"))
+    done = subprocess.run(
+        [imgdiff_cmd, "manifest", str(tree), "-o", str(out)],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert Manifest.load(out).entries["/etc/app.conf"].mtime_ns == kept
+    done = subprocess.run(
+        [imgdiff_cmd, "diff", str(out), str(tree), "--json"],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0
