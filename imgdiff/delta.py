@@ -101,8 +101,8 @@ def _meta_aspects(a: Entry, b: Entry) -> list[Aspect]:
     aspects = []
     if a.type is not b.type:
         aspects.append(Aspect.TYPE)
-    if a.mode != b.mode:
-        aspects.append(Aspect.MODE)
+    if a.mode != b.mode and not (a.type is EntryType.SYMLINK and b.type is EntryType.SYMLINK):
+        aspects.append(Aspect.MODE)  # a symlink's mode means nothing on Linux (always 0777)
     if a.uid != b.uid or a.gid != b.gid:
         aspects.append(Aspect.OWNER)
     if a.type is b.type:

@@ -52,7 +52,8 @@ class Entry:
     `mode` holds permission bits (including setuid/setgid/sticky) without the type.
     `digest` is ``"blake3:<hex>"`` for regular files once computed; readers that stream
     content (tar, OCI) fill it at once, the directory reader leaves it to `Manifest` to
-    compute lazily.
+    compute lazily. `implicit` marks a directory an archive implies (a member lies under
+    it) but does not list: it is what extraction creates, 0755 and owned by root.
     """
 
     path: str
@@ -67,6 +68,7 @@ class Entry:
     rdev: tuple[int, int] | None = None
     xattrs: tuple[tuple[str, bytes], ...] = ()  # sorted by name
     digest: str | None = None
+    implicit: bool = False
 
     def with_digest(self, digest: str) -> Entry:
         """This entry with its content digest filled in."""
@@ -84,6 +86,7 @@ class Entry:
             self.rdev,
             self.xattrs,
             digest,
+            self.implicit,
         )
 
 

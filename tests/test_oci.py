@@ -159,7 +159,9 @@ def test_opaque_directory_hides_lower_content_only(tmp_path: Path) -> None:
     )
     upper = crafted_tar([member("opq/.wh..wh..opq", b""), member("opq/new", b"4")])
     m = Manifest.read(str(_handmade_layout(tmp_path, [lower, upper])), use_cache=False)
-    assert sorted(m.entries) == ["/keep", "/opq/new"]
+    # /opq is implied by the lower layer's members; the opaque marker keeps it, empties it
+    assert sorted(m.entries) == ["/keep", "/opq", "/opq/new"]
+    assert m.entries["/opq"].implicit
 
 
 def test_whiteout_of_dotdot_is_refused(tmp_path: Path) -> None:

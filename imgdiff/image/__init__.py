@@ -12,7 +12,8 @@ import os
 from imgdiff.errors import BadInput
 from imgdiff.image._dir import DirImage
 from imgdiff.image._stream import sniff_compression
-from imgdiff.image._tar import BLOCK, TarImage, _checksum_ok
+from imgdiff.image._tar import TarImage
+from imgdiff.image._tarheader import is_tar_header
 from imgdiff.image.base import Image, Limits
 
 
@@ -37,14 +38,14 @@ def open_image(path: str, *, limits: Limits | None = None) -> Image:
         raise BadInput(path, "neither a directory nor a regular file")
     try:
         with open(path, "rb") as fh:
-            head = fh.read(BLOCK)
+            head = fh.read(512)
     except OSError as exc:
         raise BadInput(path, f"cannot read: {exc.strerror}") from None
     if st.st_size == 0:
         raise BadInput(path, "empty file")
     if sniff_compression(head) is not None:
         return TarImage(path, limits=limits)
-    if len(head) == BLOCK and _checksum_ok(head):
+    if is_tar_header(head):  # an empty archive is all zero blocks
         from imgdiff.image._oci import OciImage, is_container_archive
 
         if is_container_archive(path):

@@ -21,7 +21,8 @@ from typing import Any, BinaryIO
 import attrs
 
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported
-from imgdiff.image._tar import Member, TarReader, keep_content, member_entry
+from imgdiff.image._extract import Extraction
+from imgdiff.image._tar import Member, TarReader
 from imgdiff.image.base import Image, Limits
 from imgdiff.model import Entry, EntryType
 
@@ -302,75 +303,39 @@ class OciImage(Image):
             layers = self._layers(store)
             if len(layers) > self.limits.max_layers:
                 raise LimitExceeded(self.path, f"more than {self.limits.max_layers} layers")
-            state: dict[str, Entry] = {}
-            heads = self.heads
+            tree = Extraction(self.path, self, layered=True)
             for layer in layers:
                 win = store.open(layer.rel)
                 name = f"{self.path}:{layer.rel}"
                 reader = TarReader(win, name, self.limits, self)  # type: ignore[arg-type]
-                self._apply(reader, state, name, heads)
+                tree.src = name
+                self._apply(reader, tree, name)
                 if layer.digest is not None:
                     _check(self.path, layer.rel, win, layer.digest, layer.size)
-            yield from state.values()
+            yield from tree.entries.values()
         finally:
             store.close()
 
-    def _apply(
-        self, reader: TarReader, state: dict[str, Entry], name: str, heads: dict[str, bytes]
-    ) -> None:
-        layer: dict[str, Entry] = {}
+    @staticmethod
+    def _apply(reader: TarReader, tree: Extraction, name: str) -> None:
+        """One layer: its whiteouts remove from the layers below, then its members apply."""
+        members: list[Member] = []
         gone: set[str] = set()  # whiteouts: the path and everything under it
         emptied: set[str] = set()  # opaque directories: everything under them
-        layer_kept: list[Member] = []  # captured content, applied after the removals
-        layer_plain: set[str] = set()
         for m in reader.members():
             parent, _, leaf = m.name.rpartition("/")
-            if leaf.startswith(_WH):
-                if leaf == _OPAQUE:
-                    emptied.add(parent or "/")
-                    continue
+            if not leaf.startswith(_WH):
+                members.append(m)
+            elif leaf == _OPAQUE:
+                emptied.add(parent or "/")
+            else:
                 victim = leaf[len(_WH) :]
                 if victim in ("", ".", "..") or victim.startswith(_WH):
                     raise BadInput(name, "whiteout names no file inside the image", m.name)
                 gone.add(f"{parent}/{victim}")
-                continue
-            base: Entry | None = None
-            if m.hardlink and m.linkname:
-                base = layer.get(m.linkname) or state.get(m.linkname)
-            entry, regrouped = member_entry(m, base, name)
-            if regrouped is not None:
-                home = layer if regrouped.path in layer else state
-                home[regrouped.path] = regrouped
-            layer.pop(m.name, None)
-            layer[m.name] = entry
-            if m.content is not None or m.hardlink:
-                layer_kept.append(m)
-            else:
-                layer_plain.add(m.name)
-        if gone or emptied:
-            for path in list(state):
-                if path in gone or _under_any(path, gone) or _under_any(path, emptied):
-                    del state[path]
-                    heads.pop(path, None)
-                    self.captured.pop(path, None)
-        for path, entry in layer.items():
-            state.pop(path, None)
-            state[path] = entry
-        for path in layer_plain:
-            self.captured.pop(path, None)
-        for m in layer_kept:
-            keep_content(self.captured, m)
-
-
-def _under_any(path: str, dirs: set[str]) -> bool:
-    if "/" in dirs:
-        return True
-    cut = path.rfind("/")
-    while cut > 0:
-        if path[:cut] in dirs:
-            return True
-        cut = path.rfind("/", 0, cut)
-    return False
+        tree.remove(gone, emptied)
+        for m in members:
+            tree.add(m)
 
 
 __all__ = ["OciImage", "is_container_archive"]

@@ -1,44 +1,65 @@
-"""A tar reader written for hostile input: ustar, GNU and PAX headers, streamed once.
+"""A tar reader written for hostile input: v7, ustar, GNU, PAX and sparse members, streamed once.
 
 Python's `tarfile` is not used: it loops forever on a negative base-256 size, accepts
-corrupt gzip trailers, recurses on deep paths and was never a containment boundary. This
-parser checks every header checksum, bounds every loop and header, and hashes each
-regular member while it streams past, so a compressed archive is read exactly once.
+corrupt gzip trailers, recurses on deep paths and was never a containment boundary. The
+work is split as `tarfile` splits it: `_tarheader` decodes one header block, `_tarext`
+the extension records (PAX, GNU long names, sparse maps), and this module walks the
+stream: it applies extension records to the member they precede and hashes each regular
+member's logical content while it streams past (a sparse member's holes count as zeros
+and are never held in memory), so a compressed archive is read exactly once. What
+members mean together (hard links, replacement, implicit parents) is `_extract`.
+
+Member data follows POSIX: types 1-6 (links, devices, directories, FIFOs) store none,
+whatever their size field says; regular, contiguous, sparse, dumpdir and unknown types
+store `size` bytes.
 """
 
 from __future__ import annotations
 
-import base64
 import os
-import urllib.parse
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
-import attrs
+import blake3
 
 from imgdiff import _digest
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported
+from imgdiff.image import _tarext, _tarheader
+from imgdiff.image._extract import Extraction
 from imgdiff.image._stream import Stream, sniff_compression
+from imgdiff.image._tarheader import BLOCK, ZERO_BLOCK, Header
 from imgdiff.image.base import CONTENT_MAGICS, HEAD_BYTES, Image, Limits
 from imgdiff.model import Entry, EntryType
 
-BLOCK = 512
 _TYPES = {
     b"0": EntryType.FILE,
     b"\0": EntryType.FILE,
     b"7": EntryType.FILE,  # contiguous file: a regular file everywhere that matters
+    b"S": EntryType.FILE,  # GNU sparse file (old format)
+    b"1": EntryType.FILE,  # hard link: the type is its target's, resolved in `_extract`
     b"2": EntryType.SYMLINK,
     b"3": EntryType.CHAR,
     b"4": EntryType.BLOCK,
     b"5": EntryType.DIR,
+    b"D": EntryType.DIR,  # GNU dumpdir: a directory whose data lists its names
     b"6": EntryType.FIFO,
 }
-_HARDLINK = b"1"
+_NO_DATA = frozenset((b"1", b"2", b"3", b"4", b"5", b"6"))
+_PAX = (b"x", b"g", b"X")  # X: Solaris' extended header, the same records
+_ZEROS = memoryview(bytes(1 << 20))
+_EMPTY_DIGEST = _digest.of_bytes(b"")
+_SPARSE_LIMIT = 1 << 20  # numbers in one sparse map (an old-GNU extension block holds 42)
 
 
-@attrs.frozen(slots=True)
-class Member:
-    """One tar member as stored: `name` normalised to an absolute path, nothing resolved."""
+class Member(NamedTuple):
+    """One tar member as stored: `name` normalised to an absolute path, nothing resolved.
+
+    `linkname` is a symlink's target as written, or a hard link's target path normalised;
+    `size` is the logical size (a sparse member's real size); `offset` is where stored
+    content starts in the decompressed stream; `content` is kept when the owner's
+    `capture` selects the path; `head` holds the first bytes of content whose kind depends
+    on it (ELF, "#!").
+    """
 
     name: str
     type: EntryType
@@ -52,34 +73,9 @@ class Member:
     rdev: tuple[int, int] | None
     xattrs: tuple[tuple[str, bytes], ...]
     digest: str | None
-    offset: int = -1  # where the content starts in the (decompressed) stream
-    content: bytes | None = None  # kept when the owner's `capture` selects this path
-
-
-def _number(field: bytes, src: str, what: str, name: str) -> int:
-    if field and field[0] & 0x80:  # GNU base-256: big-endian, first byte's top bit set
-        if field[0] == 0xFF:
-            raise BadInput(src, f"negative {what} in tar header", name)
-        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip(b" ")
-    if not text:
-        return 0
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise BadInput(src, f"bad {what} field {text[:16]!r} in tar header", name) from None
-
-
-def _checksum_ok(block: bytes) -> bool:
-    stored = block[148:156].split(b"\0", 1)[0].strip(b" ")
-    try:
-        want = int(stored, 8)
-    except ValueError:
-        return False
-    blanked = block[:148] + b" " * 8 + block[156:]
-    unsigned = sum(blanked)
-    signed = unsigned - 256 * sum(1 for b in blanked if b > 127)
-    return want in (unsigned, signed)
+    offset: int = -1
+    content: bytes | None = None
+    head: bytes | None = None
 
 
 def normalize(raw: bytes, src: str, warn: Image | None = None) -> str | None:
@@ -99,38 +95,24 @@ def normalize(raw: bytes, src: str, warn: Image | None = None) -> str | None:
     return "/" + "/".join(parts)
 
 
-def _pax_records(data: bytes, src: str, name: str) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    pos = 0
-    while pos < len(data):
-        if data[pos:].strip(b"\0") == b"":
-            break
-        space = data.find(b" ", pos, pos + 24)
-        if space < 0:
-            raise BadInput(src, "malformed PAX header", name)
-        try:
-            length = int(data[pos:space])
-        except ValueError:
-            raise BadInput(src, "malformed PAX record length", name) from None
-        end = pos + length
-        if length <= space - pos + 1 or end > len(data) or data[end - 1 : end] != b"\n":
-            raise BadInput(src, "malformed PAX record", name)
-        key, sep, value = data[space + 1 : end - 1].partition(b"=")
-        if not sep:
-            raise BadInput(src, "PAX record without '='", name)
-        out[key.decode("utf-8", "surrogateescape")] = value
-        pos = end
-    return out
+class _Pending:
+    """Extension records read so far that apply to the next real member."""
 
+    __slots__ = ("global_", "link", "name", "pax")
 
-def _pax_time(value: bytes) -> int:
-    text = value.decode("ascii", "replace")
-    neg = text.startswith("-")
-    whole, _, frac = text.lstrip("-").partition(".")
-    if not whole.isdigit() or (frac and not frac.isdigit()):
-        raise ValueError(text)
-    ns = int(whole) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
-    return -ns if neg else ns
+    def __init__(self) -> None:
+        self.global_: dict[str, bytes] = {}
+        self.pax: _tarext.Records = []
+        self.name: bytes | None = None
+        self.link: bytes | None = None
+
+    def take(self) -> tuple[dict[str, bytes], _tarext.Records, bytes | None, bytes | None]:
+        """The records for this member (global ones under local ones); resets the local."""
+        local = self.pax
+        merged = {**self.global_, **dict(local)} if self.global_ else dict(local)
+        out = merged, local, self.name, self.link
+        self.pax, self.name, self.link = [], None, None
+        return out
 
 
 class TarReader:
@@ -145,8 +127,75 @@ class TarReader:
         self.limits = limits
         self.owner = owner
         self.kept_bytes = 0
+        self.name_bytes = 0  # member name bytes so far, bounded against the input's size
+        self.hole_bytes = 0  # sparse holes hashed so far, bounded the same way
+        self._fh = fh
 
-    def _long(self, size: int, what: str) -> bytes:
+    # -- the walk ----------------------------------------------------------------------
+    def members(self, *, hash_content: bool = True) -> Iterator[Member]:
+        """Yield every member; regular files' content is hashed (or skipped), the rest skipped."""
+        pending = _Pending()
+        count = 0
+        while True:
+            block = self._header_block(first=count == 0)
+            if block is None:
+                return
+            header = _tarheader.parse(block, self.name)
+            count += 1
+            if count > self.limits.max_entries:
+                raise LimitExceeded(self.name, f"more than {self.limits.max_entries} members")
+            if self._extension(header, pending):
+                continue
+            member = self._member(header, block, pending, hash_content)
+            if member is not None:
+                yield member
+
+    def _header_block(self, *, first: bool) -> bytes | None:
+        """The next header block, or None at the end-of-archive marker."""
+        stream = self.stream
+        block = stream.read(BLOCK)
+        if not block:
+            if first:
+                raise BadInput(self.name, "empty archive")
+            raise BadInput(self.name, "truncated tar archive (no end-of-archive marker)")
+        if len(block) < BLOCK:
+            raise BadInput(self.name, "truncated tar archive (partial header)")
+        if block == ZERO_BLOCK:
+            stream.drain()  # second zero block, padding, and the compressed trailer
+            return None
+        if not _tarheader.checksum_ok(block):
+            if first:
+                raise BadInput(self.name, "not a tar archive (bad header checksum)")
+            raise BadInput(self.name, f"corrupt tar header at byte {stream.position - BLOCK}")
+        return block
+
+    def _extension(self, header: Header, pending: _Pending) -> bool:
+        """Read an extension header's data into `pending`; False for a real member."""
+        flag = header.typeflag
+        if flag in _PAX:
+            shown = os.fsdecode(header.name)
+            records = _tarext.pax_records(self._data(header.size, "PAX header"), self.name, shown)
+            if flag == b"g":
+                pending.global_.update(records)
+            else:
+                pending.pax = records
+            return True
+        if flag == b"L":
+            pending.name = self._data(header.size, "GNU long name").split(b"\0", 1)[0]
+            return True
+        if flag == b"K":
+            pending.link = self._data(header.size, "GNU long link").split(b"\0", 1)[0]
+            return True
+        if flag in (b"V", b"M"):  # a volume label, or the tail of a file from another volume
+            shown = os.fsdecode(pending.take()[2] or header.name)
+            self._skip(header.size, shown)
+            if flag == b"M":
+                self.owner.warn(shown, "continued from another volume: not read")
+            return True
+        return False
+
+    def _data(self, size: int, what: str) -> bytes:
+        """An extension header's data, bounded, with its padding consumed."""
         if size > self.limits.max_header_bytes:
             raise LimitExceeded(self.name, f"{what} of {size} bytes")
         data = self.stream.read(size)
@@ -155,194 +204,268 @@ class TarReader:
         self.stream.read(-size % BLOCK)
         return data
 
+    def _skip(self, size: int, shown: str) -> None:
+        """Skip `size` bytes of member data and their padding."""
+        padded = size + (-size % BLOCK)
+        if padded and self.stream.skip(padded) < padded:
+            raise BadInput(self.name, "truncated tar archive (member content)", shown)
+
+    # -- one member --------------------------------------------------------------------
+    def _member(
+        self, header: Header, block: bytes, pending: _Pending, hash_content: bool
+    ) -> Member | None:
+        """The member a header describes, with its extension records applied."""
+        src = self.name
+        records, local, long_name, long_link = pending.take()
+        raw_name = long_name if long_name is not None else header.name
+        if "path" in records:
+            raw_name = _tarext.pax_name(records["path"], "path", src, os.fsdecode(raw_name))
+        if "GNU.sparse.name" in records:  # sparse 0.1/1.0: the header names a placeholder
+            placeholder = os.fsdecode(raw_name)
+            raw_name = _tarext.pax_name(records["GNU.sparse.name"], "path", src, placeholder)
+        shown = os.fsdecode(raw_name)
+        self._check_name(raw_name, shown)
+        flag = header.typeflag
+        if flag in (b"0", b"\0") and raw_name.endswith(b"/"):
+            flag = b"5"  # v7 and old GNU tars write a directory as a file named "dir/"
+        etype = _TYPES.get(flag, EntryType.FILE)  # unknown types are regular files (POSIX)
+        linkname = long_link if long_link is not None else header.linkname
+        if "linkpath" in records:
+            linkname = _tarext.pax_name(records["linkpath"], "linkpath", src, shown)
+        uid, gid, mtime_ns = self._owner_and_time(header, records, shown)
+        stored = 0
+        if flag not in _NO_DATA:
+            stored = header.size
+            if "size" in records:
+                stored = _tarext.pax_int(records["size"], "size", src, shown)
+        if stored > self.limits.max_member_bytes:
+            raise LimitExceeded(src, f"member claims {stored} bytes", shown)
+        path = normalize(raw_name, src, self.owner)
+        sparse = self._sparse_map(flag, block, records, local, stored, shown)
+        offset = self.stream.position
+        if etype is not EntryType.FILE or flag == b"1":
+            self._skip(stored, shown)
+            size, digest, head, content = 0, None, None, None
+        elif not hash_content and sparse is None:
+            self._skip(stored, shown)
+            size, digest, head, content = stored, None, None, None
+        else:
+            keep = path is not None and self._captures(path)
+            digest, head, content = self._content(stored, sparse, keep, shown)
+            size = stored if sparse is None else sparse.real_size
+        if path is None:
+            return None  # "./" itself: the image root has no entry
+        target: str | None = None
+        if etype is EntryType.SYMLINK:
+            target = os.fsdecode(linkname)
+        elif flag == b"1":
+            target = normalize(linkname, src)
+            if target is None:
+                raise BadInput(src, "hard link to the image root", shown)
+        rdev = None
+        if etype is EntryType.CHAR or etype is EntryType.BLOCK:
+            rdev = self._rdev(header, records, shown)
+        xattrs = _tarext.xattrs_of(records, src, shown) if records else ()
+        mode = 0o777 if etype is EntryType.SYMLINK else header.mode & 0o7777
+        return Member(
+            path, etype, mode, uid, gid, size, mtime_ns, target, flag == b"1",
+            rdev, xattrs, digest, offset, content, head,
+        )  # fmt: skip
+
+    def _check_name(self, raw_name: bytes, shown: str) -> None:
+        limits = self.limits
+        if len(raw_name) > limits.max_path_bytes:
+            raise LimitExceeded(self.name, f"member name of {len(raw_name)} bytes", shown[:200])
+        if raw_name.count(b"/") > limits.max_depth:
+            raise LimitExceeded(
+                self.name, f"member name deeper than {limits.max_depth}", shown[:200]
+            )
+        self.name_bytes += len(raw_name)
+        self._bounded(self.name_bytes, limits.max_names_ratio, "member names", shown[:200])
+
+    def _bounded(self, total: int, ratio: int, what: str, shown: str) -> None:
+        """Refuse derived data (names, holes) the archive read so far cannot justify.
+
+        Below `ratio_floor` anything goes; past it, `total` may be at most `ratio` times
+        the bytes of the archive file consumed, so memory and time follow the input.
+        """
+        floor = self.limits.ratio_floor
+        if total <= floor:
+            return
+        try:
+            consumed = max(self._fh.tell(), 1)
+        except (OSError, ValueError):
+            consumed = 1
+        allowed = max(floor, ratio * consumed)
+        if total > allowed:
+            raise LimitExceeded(
+                self.name,
+                f"{what} add up to more than {allowed} bytes after {consumed} bytes of archive",
+                shown,
+            )
+
+    def _owner_and_time(
+        self, header: Header, records: dict[str, bytes], shown: str
+    ) -> tuple[int, int, int]:
+        src = self.name
+        uid = _tarext.pax_uid(records["uid"], "uid", src, shown) if "uid" in records else header.uid
+        gid = _tarext.pax_uid(records["gid"], "gid", src, shown) if "gid" in records else header.gid
+        if uid >= _tarheader.UID_LIMIT or gid >= _tarheader.UID_LIMIT:
+            raise BadInput(src, "uid or gid out of range in tar header", shown)
+        if "mtime" in records:
+            mtime_ns = _tarext.pax_time(records["mtime"], src, shown)
+        else:
+            mtime_ns = header.mtime * 1_000_000_000
+        return uid, gid, mtime_ns
+
+    def _rdev(self, header: Header, records: dict[str, bytes], shown: str) -> tuple[int, int]:
+        major, minor = header.devmajor, header.devminor
+        if "SCHILY.devmajor" in records:  # star and GNU tar: numbers too big for the header
+            major = _tarext.pax_int(records["SCHILY.devmajor"], "devmajor", self.name, shown)
+        if "SCHILY.devminor" in records:
+            minor = _tarext.pax_int(records["SCHILY.devminor"], "devminor", self.name, shown)
+        return major, minor
+
+    def _captures(self, path: str) -> bool:
+        capture = self.owner.capture
+        return capture is not None and capture(path)
+
+    # -- sparse members ----------------------------------------------------------------
+    def _sparse_map(
+        self,
+        flag: bytes,
+        block: bytes,
+        records: dict[str, bytes],
+        local: _tarext.Records,
+        stored: int,
+        shown: str,
+    ) -> _tarext.SparseMap | None:
+        """The sparse map of this member, or None for an ordinary one (GNU's formats)."""
+        src = self.name
+        if flag == b"S":
+            return self._old_gnu_map(block, stored, shown)
+        if "GNU.sparse.major" in records or "GNU.sparse.minor" in records:
+            version = (records.get("GNU.sparse.major"), records.get("GNU.sparse.minor"))
+            if version != (b"1", b"0"):
+                raise Unsupported(f"{src}: {shown}: GNU sparse format {version!r} is unknown")
+            real = _tarext.pax_int(records.get("GNU.sparse.realsize", b""), "realsize", src, shown)
+            return self._sparse_1_0_map(stored, real, shown)
+        if "GNU.sparse.map" in records:  # 0.1
+            real = _tarext.pax_int(records.get("GNU.sparse.size", b""), "sparse size", src, shown)
+            flat = _tarext.sparse_decimals(records["GNU.sparse.map"], src, shown)
+            return _tarext.SparseMap.checked(flat, real, stored, src, shown)
+        if "GNU.sparse.offset" in records or "GNU.sparse.size" in records:  # 0.0
+            real = _tarext.pax_int(records.get("GNU.sparse.size", b""), "sparse size", src, shown)
+            flat = [
+                _tarext.pax_int(value, key, src, shown)
+                for key, value in local
+                if key in ("GNU.sparse.offset", "GNU.sparse.numbytes")
+            ]
+            return _tarext.SparseMap.checked(flat, real, stored, src, shown)
+        return None
+
+    def _old_gnu_map(self, block: bytes, stored: int, shown: str) -> _tarext.SparseMap:
+        """The map in an old-GNU 'S' header: four slots, then 21 per extension block."""
+        src = self.name
+        flat = _tarheader.gnu_sparse_slots(block, 386, 4, src, shown)
+        real = _tarheader.number(block[483:495], src, "realsize", shown)
+        extended = block[482]
+        while extended:
+            ext = self.stream.read(BLOCK)
+            if len(ext) < BLOCK:
+                raise BadInput(src, "truncated tar archive (in a sparse map)", shown)
+            flat += _tarheader.gnu_sparse_slots(ext, 0, 21, src, shown)
+            if len(flat) > _SPARSE_LIMIT:
+                raise LimitExceeded(src, "sparse map of more than a million numbers", shown)
+            extended = ext[504]
+        return _tarext.SparseMap.checked(flat, real, stored, src, shown)
+
+    def _sparse_1_0_map(self, stored: int, real: int, shown: str) -> _tarext.SparseMap:
+        """The 1.0 map at the start of the data, consumed from the stream with its padding."""
+        src = self.name
+        text = b""
+        while True:
+            if len(text) >= stored or len(text) > self.limits.max_header_bytes:
+                raise BadInput(src, "malformed sparse map (longer than the member)", shown)
+            piece = self.stream.read(BLOCK)
+            if len(piece) < BLOCK:
+                raise BadInput(src, "truncated tar archive (in a sparse map)", shown)
+            text += piece
+            end = _tarext.sparse_1_0_length(text, src, shown, _SPARSE_LIMIT)
+            if end is not None:
+                break
+        flat = _tarext.sparse_decimals(text[: end - 1], src, shown)
+        return _tarext.SparseMap.checked(flat[1:], real, stored - len(text), src, shown)
+
+    # -- content -----------------------------------------------------------------------
+    def _content(
+        self, stored: int, sparse: _tarext.SparseMap | None, keep: bool, shown: str
+    ) -> tuple[str, bytes | None, bytes | None]:
+        """Digest, head and (if kept) bytes of a member's logical content."""
+        if stored == 0 and sparse is None:
+            return _EMPTY_DIGEST, None, b"" if keep else None
+        hasher = _digest.new_hasher()
+        kept: list[bytes] | None = [] if keep else None
+        head: bytes | None = None
+        if sparse is None:
+            head = self._stream_into(hasher, stored, kept, shown, first=True)
+        else:
+            at = 0
+            for offset, length in sparse.segments:
+                self._zeros_into(hasher, offset - at, kept, shown)
+                got = self._stream_into(hasher, length, kept, shown, first=offset == 0)
+                head = head if offset else got
+                at = offset + length
+            self._zeros_into(hasher, sparse.real_size - at, kept, shown)
+        self._skip_padding(stored, shown)
+        content = self._keep(kept, shown) if kept is not None else None
+        return _digest.finish(hasher), head, content
+
+    def _stream_into(
+        self, hasher: blake3.blake3, size: int, kept: list[bytes] | None, shown: str, *, first: bool
+    ) -> bytes | None:
+        """Hash `size` stored bytes; returns the head if `first` and the content has magic."""
+        update = hasher.update
+        head = None
+        got = 0
+        for piece in self.stream.chunks(size):
+            if first and got == 0 and piece.startswith(CONTENT_MAGICS):
+                head = bytes(piece[:HEAD_BYTES])
+            update(piece)
+            got += len(piece)
+            if kept is not None:
+                kept.append(bytes(piece))
+        if got < size:
+            raise BadInput(self.name, "truncated tar archive (member content)", shown)
+        return head
+
+    def _zeros_into(
+        self, hasher: blake3.blake3, size: int, kept: list[bytes] | None, shown: str
+    ) -> None:
+        """Hash a hole of `size` zero bytes without allocating it."""
+        if size <= 0:
+            return
+        self.hole_bytes += size
+        self._bounded(self.hole_bytes, self.limits.max_ratio, "sparse holes", shown)
+        update = hasher.update
+        whole, rest = divmod(size, len(_ZEROS))
+        for _ in range(whole):
+            update(_ZEROS)
+        update(_ZEROS[:rest])
+        if kept is not None:
+            kept.append(bytes(size))  # kept content is bounded by the capture limit
+
+    def _skip_padding(self, stored: int, shown: str) -> None:
+        pad = -stored % BLOCK
+        if pad and self.stream.skip(pad) < pad:
+            raise BadInput(self.name, "truncated tar archive (member padding)", shown)
+
     def _keep(self, pieces: list[bytes], shown: str) -> bytes:
         data = b"".join(pieces)
         self.kept_bytes += len(data)
         if self.kept_bytes > self.limits.max_capture_bytes:
             raise LimitExceeded(self.name, "package databases larger than the capture limit", shown)
         return data
-
-    def members(self, *, hash_content: bool = True) -> Iterator[Member]:
-        """Yield every member; content of regular files is hashed (or skipped), the rest skipped."""
-        src = self.name
-        stream = self.stream
-        limits = self.limits
-        capture = self.owner.capture
-        global_pax: dict[str, bytes] = {}
-        pax: dict[str, bytes] = {}
-        long_name: bytes | None = None
-        long_link: bytes | None = None
-        count = 0
-        first = True
-        while True:
-            block = stream.read(BLOCK)
-            if not block:
-                if first:
-                    raise BadInput(src, "empty archive")
-                raise BadInput(src, "truncated tar archive (no end-of-archive marker)")
-            if len(block) < BLOCK:
-                raise BadInput(src, "truncated tar archive (partial header)")
-            if block == b"\0" * BLOCK:
-                stream.drain()  # second zero block, padding, and the compressed trailer
-                return
-            if not _checksum_ok(block):
-                if first:
-                    raise BadInput(src, "not a tar archive (bad header checksum)")
-                raise BadInput(src, f"corrupt tar header at byte {stream.position - BLOCK}")
-            first = False
-            count += 1
-            if count > limits.max_entries:
-                raise LimitExceeded(src, f"more than {limits.max_entries} members")
-            typeflag = block[156:157]
-            raw_name = block[0:100].split(b"\0", 1)[0]
-            magic = block[257:265]
-            if magic[:6] == b"ustar\0":  # POSIX ustar: prefix holds the leading directories
-                prefix = block[345:500].split(b"\0", 1)[0]
-                if prefix:
-                    raw_name = prefix + b"/" + raw_name
-            shown = os.fsdecode(raw_name)
-            size = _number(block[124:136], src, "size", shown)
-            if size > limits.max_member_bytes:
-                raise LimitExceeded(src, f"member claims {size} bytes", shown)
-            if typeflag in (b"x", b"g"):
-                records = _pax_records(self._long(size, "PAX header"), src, shown)
-                if typeflag == b"g":
-                    global_pax.update(records)
-                else:
-                    pax = records
-                continue
-            if typeflag == b"L":
-                long_name = self._long(size, "GNU long name").split(b"\0", 1)[0]
-                continue
-            if typeflag == b"K":
-                long_link = self._long(size, "GNU long link").split(b"\0", 1)[0]
-                continue
-            attrs_ = {**global_pax, **pax} if global_pax else pax
-            pax = {}
-            if long_name is not None:
-                raw_name, long_name = long_name, None
-            if "path" in attrs_:
-                raw_name = attrs_["path"]
-            linkname = block[157:257].split(b"\0", 1)[0]
-            if long_link is not None:
-                linkname, long_link = long_link, None
-            if "linkpath" in attrs_:
-                linkname = attrs_["linkpath"]
-            shown = os.fsdecode(raw_name)
-            if len(raw_name) > limits.max_path_bytes:
-                raise LimitExceeded(src, f"member name of {len(raw_name)} bytes", shown[:200])
-            if raw_name.count(b"/") > limits.max_depth:
-                raise LimitExceeded(src, f"member name deeper than {limits.max_depth}", shown[:200])
-            try:
-                if "size" in attrs_:
-                    size = int(attrs_["size"])
-                mtime_ns = (
-                    _pax_time(attrs_["mtime"])
-                    if "mtime" in attrs_
-                    else _number(block[136:148], src, "mtime", shown) * 1_000_000_000
-                )
-                uid = (
-                    int(attrs_["uid"])
-                    if "uid" in attrs_
-                    else _number(block[108:116], src, "uid", shown)
-                )
-                gid = (
-                    int(attrs_["gid"])
-                    if "gid" in attrs_
-                    else _number(block[116:124], src, "gid", shown)
-                )
-            except ValueError:
-                raise BadInput(src, "malformed number in PAX header", shown) from None
-            if size < 0 or size > limits.max_member_bytes:
-                raise LimitExceeded(src, f"member claims {size} bytes", shown)
-            if any(k.startswith("GNU.sparse.") for k in attrs_) or typeflag == b"S":
-                raise Unsupported(f"{src}: {shown}: sparse tar members are not supported")
-            mode = _number(block[100:108], src, "mode", shown) & 0o7777
-            hardlink = typeflag == _HARDLINK
-            etype = EntryType.FILE if hardlink else _TYPES.get(typeflag)
-            if etype is None:
-                raise BadInput(src, f"unsupported tar member type {typeflag!r}", shown)
-            path = normalize(raw_name, src, self.owner)
-            heads = self.owner.heads
-            keep = (
-                capture is not None
-                and path is not None
-                and etype is EntryType.FILE
-                and not hardlink
-                and capture(path)
-            )
-            kept: list[bytes] = []
-            rdev = None
-            if etype in (EntryType.CHAR, EntryType.BLOCK):
-                rdev = (
-                    _number(block[329:337], src, "devmajor", shown),
-                    _number(block[337:345], src, "devminor", shown),
-                )
-            xattrs = []
-            for key, value in attrs_.items():
-                if key.startswith("SCHILY.xattr."):
-                    xattrs.append((key[13:], value))
-                elif key.startswith("LIBARCHIVE.xattr."):
-                    try:
-                        xname = urllib.parse.unquote(key[17:])
-                        xattrs.append((xname, base64.b64decode(value + b"==", validate=False)))
-                    except ValueError:
-                        raise BadInput(src, "malformed LIBARCHIVE.xattr record", shown) from None
-            digest = None
-            offset = stream.position
-            if etype is EntryType.FILE and not hardlink and not hash_content:
-                if stream.skip(size) < size:
-                    raise BadInput(src, "truncated tar archive (member content)", shown)
-                pad = -size % BLOCK
-            elif etype is EntryType.FILE and not hardlink:
-                hasher = _digest.new_hasher()
-                got = 0
-                for piece in stream.chunks(size):
-                    if got == 0 and path is not None:
-                        if piece.startswith(CONTENT_MAGICS):
-                            heads[path] = bytes(piece[:HEAD_BYTES])
-                        else:
-                            heads.pop(path, None)
-                    hasher.update(piece)
-                    got += len(piece)
-                    if keep:
-                        kept.append(bytes(piece))
-                if got < size:
-                    raise BadInput(src, "truncated tar archive (member content)", shown)
-                digest = _digest.finish(hasher)
-                pad = -size % BLOCK
-            else:
-                pad = size + (-size % BLOCK)
-                size = 0
-            if pad:
-                skipped = sum(len(p) for p in stream.chunks(pad))
-                if skipped < pad:
-                    raise BadInput(src, "truncated tar archive (member padding)", shown)
-            if path is None:
-                continue  # "./" itself: the image root has no entry
-            target: str | None = None
-            if etype is EntryType.SYMLINK:
-                target = os.fsdecode(linkname)
-            elif hardlink:
-                target = normalize(linkname, src)
-                if target is None:
-                    raise BadInput(src, "hard link to the image root", shown)
-            yield Member(
-                path,
-                etype,
-                mode,
-                uid,
-                gid,
-                size,
-                mtime_ns,
-                target,
-                hardlink,
-                rdev,
-                tuple(sorted(xattrs)),
-                digest,
-                offset,
-                self._keep(kept, shown) if keep else None,
-            )
 
 
 class TarImage(Image):
@@ -362,69 +485,12 @@ class TarImage(Image):
             reader = TarReader(fh, self.path, self.limits, self)
             if reader.compression:
                 self.format = f"tar+{reader.compression}"
-            yield from members_to_entries(reader.members(), self.path, self.captured)
+            tree = Extraction(self.path, self)
+            for m in reader.members():
+                tree.add(m)
+            yield from tree.entries.values()
         finally:
             fh.close()
 
 
-def member_entry(m: Member, base: Entry | None, src: str) -> tuple[Entry, Entry | None]:
-    """The entry for member `m`, and for a hard link its `base` regrouped (or None).
-
-    A hard link shares its base's inode: its content, size and xattrs; the group is
-    named after the base's path (renamed to the smallest path later, in `Manifest`).
-    """
-    if not m.hardlink:
-        entry = Entry(
-            m.name, m.type, m.mode, m.uid, m.gid, m.size, m.mtime_ns,
-            m.linkname, None, m.rdev, m.xattrs, m.digest,
-        )  # fmt: skip
-        return entry, None
-    if base is None or base.type is not EntryType.FILE:
-        raise BadInput(src, f"hard link to missing or non-file {m.linkname!r}", m.name)
-    group = base.hardlink or base.path
-    entry = Entry(
-        m.name, EntryType.FILE, m.mode, m.uid, m.gid, base.size, m.mtime_ns,
-        None, group, None, m.xattrs or base.xattrs, base.digest,
-    )  # fmt: skip
-    return entry, (attrs.evolve(base, hardlink=group) if base.hardlink is None else None)
-
-
-def members_to_entries(
-    members: Iterator[Member], src: str, captured: dict[str, bytes]
-) -> Iterator[Entry]:
-    """Resolve hard links against earlier members and turn members into entries.
-
-    Later members with the same name replace earlier ones, as on extraction; the result
-    is yielded once the whole stream has been read, so replacement is exact.
-    """
-    seen: dict[str, Entry] = {}
-    for m in members:
-        base = seen.get(m.linkname) if m.hardlink and m.linkname else None
-        entry, regrouped = member_entry(m, base, src)
-        if regrouped is not None:
-            seen[regrouped.path] = regrouped
-        seen.pop(m.name, None)  # re-insert so dict order follows the last write
-        seen[m.name] = entry
-        keep_content(captured, m)
-    yield from seen.values()
-
-
-def keep_content(captured: dict[str, bytes], m: Member) -> None:
-    """Track the captured content of the member now at `m.name` (or forget stale content)."""
-    if m.content is not None:
-        captured[m.name] = m.content
-    elif m.hardlink and m.linkname in captured:
-        captured[m.name] = captured[m.linkname]
-    else:
-        captured.pop(m.name, None)
-
-
-__all__ = [
-    "Member",
-    "TarImage",
-    "TarReader",
-    "keep_content",
-    "member_entry",
-    "members_to_entries",
-    "normalize",
-]
+__all__ = ["Member", "TarImage", "TarReader", "normalize"]

@@ -36,10 +36,19 @@ class Limits:
     max_member_bytes: int = 1 << 40  # one tar member (1 TiB)
     max_total_bytes: int = 1 << 42  # all uncompressed bytes read from one archive (4 TiB)
     max_ratio: int = 1_000  # uncompressed/compressed, enforced once past ratio_floor
+    # member names / archive bytes read, past ratio_floor: names are held in memory, and a
+    # compressed archive of long similar names would otherwise cost gigabytes per megabyte
+    max_names_ratio: int = 64
     ratio_floor: int = 64 << 20
     max_header_bytes: int = 1 << 20  # one PAX header or GNU long name
     max_layers: int = 1_000
     max_capture_bytes: int = 1 << 30  # file contents kept from streamed archives (package DBs)
+    # A saved manifest's JSON may decompress to max_manifest_ratio times the file's size,
+    # or to manifest_ratio_floor when that is more, and never past max_manifest_bytes.
+    # Real roots compress 3-5x; 60,000 empty files with one mtime ~100x.
+    max_manifest_ratio: int = 250
+    manifest_ratio_floor: int = 64 << 20
+    max_manifest_bytes: int = 4 << 30  # ~10 million entries, as max_entries
 
 
 class Image:

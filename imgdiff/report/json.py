@@ -22,7 +22,7 @@ def entry_json(entry: Entry | None) -> dict[str, Any] | None:
     """One side of a change."""
     if entry is None:
         return None
-    return {
+    doc = {
         "type": entry.type.value,
         "mode": entry.mode,
         "uid": entry.uid,
@@ -35,6 +35,9 @@ def entry_json(entry: Entry | None) -> dict[str, Any] | None:
         "xattrs": {k: v.hex() for k, v in entry.xattrs},
         "digest": entry.digest,
     }
+    if entry.implicit:  # additive: a directory the archive implies but does not list
+        doc["implicit"] = True
+    return doc
 
 
 def change_json(change: Change) -> dict[str, Any]:

@@ -1,0 +1,185 @@
+"""What extracting archive members in order leaves on disk, worked out without a disk.
+
+`Extraction` applies tar members one after another the way extraction does, so an
+archive and the tree it extracts to compare equal:
+
+- a directory the archive implies but does not list is created, 0755 and owned by root
+  (`Entry.implicit`);
+- a later member replaces an earlier one at the same path; a directory replacing a
+  directory keeps its children;
+- a hard link is another name for its target's inode: type, mode, owner, content and
+  xattrs are the target's as it is at that point of the stream, and a target replaced
+  later does not take the link with it;
+- a member that extraction cannot place is dropped with a warning naming it: one under a
+  symlink (bsdtar refuses to extract through symlinks; we never resolve through them)
+  or under a non-directory, and, for a plain tar, a non-directory replacing a directory
+  that has children (GNU tar and bsdtar leave the directory). Container layers are
+  applied as runtimes apply them: there, such a member replaces the whole subtree.
+
+It reads no archive itself; `_tar` and `_oci` feed it members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from imgdiff.errors import BadInput
+from imgdiff.image.base import Image
+from imgdiff.model import Entry, EntryType
+
+if TYPE_CHECKING:  # `_tar` feeds this module: import its record for types only
+    from imgdiff.image._tar import Member
+
+_DIR = EntryType.DIR
+_FILE = EntryType.FILE
+
+
+def _parent(path: str) -> str:
+    """The parent of an absolute image path; "" for a child of the root."""
+    return path[: path.rfind("/")]
+
+
+class Extraction:
+    """The tree built so far: `entries` by path, each with its parents present as dirs."""
+
+    def __init__(self, src: str, image: Image, *, layered: bool = False) -> None:
+        self.src = src
+        self.entries: dict[str, Entry] = {}
+        self._image = image
+        self._heads = image.heads
+        self._captured = image.captured
+        self._layered = layered
+        self._with_children: set[str] = set()
+        self._groups = 0  # hard-link groups get private names; `Manifest` renames them
+
+    def add(self, m: Member) -> None:
+        """Apply one member."""
+        name = m.name
+        entries = self.entries
+        parent = _parent(name)
+        if parent:
+            above = entries.get(parent)
+            if (above is None or above.type is not _DIR) and not self._make_parents(parent, name):
+                return
+        old = entries.get(name)
+        new_is_dir = m.type is _DIR and not m.hardlink
+        if old is not None and old.type is _DIR and not new_is_dir and name in self._with_children:
+            if not self._layered:
+                self._image.warn(
+                    name, "replaces a directory that is not empty: dropped, as extraction does"
+                )
+                return
+            self.remove_under(name)
+        entry = self._link(m) if m.hardlink else self._entry(m)
+        entries[name] = entry
+        if parent:
+            self._with_children.add(parent)
+        self._track_content(name, m, entry)
+
+    def _entry(self, m: Member) -> Entry:
+        return Entry(
+            m.name, m.type, m.mode, m.uid, m.gid, m.size, m.mtime_ns,
+            m.linkname if m.type is EntryType.SYMLINK else None,
+            None, m.rdev, m.xattrs, m.digest,
+        )  # fmt: skip
+
+    def _link(self, m: Member) -> Entry:
+        """A hard link: another name for the inode now at its target path."""
+        base = self.entries.get(m.linkname) if m.linkname is not None else None
+        if base is None:
+            raise BadInput(self.src, f"hard link to missing target {m.linkname!r}", m.name)
+        if base.type is _DIR:
+            raise BadInput(self.src, f"hard link to a directory {m.linkname!r}", m.name)
+        if base.type is not _FILE:
+            # a second name of a symlink, FIFO or device: the directory reader sees an
+            # entry of the same type and metadata, with no group (groups are for files)
+            return Entry(
+                m.name, base.type, base.mode, base.uid, base.gid, 0, base.mtime_ns,
+                base.target, None, base.rdev, base.xattrs, None,
+            )  # fmt: skip
+        group = base.hardlink
+        if group is None:
+            self._groups += 1
+            group = f"\0{self._groups}"
+            self.entries[base.path] = Entry(
+                base.path, _FILE, base.mode, base.uid, base.gid, base.size, base.mtime_ns,
+                None, group, None, base.xattrs, base.digest,
+            )  # fmt: skip
+        return Entry(
+            m.name, _FILE, base.mode, base.uid, base.gid, base.size, base.mtime_ns,
+            None, group, None, base.xattrs, base.digest,
+        )  # fmt: skip
+
+    def _make_parents(self, parent: str, name: str) -> bool:
+        """Create the implied directories above `name`; False if extraction cannot."""
+        entries = self.entries
+        missing = []
+        path = parent
+        while path:
+            found = entries.get(path)
+            if found is not None:
+                if found.type is not _DIR:
+                    self._image.warn(
+                        name,
+                        f"lies under {path}, a {found.type.value}: dropped, as extraction does",
+                    )
+                    return False
+                break
+            missing.append(path)
+            path = _parent(path)
+        for path in reversed(missing):
+            entries[path] = Entry(path, _DIR, 0o755, implicit=True)
+            above = _parent(path)
+            if above:
+                self._with_children.add(above)
+        return True
+
+    def _track_content(self, name: str, m: Member, entry: Entry) -> None:
+        """Keep heads and captured contents in step with the file now at `name`."""
+        source = m.linkname if m.hardlink and entry.type is _FILE else None
+        head = self._heads.get(source) if source is not None else m.head
+        if head is not None:
+            self._heads[name] = head
+        else:
+            self._heads.pop(name, None)
+        content = self._captured.get(source) if source is not None else m.content
+        if content is not None:
+            self._captured[name] = content
+        else:
+            self._captured.pop(name, None)
+
+    # -- container layers --------------------------------------------------------------
+    def remove_under(self, top: str) -> None:
+        """Remove everything below the directory `top`, keeping `top` itself."""
+        self.remove((), (top,))
+
+    def remove(self, paths: Iterable[str], emptied: Iterable[str]) -> None:
+        """Remove `paths` with everything under them, and everything under `emptied`.
+
+        Whiteouts and opaque directories of a container layer; the parents stay.
+        """
+        gone = set(paths)
+        below = {p.rstrip("/") + "/" for p in (*gone, *emptied)}
+        if not below:
+            return
+        everything = "/" in below
+        doomed = [p for p in self.entries if everything or p in gone or _under(p, below)]
+        for path in doomed:
+            del self.entries[path]
+            self._heads.pop(path, None)
+            self._captured.pop(path, None)
+        self._with_children = {parent for p in self.entries if (parent := _parent(p))}
+
+
+def _under(path: str, below: set[str]) -> bool:
+    """True if a directory prefix of `path` ("/a/", "/a/b/", ...) is in `below`."""
+    cut = path.find("/", 1)
+    while cut > 0:
+        if path[: cut + 1] in below:
+            return True
+        cut = path.find("/", cut + 1)
+    return False
+
+
+__all__ = ["Extraction"]
