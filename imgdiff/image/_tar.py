@@ -217,21 +217,12 @@ class TarReader:
         """The member a header describes, with its extension records applied."""
         src = self.name
         records, local, long_name, long_link = pending.take()
-        raw_name = long_name if long_name is not None else header.name
-        if "path" in records:
-            raw_name = _tarext.pax_name(records["path"], "path", src, os.fsdecode(raw_name))
-        if "GNU.sparse.name" in records:  # sparse 0.1/1.0: the header names a placeholder
-            placeholder = os.fsdecode(raw_name)
-            raw_name = _tarext.pax_name(records["GNU.sparse.name"], "path", src, placeholder)
+        raw_name = self._name(header, records, long_name)
         shown = os.fsdecode(raw_name)
-        self._check_name(raw_name, shown)
         flag = header.typeflag
         if flag in (b"0", b"\0") and raw_name.endswith(b"/"):
             flag = b"5"  # v7 and old GNU tars write a directory as a file named "dir/"
         etype = _TYPES.get(flag, EntryType.FILE)  # unknown types are regular files (POSIX)
-        linkname = long_link if long_link is not None else header.linkname
-        if "linkpath" in records:
-            linkname = _tarext.pax_name(records["linkpath"], "linkpath", src, shown)
         uid, gid, mtime_ns = self._owner_and_time(header, records, shown)
         stored = 0
         if flag not in _NO_DATA:
@@ -241,20 +232,18 @@ class TarReader:
         if stored > self.limits.max_member_bytes:
             raise LimitExceeded(src, f"member claims {stored} bytes", shown)
         path = normalize(raw_name, src, self.owner)
-        sparse = self._sparse_map(flag, block, records, local, stored, shown)
         offset = self.stream.position
-        if etype is not EntryType.FILE or flag == b"1":
+        if etype is EntryType.FILE and flag != b"1":
+            sparse = self._sparse_map(flag, block, records, local, stored, shown)
+            size, digest, head, content = self._file_data(path, stored, sparse, hash_content, shown)
+        else:
             self._skip(stored, shown)
             size, digest, head, content = 0, None, None, None
-        elif not hash_content and sparse is None:
-            self._skip(stored, shown)
-            size, digest, head, content = stored, None, None, None
-        else:
-            keep = path is not None and self._captures(path)
-            digest, head, content = self._content(stored, sparse, keep, shown)
-            size = stored if sparse is None else sparse.real_size
         if path is None:
             return None  # "./" itself: the image root has no entry
+        linkname = long_link if long_link is not None else header.linkname
+        if "linkpath" in records:
+            linkname = _tarext.pax_name(records["linkpath"], "linkpath", src, shown)
         target: str | None = None
         if etype is EntryType.SYMLINK:
             target = os.fsdecode(linkname)
@@ -272,6 +261,33 @@ class TarReader:
             rdev, xattrs, digest, offset, content, head,
         )  # fmt: skip
 
+    def _name(self, header: Header, records: dict[str, bytes], long_name: bytes | None) -> bytes:
+        """The member's name: GNU long name, PAX `path` or sparse name over the header's."""
+        raw_name = long_name if long_name is not None else header.name
+        if "path" in records:
+            raw_name = _tarext.pax_name(records["path"], "path", self.name, os.fsdecode(raw_name))
+        if "GNU.sparse.name" in records:  # sparse 0.1/1.0: the header names a placeholder
+            placeholder = os.fsdecode(raw_name)
+            raw_name = _tarext.pax_name(records["GNU.sparse.name"], "path", self.name, placeholder)
+        self._check_name(raw_name, os.fsdecode(raw_name))
+        return raw_name
+
+    def _file_data(
+        self,
+        path: str | None,
+        stored: int,
+        sparse: _tarext.SparseMap | None,
+        hash_content: bool,
+        shown: str,
+    ) -> tuple[int, str | None, bytes | None, bytes | None]:
+        """Logical size, digest, head and kept content of a regular member's data."""
+        if not hash_content and sparse is None:
+            self._skip(stored, shown)
+            return stored, None, None, None
+        keep = path is not None and self._captures(path)
+        digest, head, content = self._content(stored, sparse, keep, shown)
+        return (stored if sparse is None else sparse.real_size), digest, head, content
+
     def _check_name(self, raw_name: bytes, shown: str) -> None:
         limits = self.limits
         if len(raw_name) > limits.max_path_bytes:
@@ -281,15 +297,17 @@ class TarReader:
                 self.name, f"member name deeper than {limits.max_depth}", shown[:200]
             )
         self.name_bytes += len(raw_name)
-        self._bounded(self.name_bytes, limits.max_names_ratio, "member names", shown[:200])
+        names = self.name_bytes
+        self._bounded(
+            names, limits.max_names_ratio, "member names", shown[:200], limits.ratio_floor
+        )
 
-    def _bounded(self, total: int, ratio: int, what: str, shown: str) -> None:
+    def _bounded(self, total: int, ratio: int, what: str, shown: str, floor: int) -> None:
         """Refuse derived data (names, holes) the archive read so far cannot justify.
 
-        Below `ratio_floor` anything goes; past it, `total` may be at most `ratio` times
-        the bytes of the archive file consumed, so memory and time follow the input.
+        Up to `floor` anything goes; past it, `total` may be at most `ratio` times the
+        bytes of the archive file consumed, so memory and time follow the input.
         """
-        floor = self.limits.ratio_floor
         if total <= floor:
             return
         try:
@@ -446,7 +464,8 @@ class TarReader:
         if size <= 0:
             return
         self.hole_bytes += size
-        self._bounded(self.hole_bytes, self.limits.max_ratio, "sparse holes", shown)
+        limits = self.limits
+        self._bounded(self.hole_bytes, limits.max_ratio, "sparse holes", shown, limits.hole_floor)
         update = hasher.update
         whole, rest = divmod(size, len(_ZEROS))
         for _ in range(whole):

@@ -39,6 +39,8 @@ class Limits:
     # member names / archive bytes read, past ratio_floor: names are held in memory, and a
     # compressed archive of long similar names would otherwise cost gigabytes per megabyte
     max_names_ratio: int = 64
+    # sparse holes hashed as zeros (about 7 GB/s) before max_ratio applies to them too
+    hole_floor: int = 16 << 30
     ratio_floor: int = 64 << 20
     max_header_bytes: int = 1 << 20  # one PAX header or GNU long name
     max_layers: int = 1_000
