@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from imgdiff import __version__
-from imgdiff.errors import BadInput, ImgdiffError
+from imgdiff.errors import BadInput, ImgdiffError, one_line
 
 EXIT_OK, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 2, 3, 4
 
@@ -277,14 +277,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except ImgdiffError as exc:
-        print(f"imgdiff: {exc}", file=sys.stderr)
+        print(f"imgdiff: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:
-        print(f"imgdiff: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            f"imgdiff: internal error: {type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr
+        )
         return EXIT_INTERNAL
 
 

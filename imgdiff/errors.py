@@ -22,7 +22,9 @@ class BadInput(ImgdiffError, ValueError):
         self.source = source
         self.entry = entry
         self.reason = message
-        where = f"{source}: {escape_path(entry)}" if entry is not None else source
+        where = escape_path(source)
+        if entry is not None:
+            where = f"{where}: {escape_path(entry)}"
         super().__init__(f"{where}: {message}")
 
 
@@ -32,6 +34,13 @@ class LimitExceeded(BadInput):
 
 class Unsupported(ImgdiffError, NotImplementedError):
     """The input is well-formed but of a kind imgdiff does not read."""
+
+
+def one_line(message: str) -> str:
+    """A message with its control characters escaped, so it prints as one line."""
+    if message.isprintable():
+        return message
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
 
 
 def escape_path(path: str) -> str:
