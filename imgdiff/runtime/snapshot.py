@@ -22,6 +22,8 @@ from typing import Any
 import attrs
 
 from imgdiff import _parallel
+from imgdiff._jsondoc import as_list as _list
+from imgdiff._jsondoc import check_types as _check_types
 from imgdiff.errors import BadInput
 from imgdiff.runtime import _procfs
 from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir
@@ -410,25 +412,6 @@ _FILE_TYPES: dict[str, type | tuple[type, ...]] = {
     "path": str, "via": str, "dev": int, "ino": int, "deleted": bool, "outside_root": bool,
     "size": _OPT_INT, "mtime_ns": _OPT_INT, "handle": _OPT_STR, "detail": str,
 }  # fmt: skip
-
-
-def _list(value: Any, what: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise TypeError(f"{what} is not a list")
-    return value
-
-
-def _check_types(doc: Any, types: dict[str, type | tuple[type, ...]], what: str) -> None:
-    """Every key known and of its JSON type (a bool is not an int here)."""
-    if not isinstance(doc, dict):
-        raise TypeError(f"a {what} is not an object")
-    for key, value in doc.items():
-        want = types.get(key)
-        if want is None:
-            raise ValueError(f"unknown {what} key {key!r}")
-        kinds = want if isinstance(want, tuple) else (want,)
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            raise ValueError(f"{what} key {key!r} has a {type(value).__name__}")
 
 
 def _process_json(p: Process) -> dict[str, Any]:

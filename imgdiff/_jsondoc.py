@@ -1,0 +1,35 @@
+"""Checks for JSON documents imgdiff reads back (snapshots, manifests): untrusted input.
+
+They raise `TypeError` or `ValueError` naming the key; callers turn that into `BadInput`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+Types = dict[str, type | tuple[type, ...]]
+
+
+def as_list(value: Any, what: str) -> list[Any]:
+    """`value`, which must be a JSON array."""
+    if not isinstance(value, list):
+        raise TypeError(f"{what} is not a list")
+    return value
+
+
+def check_types(doc: Any, types: Types, what: str, required: Collection[str] = ()) -> None:
+    """Every key known and of its JSON type (a bool is not an int here); every one of
+    `required` present."""
+    if not isinstance(doc, dict):
+        raise TypeError(f"a {what} is not an object")
+    for key, value in doc.items():
+        want = types.get(key)
+        if want is None:
+            raise ValueError(f"unknown {what} key {key!r}")
+        kinds = want if isinstance(want, tuple) else (want,)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            raise ValueError(f"{what} key {key!r} has a {type(value).__name__}")
+    for key in required:
+        if key not in doc:
+            raise ValueError(f"{what} key {key!r} is missing")
