@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ import attrs
 import zstandard
 
 from imgdiff import _digest, _parallel
+from imgdiff._jsondoc import Types, check_types
 from imgdiff.cache import DigestCache
-from imgdiff.errors import BadInput, Unsupported
+from imgdiff.errors import BadInput, LimitExceeded, Unsupported, escape_path
 from imgdiff.image import DirImage, Image, Limits, open_image
 from imgdiff.image.base import CONTENT_MAGICS, FileId
 from imgdiff.model import Entry, EntryType, ImageWarning
@@ -290,27 +292,28 @@ class Manifest:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> Manifest:
-        """Read a manifest written by `save`; malformed files raise `BadInput`."""
+    def load(cls, path: str | Path, limits: Limits | None = None) -> Manifest:
+        """Read a manifest written by `save`.
+
+        The file is untrusted: every field is type-checked (malformed files raise
+        `BadInput` naming the key or row) and its size once decompressed is bounded by
+        `limits` (`LimitExceeded`), so a small file cannot claim unbounded memory.
+        """
         name = os.fspath(path)
+        limits = limits or Limits()
+        raw = _inflate(name, limits)
         try:
-            with open(path, "rb") as fh:
-                reader = zstandard.ZstdDecompressor().stream_reader(fh)
-                raw = reader.read(1 << 31)
             doc = json.loads(raw)
-        except (OSError, zstandard.ZstdError, ValueError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise BadInput(name, f"not a readable manifest: {exc}") from None
+        del raw  # the parsed document is all that is needed from here on
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
             raise BadInput(name, f"not an {SCHEMA} file")
         try:
-            entries = {}
-            for row in doc["entries"]:
-                entry = _entry_from_row(row)
-                entries[entry.path] = entry
-            info = ImageInfo(**doc["info"])
-            warnings = [ImageWarning(p, m) for p, m in doc.get("warnings", [])]
-            heads = {str(p): base64.b64decode(h) for p, h in doc.get("heads", {}).items()}
-        except (KeyError, TypeError, ValueError) as exc:
+            entries, info, warnings, heads = _parse(doc, limits)
+        except _OverLimit as exc:
+            raise LimitExceeded(name, str(exc)) from None
+        except (TypeError, ValueError) as exc:
             raise BadInput(name, f"malformed manifest: {exc}") from None
         info = attrs.evolve(info, format=f"manifest({info.format})")
         manifest = cls(entries, info, warnings)
@@ -322,7 +325,7 @@ def _open(source: str | Image | Manifest, limits: Limits | None) -> Image | Mani
     if not isinstance(source, str):
         return source
     if is_manifest_file(source):
-        return Manifest.load(source)
+        return Manifest.load(source, limits)
     return open_image(source, limits=limits)
 
 
@@ -393,19 +396,205 @@ def _entry_row(e: Entry) -> list[Any]:
     ]
 
 
-def _entry_from_row(row: list[Any]) -> Entry:
-    path, etype, mode, uid, gid, size, mtime, target, hardlink, rdev, xattrs, digest = row
+# -- loading: a saved manifest is untrusted input ---------------------------------------
+
+_CHUNK = 1 << 20  # decompressed bytes read at a time
+_TOP_TYPES: Types = {
+    "schema": str, "info": dict, "identity": str, "warnings": list, "entries": list,
+    "heads": dict,
+}  # fmt: skip
+_INFO_TYPES: Types = {"path": str, "format": str, "entries": int, "files": int, "bytes": int}
+_ENTRY_TYPES = {t.value: t for t in EntryType}
+_DIGEST_RE = re.compile(re.escape(_digest.PREFIX) + "[0-9a-f]{64}")  # lower case, as written
+_HEX_RE = re.compile("(?:[0-9a-fA-F]{2})*")
+_MAX_ID = 1 << 32  # uid, gid
+_MAX_SIZE = 1 << 63
+# rows have a 13th column (`implicit`) once `Entry` has that field; older rows have 12
+_ENTRY_EXTRA = "implicit" in attrs.fields_dict(Entry)
+
+
+class _OverLimit(Exception):
+    """A bound of `Limits` exceeded while parsing; `load` raises it as `LimitExceeded`."""
+
+
+def _inflate(name: str, limits: Limits) -> bytearray:
+    """The decompressed JSON, read a bounded piece at a time and refused once it grows
+    past what the compressed size justifies (or the absolute cap)."""
+    try:
+        with open(name, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            by_ratio = limits.max_manifest_ratio * size
+            cap = min(limits.max_manifest_bytes, max(limits.manifest_ratio_floor, by_ratio))
+            reader = zstandard.ZstdDecompressor().stream_reader(fh)
+            out = bytearray()
+            while chunk := reader.read(min(_CHUNK, cap + 1 - len(out))):
+                out += chunk
+                if len(out) > cap:
+                    why = (
+                        "the limit for any manifest"
+                        if cap == limits.max_manifest_bytes
+                        else f"the larger of {limits.manifest_ratio_floor} bytes and "
+                        f"{limits.max_manifest_ratio} times its {size} compressed bytes: "
+                        "a likely decompression bomb"
+                    )
+                    raise LimitExceeded(
+                        name, f"manifest decompresses to more than {cap} bytes ({why})"
+                    )
+    except (OSError, zstandard.ZstdError) as exc:
+        raise BadInput(name, f"not a readable manifest: {exc}") from None
+    return out
+
+
+def _parse(
+    doc: dict[str, Any], limits: Limits
+) -> tuple[dict[str, Entry], ImageInfo, list[ImageWarning], dict[str, bytes]]:
+    """The contents of a manifest document, every field checked.
+
+    Raises `TypeError`/`ValueError` naming the key or row at fault, `_OverLimit` for a
+    bound of `limits`. ("heads" is optional: files written before it existed lack it;
+    "warnings" and "identity" were never required either.)
+    """
+    check_types(doc, _TOP_TYPES, "top-level", required=("schema", "info", "entries"))
+    if "identity" in doc and not _DIGEST_RE.fullmatch(doc["identity"]):
+        raise ValueError("identity is not a blake3 digest")
+    check_types(doc["info"], _INFO_TYPES, "info", required=_INFO_TYPES)
+    for key in ("entries", "files", "bytes"):
+        if doc["info"][key] < 0:
+            raise ValueError(f"info key {key!r} is negative")
+    info = ImageInfo(**doc["info"])
+    rows: list[Any] = doc["entries"]
+    if len(rows) > limits.max_entries:
+        raise _OverLimit(f"more than {limits.max_entries} entries")
+    entries: dict[str, Entry] = {}
+    for i, row in enumerate(rows):
+        try:
+            entry = _entry_from_row(row, limits)
+            if entry.path in entries:
+                raise ValueError("duplicate path")
+        except (TypeError, ValueError, _OverLimit) as exc:
+            where = f"entries[{i}]"
+            if isinstance(row, list) and row and isinstance(row[0], str):
+                where += f" ({_shown(row[0])})"
+            kind = _OverLimit if isinstance(exc, _OverLimit) else ValueError
+            raise kind(f"{where}: {exc}") from None
+        entries[entry.path] = entry
+    warnings = []
+    for i, pair in enumerate(doc.get("warnings", [])):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise TypeError(f"warnings[{i}] is not a [path, message] pair")
+        path = _text(pair[0], f"warnings[{i}] path")
+        warnings.append(ImageWarning(path, _text(pair[1], f"warnings[{i}] message")))
+    heads = {}
+    for path, text in doc.get("heads", {}).items():
+        where = f"heads[{_shown(path)}]"
+        if path not in entries:
+            raise ValueError(f"{where} names no entry")
+        _text(text, where)
+        try:
+            head = base64.b64decode(text, validate=True)
+        except ValueError:  # binascii.Error, or a non-ASCII string
+            raise ValueError(f"{where} is not base64") from None
+        if len(head) > _SAVED_HEAD:
+            raise ValueError(f"{where} holds more than {_SAVED_HEAD} bytes")
+        heads[path] = head
+    return entries, info, warnings, heads
+
+
+def _entry_from_row(row: Any, limits: Limits) -> Entry:
+    """An entry from its saved row (see `_entry_row`), every column checked."""
+    if not isinstance(row, list):
+        raise TypeError(f"a row is {_kind(row)}, not a list")
+    if len(row) not in (12, 13):
+        raise ValueError(f"a row of {len(row)} columns (12 or 13 expected)")
+    path, etype, mode, uid, gid, size, mtime, target, hardlink, rdev, xattrs, digest = row[:12]
+    most = limits.max_path_bytes
+    if not _text(path, "path", most).startswith("/"):
+        raise ValueError("path is not absolute")
+    if "\0" in path:
+        raise ValueError("path holds a NUL")
+    if not isinstance(etype, str) or etype not in _ENTRY_TYPES:
+        raise ValueError(f"type is not one of {', '.join(_ENTRY_TYPES)}")
+    _int(mode, "mode", 0, 0o7777)
+    _int(uid, "uid", 0, _MAX_ID - 1)
+    _int(gid, "gid", 0, _MAX_ID - 1)
+    _int(size, "size", 0, _MAX_SIZE - 1)
+    _int(mtime, "mtime")  # any: before 1970 and far in the future both occur
+    if target is not None:
+        _text(target, "target", most)
+    if hardlink is not None:
+        _text(hardlink, "hardlink", most)
+    if rdev is not None:
+        if not isinstance(rdev, list) or len(rdev) != 2:
+            raise TypeError("rdev is neither null nor a [major, minor] pair")
+        _int(rdev[0], "rdev major", 0)
+        _int(rdev[1], "rdev minor", 0)
+        rdev = (rdev[0], rdev[1])
+    if not isinstance(xattrs, list):
+        raise TypeError(f"xattrs is {_kind(xattrs)}, not a list")
+    pairs = []
+    for j, pair in enumerate(xattrs):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise TypeError(f"xattrs[{j}] is not a [name, hex value] pair")
+        key = _text(pair[0], f"xattrs[{j}] name")
+        if not isinstance(pair[1], str) or not _HEX_RE.fullmatch(pair[1]):
+            raise ValueError(f"xattrs[{j}] value is not a hex string")
+        pairs.append((key, bytes.fromhex(pair[1])))
+    if digest is not None and not (isinstance(digest, str) and _DIGEST_RE.fullmatch(digest)):
+        raise ValueError(f"digest is neither null nor {_digest.PREFIX}<64 hex digits>")
+    extra: dict[str, Any] = {}
+    if len(row) == 13:
+        if not isinstance(row[12], bool):
+            raise TypeError(f"implicit (column 13) is {_kind(row[12])}, not a bool")
+        if _ENTRY_EXTRA:
+            extra["implicit"] = row[12]
     return Entry(
         path,
-        EntryType(etype),
-        int(mode),
-        int(uid),
-        int(gid),
-        int(size),
-        int(mtime),
+        _ENTRY_TYPES[etype],
+        mode,
+        uid,
+        gid,
+        size,
+        mtime,
         target,
         hardlink,
-        (int(rdev[0]), int(rdev[1])) if rdev else None,
-        tuple(sorted((str(k), bytes.fromhex(v)) for k, v in xattrs)),
+        rdev,
+        tuple(sorted(pairs)),
         digest,
+        **extra,
     )
+
+
+def _kind(value: object) -> str:
+    """What a JSON value is, for messages: "an integer", "null", …"""
+    names = {bool: "a bool", int: "an integer", float: "a number", str: "a string", list: "a list"}
+    return "null" if value is None else names.get(type(value), "an object")
+
+
+def _shown(text: str) -> str:
+    """A string from the file, made safe and short for a one-line message."""
+    safe = escape_path(text).encode("utf-8", "backslashreplace").decode("ascii", "replace")
+    return safe if len(safe) <= 120 else safe[:117] + "..."
+
+
+def _int(value: Any, what: str, low: int | None = None, high: int | None = None) -> int:
+    if type(value) is not int:  # JSON integers only: a bool is no int here
+        raise TypeError(f"{what} is {_kind(value)}, not an integer")
+    if (low is not None and value < low) or (high is not None and value > high):
+        shown = str(value) if abs(value) < 10**30 else "(huge)"
+        bounds = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{what} {shown} is out of range ({bounds})")
+    return value
+
+
+def _text(value: Any, what: str, max_bytes: int | None = None) -> str:
+    """A string a file name (or message) can be: lone surrogates other than the
+    `os.fsdecode` escapes of undecodable bytes are refused; `max_bytes` is a limit."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is {_kind(value)}, not a string")
+    try:
+        encoded = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} holds a lone surrogate (no file name can)") from None
+    if max_bytes is not None and len(encoded) > max_bytes:
+        raise _OverLimit(f"{what} is longer than {max_bytes} bytes")
+    return value
