@@ -340,7 +340,7 @@ def _walk(image: Image) -> tuple[list[_Row], _State]:
     than attrs instances, and a worker sends them back through a pipe."""
     rows = [
         (e.path, e.type.value, e.mode, e.uid, e.gid, e.size, e.mtime_ns, e.target,
-         e.hardlink, e.rdev, e.xattrs, e.digest)
+         e.hardlink, e.rdev, e.xattrs, e.digest, e.implicit)
         for e in image.entries()
     ]  # fmt: skip
     ids = image.file_ids if isinstance(image, DirImage) else {}
@@ -393,7 +393,7 @@ def _entry_row(e: Entry) -> list[Any]:
         list(e.rdev) if e.rdev else None,
         [[k, v.hex()] for k, v in e.xattrs],
         e.digest,
-    ]
+    ] + ([True] if e.implicit else [])  # a 13th column only where set: older files stay valid
 
 
 # -- loading: a saved manifest is untrusted input ---------------------------------------
@@ -409,8 +409,6 @@ _DIGEST_RE = re.compile(re.escape(_digest.PREFIX) + "[0-9a-f]{64}")  # lower cas
 _HEX_RE = re.compile("(?:[0-9a-fA-F]{2})*")
 _MAX_ID = 1 << 32  # uid, gid
 _MAX_SIZE = 1 << 63
-# rows have a 13th column (`implicit`) once `Entry` has that field; older rows have 12
-_ENTRY_EXTRA = "implicit" in attrs.fields_dict(Entry)
 
 
 class _OverLimit(Exception):
@@ -541,12 +539,11 @@ def _entry_from_row(row: Any, limits: Limits) -> Entry:
         pairs.append((key, bytes.fromhex(pair[1])))
     if digest is not None and not (isinstance(digest, str) and _DIGEST_RE.fullmatch(digest)):
         raise ValueError(f"digest is neither null nor {_digest.PREFIX}<64 hex digits>")
-    extra: dict[str, Any] = {}
+    implicit = False  # a 13th column is written only where it is true
     if len(row) == 13:
         if not isinstance(row[12], bool):
             raise TypeError(f"implicit (column 13) is {_kind(row[12])}, not a bool")
-        if _ENTRY_EXTRA:
-            extra["implicit"] = row[12]
+        implicit = row[12]
     return Entry(
         path,
         _ENTRY_TYPES[etype],
@@ -560,7 +557,7 @@ def _entry_from_row(row: Any, limits: Limits) -> Entry:
         rdev,
         tuple(sorted(pairs)),
         digest,
-        **extra,
+        implicit,
     )
 
 

@@ -308,12 +308,8 @@ ACCEPTED: list[tuple[str, Mutation, Callable[[Entry], bool]]] = [
     ("rdev-pair", col(9, [8, 1]), lambda e: e.rdev == (8, 1)),
     ("xattrs-upper-hex", col(10, [["user.a", "FF"]]), lambda e: e.xattrs == (("user.a", b"\xff"),)),
     ("no-digest", col(11, None), lambda e: e.digest is None),
-    (
-        "13th-column-true",
-        extend(True),
-        lambda e: getattr(e, "implicit", True) is True,  # kept where `Entry` has the field
-    ),
-    ("13th-column-false", extend(False), lambda e: getattr(e, "implicit", False) is False),
+    ("13th-column-true", extend(True), lambda e: e.implicit is True),
+    ("13th-column-false", extend(False), lambda e: e.implicit is False),
     ("no-heads", delkey("heads"), lambda e: True),  # written before heads existed
     ("no-warnings", delkey("warnings"), lambda e: True),
     ("no-identity", delkey("identity"), lambda e: True),
