@@ -240,3 +240,18 @@ def test_a_layer_file_over_a_lower_directory_replaces_its_subtree(tmp_path: Path
     m = Manifest.read(str(_handmade_layout(tmp_path, [lower, upper])), use_cache=False)
     assert sorted(m.entries) == ["/srv"]
     assert m.entries["/srv"].size == len(b"now a file")
+
+
+def test_a_hard_link_to_a_dropped_member_is_dropped_too(tmp_path: Path) -> None:
+    data = crafted_tar(
+        [
+            member("lnk", type=tarfile.SYMTYPE, linkname="elsewhere"),
+            member("lnk/f", b"under a symlink"),
+            member("again", type=tarfile.LNKTYPE, linkname="lnk/f"),
+            member("kept", b"k"),
+        ]
+    )
+    m = Manifest.read(_write(tmp_path, data), use_cache=False)
+    assert sorted(m.entries) == ["/kept", "/lnk"]
+    dropped = [w.path for w in m.warnings if "dropped" in w.message]
+    assert dropped == ["/lnk/f", "/again"]

@@ -52,6 +52,7 @@ class Extraction:
         self._layered = layered
         self._with_children: set[str] = set()
         self._groups = 0  # hard-link groups get private names; `Manifest` renames them
+        self._dropped: set[str] = set()  # members extraction could not place
 
     def add(self, m: Member) -> None:
         """Apply one member."""
@@ -66,12 +67,12 @@ class Extraction:
         new_is_dir = m.type is _DIR and not m.hardlink
         if old is not None and old.type is _DIR and not new_is_dir and name in self._with_children:
             if not self._layered:
-                self._image.warn(
-                    name, "replaces a directory that is not empty: dropped, as extraction does"
-                )
+                self._drop(name, "replaces a directory that is not empty")
                 return
             self.remove_under(name)
         entry = self._link(m) if m.hardlink else self._entry(m)
+        if entry is None:
+            return
         entries[name] = entry
         if parent:
             self._with_children.add(parent)
@@ -84,9 +85,16 @@ class Extraction:
             None, m.rdev, m.xattrs, m.digest,
         )  # fmt: skip
 
-    def _link(self, m: Member) -> Entry:
+    def _drop(self, name: str, why: str) -> None:
+        self._dropped.add(name)
+        self._image.warn(name, f"{why}: dropped, as extraction does")
+
+    def _link(self, m: Member) -> Entry | None:
         """A hard link: another name for the inode now at its target path."""
         base = self.entries.get(m.linkname) if m.linkname is not None else None
+        if base is None and m.linkname in self._dropped:
+            self._drop(m.name, f"links to {m.linkname}, which was dropped")
+            return None
         if base is None:
             raise BadInput(self.src, f"hard link to missing target {m.linkname!r}", m.name)
         if base.type is _DIR:
@@ -120,10 +128,7 @@ class Extraction:
             found = entries.get(path)
             if found is not None:
                 if found.type is not _DIR:
-                    self._image.warn(
-                        name,
-                        f"lies under {path}, a {found.type.value}: dropped, as extraction does",
-                    )
+                    self._drop(name, f"lies under {path}, a {found.type.value}")
                     return False
                 break
             missing.append(path)
