@@ -105,13 +105,27 @@ _TRIPLETS: Final[Mapping[_Abi, tuple[str, ...]]] = {
     (64, "big", EM_SPARCV9): ("sparc64-linux-gnu",),
 }
 
-# AT_PLATFORM as the kernel reports it, where it does not depend on the CPU model.
-_PLATFORMS: Final[Mapping[_Abi, str]] = {
-    (64, "little", EM_X86_64): "x86_64",
-    (32, "little", EM_X86_64): "x86_64",
-    (32, "little", EM_386): "i686",
-    (64, "little", EM_AARCH64): "aarch64",
-    (64, "big", EM_AARCH64): "aarch64_be",
+# What `$PLATFORM` (the loader's dl_platform) may be, the kernel's AT_PLATFORM first. The
+# x86 loader does not keep AT_PLATFORM: since glibc 2.26 (and still in 2.42) it names the
+# platform after the CPU (sysdeps/x86/cpu-features.c): on Intel CPUs "haswell" (AVX2, FMA,
+# BMI1/2, LZCNT, MOVBE, POPCNT) or "xeon_phi" (AVX512ER/PF), otherwise "x86_64"; on i386
+# "i686" (CMOV) or "i586" (CX8). More than one value: it depends on the CPU model.
+_PLATFORMS: Final[Mapping[_Abi, tuple[str, ...]]] = {
+    (64, "little", EM_X86_64): ("x86_64", "haswell", "xeon_phi"),
+    (32, "little", EM_X86_64): ("x86_64", "haswell", "xeon_phi"),  # x32: the same code
+    (32, "little", EM_386): ("i686", "i586"),
+    (64, "little", EM_AARCH64): ("aarch64",),
+    (64, "big", EM_AARCH64): ("aarch64_be",),
+}
+
+# The legacy hwcap subdirectory names of glibc < 2.37 (HWCAP_IMPORTANT, highest bit first:
+# the order they nest in after tls/ and the platform), each present on some CPUs only.
+_LEGACY_HWCAPS: Final[Mapping[_Abi, tuple[str, ...]]] = {
+    (64, "little", EM_X86_64): ("avx512_1", "x86_64"),
+    (32, "little", EM_X86_64): ("avx512_1", "x86_64"),
+    (32, "little", EM_386): ("sse2",),
+    (64, "little", EM_AARCH64): ("atomics",),
+    (64, "big", EM_AARCH64): ("atomics",),
 }
 
 # Cache entry flags each loader accepts (glibc `_dl_cache_check_flags` per port;
@@ -550,8 +564,9 @@ class ElfClosure:
     `real_paths` maps such a path to the file it leads to with symlinks and `..` resolved
     inside the root, where they differ. `libraries` pairs each loaded DT_NEEDED name with
     its path, in loading order (breadth first, like glibc). `alternatives` are glibc-hwcaps
-    (and legacy hwcap) variants the loader picks instead on a CPU that supports them:
-    possible dependencies, their own needs followed too. `edges` are (needer, needed)
+    (and legacy hwcap) variants the loader picks instead on a CPU that supports them, and
+    files a `$PLATFORM` path leads to on another CPU model than the one `libraries`
+    assumes: possible dependencies, their own needs followed too. `edges` are (needer, needed)
     path pairs. `interpreter` is PT_INTERP as written in the program. `unresolved` lists
     names the loader would not find (the program would not start); `notes` say why, and
     what was skipped or unreadable.
@@ -603,15 +618,20 @@ class _Object:
     origin: str  # what $ORIGIN expands to for this object's own strings
     loader: int | None
     depth: int
-    rpath_dirs: tuple[str, ...] | None = None
-    runpath_dirs: tuple[str, ...] | None = None
+    file_id: tuple[int, int] = (0, 0)
+    platform_kinds: frozenset[str] = frozenset()  # "rpath"/"runpath": entries use $PLATFORM
+    # expanded DT_RPATH/DT_RUNPATH per (kind, $PLATFORM value or None if it uses none)
+    search_dirs: dict[tuple[str, str | None], tuple[str, ...]] = attrs.Factory(dict)
 
 
 @attrs.define(slots=True)
 class _Found:
+    """What the search for one needed name ends with (under one `$PLATFORM` value)."""
+
     primary: _Probe | None = None
     variants: list[_Probe] = attrs.Factory(list)
     fatal: _Probe | None = None
+    known: int | None = None  # the name is an object already loaded: its index
 
 
 _DST: Final = re.compile(r"\$(?:\{(ORIGIN|LIB|PLATFORM)\}|(ORIGIN|LIB|PLATFORM)(?![A-Za-z0-9_]))")
@@ -619,6 +639,10 @@ _DST: Final = re.compile(r"\$(?:\{(ORIGIN|LIB|PLATFORM)\}|(ORIGIN|LIB|PLATFORM)(
 
 def _substitute(text: str, values: Mapping[str, str]) -> str:
     return _DST.sub(lambda m: values[m.group(1) or m.group(2)], text)
+
+
+def _uses_platform(text: str) -> bool:
+    return "$" in text and any("PLATFORM" in m.groups() for m in _DST.finditer(text))
 
 
 class _Closure:
@@ -644,6 +668,11 @@ class _Closure:
         self.probe_budget = MAX_PROBES
         self.abi: _Abi = (64, "little", EM_X86_64)
         self.lib_values: tuple[str, ...] | None = None  # what $LIB expands to
+        # what $PLATFORM may expand to (None: not known for this ABI), the value searched
+        # with now, and whether the current search met it
+        self.platforms: tuple[str | None, ...] = (None,)
+        self.platform: str | None = None
+        self.platform_used = False
         self.root_prefix = self._root_prefix()
 
     # ----------------------------------------------------------------- notes and files
@@ -772,13 +801,15 @@ class _Closure:
         if "$" not in text:
             return [text]
         tokens = {m.group(1) or m.group(2) for m in _DST.finditer(text)}
-        platform = _PLATFORMS.get(self.abi)
-        if "PLATFORM" in tokens and platform is None:
-            self.note(
-                f"{escape_path(obj.path)}: $PLATFORM is not fixed for this machine; "
-                f"{escape_path(text)} dropped"
-            )
-            return []
+        platform = self.platform
+        if "PLATFORM" in tokens:
+            if platform is None:
+                self.note(
+                    f"{escape_path(obj.path)}: $PLATFORM is not known for this machine; "
+                    f"{escape_path(text)} dropped"
+                )
+                return []
+            self.platform_used = True
         libs = (self.lib_values or _lib_values(self.abi)) if "LIB" in tokens else ("",)
         return [
             _substitute(text, {"ORIGIN": obj.origin, "PLATFORM": platform or "", "LIB": lib})
@@ -786,7 +817,12 @@ class _Closure:
         ]
 
     def path_dirs(self, obj: _Object, kind: Literal["rpath", "runpath"]) -> tuple[str, ...]:
-        cached = obj.rpath_dirs if kind == "rpath" else obj.runpath_dirs
+        """The directories of `obj`'s DT_RPATH or DT_RUNPATH, with the current $PLATFORM."""
+        key: tuple[str, str | None] = (kind, None)
+        if kind in obj.platform_kinds:
+            self.platform_used = True
+            key = (kind, self.platform)
+        cached = obj.search_dirs.get(key)
         if cached is not None:
             return cached
         elements = obj.info.rpath if kind == "rpath" else obj.info.runpath
@@ -814,11 +850,7 @@ class _Closure:
                 f"{escape_path(obj.path)}: {kind.upper()} of more than {MAX_PATH_DIRS} "
                 "directories; the rest not searched"
             )
-        result = tuple(dirs)[:MAX_PATH_DIRS]
-        if kind == "rpath":
-            obj.rpath_dirs = result
-        else:
-            obj.runpath_dirs = result
+        result = obj.search_dirs[key] = tuple(dirs)[:MAX_PATH_DIRS]
         return result
 
     def steps(self, obj: _Object) -> Iterator[str | None]:
@@ -849,14 +881,23 @@ class _Closure:
         hwcaps = _join(directory, "glibc-hwcaps")
         names = sorted(self.fs.listdir(hwcaps) or ())[:MAX_VARIANTS]
         found = [_join(hwcaps, name) for name in names]
-        # glibc before 2.37 also searched tls/, $PLATFORM/ and tls/$PLATFORM/
-        platform = _PLATFORMS.get(self.abi)
-        if self.is_dir(_join(directory, "tls")):
-            found.append(_join(directory, "tls"))
-            if platform and self.is_dir(_join(directory, f"tls/{platform}")):
-                found.append(_join(directory, f"tls/{platform}"))
-        if platform and self.is_dir(_join(directory, platform)):
-            found.append(_join(directory, platform))
+        # glibc before 2.37 also searched the legacy subdirectories: each nesting of tls/,
+        # the platform and the hwcap names its CPU has (tls/haswell/avx512_1/x86_64, ...,
+        # x86_64 on an AVX-512 Intel CPU). Every platform is a candidate; a nesting is
+        # looked for only where its parent exists.
+        levels = (
+            ("tls",),
+            tuple(p for p in self.platforms if p is not None),
+            *((name,) for name in _LEGACY_HWCAPS.get(self.abi, ())),
+        )
+        prefixes = {directory: None}
+        for level in levels:
+            for prefix in list(prefixes):
+                for name in level:
+                    sub = _join(prefix, name)
+                    if sub not in prefixes and self.is_dir(sub):
+                        prefixes[sub] = None
+        found += list(prefixes)[1:]
         result = self.variant_dirs[directory] = tuple(found)
         return result
 
@@ -954,6 +995,12 @@ class _Closure:
             origin=origin,
             loader=None if loader is None else loader.index,
             depth=0 if loader is None else loader.depth + 1,
+            file_id=probe.file_id,
+            platform_kinds=frozenset(
+                kind
+                for kind, entries in (("rpath", info.rpath), ("runpath", info.runpath))
+                if any(_uses_platform(entry) for entry in entries)
+            ),
         )
         self.objects.append(obj)
         if probe.real_path and probe.real_path != probe.path:
@@ -979,6 +1026,7 @@ class _Closure:
         if facts is not None and facts.error is None and facts.elf_class:
             # the program fixes the ABI every other object must match
             self.abi = (facts.elf_class, facts.endian, facts.machine)
+            self.platforms = _PLATFORMS.get(self.abi, (None,))
             main = attrs.evolve(main, status=self._verdict(facts, False), reason=self._why(facts))
         elif facts is not None and facts.error is None:
             main = attrs.evolve(main, status="fatal", reason="invalid ELF class")
@@ -1015,32 +1063,107 @@ class _Closure:
         return self.result(path, interpreter)
 
     def need(self, name: str, obj: _Object, queue: deque[_Object]) -> bool:
-        """Resolve one DT_NEEDED name of `obj`; False when the object limit stops the walk."""
+        """Resolve one DT_NEEDED name of `obj`; False when the object limit stops the walk.
+
+        When the search met `$PLATFORM` and the ABI has several platforms, it is done
+        again for each of them (what the loader does depends on the CPU model); see `merge`.
+        """
+        self.platform, self.platform_used = self.platforms[0], False
+        found = self.resolve(name, obj)
+        if self.platform_used and len(self.platforms) > 1:
+            outcomes = [(self.platform, found)]
+            for platform in self.platforms[1:]:
+                self.platform = platform
+                outcomes.append((platform, self.resolve(name, obj)))
+            self.platform = self.platforms[0]
+            found = self.merge(name, obj, outcomes)
+        return self.take(name, obj, found, queue)
+
+    def resolve(self, name: str, obj: _Object) -> _Found:
+        """Search one DT_NEEDED name of `obj` as the loader does, with the current $PLATFORM."""
         names = self.expand(name, obj) if "$" in name else [name]
         for wanted in names:
             known = self.by_name.get(wanted)
             if known is not None:  # already loaded under this name, soname or path
-                self.edge(obj, self.objects[known].path)
-                return True
+                return _Found(known=known)
         found = _Found()
         for wanted in names:
             found = self.search(wanted, obj)
             if found.primary is not None or found.fatal is not None or found.variants:
                 break
-        if found.primary is None and found.variants:
+        return found
+
+    def merge(self, name: str, obj: _Object, outcomes: list[tuple[str | None, _Found]]) -> _Found:
+        """One answer from the searches under each `$PLATFORM` value (the first: AT_PLATFORM).
+
+        Where they all find the same file (or all fail alike) that is the answer, as with
+        one platform. Otherwise the CPU decides: the first file found, in platform order,
+        stays the answer, the others' files become alternatives (possible dependencies,
+        like hwcaps variants) and a note tells what each platform leads to.
+        """
+
+        def outcome(found: _Found) -> tuple[str, object]:
+            if found.known is not None:
+                return "file", self.objects[found.known].file_id
+            if found.primary is not None:
+                return "file", found.primary.file_id
+            if found.fatal is not None:
+                return "fatal", found.fatal.path
+            return "variants", tuple(probe.path for probe in found.variants)
+
+        def describe(found: _Found) -> str:
+            if found.known is not None:
+                return escape_path(self.objects[found.known].path)
+            if found.primary is not None:
+                return escape_path(found.primary.path)
+            if found.fatal is not None:
+                return f"the loader stops at {escape_path(found.fatal.path)}"
+            if found.variants:
+                return f"only in hwcaps subdirectories ({escape_path(found.variants[0].path)})"
+            return "not found"
+
+        results = [found for _, found in outcomes]
+        chosen = next((f for f in results if f.known is not None or f.primary is not None), None)
+        chosen = chosen or next((f for f in results if f.variants), results[0])
+        merged = _Found(chosen.primary, [], chosen.fatal, chosen.known)
+        variants: dict[str, _Probe] = {}
+        for found in results:
+            others = found.variants
+            if found is not chosen:
+                if found.known is not None and found.known != chosen.known:
+                    self.edge(obj, self.objects[found.known].path)
+                others = [*([found.primary] if found.primary is not None else []), *others]
+            for probe in others:
+                if chosen.primary is None or probe.path != chosen.primary.path:
+                    variants.setdefault(probe.path, probe)
+        merged.variants = list(variants.values())
+        if len({outcome(found) for found in results}) > 1:
+            each = "; ".join(f"{platform}: {describe(found)}" for platform, found in outcomes)
+            self.note(
+                f"{escape_path(obj.path)} needs {escape_path(name)}: the file depends on "
+                f"the CPU model, which sets $PLATFORM ({each})"
+            )
+        return merged
+
+    def take(self, name: str, obj: _Object, found: _Found, queue: deque[_Object]) -> bool:
+        """Add what the search found for `name` to the closure; False at the object limit."""
+        if found.known is not None:
+            self.edge(obj, self.objects[found.known].path)
+        elif found.primary is None and found.variants:
             found.primary = found.variants.pop(0)
             self.note(
                 f"{escape_path(name)} exists only in hwcaps subdirectories: "
                 f"{escape_path(found.primary.path)} on a CPU that supports it"
             )
-        if found.primary is None:
+        if found.primary is None and found.known is None:
             if found.fatal is not None:
                 why = f"the loader stops at {escape_path(found.fatal.path)}: {found.fatal.reason}"
             else:
                 why = "not found"
             self.unresolved_name(name, obj, why)
             return True
-        for probe in (found.primary, *found.variants):
+        primary = () if found.primary is None else (found.primary,)
+        for probe in (*primary, *found.variants):
             is_variant = probe is not found.primary
             known = self.by_file.get(probe.file_id)
             if known is not None:  # the same file under another name: one object
@@ -1099,15 +1222,22 @@ def elf_closure(
     5. the default directories of the program's architecture (`default_search_dirs`).
 
     `$ORIGIN` is the directory of the object inside the root (for the program, with
-    symlinks resolved, as /proc/self/exe gives it). `$PLATFORM` is AT_PLATFORM where the
-    architecture fixes it. `$LIB` is a build choice of each distribution: the directory the
-    root's loader lives in (glibc installs ld.so in the slibdir `$LIB` names:
-    lib/x86_64-linux-gnu on Debian, lib64 on Fedora), else every plausible value.
+    symlinks resolved, as /proc/self/exe gives it). `$LIB` is a build choice of each
+    distribution: the directory the root's loader lives in (glibc installs ld.so in the
+    slibdir `$LIB` names: lib/x86_64-linux-gnu on Debian, lib64 on Fedora), else every
+    plausible value. `$PLATFORM` depends on the CPU model on x86 (glibc 2.26 and later,
+    2.37+ included, replace AT_PLATFORM by "haswell" or "xeon_phi" on Intel CPUs that
+    have their features: see `_PLATFORMS`), so a search that meets it is done for every
+    value the ABI allows; where they lead to different files, the one of the first
+    platform found stays in `libraries`, the others go to `alternatives`, and a note says
+    the answer depends on the CPU model. An ABI whose platform is not known (32-bit ARM,
+    ...) drops the entries that use it, with a note.
 
     Every directory searched is also searched through its glibc-hwcaps subdirectories (and
-    the legacy tls/ and $PLATFORM/ ones of glibc < 2.37). Which one the loader takes
-    depends on the CPU that will run the program, unknown here, so every existing variant
-    is recorded in `alternatives` (the plain library stays the answer in `libraries`).
+    the legacy tls/, platform and hwcap ones of glibc < 2.37, for every platform). Which
+    one the loader takes depends on the CPU that will run the program, unknown here, so
+    every existing variant is recorded in `alternatives` (the plain library stays the
+    answer in `libraries`).
     A candidate of another ELF class or machine is skipped, as `ld.so` skips it; one that
     is not ELF or is corrupt stops the search, as it stops `ld.so`: the name is then
     unresolved, with a note naming the file. DF_1_NODEFLIB, secure-execution (setuid)

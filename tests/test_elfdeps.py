@@ -274,7 +274,12 @@ def test_ls_closure_matches_host_ldd(world: World, tmp_path: Path, with_cache: b
         root = clone(world.root, tmp_path / "root")
         shutil.copy("/etc/ld.so.cache", root / "etc/ld.so.cache")
     closure = closure_of(root, "/bin/ls")
-    expected = ldd(Path("/bin/ls"))
+    # a host with glibc-hwcaps builds of these libraries loads the one its CPU supports; the
+    # root holds that file at the plain path, where a CPU without it would find the base one
+    expected = {
+        name: path and re.sub(r"/glibc-hwcaps/[^/]+/", "/", path)
+        for name, path in ldd(Path("/bin/ls")).items()
+    }
     interpreter = expected.pop(LDSO)
     assert closure.interpreter == interpreter
     assert closure.unresolved == ()
@@ -323,21 +328,123 @@ def test_needed_name_with_a_slash_is_a_path_after_origin_expansion(world: World)
     assert run_on_host(world.host / "opt/demo/bin/noso").returncode == 0
 
 
-@pytest.mark.parametrize("where", ["lib/x86_64-linux-gnu", "x86_64", "lib64"])
-def test_lib_and_platform_tokens_expand_as_the_host_loader_does(
-    world: World, tmp_path: Path, where: str
-) -> None:
-    """RUNPATH `$ORIGIN/../$LIB:$ORIGIN/../${PLATFORM}`, libdemo in one candidate only."""
+# What glibc's x86-64 loader may substitute for $PLATFORM: AT_PLATFORM ("x86_64"), or since
+# glibc 2.26 a name it derives from CPU features on Intel CPUs (sysdeps/x86/cpu-features.c).
+X86_64_PLATFORMS = ("x86_64", "haswell", "xeon_phi")
+CPU_NOTE = "depends on the CPU model"
+
+
+def host_platform() -> str | None:
+    """What this host's loader substitutes for $PLATFORM, as it reports it (glibc >= 2.33)."""
+    out = subprocess.run(
+        [LDSO, "--list-diagnostics"], check=False, capture_output=True, text=True
+    ).stdout
+    found = re.search(r'^dl_platform="([^"]*)"$', out, re.M)
+    return found.group(1) if found else None
+
+
+def dst_world(world: World, tmp_path: Path, *wheres: str) -> tuple[Path, Path]:
+    """A root and a host copy where libdemo.so.1 is moved from lib/ to each of `wheres`."""
     root = clone(world.root, tmp_path / "root")
     host = clone(world.host, tmp_path / "host")
     for tree in (root, host):
-        (tree / "opt/demo" / where).mkdir(parents=True, exist_ok=True)
-        os.replace(tree / "opt/demo/lib/libdemo.so.1", tree / "opt/demo" / where / "libdemo.so.1")
+        for where in wheres:
+            (tree / "opt/demo" / where).mkdir(parents=True, exist_ok=True)
+            shutil.copy(tree / "opt/demo/lib/libdemo.so.1", tree / "opt/demo" / where)
+        (tree / "opt/demo/lib/libdemo.so.1").unlink()
+    return root, host
+
+
+@pytest.mark.parametrize("where", ["lib/x86_64-linux-gnu", "lib64"])
+def test_lib_token_expands_as_the_host_loader_does(
+    world: World, tmp_path: Path, where: str
+) -> None:
+    """RUNPATH `$ORIGIN/../$LIB:$ORIGIN/../${PLATFORM}`, libdemo under `$LIB` or nowhere.
+
+    No platform directory holds libdemo, so no CPU model changes what the loader does.
+    """
+    root, host = dst_world(world, tmp_path, where)
     closure = closure_of(root, "/opt/demo/bin/demo-dst")
     expected = ldd(host / "opt/demo/bin/demo-dst", strip=host)["libdemo.so.1"]
     # $LIB is where the root's loader lives (lib/x86_64-linux-gnu, as on this Debian host)
     assert dict(closure.libraries).get("libdemo.so.1") == expected
     assert ("libdemo.so.1" in closure.unresolved) == (expected is None)
+    assert closure.alternatives == ()
+    assert not any(CPU_NOTE in note for note in closure.notes), closure.notes
+
+
+@pytest.mark.parametrize("platform", X86_64_PLATFORMS)
+def test_platform_token_answer_depends_on_the_cpu_model(
+    world: World, tmp_path: Path, platform: str
+) -> None:
+    """libdemo under one platform directory only: found on some CPU models, not on others.
+
+    Whatever this host's CPU is, its loader's answer is the one the note gives for the
+    platform it picks, and that platform is one imgdiff considers.
+    """
+    root, host = dst_world(world, tmp_path, platform)
+    closure = closure_of(root, "/opt/demo/bin/demo-dst")
+    path = f"/opt/demo/bin/../{platform}/libdemo.so.1"
+    assert dict(closure.libraries)["libdemo.so.1"] == path
+    assert closure.alternatives == ()
+    assert "libdemo.so.1" not in closure.unresolved
+    notes = [note for note in closure.notes if CPU_NOTE in note]
+    assert len(notes) == 1, closure.notes
+    for other in X86_64_PLATFORMS:
+        assert f"{other}: {path if other == platform else 'not found'}" in notes[0]
+    picked = host_platform()
+    if picked is None:
+        pytest.skip("this host's loader has no --list-diagnostics (glibc < 2.33)")
+    assert picked in X86_64_PLATFORMS
+    expected = ldd(host / "opt/demo/bin/demo-dst", strip=host)["libdemo.so.1"]
+    assert expected == (path if picked == platform else None)
+    assert f"{picked}: {expected or 'not found'}" in notes[0]
+
+
+def test_every_platform_directory_is_a_possible_dependency(world: World, tmp_path: Path) -> None:
+    root, host = dst_world(world, tmp_path, *X86_64_PLATFORMS)
+    closure = closure_of(root, "/opt/demo/bin/demo-dst")
+    paths = [f"/opt/demo/bin/../{platform}/libdemo.so.1" for platform in X86_64_PLATFORMS]
+    assert dict(closure.libraries)["libdemo.so.1"] == paths[0]  # AT_PLATFORM's
+    assert closure.alternatives == tuple(("libdemo.so.1", path) for path in paths[1:])
+    assert set(paths) <= closure.dependency_paths()
+    assert sum(CPU_NOTE in note for note in closure.notes) == 1
+    # the file this host's CPU makes its loader take is among them
+    assert ldd(host / "opt/demo/bin/demo-dst", strip=host)["libdemo.so.1"] in paths
+
+
+def test_platform_directories_reached_alike_give_one_answer(world: World, tmp_path: Path) -> None:
+    """Every platform directory a symlink to one: the same file on every CPU, no note."""
+    root, _host = dst_world(world, tmp_path, "x86_64")
+    for platform in X86_64_PLATFORMS[1:]:
+        os.symlink("x86_64", root / "opt/demo" / platform)
+    closure = closure_of(root, "/opt/demo/bin/demo-dst")
+    assert dict(closure.libraries)["libdemo.so.1"] == "/opt/demo/bin/../x86_64/libdemo.so.1"
+    assert closure.alternatives == ()
+    assert not any(CPU_NOTE in note for note in closure.notes), closure.notes
+
+
+def test_legacy_platform_and_hwcap_subdirectories_are_alternatives(
+    world: World, tmp_path: Path
+) -> None:
+    """glibc < 2.37 also searches tls/, the platform and hwcap names nested in each directory.
+
+    Which of them the host's loader takes depends on its version and CPU; it is one of the
+    files imgdiff records.
+    """
+    root = clone(world.root, tmp_path / "root")
+    host = clone(world.host, tmp_path / "host")
+    subdirs = ["haswell/avx512_1", "haswell", "xeon_phi", "avx512_1", "tls/x86_64"]
+    for tree in (root, host):
+        for sub in subdirs:
+            (tree / "opt/demo/lib" / sub).mkdir(parents=True, exist_ok=True)
+            shutil.copy(tree / "opt/demo/lib/libdemo.so.1", tree / "opt/demo/lib" / sub)
+    closure = closure_of(root, "/opt/demo/bin/demo-rpath")
+    assert dict(closure.libraries)["libdemo.so.1"] == DEMO_LIB
+    variants = {f"/opt/demo/bin/../lib/{sub}/libdemo.so.1" for sub in subdirs}
+    assert {path for _, path in closure.alternatives} == variants
+    chosen = ldd(host / "opt/demo/bin/demo-rpath", strip=host)["libdemo.so.1"]
+    assert chosen in {DEMO_LIB, *variants}
 
 
 def test_needed_cycle_terminates_with_both_edges(world: World) -> None:
