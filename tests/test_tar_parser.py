@@ -222,7 +222,7 @@ def test_many_long_names_in_a_small_compressed_archive_are_refused(tmp_path: Pat
     path = _write(tmp_path, small, "names.tar.zst")
     # the stream's own expansion limit is raised so that the names limit is what trips
     limits = Limits(ratio_floor=1 << 20, max_names_ratio=64, max_ratio=1 << 30)
-    with pytest.raises(LimitExceeded, match="member names add up to more than"):
+    with pytest.raises(LimitExceeded, match="path names add up to more than"):
         Manifest.read(path, use_cache=False, limits=limits)
     # the same names uncompressed are what the archive honestly holds
     plain = _write(tmp_path, buf.getvalue(), "names.tar")

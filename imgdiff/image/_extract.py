@@ -21,7 +21,7 @@ It reads no archive itself; `_tar` and `_oci` feed it members.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from imgdiff.errors import BadInput
@@ -43,8 +43,17 @@ def _parent(path: str) -> str:
 class Extraction:
     """The tree built so far: `entries` by path, each with its parents present as dirs."""
 
-    def __init__(self, src: str, image: Image, *, layered: bool = False) -> None:
+    def __init__(
+        self,
+        src: str,
+        image: Image,
+        *,
+        layered: bool = False,
+        charge: Callable[[int, str], None] | None = None,
+    ) -> None:
         self.src = src
+        # called with the bytes of each implicit directory's path, to bound them
+        self.charge = charge
         self.entries: dict[str, Entry] = {}
         self._image = image
         self._heads = image.heads
@@ -133,6 +142,8 @@ class Extraction:
                 break
             missing.append(path)
             path = _parent(path)
+        if self.charge is not None:
+            self.charge(sum(map(len, missing)), name)
         for path in reversed(missing):
             entries[path] = Entry(path, _DIR, 0o755, implicit=True)
             above = _parent(path)

@@ -308,7 +308,7 @@ class OciImage(Image):
                 win = store.open(layer.rel)
                 name = f"{self.path}:{layer.rel}"
                 reader = TarReader(win, name, self.limits, self)  # type: ignore[arg-type]
-                tree.src = name
+                tree.src, tree.charge = name, reader.charge_names
                 self._apply(reader, tree, name)
                 if layer.digest is not None:
                     _check(self.path, layer.rel, win, layer.digest, layer.size)

@@ -296,11 +296,18 @@ class TarReader:
             raise LimitExceeded(
                 self.name, f"member name deeper than {limits.max_depth}", shown[:200]
             )
-        self.name_bytes += len(raw_name)
-        names = self.name_bytes
-        self._bounded(
-            names, limits.max_names_ratio, "member names", shown[:200], limits.ratio_floor
-        )
+        self.charge_names(len(raw_name), shown)
+
+    def charge_names(self, size: int, shown: str) -> None:
+        """Count `size` bytes of path names held in memory against the names bound.
+
+        Member names and the implicit parent directories extraction adds for them both
+        count: a few KB of compressed deep names would otherwise imply gigabytes of paths.
+        """
+        self.name_bytes += size
+        limits = self.limits
+        floor = limits.ratio_floor
+        self._bounded(self.name_bytes, limits.max_names_ratio, "path names", shown[:200], floor)
 
     def _bounded(self, total: int, ratio: int, what: str, shown: str, floor: int) -> None:
         """Refuse derived data (names, holes) the archive read so far cannot justify.
@@ -504,7 +511,7 @@ class TarImage(Image):
             reader = TarReader(fh, self.path, self.limits, self)
             if reader.compression:
                 self.format = f"tar+{reader.compression}"
-            tree = Extraction(self.path, self)
+            tree = Extraction(self.path, self, charge=reader.charge_names)
             for m in reader.members():
                 tree.add(m)
             yield from tree.entries.values()
