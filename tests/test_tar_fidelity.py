@@ -903,10 +903,6 @@ def _long_names_tar_zst(path: Path, members: int, name_bytes: int) -> tuple[int,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="tar fidelity: implicit parents of long names (4 GiB peak before the names limit)",
-)
 def test_archive_of_huge_total_path_bytes_is_refused_or_diffed_in_bounded_memory(
     tmp_path: Path,
 ) -> None:
@@ -939,9 +935,6 @@ def _deep_names_tar_zst(path: Path, members: int, depth: int) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True, reason="tar fidelity: implicit parents of deep names (MemoryError at 3 GiB)"
-)
 def test_implicit_parents_of_deep_names_cost_memory_in_proportion_to_the_input(
     tmp_path: Path,
 ) -> None:
