@@ -33,10 +33,11 @@ def _module(manager: str) -> ModuleType:
 
 def capture_predicate() -> Callable[[str], bool]:
     """True for files any package reader needs: what streaming readers should keep."""
-    tests = tuple(_module(m).wants for m in MANAGERS)
+    test: list[Callable[[str], bool]] = [_module(m).wants for m in MANAGERS]
+    dpkg, rpm, pip = test
 
-    def wants(path: str) -> bool:
-        return any(test(path) for test in tests)
+    def wants(path: str) -> bool:  # called for every archive member: no generator here
+        return dpkg(path) or rpm(path) or pip(path)
 
     return wants
 
