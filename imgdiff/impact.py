@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import attrs
 
-from imgdiff import units
 from imgdiff.delta import Delta
 from imgdiff.elfdeps import (
     ElfClosure,
@@ -34,6 +33,7 @@ from imgdiff.rootfs import RootFS
 from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir
 from imgdiff.runtime.snapshot import Gap, Process, Snapshot
 from imgdiff.runtime.stale import SameBytes, check_use, is_python, live_root, recorded_deleted
+from imgdiff.systemd import unitfiles
 from imgdiff.trace.importgraph import ProgramGraphs
 
 _CONFIG_DIRS = ("/etc/",)
@@ -63,7 +63,7 @@ class ConfigSources:
     """What names a file as a process's configuration, beyond the files it holds open.
 
     Read from the OLD image, the one the processes started from: for each unit, the paths
-    its unit files name (`units.config_sources`; a path ending in "/" stands for the tree
+    its unit files name (`unitfiles.config_sources`; a path ending in "/" stands for the tree
     below it), and for each executable, the configuration files (dpkg conffiles, rpm
     %config) of the package that ships it.
     """
@@ -86,7 +86,7 @@ class ConfigSources:
                     for path in pkg.files:
                         exes[path] = exes.get(path, ()) + named
         return cls(
-            units.config_sources(files),
+            unitfiles.config_sources(files),
             exes,
             view.config_paths if view is not None else frozenset(),
         )
@@ -95,14 +95,14 @@ class ConfigSources:
         """(path or tree, detail) that the process's unit, package and command line name."""
         out: list[tuple[str, str]] = []
         if proc.unit is not None:
-            unit = units.unit_file_name(proc.unit)
+            unit = unitfiles.unit_file_name(proc.unit)
             out += [(p, f"named by {unit}") for p in self.units.get(unit, ())]
         if proc.exe is not None:
             out += self.packages.get(proc.exe, ())
         # exact files only: an argument like "/" or "/etc/" is no evidence of reading all
         out += [
             (a, "on its command line")
-            for a in units.path_arguments(proc.cmdline[1:])
+            for a in unitfiles.path_arguments(proc.cmdline[1:])
             if not a.endswith("/")
         ]
         return out

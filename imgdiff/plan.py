@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 import attrs
 
-from imgdiff import units
 from imgdiff.classify import is_runtime_inert
 from imgdiff.delta import Delta
 from imgdiff.drift import Drift, check_drift
@@ -30,7 +29,8 @@ from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.packages.view import PackageView
 from imgdiff.runtime._procfs import boot_id
 from imgdiff.runtime.snapshot import Snapshot
-from imgdiff.units import batches
+from imgdiff.systemd import unitfiles
+from imgdiff.systemd.unitfiles import batches
 from imgdiff.verify import DRIFT_IGNORE
 
 __all__ = [
@@ -446,7 +446,7 @@ def plan_update(
     clock = _Stages(timings, on_stage)
     wants = capture_predicate()  # package databases, kept from streamed archives
     om, nm = Manifest.read_pair(
-        old, new, use_cache=use_cache, capture=lambda p: wants(p) or units.is_unit_file(p)
+        old, new, use_cache=use_cache, capture=lambda p: wants(p) or unitfiles.is_unit_file(p)
     )
     delta = compare(om, nm, classify=classifier(om, nm), progress=progress)
     clock.lap("delta")
@@ -457,13 +457,13 @@ def plan_update(
     unit_deps = None
     removed_units: set[str] = set()
     enabling: dict[str, str] = {}
-    old_u, new_u = units.ImageUnits.of(om), units.ImageUnits.of(nm)
+    old_u, new_u = unitfiles.ImageUnits.of(om), unitfiles.ImageUnits.of(nm)
     if om.has_contents and nm.has_contents:
         removed_units = old_u.names() - new_u.names()
         before = old_u.enabled()
         enabling = {u: link for u, link in new_u.enabled().items() if u not in before}
     if nm.has_contents:
-        unit_deps = units.dependencies(new_u.files(), units.aliases(new_u.alias_links()))
+        unit_deps = unitfiles.dependencies(new_u.files(), unitfiles.aliases(new_u.alias_links()))
     # what the processes were started from
     old_units = old_u.files() if om.has_contents else {}
     configs = ConfigSources.read(old_units, old_view)

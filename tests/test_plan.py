@@ -474,7 +474,7 @@ def test_unit_files_of_an_archive_come_from_the_first_pass(
     """Directories (`*.wants`, `*.d`) and alias symlinks among the unit paths must not
     make the archive be streamed a second time."""
     from imgdiff.manifest import Manifest
-    from imgdiff.units import ImageUnits, is_unit_file
+    from imgdiff.systemd.unitfiles import ImageUnits, is_unit_file
 
     src = write_tree(
         tmp_path / "img",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from imgdiff import Manifest
-from imgdiff.units import (
+from imgdiff.systemd.unitfiles import (
     aliases,
     batches,
     config_sources,
