@@ -27,7 +27,7 @@ from imgdiff._jsondoc import check_types as _check_types
 from imgdiff.errors import BadInput
 from imgdiff.runtime import _procfs
 from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir
-from imgdiff.runtime.units import place
+from imgdiff.systemd.cgroup import place
 
 SCHEMA = "imgdiff.snapshot/1"
 VIAS = ("exe", "mapped", "open", "imported", "import-graph", "elf-needed", "config", "deleted")
