@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import attrs
 
+from imgdiff.cmdline import path_arguments
 from imgdiff.delta import Delta
 from imgdiff.elfdeps import (
     ElfClosure,
@@ -102,7 +103,7 @@ class ConfigSources:
         # exact files only: an argument like "/" or "/etc/" is no evidence of reading all
         out += [
             (a, "on its command line")
-            for a in unitfiles.path_arguments(proc.cmdline[1:])
+            for a in path_arguments(proc.cmdline[1:])
             if not a.endswith("/")
         ]
         return out

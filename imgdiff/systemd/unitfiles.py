@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from imgdiff.cmdline import path_arguments, plain_path
 from imgdiff.model import Entry, EntryType
 
 if TYPE_CHECKING:
@@ -172,9 +173,9 @@ def unit_file_name(unit: str) -> str:
 def _named_paths(key: str, value: str) -> list[str]:
     if key == "EnvironmentFile":
         path = value.lstrip("-")
-        return [path] if _plain_path(path) else []
+        return [path] if plain_path(path) else []
     if key == "ConfigurationDirectory":
-        return [f"/etc/{d.strip('/')}/" for d in value.split() if _plain_path(f"/{d}")]
+        return [f"/etc/{d.strip('/')}/" for d in value.split() if plain_path(f"/{d}")]
     if key.startswith("Exec"):
         try:
             words = shlex.split(value.lstrip("@-:+!|"))
@@ -182,19 +183,6 @@ def _named_paths(key: str, value: str) -> list[str]:
             return []
         return path_arguments(words[1:])
     return []
-
-
-def path_arguments(words: Iterable[str]) -> list[str]:
-    """The absolute paths among a command's arguments (`-c /etc/x`, `--config=/etc/x`)."""
-    values = (w.partition("=")[2] if w.startswith("-") else w for w in words)
-    return [v for v in values if _plain_path(v)]
-
-
-def _plain_path(word: str) -> bool:
-    """An absolute path with no specifier or variable to expand (and no `..`)."""
-    return (
-        word.startswith("/") and not any(c in word for c in "%$*?") and ".." not in word.split("/")
-    )
 
 
 def _after_reset(names: list[str]) -> list[str]:
