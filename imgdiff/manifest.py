@@ -23,8 +23,8 @@ from imgdiff import _digest, _parallel
 from imgdiff._jsondoc import Types, check_types
 from imgdiff.cache import DigestCache
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported, escape_path
-from imgdiff.image import DirImage, Image, Limits, open_image
-from imgdiff.image.base import CONTENT_MAGICS, FileId
+from imgdiff.image import Image, Limits, open_image
+from imgdiff.image.base import CONTENT_MAGICS, Capture, FileId, ReadResult
 from imgdiff.model import Entry, EntryType, ImageWarning
 
 SCHEMA = "imgdiff.manifest/1"
@@ -73,12 +73,15 @@ class Manifest:
         warnings: Sequence[ImageWarning] = (),
         *,
         image: Image | None = None,
+        read: ReadResult | None = None,
         cache: DigestCache | None = None,
     ) -> None:
         self.entries = entries
         self.info = info
         self.warnings = list(warnings)
         self._image = image
+        # what reading `image` found beside the entries: heads, captured contents, file ids
+        self._read = read if read is not None else ReadResult(info.format)
         self._heads: dict[str, bytes] = {}  # from a saved manifest: no image to read them from
         self._cache = cache
         self.hashed_files = 0  # files whose content was read (cache misses), for callers/tests
@@ -91,7 +94,7 @@ class Manifest:
         *,
         use_cache: bool = True,
         limits: Limits | None = None,
-        capture: Callable[[str], bool] | None = None,
+        capture: Capture | None = None,
     ) -> Manifest:
         """Read an image (directory, tar, OCI, docker-save) or a saved manifest file.
 
@@ -101,8 +104,7 @@ class Manifest:
         opened = _open(source, limits)  # a Manifest comes back only for a saved file
         if isinstance(opened, Manifest):
             return opened
-        opened.capture = capture
-        return cls._build(opened, list(opened.entries()), use_cache)
+        return cls._build(opened, opened.read(capture), use_cache)
 
     @classmethod
     def read_pair(
@@ -112,36 +114,43 @@ class Manifest:
         *,
         use_cache: bool = True,
         limits: Limits | None = None,
-        capture: Callable[[str], bool] | None = None,
+        capture: Capture | None = None,
+        workers: int | None = None,
     ) -> tuple[Manifest, Manifest]:
-        """Read two images at once: the old one in a forked worker, the new one here."""
+        """Read two images; with `workers` over 1 (default: the CPUs available), the old
+        one is read in a forked worker while this process reads the new one."""
         pair = [_open(old, limits), _open(new, limits)]
         images = [x for x in pair if isinstance(x, Image)]
-        for image in images:
-            image.capture = capture
-        if len(images) == 2 and _parallel.workers() > 1:
-            walked = _parallel.fork_map(_walk, images[::-1], size=_parallel.MIN_ITEMS)[::-1]
+        if len(images) == 2 and (workers or _parallel.workers()) > 1:
+
+            def read(image: Image) -> _Portable:
+                return _portable(image.read(capture))
+
+            portable = _parallel.fork_map(read, images[::-1], size=_parallel.MIN_ITEMS)[::-1]
             built = [
-                cls._build(img, _restore(img, w), use_cache)
-                for img, w in zip(images, walked, strict=True)
+                cls._build(img, _restored(p), use_cache)
+                for img, p in zip(images, portable, strict=True)
             ]
             return built[0], built[1]
         out = [
-            x if isinstance(x, Manifest) else cls._build(x, list(x.entries()), use_cache)
+            x if isinstance(x, Manifest) else cls._build(x, x.read(capture), use_cache)
             for x in pair
         ]
         return out[0], out[1]
 
     @classmethod
-    def _build(cls, image: Image, rows: list[Entry], use_cache: bool) -> Manifest:
-        entries = {e.path: e for e in rows}
+    def _build(cls, image: Image, read: ReadResult, use_cache: bool) -> Manifest:
+        entries = {e.path: e for e in read.entries}
+        read.entries = []  # the manifest's dict holds them from here on
         _normalise_hardlinks(entries)
         files = [e for e in entries.values() if e.type is EntryType.FILE]
         info = ImageInfo(
-            image.path, image.format, len(entries), len(files), sum(e.size for e in files)
+            image.path, read.format, len(entries), len(files), sum(e.size for e in files)
         )
-        cache = DigestCache(image.root) if use_cache and isinstance(image, DirImage) else None
-        return cls(entries, info, image.warnings, image=image, cache=cache)
+        cache = image.digest_cache() if use_cache else None
+        manifest = cls(entries, info, image=image, read=read, cache=cache)
+        manifest.warnings = read.warnings  # one list: readers of contents warn into it too
+        return manifest
 
     # -- mapping access ----------------------------------------------------------------
     def __len__(self) -> int:
@@ -168,13 +177,13 @@ class Manifest:
         """
         if self._image is None:
             raise Unsupported(f"{self.info.path}: a saved manifest holds no file contents")
-        return self._image.read_files(list(paths))
+        return self._image.read_files(list(paths), self._read)
 
     def head(self, path: str) -> bytes | None:
         """Leading bytes of a regular file, for classification; None when unknown."""
         if self._image is None:
             return self._heads.get(path)
-        return self._image.head(self.entries[path])
+        return self._image.head(self.entries[path], self._read)
 
     def _content_heads(self) -> dict[str, bytes]:
         """Heads of the files whose kind depends on content, for saving."""
@@ -183,7 +192,7 @@ class Manifest:
         out = {}
         for path, e in self.entries.items():
             if e.type is EntryType.FILE and e.size >= 4:
-                head = self._image.head(e)
+                head = self._image.head(e, self._read)
                 if head is not None and head.startswith(CONTENT_MAGICS):
                     out[path] = head[:_SAVED_HEAD]
         return out
@@ -207,9 +216,9 @@ class Manifest:
         ]
         if not todo or self._image is None:
             return
-        image = self._image
+        image, read = self._image, self._read
         cache = self._cache
-        file_ids = image.file_ids if isinstance(image, DirImage) else {}
+        file_ids = read.file_ids
         if cache is not None:
             missing = []
             for e in todo:
@@ -241,17 +250,15 @@ class Manifest:
                     progress(min(total, int(done * scale)), total)
             return out
 
-        hasher: Callable[[Entry], tuple[str | None, str | None]]
-        if isinstance(image, DirImage):
-            image.prepare()
-            hasher = image.hash_file
-        else:
-            hasher = _via_digest(image)
+        def hasher(entry: Entry) -> tuple[str | None, str | None]:
+            return image.hash_file(entry, read)
+
+        image.prepare()
         for results in _parallel.fork_map(run, slices, size=len(todo)):
             for path, digest, problem in results:
                 self.hashed_files += 1
                 if problem is not None:
-                    image.warn(path, problem)
+                    read.warn(path, problem)
                 if digest is None:
                     continue
                 e = self.entries[path]
@@ -261,7 +268,6 @@ class Manifest:
                     cache.put(fid.dev, fid.ino, e.size, e.mtime_ns, fid.ctime_ns, digest)
         if progress:
             progress(total, total)
-        self.warnings = list(image.warnings)
         if cache is not None:
             cache.save()
 
@@ -329,41 +335,33 @@ def _open(source: str | Image | Manifest, limits: Limits | None) -> Image | Mani
     return open_image(source, limits=limits)
 
 
-_Row = tuple[Any, ...]
-_State = tuple[
-    str, list[tuple[str, str]], dict[str, bytes], dict[str, bytes], list[tuple[str, int, int, int]]
-]
+_Portable = tuple[list[tuple[Any, ...]], tuple[Any, ...]]
 
 
-def _walk(image: Image) -> tuple[list[_Row], _State]:
-    """Everything reading an image produced, as builtin tuples: they pickle 5x faster
-    than attrs instances, and a worker sends them back through a pipe."""
+def _portable(read: ReadResult) -> _Portable:
+    """A read as builtin tuples: they pickle 5x faster than attrs instances, and a
+    worker sends them back through a pipe."""
     rows = [
         (e.path, e.type.value, e.mode, e.uid, e.gid, e.size, e.mtime_ns, e.target,
          e.hardlink, e.rdev, e.xattrs, e.digest, e.implicit)
-        for e in image.entries()
+        for e in read.entries
     ]  # fmt: skip
-    ids = image.file_ids if isinstance(image, DirImage) else {}
-    warnings = [(w.path, w.message) for w in image.warnings]
-    ids_rows = [(p, *i) for p, i in ids.items()]
-    return rows, (image.format, warnings, image.heads, image.captured, ids_rows)
+    warnings = [(w.path, w.message) for w in read.warnings]
+    ids = [(p, *i) for p, i in read.file_ids.items()]
+    return rows, (read.format, warnings, read.heads, read.captured, ids)
 
 
-def _restore(image: Image, walked: tuple[list[_Row], _State]) -> list[Entry]:
-    rows, (image.format, warnings, image.heads, image.captured, ids) = walked
-    image.warnings = [ImageWarning(p, m) for p, m in warnings]
-    if isinstance(image, DirImage):
-        image.file_ids = {p: FileId(d, i, c) for p, d, i, c in ids}
+def _restored(portable: _Portable) -> ReadResult:
+    rows, (fmt, warnings, heads, captured, ids) = portable
     types = {t.value: t for t in EntryType}
-    return [Entry(r[0], types[r[1]], *r[2:]) for r in rows]
-
-
-def _via_digest(image: Image) -> Callable[[Entry], tuple[str | None, str | None]]:
-    def hasher(entry: Entry) -> tuple[str | None, str | None]:
-        digest = image.digest(entry)
-        return digest, None if digest is not None else "content unavailable"
-
-    return hasher
+    return ReadResult(
+        fmt,
+        [Entry(r[0], types[r[1]], *r[2:]) for r in rows],
+        [ImageWarning(p, m) for p, m in warnings],
+        heads,
+        captured,
+        {p: FileId(d, i, c) for p, d, i, c in ids},
+    )
 
 
 def is_manifest_file(path: str) -> bool:

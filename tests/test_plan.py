@@ -491,7 +491,7 @@ def test_unit_files_of_an_archive_come_from_the_first_pass(
     def second_pass() -> None:
         raise AssertionError("the archive was streamed again")
 
-    monkeypatch.setattr(m._image, "entries", second_pass)
+    monkeypatch.setattr(m._image, "read", second_pass)
     assert set(ImageUnits.of(m).files()) == {
         "/usr/lib/systemd/system/web.service",
         "/usr/lib/systemd/system/web.service.d/x.conf",

@@ -24,7 +24,7 @@ def test_tar_captures_selected_files_on_the_first_pass(tmp_path: Path) -> None:
     archive = gnu_tar(tree, tmp_path / "t.tar.zst", "zstd")
     m = Manifest.read(str(archive), capture=lambda p: p.startswith("/var/lib/dpkg/"))
     assert m._image is not None
-    assert set(m._image.captured) == {"/var/lib/dpkg/status"}
+    assert set(m._read.captured) == {"/var/lib/dpkg/status"}
     got = m.read_files(["/var/lib/dpkg/status", "/etc/app.conf", "/nonexistent", "/etc"])
     assert got == {"/var/lib/dpkg/status": b"Package: a\n", "/etc/app.conf": b"x = 1\n"}
 

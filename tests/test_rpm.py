@@ -233,7 +233,7 @@ def test_tar_image_gives_the_same_packages_from_the_first_pass_capture(
     archive = gnu_tar(root.path, rpms.tmp / f"{which}-{use_bindings}.tar")
     m = Manifest.read(str(archive), capture=wants)
     assert m._image is not None
-    assert f"{root.dbpath}/rpmdb.sqlite" in m._image.captured
+    assert f"{root.dbpath}/rpmdb.sqlite" in m._read.captured
     db = read_rpm(m, PathResolver(m), use_bindings=use_bindings)
     assert db == read_db(root.path, use_bindings)
 

@@ -13,9 +13,10 @@ import stat
 from collections.abc import Callable, Collection, Iterator
 
 from imgdiff import _digest
+from imgdiff.cache import DigestCache
 from imgdiff.errors import BadInput
 from imgdiff.image import _fs
-from imgdiff.image.base import HEAD_BYTES, FileId, Image, Limits
+from imgdiff.image.base import HEAD_BYTES, Capture, FileId, Image, Limits, ReadResult
 from imgdiff.model import Entry, EntryType, ImageWarning
 
 _TYPES = {
@@ -87,6 +88,7 @@ class DirImage(Image):
     """An unpacked root filesystem (or any directory) read in place."""
 
     format = "dir"
+    digests_on_read = False  # files are hashed on demand, through the digest cache
 
     def __init__(
         self,
@@ -102,20 +104,24 @@ class DirImage(Image):
             raise BadInput(path, "not a directory")
         self.root = os.path.realpath(path)
         self._xattrs = xattrs
-        self.file_ids: dict[str, FileId] = {}
         self._root_fd: int | None = None
         self._skip = virtual_mounts(self.root) if skip_virtual else {}
         # directories (image paths) listed but not descended into, for callers that
         # compare only part of a tree (the drift check skips /var, /home, ...)
         self._prune = prune
 
-    def entries(self) -> Iterator[Entry]:
+    def _read(self, result: ReadResult, capture: Capture | None) -> None:
+        # contents are read on demand from the tree (`read_files`): nothing to capture
+        result.entries = list(self._walk(result))
+
+    def _walk(self, result: ReadResult) -> Iterator[Entry]:
         limits = self.limits
         root = self.root
         strip = len(root) if root != "/" else 0
         stack = [root]
         count = 0
-        file_ids = self.file_ids
+        file_ids = result.file_ids
+        warn = result.warn
         inodes: dict[tuple[int, int], str] = {}
         skip = self._skip
         while stack:
@@ -123,7 +129,7 @@ class DirImage(Image):
             try:
                 it = os.scandir(top)
             except OSError as exc:
-                self.warn(top[strip:] or "/", f"unreadable directory: {exc.strerror}")
+                warn(top[strip:] or "/", f"unreadable directory: {exc.strerror}")
                 continue
             with it:
                 for de in it:
@@ -135,19 +141,19 @@ class DirImage(Image):
                     try:
                         st = de.stat(follow_symlinks=False)
                     except OSError as exc:
-                        self.warn(ipath, f"vanished or unreadable: {exc.strerror}")
+                        warn(ipath, f"vanished or unreadable: {exc.strerror}")
                         continue
                     fmt = stat.S_IFMT(st.st_mode)
                     etype = _TYPES.get(fmt)
                     if etype is None:
-                        self.warn(ipath, f"unknown file type {fmt:#o}")
+                        warn(ipath, f"unknown file type {fmt:#o}")
                         continue
                     target = None
                     hardlink = None
                     rdev = None
                     if etype is EntryType.DIR:
                         if full in skip:
-                            self.warn(ipath, f"{skip[full]} mounted here: contents not read")
+                            warn(ipath, f"{skip[full]} mounted here: contents not read")
                         elif self._prune is None or not self._prune(ipath):
                             stack.append(full)
                     elif etype is EntryType.FILE:
@@ -159,7 +165,7 @@ class DirImage(Image):
                         try:
                             target = os.readlink(full)
                         except OSError as exc:
-                            self.warn(ipath, f"unreadable symlink: {exc.strerror}")
+                            warn(ipath, f"unreadable symlink: {exc.strerror}")
                     elif etype is EntryType.CHAR or etype is EntryType.BLOCK:
                         rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
                     yield Entry(
@@ -186,14 +192,10 @@ class DirImage(Image):
         assert self._root_fd is not None
         return self._root_fd
 
-    def digest(self, entry: Entry) -> str | None:
-        """Hash one regular file, or record why it could not be hashed and return None."""
-        digest, problem = self.hash_file(entry)
-        if problem is not None:
-            self.warn(entry.path, problem)
-        return digest
+    def digest_cache(self) -> DigestCache:
+        return DigestCache(self.root)
 
-    def hash_file(self, entry: Entry) -> tuple[str | None, str | None]:
+    def hash_file(self, entry: Entry, read: ReadResult) -> tuple[str | None, str | None]:
         """(digest, None), or (None, why not) — records nothing, so workers may call it.
 
         The file is opened by its full path with O_NOFOLLOW and then must be the very
@@ -201,7 +203,7 @@ class DirImage(Image):
         symlink, the identity check fails and nothing outside the tree is hashed. Files
         the walk did not record are opened beneath the root with no symlink allowed.
         """
-        expected = self.file_ids.get(entry.path)
+        expected = read.file_ids.get(entry.path)
         try:
             if expected is None:
                 fd, st = _fs.open_regular(self._root(), os.fsencode(entry.path.lstrip("/")))
@@ -222,7 +224,7 @@ class DirImage(Image):
             return None, "size changed while the image was being read"
         return digest, None
 
-    def read_files(self, paths: Collection[str]) -> dict[str, bytes]:
+    def read_files(self, paths: Collection[str], read: ReadResult) -> dict[str, bytes]:
         """Contents of regular files opened beneath the root, no symlink followed."""
         out: dict[str, bytes] = {}
         budget = self.limits.max_capture_bytes
@@ -236,7 +238,7 @@ class DirImage(Image):
                     raise self.limit("files to read exceed the capture limit", path)
                 data = os.pread(fd, st.st_size + 1, 0)
             except OSError as exc:
-                self.warn(path, f"unreadable: {exc.strerror}")
+                read.warn(path, f"unreadable: {exc.strerror}")
                 continue
             finally:
                 os.close(fd)
@@ -244,7 +246,7 @@ class DirImage(Image):
             out[path] = data
         return out
 
-    def head(self, entry: Entry) -> bytes | None:
+    def head(self, entry: Entry, read: ReadResult) -> bytes | None:
         try:
             fd, _ = _fs.open_regular(self._root(), os.fsencode(entry.path.lstrip("/")))
         except OSError:

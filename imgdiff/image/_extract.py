@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from imgdiff.errors import BadInput
-from imgdiff.image.base import Image
+from imgdiff.image.base import ReadResult
 from imgdiff.model import Entry, EntryType
 
 if TYPE_CHECKING:  # `_tar` feeds this module: import its record for types only
@@ -46,7 +46,7 @@ class Extraction:
     def __init__(
         self,
         src: str,
-        image: Image,
+        result: ReadResult,
         *,
         layered: bool = False,
         charge: Callable[[int, str], None] | None = None,
@@ -55,9 +55,9 @@ class Extraction:
         # called with the bytes of each implicit directory's path, to bound them
         self.charge = charge
         self.entries: dict[str, Entry] = {}
-        self._image = image
-        self._heads = image.heads
-        self._captured = image.captured
+        self._notes = result  # where warnings go
+        self._heads = result.heads
+        self._captured = result.captured
         self._layered = layered
         self._with_children: set[str] = set()
         self._groups = 0  # hard-link groups get private names; `Manifest` renames them
@@ -96,7 +96,7 @@ class Extraction:
 
     def _drop(self, name: str, why: str) -> None:
         self._dropped.add(name)
-        self._image.warn(name, f"{why}: dropped, as extraction does")
+        self._notes.warn(name, f"{why}: dropped, as extraction does")
 
     def _link(self, m: Member) -> Entry | None:
         """A hard link: another name for the inode now at its target path."""

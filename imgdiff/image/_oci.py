@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import posixpath
-from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 import attrs
@@ -23,8 +22,8 @@ import attrs
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported
 from imgdiff.image._extract import Extraction
 from imgdiff.image._tar import Member, TarReader
-from imgdiff.image.base import Image, Limits
-from imgdiff.model import Entry, EntryType
+from imgdiff.image.base import Capture, Image, Limits, ReadResult
+from imgdiff.model import EntryType
 
 _WH = ".wh."
 _OPAQUE = ".wh..wh..opq"
@@ -106,7 +105,7 @@ class _BlobStore:
         self._fh: BinaryIO | None = None
         if os.path.isfile(path):
             self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
-            reader = TarReader(self._fh, path, limits, _Sink(path))
+            reader = TarReader(self._fh, path, limits, ReadResult("index"))
             if reader.compression is not None:
                 raise Unsupported(f"{path}: compressed container archives: decompress it first")
             self._members = {}
@@ -179,10 +178,6 @@ class _BlobStore:
             self._fh.close()
 
 
-class _Sink(Image):
-    """Collects warnings of readers used for indexing only."""
-
-
 def _check(src: str, rel: str, win: _Window, digest: str, size: int | None) -> None:
     if size is not None and size >= 0 and win._size != size:
         raise BadInput(src, f"blob size {win._size} does not match descriptor size {size}", rel)
@@ -194,7 +189,7 @@ def is_container_archive(path: str) -> bool:
     """True if an uncompressed tar holds an OCI layout or a docker-save manifest.json."""
     try:
         with open(path, "rb") as fh:
-            reader = TarReader(fh, path, Limits(), _Sink(path))
+            reader = TarReader(fh, path, Limits(), ReadResult("index"))
             for i, m in enumerate(reader.members(hash_content=False)):
                 if m.name in ("/oci-layout", "/manifest.json"):
                     return True
@@ -229,12 +224,12 @@ class OciImage(Image):
         self.ref = ref
         self._platform = platform_ or f"linux/{_ARCH.get(platform.machine(), platform.machine())}"
 
-    def _layers(self, store: _BlobStore) -> list[_Layer]:
+    def _layers(self, store: _BlobStore, result: ReadResult) -> list[_Layer]:
         if store.exists("index.json"):
-            self.format = "oci" if store._members is None else "oci-archive"
+            result.format = "oci" if store._members is None else "oci-archive"
             return self._oci_layers(store)
         if store.exists("manifest.json"):
-            self.format = "docker-archive"
+            result.format = "docker-archive"
             doc = store.json("manifest.json")
             if not isinstance(doc, list) or len(doc) != 1 or not isinstance(doc[0], dict):
                 raise BadInput(self.path, "manifest.json must describe exactly one image")
@@ -297,22 +292,22 @@ class OciImage(Image):
             self.path, f"index lists {len(manifests)} images and none for {self._platform}"
         )
 
-    def entries(self) -> Iterator[Entry]:
+    def _read(self, result: ReadResult, capture: Capture | None) -> None:
         store = _BlobStore(self.path, self.limits)
         try:
-            layers = self._layers(store)
+            layers = self._layers(store, result)
             if len(layers) > self.limits.max_layers:
                 raise LimitExceeded(self.path, f"more than {self.limits.max_layers} layers")
-            tree = Extraction(self.path, self, layered=True)
+            tree = Extraction(self.path, result, layered=True)
             for layer in layers:
                 win = store.open(layer.rel)
                 name = f"{self.path}:{layer.rel}"
-                reader = TarReader(win, name, self.limits, self)  # type: ignore[arg-type]
+                reader = TarReader(win, name, self.limits, result, capture)  # type: ignore[arg-type]
                 tree.src, tree.charge = name, reader.charge_names
                 self._apply(reader, tree, name)
                 if layer.digest is not None:
                     _check(self.path, layer.rel, win, layer.digest, layer.size)
-            yield from tree.entries.values()
+            result.entries = list(tree.entries.values())
         finally:
             store.close()
 

@@ -28,8 +28,8 @@ from imgdiff.image import _tarext, _tarheader
 from imgdiff.image._extract import Extraction
 from imgdiff.image._stream import Stream, sniff_compression
 from imgdiff.image._tarheader import BLOCK, ZERO_BLOCK, Header
-from imgdiff.image.base import CONTENT_MAGICS, HEAD_BYTES, Image, Limits
-from imgdiff.model import Entry, EntryType
+from imgdiff.image.base import CONTENT_MAGICS, HEAD_BYTES, Capture, Image, Limits, ReadResult
+from imgdiff.model import EntryType
 
 _TYPES = {
     b"0": EntryType.FILE,
@@ -56,7 +56,7 @@ class Member(NamedTuple):
 
     `linkname` is a symlink's target as written, or a hard link's target path normalised;
     `size` is the logical size (a sparse member's real size); `offset` is where stored
-    content starts in the decompressed stream; `content` is kept when the owner's
+    content starts in the decompressed stream; `content` is kept when the reader's
     `capture` selects the path; `head` holds the first bytes of content whose kind depends
     on it (ELF, "#!").
     """
@@ -78,7 +78,7 @@ class Member(NamedTuple):
     head: bytes | None = None
 
 
-def normalize(raw: bytes, src: str, warn: Image | None = None) -> str | None:
+def normalize(raw: bytes, src: str, warn: ReadResult | None = None) -> str | None:
     """An archive member name as an absolute image path; None for the root itself.
 
     A leading ``/`` is dropped with a warning (as GNU tar does); a ``..`` component is
@@ -118,14 +118,22 @@ class _Pending:
 class TarReader:
     """Iterate the members of one tar stream (plain or compressed)."""
 
-    def __init__(self, fh: BinaryIO, name: str, limits: Limits, owner: Image) -> None:
+    def __init__(
+        self,
+        fh: BinaryIO,
+        name: str,
+        limits: Limits,
+        notes: ReadResult,
+        capture: Capture | None = None,
+    ) -> None:
         head = fh.read(8)
         fh.seek(0)
         self.compression = sniff_compression(head)
         self.stream = Stream(fh, name, limits, self.compression)
         self.name = name
         self.limits = limits
-        self.owner = owner
+        self.notes = notes  # where warnings go
+        self.capture = capture
         self.kept_bytes = 0
         self.name_bytes = 0  # member name bytes so far, bounded against the input's size
         self.hole_bytes = 0  # sparse holes hashed so far, bounded the same way
@@ -190,7 +198,7 @@ class TarReader:
             shown = os.fsdecode(pending.take()[2] or header.name)
             self._skip(header.size, shown)
             if flag == b"M":
-                self.owner.warn(shown, "continued from another volume: not read")
+                self.notes.warn(shown, "continued from another volume: not read")
             return True
         return False
 
@@ -231,7 +239,7 @@ class TarReader:
                 stored = _tarext.pax_int(records["size"], "size", src, shown)
         if stored > self.limits.max_member_bytes:
             raise LimitExceeded(src, f"member claims {stored} bytes", shown)
-        path = normalize(raw_name, src, self.owner)
+        path = normalize(raw_name, src, self.notes)
         offset = self.stream.position
         if etype is EntryType.FILE and flag != b"1":
             sparse = self._sparse_map(flag, block, records, local, stored, shown)
@@ -352,7 +360,7 @@ class TarReader:
         return major, minor
 
     def _captures(self, path: str) -> bool:
-        capture = self.owner.capture
+        capture = self.capture
         return capture is not None and capture(path)
 
     # -- sparse members ----------------------------------------------------------------
@@ -499,24 +507,19 @@ class TarImage(Image):
 
     format = "tar"
 
-    def __init__(self, path: str, *, limits: Limits | None = None) -> None:
-        super().__init__(path, limits=limits)
-
-    def entries(self) -> Iterator[Entry]:
+    def _read(self, result: ReadResult, capture: Capture | None) -> None:
         try:
-            fh = open(self.path, "rb")  # noqa: SIM115 - closed in finally; generator scope
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed in finally
         except OSError as exc:
             raise BadInput(self.path, f"cannot open: {exc.strerror}") from None
-        try:
-            reader = TarReader(fh, self.path, self.limits, self)
+        with fh:
+            reader = TarReader(fh, self.path, self.limits, result, capture)
             if reader.compression:
-                self.format = f"tar+{reader.compression}"
-            tree = Extraction(self.path, self, charge=reader.charge_names)
+                result.format = f"tar+{reader.compression}"
+            tree = Extraction(self.path, result, charge=reader.charge_names)
             for m in reader.members():
                 tree.add(m)
-            yield from tree.entries.values()
-        finally:
-            fh.close()
+            result.entries = list(tree.entries.values())
 
 
 __all__ = ["Member", "TarImage", "TarReader", "normalize"]

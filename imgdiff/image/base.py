@@ -1,4 +1,5 @@
-"""What every image reader provides: a stream of `Entry` records, warnings, limits.
+"""What every image reader provides: `read` gives a `ReadResult` (entries, warnings, heads,
+captured contents); the reader says how digests are made; `Limits` bound hostile input.
 
 Readers never extract to disk and never raise `OSError` upward: malformed or hostile
 input becomes `BadInput` (naming the file and entry) or a recorded `ImageWarning`.
@@ -6,13 +7,16 @@ input becomes `BadInput` (naming the file and entry) or a recorded `ImageWarning
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
-from typing import NamedTuple
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
 
 from imgdiff.errors import LimitExceeded
 from imgdiff.model import Entry, ImageWarning
+
+if TYPE_CHECKING:
+    from imgdiff.cache import DigestCache
 
 HEAD_BYTES = 4096
 CONTENT_MAGICS = (b"\x7fELF", b"#!")
@@ -53,59 +57,91 @@ class Limits:
     max_manifest_bytes: int = 4 << 30  # ~10 million entries, as max_entries
 
 
-class Image:
-    """Base class of the readers in `imgdiff.image`."""
+Capture = Callable[[str], bool]
+"""Selects the regular files whose contents a read should keep (package databases, units)."""
 
-    format = "unknown"
 
-    def __init__(self, path: str, *, limits: Limits | None = None) -> None:
-        self.path = path
-        self.limits = limits or Limits()
-        self.warnings: list[ImageWarning] = []
-        # first bytes of files whose kind depends on content (ELF, "#!"), kept by
-        # streaming readers because their content cannot be read a second time cheaply
-        self.heads: dict[str, bytes] = {}
-        # contents of the regular files `capture` selects, kept by streaming readers so
-        # package databases can be read without a second pass over the archive
-        self.capture: Callable[[str], bool] | None = None
-        self.captured: dict[str, bytes] = {}
+@attrs.define(eq=False)
+class ReadResult:
+    """Everything one read of an image produced; the caller owns it once `read` returns.
 
-    def entries(self) -> Iterator[Entry]:
-        """Every path in the image once, in no particular order (the root itself excluded)."""
-        raise NotImplementedError
+    `heads` holds the leading bytes of files whose kind depends on content (ELF, "#!"),
+    kept by streaming readers because their content cannot be read a second time
+    cheaply; `captured` the contents of the files `capture` selected; `file_ids` the
+    identity of each regular file a directory walk saw, for the digest cache and to
+    notice a file replaced before it is hashed.
+    """
 
-    def digest(self, entry: Entry) -> str | None:
-        """Digest of a regular file whose entry came without one; None if unreadable."""
-        return entry.digest
-
-    def head(self, entry: Entry) -> bytes | None:
-        """Up to `HEAD_BYTES` leading bytes of a regular file, if known or cheaply read."""
-        return self.heads.get(entry.path)
-
-    def read_files(self, paths: Collection[str]) -> dict[str, bytes]:
-        """Contents of the given regular files (absent or non-file paths are left out).
-
-        Streaming readers answer from what they captured on the first pass and stream
-        the archive once more for anything else.
-        """
-        wanted = set(paths)
-        missing = wanted - self.captured.keys()
-        if missing:
-            before = self.capture
-            self.capture = lambda p: p in missing or (before is not None and before(p))
-            try:
-                for _ in self.entries():
-                    pass
-            finally:
-                self.capture = before
-        return {p: self.captured[p] for p in wanted if p in self.captured}
-
-    def close(self) -> None:
-        """Release open descriptors; entries already yielded stay valid."""
+    format: str
+    entries: list[Entry] = attrs.Factory(list)
+    warnings: list[ImageWarning] = attrs.Factory(list)
+    heads: dict[str, bytes] = attrs.Factory(dict)
+    captured: dict[str, bytes] = attrs.Factory(dict)
+    file_ids: dict[str, FileId] = attrs.Factory(dict)
 
     def warn(self, path: str, message: str) -> None:
         """Record something read inexactly, to be reported beside the result."""
         self.warnings.append(ImageWarning(path, message))
+
+
+class Image:
+    """Base class of the readers in `imgdiff.image`: each says how its digests are made.
+
+    A reader holds no state of a read: `read` returns a fresh `ReadResult`, and the
+    methods that need what a read found (`hash_file`, `head`, `read_files`) are handed it.
+    """
+
+    format = "unknown"
+    # True when reading fills every regular file's digest (a stream is read once and
+    # hashed on the way); False when digests are computed later, on demand, by `hash_file`
+    digests_on_read = True
+
+    def __init__(self, path: str, *, limits: Limits | None = None) -> None:
+        self.path = path
+        self.limits = limits or Limits()
+
+    def read(self, capture: Capture | None = None) -> ReadResult:
+        """Every path in the image once (the root itself excluded), with what came along."""
+        result = ReadResult(self.format)
+        self._read(result, capture)
+        return result
+
+    def _read(self, result: ReadResult, capture: Capture | None) -> None:
+        raise NotImplementedError
+
+    def hash_file(self, entry: Entry, read: ReadResult) -> tuple[str | None, str | None]:
+        """(digest, None) for a regular file read without one, or (None, why not).
+
+        Records nothing, so forked workers may call it.
+        """
+        return entry.digest, None if entry.digest is not None else "content unavailable"
+
+    def prepare(self) -> None:
+        """Get ready for `hash_file` calls from several workers (open what they share)."""
+
+    def digest_cache(self) -> DigestCache | None:
+        """The persistent digest cache for this image, if its files have stable identities."""
+        return None
+
+    def head(self, entry: Entry, read: ReadResult) -> bytes | None:
+        """Up to `HEAD_BYTES` leading bytes of a regular file, if known or cheaply read."""
+        return read.heads.get(entry.path)
+
+    def read_files(self, paths: Collection[str], read: ReadResult) -> dict[str, bytes]:
+        """Contents of the given regular files (absent or non-file paths are left out).
+
+        Streaming readers answer from what `read` captured and stream the archive once
+        more for anything else, keeping what that finds in `read.captured`.
+        """
+        wanted = set(paths)
+        missing = wanted - read.captured.keys()
+        if missing:
+            again = self.read(missing.__contains__)
+            read.captured.update((p, again.captured[p]) for p in missing if p in again.captured)
+        return {p: read.captured[p] for p in wanted if p in read.captured}
+
+    def close(self) -> None:
+        """Release open descriptors; what was read stays valid."""
 
     def limit(self, message: str, entry: str | None = None) -> LimitExceeded:
         """The error for a safety bound this image exceeds."""
