@@ -75,6 +75,7 @@ class Manifest:
         image: Image | None = None,
         read: ReadResult | None = None,
         cache: DigestCache | None = None,
+        workers: int | None = None,
     ) -> None:
         self.entries = entries
         self.info = info
@@ -85,6 +86,8 @@ class Manifest:
         self._heads: dict[str, bytes] = {}  # from a saved manifest: no image to read them from
         self._cache = cache
         self.hashed_files = 0  # files whose content was read (cache misses), for callers/tests
+        # processes hashing may use (None: the CPUs available; 1: no fork, for threaded callers)
+        self.workers = workers
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -95,16 +98,19 @@ class Manifest:
         use_cache: bool = True,
         limits: Limits | None = None,
         capture: Capture | None = None,
+        workers: int | None = None,
     ) -> Manifest:
         """Read an image (directory, tar, OCI, docker-save) or a saved manifest file.
 
         `capture` selects files whose contents streaming readers keep on the way (see
         `read_files`), so package databases cost no second pass over an archive.
+        `workers` caps the processes later hashing uses (1: none is forked).
         """
         opened = _open(source, limits)  # a Manifest comes back only for a saved file
         if isinstance(opened, Manifest):
+            opened.workers = workers
             return opened
-        return cls._build(opened, opened.read(capture), use_cache)
+        return cls._build(opened, opened.read(capture), use_cache, workers)
 
     @classmethod
     def read_pair(
@@ -118,7 +124,8 @@ class Manifest:
         workers: int | None = None,
     ) -> tuple[Manifest, Manifest]:
         """Read two images; with `workers` over 1 (default: the CPUs available), the old
-        one is read in a forked worker while this process reads the new one."""
+        one is read in a forked worker while this process reads the new one. `workers`
+        also caps the processes later hashing uses (1: none is ever forked)."""
         pair = [_open(old, limits), _open(new, limits)]
         images = [x for x in pair if isinstance(x, Image)]
         if len(images) == 2 and (workers or _parallel.workers()) > 1:
@@ -128,18 +135,22 @@ class Manifest:
 
             portable = _parallel.fork_map(read, images[::-1], size=_parallel.MIN_ITEMS)[::-1]
             built = [
-                cls._build(img, _restored(p), use_cache)
+                cls._build(img, _restored(p), use_cache, workers)
                 for img, p in zip(images, portable, strict=True)
             ]
             return built[0], built[1]
         out = [
-            x if isinstance(x, Manifest) else cls._build(x, x.read(capture), use_cache)
+            x if isinstance(x, Manifest) else cls._build(x, x.read(capture), use_cache, workers)
             for x in pair
         ]
+        for x in out:
+            x.workers = workers
         return out[0], out[1]
 
     @classmethod
-    def _build(cls, image: Image, read: ReadResult, use_cache: bool) -> Manifest:
+    def _build(
+        cls, image: Image, read: ReadResult, use_cache: bool, workers: int | None
+    ) -> Manifest:
         entries = {e.path: e for e in read.entries}
         read.entries = []  # the manifest's dict holds them from here on
         _normalise_hardlinks(entries)
@@ -148,7 +159,7 @@ class Manifest:
             image.path, read.format, len(entries), len(files), sum(e.size for e in files)
         )
         cache = image.digest_cache() if use_cache else None
-        manifest = cls(entries, info, image=image, read=read, cache=cache)
+        manifest = cls(entries, info, image=image, read=read, cache=cache, workers=workers)
         manifest.warnings = read.warnings  # one list: readers of contents warn into it too
         return manifest
 
@@ -210,7 +221,11 @@ class Manifest:
         workers: int | None = None,
         progress: ProgressFn | None = None,
     ) -> None:
-        """Compute the missing digests of the given regular files, in parallel."""
+        """Compute the missing digests of the given regular files, in parallel.
+
+        `workers` (default: the manifest's own, else the CPUs available) caps the forked
+        processes; 1 hashes in this process only.
+        """
         todo = [
             e for p in paths if (e := self.entries[p]).type is EntryType.FILE and e.digest is None
         ]
@@ -234,7 +249,7 @@ class Manifest:
         total = sum(e.size for e in todo)
         if progress:
             progress(0, total)
-        nworkers = workers or _parallel.workers()
+        nworkers = workers or self.workers or _parallel.workers()
         slices = _parallel.split(todo, nworkers)
         scale = total / max(1, sum(e.size for e in slices[0]))  # the parent's share stands for all
         done = 0
