@@ -20,14 +20,13 @@ from pathlib import Path
 
 import psutil
 
+from imgdiff.errors import AccessDenied, NoSuchProcess
 from imgdiff.runtime import _procfs
 
 
 def _time(fn: Callable[[int], object], pids: list[int], passes: int = 7) -> float:
     def one(pid: int) -> None:
-        with contextlib.suppress(
-            psutil.Error, _procfs.NoSuchProcess, _procfs.AccessDenied, OSError
-        ):
+        with contextlib.suppress(psutil.Error, NoSuchProcess, AccessDenied, OSError):
             fn(pid)
 
     times = []

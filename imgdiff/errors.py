@@ -36,6 +36,28 @@ class Unsupported(ImgdiffError, NotImplementedError):
     """The input is well-formed but of a kind imgdiff does not read."""
 
 
+class NoSuchProcess(ImgdiffError, ProcessLookupError):
+    """The process exited (or its PID was reused) while it was being read."""
+
+    def __init__(self, pid: int, message: str) -> None:
+        self.pid = pid
+        super().__init__(message)
+
+    def __str__(self) -> str:  # OSError's own would print the args tuple
+        return str(self.args[0])
+
+
+class AccessDenied(ImgdiffError, PermissionError):
+    """Reading the process needs privileges this reader does not have."""
+
+    def __init__(self, pid: int, message: str) -> None:
+        self.pid = pid
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def one_line(message: str) -> str:
     """A message with its control characters escaped, so it prints as one line."""
     if message.isprintable():

@@ -4,7 +4,7 @@
 `stale()` tells which processes still use code or configuration that changed on disk.
 """
 
-from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess
+from imgdiff.errors import AccessDenied, NoSuchProcess
 from imgdiff.runtime.snapshot import FileUse, Gap, Process, Snapshot
 from imgdiff.runtime.stale import Reason, StaleProcess, StaleReport, stale
 

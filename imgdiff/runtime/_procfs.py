@@ -17,17 +17,11 @@ from contextlib import contextmanager
 
 import attrs
 
+from imgdiff.errors import AccessDenied, NoSuchProcess
+
 PF_KTHREAD = 0x00200000
 _MAX_READ = 16 << 20
 _DELETED = " (deleted)"
-
-
-class NoSuchProcess(Exception):
-    """The process exited (or its PID was reused) while it was being read."""
-
-
-class AccessDenied(Exception):
-    """Reading the process needs privileges this reader does not have."""
 
 
 @contextmanager
@@ -37,9 +31,9 @@ def _boundary(pid: int, what: str) -> Iterator[None]:
         yield
     except OSError as exc:
         if exc.errno in (errno.ESRCH, errno.ENOENT):
-            raise NoSuchProcess(f"{pid}: gone while reading {what}") from None
+            raise NoSuchProcess(pid, f"{pid}: gone while reading {what}") from None
         if exc.errno in (errno.EACCES, errno.EPERM):
-            raise AccessDenied(f"{pid}: {what}: {exc.strerror}") from None
+            raise AccessDenied(pid, f"{pid}: {what}: {exc.strerror}") from None
         raise
 
 

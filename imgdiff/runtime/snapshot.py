@@ -24,9 +24,9 @@ import attrs
 from imgdiff import _parallel
 from imgdiff._jsondoc import as_list as _list
 from imgdiff._jsondoc import check_types as _check_types
-from imgdiff.errors import BadInput
+from imgdiff.errors import AccessDenied, BadInput, NoSuchProcess
 from imgdiff.runtime import _procfs
-from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir
+from imgdiff.runtime._procfs import ProcDir
 from imgdiff.systemd.cgroup import place
 
 SCHEMA = "imgdiff.snapshot/1"
@@ -280,12 +280,15 @@ class Snapshot:
         pids: Iterable[int] | None = None,
         spool: str | None = None,
         exclude_self: bool = False,
+        workers: int | None = None,
     ) -> Snapshot:
         """Read /proc now. Only processes whose root is `root` are kept ("/" : the host's
         own processes, containers in other mount namespaces excluded). `spool` is the
         import tracer's directory, whose records join the traced processes' files.
         `exclude_self` leaves out this process and its forked workers (the command line
-        tool does: it is not what is being asked about)."""
+        tool does: it is not what is being asked about). `workers` caps the processes
+        reading /proc (default: the CPUs available, from 256 processes on); 1 reads in
+        this process only, as threaded callers need."""
         want_root = os.path.realpath(root) if root != "/" else "/"
         try:
             own_ns: str | None = os.readlink(f"{procfs}/self/ns/mnt")
@@ -295,7 +298,7 @@ class Snapshot:
         gaps: list[Gap] = []
         todo = sorted(pids) if pids is not None else _procfs.pids(procfs)
         # interleaved slices: neighbouring pids are often alike (a service's workers)
-        n = _parallel.workers() if len(todo) >= _PARALLEL_FROM else 1
+        n = (workers or _parallel.workers()) if len(todo) >= _PARALLEL_FROM else 1
         slices = [(todo[i::n], procfs, own_ns) for i in range(n)]
         read = [r for part in _parallel.fork_map(_read_slice, slices, size=len(todo)) for r in part]
         me = os.getpid()

@@ -21,8 +21,9 @@ from typing import Any
 import attrs
 
 from imgdiff._digest import of_fd as _digest_fd
+from imgdiff.errors import AccessDenied, NoSuchProcess
 from imgdiff.rootfs import RootFS
-from imgdiff.runtime._procfs import AccessDenied, NoSuchProcess, ProcDir, parse_stat
+from imgdiff.runtime._procfs import ProcDir, parse_stat
 from imgdiff.runtime.snapshot import FileUse, Gap, Process, Snapshot
 from imgdiff.trace.importgraph import ProgramGraphs
 
@@ -234,7 +235,7 @@ def live_root(proc: Process, procfs: str = "/proc") -> Iterator[tuple[ProcDir, R
     process (`NoSuchProcess` when it exited or its pid was reused since)."""
     with ProcDir(proc.pid, procfs) as d:
         if parse_stat(d.read("stat")).start_time != proc.start_time:
-            raise NoSuchProcess(f"{proc.pid}: pid reused")
+            raise NoSuchProcess(proc.pid, f"{proc.pid}: pid reused")
         root_fd = d.open_root()
         try:
             fs = RootFS(root_fd)  # holds its own copy of the descriptor
