@@ -7,11 +7,12 @@ The public API: read images into a `Manifest`, compare two with `diff` into a `D
 
 from __future__ import annotations
 
-from imgdiff.delta import Delta, DeltaStats, compare, diff
+from imgdiff.delta import Delta, DeltaStats, compare
 from imgdiff.errors import BadInput, ImgdiffError, LimitExceeded, Unsupported
 from imgdiff.image import Limits, open_image
 from imgdiff.manifest import ImageInfo, Manifest
 from imgdiff.model import Aspect, Change, Entry, EntryType, ImageWarning, Status
+from imgdiff.pipeline import diff
 
 __version__ = "0.1.0"
 

@@ -101,11 +101,11 @@ def _diff(
 
     with rc.progress_bar("hashing") as progress:
         if packages:
-            from imgdiff.packages.view import package_diff
+            from imgdiff.pipeline import package_diff
 
             delta, _ = package_diff(old, new, use_cache=use_cache, progress=progress)
         else:
-            from imgdiff.delta import diff
+            from imgdiff.pipeline import diff
 
             delta = diff(old, new, use_cache=use_cache, progress=progress)
     from imgdiff.report.json import delta_doc
@@ -118,7 +118,7 @@ def _diff(
 
 
 def _packages(old: str, new: str, *, as_json: bool, use_cache: bool) -> int:
-    from imgdiff.packages.view import package_diff
+    from imgdiff.pipeline import package_diff
     from imgdiff.report import console as rc
 
     with rc.progress_bar("hashing") as progress:
@@ -177,14 +177,14 @@ def _stale(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from imgdiff.plan import Policy, plan_update
+    from imgdiff.pipeline import plan_update
+    from imgdiff.plan import Policy
     from imgdiff.report import console as rc
 
     _directory(args.root)
     policy = Policy.load(args.policy) if args.policy else None
-    timings: dict[str, float] | None = {} if args.timings else None
     with rc.stage_progress() as (progress, stage):
-        verdict, _, _ = plan_update(
+        plan = plan_update(
             args.old,
             args.new,
             root=args.root,
@@ -193,13 +193,13 @@ def _plan(args: argparse.Namespace) -> int:
             spool=_spool(args.spool),
             use_cache=not args.no_cache,
             progress=progress,
-            timings=timings,
             on_stage=stage,
             exclude_self=True,
         )
-    if timings is not None:
-        for name, seconds in timings.items():
+    if args.timings:
+        for name, seconds in plan.timings.items():
             sys.stderr.write(f"{name:16} {seconds:8.3f} s\n")
+    verdict = plan.verdict
     return _emit(args.json, verdict.to_json, lambda: rc.render_verdict(verdict))
 
 

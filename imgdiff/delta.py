@@ -241,19 +241,6 @@ def _stats(
     )
 
 
-def diff(
-    old: str | Manifest,
-    new: str | Manifest,
-    *,
-    use_cache: bool = True,
-    classify: bool = True,
-    progress: ProgressFn | None = None,
-) -> Delta:
-    """Read two images (or manifests) and return their delta, classified."""
-    om, nm = Manifest.read_pair(old, new, use_cache=use_cache)
-    return compare(om, nm, classify=classifier(om, nm) if classify else None, progress=progress)
-
-
 def classifier(old: Manifest, new: Manifest) -> Classifier:
     """Name each change's kind from its path, type and (new, else old) leading bytes."""
     from imgdiff.classify import classify

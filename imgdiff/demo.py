@@ -22,7 +22,8 @@ from pathlib import Path
 from imgdiff.elfdeps import elf_closure, load_loader_config
 from imgdiff.errors import Unsupported
 from imgdiff.examples import build_example_pair
-from imgdiff.plan import Verdict, plan_update
+from imgdiff.pipeline import plan_update
+from imgdiff.plan import Verdict
 from imgdiff.rootfs import RootFS
 from imgdiff.trace.importgraph import static_imports
 
@@ -127,5 +128,5 @@ def run(workdir: str) -> tuple[Verdict, dict[str, int]]:
     for image in (old, new):
         install_services(Path(image))
     with running(Path(old)) as pids:
-        verdict, _, _ = plan_update(old, new, root=old, use_cache=False)
-    return verdict, pids
+        plan = plan_update(old, new, root=old, use_cache=False)
+    return plan.verdict, pids

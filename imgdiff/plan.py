@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import os
 import posixpath
-import time
 import tomllib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -22,21 +21,13 @@ import attrs
 
 from imgdiff.classify import is_runtime_inert
 from imgdiff.delta import Delta
-from imgdiff.drift import Drift, check_drift
+from imgdiff.drift import Drift
 from imgdiff.errors import BadInput
-from imgdiff.impact import PYTHON_KINDS, ConfigSources, Evidence, Impact, ProcessImpact
-from imgdiff.manifest import Manifest, ProgressFn
-from imgdiff.packages.view import PackageView
-from imgdiff.runtime._procfs import boot_id
-from imgdiff.runtime.snapshot import Snapshot
-from imgdiff.systemd import unitfiles
+from imgdiff.impact import PYTHON_KINDS, Evidence, Impact, ProcessImpact
 from imgdiff.systemd.unitfiles import batches
 from imgdiff.verify import DRIFT_IGNORE
 
-__all__ = [
-    "KINDS", "SCHEMA", "STAGES", "Drift", "Policy", "Step", "Verdict", "check_drift",
-    "decide", "plan_update", "verify_restarted",
-]  # fmt: skip
+__all__ = ["KINDS", "SCHEMA", "Policy", "Step", "Verdict", "decide"]
 
 SCHEMA = "imgdiff.verdict/1"
 KINDS = ("no-action", "restart", "reboot", "reimage")
@@ -417,151 +408,3 @@ def _where(paths: Sequence[str], most: int = 4) -> str:
 def _paths(evidence: Sequence[Evidence], most: int = 3) -> str:
     shown = ", ".join(e.path for e in evidence[:most])
     return shown + (f" (+{len(evidence) - most} more)" if len(evidence) > most else "")
-
-
-def plan_update(
-    old: str,
-    new: str,
-    *,
-    root: str = "/",
-    snapshot: str | None = None,
-    policy: Policy | None = None,
-    spool: str | None = None,
-    use_cache: bool = True,
-    progress: ProgressFn | None = None,
-    timings: dict[str, float] | None = None,
-    on_stage: Callable[[str], None] | None = None,
-    exclude_self: bool = False,
-) -> tuple[Verdict, Delta, Impact]:
-    """The whole job: delta of OLD→NEW, the processes of `root` (live, or a saved
-    snapshot), their impact, and the verdict. A saved snapshot cannot be looked into, so
-    import graphs and ELF closures (which read each process's root) are skipped and the
-    verdict says so. `timings`, when given, receives the seconds each stage took;
-    `on_stage` is told what each stage does as it starts (for a progress display);
-    `exclude_self` leaves the calling process out of the snapshot (the CLI does)."""
-    from imgdiff.delta import classifier, compare
-    from imgdiff.impact import assess
-    from imgdiff.packages.view import capture_predicate
-
-    clock = _Stages(timings, on_stage)
-    wants = capture_predicate()  # package databases, kept from streamed archives
-    om, nm = Manifest.read_pair(
-        old, new, use_cache=use_cache, capture=lambda p: wants(p) or unitfiles.is_unit_file(p)
-    )
-    delta = compare(om, nm, classify=classifier(om, nm), progress=progress)
-    clock.lap("delta")
-    # only OLD's packages matter here (conffiles of what runs, the drift's versions): the
-    # package-level delta is `imgdiff packages`' job
-    old_view = PackageView.read(om) if om.has_contents else None
-    clock.lap("packages")
-    unit_deps = None
-    removed_units: set[str] = set()
-    enabling: dict[str, str] = {}
-    old_u, new_u = unitfiles.ImageUnits.of(om), unitfiles.ImageUnits.of(nm)
-    if om.has_contents and nm.has_contents:
-        removed_units = old_u.names() - new_u.names()
-        before = old_u.enabled()
-        enabling = {u: link for u, link in new_u.enabled().items() if u not in before}
-    if nm.has_contents:
-        unit_deps = unitfiles.dependencies(new_u.files(), unitfiles.aliases(new_u.alias_links()))
-    # what the processes were started from
-    old_units = old_u.files() if om.has_contents else {}
-    configs = ConfigSources.read(old_units, old_view)
-    clock.lap("unit-files")
-    live = snapshot is None
-    snap = (
-        Snapshot.capture(root, spool=spool, exclude_self=exclude_self)
-        if live
-        else Snapshot.load(str(snapshot))
-    )
-    clock.lap("snapshot")
-    policy = policy or Policy()
-    impact = assess(
-        delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live,
-        stale=live, untraced=policy.untraced,
-    )  # fmt: skip
-    clock.lap("impact")
-    drift = None  # with allow_drift a drift changes nothing: the tree is not walked
-    # a snapshot saved on another machine (or before a reboot) says nothing of the tree here
-    here = live or snap.boot_id == boot_id()
-    if not policy.allow_drift and here:
-        drift = check_drift(
-            root, om, nm, use_cache=use_cache, ignore=policy.drift_ignore, old_view=old_view
-        )
-    clock.lap("drift")
-    running = {p.unit for p in snap.processes if p.unit}
-    enabling = {u: link for u, link in enabling.items() if u not in running}
-    verdict = decide(delta, impact, policy, drift, unit_deps, removed_units, enabling)
-    clock.lap("verdict")
-    if not live:
-        notes = ["saved snapshot: static import graphs and ELF closures were not computed"]
-        if not here:
-            notes.append(
-                "saved snapshot of another machine or boot: its root was not checked for drift"
-            )
-        verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))
-    return verdict, delta, impact
-
-
-STAGES = (
-    ("delta", "reading and comparing the images"),
-    ("packages", "reading OLD's package databases"),
-    ("unit-files", "reading unit files"),
-    ("snapshot", "reading /proc"),
-    ("impact", "joining processes with the changes"),
-    ("drift", "checking the live root against OLD"),
-    ("verdict", "deciding"),
-)
-
-
-class _Stages:
-    """Seconds per stage, into a caller's dict (or nowhere); each stage announced as it
-    starts, for progress displays."""
-
-    def __init__(
-        self, into: dict[str, float] | None, announce: Callable[[str], None] | None
-    ) -> None:
-        self.into = into
-        self.announce = announce
-        self.t = time.perf_counter()
-        if announce is not None:
-            announce(STAGES[0][1])
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        if self.into is not None:
-            self.into[stage] = self.into.get(stage, 0.0) + now - self.t
-        self.t = now
-        names = [name for name, _ in STAGES]
-        following = names.index(stage) + 1
-        if self.announce is not None and following < len(STAGES):
-            self.announce(STAGES[following][1])
-
-
-def verify_restarted(verdict: Verdict, snapshot: Snapshot) -> tuple[str, ...]:
-    """After acting on a plan: what still runs stale code among the planned steps.
-
-    The loop is plan → act (restart the steps' units) → take a new live snapshot →
-    `verify_restarted`; an empty answer means every planned unit and process now uses
-    what is on disk. Each problem names the unit or pid and a stale path.
-    """
-    from imgdiff.runtime import stale
-
-    restarted = {s.unit for s in verdict.steps if s.unit and s.action == "restart"}
-    stopped = {s.unit for s in verdict.steps if s.unit and s.action == "stop"}
-    bare = {
-        pid for s in verdict.steps if s.unit is None and s.action == "restart" for pid in s.pids
-    }
-    problems = [
-        f"{p.unit}: pid {p.pid} still runs, though NEW has no such unit"
-        for p in snapshot.processes
-        if p.unit in stopped
-    ]
-    for proc in stale(snapshot).processes:
-        if (proc.unit in restarted) or (proc.unit is None and proc.pid in bare):
-            first = proc.reasons[0]
-            problems.append(
-                f"{proc.unit or f'pid {proc.pid}'}: pid {proc.pid} still uses {first.path} "
-                f"({first.via}: {first.detail})"
-            )
-    return tuple(problems)

@@ -2,16 +2,17 @@
 
 The check behind `imgdiff verify TREE IMAGE`, the plan's drift check (is the live root
 still OLD?), and the last step of the plan → act → verify loop (after the update, is the
-tree NEW?). Paths a running system changes by itself (`DRIFT_IGNORE`: state, local data,
-machine identity) are neither walked nor counted, except the package databases below
-them, which are read so a caller can tell which update the tree is at.
+tree NEW, and do the planned units run it: `verify_restarted`). Paths a running system
+changes by itself (`DRIFT_IGNORE`: state, local data, machine identity) are neither walked
+nor counted, except the package databases below them, which are read so a caller can
+tell which update the tree is at. It decides nothing about what to do: that is `plan`'s.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -19,6 +20,11 @@ from imgdiff.delta import compare
 from imgdiff.image._dir import DirImage
 from imgdiff.manifest import Manifest
 from imgdiff.model import Change
+from imgdiff.runtime.snapshot import Snapshot
+from imgdiff.runtime.stale import stale
+
+if TYPE_CHECKING:
+    from imgdiff.plan import Verdict
 
 SCHEMA = "imgdiff.verify/1"
 
@@ -127,3 +133,30 @@ def same_paths(tree: Manifest, image: Manifest, ignore: Sequence[str] = DRIFT_IG
     """A quick necessary condition for `verify(...).matches`: the same paths exist."""
     skip = Ignore(ignore)
     return {p for p in tree.entries if not skip(p)} == {p for p in image.entries if not skip(p)}
+
+
+def verify_restarted(verdict: Verdict, snapshot: Snapshot) -> tuple[str, ...]:
+    """After acting on a plan: what still runs stale code among the planned steps.
+
+    The loop is plan → act (restart the steps' units) → take a new live snapshot →
+    `verify_restarted`; an empty answer means every planned unit and process now uses
+    what is on disk. Each problem names the unit or pid and a stale path.
+    """
+    restarted = {s.unit for s in verdict.steps if s.unit and s.action == "restart"}
+    stopped = {s.unit for s in verdict.steps if s.unit and s.action == "stop"}
+    bare = {
+        pid for s in verdict.steps if s.unit is None and s.action == "restart" for pid in s.pids
+    }
+    problems = [
+        f"{p.unit}: pid {p.pid} still runs, though NEW has no such unit"
+        for p in snapshot.processes
+        if p.unit in stopped
+    ]
+    for proc in stale(snapshot).processes:
+        if (proc.unit in restarted) or (proc.unit is None and proc.pid in bare):
+            first = proc.reasons[0]
+            problems.append(
+                f"{proc.unit or f'pid {proc.pid}'}: pid {proc.pid} still uses {first.path} "
+                f"({first.via}: {first.detail})"
+            )
+    return tuple(problems)

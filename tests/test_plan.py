@@ -16,7 +16,8 @@ import pytest
 
 from imgdiff import BadInput
 from imgdiff.cli import main
-from imgdiff.plan import Policy, Verdict, plan_update
+from imgdiff.pipeline import plan_update
+from imgdiff.plan import Policy, Verdict
 
 from .conftest import gnu_tar, write_tree
 from .procs import (
@@ -38,10 +39,9 @@ class Host:
         self.old, self.new, self.unit, self.pid = old, new, unit, pid
 
     def plan(self, policy: Policy | None = None) -> Verdict:
-        verdict, _, _ = plan_update(
+        return plan_update(
             str(self.old), str(self.new), root=str(self.old), policy=policy, use_cache=False
-        )
-        return verdict
+        ).verdict
 
     def libc(self) -> Path:
         (found,) = self.new.rglob("libc.so.6")
@@ -134,7 +134,7 @@ def test_config_named_by_unit_file_package_or_command_line_restarts_the_unit(
         os.mkfifo(new / "hold")
 
         def plan() -> dict[str | None, set[tuple[str, str, str]]]:
-            verdict, _, _ = plan_update(str(old), str(new), root=str(old), use_cache=False)
+            verdict = plan_update(str(old), str(new), root=str(old), use_cache=False).verdict
             return {
                 s.unit: {(e.path, e.via, e.detail) for e in s.reasons}
                 for s in verdict.steps
@@ -230,8 +230,8 @@ def _child_of(pid: int) -> int:
 
 
 def test_unreadable_pid_1_is_judged_by_the_roots_init_program(host: Host) -> None:
-    from imgdiff.delta import diff
     from imgdiff.impact import Impact, init_evidence
+    from imgdiff.pipeline import diff
     from imgdiff.plan import decide
 
     for tree in (host.old, host.new):
@@ -289,14 +289,14 @@ def test_python_module_change_plans_only_its_importer(tmp_path: Path) -> None:
         (new / str(opt).lstrip("/") / "plugin.py").write_text("VALUE = 2\n")
         # this host is not the tiny OLD image: the drift check of "/" says so, and the
         # policy lets the plan go on
-        strict, _, _ = plan_update(str(old), str(new), use_cache=False)
-        verdict, _, _ = plan_update(
+        strict = plan_update(str(old), str(new), use_cache=False).verdict
+        verdict = plan_update(
             str(old), str(new), use_cache=False, policy=Policy(allow_drift=True)
-        )
-        every_module, _, _ = plan_update(
+        ).verdict
+        every_module = plan_update(
             str(old), str(new), use_cache=False,
             policy=Policy(allow_drift=True, untraced="strict"),
-        )  # fmt: skip
+        ).verdict  # fmt: skip
     assert strict.verdict == "reimage"
     assert "matches neither OLD nor NEW" in strict.reasons[0]
     assert "by top directory" in strict.reasons[0]  # the host has far more than OLD
@@ -377,8 +377,8 @@ def test_policy_from_toml_and_bad_policy(tmp_path: Path) -> None:
 
 
 def test_uninspected_processes_escalate_only_under_strict(host: Host) -> None:
-    from imgdiff.delta import diff
     from imgdiff.impact import Impact
+    from imgdiff.pipeline import diff
     from imgdiff.plan import decide
     from imgdiff.runtime import Gap
 
@@ -404,16 +404,16 @@ def test_live_root_that_drifted_from_old_needs_a_reimage(host: Host) -> None:
         (host.old / "var/log/app.log").write_text("started\n")
         (host.old / "etc/hostname").write_text("box-17\n")
         (host.old / "etc/ssh/ssh_host_ed25519_key").write_text("secret\n")
-        verdict, _, _ = plan_update(
+        verdict = plan_update(
             str(old_image), str(host.new), root=str(host.old), use_cache=False
-        )
+        ).verdict
         assert verdict.verdict == "reimage"
         assert "matches neither OLD nor NEW" in verdict.reasons[0]
         assert "(1 path differs from OLD: /etc/app/local-hack.conf)" in verdict.reasons[0]
-        allowed, _, _ = plan_update(
+        allowed = plan_update(
             str(old_image), str(host.new), root=str(host.old), use_cache=False,
             policy=Policy(allow_drift=True),
-        )  # fmt: skip
+        ).verdict  # fmt: skip
         assert allowed.verdict == "restart"
     finally:
         shutil.rmtree(old_image)
@@ -425,9 +425,9 @@ def test_live_root_already_at_new_says_so(host: Host) -> None:
     try:
         (host.new / "usr/share/doc/app/README").write_text("new docs\n")
         (host.old / "usr/share/doc/app/README").write_text("new docs\n")  # applied already
-        verdict, _, _ = plan_update(
+        verdict = plan_update(
             str(old_image), str(host.new), root=str(host.old), use_cache=False
-        )
+        ).verdict
         assert verdict.reasons[0].startswith("the live root already matches NEW")
         assert verdict.verdict == "no-action"
     finally:
@@ -435,8 +435,8 @@ def test_live_root_already_at_new_says_so(host: Host) -> None:
 
 
 def test_verify_restarted_after_acting_on_the_plan(host: Host) -> None:
-    from imgdiff.plan import verify_restarted
     from imgdiff.runtime import Snapshot
+    from imgdiff.verify import verify_restarted
 
     libc_new = host.libc()
     replace_file(libc_new, libc_new.read_bytes() + b"\0")
@@ -503,9 +503,9 @@ def test_missed_update_is_named_by_the_packages_the_live_root_is_behind_on(
 ) -> None:
     """Updates 3, 4, 5 of a package: the live root is still at 3, OLD is 4 (missed), NEW
     is 5. The live root matches neither, and its dpkg database says why."""
-    from imgdiff.delta import diff
     from imgdiff.drift import check_drift
     from imgdiff.impact import Impact
+    from imgdiff.pipeline import diff
     from imgdiff.plan import decide
 
     from .debs import build_deb, dpkg, new_root
@@ -553,11 +553,10 @@ def test_plan_from_a_saved_snapshot(host: Host, tmp_path: Path) -> None:
     (host.old / "etc/app/local-hack.conf").write_text("x\n")  # the live root drifts
 
     def plan(snapshot: Path) -> Verdict:
-        verdict, _, _ = plan_update(
+        return plan_update(
             str(old_image), str(host.new), root=str(host.old), snapshot=str(snapshot),
             use_cache=False,
-        )  # fmt: skip
-        return verdict
+        ).verdict  # fmt: skip
 
     same_boot = plan(saved)
     assert same_boot.verdict == "reimage"
@@ -593,7 +592,7 @@ def test_plan_with_images_shipped_as_tar_archives(host: Host, tmp_path: Path) ->
     (host.new / "etc/app/env").write_text("A=2\n")
     old_tar = gnu_tar(host.old, tmp_path / "old.tar")
     new_tar = gnu_tar(host.new, tmp_path / "new.tar", compress="zstd")
-    verdict, _, _ = plan_update(str(old_tar), str(new_tar), root=str(host.old), use_cache=False)
+    verdict = plan_update(str(old_tar), str(new_tar), root=str(host.old), use_cache=False).verdict
     assert verdict.verdict == "restart", verdict.reasons
     (step,) = verdict.steps
     assert step.unit == host.unit
@@ -603,8 +602,8 @@ def test_plan_with_images_shipped_as_tar_archives(host: Host, tmp_path: Path) ->
 
 
 def test_policy_can_reexecute_systemd_instead_of_rebooting(host: Host) -> None:
-    from imgdiff.delta import diff
     from imgdiff.impact import Impact, init_evidence
+    from imgdiff.pipeline import diff
     from imgdiff.plan import decide
 
     for tree in (host.old, host.new):  # systemd as the init: here, a copy of sleep
@@ -631,19 +630,25 @@ def test_policy_can_reexecute_systemd_instead_of_rebooting(host: Host) -> None:
 
 
 def test_each_stage_is_announced_as_it_starts(host: Host) -> None:
-    from imgdiff.plan import STAGES
+    from imgdiff.pipeline import STAGES
 
     said: list[str] = []
-    plan_update(str(host.old), str(host.new), root=str(host.old), use_cache=False,
-                on_stage=said.append)  # fmt: skip
+    plan = plan_update(str(host.old), str(host.new), root=str(host.old), use_cache=False,
+                       on_stage=said.append)  # fmt: skip
     assert said == [description for _, description in STAGES]
+    # the Plan record carries what was weighed and the seconds of every stage, in order
+    assert list(plan.timings) == [name for name, _ in STAGES]
+    assert all(seconds >= 0 for seconds in plan.timings.values())
+    assert plan.to_json() == plan.verdict.to_json()
+    assert plan.delta.stats.unchanged > 0  # the images were read and compared
+    assert plan.impact.considered == 1
 
 
 def test_console_shows_a_units_alike_workers_once(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from imgdiff.delta import diff
     from imgdiff.impact import Evidence, Impact, ProcessImpact
+    from imgdiff.pipeline import diff
     from imgdiff.plan import decide
     from imgdiff.report.console import render_verdict
 
@@ -696,8 +701,8 @@ def test_non_utf8_names_travel_through_the_verdict(
 
 
 def test_a_running_unit_that_new_no_longer_has_is_stopped(host: Host) -> None:
-    from imgdiff.plan import verify_restarted
     from imgdiff.runtime import Snapshot
+    from imgdiff.verify import verify_restarted
 
     for tree in (host.old, host.new):
         (tree / "etc/systemd/system").mkdir(parents=True)

@@ -614,7 +614,7 @@ def test_rpmvercmp_agrees_with_rpm_on_random_strings() -> None:
 
 
 def test_package_delta_between_rpm_roots_names_the_upgrade(rpms: Fixtures) -> None:
-    from imgdiff.packages.view import package_diff
+    from imgdiff.pipeline import package_diff
 
     delta, pdelta = package_diff(str(rpms.old.path), str(rpms.new.path), use_cache=False)
     rpm_changes = {c.name: c for c in pdelta.changes if c.manager == "rpm"}

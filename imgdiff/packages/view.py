@@ -18,8 +18,8 @@ from typing import Any
 
 import attrs
 
-from imgdiff.delta import Delta, classifier, compare
-from imgdiff.manifest import Manifest, ProgressFn
+from imgdiff.delta import Delta
+from imgdiff.manifest import Manifest
 from imgdiff.model import Change, EntryType, ImageWarning, Status
 from imgdiff.packages.base import Package, PackageDB, PathResolver
 
@@ -236,62 +236,3 @@ def annotate(delta: Delta, old: PackageView, new: PackageView) -> Delta:
 
     changes = tuple(attrs.evolve(c, packages=owners(c)) for c in delta.changes)
     return attrs.evolve(delta, changes=changes)
-
-
-@attrs.frozen
-class Update:
-    """Both images of an update, read once: manifests, file delta, package delta."""
-
-    old: Manifest
-    new: Manifest
-    delta: Delta
-    packages: PackageDelta
-    old_view: PackageView = attrs.field(factory=lambda: PackageView(()), eq=False)
-    new_view: PackageView = attrs.field(factory=lambda: PackageView(()), eq=False)
-
-
-def read_update(
-    old: str | Manifest,
-    new: str | Manifest,
-    *,
-    use_cache: bool = True,
-    progress: ProgressFn | None = None,
-    capture: Callable[[str], bool] | None = None,
-) -> Update:
-    """Read two images once: the file-level delta (owners named) and the package-level
-    delta. `capture` selects more files to keep from streamed archives (beside the
-    package databases). A saved manifest has no package databases: its view is empty and
-    a warning says so."""
-    wants = capture_predicate()
-    both = wants if capture is None else (lambda p: wants(p) or capture(p))
-    om, nm = Manifest.read_pair(old, new, use_cache=use_cache, capture=both)
-    delta = compare(om, nm, classify=classifier(om, nm), progress=progress)
-    views = []
-    notes: list[ImageWarning] = []
-    for m in (om, nm):
-        if m.has_contents:
-            views.append(PackageView.read(m))
-        else:
-            views.append(PackageView(()))
-            notes.append(ImageWarning(m.info.path, "saved manifest: no package databases read"))
-    pdelta = compare_views(views[0], views[1], delta, nm if nm.has_contents else None)
-    return Update(
-        om,
-        nm,
-        annotate(delta, views[0], views[1]),
-        attrs.evolve(pdelta, warnings=pdelta.warnings + tuple(notes)),
-        views[0],
-        views[1],
-    )
-
-
-def package_diff(
-    old: str | Manifest,
-    new: str | Manifest,
-    *,
-    use_cache: bool = True,
-    progress: ProgressFn | None = None,
-) -> tuple[Delta, PackageDelta]:
-    """The file-level delta (owners named) and the package-level delta of two images."""
-    update = read_update(old, new, use_cache=use_cache, progress=progress)
-    return update.delta, update.packages

@@ -1,0 +1,261 @@
+"""The stages run in order: read two images once, compare them, and (for a plan) join the
+delta with the live processes and decide.
+
+This module owns the order of the stages and what each reads: `diff` (file-level delta),
+`read_update`/`package_diff` (plus the package-level delta) and `plan_update` (the whole
+job, returning a `Plan`). It holds no logic of its own stages: comparing is `delta`'s,
+packages are `packages.view`'s, evidence is `impact`'s, the decision is `plan`'s; it
+never prints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from imgdiff.delta import Delta, classifier, compare
+from imgdiff.manifest import Manifest, ProgressFn
+from imgdiff.model import ImageWarning
+
+if TYPE_CHECKING:
+    from imgdiff.drift import Drift
+    from imgdiff.impact import Impact
+    from imgdiff.packages.view import PackageDelta, PackageView
+    from imgdiff.plan import Policy, Verdict
+
+__all__ = ["STAGES", "Plan", "Update", "diff", "package_diff", "plan_update", "read_update"]
+
+
+def _read(
+    old: str | Manifest,
+    new: str | Manifest,
+    *,
+    use_cache: bool,
+    progress: ProgressFn | None,
+    capture: Callable[[str], bool] | None = None,
+    classify: bool = True,
+) -> tuple[Manifest, Manifest, Delta]:
+    """Both images read once (files `capture` selects kept from streamed archives), and
+    their delta, each change's kind named unless `classify` is false."""
+    om, nm = Manifest.read_pair(old, new, use_cache=use_cache, capture=capture)
+    delta = compare(om, nm, classify=classifier(om, nm) if classify else None, progress=progress)
+    return om, nm, delta
+
+
+def diff(
+    old: str | Manifest,
+    new: str | Manifest,
+    *,
+    use_cache: bool = True,
+    classify: bool = True,
+    progress: ProgressFn | None = None,
+) -> Delta:
+    """Read two images (or manifests) and return their delta, classified."""
+    return _read(old, new, use_cache=use_cache, progress=progress, classify=classify)[2]
+
+
+@attrs.frozen
+class Update:
+    """Both images of an update, read once: manifests, file delta, package delta."""
+
+    old: Manifest
+    new: Manifest
+    delta: Delta
+    packages: PackageDelta
+    old_view: PackageView = attrs.field(eq=False)
+    new_view: PackageView = attrs.field(eq=False)
+
+
+def read_update(
+    old: str | Manifest,
+    new: str | Manifest,
+    *,
+    use_cache: bool = True,
+    progress: ProgressFn | None = None,
+    capture: Callable[[str], bool] | None = None,
+) -> Update:
+    """Read two images once: the file-level delta (owners named) and the package-level
+    delta. `capture` selects more files to keep from streamed archives (beside the
+    package databases). A saved manifest has no package databases: its view is empty and
+    a warning says so."""
+    # the package stages are imported when used: `imgdiff diff --no-packages` starts small
+    from imgdiff.packages.view import PackageView, annotate, capture_predicate, compare_views
+
+    wants = capture_predicate()
+    both = wants if capture is None else (lambda p: wants(p) or capture(p))
+    om, nm, delta = _read(old, new, use_cache=use_cache, progress=progress, capture=both)
+    views = []
+    notes: list[ImageWarning] = []
+    for m in (om, nm):
+        if m.has_contents:
+            views.append(PackageView.read(m))
+        else:
+            views.append(PackageView(()))
+            notes.append(ImageWarning(m.info.path, "saved manifest: no package databases read"))
+    pdelta = compare_views(views[0], views[1], delta, nm if nm.has_contents else None)
+    return Update(
+        om,
+        nm,
+        annotate(delta, views[0], views[1]),
+        attrs.evolve(pdelta, warnings=pdelta.warnings + tuple(notes)),
+        views[0],
+        views[1],
+    )
+
+
+def package_diff(
+    old: str | Manifest,
+    new: str | Manifest,
+    *,
+    use_cache: bool = True,
+    progress: ProgressFn | None = None,
+) -> tuple[Delta, PackageDelta]:
+    """The file-level delta (owners named) and the package-level delta of two images."""
+    update = read_update(old, new, use_cache=use_cache, progress=progress)
+    return update.delta, update.packages
+
+
+STAGES = (
+    ("delta", "reading and comparing the images"),
+    ("packages", "reading OLD's package databases"),
+    ("unit-files", "reading unit files"),
+    ("snapshot", "reading /proc"),
+    ("impact", "joining processes with the changes"),
+    ("drift", "checking the live root against OLD"),
+    ("verdict", "deciding"),
+)
+
+
+@attrs.frozen
+class Plan:
+    """What `plan_update` found: the verdict, and the delta, impact and drift it weighed,
+    with the seconds each stage took (in `STAGES` order). It renders as its verdict."""
+
+    verdict: Verdict
+    delta: Delta
+    impact: Impact
+    drift: Drift | None
+    timings: Mapping[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        """The verdict's `imgdiff.verdict/1` document."""
+        return self.verdict.to_json()
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        yield self.verdict
+
+    def _repr_html_(self) -> str:
+        return self.verdict._repr_html_()
+
+
+class _Stages:
+    """Seconds per stage; each stage announced as it starts, for progress displays."""
+
+    def __init__(self, announce: Callable[[str], None] | None) -> None:
+        self.seconds: dict[str, float] = {}
+        self.announce = announce
+        self.t = time.perf_counter()
+        if announce is not None:
+            announce(STAGES[0][1])
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.t
+        self.t = now
+        names = [name for name, _ in STAGES]
+        following = names.index(stage) + 1
+        if self.announce is not None and following < len(STAGES):
+            self.announce(STAGES[following][1])
+
+
+def plan_update(
+    old: str,
+    new: str,
+    *,
+    root: str = "/",
+    snapshot: str | None = None,
+    policy: Policy | None = None,
+    spool: str | None = None,
+    use_cache: bool = True,
+    progress: ProgressFn | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    exclude_self: bool = False,
+) -> Plan:
+    """The whole job: delta of OLD→NEW, the processes of `root` (live, or a saved
+    snapshot), their impact, and the verdict. A saved snapshot cannot be looked into, so
+    import graphs and ELF closures (which read each process's root) are skipped and the
+    verdict says so. `on_stage` is told what each stage does as it starts (for a
+    progress display); `exclude_self` leaves the calling process out of the snapshot
+    (the CLI does)."""
+    from imgdiff.drift import check_drift
+    from imgdiff.impact import ConfigSources, assess
+    from imgdiff.packages.view import PackageView, capture_predicate
+    from imgdiff.plan import Policy, decide
+    from imgdiff.runtime._procfs import boot_id
+    from imgdiff.runtime.snapshot import Snapshot
+    from imgdiff.systemd import unitfiles
+
+    clock = _Stages(on_stage)
+    wants = capture_predicate()  # package databases, kept from streamed archives
+    om, nm, delta = _read(
+        old,
+        new,
+        use_cache=use_cache,
+        progress=progress,
+        capture=lambda p: wants(p) or unitfiles.is_unit_file(p),
+    )
+    clock.lap("delta")
+    # only OLD's packages matter here (conffiles of what runs, the drift's versions): the
+    # package-level delta is `imgdiff packages`' job
+    old_view = PackageView.read(om) if om.has_contents else None
+    clock.lap("packages")
+    unit_deps = None
+    removed_units: set[str] = set()
+    enabling: dict[str, str] = {}
+    old_u, new_u = unitfiles.ImageUnits.of(om), unitfiles.ImageUnits.of(nm)
+    if om.has_contents and nm.has_contents:
+        removed_units = old_u.names() - new_u.names()
+        before = old_u.enabled()
+        enabling = {u: link for u, link in new_u.enabled().items() if u not in before}
+    if nm.has_contents:
+        unit_deps = unitfiles.dependencies(new_u.files(), unitfiles.aliases(new_u.alias_links()))
+    # what the processes were started from
+    old_units = old_u.files() if om.has_contents else {}
+    configs = ConfigSources.read(old_units, old_view)
+    clock.lap("unit-files")
+    live = snapshot is None
+    snap = (
+        Snapshot.capture(root, spool=spool, exclude_self=exclude_self)
+        if live
+        else Snapshot.load(str(snapshot))
+    )
+    clock.lap("snapshot")
+    policy = policy or Policy()
+    impact = assess(
+        delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live,
+        stale=live, untraced=policy.untraced,
+    )  # fmt: skip
+    clock.lap("impact")
+    drift = None  # with allow_drift a drift changes nothing: the tree is not walked
+    # a snapshot saved on another machine (or before a reboot) says nothing of the tree here
+    here = live or snap.boot_id == boot_id()
+    if not policy.allow_drift and here:
+        drift = check_drift(
+            root, om, nm, use_cache=use_cache, ignore=policy.drift_ignore, old_view=old_view
+        )
+    clock.lap("drift")
+    running = {p.unit for p in snap.processes if p.unit}
+    enabling = {u: link for u, link in enabling.items() if u not in running}
+    verdict = decide(delta, impact, policy, drift, unit_deps, removed_units, enabling)
+    clock.lap("verdict")
+    if not live:
+        notes = ["saved snapshot: static import graphs and ELF closures were not computed"]
+        if not here:
+            notes.append(
+                "saved snapshot of another machine or boot: its root was not checked for drift"
+            )
+        verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))
+    return Plan(verdict, delta, impact, drift, clock.seconds)
