@@ -8,9 +8,9 @@ image, and must leave rpm's process-global macros as it found them.
 
 Which reader runs: the rpm bindings (`import rpm`) whenever they import, for any backend
 the local rpm build has (sqlite `rpmdb.sqlite`; bdb_ro `Packages`; ndb `Packages.db` where
-built in, which Debian's rpm is not). Without them, or with `use_bindings=False`, an sqlite
-database is read with the stdlib's `sqlite3` and `_rpm_header`; an ndb or bdb database then
-gives a `PackageDB` with no packages and a warning (not an error: the rest of the image is
+built in, which Debian's rpm is not). Without them, or with `use_bindings=False`, an
+sqlite database is read by `_rpm_sqlite` (stdlib `sqlite3`, `_rpm_header`); an ndb or bdb
+database then gives a `PackageDB` with no packages and a warning (not an error: the rest of the image is
 still compared, and the warning says the view is missing, not empty). A file that is not a
 database (not SQLite, no `Packages` table) raises `BadInput`; one unreadable header is
 skipped with a warning naming its package number, and the others are read.
@@ -21,10 +21,8 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
-import sqlite3
 import tempfile
 import threading
-import urllib.parse
 from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
@@ -35,6 +33,7 @@ from imgdiff.errors import BadInput, Unsupported
 from imgdiff.manifest import Manifest
 from imgdiff.model import EntryType, ImageWarning
 from imgdiff.packages import _rpm_header as hdr
+from imgdiff.packages._rpm_sqlite import Raw, read_fallback, sqlite_rows
 from imgdiff.packages.base import Package, PackageDB, PathResolver
 
 MANAGER = "rpm"
@@ -53,9 +52,6 @@ _OTHER_FILES = frozenset({"rpmdb.sqlite", _SQLITE_WAL, "rpmdb.sqlite-shm", "Pack
 _DIGEST_ALGOS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
 _RICH_WORDS = frozenset({"and", "or", "if", "else", "unless", "with", "without"})
 _RICH_OPERATORS = frozenset({"<", "<=", "=", "==", ">=", ">"})
-_WANTED_TAGS = (hdr.NAME, hdr.VERSION, hdr.RELEASE, hdr.EPOCH, hdr.ARCH, hdr.OLDFILENAMES,
-                hdr.FILEDIGESTS, hdr.FILEFLAGS, hdr.REQUIRENAME, hdr.DIRINDEXES,
-                hdr.BASENAMES, hdr.DIRNAMES, hdr.FILEDIGESTALGO)  # fmt: skip
 
 _RPM_LOCK = threading.Lock()  # macros are process-global: one database open at a time
 
@@ -72,23 +68,6 @@ class _Found:
     main: str  # image path of the backend's main file, e.g. /var/lib/rpm/rpmdb.sqlite
     backend: str  # rpm's name for it: sqlite, ndb, bdb_ro
     mtime_ns: int
-
-
-@attrs.frozen
-class _Raw:
-    """One header's fields as either reader finds them, before normalisation."""
-
-    hnum: int
-    name: str
-    version: str
-    release: str
-    epoch: int | None
-    arch: str | None
-    files: tuple[str, ...]
-    flags: tuple[int, ...]
-    digests: tuple[str, ...]
-    digest_algo: int | None
-    requires: tuple[str, ...]
 
 
 def read_rpm(
@@ -113,7 +92,7 @@ def read_rpm(
     with tempfile.TemporaryDirectory(prefix="imgdiff-rpmdb-") as tmp:
         has_wal = _copy_db(manifest, found, tmp, bad)
         if rpm is None:
-            raws = _read_fallback(tmp, has_wal, found.main, warnings, bad)
+            raws = read_fallback(tmp, has_wal, found.main, warnings, bad)
         else:
             raws = _read_bindings(rpm, tmp, has_wal, found, warnings, bad)
     packages = []
@@ -188,71 +167,6 @@ def _bindings() -> ModuleType | None:
     return module
 
 
-def _sqlite_rows(
-    tmp: str, has_wal: bool, columns: str, bad: Callable[[str], BadInput]
-) -> list[tuple[Any, ...]]:
-    """Rows of the private copy's `Packages` table, opened read-only.
-
-    `immutable=1` makes SQLite skip locking and journals; with a WAL it would also ignore
-    the WAL's committed pages, so a copied WAL is opened as a plain read-only database.
-    """
-    path = urllib.parse.quote(os.path.join(tmp, "rpmdb.sqlite"))
-    uri = f"file:{path}?mode=ro" + ("" if has_wal else "&immutable=1")
-    try:
-        con = sqlite3.connect(uri, uri=True)
-        try:
-            kind = con.execute("SELECT type FROM sqlite_master WHERE name = 'Packages'").fetchone()
-            if kind is None or kind[0] != "table":
-                raise bad("sqlite rpm database without a Packages table")
-            query = f"SELECT {columns} FROM Packages ORDER BY hnum"  # noqa: S608 -- fixed columns
-            return con.execute(query).fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error as exc:
-        raise bad(f"not a readable sqlite rpm database ({exc})") from None
-
-
-def _read_fallback(
-    tmp: str,
-    has_wal: bool,
-    source: str,
-    warnings: list[ImageWarning],
-    bad: Callable[[str], BadInput],
-) -> list[_Raw]:
-    raws = []
-    for hnum, blob in _sqlite_rows(tmp, has_wal, "hnum, blob", bad):
-        if not isinstance(hnum, int) or not isinstance(blob, bytes):
-            warnings.append(ImageWarning(source, f"package #{hnum!r}: not a header blob; skipped"))
-            continue
-        try:
-            raws.append(_raw_from_blob(hnum, blob))
-        except hdr.HeaderError as exc:
-            warnings.append(ImageWarning(source, f"package #{hnum}: {exc}; skipped"))
-    return raws
-
-
-def _raw_from_blob(hnum: int, blob: bytes) -> _Raw:
-    h = hdr.Header(blob, _WANTED_TAGS)
-    name = h.first_string(hdr.NAME)
-    version = h.first_string(hdr.VERSION)
-    release = h.first_string(hdr.RELEASE)
-    if name is None or version is None or release is None:
-        raise hdr.HeaderError("no name, version or release")
-    return _Raw(
-        hnum,
-        name,
-        version,
-        release,
-        h.first_int(hdr.EPOCH),
-        h.first_string(hdr.ARCH),
-        h.file_names(),
-        h.ints(hdr.FILEFLAGS),
-        h.strings(hdr.FILEDIGESTS),
-        h.first_int(hdr.FILEDIGESTALGO),
-        h.strings(hdr.REQUIRENAME),
-    )
-
-
 def _read_bindings(
     rpm: ModuleType,
     tmp: str,
@@ -260,11 +174,11 @@ def _read_bindings(
     found: _Found,
     warnings: list[ImageWarning],
     bad: Callable[[str], BadInput],
-) -> list[_Raw]:
+) -> list[Raw]:
     # rpm skips a damaged header with a message on stderr; the table says which ones
     expected = None
     if found.backend == "sqlite":
-        expected = [row[0] for row in _sqlite_rows(tmp, has_wal, "hnum", bad)]
+        expected = [row[0] for row in sqlite_rows(tmp, has_wal, "hnum", bad)]
     with _RPM_LOCK:
         rpm.addMacro("_dbpath", tmp)
         rpm.addMacro("_db_backend", found.backend)
@@ -293,8 +207,8 @@ def _read_bindings(
     return raws
 
 
-def _raw_from_rpm(rpm: ModuleType, h: Any) -> _Raw:
-    return _Raw(
+def _raw_from_rpm(rpm: ModuleType, h: Any) -> Raw:
+    return Raw(
         int(h[rpm.RPMTAG_DBINSTANCE]),
         h[rpm.RPMTAG_NAME],
         h[rpm.RPMTAG_VERSION],
@@ -310,7 +224,7 @@ def _raw_from_rpm(rpm: ModuleType, h: Any) -> _Raw:
 
 
 # -- one header to one Package ------------------------------------------------------------
-def _package(raw: _Raw, resolver: PathResolver) -> Package:
+def _package(raw: Raw, resolver: PathResolver) -> Package:
     count = len(raw.files)
     for what, values in (("file flags", raw.flags), ("file digests", raw.digests)):
         if values and len(values) != count:
