@@ -10,10 +10,11 @@ Which reader runs: the rpm bindings (`import rpm`) whenever they import, for any
 the local rpm build has (sqlite `rpmdb.sqlite`; bdb_ro `Packages`; ndb `Packages.db` where
 built in, which Debian's rpm is not). Without them, or with `use_bindings=False`, an
 sqlite database is read by `_rpm_sqlite` (stdlib `sqlite3`, `_rpm_header`); an ndb or bdb
-database then gives a `PackageDB` with no packages and a warning (not an error: the rest of the image is
-still compared, and the warning says the view is missing, not empty). A file that is not a
-database (not SQLite, no `Packages` table) raises `BadInput`; one unreadable header is
-skipped with a warning naming its package number, and the others are read.
+database then gives a `PackageDB` with no packages and a warning (not an error: the rest
+of the image is still compared, and the warning says the view is missing, not empty). A
+file that is not a database (not SQLite, no `Packages` table) raises `BadInput`; one
+unreadable header is skipped with a warning naming its package number, and the others are
+read.
 """
 
 from __future__ import annotations
