@@ -14,7 +14,7 @@ import os
 import stat as stat_
 from types import TracebackType
 
-from imgdiff.image._fs import open_in_root
+from imgdiff.fs.openat import open_in_root
 
 DEFAULT_LIMIT = 64 << 20
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imgdiff.image import _fs
+from imgdiff.fs import openat
 from imgdiff.rootfs import RootFS
 
 from .conftest import write_tree
@@ -29,8 +29,8 @@ def chroot(tmp_path: Path) -> Path:
 
 
 OPENERS: list[Callable[[int, str | bytes, int], int]] = [
-    _fs.open_in_root,
-    lambda fd, p, f: _fs._open_in_root_walk(fd, os.fsencode(p), f | os.O_CLOEXEC),
+    openat.open_in_root,
+    lambda fd, p, f: openat._open_in_root_walk(fd, os.fsencode(p), f | os.O_CLOEXEC),
 ]
 
 
@@ -38,7 +38,7 @@ OPENERS: list[Callable[[int, str | bytes, int], int]] = [
 def test_symlinks_resolve_inside_the_root(
     chroot: Path, opener: Callable[[int, str | bytes, int], int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_fs, "open_in_root", opener)
+    monkeypatch.setattr(openat, "open_in_root", opener)
     monkeypatch.setattr("imgdiff.rootfs.open_in_root", opener)
     with RootFS(str(chroot)) as fs:
         assert fs.read("/srv/abs-link") == b"inside:x:0:0\n"

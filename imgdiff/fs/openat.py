@@ -1,8 +1,12 @@
-"""Open files beneath a directory without ever leaving it.
+"""Open files beneath a directory, or inside it as a root, without ever leaving it.
 
-`openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` where the kernel
-has it (Linux 5.6+), otherwise a component-wise walk with `O_NOFOLLOW`. Both refuse any
-symlink on the way, so a path found by walking an image can only open that same path.
+This module owns the `openat2` system call and its fallbacks for kernels without it
+(before Linux 5.6, or behind a seccomp filter): `open_beneath` refuses any symlink on the
+way (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, else a component-wise `O_NOFOLLOW` walk), so
+a path found by walking an image can only open that same path; `open_in_root` resolves
+with chroot semantics (`RESOLVE_IN_ROOT`, else a user-space symlink walk
+over held directory descriptors). Neither ever follows a magic link. It must not read
+what it opens: callers get descriptors.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterator
 from imgdiff import _digest
 from imgdiff.cache import DigestCache
 from imgdiff.errors import BadInput
-from imgdiff.image import _fs
+from imgdiff.fs import openat as _fs
 from imgdiff.image.base import HEAD_BYTES, Capture, FileId, Image, Limits, ReadResult
 from imgdiff.model import Entry, EntryType, ImageWarning
 
