@@ -216,6 +216,35 @@ def boot_id(procfs: str = "/proc") -> str:
         return ""
 
 
+def boot_time(procfs: str = "/proc") -> float:
+    """When this boot began, in seconds since the epoch (`btime` in /proc/stat); 0 unknown."""
+    try:
+        with open(f"{procfs}/stat", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+def mountinfo(pid: int | str, procfs: str = "/proc") -> bytes | None:
+    """A process's mount table as it sees it (bounded); None when unreadable."""
+    try:
+        with open(f"{procfs}/{pid}/mountinfo", "rb") as fh:
+            return fh.read(1 << 22)
+    except OSError:
+        return None
+
+
+def mount_namespace(pid: int | str = "self", procfs: str = "/proc") -> str | None:
+    """The `mnt:[ID]` text naming a process's mount namespace; None when unreadable."""
+    try:
+        return os.readlink(f"{procfs}/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
 def clock_ticks() -> int:
     """USER_HZ: the unit of start times."""
     return os.sysconf("SC_CLK_TCK")

@@ -215,7 +215,7 @@ def _read_slice(
         except NoSuchProcess:
             continue  # exited before or while it was read: nothing left to restart
         except AccessDenied as exc:
-            ours = ours if ours is not None else _mountinfo(procfs, "self") or b""
+            ours = ours if ours is not None else _procfs.mountinfo("self", procfs) or b""
             hint = _ROOT_IS_OURS if sees_our_mounts(pid, procfs, ours) else ""
             out.append((pid, None, f"access denied: {exc}{hint}"))
         except (OSError, ValueError, IndexError) as exc:
@@ -224,14 +224,6 @@ def _read_slice(
 
 
 _ROOT_IS_OURS = " (its mount table is ours: its root is /)"
-
-
-def _mountinfo(procfs: str, pid: int | str) -> bytes | None:
-    try:
-        with open(f"{procfs}/{pid}/mountinfo", "rb") as fh:
-            return fh.read(1 << 22)
-    except OSError:
-        return None
 
 
 def sees_our_mounts(pid: int, procfs: str = "/proc", ours: bytes | None = None) -> bool:
@@ -244,8 +236,8 @@ def sees_our_mounts(pid: int, procfs: str = "/proc", ours: bytes | None = None) 
     process's table when the caller read it already.
     """
     if ours is None:
-        ours = _mountinfo(procfs, "self")
-    theirs = _mountinfo(procfs, pid)
+        ours = _procfs.mountinfo("self", procfs)
+    theirs = _procfs.mountinfo(pid, procfs)
     return bool(theirs) and theirs == ours
 
 
@@ -290,10 +282,7 @@ class Snapshot:
         reading /proc (default: the CPUs available, from 256 processes on); 1 reads in
         this process only, as threaded callers need."""
         want_root = os.path.realpath(root) if root != "/" else "/"
-        try:
-            own_ns: str | None = os.readlink(f"{procfs}/self/ns/mnt")
-        except OSError:
-            own_ns = None
+        own_ns = _procfs.mount_namespace("self", procfs)
         processes: list[Process] = []
         gaps: list[Gap] = []
         todo = sorted(pids) if pids is not None else _procfs.pids(procfs)
