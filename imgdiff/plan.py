@@ -24,6 +24,7 @@ from imgdiff.delta import Delta
 from imgdiff.drift import Drift
 from imgdiff.errors import BadInput
 from imgdiff.impact import PYTHON_KINDS, Evidence, Impact, ProcessImpact
+from imgdiff.model import Change
 from imgdiff.systemd.unitfiles import batches
 from imgdiff.verify import DRIFT_IGNORE
 
@@ -243,72 +244,58 @@ def decide(
     restart steps in batches, dependencies first. A step for one of `removed_units`
     (units OLD has and NEW has not) stops the unit instead: it cannot restart.
     `enabled_units` (unit → the `.wants`/`.requires` link that enables it in NEW, for
-    units NEW newly enables and that do not run) get a `start` step last.
+    units NEW newly enables and that do not run) get a `start` step last. Pure: reads
+    nothing, so callers may weigh the same delta and impact under other policies.
     """
     policy = policy or Policy()
-    verdict = _decide(delta, impact, policy, drift, unit_deps)
-    gone = [s for s in verdict.steps if s.unit in removed_units and s.action == "restart"]
-    if gone:
-        steps = tuple(attrs.evolve(s, action="stop") if s in gone else s for s in verdict.steps)
-        note = f"{_n(len(gone), 'unit')} no longer in NEW: stopped, not restarted"
-        reasons = (*verdict.reasons, note) if verdict.verdict != "no-action" else (note,)
-        kind = "restart" if verdict.verdict == "no-action" else verdict.verdict
-        verdict = attrs.evolve(verdict, verdict=kind, steps=steps, reasons=reasons)
-    if enabled_units and verdict.verdict in ("no-action", "restart"):
-        last = max((s.batch for s in verdict.steps), default=0)
-        starts = tuple(
-            Step(
-                unit, (), (Evidence(link, "config", "added", "systemd-unit", "enabled in NEW"),),
-                action="start", batch=last + 1,
-            )
-            for unit, link in sorted(enabled_units.items())
-        )  # fmt: skip
-        note = f"{_n(len(starts), 'unit')} newly enabled in NEW and not running: start"
-        reasons = (*verdict.reasons, note) if verdict.verdict != "no-action" else (note,)
-        verdict = attrs.evolve(
-            verdict, verdict="restart", steps=(*verdict.steps, *starts), reasons=reasons
-        )
+    unit_files = tuple(c for c in delta.changes if c.kind == "systemd-unit")  # removals too
+    reexec = tuple(
+        p for p in impact.affected
+        if p.pid == 1 and policy.reexec_pid1 and posixpath.basename(p.exe or "") == "systemd"
+    )  # fmt: skip
+    steps = _all_steps(impact, unit_deps, unit_files, reexec)
+    uninspected = tuple(f"pid {g.pid}: {g.reason}" for g in impact.uninspected)
+    kind, reasons = (
+        _reimage(delta, policy, drift)
+        or _reboot(delta, impact, policy, reexec)
+        or _restart(delta, impact, policy, steps, unit_files, reexec, uninspected)
+    )
+    verdict = Verdict(kind, tuple(reasons), steps if kind != "no-action" else (), uninspected)
+    verdict = _stop_removed(verdict, removed_units)
+    verdict = _start_enabled(verdict, enabled_units or {})
     if drift is not None and drift.differs and drift.matches_new:
         note = "the live root already matches NEW: only running processes can lag behind"
         verdict = attrs.evolve(verdict, reasons=(note, *verdict.reasons))
     return verdict
 
 
-def _decide(
-    delta: Delta,
+def _all_steps(
     impact: Impact,
-    policy: Policy,
-    drift: Drift | None,
     unit_deps: Mapping[str, Iterable[str]] | None,
-) -> Verdict:
-    reasons: list[str] = []
-    steps = _steps(impact.affected, unit_deps)
-    unit_files = [c for c in delta.changes if c.kind == "systemd-unit"]  # removals too
+    unit_files: Sequence[Change],
+    reexec: Sequence[ProcessImpact],
+) -> tuple[Step, ...]:
+    """PID 1's re-exec (it also reloads unit files), then a daemon-reload for changed
+    unit files, then the restart batches."""
+    steps = [Step(None, (1,), p.evidence, (p.exe or "",), "daemon-reexec", 0, (p,)) for p in reexec]
     if unit_files:
-        steps.insert(
-            0,
-            Step(
-                None,
-                (),
-                tuple(Evidence(c.path, "config", c.status.value, c.kind) for c in unit_files),
-                action="daemon-reload",
-            ),
-        )
-    reexec = [
-        p for p in impact.affected
-        if p.pid == 1 and policy.reexec_pid1 and posixpath.basename(p.exe or "") == "systemd"
-    ]  # fmt: skip
-    for p in reexec:  # first: a re-executed systemd also reloads the unit files
-        steps.insert(0, Step(None, (1,), p.evidence, (p.exe or "",), "daemon-reexec", 0, (p,)))
-    uninspected = tuple(f"pid {g.pid}: {g.reason}" for g in impact.uninspected)
+        reload = tuple(Evidence(c.path, "config", c.status.value, c.kind) for c in unit_files)
+        steps.append(Step(None, (), reload, action="daemon-reload"))
+    return (*steps, *_steps(impact.affected, unit_deps))
 
+
+_Found = tuple[str, list[str]] | None  # (verdict kind, reasons), or None: look further
+
+
+def _reimage(delta: Delta, policy: Policy, drift: Drift | None) -> _Found:
+    """A live root that drifted from OLD, or an update too large to patch in place."""
     if drift is not None and drift.differs and not drift.matches_new and not policy.allow_drift:
-        reasons.append(
-            f"the live root matches neither OLD nor NEW ({_n(len(drift.differs), 'path')} "
-            f"{'differs' if len(drift.differs) == 1 else 'differ'} from OLD: "
-            f"{_where(drift.differs)}): a missed or local update; "
-            "patching it would start from an unknown state"
-        )
+        n = len(drift.differs)
+        reasons = [
+            f"the live root matches neither OLD nor NEW ({_n(n, 'path')} "
+            f"{'differs' if n == 1 else 'differ'} from OLD: {_where(drift.differs)}): a "
+            "missed or local update; patching it would start from an unknown state"
+        ]
         if drift.packages:
             more = len(drift.packages) - 3
             reasons.append(
@@ -316,20 +303,25 @@ def _decide(
                 + "; ".join(drift.packages[:3])
                 + (f"; and {more} more" if more > 0 else "")
             )
-        return Verdict("reimage", tuple(reasons), tuple(steps), uninspected)
+        return "reimage", reasons
     share = delta.stats.share_files
     if share > policy.reimage_share:
-        reasons.append(
+        return "reimage", [
             f"{share:.0%} of the image's files changed (policy: reimage above "
             f"{policy.reimage_share:.0%})"
-        )
-        return Verdict("reimage", tuple(reasons), tuple(steps), uninspected)
+        ]
+    return None
 
-    reasons.extend(
+
+def _reboot(
+    delta: Delta, impact: Impact, policy: Policy, reexec: Sequence[ProcessImpact]
+) -> _Found:
+    """Boot files changed, or something that cannot restart in place uses a change."""
+    reasons = [
         f"{c.path} ({c.kind}) {c.status.value}: needs a reboot"
         for c in delta.changes
         if c.kind in _REBOOT_KINDS or c.path.startswith(policy.reboot_paths)
-    )
+    ]
     for p in impact.affected:
         if p.pid == 1:
             if not reexec:
@@ -341,12 +333,25 @@ def _decide(
             )
         if p.unit in policy.never_restart:
             reasons.append(f"{p.unit} uses changed files and may not be restarted in place")
-    if reasons:
-        reasons = list(dict.fromkeys(reasons))
-        if len(reasons) > _MAX_LISTED:
-            reasons[_MAX_LISTED:] = [f"… and {len(reasons) - _MAX_LISTED} more such changes"]
-        return Verdict("reboot", tuple(reasons), tuple(steps), uninspected)
+    if not reasons:
+        return None
+    reasons = list(dict.fromkeys(reasons))
+    if len(reasons) > _MAX_LISTED:
+        reasons[_MAX_LISTED:] = [f"… and {len(reasons) - _MAX_LISTED} more such changes"]
+    return "reboot", reasons
 
+
+def _restart(
+    delta: Delta,
+    impact: Impact,
+    policy: Policy,
+    steps: Sequence[Step],
+    unit_files: Sequence[Change],
+    reexec: Sequence[ProcessImpact],
+    uninspected: Sequence[str],
+) -> tuple[str, list[str]]:
+    """Restart steps, reloads, or (strict policy) uninspected processes; else nothing."""
+    reasons = []
     if reexec:
         reasons.append(
             f"PID 1 ({reexec[0].exe}) uses changed files: systemd re-executes itself in place "
@@ -381,13 +386,44 @@ def _decide(
             "sys.path; `python -m imgdiff.trace` makes it exact)"
         )
     if any(s.action in ("restart", "daemon-reexec") for s in steps) or unit_files or strict_unknown:
-        return Verdict("restart", tuple(reasons), tuple(steps), uninspected)
+        return "restart", reasons
     why = (
         f"none of the {impact.considered} running processes uses any of the {len(delta)} changes"
         if relevant
         else f"all {len(delta)} changes are documentation, manuals or translations"
     )
-    return Verdict("no-action", (why, *reasons), (), uninspected)
+    return "no-action", [why, *reasons]
+
+
+def _stop_removed(verdict: Verdict, removed_units: Collection[str]) -> Verdict:
+    """A running unit NEW no longer defines cannot restart: it is stopped."""
+    gone = [s for s in verdict.steps if s.unit in removed_units and s.action == "restart"]
+    if not gone:
+        return verdict
+    steps = tuple(attrs.evolve(s, action="stop") if s in gone else s for s in verdict.steps)
+    note = f"{_n(len(gone), 'unit')} no longer in NEW: stopped, not restarted"
+    reasons = (*verdict.reasons, note) if verdict.verdict != "no-action" else (note,)
+    kind = "restart" if verdict.verdict == "no-action" else verdict.verdict
+    return attrs.evolve(verdict, verdict=kind, steps=steps, reasons=reasons)
+
+
+def _start_enabled(verdict: Verdict, enabled_units: Mapping[str, str]) -> Verdict:
+    """Units NEW newly enables and that do not run are started, last."""
+    if not enabled_units or verdict.verdict not in ("no-action", "restart"):
+        return verdict
+    last = max((s.batch for s in verdict.steps), default=0)
+    starts = tuple(
+        Step(
+            unit, (), (Evidence(link, "config", "added", "systemd-unit", "enabled in NEW"),),
+            action="start", batch=last + 1,
+        )
+        for unit, link in sorted(enabled_units.items())
+    )  # fmt: skip
+    note = f"{_n(len(starts), 'unit')} newly enabled in NEW and not running: start"
+    reasons = (*verdict.reasons, note) if verdict.verdict != "no-action" else (note,)
+    return attrs.evolve(
+        verdict, verdict="restart", steps=(*verdict.steps, *starts), reasons=reasons
+    )
 
 
 def _n(count: int, one: str, many: str | None = None) -> str:
