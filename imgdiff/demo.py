@@ -22,9 +22,9 @@ from pathlib import Path
 from imgdiff.elfdeps import elf_closure, load_loader_config
 from imgdiff.errors import Unsupported
 from imgdiff.examples import build_example_pair
+from imgdiff.fs.rootfs import RootFS
 from imgdiff.pipeline import plan_update
 from imgdiff.plan import Verdict
-from imgdiff.rootfs import RootFS
 from imgdiff.trace.importgraph import static_imports
 
 PYTHON = "/usr/bin/python3.11"

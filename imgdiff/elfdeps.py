@@ -32,7 +32,7 @@ import attrs
 
 from imgdiff.elf import ET_DYN, ET_EXEC, MAGIC, ElfInfo, ElfParseError, read_elf_info
 from imgdiff.errors import BadInput, escape_path
-from imgdiff.rootfs import RootFS
+from imgdiff.fs.rootfs import RootFS
 
 __all__ = [
     "CacheEntry",

@@ -29,9 +29,9 @@ from imgdiff.elfdeps import (
     load_loader_config,
 )
 from imgdiff.errors import AccessDenied, NoSuchProcess
+from imgdiff.fs.rootfs import RootFS
 from imgdiff.model import Change, Status
 from imgdiff.packages.view import PackageView
-from imgdiff.rootfs import RootFS
 from imgdiff.runtime._procfs import ProcDir
 from imgdiff.runtime.snapshot import Gap, Process, Snapshot
 from imgdiff.runtime.stale import SameBytes, check_use, is_python, live_root, recorded_deleted

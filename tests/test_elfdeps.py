@@ -34,7 +34,7 @@ from imgdiff.elfdeps import (
     reverse_index,
 )
 from imgdiff.errors import BadInput
-from imgdiff.rootfs import RootFS
+from imgdiff.fs.rootfs import RootFS
 
 from .conftest import write_tree
 

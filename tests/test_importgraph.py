@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imgdiff.rootfs import RootFS
+from imgdiff.fs.rootfs import RootFS
 from imgdiff.trace.importgraph import (
     ImportCache,
     ImportGraph,
@@ -651,7 +651,7 @@ def test_shared_cache_gives_the_same_graph_and_sees_changed_files(make_root: Mak
 AUDIT_CHILD = r"""
 import os, sys
 root = os.path.realpath(sys.argv[1])
-from imgdiff.rootfs import RootFS
+from imgdiff.fs.rootfs import RootFS
 from imgdiff.trace.importgraph import static_imports
 
 FORBIDDEN = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from imgdiff.fs import openat
-from imgdiff.rootfs import RootFS
+from imgdiff.fs.rootfs import RootFS
 
 from .conftest import write_tree
 
@@ -39,7 +39,7 @@ def test_symlinks_resolve_inside_the_root(
     chroot: Path, opener: Callable[[int, str | bytes, int], int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(openat, "open_in_root", opener)
-    monkeypatch.setattr("imgdiff.rootfs.open_in_root", opener)
+    monkeypatch.setattr("imgdiff.fs.rootfs.open_in_root", opener)
     with RootFS(str(chroot)) as fs:
         assert fs.read("/srv/abs-link") == b"inside:x:0:0\n"
         assert fs.read("/srv/climb") == b"inside:x:0:0\n"

@@ -22,7 +22,7 @@ import attrs
 
 from imgdiff._digest import of_fd as _digest_fd
 from imgdiff.errors import AccessDenied, NoSuchProcess
-from imgdiff.rootfs import RootFS
+from imgdiff.fs.rootfs import RootFS
 from imgdiff.runtime._procfs import ProcDir, parse_stat
 from imgdiff.runtime.snapshot import FileUse, Gap, Process, Snapshot
 from imgdiff.trace.importgraph import ProgramGraphs

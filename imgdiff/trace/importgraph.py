@@ -35,7 +35,7 @@ from typing import Literal
 
 import attrs
 
-from imgdiff.rootfs import RootFS
+from imgdiff.fs.rootfs import RootFS
 
 VIA = "import-graph"
 DEFAULT_MAX_FILE_SIZE = 16 << 20
