@@ -12,7 +12,7 @@ import base64
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -290,27 +290,37 @@ class Manifest:
     def identity(self) -> str:
         """A digest of the whole image's content and metadata (computes every digest)."""
         self.fill_digests(self.entries)
-        body = json.dumps([_entry_row(self.entries[p]) for p in sorted(self.entries)])
-        return _digest.of_bytes(body.encode("utf-8", "surrogateescape"))
+        return _identity_of([entry_row(self.entries[p]) for p in sorted(self.entries)])
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write the manifest (every digest computed) as zstd-compressed JSON."""
-        self.fill_digests(self.entries)
-        doc = {
-            "schema": SCHEMA,
-            "info": self.info.to_json(),
-            "identity": self.identity,
-            "warnings": [[w.path, w.message] for w in self.warnings],
-            "entries": [_entry_row(self.entries[p]) for p in sorted(self.entries)],
-            "heads": {p: base64.b64encode(h).decode() for p, h in self._content_heads().items()},
-        }
-        raw = json.dumps(doc, separators=(",", ":")).encode("ascii")
+        raw = json.dumps(self.document(), separators=(",", ":")).encode("ascii")
         data = zstandard.ZstdCompressor(level=6).compress(raw)
         tmp = f"{path}.tmp{os.getpid()}"
         with open(tmp, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
+
+    def document(self, heads_of: Collection[str] | None = None) -> dict[str, Any]:
+        """The manifest as the JSON document `save` writes (every digest computed).
+
+        `heads_of` limits the saved heads to those paths (a delta archive keeps only the
+        changed files' heads); by default every file whose kind depends on content.
+        """
+        self.fill_digests(self.entries)
+        rows = [entry_row(self.entries[p]) for p in sorted(self.entries)]
+        heads = self._content_heads()
+        if heads_of is not None:
+            heads = {p: h for p, h in heads.items() if p in heads_of}
+        return {
+            "schema": SCHEMA,
+            "info": self.info.to_json(),
+            "identity": _identity_of(rows),
+            "warnings": [[w.path, w.message] for w in self.warnings],
+            "entries": rows,
+            "heads": {p: base64.b64encode(h).decode() for p, h in heads.items()},
+        }
 
     @classmethod
     def load(cls, path: str | Path, limits: Limits | None = None) -> Manifest:
@@ -328,15 +338,24 @@ class Manifest:
         except (ValueError, RecursionError) as exc:
             raise BadInput(name, f"not a readable manifest: {exc}") from None
         del raw  # the parsed document is all that is needed from here on
+        return cls.from_document(doc, name, limits)
+
+    @classmethod
+    def from_document(
+        cls, doc: Any, source: str, limits: Limits | None = None, *, kind: str = "manifest"
+    ) -> Manifest:
+        """A manifest from a parsed `document`, every field checked (`BadInput` naming
+        `source` and the key or row at fault); `kind` names the container in `info.format`."""
+        limits = limits or Limits()
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-            raise BadInput(name, f"not an {SCHEMA} file")
+            raise BadInput(source, f"not an {SCHEMA} file")
         try:
             entries, info, warnings, heads = _parse(doc, limits)
         except _OverLimit as exc:
-            raise LimitExceeded(name, str(exc)) from None
+            raise LimitExceeded(source, str(exc)) from None
         except (TypeError, ValueError) as exc:
-            raise BadInput(name, f"malformed manifest: {exc}") from None
-        info = attrs.evolve(info, format=f"manifest({info.format})")
+            raise BadInput(source, f"malformed manifest: {exc}") from None
+        info = attrs.evolve(info, format=f"{kind}({info.format})")
         manifest = cls(entries, info, warnings)
         manifest._heads = heads
         return manifest
@@ -379,6 +398,11 @@ def _restored(portable: _Portable) -> ReadResult:
     )
 
 
+def _identity_of(rows: list[list[Any]]) -> str:
+    """The identity digest of an image given its entry rows in path order."""
+    return _digest.of_bytes(json.dumps(rows).encode("utf-8", "surrogateescape"))
+
+
 def is_manifest_file(path: str) -> bool:
     """True if `path` is a file written by `Manifest.save`."""
     try:
@@ -392,7 +416,8 @@ def is_manifest_file(path: str) -> bool:
     return head.startswith(b'{"schema":"imgdiff.manifest/')
 
 
-def _entry_row(e: Entry) -> list[Any]:
+def entry_row(e: Entry) -> list[Any]:
+    """An entry as its saved row (`entry_from_row` reads it back)."""
     return [
         e.path,
         e.type.value,
@@ -479,7 +504,7 @@ def _parse(
     entries: dict[str, Entry] = {}
     for i, row in enumerate(rows):
         try:
-            entry = _entry_from_row(row, limits)
+            entry = entry_from_row(row, limits)
             if entry.path in entries:
                 raise ValueError("duplicate path")
         except (TypeError, ValueError, _OverLimit) as exc:
@@ -511,8 +536,8 @@ def _parse(
     return entries, info, warnings, heads
 
 
-def _entry_from_row(row: Any, limits: Limits) -> Entry:
-    """An entry from its saved row (see `_entry_row`), every column checked."""
+def entry_from_row(row: Any, limits: Limits) -> Entry:
+    """An entry from its saved row (see `entry_row`), every column checked."""
     if not isinstance(row, list):
         raise TypeError(f"a row is {_kind(row)}, not a list")
     if len(row) not in (12, 13):
