@@ -32,6 +32,7 @@ import attrs
 
 from imgdiff.elf import ET_DYN, ET_EXEC, MAGIC, ElfInfo, ElfParseError, read_elf_info
 from imgdiff.errors import BadInput, escape_path
+from imgdiff.fs.paths import child
 from imgdiff.fs.rootfs import RootFS
 
 __all__ = [
@@ -352,10 +353,6 @@ def parse_ld_so_cache(data: bytes) -> tuple[CacheEntry, ...]:
 _GLOB_MAGIC: Final = re.compile(r"[*?\[]")
 
 
-def _join(directory: str, name: str) -> str:
-    return f"{directory.rstrip('/')}/{name}"
-
-
 def _glob_in_root(fs: RootFS, pattern: str) -> list[str]:
     """glob(3) of an absolute pattern inside the root: sorted, existing paths only."""
     paths = ["/"]
@@ -364,14 +361,14 @@ def _glob_in_root(fs: RootFS, pattern: str) -> list[str]:
         found: list[str] = []
         for base in paths:
             if not _GLOB_MAGIC.search(part):
-                found.append(_join(base, part))
+                found.append(child(base, part))
                 continue
             for name in sorted(fs.listdir(base) or ()):
                 # glob(3) leaves dot files out unless the pattern asks for them
                 if name.startswith(".") and not part.startswith("."):
                     continue
                 if fnmatch.fnmatchcase(name, part):
-                    found.append(_join(base, name))
+                    found.append(child(base, name))
         paths = found[:MAX_GLOB_MATCHES]
     return sorted(p for p in paths if p != "/" and fs.stat(p) is not None)
 
@@ -422,7 +419,7 @@ class _ConfReader:
                     pattern = (
                         word
                         if word.startswith("/")
-                        else _join(path.rpartition("/")[0] or "/", word)
+                        else child(path.rpartition("/")[0] or "/", word)
                     )
                     for match in _glob_in_root(self.fs, pattern):
                         self.read(match, depth + 1)
@@ -878,9 +875,9 @@ class _Closure:
         known = self.variant_dirs.get(directory)
         if known is not None:
             return known
-        hwcaps = _join(directory, "glibc-hwcaps")
+        hwcaps = child(directory, "glibc-hwcaps")
         names = sorted(self.fs.listdir(hwcaps) or ())[:MAX_VARIANTS]
-        found = [_join(hwcaps, name) for name in names]
+        found = [child(hwcaps, name) for name in names]
         # glibc before 2.37 also searched the legacy subdirectories: each nesting of tls/,
         # the platform and the hwcap names its CPU has (tls/haswell/avx512_1/x86_64, ...,
         # x86_64 on an AVX-512 Intel CPU). Every platform is a candidate; a nesting is
@@ -894,7 +891,7 @@ class _Closure:
         for level in levels:
             for prefix in list(prefixes):
                 for name in level:
-                    sub = _join(prefix, name)
+                    sub = child(prefix, name)
                     if sub not in prefixes and self.is_dir(sub):
                         prefixes[sub] = None
         found += list(prefixes)[1:]
@@ -926,8 +923,8 @@ class _Closure:
         if not self.is_dir(directory):
             return False
         for sub in self.variants_of(directory):
-            self.try_file(_join(sub, name), found, variant=True)
-        return self.try_file(_join(directory, name), found)
+            self.try_file(child(sub, name), found, variant=True)
+        return self.try_file(child(directory, name), found)
 
     def try_cache(self, name: str, found: _Found) -> bool:
         accepted = _CACHE_FLAGS.get(self.abi)
@@ -969,7 +966,7 @@ class _Closure:
                 return found
         if self.config.cache is not None and not found.variants:
             for directory in self.config.conf_dirs:  # only to explain the miss
-                if self.probe(_join(directory, name)).status == "ok":
+                if self.probe(child(directory, name)).status == "ok":
                     self.note(
                         f"{escape_path(name)} is in {escape_path(directory)} "
                         f"(ld.so.conf) but not in {LD_SO_CACHE}: stale cache"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import attrs
 
+from imgdiff.fs.paths import join, normalise
 from imgdiff.manifest import Manifest
 from imgdiff.model import EntryType, ImageWarning
 
@@ -75,7 +76,7 @@ class PathResolver:
                 if hops > _MAX_HOPS:
                     break  # a loop: keep the unresolved path, it will simply own nothing
                 target = entry.target
-                joined = _clamp(target if target.startswith("/") else posixpath.join(cur, target))
+                joined = join(cur, target)  # `..` lexically, from the link's directory
                 todo = [p for p in joined.split("/") if p] + todo
                 cur = "/"
                 continue
@@ -92,7 +93,7 @@ class PathResolver:
         if hit is not None and name not in ("", ".", ".."):
             return hit + name  # the common case: a sibling of a path already seen
         path_in = path
-        path = _clamp(path if path.startswith("/") else "/" + path)
+        path = normalise(path if path.startswith("/") else "/" + path)
         if path == "/":
             return path
         parent, _, name = path.rpartition("/")
@@ -100,20 +101,6 @@ class PathResolver:
         if path_in == path:  # a clean absolute path: its parent string can be reused as is
             self._fast[parent] = resolved.rstrip("/") + "/"
         return posixpath.join(resolved, name)
-
-
-def _clamp(path: str) -> str:
-    """Normalise `..` lexically, never above the root (as inside a chroot)."""
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(part)
-    return "/" + "/".join(parts)
 
 
 Reader = Callable[[Manifest, PathResolver], "PackageDB | None"]

@@ -35,6 +35,7 @@ from typing import Literal
 
 import attrs
 
+from imgdiff.fs.paths import join, normalise
 from imgdiff.fs.rootfs import RootFS
 
 VIA = "import-graph"
@@ -242,7 +243,7 @@ def find_interpreter(fs: RootFS, executable: str) -> Interpreter:
     directory) and `site.py` (Debian's dist-packages when its site.py says so, .pth files).
     """
     notes: list[str] = []
-    exe = _norm(executable)
+    exe = normalise(executable)
     real = _realpath(fs, exe)
     version = _version_of_name(posixpath.basename(real)) or _version_of_name(
         posixpath.basename(exe)
@@ -251,7 +252,7 @@ def find_interpreter(fs: RootFS, executable: str) -> Interpreter:
         version = _version_of_hardlink(fs, real)
     venv, home, system_site, cfg_version = _read_pyvenv(fs, exe)
     version = version or cfg_version
-    search_from = _norm(home) if venv and home else posixpath.dirname(real)
+    search_from = normalise(home) if venv and home else posixpath.dirname(real)
     if version is None:
         version = _version_of_tree(fs, search_from, notes)
     if version is None:
@@ -263,17 +264,17 @@ def find_interpreter(fs: RootFS, executable: str) -> Interpreter:
         notes.append(f"no lib/{pyver}/os.py above {search_from}: prefix /usr assumed")
         found = ("/usr", "lib")
     prefix, platlib = found
-    stdlib_dir = _join(prefix, f"{platlib}/{pyver}")
+    stdlib_dir = join(prefix, f"{platlib}/{pyver}")
     stdlib = [
         p
         for p in (
-            _join(prefix, f"{platlib}/python{version[0]}{version[1]}.zip"),
+            join(prefix, f"{platlib}/python{version[0]}{version[1]}.zip"),
             stdlib_dir,
-            _join(stdlib_dir, "lib-dynload"),
+            join(stdlib_dir, "lib-dynload"),
         )
         if fs.stat(p) is not None
     ]
-    site_py = fs.read(_join(stdlib_dir, "site.py"), limit=_MAX_PTH_SIZE) or b""
+    site_py = fs.read(join(stdlib_dir, "site.py"), limit=_MAX_PTH_SIZE) or b""
     debian = b"dist-packages" in site_py
     prefixes: list[tuple[str, bool]] = []
     if venv:
@@ -445,10 +446,10 @@ def static_imports(
     if inv.mode in (RunMode.EXITS, RunMode.UNSUPPORTED):
         return ImportGraph(None, inv.mode, None, (), notes=(inv.problem or inv.mode.value,))
     notes: list[str] = ["PYTHONPATH, PYTHONHOME and user site-packages not considered"]
-    cwd_n = _norm(cwd) if cwd and cwd.startswith("/") else None
-    invoked = _norm(exe)
+    cwd_n = normalise(cwd) if cwd and cwd.startswith("/") else None
+    invoked = normalise(exe)
     if "/" in argv[0] and (argv[0].startswith("/") or cwd_n):
-        candidate = _join(cwd_n or "/", argv[0])
+        candidate = join(cwd_n or "/", argv[0])
         if fs.stat(candidate) is not None:
             invoked = candidate
     interp = find_interpreter(fs, invoked)
@@ -547,13 +548,13 @@ def _script_entry(
     if not target.startswith("/") and cwd is None:
         notes.append(f"relative script {target!r} with unknown working directory")
         return target, None, None, False
-    path = _join(cwd or "/", target)
+    path = join(cwd or "/", target)
     st = fs.stat(path)
     if st is None:
         notes.append(f"script {path} not found in the root")
         return path, None, None, False
     if stat_.S_ISDIR(st.st_mode):
-        main = _join(path, "__main__.py")
+        main = join(path, "__main__.py")
         parsed = walk.parse_file(main)
         if parsed is None:
             notes.append(f"directory {path} has no __main__.py")
@@ -584,12 +585,12 @@ def _starts_with_zip(fs: RootFS, path: str) -> bool:
 def _path0(fs: RootFS, cwd: str | None, script: str | None, safe_path: bool) -> str | None:
     if safe_path:
         return None
-    cwd_n = _norm(cwd) if cwd and cwd.startswith("/") else None
+    cwd_n = normalise(cwd) if cwd and cwd.startswith("/") else None
     if script is None:
         return cwd_n
     if not script.startswith("/") and cwd_n is None:
         return None
-    path = _join(cwd_n or "/", script)
+    path = join(cwd_n or "/", script)
     if fs.is_dir(path):
         return path
     return posixpath.dirname(_realpath(fs, path))
@@ -611,17 +612,6 @@ def _frozen_set(version: tuple[int, int] | None, frozen_modules: bool | None) ->
 
 # ---------------------------------------------------------------------------------------
 # paths inside the root
-
-
-def _norm(path: str) -> str:
-    p = posixpath.normpath(path)
-    if p.startswith("//"):  # POSIX keeps exactly two leading slashes; a root path has one
-        p = "/" + p.lstrip("/")
-    return p
-
-
-def _join(base: str, rel: str) -> str:
-    return _norm(posixpath.join(base, rel))
 
 
 def _readlink(fs: RootFS, parent: str, name: str) -> str | None:
@@ -655,7 +645,7 @@ def _realpath(fs: RootFS, path: str) -> str:
             continue
         hops += 1
         if hops > _MAX_HOPS:
-            return _norm(path)
+            return normalise(path)
         if target.startswith("/"):
             done = []
         todo[:0] = [p for p in target.split("/") if p and p != "."]
@@ -677,7 +667,7 @@ def _version_of_hardlink(fs: RootFS, real: str) -> tuple[int, int] | None:
         version = _version_of_name(name)
         if version is None or not name.startswith("python"):
             continue
-        other = fs.stat(_join(posixpath.dirname(real), name))
+        other = fs.stat(join(posixpath.dirname(real), name))
         if other is not None and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
             return version
     return None
@@ -688,9 +678,9 @@ def _version_of_tree(fs: RootFS, start: str, notes: list[str]) -> tuple[int, int
     for d in _ancestors(start):
         found: list[tuple[int, int]] = []
         for libdir in ("lib", "lib64"):
-            for name in fs.listdir(_join(d, libdir)) or ():
+            for name in fs.listdir(join(d, libdir)) or ():
                 m = _LIB_VERSION_DIR.match(name)
-                if m and fs.is_file(_join(d, f"{libdir}/{name}/os.py")):
+                if m and fs.is_file(join(d, f"{libdir}/{name}/os.py")):
                     found.append((int(m.group(1)), int(m.group(2))))
         if found:
             if len(set(found)) > 1:
@@ -700,7 +690,7 @@ def _version_of_tree(fs: RootFS, start: str, notes: list[str]) -> tuple[int, int
 
 
 def _ancestors(start: str) -> list[str]:
-    out = [_norm(start)]
+    out = [normalise(start)]
     while out[-1] != "/":
         out.append(posixpath.dirname(out[-1]))
     return out
@@ -710,8 +700,8 @@ def _find_prefix(fs: RootFS, start: str, pyver: str) -> tuple[str, str] | None:
     """getpath.py's search: the nearest ancestor holding `{lib,lib64}/pythonX.Y/os.py`."""
     for d in _ancestors(start):
         for libdir in ("lib", "lib64"):
-            base = _join(d, f"{libdir}/{pyver}")
-            if fs.is_file(_join(base, "os.py")) or fs.is_file(_join(base, "os.pyc")):
+            base = join(d, f"{libdir}/{pyver}")
+            if fs.is_file(join(base, "os.py")) or fs.is_file(join(base, "os.pyc")):
                 return d, libdir
     return None
 
@@ -722,7 +712,7 @@ def _read_pyvenv(
     """(venv prefix, home, include-system-site-packages, version) from a pyvenv.cfg."""
     exe_dir = posixpath.dirname(exe)
     for d in (exe_dir, posixpath.dirname(exe_dir)):
-        raw = fs.read(_join(d, "pyvenv.cfg"), limit=_MAX_CFG_SIZE)
+        raw = fs.read(join(d, "pyvenv.cfg"), limit=_MAX_CFG_SIZE)
         if raw is None:
             continue
         home: str | None = None
@@ -750,11 +740,11 @@ def _site_dirs(prefix: str, pyver: str, platlib: str, *, debian: bool, in_venv: 
     """site.getsitepackages() for one prefix (Debian's patched variant when `debian`)."""
     libdirs = [platlib] if platlib == "lib" else [platlib, "lib"]
     if not debian:
-        return [_join(prefix, f"{ld}/{pyver}/site-packages") for ld in libdirs]
-    out = [_join(prefix, f"lib/{pyver}/site-packages")] if in_venv else []
-    out.append(_join(prefix, f"local/lib/{pyver}/dist-packages"))
-    out.append(_join(prefix, "lib/python3/dist-packages"))
-    out.extend(_join(prefix, f"{ld}/{pyver}/dist-packages") for ld in libdirs)
+        return [join(prefix, f"{ld}/{pyver}/site-packages") for ld in libdirs]
+    out = [join(prefix, f"lib/{pyver}/site-packages")] if in_venv else []
+    out.append(join(prefix, f"local/lib/{pyver}/dist-packages"))
+    out.append(join(prefix, "lib/python3/dist-packages"))
+    out.extend(join(prefix, f"{ld}/{pyver}/dist-packages") for ld in libdirs)
     return out
 
 
@@ -770,7 +760,7 @@ def _add_pth_files(
     for name in names:
         if name.startswith("."):
             continue
-        pth = _join(sitedir, name)
+        pth = join(sitedir, name)
         raw = fs.read(pth, limit=_MAX_PTH_SIZE)
         if raw is None:
             continue
@@ -780,7 +770,7 @@ def _add_pth_files(
             if line.startswith(("import ", "import\t")):
                 pth_imports.append((pth, line))
                 continue
-            path = _join(sitedir, line.rstrip())
+            path = join(sitedir, line.rstrip())
             if path not in known and fs.stat(path) is not None:
                 known.add(path)
                 site.append(path)
@@ -1389,7 +1379,7 @@ class _Walk:
             real_dir = self._real_dirs[parent] = _realpath(self.fs, parent)
         target = _readlink(self.fs, real_dir, name)
         if target is None:
-            real = _join(real_dir, name)
+            real = join(real_dir, name)
         else:
             real = _realpath(self.fs, target if target.startswith("/") else f"{real_dir}/{target}")
         self.files.add(real)
@@ -1477,8 +1467,8 @@ class _Walk:
         ]
         candidates += [("source", prefix + "py"), ("bytecode", prefix + "pyc")]
         for kind, name in candidates:
-            if name in names and self.fs.is_file(_join(d, name)):
-                return kind, _join(d, name)
+            if name in names and self.fs.is_file(join(d, name)):
+                return kind, join(d, name)
         return None
 
     def _search(self, locations: tuple[str, ...], last: str) -> _Spec | None:
@@ -1489,7 +1479,7 @@ class _Walk:
             index = self._listing(d)
             if not index or last not in index:
                 continue
-            base = _join(d, last)
+            base = join(d, last)
             namespace = False
             if last in index[last] and self.fs.is_dir(base):
                 init = self._module_file(base, "__init__")
