@@ -7,12 +7,13 @@ The public API: read images into a `Manifest`, compare two with `diff` into a `D
 
 from __future__ import annotations
 
-from imgdiff.delta import Delta, DeltaStats, compare
+from imgdiff.delta import compare
 from imgdiff.errors import BadInput, ImgdiffError, LimitExceeded, Unsupported
 from imgdiff.image import Limits, open_image
 from imgdiff.manifest import ImageInfo, Manifest
 from imgdiff.model import Aspect, Change, Entry, EntryType, ImageWarning, Status
 from imgdiff.pipeline import diff
+from imgdiff.results import Delta, DeltaStats
 
 __version__ = "0.1.0"
 

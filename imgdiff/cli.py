@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from imgdiff import __version__
@@ -94,48 +94,45 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _diff(
-    old: str, new: str, *, as_json: bool, use_cache: bool, show_all: bool, packages: bool = True
-) -> int:
+def _diff(args: argparse.Namespace) -> int:
     from imgdiff.report import console as rc
 
     with rc.progress_bar("hashing") as progress:
-        if packages:
-            from imgdiff.pipeline import package_diff
-
-            delta, _ = package_diff(old, new, use_cache=use_cache, progress=progress)
-        else:
+        if args.no_packages:
             from imgdiff.pipeline import diff
 
-            delta = diff(old, new, use_cache=use_cache, progress=progress)
-    from imgdiff.report.json import delta_doc
+            delta = diff(args.old, args.new, use_cache=not args.no_cache, progress=progress)
+        else:
+            from imgdiff.pipeline import package_diff
 
-    return _emit(
-        as_json,
-        lambda: delta_doc(delta),
-        lambda: rc.render_delta(delta, max_rows=None if show_all else 200),
-    )
+            delta, _ = package_diff(
+                args.old, args.new, use_cache=not args.no_cache, progress=progress
+            )
+    return _emit(delta, json=args.json, full=args.all)
 
 
-def _packages(old: str, new: str, *, as_json: bool, use_cache: bool) -> int:
+def _packages(args: argparse.Namespace) -> int:
     from imgdiff.pipeline import package_diff
     from imgdiff.report import console as rc
 
     with rc.progress_bar("hashing") as progress:
-        _, pdelta = package_diff(old, new, use_cache=use_cache, progress=progress)
-    return _emit(as_json, pdelta.to_json, lambda: rc.render_packages(pdelta))
+        _, pdelta = package_diff(args.old, args.new, use_cache=not args.no_cache, progress=progress)
+    return _emit(pdelta, json=args.json)
 
 
-def _emit(as_json: bool, doc: Callable[[], Any], view: Callable[[], Any]) -> int:
-    """A command's result: its JSON document on stdout, or rendered for people."""
-    if as_json:
-        from imgdiff.report.json import dumps
+def _emit(result: Any, *, json: bool, full: bool = False) -> int:
+    """A command's result: its JSON document on stdout, or rendered for people (every
+    result renders through `report`; `full` lists every row)."""
+    if json:
+        from imgdiff.report.json import document, dumps
 
-        sys.stdout.write(dumps(doc()) + "\n")
+        sys.stdout.write(dumps(document(result)) + "\n")
     else:
         from rich.console import Console
 
-        Console().print(view())
+        from imgdiff.report.console import render
+
+        Console().print(render(result, full))
     return EXIT_OK
 
 
@@ -163,7 +160,7 @@ def _snapshot(args: argparse.Namespace) -> int:
         snap.save(args.output)
         if not args.json:
             return EXIT_OK
-    return _emit(args.json, snap.to_json, lambda: rc.render_snapshot(snap))
+    return _emit(snap, json=args.json)
 
 
 def _stale(args: argparse.Namespace) -> int:
@@ -173,7 +170,7 @@ def _stale(args: argparse.Namespace) -> int:
     _directory(args.root)
     with rc.stderr_console().status("reading /proc"):
         report = stale(Snapshot.capture(args.root, spool=_spool(args.spool), exclude_self=True))
-    return _emit(args.json, report.to_json, lambda: rc.render_stale(report))
+    return _emit(report, json=args.json)
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -199,13 +196,11 @@ def _plan(args: argparse.Namespace) -> int:
     if args.timings:
         for name, seconds in plan.timings.items():
             sys.stderr.write(f"{name:16} {seconds:8.3f} s\n")
-    verdict = plan.verdict
-    return _emit(args.json, verdict.to_json, lambda: rc.render_verdict(verdict))
+    return _emit(plan, json=args.json)
 
 
 def _verify(args: argparse.Namespace) -> int:
     from imgdiff.plan import Policy
-    from imgdiff.report import console as rc
     from imgdiff.verify import verify
 
     _directory(args.tree)
@@ -213,27 +208,17 @@ def _verify(args: argparse.Namespace) -> int:
         () if args.exact else (Policy.load(args.policy) if args.policy else Policy()).drift_ignore
     )
     result = verify(args.tree, args.image, ignore=ignore, use_cache=not args.no_cache)
-    return _emit(args.json, result.to_json, lambda: rc.render_verification(result))
+    return _emit(result, json=args.json)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from imgdiff import demo
     from imgdiff.report import console as rc
-    from imgdiff.report.json import dumps
 
     def show(workdir: str) -> int:
         with rc.stderr_console().status("building two images and starting three services"):
-            verdict, pids = demo.run(workdir)
-        if args.json:
-            sys.stdout.write(dumps({**verdict.to_json(), "demo_pids": pids}) + "\n")
-            return EXIT_OK
-        from rich.console import Console
-
-        console = Console()
-        console.print(f"[bold]imgdiff demo[/]: {workdir}/old is live (chroot) with services {pids}")
-        console.print(f"planning the update to {workdir}/new\n")
-        console.print(rc.render_verdict(verdict))
-        return EXIT_OK
+            run = demo.run(workdir)
+        return _emit(run, json=args.json)
 
     if args.keep:
         return show(args.keep)
@@ -251,16 +236,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.verb == "stale":
         return _stale(args)
     if args.verb == "diff":
-        return _diff(
-            args.old,
-            args.new,
-            as_json=args.json,
-            use_cache=not args.no_cache,
-            show_all=args.all,
-            packages=not args.no_packages,
-        )
+        return _diff(args)
     if args.verb == "packages":
-        return _packages(args.old, args.new, as_json=args.json, use_cache=not args.no_cache)
+        return _packages(args)
     if args.verb == "manifest":
         from imgdiff.manifest import Manifest
 

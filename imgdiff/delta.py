@@ -11,90 +11,15 @@ equal: the pair is reported modified and the reason is kept as a warning.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import attrs
 
-from imgdiff.manifest import ImageInfo, Manifest, ProgressFn
+from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import Aspect, Change, Entry, EntryType, ImageWarning, Status
+from imgdiff.results import Delta, DeltaStats
 
 Classifier = Callable[[Change], str]
-
-
-@attrs.frozen
-class DeltaStats:
-    """Counts and bytes by status; shares of the new image that changed."""
-
-    added: int
-    removed: int
-    modified: int
-    unchanged: int
-    mtime_only: int
-    added_bytes: int
-    removed_bytes: int
-    modified_bytes: int
-    share_files: float
-    share_bytes: float
-    by_top: dict[str, dict[str, int]]
-    by_kind: dict[str, int]
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON object written under "stats"."""
-        return attrs.asdict(self)
-
-
-@attrs.frozen
-class Delta:
-    """The changes from `old` to `new`, sorted by path, with statistics."""
-
-    old: ImageInfo
-    new: ImageInfo
-    changes: tuple[Change, ...]
-    stats: DeltaStats
-    warnings: tuple[ImageWarning, ...] = ()
-
-    def __iter__(self) -> Iterator[Change]:
-        return iter(self.changes)
-
-    def __len__(self) -> int:
-        return len(self.changes)
-
-    @property
-    def changed_paths(self) -> frozenset[str]:
-        """Every path that was added, removed or modified."""
-        return frozenset(c.path for c in self.changes)
-
-    def by_status(self, status: Status | str) -> tuple[Change, ...]:
-        """The changes with the given status."""
-        status = Status(status)
-        return tuple(c for c in self.changes if c.status is status)
-
-    def by_kind(self, *kinds: str) -> tuple[Change, ...]:
-        """The changes whose kind is one of `kinds`."""
-        return tuple(c for c in self.changes if c.kind in kinds)
-
-    def to_json(self) -> dict[str, Any]:
-        """The `imgdiff.delta/1` document (what `imgdiff diff --json` prints)."""
-        from imgdiff.report.json import delta_doc
-
-        return delta_doc(self)
-
-    def to_pandas(self) -> Any:
-        """A `pandas.DataFrame`, one row per change (pandas is not a dependency)."""
-        from imgdiff.report.notebook import delta_frame
-
-        return delta_frame(self)
-
-    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
-        from imgdiff.report.console import render_delta
-
-        yield render_delta(self)
-
-    def _repr_html_(self) -> str:
-        from imgdiff.report.notebook import delta_html
-
-        return delta_html(self)
 
 
 def _meta_aspects(a: Entry, b: Entry) -> list[Aspect]:

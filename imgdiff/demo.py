@@ -24,7 +24,7 @@ from imgdiff.errors import Unsupported
 from imgdiff.examples import build_example_pair
 from imgdiff.fs.rootfs import RootFS
 from imgdiff.pipeline import plan_update
-from imgdiff.plan import Verdict
+from imgdiff.results import DemoRun
 from imgdiff.trace.importgraph import static_imports
 
 PYTHON = "/usr/bin/python3.11"
@@ -122,11 +122,11 @@ def running(old: Path) -> Iterator[dict[str, int]]:
                 cg.rmdir()
 
 
-def run(workdir: str) -> tuple[Verdict, dict[str, int]]:
+def run(workdir: str) -> DemoRun:
     """Build the pair under `workdir`, run the services on OLD, and plan OLD -> NEW."""
     old, new = build_example_pair(workdir)
     for image in (old, new):
         install_services(Path(image))
     with running(Path(old)) as pids:
         plan = plan_update(old, new, root=old, use_cache=False)
-    return plan.verdict, pids
+    return DemoRun(workdir, pids, plan.verdict)

@@ -11,22 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import attrs
-
 from imgdiff.manifest import Manifest
 from imgdiff.packages.view import PackageView, version_order
+from imgdiff.results import Drift
 from imgdiff.verify import DRIFT_IGNORE, read_tree, same_paths, verify
-
-
-@attrs.frozen
-class Drift:
-    """How the live root differs from the OLD image the plan assumes."""
-
-    differs: tuple[str, ...]  # paths whose live state is not OLD's
-    matches_new: bool  # the live root is already the NEW image
-    # installed packages whose live version is not OLD's, e.g. "dpkg:openssl:amd64 3.0.11
-    # live, 3.0.13 in OLD (live is older: a missed update)"
-    packages: tuple[str, ...] = ()
 
 
 def check_drift(

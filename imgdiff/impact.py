@@ -15,12 +15,11 @@ import bisect
 import os
 import posixpath
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 
 from imgdiff.cmdline import path_arguments
-from imgdiff.delta import Delta
 from imgdiff.elfdeps import (
     ElfClosure,
     FactsCache,
@@ -32,6 +31,7 @@ from imgdiff.errors import AccessDenied, NoSuchProcess
 from imgdiff.fs.rootfs import RootFS
 from imgdiff.model import Change, Status
 from imgdiff.packages.view import PackageView
+from imgdiff.results import Delta, Evidence, Impact, ProcessImpact
 from imgdiff.runtime._procfs import ProcDir
 from imgdiff.runtime.snapshot import Gap, Process, Snapshot
 from imgdiff.runtime.stale import SameBytes, check_use, is_python, live_root, recorded_deleted
@@ -45,19 +45,6 @@ PYTHON_KINDS = frozenset({"python-source", "python-bytecode", "python-extension"
 STRENGTH = (
     "exe", "mapped", "imported", "open", "config", "deleted", "import-graph", "elf-needed",
 )  # fmt: skip
-
-
-@attrs.frozen
-class Evidence:
-    """A changed path a process uses, and how."""
-
-    path: str
-    via: str
-    # of the change: added | removed | modified; "stale" for `deleted` (the live file is no
-    # longer the one the process uses, whatever the update does)
-    status: str
-    kind: str  # of the change: elf-library, python-source, config, ...
-    detail: str = ""  # where the link comes from, for `config`: "unit file", "conffile of …"
 
 
 @attrs.frozen
@@ -108,35 +95,6 @@ class ConfigSources:
             if not a.endswith("/")
         ]
         return out
-
-
-@attrs.frozen
-class ProcessImpact:
-    """One process that uses changed paths, with the evidence."""
-
-    pid: int
-    start_time: int
-    unit: str | None
-    exe: str | None
-    cmdline: tuple[str, ...]
-    evidence: tuple[Evidence, ...]
-    init: bool = False  # PID 1 of the host or of its pid namespace: not restartable in place
-
-
-@attrs.frozen
-class Impact:
-    """The processes an update touches, and what could not be inspected."""
-
-    affected: tuple[ProcessImpact, ...]
-    considered: int  # processes whose root is the image
-    uninspected: tuple[Gap, ...]
-    # untraced Python processes: judged by their static import graph, which cannot see
-    # imports of names computed at run time
-    untraced_python: tuple[int, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """A plain document (the verdict's JSON is `plan`'s)."""
-        return attrs.asdict(self)
 
 
 def _evidence(paths: Iterable[str], via: str, changed: dict[str, Change]) -> list[Evidence]:

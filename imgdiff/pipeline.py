@@ -11,22 +11,21 @@ never prints.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 
-from imgdiff.delta import Delta, classifier, compare
+from imgdiff.delta import classifier, compare
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import ImageWarning
+from imgdiff.results import Delta, PackageDelta, Plan
 
 if TYPE_CHECKING:
-    from imgdiff.drift import Drift
-    from imgdiff.impact import Impact
-    from imgdiff.packages.view import PackageDelta, PackageView
-    from imgdiff.plan import Policy, Verdict
+    from imgdiff.packages.view import PackageView
+    from imgdiff.plan import Policy
 
-__all__ = ["STAGES", "Plan", "Update", "diff", "package_diff", "plan_update", "read_update"]
+__all__ = ["STAGES", "Update", "diff", "package_diff", "plan_update", "read_update"]
 
 
 def _read(
@@ -127,28 +126,6 @@ STAGES = (
     ("drift", "checking the live root against OLD"),
     ("verdict", "deciding"),
 )
-
-
-@attrs.frozen
-class Plan:
-    """What `plan_update` found: the verdict, and the delta, impact and drift it weighed,
-    with the seconds each stage took (in `STAGES` order). It renders as its verdict."""
-
-    verdict: Verdict
-    delta: Delta
-    impact: Impact
-    drift: Drift | None
-    timings: Mapping[str, float]
-
-    def to_json(self) -> dict[str, Any]:
-        """The verdict's `imgdiff.verdict/1` document."""
-        return self.verdict.to_json()
-
-    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
-        yield self.verdict
-
-    def _repr_html_(self) -> str:
-        return self.verdict._repr_html_()
 
 
 class _Stages:

@@ -14,23 +14,21 @@ import collections
 import os
 import posixpath
 import tomllib
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
 
 from imgdiff.classify import is_runtime_inert
-from imgdiff.delta import Delta
-from imgdiff.drift import Drift
 from imgdiff.errors import BadInput
-from imgdiff.impact import PYTHON_KINDS, Evidence, Impact, ProcessImpact
+from imgdiff.impact import PYTHON_KINDS
 from imgdiff.model import Change
+from imgdiff.results import Delta, Drift, Evidence, Impact, ProcessImpact, Step, Verdict
 from imgdiff.systemd.unitfiles import batches
 from imgdiff.verify import DRIFT_IGNORE
 
-__all__ = ["KINDS", "SCHEMA", "Policy", "Step", "Verdict", "decide"]
+__all__ = ["KINDS", "Policy", "decide"]
 
-SCHEMA = "imgdiff.verdict/1"
 KINDS = ("no-action", "restart", "reboot", "reimage")
 _REBOOT_KINDS = frozenset({"kernel", "kernel-module", "boot", "firmware"})
 _MAX_LISTED = 20
@@ -113,85 +111,6 @@ class Policy:
             return cls(**values)
         except (TypeError, ValueError) as exc:
             raise BadInput(name, f"bad policy: {exc}") from None
-
-
-@attrs.frozen
-class Step:
-    """Restart one unit (or, with no unit, these processes), because of these paths."""
-
-    unit: str | None
-    pids: tuple[int, ...]
-    reasons: tuple[Evidence, ...]
-    commands: tuple[str, ...] = ()  # exe or cmdline of each process, for people
-    # "restart"; "stop" for a unit NEW no longer has; "start" for one NEW newly enables;
-    # "daemon-reload" for changed unit files; "daemon-reexec" for PID 1 (policy)
-    action: str = "restart"
-    batch: int = 0  # steps of one batch are independent; a batch runs after the previous
-    processes: tuple[ProcessImpact, ...] = ()  # each process with its own evidence
-
-
-@attrs.frozen
-class Verdict:
-    """What to do, why, and in which steps."""
-
-    verdict: str
-    reasons: tuple[str, ...]
-    steps: tuple[Step, ...] = ()
-    uninspected: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """The `imgdiff.verdict/1` document (DESIGN.md)."""
-        return {
-            "schema": SCHEMA,
-            "verdict": self.verdict,
-            "reasons": list(self.reasons),
-            "steps": [
-                {
-                    "unit": s.unit,
-                    "action": s.action,
-                    "batch": s.batch,
-                    "pids": list(s.pids),
-                    "commands": list(s.commands),
-                    "reasons": [_reason(e) for e in s.reasons],
-                    "processes": [
-                        {
-                            "pid": p.pid,
-                            "command": p.exe or " ".join(p.cmdline),
-                            "reasons": [_reason(e) for e in p.evidence],
-                        }
-                        for p in s.processes
-                    ],
-                }
-                for s in self.steps
-            ],
-            "uninspected": list(self.uninspected),
-        }
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One flat record per piece of evidence of each step (for CSV or data frames)."""
-        from imgdiff.report.notebook import verdict_rows
-
-        return verdict_rows(self)
-
-    def to_pandas(self) -> Any:
-        """A `pandas.DataFrame` of `rows()` (pandas is not a dependency)."""
-        from imgdiff.report.notebook import verdict_frame
-
-        return verdict_frame(self)
-
-    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
-        from imgdiff.report.console import render_verdict
-
-        yield render_verdict(self)
-
-    def _repr_html_(self) -> str:
-        from imgdiff.report.notebook import verdict_html
-
-        return verdict_html(self)
-
-
-def _reason(e: Evidence) -> dict[str, str]:
-    return {"path": e.path, "via": e.via, "detail": e.detail}
 
 
 def _steps(

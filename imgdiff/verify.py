@@ -12,21 +12,13 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from imgdiff.delta import compare
 from imgdiff.image._dir import DirImage
 from imgdiff.manifest import Manifest
-from imgdiff.model import Change
+from imgdiff.results import Verdict, Verification
 from imgdiff.runtime.snapshot import Snapshot
 from imgdiff.runtime.stale import stale
-
-if TYPE_CHECKING:
-    from imgdiff.plan import Verdict
-
-SCHEMA = "imgdiff.verify/1"
 
 # state and local data (FHS), and the files a booted system writes for itself
 DRIFT_IGNORE = (
@@ -62,41 +54,6 @@ class Ignore:
     def prune(self, path: str) -> bool:
         """True for a directory not worth walking: ignored, and no package database below."""
         return self(path) and not any(d == path or d.startswith(path + "/") for d in DB_DIRS)
-
-
-@attrs.frozen
-class Verification:
-    """How a tree differs from the image it should be (nothing: it is that image)."""
-
-    tree: str
-    image: str
-    # from the image (expected) to the tree (found): "added" is in the tree only
-    differences: tuple[Change, ...]
-    ignored: tuple[str, ...]  # the patterns left out of the comparison
-    manifest: Manifest = attrs.field(eq=False, repr=False)  # the tree as read
-
-    @property
-    def matches(self) -> bool:
-        """True when the tree is the image, ignored paths aside."""
-        return not self.differences
-
-    def to_json(self) -> dict[str, Any]:
-        """The `imgdiff.verify/1` document."""
-        return {
-            "schema": SCHEMA,
-            "tree": self.tree,
-            "image": self.image,
-            "matches": self.matches,
-            "differences": [
-                {
-                    "path": c.path,
-                    "status": c.status.value,
-                    "aspects": [a.value for a in c.aspects],
-                }
-                for c in self.differences
-            ],
-            "ignored": list(self.ignored),
-        }
 
 
 def read_tree(

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import imgdiff
-from imgdiff.impact import Evidence, _strongest, assess
+from imgdiff.impact import _strongest, assess
+from imgdiff.results import Evidence
 from imgdiff.runtime import Snapshot
 
 from .procs import build_chroot, processes, replace_file, scratch_dir

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from imgdiff.cli import main
-from imgdiff.packages.view import PackageDelta
 from imgdiff.pipeline import package_diff
+from imgdiff.results import PackageDelta
 
 from .conftest import gnu_tar
 from .debs import LIBZ, build_deb, dpkg, new_root

@@ -17,7 +17,8 @@ import pytest
 from imgdiff import BadInput
 from imgdiff.cli import main
 from imgdiff.pipeline import plan_update
-from imgdiff.plan import Policy, Verdict
+from imgdiff.plan import Policy
+from imgdiff.results import Verdict
 
 from .conftest import gnu_tar, write_tree
 from .procs import (
@@ -230,9 +231,10 @@ def _child_of(pid: int) -> int:
 
 
 def test_unreadable_pid_1_is_judged_by_the_roots_init_program(host: Host) -> None:
-    from imgdiff.impact import Impact, init_evidence
+    from imgdiff.impact import init_evidence
     from imgdiff.pipeline import diff
     from imgdiff.plan import decide
+    from imgdiff.results import Impact
 
     for tree in (host.old, host.new):
         (tree / "sbin").mkdir(exist_ok=True)
@@ -377,9 +379,9 @@ def test_policy_from_toml_and_bad_policy(tmp_path: Path) -> None:
 
 
 def test_uninspected_processes_escalate_only_under_strict(host: Host) -> None:
-    from imgdiff.impact import Impact
     from imgdiff.pipeline import diff
     from imgdiff.plan import decide
+    from imgdiff.results import Impact
     from imgdiff.runtime import Gap
 
     (host.new / "etc/other.conf").write_text("unused = 1\n")  # changed, used by nobody
@@ -504,9 +506,9 @@ def test_missed_update_is_named_by_the_packages_the_live_root_is_behind_on(
     """Updates 3, 4, 5 of a package: the live root is still at 3, OLD is 4 (missed), NEW
     is 5. The live root matches neither, and its dpkg database says why."""
     from imgdiff.drift import check_drift
-    from imgdiff.impact import Impact
     from imgdiff.pipeline import diff
     from imgdiff.plan import decide
+    from imgdiff.results import Impact
 
     from .debs import build_deb, dpkg, new_root
 
@@ -602,9 +604,10 @@ def test_plan_with_images_shipped_as_tar_archives(host: Host, tmp_path: Path) ->
 
 
 def test_policy_can_reexecute_systemd_instead_of_rebooting(host: Host) -> None:
-    from imgdiff.impact import Impact, init_evidence
+    from imgdiff.impact import init_evidence
     from imgdiff.pipeline import diff
     from imgdiff.plan import decide
+    from imgdiff.results import Impact
 
     for tree in (host.old, host.new):  # systemd as the init: here, a copy of sleep
         (tree / "usr/lib/systemd").mkdir(parents=True)
@@ -647,10 +650,10 @@ def test_each_stage_is_announced_as_it_starts(host: Host) -> None:
 def test_console_shows_a_units_alike_workers_once(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from imgdiff.impact import Evidence, Impact, ProcessImpact
     from imgdiff.pipeline import diff
     from imgdiff.plan import decide
     from imgdiff.report.console import render_verdict
+    from imgdiff.results import Evidence, Impact, ProcessImpact
 
     old = write_tree(tmp_path / "old", {"usr/lib/libx.so.1": b"\x7fELF old"})
     new = write_tree(tmp_path / "new", {"usr/lib/libx.so.1": b"\x7fELF new!"})

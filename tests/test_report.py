@@ -116,3 +116,38 @@ def test_example_pair_diff_names_kinds(tmp_path: Path) -> None:
     assert kinds["/etc/app/app.conf"] == "config"
     assert kinds["/usr/lib/x86_64-linux-gnu/libssl.so.3"] == "elf-library"
     assert doc["stats"]["mtime_only"] > 0
+
+
+def test_every_result_renders_through_one_protocol(delta: imgdiff.Delta) -> None:
+    """JSON, terminal and notebook for each result, with no per-verb code in the CLI."""
+    from imgdiff.report.json import document
+    from imgdiff.results import (
+        Evidence,
+        Impact,
+        PackageDelta,
+        Plan,
+        ProcessImpact,
+        StaleReport,
+        Step,
+        Verdict,
+    )
+
+    lib = (Evidence("/usr/lib/libx.so.1", "mapped", "modified", "elf-library"),)
+    proc = ProcessImpact(7, 0, "web.service", "/usr/sbin/web", ("web",), lib)
+    impact = Impact((proc,), considered=1, uninspected=())
+    verdict = Verdict("restart", ("why",), (Step("web.service", (7,), lib, processes=(proc,)),))
+    results = [
+        delta,
+        PackageDelta((), ("/etc/motd",), ()),
+        impact,
+        StaleReport(()),
+        verdict,
+        Plan(verdict, delta, impact, None, {"delta": 0.1}),
+    ]
+    for result in results:
+        out = io.StringIO()
+        Console(file=out, width=200, color_system=None).print(result)
+        assert out.getvalue().strip(), type(result)
+        assert result._repr_html_().lstrip().startswith("<"), type(result)
+        assert result.to_json() == document(result)
+    assert results[-1].to_json() == verdict.to_json()

@@ -14,17 +14,15 @@ import importlib
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from types import ModuleType
-from typing import Any
 
 import attrs
 
-from imgdiff.delta import Delta
 from imgdiff.manifest import Manifest
 from imgdiff.model import Change, EntryType, ImageWarning, Status
 from imgdiff.packages.base import Package, PackageDB, PathResolver
+from imgdiff.results import Delta, LocalModification, PackageChange, PackageDelta
 
 MANAGERS = ("dpkg", "rpm", "pip")
-PACKAGES_SCHEMA = "imgdiff.packages/1"
 
 
 def _module(manager: str) -> ModuleType:
@@ -97,50 +95,6 @@ class PackageView:
     def reverse_depends(self, manager: str, name: str) -> tuple[Package, ...]:
         """Packages of the same manager that depend on `name`."""
         return tuple(p for p in self.packages if p.manager == manager and name in p.depends)
-
-
-@attrs.frozen
-class PackageChange:
-    """One package that differs between the images, with its changed paths."""
-
-    manager: str
-    name: str
-    arch: str
-    change: str  # added | removed | upgraded | downgraded | rebuilt
-    old_version: str | None
-    new_version: str | None
-    paths: tuple[str, ...]
-    reverse_depends: tuple[str, ...] = ()  # packages of the new image that need this one
-
-
-@attrs.frozen
-class LocalModification:
-    """A changed file whose content differs from the digest its package records."""
-
-    path: str
-    manager: str
-    package: str
-    recorded: str
-
-
-@attrs.frozen
-class PackageDelta:
-    """The package-level difference between two images."""
-
-    changes: tuple[PackageChange, ...]
-    unowned: tuple[str, ...]
-    modified_locally: tuple[LocalModification, ...]
-    warnings: tuple[ImageWarning, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """The `imgdiff.packages/1` document."""
-        return {
-            "schema": PACKAGES_SCHEMA,
-            "changes": [attrs.asdict(c) for c in self.changes],
-            "unowned": list(self.unowned),
-            "modified_locally": [attrs.asdict(m) for m in self.modified_locally],
-            "warnings": [{"path": w.path, "message": w.message} for w in self.warnings],
-        }
 
 
 def _by_key(view: PackageView) -> dict[tuple[str, str], Package]:

@@ -1,16 +1,18 @@
-"""Rich renderings for the terminal: the delta summary and its change table.
+"""Rich renderings of every result for the terminal, and progress on stderr.
 
-Only presentation lives here; names are shown escaped (control and undecodable bytes as
-`\\xNN`) so a hostile file name cannot drive the terminal.
+`render` picks a result's rendering by its type (`results.Rendered.__rich_console__` and
+the CLI both call it). Only presentation lives here, no logic and no printing; names are
+shown escaped (control and undecodable bytes as `\\xNN`) so a hostile file name cannot
+drive the terminal.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -20,14 +22,18 @@ from rich.tree import Tree
 
 from imgdiff.errors import escape_path
 from imgdiff.model import Status
-
-if TYPE_CHECKING:  # the model renders itself through these: import it lazily
-    from imgdiff.delta import Delta
-    from imgdiff.impact import Evidence
-    from imgdiff.packages.view import PackageDelta
-    from imgdiff.plan import Verdict
-    from imgdiff.runtime import Snapshot, StaleReport
-    from imgdiff.verify import Verification
+from imgdiff.results import (
+    Delta,
+    DemoRun,
+    Evidence,
+    Impact,
+    PackageDelta,
+    Plan,
+    StaleReport,
+    Verdict,
+    Verification,
+)
+from imgdiff.runtime.snapshot import Snapshot
 
 _STYLE = {Status.ADDED: "green", Status.REMOVED: "red", Status.MODIFIED: "yellow"}
 
@@ -41,8 +47,17 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def render_delta(delta: Delta, *, max_rows: int | None = 200) -> RenderableType:
-    """The delta as a summary line, a by-kind table and the change table."""
+@functools.singledispatch
+def render(result: object, full: bool = False) -> RenderableType:
+    """A result for the terminal; `full` lists every row where a rendering shortens."""
+    raise TypeError(f"no console rendering for {type(result).__name__}")
+
+
+@render.register
+def render_delta(delta: Delta, full: bool = False) -> RenderableType:
+    """The delta as a summary line, a by-kind table and the change table (the first 200
+    changes unless `full`)."""
+    max_rows = None if full else 200
     s = delta.stats
     summary = Text.assemble(
         ("added ", "bold"),
@@ -93,8 +108,11 @@ _PKG_STYLE = {
 }  # fmt: skip
 
 
-def render_packages(pdelta: PackageDelta, *, max_unowned: int = 30) -> RenderableType:
-    """Package changes as a table, then unowned changed paths and local modifications."""
+@render.register
+def render_packages(pdelta: PackageDelta, full: bool = False) -> RenderableType:
+    """Package changes as a table, then unowned changed paths (the first 30 unless
+    `full`) and local modifications."""
+    max_unowned = len(pdelta.unowned) if full else 30
     table = Table(show_edge=False, title="package changes")
     for col in ("manager", "change", "package", "old", "new", "files"):
         table.add_column(col, justify="right" if col == "files" else "left")
@@ -128,7 +146,8 @@ def render_packages(pdelta: PackageDelta, *, max_unowned: int = 30) -> Renderabl
     return Group(*parts)
 
 
-def render_snapshot(snap: Snapshot) -> RenderableType:
+@render.register
+def render_snapshot(snap: Snapshot, full: bool = False) -> RenderableType:
     """Processes with their unit and how many files they use."""
     table = Table(show_edge=False, title=f"{len(snap.processes)} processes on {snap.host}")
     for col in ("pid", "unit", "exe", "mapped", "open", "imported"):
@@ -147,7 +166,8 @@ def render_snapshot(snap: Snapshot) -> RenderableType:
     return Group(*parts)
 
 
-def render_stale(report: StaleReport) -> RenderableType:
+@render.register
+def render_stale(report: StaleReport, full: bool = False) -> RenderableType:
     """Stale processes as a tree: process → changed path (via)."""
     if not report.processes:
         head: RenderableType = Text("no process uses deleted or replaced code", style="green")
@@ -169,7 +189,8 @@ _VERDICT_STYLE = {
 }  # fmt: skip
 
 
-def render_verdict(verdict: Verdict) -> RenderableType:
+@render.register
+def render_verdict(verdict: Verdict, full: bool = False) -> RenderableType:
     """The verdict first, then its reasons, the steps as a tree (batch → unit → process →
     changed path and how it is used), then what could not be inspected."""
     parts: list[RenderableType] = [
@@ -232,8 +253,11 @@ def _evidence_text(e: Evidence) -> Text:
     return text
 
 
-def render_verification(result: Verification, most: int = 200) -> RenderableType:
-    """Whether the tree is the image, then each difference (image → tree)."""
+@render.register
+def render_verification(result: Verification, full: bool = False) -> RenderableType:
+    """Whether the tree is the image, then each difference (image → tree; the first 200
+    unless `full`)."""
+    most = len(result.differences) if full else 200
     if result.matches:
         return Text(
             f"{escape_path(result.tree)} matches {escape_path(result.image)}", style="bold green"
@@ -256,6 +280,45 @@ def render_verification(result: Verification, most: int = 200) -> RenderableType
     if more > 0:
         parts.append(Text(f"… and {more} more (--json lists all)"))
     return Group(*parts)
+
+
+@render.register
+def render_plan(plan: Plan, full: bool = False) -> RenderableType:
+    """A plan is shown as its verdict."""
+    return render_verdict(plan.verdict, full)
+
+
+@render.register
+def render_impact(impact: Impact, full: bool = False) -> RenderableType:
+    """Affected processes as a tree: process → changed path (via: detail, status)."""
+    tree = Tree(
+        Text(
+            f"{len(impact.affected)} of {impact.considered} processes use changed files",
+            style="bold",
+        )
+    )
+    for p in impact.affected:
+        node = tree.add(Text(f"{p.pid} {p.unit or '-'} {escape_path(p.exe or '-')}"))
+        for e in p.evidence:
+            node.add(_evidence_text(e))
+    parts: list[RenderableType] = [tree]
+    parts.extend(
+        Text(f"not inspected: pid {g.pid}: {g.reason}", style="red") for g in impact.uninspected
+    )
+    return Group(*parts)
+
+
+@render.register
+def render_demo(run: DemoRun, full: bool = False) -> RenderableType:
+    """Where the demo runs, then its plan."""
+    return Group(
+        Text.from_markup(
+            f"[bold]imgdiff demo[/]: {run.workdir}/old is live (chroot) with services "
+            f"{dict(run.pids)}"
+        ),
+        Text(f"planning the update to {run.workdir}/new\n"),
+        render_verdict(run.verdict, full),
+    )
 
 
 def stderr_console() -> Console:

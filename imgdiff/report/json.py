@@ -1,5 +1,8 @@
 """JSON documents of the public contract (see DESIGN.md): stable keys, `schema` versioned.
 
+Every result's document is written here and nowhere else (`document` picks it by the
+result's type; `results.Rendered.to_json` calls it); the snapshot's document stays beside
+`Snapshot.load`, which reads it back. This module only builds dicts: no I/O, no logic.
 Paths that are not valid UTF-8 travel as `os.fsdecode` strings; `json.dumps` with its
 default `ensure_ascii=True` writes their lone surrogates as `\\udcXX` escapes, so
 `os.fsencode(path)` gives back the exact bytes.
@@ -7,15 +10,38 @@ default `ensure_ascii=True` writes their lone surrogates as `\\udcXX` escapes, s
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import attrs
 
 from imgdiff.model import Change, Entry
-
-if TYPE_CHECKING:  # the model renders itself through these: import it lazily
-    from imgdiff.delta import Delta
+from imgdiff.results import (
+    Delta,
+    DeltaStats,
+    DemoRun,
+    Evidence,
+    Impact,
+    PackageDelta,
+    Plan,
+    StaleReport,
+    Verdict,
+    Verification,
+)
+from imgdiff.runtime.snapshot import Snapshot
 
 DELTA_SCHEMA = "imgdiff.delta/1"
+PACKAGES_SCHEMA = "imgdiff.packages/1"
+STALE_SCHEMA = "imgdiff.stale/1"
+VERDICT_SCHEMA = "imgdiff.verdict/1"
+VERIFY_SCHEMA = "imgdiff.verify/1"
+
+
+@functools.singledispatch
+def document(result: object) -> dict[str, Any]:
+    """The JSON document of a result (what `--json` prints)."""
+    raise TypeError(f"no JSON document for {type(result).__name__}")
 
 
 def entry_json(entry: Entry | None) -> dict[str, Any] | None:
@@ -53,15 +79,127 @@ def change_json(change: Change) -> dict[str, Any]:
     }
 
 
+def stats_json(stats: DeltaStats) -> dict[str, Any]:
+    """The object under a delta's "stats"."""
+    return attrs.asdict(stats)
+
+
+@document.register
 def delta_doc(delta: Delta) -> dict[str, Any]:
     """The `imgdiff diff --json` document."""
     return {
         "schema": DELTA_SCHEMA,
         "old": delta.old.to_json(),
         "new": delta.new.to_json(),
-        "stats": delta.stats.to_json(),
+        "stats": stats_json(delta.stats),
         "changes": [change_json(c) for c in delta.changes],
         "warnings": [{"path": w.path, "message": w.message} for w in delta.warnings],
+    }
+
+
+@document.register
+def packages_doc(pdelta: PackageDelta) -> dict[str, Any]:
+    """The `imgdiff packages --json` document."""
+    return {
+        "schema": PACKAGES_SCHEMA,
+        "changes": [attrs.asdict(c) for c in pdelta.changes],
+        "unowned": list(pdelta.unowned),
+        "modified_locally": [attrs.asdict(m) for m in pdelta.modified_locally],
+        "warnings": [{"path": w.path, "message": w.message} for w in pdelta.warnings],
+    }
+
+
+@document.register
+def impact_doc(impact: Impact) -> dict[str, Any]:
+    """A plain document of an impact (no schema: the verdict's is the contract)."""
+    return attrs.asdict(impact)
+
+
+@document.register
+def stale_doc(report: StaleReport) -> dict[str, Any]:
+    """The `imgdiff stale --json` document."""
+    return {
+        "schema": STALE_SCHEMA,
+        "processes": [
+            {
+                "pid": p.pid,
+                "start_time": p.start_time,
+                "unit": p.unit,
+                "comm": p.comm,
+                "exe": p.exe,
+                "reasons": [attrs.asdict(r) for r in p.reasons],
+            }
+            for p in report.processes
+        ],
+        "gaps": [attrs.asdict(g) for g in report.gaps],
+    }
+
+
+def _reason(e: Evidence) -> dict[str, str]:
+    return {"path": e.path, "via": e.via, "detail": e.detail}
+
+
+@document.register
+def verdict_doc(verdict: Verdict) -> dict[str, Any]:
+    """The `imgdiff plan --json` document (`imgdiff.verdict/1`)."""
+    return {
+        "schema": VERDICT_SCHEMA,
+        "verdict": verdict.verdict,
+        "reasons": list(verdict.reasons),
+        "steps": [
+            {
+                "unit": s.unit,
+                "action": s.action,
+                "batch": s.batch,
+                "pids": list(s.pids),
+                "commands": list(s.commands),
+                "reasons": [_reason(e) for e in s.reasons],
+                "processes": [
+                    {
+                        "pid": p.pid,
+                        "command": p.exe or " ".join(p.cmdline),
+                        "reasons": [_reason(e) for e in p.evidence],
+                    }
+                    for p in s.processes
+                ],
+            }
+            for s in verdict.steps
+        ],
+        "uninspected": list(verdict.uninspected),
+    }
+
+
+@document.register
+def plan_doc(plan: Plan) -> dict[str, Any]:
+    """A plan's document is its verdict's."""
+    return verdict_doc(plan.verdict)
+
+
+@document.register
+def demo_doc(run: DemoRun) -> dict[str, Any]:
+    """`imgdiff demo --json`: the verdict, and the services' pids by name."""
+    return {**verdict_doc(run.verdict), "demo_pids": dict(run.pids)}
+
+
+@document.register
+def snapshot_doc(snap: Snapshot) -> dict[str, Any]:
+    """The `imgdiff snapshot --json` document (written beside `Snapshot.load`)."""
+    return snap.to_json()
+
+
+@document.register
+def verification_doc(result: Verification) -> dict[str, Any]:
+    """The `imgdiff verify --json` document."""
+    return {
+        "schema": VERIFY_SCHEMA,
+        "tree": result.tree,
+        "image": result.image,
+        "matches": result.matches,
+        "differences": [
+            {"path": c.path, "status": c.status.value, "aspects": [a.value for a in c.aspects]}
+            for c in result.differences
+        ],
+        "ignored": list(result.ignored),
     }
 
 

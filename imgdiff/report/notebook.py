@@ -1,22 +1,34 @@
 """Jupyter and pandas views of results: HTML tables and data frames.
 
-pandas is optional: `delta_frame` imports it on call and says how to get it if missing.
-HTML escapes every name, so a hostile path cannot inject markup into a notebook.
+`to_html` picks a result's HTML by its type (`results.Rendered._repr_html_` calls it); a
+result with no table of its own is its console rendering exported as HTML. pandas is
+optional: `delta_frame` imports it on call and says how to get it if missing. HTML
+escapes every name, so a hostile path cannot inject markup into a notebook. No logic here.
 """
 
 from __future__ import annotations
 
+import functools
 import html
-from typing import TYPE_CHECKING, Any
+import io
+from typing import Any
+
+from rich.console import Console
 
 from imgdiff.errors import ImgdiffError, escape_path
-
-if TYPE_CHECKING:  # the model renders itself through these: import it lazily
-    from imgdiff.delta import Delta
-    from imgdiff.impact import Evidence
-    from imgdiff.plan import Verdict
+from imgdiff.results import Delta, Evidence, Plan, Verdict
 
 _MAX_ROWS = 500
+
+
+@functools.singledispatch
+def to_html(result: object) -> str:
+    """A result as HTML for notebooks: its console rendering, when it has no table."""
+    from imgdiff.report.console import render
+
+    console = Console(record=True, file=io.StringIO(), width=120)
+    console.print(render(result))
+    return console.export_html(inline_styles=True)
 
 
 def delta_rows(delta: Delta) -> list[dict[str, Any]]:
@@ -85,6 +97,7 @@ def verdict_frame(verdict: Verdict) -> Any:
     return _frame(verdict_rows(verdict))
 
 
+@to_html.register
 def verdict_html(verdict: Verdict) -> str:
     """The verdict, its reasons and the evidence of its steps as HTML for notebooks."""
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in verdict.reasons)
@@ -111,6 +124,13 @@ def verdict_html(verdict: Verdict) -> str:
     return head + table + tail + missing
 
 
+@to_html.register
+def plan_html(plan: Plan) -> str:
+    """A plan is shown as its verdict."""
+    return verdict_html(plan.verdict)
+
+
+@to_html.register
 def delta_html(delta: Delta) -> str:
     """A compact HTML summary and change table for notebooks."""
     s = delta.stats

@@ -6,7 +6,7 @@
 
 from imgdiff.errors import AccessDenied, NoSuchProcess
 from imgdiff.runtime.snapshot import FileUse, Gap, Process, Snapshot
-from imgdiff.runtime.stale import Reason, StaleProcess, StaleReport, stale
+from imgdiff.runtime.stale import stale
 
 __all__ = [
     "AccessDenied",
@@ -14,9 +14,6 @@ __all__ = [
     "Gap",
     "NoSuchProcess",
     "Process",
-    "Reason",
     "Snapshot",
-    "StaleProcess",
-    "StaleReport",
     "stale",
 ]

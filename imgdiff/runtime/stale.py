@@ -16,69 +16,19 @@ import re
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
-
-import attrs
 
 from imgdiff._digest import of_fd as _digest_fd
 from imgdiff.errors import AccessDenied, NoSuchProcess
 from imgdiff.fs.rootfs import RootFS
+from imgdiff.results import Reason, StaleProcess, StaleReport
 from imgdiff.runtime._procfs import ProcDir, parse_stat
 from imgdiff.runtime.snapshot import FileUse, Gap, Process, Snapshot
 from imgdiff.trace.importgraph import ProgramGraphs
 
-SCHEMA = "imgdiff.stale/1"
 # pseudo files that look like paths: never "deleted" in a way a restart changes
 _PSEUDO = ("/memfd:", "/dev/", "/SYSV", "/proc/", "/sys/", "/anon_hugepage", "/[")
 # open files there are run-time state (logs, caches, spools), not code or configuration
 _RUNTIME_STATE = ("/var/", "/run/", "/tmp/", "/home/", "/root/", "/srv/", "/mnt/", "/media/")  # noqa: S108 - prefixes compared, nothing created
-
-
-@attrs.frozen
-class Reason:
-    """One changed path a process still uses, and how it uses it."""
-
-    path: str
-    via: str  # exe | mapped | open | imported | deleted
-    detail: str = ""
-
-
-@attrs.frozen
-class StaleProcess:
-    """A process that needs a restart to use what is on disk now."""
-
-    pid: int
-    start_time: int
-    unit: str | None
-    comm: str
-    exe: str | None
-    reasons: tuple[Reason, ...]
-
-
-@attrs.frozen
-class StaleReport:
-    """The stale processes of a snapshot, and what could not be checked."""
-
-    processes: tuple[StaleProcess, ...]
-    gaps: tuple[Gap, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """The `imgdiff.stale/1` document."""
-        return {
-            "schema": SCHEMA,
-            "processes": [
-                {
-                    "pid": p.pid,
-                    "start_time": p.start_time,
-                    "unit": p.unit,
-                    "comm": p.comm,
-                    "exe": p.exe,
-                    "reasons": [attrs.asdict(r) for r in p.reasons],
-                }
-                for p in self.processes
-            ],
-            "gaps": [attrs.asdict(g) for g in self.gaps],
-        }
 
 
 def recorded_deleted(use: FileUse) -> Reason | None:

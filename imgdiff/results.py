@@ -1,0 +1,316 @@
+"""The results every stage hands on: frozen records, and nothing else.
+
+`Delta` (compare), `PackageDelta` (package view), `Evidence`/`Impact` (impact), `Verdict`
+(plan), `Drift`, `Verification` (verify), `StaleReport` (stale) and `Plan` (the whole
+pipeline) live here, so stages depend on this module rather than on each other. Records
+do no I/O and never format anything: each one renders through one protocol (`to_json`,
+`__rich_console__`, `_repr_html_`) whose implementations are `report.json`,
+`report.console` and `report.notebook`, imported when first used; that lazy import is the
+only circle the package allows. Image-side vocabulary (`Entry`, `Change`, statuses) stays
+in `model`: image readers use it on hot paths and must not load the result side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from imgdiff.model import Change, ImageWarning, Status
+
+if TYPE_CHECKING:
+    from imgdiff.manifest import ImageInfo, Manifest
+    from imgdiff.runtime.snapshot import Gap
+
+__all__ = [
+    "Delta",
+    "DeltaStats",
+    "DemoRun",
+    "Drift",
+    "Evidence",
+    "Impact",
+    "LocalModification",
+    "PackageChange",
+    "PackageDelta",
+    "Plan",
+    "ProcessImpact",
+    "Reason",
+    "Rendered",
+    "StaleProcess",
+    "StaleReport",
+    "Step",
+    "Verdict",
+    "Verification",
+]  # fmt: skip
+
+
+class Rendered:
+    """The rendering protocol every result shares: JSON, terminal, notebook."""
+
+    __slots__ = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The result's JSON document (`report.json`)."""
+        from imgdiff.report.json import document
+
+        return document(self)
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        from imgdiff.report.console import render
+
+        yield render(self)
+
+    def _repr_html_(self) -> str:
+        from imgdiff.report.notebook import to_html
+
+        return to_html(self)
+
+
+@attrs.frozen
+class DeltaStats:
+    """Counts and bytes by status; shares of the new image that changed."""
+
+    added: int
+    removed: int
+    modified: int
+    unchanged: int
+    mtime_only: int
+    added_bytes: int
+    removed_bytes: int
+    modified_bytes: int
+    share_files: float
+    share_bytes: float
+    by_top: dict[str, dict[str, int]]
+    by_kind: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written under "stats"."""
+        from imgdiff.report.json import stats_json
+
+        return stats_json(self)
+
+
+@attrs.frozen
+class Delta(Rendered):
+    """The changes from `old` to `new`, sorted by path, with statistics."""
+
+    old: ImageInfo
+    new: ImageInfo
+    changes: tuple[Change, ...]
+    stats: DeltaStats
+    warnings: tuple[ImageWarning, ...] = ()
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self.changes)
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+    @property
+    def changed_paths(self) -> frozenset[str]:
+        """Every path that was added, removed or modified."""
+        return frozenset(c.path for c in self.changes)
+
+    def by_status(self, status: Status | str) -> tuple[Change, ...]:
+        """The changes with the given status."""
+        status = Status(status)
+        return tuple(c for c in self.changes if c.status is status)
+
+    def by_kind(self, *kinds: str) -> tuple[Change, ...]:
+        """The changes whose kind is one of `kinds`."""
+        return tuple(c for c in self.changes if c.kind in kinds)
+
+    def to_pandas(self) -> Any:
+        """A `pandas.DataFrame`, one row per change (pandas is not a dependency)."""
+        from imgdiff.report.notebook import delta_frame
+
+        return delta_frame(self)
+
+
+@attrs.frozen
+class PackageChange:
+    """One package that differs between the images, with its changed paths."""
+
+    manager: str
+    name: str
+    arch: str
+    change: str  # added | removed | upgraded | downgraded | rebuilt
+    old_version: str | None
+    new_version: str | None
+    paths: tuple[str, ...]
+    reverse_depends: tuple[str, ...] = ()  # packages of the new image that need this one
+
+
+@attrs.frozen
+class LocalModification:
+    """A changed file whose content differs from the digest its package records."""
+
+    path: str
+    manager: str
+    package: str
+    recorded: str
+
+
+@attrs.frozen
+class PackageDelta(Rendered):
+    """The package-level difference between two images."""
+
+    changes: tuple[PackageChange, ...]
+    unowned: tuple[str, ...]
+    modified_locally: tuple[LocalModification, ...]
+    warnings: tuple[ImageWarning, ...] = ()
+
+
+@attrs.frozen
+class Evidence:
+    """A changed path a process uses, and how."""
+
+    path: str
+    via: str
+    # of the change: added | removed | modified; "stale" for `deleted` (the live file is no
+    # longer the one the process uses, whatever the update does)
+    status: str
+    kind: str  # of the change: elf-library, python-source, config, ...
+    detail: str = ""  # where the link comes from, for `config`: "unit file", "conffile of …"
+
+
+@attrs.frozen
+class ProcessImpact:
+    """One process that uses changed paths, with the evidence."""
+
+    pid: int
+    start_time: int
+    unit: str | None
+    exe: str | None
+    cmdline: tuple[str, ...]
+    evidence: tuple[Evidence, ...]
+    init: bool = False  # PID 1 of the host or of its pid namespace: not restartable in place
+
+
+@attrs.frozen
+class Impact(Rendered):
+    """The processes an update touches, and what could not be inspected."""
+
+    affected: tuple[ProcessImpact, ...]
+    considered: int  # processes whose root is the image
+    uninspected: tuple[Gap, ...]
+    # untraced Python processes: judged by their static import graph, which cannot see
+    # imports of names computed at run time
+    untraced_python: tuple[int, ...] = ()
+
+
+@attrs.frozen
+class Reason:
+    """One changed path a process still uses, and how it uses it."""
+
+    path: str
+    via: str  # exe | mapped | open | imported | deleted
+    detail: str = ""
+
+
+@attrs.frozen
+class StaleProcess:
+    """A process that needs a restart to use what is on disk now."""
+
+    pid: int
+    start_time: int
+    unit: str | None
+    comm: str
+    exe: str | None
+    reasons: tuple[Reason, ...]
+
+
+@attrs.frozen
+class StaleReport(Rendered):
+    """The stale processes of a snapshot, and what could not be checked."""
+
+    processes: tuple[StaleProcess, ...]
+    gaps: tuple[Gap, ...] = ()
+
+
+@attrs.frozen
+class Drift:
+    """How the live root differs from the OLD image the plan assumes."""
+
+    differs: tuple[str, ...]  # paths whose live state is not OLD's
+    matches_new: bool  # the live root is already the NEW image
+    # installed packages whose live version is not OLD's, e.g. "dpkg:openssl:amd64 3.0.11
+    # live, 3.0.13 in OLD (live is older: a missed update)"
+    packages: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Verification(Rendered):
+    """How a tree differs from the image it should be (nothing: it is that image)."""
+
+    tree: str
+    image: str
+    # from the image (expected) to the tree (found): "added" is in the tree only
+    differences: tuple[Change, ...]
+    ignored: tuple[str, ...]  # the patterns left out of the comparison
+    manifest: Manifest = attrs.field(eq=False, repr=False)  # the tree as read
+
+    @property
+    def matches(self) -> bool:
+        """True when the tree is the image, ignored paths aside."""
+        return not self.differences
+
+
+@attrs.frozen
+class Step:
+    """Restart one unit (or, with no unit, these processes), because of these paths."""
+
+    unit: str | None
+    pids: tuple[int, ...]
+    reasons: tuple[Evidence, ...]
+    commands: tuple[str, ...] = ()  # exe or cmdline of each process, for people
+    # "restart"; "stop" for a unit NEW no longer has; "start" for one NEW newly enables;
+    # "daemon-reload" for changed unit files; "daemon-reexec" for PID 1 (policy)
+    action: str = "restart"
+    batch: int = 0  # steps of one batch are independent; a batch runs after the previous
+    processes: tuple[ProcessImpact, ...] = ()  # each process with its own evidence
+
+
+@attrs.frozen
+class Verdict(Rendered):
+    """What to do, why, and in which steps."""
+
+    verdict: str
+    reasons: tuple[str, ...]
+    steps: tuple[Step, ...] = ()
+    uninspected: tuple[str, ...] = ()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat record per piece of evidence of each step (for CSV or data frames)."""
+        from imgdiff.report.notebook import verdict_rows
+
+        return verdict_rows(self)
+
+    def to_pandas(self) -> Any:
+        """A `pandas.DataFrame` of `rows()` (pandas is not a dependency)."""
+        from imgdiff.report.notebook import verdict_frame
+
+        return verdict_frame(self)
+
+
+@attrs.frozen
+class Plan(Rendered):
+    """What `plan_update` found: the verdict, and the delta, impact and drift it weighed,
+    with the seconds each stage took (in `pipeline.STAGES` order). It renders as its
+    verdict."""
+
+    verdict: Verdict
+    delta: Delta
+    impact: Impact
+    drift: Drift | None
+    timings: Mapping[str, float]
+
+
+@attrs.frozen
+class DemoRun(Rendered):
+    """`imgdiff demo`: where the example was built, the services' pids, the verdict."""
+
+    workdir: str
+    pids: Mapping[str, int]
+    verdict: Verdict
