@@ -290,7 +290,7 @@ class Manifest:
     def identity(self) -> str:
         """A digest of the whole image's content and metadata (computes every digest)."""
         self.fill_digests(self.entries)
-        return _identity_of([entry_row(self.entries[p]) for p in sorted(self.entries)])
+        return identity_of([entry_row(self.entries[p]) for p in sorted(self.entries)])
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -316,7 +316,7 @@ class Manifest:
         return {
             "schema": SCHEMA,
             "info": self.info.to_json(),
-            "identity": _identity_of(rows),
+            "identity": identity_of(rows),
             "warnings": [[w.path, w.message] for w in self.warnings],
             "entries": rows,
             "heads": {p: base64.b64encode(h).decode() for p, h in heads.items()},
@@ -398,7 +398,7 @@ def _restored(portable: _Portable) -> ReadResult:
     )
 
 
-def _identity_of(rows: list[list[Any]]) -> str:
+def identity_of(rows: list[list[Any]]) -> str:
     """The identity digest of an image given its entry rows in path order."""
     return _digest.of_bytes(json.dumps(rows).encode("utf-8", "surrogateescape"))
 
