@@ -4,8 +4,8 @@ This module owns the `openat2` system call and its fallbacks for kernels without
 (before Linux 5.6, or behind a seccomp filter): `open_beneath` refuses any symlink on the
 way (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, else a component-wise `O_NOFOLLOW` walk), so
 a path found by walking an image can only open that same path; `open_in_root` resolves
-with chroot semantics (`RESOLVE_IN_ROOT`, else a user-space symlink walk
-over held directory descriptors). Neither ever follows a magic link. It must not read
+with chroot semantics (`RESOLVE_IN_ROOT`, else `imgdiff.fs.walk` over held
+directory descriptors). Neither ever follows a magic link. It must not read
 what it opens: callers get descriptors.
 """
 
@@ -15,6 +15,9 @@ import ctypes
 import errno
 import os
 import stat
+
+from imgdiff.fs.paths import child
+from imgdiff.fs.walk import walk
 
 _SYS_OPENAT2 = 437  # same number on every architecture (unified syscall table)
 _RESOLVE_NO_MAGICLINKS = 0x02
@@ -89,46 +92,34 @@ def open_regular(dir_fd: int, rel: bytes) -> tuple[int, os.stat_result]:
     return fd, st
 
 
-_MAX_HOPS = 40  # the kernel's MAXSYMLINKS
-
-
 def _open_in_root_walk(root_fd: int, path: bytes, flags: int) -> int:
-    """Resolve `path` as if `root_fd` were `/`: symlinks followed, `..` stops at the root."""
-    todo = [p for p in path.split(b"/") if p and p != b"."]
-    stack = [os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)]
-    hops = 0
-    try:
-        while todo:
-            part = todo.pop(0)
-            if part == b"..":
-                if len(stack) > 1:
-                    os.close(stack.pop())
-                continue
-            last = not todo
-            st = os.stat(part, dir_fd=stack[-1], follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode):
-                hops += 1
-                if hops > _MAX_HOPS:
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-                target = os.readlink(part, dir_fd=stack[-1])
-                target_b = os.fsencode(target)
-                if target_b.startswith(b"/"):
-                    while len(stack) > 1:
-                        os.close(stack.pop())
-                todo = [p for p in target_b.split(b"/") if p and p != b"."] + todo
-                continue
-            if last:
-                return os.open(part, flags | os.O_NOFOLLOW, dir_fd=stack[-1])
-            stack.append(
-                os.open(
-                    part,
-                    os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                    dir_fd=stack[-1],
+    """Resolve `path` as if `root_fd` were `/` (`imgdiff.fs.walk`), through directory
+    descriptors held open from the root down: no component is looked up by name twice."""
+    dirs = {"/": os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)}
+    opened: list[int] = []
+
+    def readlink(parent: str, name: str, last: bool) -> str | None:
+        dir_fd = dirs[parent]
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)  # ENOENT: the open fails
+        if stat.S_ISLNK(st.st_mode):
+            return os.readlink(name, dir_fd=dir_fd)
+        if last:
+            opened.append(os.open(name, flags | os.O_NOFOLLOW, dir_fd=dir_fd))
+        else:  # entered now, as the kernel does: `file/..` is ENOTDIR
+            key = child(parent, name)
+            if key not in dirs:
+                dirs[key] = os.open(
+                    name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
                 )
-            )
-        return os.open(".", flags, dir_fd=stack[-1])
+        return None
+
+    try:
+        resolved = walk(os.fsdecode(path), readlink)
+        if opened:
+            return opened.pop()
+        return os.open(".", flags, dir_fd=dirs[resolved])  # the path ended in `..` or `/`
     finally:
-        for fd in stack:
+        for fd in (*dirs.values(), *opened):
             os.close(fd)
 
 

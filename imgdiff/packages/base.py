@@ -14,11 +14,10 @@ from collections.abc import Callable
 
 import attrs
 
-from imgdiff.fs.paths import join, normalise
+from imgdiff.fs.paths import child, join, normalise
+from imgdiff.fs.walk import walk
 from imgdiff.manifest import Manifest
 from imgdiff.model import EntryType, ImageWarning
-
-_MAX_HOPS = 40  # as the kernel's MAXSYMLINKS
 
 
 @attrs.frozen
@@ -60,31 +59,25 @@ class PathResolver:
         self._fast: dict[str, str] = {}  # raw parent as given -> resolved parent + "/"
 
     def _dir(self, path: str) -> str:
-        """Canonical form of a directory path (every component resolved), iteratively."""
+        """Canonical form of a directory path (every component resolved)."""
         hit = self._memo.get(path)
         if hit is not None:
             return hit
-        todo = [p for p in path.split("/") if p]
-        cur = "/"
-        hops = 0
-        while todo:
-            name = todo.pop(0)
-            cand = posixpath.join(cur, name)
-            entry = self._entries.get(cand)
-            if entry is not None and entry.type is EntryType.SYMLINK and entry.target:
-                hops += 1
-                if hops > _MAX_HOPS:
-                    break  # a loop: keep the unresolved path, it will simply own nothing
-                target = entry.target
-                joined = join(cur, target)  # `..` lexically, from the link's directory
-                todo = [p for p in joined.split("/") if p] + todo
-                cur = "/"
-                continue
-            cur = cand
-        else:
-            self._memo[path] = cur
-            return cur
-        return path
+        try:
+            resolved = walk(path, self._readlink)
+        except OSError:
+            return path  # a loop: keep the unresolved path, it will simply own nothing
+        self._memo[path] = resolved
+        return resolved
+
+    def _readlink(self, parent: str, name: str, _last: bool) -> str | None:
+        entry = self._entries.get(child(parent, name))
+        if entry is None or entry.type is not EntryType.SYMLINK or not entry.target:
+            return None
+        # `..` in a target is taken lexically, from the link's directory, and the result
+        # walked again from `/` (where the link's directory was itself a link, the kernel
+        # would go up from that link's target instead)
+        return join(parent, entry.target)
 
     def normalise(self, path: str) -> str:
         """`path` with its parent directories resolved (the last component kept as is)."""
