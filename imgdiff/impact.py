@@ -22,29 +22,21 @@ import attrs
 from imgdiff.cmdline import path_arguments
 from imgdiff.elfdeps import (
     ElfClosure,
-    FactsCache,
-    LoaderConfig,
     elf_closure,
     load_loader_config,
 )
 from imgdiff.errors import AccessDenied, NoSuchProcess
 from imgdiff.fs.rootfs import RootFS
-from imgdiff.model import Change, Status
+from imgdiff.model import Change, Status, Via
 from imgdiff.packages.view import PackageView
 from imgdiff.results import Delta, Evidence, Impact, ProcessImpact
 from imgdiff.runtime._procfs import ProcDir
+from imgdiff.runtime.inspect import Inspector, is_python, recorded_deleted
 from imgdiff.runtime.snapshot import Gap, Process, Snapshot
-from imgdiff.runtime.stale import SameBytes, check_use, is_python, live_root, recorded_deleted
 from imgdiff.systemd import unitfiles
-from imgdiff.trace.importgraph import ProgramGraphs
 
 _CONFIG_DIRS = ("/etc/",)
 PYTHON_KINDS = frozenset({"python-source", "python-bytecode", "python-extension"})
-# how strong each kind of evidence is, strongest first (a path used several ways keeps the
-# strongest)
-STRENGTH = (
-    "exe", "mapped", "imported", "open", "config", "deleted", "import-graph", "elf-needed",
-)  # fmt: skip
 
 
 @attrs.frozen
@@ -97,7 +89,7 @@ class ConfigSources:
         return out
 
 
-def _evidence(paths: Iterable[str], via: str, changed: dict[str, Change]) -> list[Evidence]:
+def _evidence(paths: Iterable[str], via: Via, changed: dict[str, Change]) -> list[Evidence]:
     out = []
     for path in paths:
         c = changed.get(path)
@@ -106,8 +98,8 @@ def _evidence(paths: Iterable[str], via: str, changed: dict[str, Change]) -> lis
     return out
 
 
-def _open_via(path: str, config_paths: frozenset[str]) -> str:
-    return "config" if path.startswith(_CONFIG_DIRS) or path in config_paths else "open"
+def _open_via(path: str, config_paths: frozenset[str]) -> Via:
+    return Via.CONFIG if path.startswith(_CONFIG_DIRS) or path in config_paths else Via.OPEN
 
 
 class _Tree:
@@ -133,7 +125,7 @@ def _config_evidence(proc: Process, configs: ConfigSources, tree: _Tree) -> list
     for named, detail in configs.named(proc):
         for path in tree.matches(named):
             c = tree.changed[path]
-            out.append(Evidence(path, "config", c.status.value, c.kind, detail))
+            out.append(Evidence(path, Via.CONFIG, c.status.value, c.kind, detail))
     return out
 
 
@@ -180,7 +172,7 @@ def assess(
         for use in proc.files:
             if use.outside_root:
                 continue
-            via = _open_via(use.path, configs.config_paths) if use.via == "open" else use.via
+            via = _open_via(use.path, configs.config_paths) if use.via == "open" else Via(use.via)
             detail = "held open" if via == "config" else use.detail
             found += [
                 attrs.evolve(e, detail=detail) if detail else e
@@ -191,7 +183,7 @@ def assess(
             for use in proc.files:
                 if (r := recorded_deleted(use)) is not None:
                     kind = changed[use.path].kind if use.path in changed else "unchanged-by-update"
-                    found.append(Evidence(use.path, "deleted", "stale", kind, r.detail))
+                    found.append(attrs.evolve(r, via=Via.DELETED, kind=kind))
         try:
             found += live.evidence(proc)
         except NoSuchProcess:
@@ -239,10 +231,10 @@ def _init_evidence(changed: dict[str, Change], root: str) -> ProcessImpact | Non
         closure = elf_closure(fs, INIT_PROGRAM, load_loader_config(fs))
     real = dict(closure.real_paths).get(INIT_PROGRAM, INIT_PROGRAM)
     detail = f"PID 1 not readable: taken to be {INIT_PROGRAM}"
-    found = _evidence(dict.fromkeys([INIT_PROGRAM, real]), "exe", changed)
+    found = _evidence(dict.fromkeys([INIT_PROGRAM, real]), Via.EXE, changed)
     found += [
         attrs.evolve(e, detail=_needed_chain(closure, e.path))
-        for e in _evidence(sorted(closure.dependency_paths()), "elf-needed", changed)
+        for e in _evidence(sorted(closure.dependency_paths()), Via.ELF_NEEDED, changed)
     ]
     if not found:
         return None
@@ -257,9 +249,9 @@ def _strongest(found: list[Evidence]) -> tuple[Evidence, ...]:
     best: dict[str, Evidence] = {}
     for e in found:
         held = best.get(e.path)
-        if held is None or STRENGTH.index(e.via) < STRENGTH.index(held.via):
+        if held is None or e.via.strength < held.via.strength:
             best[e.path] = e
-    return tuple(sorted(best.values(), key=lambda e: (STRENGTH.index(e.via), e.path)))
+    return tuple(sorted(best.values(), key=lambda e: (e.via.strength, e.path)))
 
 
 def _import_chain(chain: tuple[str, ...]) -> str:
@@ -293,8 +285,9 @@ def _needed_chain(closure: ElfClosure, path: str) -> str:
 
 
 class _LiveReader:
-    """Evidence read inside a live process's root, with caches shared across processes
-    of the same root and mount namespace (import graphs, ELF closures, stat results)."""
+    """Evidence read inside a live process's root, through one `Inspector` (its caches
+    are shared across processes of the same root and mount namespace); `closures` keeps
+    each program's changed dependencies with their loading chains."""
 
     def __init__(
         self,
@@ -306,68 +299,56 @@ class _LiveReader:
         untraced_strict: bool,
     ) -> None:
         self.changed = changed
-        self.procfs = procfs
         self.import_graphs, self.elf_needed, self.stale = import_graphs, elf_needed, stale
         self.python_changes = (
             sorted(p for p, c in changed.items() if c.kind in PYTHON_KINDS)
             if untraced_strict
             else []
         )
-        self.graphs = ProgramGraphs()
-        self.facts: FactsCache = {}
+        self.inspector = Inspector(procfs)
         # (space, exe) -> {changed dependency: "needed by … ← exe"}
         self.closures: dict[tuple[object, ...], dict[str, str]] = {}
-        self.loaders: dict[tuple[object, ...], LoaderConfig] = {}
-        self.stats: dict[tuple[object, ...], dict[str, os.stat_result | None]] = {}
-        self.same = SameBytes()
 
     def evidence(self, proc: Process) -> list[Evidence]:
         want_graph = self.import_graphs and is_python(proc) and not proc.traced
         if not (want_graph or self.stale or (self.elf_needed and proc.exe)):
             return []
-        with live_root(proc, self.procfs) as (d, fs):
+        with self.inspector.open(proc) as (d, fs):
             return self._read(proc, d, fs, want_graph)
 
     def _read(self, proc: Process, d: ProcDir, fs: RootFS, want_graph: bool) -> list[Evidence]:
-        space = (proc.root, proc.mnt_ns)
         out: list[Evidence] = []
         if self.stale:
-            stats = self.stats.setdefault(space, {})
-            same = self.same.against(d, fs)
-            for use in proc.files:
-                reason = check_use(use, fs, stats, same)
-                if reason is not None:
-                    c = self.changed.get(use.path)
-                    kind = c.kind if c is not None else "unchanged-by-update"
-                    out.append(Evidence(use.path, "deleted", "stale", kind, reason.detail))
+            for e in self.inspector.stale_uses(proc, d, fs):
+                c = self.changed.get(e.path)
+                kind = c.kind if c is not None else "unchanged-by-update"
+                out.append(attrs.evolve(e, via=Via.DELETED, kind=kind))
         if want_graph and proc.exe is not None:
-            graph = self.graphs.graph(fs, space, proc.cmdline, proc.exe, proc.cwd)
+            graph = self.inspector.graph(proc, fs)
             out += [
                 attrs.evolve(e, detail=_import_chain(graph.chain(e.path)))
-                for e in _evidence(graph.files, "import-graph", self.changed)
+                for e in _evidence(graph.files, Via.IMPORT_GRAPH, self.changed)
             ]
             dirs = tuple(d.rstrip("/") + "/" for d in graph.sys_path)
             out += [
                 attrs.evolve(e, detail="on its sys.path (untraced: policy untraced = strict)")
                 for e in _evidence(
                     (p for p in self.python_changes if p.startswith(dirs) and p not in graph.files),
-                    "import-graph",
+                    Via.IMPORT_GRAPH,
                     self.changed,
                 )
             ]
         if self.elf_needed and proc.exe is not None:
-            ckey = (space, proc.exe)
+            ckey = ((proc.root, proc.mnt_ns), proc.exe)
             if ckey not in self.closures:
-                if space not in self.loaders:
-                    self.loaders[space] = load_loader_config(fs)
-                closure = elf_closure(fs, proc.exe, self.loaders[space], cache=self.facts)
+                closure = self.inspector.closure(proc, fs)
                 self.closures[ckey] = {
                     path: _needed_chain(closure, path)
                     for path in closure.dependency_paths()
                     if path in self.changed
                 }
             out += [
-                Evidence(path, "elf-needed", self.changed[path].status.value,
+                Evidence(path, Via.ELF_NEEDED, self.changed[path].status.value,
                          self.changed[path].kind, detail)
                 for path, detail in self.closures[ckey].items()
             ]  # fmt: skip

@@ -1,7 +1,8 @@
 """Frozen records shared by every stage: entries of an image and changes between two.
 
-This module owns the vocabulary (entry types, change statuses, aspects) and nothing else:
-no I/O, no parsing, no presentation.
+This module owns the vocabulary (entry types, change statuses, aspects, how a process
+uses a file) and the image-side records, nothing else: no I/O, no parsing, no
+presentation. Results of the later stages are `results`'.
 """
 
 from __future__ import annotations
@@ -40,6 +41,28 @@ class Aspect(enum.StrEnum):
     TYPE = "type"
     TARGET = "target"
     XATTRS = "xattrs"
+
+
+class Via(enum.StrEnum):
+    """How a process uses a file (DESIGN.md's `via`), strongest first: a path used several
+    ways keeps the strongest (`strength`: 0 is the strongest)."""
+
+    EXE = "exe"
+    MAPPED = "mapped"
+    IMPORTED = "imported"
+    OPEN = "open"
+    CONFIG = "config"
+    DELETED = "deleted"  # a mapped or open file no longer the one on disk
+    IMPORT_GRAPH = "import-graph"
+    ELF_NEEDED = "elf-needed"
+
+    @property
+    def strength(self) -> int:
+        """The rank of this kind of evidence: lower is stronger."""
+        return _VIA_ORDER[self]
+
+
+_VIA_ORDER = {via: rank for rank, via in enumerate(Via)}
 
 
 @attrs.frozen(slots=True)

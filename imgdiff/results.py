@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from imgdiff.model import Change, ImageWarning, Status
+from imgdiff.model import Change, ImageWarning, Status, Via
 
 if TYPE_CHECKING:
     from imgdiff.manifest import ImageInfo, Manifest
@@ -35,7 +35,6 @@ __all__ = [
     "PackageDelta",
     "Plan",
     "ProcessImpact",
-    "Reason",
     "Rendered",
     "StaleProcess",
     "StaleReport",
@@ -164,14 +163,15 @@ class PackageDelta(Rendered):
 
 @attrs.frozen
 class Evidence:
-    """A changed path a process uses, and how."""
+    """A path a process uses that changed (in the update, or on disk since it started),
+    and how: the one evidence record of `impact`, `stale` and the verdict's steps."""
 
     path: str
-    via: str
-    # of the change: added | removed | modified; "stale" for `deleted` (the live file is no
-    # longer the one the process uses, whatever the update does)
+    via: Via = attrs.field(converter=Via)
+    # of the change: added | removed | modified; "stale" when the live file is no longer
+    # the one the process uses, whatever the update does
     status: str
-    kind: str  # of the change: elf-library, python-source, config, ...
+    kind: str  # of the change: elf-library, python-source, config, ...; "" from `stale`
     detail: str = ""  # where the link comes from, for `config`: "unit file", "conffile of …"
 
 
@@ -201,15 +201,6 @@ class Impact(Rendered):
 
 
 @attrs.frozen
-class Reason:
-    """One changed path a process still uses, and how it uses it."""
-
-    path: str
-    via: str  # exe | mapped | open | imported | deleted
-    detail: str = ""
-
-
-@attrs.frozen
 class StaleProcess:
     """A process that needs a restart to use what is on disk now."""
 
@@ -218,7 +209,7 @@ class StaleProcess:
     unit: str | None
     comm: str
     exe: str | None
-    reasons: tuple[Reason, ...]
+    reasons: tuple[Evidence, ...]  # status `stale`
 
 
 @attrs.frozen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -127,3 +128,14 @@ def test_processes_that_exit_after_the_snapshot_are_skipped(tmp_path: Path) -> N
         impact = assess(delta, snap, elf_needed=False)
     assert [p.pid for p in impact.affected] == [survivor.pid]
     assert impact.uninspected == ()
+
+
+def test_via_carries_the_strength_order_and_its_json_value() -> None:
+    from imgdiff.model import Via
+
+    assert [v.value for v in sorted(Via, key=lambda v: v.strength)] == [
+        "exe", "mapped", "imported", "open", "config", "deleted", "import-graph", "elf-needed",
+    ]  # fmt: skip
+    e = Evidence("/etc/app.conf", "config", "modified", "config")
+    assert e.via is Via.CONFIG  # converted on construction
+    assert json.dumps({"via": e.via}) == '{"via": "config"}'

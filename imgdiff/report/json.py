@@ -127,7 +127,7 @@ def stale_doc(report: StaleReport) -> dict[str, Any]:
                 "unit": p.unit,
                 "comm": p.comm,
                 "exe": p.exe,
-                "reasons": [attrs.asdict(r) for r in p.reasons],
+                "reasons": [_reason(e) for e in p.reasons],
             }
             for p in report.processes
         ],

@@ -1,0 +1,229 @@
+"""One inspection of live processes, shared by `stale` and `impact`.
+
+This module owns reading a snapshot's processes where they run: each one's root opened
+through `/proc/PID/root` (`live_root`), and per root and mount namespace the caches every
+question shares (`Inspector`: stat results, static import graphs, ELF closures, digests
+of replaced files, the boot time). It answers "is what this process uses still what is
+on disk?" as `Evidence` with status `stale`. It knows nothing of images or deltas (that
+join is `impact`'s) and decides nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from imgdiff._digest import of_fd as _digest_fd
+from imgdiff.elfdeps import ElfClosure, FactsCache, LoaderConfig, elf_closure, load_loader_config
+from imgdiff.errors import AccessDenied, NoSuchProcess
+from imgdiff.fs.rootfs import RootFS
+from imgdiff.model import Via
+from imgdiff.results import Evidence
+from imgdiff.runtime._procfs import ProcDir, boot_time, parse_stat
+from imgdiff.runtime.snapshot import FileUse, Process
+from imgdiff.trace.importgraph import ImportGraph, ProgramGraphs
+
+# pseudo files that look like paths: never "deleted" in a way a restart changes
+_PSEUDO = ("/memfd:", "/dev/", "/SYSV", "/proc/", "/sys/", "/anon_hugepage", "/[")
+# open files there are run-time state (logs, caches, spools), not code or configuration
+_RUNTIME_STATE = ("/var/", "/run/", "/tmp/", "/home/", "/root/", "/srv/", "/mnt/", "/media/")  # noqa: S108 - prefixes compared, nothing created
+STALE = "stale"  # the status of evidence that the live file is not the one in use
+
+
+def _stale(path: str, via: str, detail: str) -> Evidence:
+    return Evidence(path, Via(via), STALE, "", detail)
+
+
+def recorded_deleted(use: FileUse) -> Evidence | None:
+    """What a saved snapshot alone says: the kernel marked the file "(deleted)" then."""
+    if not use.deleted or use.path.startswith(_PSEUDO) or use.outside_root:
+        return None
+    if use.via == "open":
+        return None  # rotated logs and unlinked temp files are not code
+    return _stale(use.path, use.via, "deleted when the snapshot was taken")
+
+
+def check_use(
+    use: FileUse,
+    fs: RootFS,
+    cache: dict[str, os.stat_result | None],
+    same: Callable[[FileUse, os.stat_result], bool] | None = None,
+) -> Evidence | None:
+    """Why the file a process uses is not what is on disk now at its path (inside the
+    root `fs`), or None; `cache` holds stat results by path for that root. `same` says
+    whether a replaced file still has the same bytes (then nothing changes for the
+    process: a package manager rewrites every file of a package it upgrades)."""
+    if use.path.startswith(_PSEUDO) or use.outside_root:
+        return None
+    if use.via == "open" and use.path.startswith(_RUNTIME_STATE):
+        return None  # logs, caches, spools: run-time state, not code or configuration
+    if use.path in cache:
+        st = cache[use.path]
+    else:
+        st = cache[use.path] = fs.stat(use.path)
+    if st is None:
+        if use.via == "open":
+            return None  # an unlinked temporary file: nothing took its place
+        return _stale(use.path, Via.DELETED, "no longer on disk")
+    if use.deleted or (st.st_dev, st.st_ino) != (use.dev, use.ino):
+        # the kernel marks an unlinked inode "(deleted)"; a new file at the path means the
+        # package manager replaced it (write + rename), which is what a restart picks up
+        if same is not None and same(use, st):
+            return None  # another inode with the very same bytes
+        return _stale(use.path, use.via, "replaced on disk")
+    if use.via == "imported" and (use.size, use.mtime_ns) != (st.st_size, st.st_mtime_ns):
+        return _stale(use.path, Via.IMPORTED, "changed since it was imported")
+    return None
+
+
+_MAX_COMPARE = 1 << 30  # bytes; a larger replaced file counts as changed
+
+
+class SameBytes:
+    """Compares a replaced file a process still holds (through /proc/PID/exe, fd/N or
+    map_files/RANGE) with the file now at its path, by digest; digests are kept per
+    inode, so a library held by many processes is read once. Anything unreadable counts
+    as different."""
+
+    def __init__(self) -> None:
+        self.digests: dict[tuple[int, int], str | None] = {}
+
+    def against(self, d: ProcDir, fs: RootFS) -> Callable[[FileUse, os.stat_result], bool]:
+        """The comparison for one process (`check_use`'s `same`)."""
+        return lambda use, now: self(d, fs, use, now)
+
+    def __call__(self, d: ProcDir, fs: RootFS, use: FileUse, now: os.stat_result) -> bool:
+        if use.handle is None:
+            return False
+        handle = use.handle
+        if not stat.S_ISREG(now.st_mode):
+            return False  # a FIFO or device took the path: never opened (it could block)
+        new = self._digest(
+            (now.st_dev, now.st_ino), lambda: fs.open(use.path, os.O_RDONLY | os.O_NONBLOCK)
+        )
+        old = self._digest((use.dev, use.ino), lambda: d.open_target(handle))
+        return old is not None and old == new
+
+    def _digest(self, key: tuple[int, int], opener: Callable[[], int]) -> str | None:
+        if key in self.digests:
+            return self.digests[key]
+        digest = None
+        try:
+            fd = opener()
+        except (OSError, NoSuchProcess, AccessDenied):
+            fd = -1
+        if fd >= 0:
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode) and st.st_size <= _MAX_COMPARE:
+                    found, n = _digest_fd(fd, st.st_size)
+                    digest = found if n == st.st_size else None
+            except OSError:
+                digest = None
+            finally:
+                os.close(fd)
+        self.digests[key] = digest
+        return digest
+
+
+_PYTHON = re.compile(r"^python[0-9.]*$")
+
+
+def is_python(proc: Process) -> bool:
+    """True if the process runs a CPython interpreter (by its executable's name)."""
+    return proc.exe is not None and bool(_PYTHON.match(posixpath.basename(proc.exe)))
+
+
+@contextmanager
+def live_root(proc: Process, procfs: str = "/proc") -> Iterator[tuple[ProcDir, RootFS]]:
+    """The /proc directory and the root of a snapshot's process, while it is still that
+    process (`NoSuchProcess` when it exited or its pid was reused since)."""
+    with ProcDir(proc.pid, procfs) as d:
+        if parse_stat(d.read("stat")).start_time != proc.start_time:
+            raise NoSuchProcess(proc.pid, f"{proc.pid}: pid reused")
+        root_fd = d.open_root()
+        try:
+            fs = RootFS(root_fd)  # holds its own copy of the descriptor
+        finally:
+            os.close(root_fd)
+        with fs:
+            yield d, fs
+
+
+Space = tuple[str, str | None]  # (root, mount namespace): processes that see the same files
+
+
+class Inspector:
+    """What one run shares across the processes it looks into: stat results per space,
+    import graphs, ELF closures and loader configurations, digests of replaced files."""
+
+    def __init__(self, procfs: str = "/proc", clock_ticks: int = 100) -> None:
+        self.procfs = procfs
+        self.ticks = clock_ticks
+        self.stats: dict[Space, dict[str, os.stat_result | None]] = {}
+        self.graphs = ProgramGraphs()
+        self.same = SameBytes()
+        self.facts: FactsCache = {}
+        self.loaders: dict[Space, LoaderConfig] = {}
+        self.closures: dict[tuple[Space, str], ElfClosure] = {}
+        self._boot_time: float | None = None
+
+    @contextmanager
+    def open(self, proc: Process) -> Iterator[tuple[ProcDir, RootFS]]:
+        """The process's /proc directory and root (`live_root`)."""
+        with live_root(proc, self.procfs) as opened:
+            yield opened
+
+    def stat(self, space: Space, fs: RootFS, path: str) -> os.stat_result | None:
+        """`fs.stat(path)`, once per space."""
+        cache = self.stats.setdefault(space, {})
+        if path not in cache:
+            cache[path] = fs.stat(path)
+        return cache[path]
+
+    def stale_uses(self, proc: Process, d: ProcDir, fs: RootFS) -> list[Evidence]:
+        """Each file the process maps or holds that is no longer the one at its path."""
+        cache = self.stats.setdefault(_space(proc), {})
+        same = self.same.against(d, fs)
+        return [e for use in proc.files if (e := check_use(use, fs, cache, same)) is not None]
+
+    def graph(self, proc: Process, fs: RootFS) -> ImportGraph:
+        """The static import graph of a Python process's program (`proc.exe` set)."""
+        assert proc.exe is not None
+        return self.graphs.graph(fs, _space(proc), proc.cmdline, proc.exe, proc.cwd)
+
+    def stale_imports(self, proc: Process, fs: RootFS) -> list[Evidence]:
+        """Modules an untraced Python process's import graph reaches that are gone or
+        changed after it started. ctime, not mtime: package managers restore mtimes,
+        never ctimes."""
+        if self._boot_time is None:
+            self._boot_time = boot_time(self.procfs)
+        started = self._boot_time + proc.start_time / self.ticks
+        space = _space(proc)
+        out = []
+        for path in sorted(self.graph(proc, fs).files):
+            st = self.stat(space, fs, path)
+            if st is None:
+                out.append(_stale(path, Via.IMPORT_GRAPH, "imported module no longer on disk"))
+            elif st.st_ctime > started + 1:  # a second of slack: ctime and start granularity
+                out.append(_stale(path, Via.IMPORT_GRAPH, "changed after the process started"))
+        return out
+
+    def closure(self, proc: Process, fs: RootFS) -> ElfClosure:
+        """The ELF closure of the process's executable (`proc.exe` set), inside its root."""
+        assert proc.exe is not None
+        space = _space(proc)
+        key = (space, proc.exe)
+        if key not in self.closures:
+            if space not in self.loaders:
+                self.loaders[space] = load_loader_config(fs)
+            self.closures[key] = elf_closure(fs, proc.exe, self.loaders[space], cache=self.facts)
+        return self.closures[key]
+
+
+def _space(proc: Process) -> Space:
+    return (proc.root, proc.mnt_ns)
