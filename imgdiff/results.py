@@ -7,7 +7,9 @@ do no I/O and never format anything: each one renders through one protocol (`to_
 `__rich_console__`, `_repr_html_`) whose implementations are `report.json`,
 `report.console` and `report.notebook`, imported when first used; that lazy import is the
 only circle the package allows. Image-side vocabulary (`Entry`, `Change`, statuses) stays
-in `model`: image readers use it on hot paths and must not load the result side.
+in `model`: image readers use it on hot paths and must not load the result side. A record
+holding a dict (`DeltaStats`, `Delta`, `Plan`, `DemoRun`) is unhashable by design
+(`unsafe_hash=False`); every other record hashes by value.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class Rendered:
         return to_html(self)
 
 
-@attrs.frozen
+@attrs.frozen(unsafe_hash=False)  # holds dicts: unhashable by design, not by accident
 class DeltaStats:
     """Counts and bytes by status; shares of the new image that changed."""
 
@@ -90,7 +92,7 @@ class DeltaStats:
         return stats_json(self)
 
 
-@attrs.frozen
+@attrs.frozen(unsafe_hash=False)  # holds dicts: unhashable by design, not by accident
 class Delta(Rendered):
     """The changes from `old` to `new`, sorted by path, with statistics."""
 
@@ -285,7 +287,7 @@ class Verdict(Rendered):
         return verdict_frame(self)
 
 
-@attrs.frozen
+@attrs.frozen(unsafe_hash=False)  # holds dicts: unhashable by design, not by accident
 class Plan(Rendered):
     """What `plan_update` found: the verdict, and the delta, impact and drift it weighed,
     with the seconds each stage took (in `pipeline.STAGES` order). It renders as its
@@ -298,7 +300,7 @@ class Plan(Rendered):
     timings: Mapping[str, float]
 
 
-@attrs.frozen
+@attrs.frozen(unsafe_hash=False)  # holds dicts: unhashable by design, not by accident
 class DemoRun(Rendered):
     """`imgdiff demo`: where the example was built, the services' pids, the verdict."""
 

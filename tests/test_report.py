@@ -151,3 +151,16 @@ def test_every_result_renders_through_one_protocol(delta: imgdiff.Delta) -> None
         assert result._repr_html_().lstrip().startswith("<"), type(result)
         assert result.to_json() == document(result)
     assert results[-1].to_json() == verdict.to_json()
+
+
+def test_records_holding_dicts_are_unhashable_by_design(delta: imgdiff.Delta) -> None:
+    from imgdiff.results import Evidence, Impact, Plan, Step, Verdict
+
+    lib = (Evidence("/usr/lib/libx.so.1", "mapped", "modified", "elf-library"),)
+    verdict = Verdict("restart", ("why",), (Step("web.service", (7,), lib),))
+    assert hash(verdict) == hash(Verdict("restart", ("why",), (Step("web.service", (7,), lib),)))
+    assert len({lib[0], Evidence("/usr/lib/libx.so.1", "mapped", "modified", "elf-library")}) == 1
+    plan = Plan(verdict, delta, Impact((), 0, ()), None, {"delta": 0.1})
+    for record in (delta, delta.stats, plan):
+        with pytest.raises(TypeError, match=f"unhashable type: '{type(record).__name__}'"):
+            hash(record)
