@@ -73,13 +73,43 @@ class Header:
             "old": {"identity": self.old_identity},
             "new": {"identity": self.new_identity},
             "manifest": self.new.document(heads_of=self._changed()),
-            "old_entries": [entry_row(self.old_entries[p]) for p in sorted(self.old_entries)],
+            "removed": [
+                entry_row(self.old_entries[p])
+                for p in sorted(self.old_entries)
+                if p not in self.new.entries
+            ],
+            "changed": [
+                [p, _differences(entry_row(self.old_entries[p]), entry_row(self.new.entries[p]))]
+                for p in sorted(self.old_entries)
+                if p in self.new.entries
+            ],
             "added": sorted(self.added),
             "records": [[r.path, r.encoding, r.base, r.size] for r in self.records],
         }
 
     def _changed(self) -> set[str]:
         return set(self.added) | set(self.old_entries)
+
+
+# the columns of `entry_row`, by name: a changed path stores OLD's values where they differ
+_COLUMNS = ("path", "type", "mode", "uid", "gid", "size", "mtime_ns", "target", "hardlink",
+            "rdev", "xattrs", "digest", "implicit")  # fmt: skip
+
+
+def _differences(old: list[Any], new: list[Any]) -> dict[str, Any]:
+    old = old + [False] * (len(_COLUMNS) - len(old))
+    new = new + [False] * (len(_COLUMNS) - len(new))
+    return {c: o for c, o, n in zip(_COLUMNS, old, new, strict=True) if o != n}
+
+
+def _with_differences(new: list[Any], changes: Any) -> list[Any]:
+    if not isinstance(changes, dict) or not set(changes) <= set(_COLUMNS[1:]) or not changes:
+        raise ValueError("not a non-empty object of entry columns (the path cannot change)")
+    row = new + [False] * (len(_COLUMNS) - len(new))
+    for i, column in enumerate(_COLUMNS):
+        if column in changes:
+            row[i] = changes[column]
+    return row
 
 
 def write_header(fh: BinaryIO, header: Header) -> None:
@@ -132,7 +162,7 @@ def _parse(doc: Any, source: str, limits: Limits) -> Header:
 
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise BadInput(source, f"not an {SCHEMA} archive")
-    keys = {"schema", "old", "new", "manifest", "old_entries", "added", "records"}
+    keys = {"schema", "old", "new", "manifest", "removed", "changed", "added", "records"}
     if set(doc) != keys:
         raise bad(f"keys {sorted(set(doc) ^ keys)} missing or unknown")
     ids = []
@@ -145,17 +175,27 @@ def _parse(doc: Any, source: str, limits: Limits) -> Header:
         ids.append(part["identity"])
     new = Manifest.from_document(doc["manifest"], source, limits, kind="delta")
     old_entries: dict[str, Entry] = {}
-    rows = doc["old_entries"]
-    if not isinstance(rows, list):
-        raise bad("old_entries is not a list")
-    for i, row in enumerate(rows):
+    for key in ("removed", "changed"):
+        if not isinstance(doc[key], list):
+            raise bad(f"{key} is not a list")
+    for i, row in enumerate(doc["removed"]):
         try:
             entry = entry_from_row(row, limits)
         except (TypeError, ValueError) as exc:
-            raise bad(f"old_entries[{i}]: {exc}") from None
-        if entry.path in old_entries:
-            raise bad(f"old_entries[{i}]: duplicate path")
+            raise bad(f"removed[{i}]: {exc}") from None
+        if entry.path in old_entries or entry.path in new.entries:
+            raise bad(f"removed[{i}]: a path NEW has, or one named twice")
         old_entries[entry.path] = entry
+    for i, item in enumerate(doc["changed"]):
+        try:
+            if not (isinstance(item, list) and len(item) == 2 and item[0] in new.entries):
+                raise ValueError("not [a path NEW has, {column: OLD value}]")
+            if item[0] in old_entries:
+                raise ValueError("a path named twice")
+            row = _with_differences(entry_row(new.entries[item[0]]), item[1])
+            old_entries[item[0]] = entry_from_row(row, limits)
+        except (TypeError, ValueError) as exc:
+            raise bad(f"changed[{i}]: {exc}") from None
     added = doc["added"]
     if not isinstance(added, list) or not all(isinstance(p, str) for p in added):
         raise bad("added is not a list of paths")

@@ -1,0 +1,634 @@
+"""`apply` and `rollback`: a delta archive onto a tree that is OLD, crash-safe either way.
+
+The tree is first checked to be OLD (its manifest against the one the header rebuilds),
+and nothing is touched when it is not. Then, in `TREE/var/lib/imgdiff/`:
+
+1. staging: every new file, symlink and FIFO is written under `staging/`, its bytes
+   checked against NEW's digest, its metadata set as NEW's (owner, mode, xattrs, mtime),
+   and fsynced;
+2. a journal of the operations is written (fsync, rename, fsync);
+3. commit: what is replaced or removed is renamed into `undo/` (no copy), staged files
+   are renamed into place, directories made, hard links linked, metadata set, directory
+   metadata last and deepest first;
+4. the tree is checked to be NEW, and the journal marked done; undo data stays until the
+   next apply, so `rollback` can give OLD back after a completed apply too.
+
+Every step of the commit is idempotent and decided by what exists (a staged file not yet
+renamed, an undo slot already filled), so after SIGKILL or power loss running `apply`
+again finishes, and `rollback` undoes whatever was done. All paths are opened beneath
+the tree with no symlink on the way (`fs.openat`), so a symlink in the tree can never
+redirect a write outside it. Nothing here decides what a delta holds (`pack`) or how it
+is encoded (`format`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+import attrs
+import blake3
+import zstandard
+
+from imgdiff import _digest
+from imgdiff.archive.format import Header, Record, read_header, record_data
+from imgdiff.archive.pack import creates_device, window_log
+from imgdiff.delta import compare
+from imgdiff.errors import BadInput, ImgdiffError
+from imgdiff.fs.openat import open_beneath
+from imgdiff.image import DirImage
+from imgdiff.manifest import ImageInfo, Manifest
+from imgdiff.model import Entry, EntryType
+
+STATE_DIR = "/var/lib/imgdiff"
+_JOURNAL = "journal.json"
+_HISTORY = "history.json"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_BASE = 1 << 30
+
+
+class NotTheBase(BadInput):
+    """The tree is not the delta's OLD (or not the image a rollback expects)."""
+
+
+@attrs.frozen
+class ApplyResult:
+    """What an apply did."""
+
+    tree: str
+    delta_digest: str
+    old_identity: str
+    new_identity: str
+    operations: int
+    resumed: bool  # an interrupted commit was finished
+
+
+@attrs.frozen
+class Op:
+    """One step of the commit; `n` names its staging and undo slots."""
+
+    n: int
+    action: str  # aside | mkdir | place | link | meta
+    path: str
+    leader: str | None = None  # link: the path the new name links to
+
+
+# -- the operations a header implies --------------------------------------------------------
+def _content_same(o: Entry, n: Entry) -> bool:
+    if o.type is not n.type:
+        return False
+    if n.type is EntryType.FILE:
+        return o.digest == n.digest and o.hardlink == n.hardlink
+    if n.type is EntryType.SYMLINK:
+        return o.target == n.target
+    return o.rdev == n.rdev
+
+
+def _meta_same(o: Entry, n: Entry) -> bool:
+    return (o.mode, o.uid, o.gid, o.xattrs, o.mtime_ns) == (
+        n.mode,
+        n.uid,
+        n.gid,
+        n.xattrs,
+        n.mtime_ns,
+    )
+
+
+def operations(header: Header) -> list[Op]:
+    """The commit's steps, in order: asides deepest first, then directories shallowest
+    first, files, links, and metadata with directories last and deepest first."""
+    old = header.old_manifest()
+    new = header.new.entries
+    asides: list[str] = []
+    mkdirs: list[str] = []
+    places: list[str] = []
+    links: list[tuple[str, str]] = []
+    metas: list[str] = []
+    dirmetas: list[str] = []
+    touched_parents: set[str] = set()
+    for p in sorted(old.keys() | new.keys()):
+        o, n = old.get(p), new.get(p)
+        if o is not None and n is not None and _content_same(o, n):
+            if not _meta_same(o, n):
+                (dirmetas if n.type is EntryType.DIR else metas).append(p)
+            continue
+        touched_parents.add(p.rpartition("/")[0] or "/")
+        if o is not None:
+            asides.append(p)
+        if n is None:
+            continue
+        if creates_device(o, n):
+            raise BadInput(header.new.info.path, "a delta never creates device nodes", p)
+        if n.type is EntryType.DIR:
+            mkdirs.append(p)
+            dirmetas.append(p)
+        elif n.type is EntryType.FILE and n.hardlink not in (None, p):
+            links.append((p, n.hardlink))
+        else:
+            places.append(p)
+    for parent in touched_parents:  # renames change their parents' mtimes: set NEW's again
+        if parent != "/" and parent in new and parent not in dirmetas:
+            dirmetas.append(parent)
+    ops: list[Op] = []
+    for p in sorted(asides, key=lambda x: (-x.count("/"), x)):
+        ops.append(Op(len(ops), "aside", p))
+    for p in sorted(mkdirs, key=lambda x: (x.count("/"), x)):
+        ops.append(Op(len(ops), "mkdir", p))
+    for p in places:
+        ops.append(Op(len(ops), "place", p))
+    for p, leader in links:
+        ops.append(Op(len(ops), "link", p, leader))
+    for p in metas:
+        ops.append(Op(len(ops), "meta", p))
+    for p in sorted(dirmetas, key=lambda x: (-x.count("/"), x)):
+        ops.append(Op(len(ops), "meta", p))
+    return ops
+
+
+# -- the tree, reached only beneath its root --------------------------------------------------
+class Tree:
+    """A directory tree changed only through descriptors opened beneath its root."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.realpath(root)
+        try:
+            self.fd = os.open(self.root, _DIR_FLAGS)
+        except OSError as exc:
+            raise BadInput(root, f"cannot open the tree: {exc.strerror}") from None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    @contextlib.contextmanager
+    def parent(self, path: str) -> Iterator[tuple[int, str]]:
+        """(descriptor of `path`'s directory, its last name), no symlink on the way."""
+        head, _, name = path.rpartition("/")
+        if not head:
+            yield self.fd, name
+            return
+        fd = open_beneath(self.fd, os.fsencode(head.lstrip("/")), _DIR_FLAGS)
+        try:
+            yield fd, name
+        finally:
+            os.close(fd)
+
+    def lexists(self, path: str) -> bool:
+        try:
+            with self.parent(path) as (fd, name):
+                os.lstat(name, dir_fd=fd)
+        except FileNotFoundError:
+            return False
+        except NotADirectoryError:
+            return False
+        return True
+
+    def rename(self, src: str, dst: str) -> None:
+        with self.parent(src) as (sfd, sname), self.parent(dst) as (dfd, dname):
+            os.rename(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd)
+
+    def read(self, path: str, size_limit: int) -> bytes:
+        with self.parent(path) as (fd, name):
+            f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=fd)
+        try:
+            st = os.fstat(f)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > size_limit:
+                raise BadInput(self.root, "not a regular file of a readable size", path)
+            return os.pread(f, st.st_size, 0)
+        finally:
+            os.close(f)
+
+
+def _set_meta(fd: int, name: str, entry: Entry) -> None:
+    """Set owner, mode, xattrs and mtime as `entry` says, on `name` in directory `fd`."""
+    if entry.type is EntryType.SYMLINK:
+        os.chown(name, entry.uid, entry.gid, dir_fd=fd, follow_symlinks=False)
+        os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=fd, follow_symlinks=False)
+        return
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+    f = os.open(name, flags, dir_fd=fd)
+    try:
+        set_meta_fd(f, entry)
+    finally:
+        os.close(f)
+
+
+def set_meta_fd(f: int, entry: Entry) -> None:
+    """Owner first (chown clears set-id bits and capabilities), then mode, xattrs, mtime."""
+    os.fchown(f, entry.uid, entry.gid)
+    os.fchmod(f, entry.mode)
+    want = dict(entry.xattrs)
+    for key in os.listxattr(f):
+        if key not in want:
+            os.removexattr(f, key)
+    for key, value in entry.xattrs:
+        os.setxattr(f, key, value)
+    os.utime(f, ns=(entry.mtime_ns, entry.mtime_ns))
+
+
+# -- state directory ---------------------------------------------------------------------------
+class State:
+    """`TREE/var/lib/imgdiff`: journal, history, staging and undo areas."""
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.dir = tree.root + STATE_DIR
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        st = os.lstat(self.dir)
+        if not stat.S_ISDIR(st.st_mode) or os.path.realpath(self.dir) != self.dir:
+            raise BadInput(tree.root, f"{STATE_DIR} is not a plain directory")
+
+    def path(self, *parts: str) -> str:
+        return "/".join((STATE_DIR, *parts))
+
+    def journal(self) -> dict[str, Any] | None:
+        try:
+            with open(os.path.join(self.dir, _JOURNAL), encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise BadInput(self.dir, f"unreadable journal: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("schema") != "imgdiff.journal/1":
+            raise BadInput(self.dir, "not an imgdiff journal")
+        return doc
+
+    def write_json(self, name: str, doc: dict[str, Any] | list[Any]) -> None:
+        tmp = os.path.join(self.dir, f".{name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, ensure_ascii=True, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, os.path.join(self.dir, name))
+        _fsync_dir(self.dir)
+
+    def history(self) -> list[dict[str, Any]]:
+        try:
+            with open(os.path.join(self.dir, _HISTORY), encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise BadInput(self.dir, f"unreadable history: {exc}") from None
+        return doc if isinstance(doc, list) else []
+
+    def fresh(self, name: str) -> str:
+        """An empty directory `name` in the state directory (its old content removed)."""
+        full = os.path.join(self.dir, name)
+        shutil.rmtree(full, ignore_errors=True)
+        os.mkdir(full, 0o700)
+        return full
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- checking a tree against a manifest ----------------------------------------------------------
+def tree_manifest(tree: str, *, use_cache: bool = True) -> Manifest:
+    """The tree as an image, leaving out imgdiff's own state directory."""
+    return Manifest.read(DirImage(tree, prune=lambda p: p == STATE_DIR), use_cache=use_cache)
+
+
+def differences(tree: Manifest, want: dict[str, Entry], name: str) -> list[str]:
+    """What keeps `tree` from being the image `want` describes: "path (aspects)" lines.
+
+    mtime alone is not a difference; the state directory and the parents apply created
+    for it are not part of the tree.
+    """
+    for path in (STATE_DIR, *_ancestors(STATE_DIR)):
+        if path not in want:
+            tree.entries.pop(path, None)
+    files = sum(1 for e in want.values() if e.type is EntryType.FILE)
+    wanted = Manifest(dict(want), ImageInfo(name, "manifest", len(want), files, 0))
+    out = []
+    for c in compare(tree, wanted).changes:
+        how = {"removed": "only in the tree", "added": "missing from the tree"}.get(
+            c.status.value, ", ".join(a.value for a in c.aspects)
+        )
+        out.append(f"{c.path} ({how})")
+    return out
+
+
+def _ancestors(path: str) -> list[str]:
+    out = []
+    while (path := path.rpartition("/")[0]) not in ("", "/"):
+        out.append(path)
+    return out
+
+
+# -- apply ------------------------------------------------------------------------------------
+def apply(
+    delta: str,
+    tree: str,
+    *,
+    digest: str | None = None,
+    use_cache: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> ApplyResult:
+    """Apply `delta` to `tree` (which must be its OLD); see the module docstring."""
+    say = progress or (lambda _: None)
+    t = Tree(tree)
+    try:
+        root_mtime = os.stat(t.fd).st_mtime_ns  # the root has no entry: rollback restores it
+        state = State(t)
+        with open(delta, "rb") as fh:
+            header = read_header(fh, delta)
+            journal = state.journal()
+            if journal is not None and journal.get("phase") == "commit":
+                if (
+                    journal.get("new") != header.new_identity
+                    or journal.get("old") != header.old_identity
+                ):
+                    raise BadInput(
+                        tree, "an interrupted apply of another delta is pending: roll it back first"
+                    )
+                say("finishing the interrupted apply")
+                return _commit(t, state, header, journal, resumed=True, say=say)
+            say("checking the tree is the delta's base")
+            _check_base(t, state, header, use_cache)
+            say("staging new files")
+            ops = operations(header)
+            hasher = _staging(t, state, header, fh, delta, say)
+        got = _digest.finish(hasher)
+        if digest is not None and got != _full(digest):
+            shutil.rmtree(os.path.join(state.dir, "staging"), ignore_errors=True)
+            raise BadInput(delta, f"delta digest {got} is not the one asked for")
+        journal = {
+            "schema": "imgdiff.journal/1",
+            "phase": "commit",
+            "root_mtime_ns": root_mtime,
+            "delta": got,
+            "old": header.old_identity,
+            "new": header.new_identity,
+            "ops": [[op.n, op.action, op.path, op.leader] for op in ops],
+        }
+        shutil.rmtree(os.path.join(state.dir, "undo"), ignore_errors=True)  # the previous apply's
+        state.fresh("undo")
+        state.write_json(_JOURNAL, journal)
+        return _commit(t, state, header, journal, resumed=False, say=say)
+    finally:
+        t.close()
+
+
+def _full(digest: str) -> str:
+    return digest if digest.startswith(_digest.PREFIX) else _digest.PREFIX + digest
+
+
+def _check_base(t: Tree, state: State, header: Header, use_cache: bool) -> None:
+    diffs = differences(tree_manifest(t.root, use_cache=use_cache), header.old_manifest(), "OLD")
+    if not diffs:
+        return
+    known = [h for h in state.history() if isinstance(h, dict)]
+    where = ""
+    if known and known[-1].get("new") != header.old_identity:
+        at = next((i + 1 for i, h in enumerate(known) if h.get("new") == header.old_identity), None)
+        where = (
+            f"; this tree is at update {len(known)} ({known[-1].get('new')}), "
+            f"the delta needs {header.old_identity}" + (f" (update {at})" if at else "")
+        )
+    shown = ", ".join(diffs[:5]) + (f" and {len(diffs) - 5} more" if len(diffs) > 5 else "")
+    raise NotTheBase(t.root, f"is not the delta's base: {len(diffs)} paths differ: {shown}{where}")
+
+
+def _staging(
+    t: Tree, state: State, header: Header, fh: BinaryIO, delta: str, say: Callable[[str], None]
+) -> blake3.blake3:
+    """Write every new file, symlink and FIFO under staging/; returns the delta's hasher.
+
+    The archive is read on from the end of its header, once; every record must be the
+    content of a path the commit places, and every such file must have one.
+    """
+    hasher = _digest.new_hasher()
+    start = fh.tell()
+    fh.seek(0)
+    hasher.update(fh.read(start))
+    places = {op.path: op for op in operations(header) if op.action == "place"}
+    files = {p for p in places if header.new.entries[p].type is EntryType.FILE}
+    old = header.old_manifest()
+    staging = state.fresh("staging")
+    sfd = os.open(staging, _DIR_FLAGS)
+    try:
+        seen = set()
+        for record, data in record_data(fh, header, delta):
+            hasher.update(data)
+            if record.path not in files:
+                raise BadInput(
+                    delta, "a content record for a path the delta does not write", record.path
+                )
+            if record.base is not None and (
+                record.base not in old or old[record.base].type is not EntryType.FILE
+            ):
+                raise BadInput(delta, f"base {record.base!r} is not a file of OLD", record.path)
+            entry = header.new.entries[record.path]
+            content = _decode(t, record, data, entry, delta)
+            _write_file(sfd, str(places[record.path].n), entry, content)
+            seen.add(record.path)
+        if files - seen:
+            raise BadInput(delta, "no content record for a changed file", min(files - seen))
+        for path, op in places.items():
+            entry = header.new.entries[path]
+            if entry.type is EntryType.SYMLINK:
+                assert entry.target is not None
+                os.symlink(entry.target, str(op.n), dir_fd=sfd)
+                _set_meta(sfd, str(op.n), entry)
+            elif entry.type is EntryType.FIFO:
+                os.mkfifo(str(op.n), 0o600, dir_fd=sfd)
+                _set_meta(sfd, str(op.n), entry)
+            elif entry.type is not EntryType.FILE:
+                raise BadInput(delta, f"a delta cannot carry a {entry.type.value}", path)
+        os.fsync(sfd)
+    finally:
+        os.close(sfd)
+    say(f"staged {len(places)} paths")
+    return hasher
+
+
+def _decode(t: Tree, record: Record, data: bytes, entry: Entry, delta: str) -> bytes:
+    """A record's bytes, decoded and checked against NEW's size and digest."""
+    try:
+        if record.encoding == "copy":
+            assert record.base is not None
+            out = t.read(record.base, _MAX_BASE)
+        elif record.encoding == "zstd":
+            out = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        else:
+            assert record.base is not None
+            base = t.read(record.base, _MAX_BASE)
+            ref = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+            dec = zstandard.ZstdDecompressor(
+                dict_data=ref, max_window_size=1 << window_log(len(base), entry.size)
+            )
+            out = dec.decompressobj().decompress(data)
+    except zstandard.ZstdError as exc:
+        raise BadInput(delta, f"corrupt content record: {exc}", record.path) from None
+    if len(out) != entry.size or _digest.of_bytes(out) != entry.digest:
+        raise BadInput(delta, "content does not match NEW's digest", record.path)
+    return out
+
+
+def _write_file(sfd: int, name: str, entry: Entry, data: bytes) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    f = os.open(name, flags, 0o600, dir_fd=sfd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(f, view) :]
+        set_meta_fd(f, entry)
+        os.fsync(f)
+    finally:
+        os.close(f)
+
+
+def _commit(
+    t: Tree,
+    state: State,
+    header: Header,
+    journal: dict[str, Any],
+    *,
+    resumed: bool,
+    say: Callable[[str], None],
+) -> ApplyResult:
+    ops = [Op(n, action, path, leader) for n, action, path, leader in journal["ops"]]
+    new = header.new.entries
+    say(f"committing {len(ops)} operations")
+    for op in ops:
+        _do(t, state, op, new)
+    _settle_parents(t, new)
+    say("checking the tree is NEW")
+    diffs = differences(tree_manifest(t.root), new, "NEW")
+    if diffs:
+        raise ImgdiffError(
+            f"{t.root}: after apply the tree is not NEW ({', '.join(diffs[:5])}); "
+            "run `imgdiff rollback` to return to OLD"
+        )
+    journal = {**journal, "phase": "done"}
+    state.write_json(_JOURNAL, journal)
+    history = state.history()
+    history.append(
+        {"old": header.old_identity, "new": header.new_identity, "delta": journal["delta"],
+         "applied": time.time()}
+    )  # fmt: skip
+    state.write_json(_HISTORY, history)
+    shutil.rmtree(os.path.join(state.dir, "staging"), ignore_errors=True)
+    return ApplyResult(
+        t.root, journal["delta"], header.old_identity, header.new_identity, len(ops), resumed
+    )
+
+
+def _do(t: Tree, state: State, op: Op, new: dict[str, Entry]) -> None:
+    """One commit step, idempotent: it looks at what exists before acting."""
+    slot = state.path("undo", str(op.n))
+    staged = state.path("staging", str(op.n))
+    if op.action == "aside":
+        if not t.lexists(slot) and t.lexists(op.path):
+            t.rename(op.path, slot)
+    elif op.action == "mkdir":
+        with t.parent(op.path) as (fd, name), contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o700, dir_fd=fd)
+    elif op.action == "place":
+        if t.lexists(staged):
+            t.rename(staged, op.path)
+    elif op.action == "link":
+        assert op.leader is not None
+        with t.parent(op.leader) as (lfd, lname), t.parent(op.path) as (fd, name):
+            try:
+                os.link(lname, name, src_dir_fd=lfd, dst_dir_fd=fd, follow_symlinks=False)
+            except FileExistsError:
+                if os.lstat(name, dir_fd=fd).st_ino != os.lstat(lname, dir_fd=lfd).st_ino:
+                    raise
+    elif op.action == "meta":
+        with t.parent(op.path) as (fd, name):
+            _set_meta(fd, name, new[op.path])
+    else:
+        raise BadInput(state.dir, f"unknown journal action {op.action!r}", op.path)
+
+
+def _settle_parents(t: Tree, entries: dict[str, Entry]) -> None:
+    """Give the state directory's parents the metadata `entries` says (making the state
+    directory, and working in it, changed their mtimes)."""
+    for path in _ancestors(STATE_DIR):
+        if path in entries and entries[path].type is EntryType.DIR:
+            with t.parent(path) as (fd, name):
+                _set_meta(fd, name, entries[path])
+
+
+# -- rollback -----------------------------------------------------------------------------------
+def rollback(
+    delta: str, tree: str, *, progress: Callable[[str], None] | None = None
+) -> ApplyResult:
+    """Undo the apply of `delta` on `tree` (interrupted or completed): the tree is OLD again."""
+    say = progress or (lambda _: None)
+    t = Tree(tree)
+    try:
+        state = State(t)
+        with open(delta, "rb") as fh:
+            header = read_header(fh, delta)
+        journal = state.journal()
+        if journal is None or journal.get("new") != header.new_identity:
+            raise BadInput(tree, "no apply of this delta to roll back")
+        ops = [Op(n, action, path, leader) for n, action, path, leader in journal["ops"]]
+        old = header.old_manifest()
+        say(f"undoing {len(ops)} operations")
+        for op in reversed(ops):
+            _undo(t, state, op, old)
+        # the renames back changed the mtimes of their directories: OLD's again, deepest first
+        dirs = {op.path.rpartition("/")[0] for op in ops} | {op.path for op in ops}
+        for path in sorted(dirs & old.keys(), key=lambda x: (-x.count("/"), x)):
+            if old[path].type is EntryType.DIR:
+                with t.parent(path) as (fd, name):
+                    _set_meta(fd, name, old[path])
+        _settle_parents(t, old)
+        if isinstance(journal.get("root_mtime_ns"), int):
+            mtime = journal["root_mtime_ns"]
+            os.utime(t.fd, ns=(mtime, mtime))
+        diffs = differences(tree_manifest(t.root), old, "OLD")
+        if diffs:
+            raise ImgdiffError(
+                f"{t.root}: after rollback the tree is not OLD ({', '.join(diffs[:5])})"
+            )
+        os.unlink(os.path.join(state.dir, _JOURNAL))
+        history = state.history()
+        if history and history[-1].get("new") == header.new_identity:
+            history.pop()
+            state.write_json(_HISTORY, history)
+        for area in ("staging", "undo"):
+            shutil.rmtree(os.path.join(state.dir, area), ignore_errors=True)
+        return ApplyResult(t.root, str(journal.get("delta")), header.old_identity,
+                           header.new_identity, len(ops), False)  # fmt: skip
+    finally:
+        t.close()
+
+
+def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry]) -> None:
+    slot = state.path("undo", str(op.n))
+    staged = state.path("staging", str(op.n))
+    if op.action == "aside":
+        if t.lexists(slot):
+            t.rename(slot, op.path)
+    elif op.action == "mkdir":
+        with t.parent(op.path) as (fd, name), contextlib.suppress(FileNotFoundError):
+            os.rmdir(name, dir_fd=fd)
+    elif op.action == "place":
+        if not t.lexists(staged) and t.lexists(op.path):
+            if not t.lexists(state.path("staging")):
+                os.mkdir(os.path.join(state.dir, "staging"), 0o700)
+            t.rename(op.path, staged)
+    elif op.action == "link":
+        with t.parent(op.path) as (fd, name), contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=fd)
+    elif op.action == "meta" and op.path in old:
+        with t.parent(op.path) as (fd, name):
+            _set_meta(fd, name, old[op.path])
+
+
+__all__ = ["STATE_DIR", "ApplyResult", "NotTheBase", "Op", "apply", "operations", "rollback"]
