@@ -18,7 +18,6 @@ is out of its reach.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import os
 import re
 import stat as stat_
@@ -350,28 +349,6 @@ def parse_ld_so_cache(data: bytes) -> tuple[CacheEntry, ...]:
 
 # --------------------------------------------------------------------------- ld.so.conf
 
-_GLOB_MAGIC: Final = re.compile(r"[*?\[]")
-
-
-def _glob_in_root(fs: RootFS, pattern: str) -> list[str]:
-    """glob(3) of an absolute pattern inside the root: sorted, existing paths only."""
-    paths = ["/"]
-    parts = [p for p in pattern.split("/") if p and p != "."]
-    for part in parts:
-        found: list[str] = []
-        for base in paths:
-            if not _GLOB_MAGIC.search(part):
-                found.append(child(base, part))
-                continue
-            for name in sorted(fs.listdir(base) or ()):
-                # glob(3) leaves dot files out unless the pattern asks for them
-                if name.startswith(".") and not part.startswith("."):
-                    continue
-                if fnmatch.fnmatchcase(name, part):
-                    found.append(child(base, name))
-        paths = found[:MAX_GLOB_MATCHES]
-    return sorted(p for p in paths if p != "/" and fs.stat(p) is not None)
-
 
 class _ConfReader:
     """ldconfig's reading of ld.so.conf: one directory per line, `include` globs, `#`."""
@@ -421,7 +398,7 @@ class _ConfReader:
                         if word.startswith("/")
                         else child(path.rpartition("/")[0] or "/", word)
                     )
-                    for match in _glob_in_root(self.fs, pattern):
+                    for match in self.fs.glob(pattern, MAX_GLOB_MATCHES):
                         self.read(match, depth + 1)
             elif words[0] == "hwcap":  # obsolete since glibc 2.37, never a directory
                 continue
@@ -670,7 +647,6 @@ class _Closure:
         self.platforms: tuple[str | None, ...] = (None,)
         self.platform: str | None = None
         self.platform_used = False
-        self.root_prefix = self._root_prefix()
 
     # ----------------------------------------------------------------- notes and files
 
@@ -679,26 +655,6 @@ class _Closure:
             self.notes[text] = None
         elif len(self.notes) == MAX_NOTES:
             self.notes["further notes omitted"] = None
-
-    def _root_prefix(self) -> str | None:
-        try:
-            return os.readlink(f"/proc/self/fd/{self.fs.fd}")
-        except OSError:
-            return None
-
-    def _real_path(self, fd: int, path: str) -> str:
-        """`path` with symlinks resolved inside the root, as the kernel resolved it."""
-        if self.root_prefix is None:
-            return path
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            return path
-        if self.root_prefix == "/":
-            return target
-        if target.startswith(self.root_prefix + "/"):
-            return target[len(self.root_prefix) :]
-        return target if target == self.root_prefix else path
 
     def _facts(self, fd: int, st: os.stat_result, path: str) -> ObjectFacts:
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -749,7 +705,7 @@ class _Closure:
                 # glibc opens it and fails to read an ELF header from it: fatal
                 return _Probe("fatal", path, "not a regular file")
             facts = self._facts(fd, st, path)
-            real = self._real_path(fd, path)
+            real = self.fs.path_of(fd) or path
         except OSError as exc:
             return _Probe("fatal", path, f"cannot read file data ({exc.strerror})")
         finally:

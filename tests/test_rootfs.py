@@ -62,3 +62,36 @@ def test_root_given_as_a_descriptor(chroot: Path) -> None:
             assert fs.stat("/etc/passwd") is not None
     finally:
         os.close(fd)
+
+
+def test_realpath_resolves_inside_the_root_and_keeps_what_it_cannot(chroot: Path) -> None:
+    with RootFS(str(chroot)) as fs:
+        assert fs.realpath("/srv/abs-link") == "/etc/passwd"
+        assert fs.realpath("/srv/climb") == "/etc/passwd"  # `..` stops at the root
+        assert fs.realpath("/lib/../etc") == "/usr/etc"  # `..` after a link: from its target
+        assert fs.realpath("/lib/nothing/here") == "/usr/lib/nothing/here"  # missing: kept
+        assert fs.realpath("/etc/passwd/x/..") == "/etc/passwd"  # not a directory: kept
+        assert fs.realpath("/srv/loop/x") == "/srv/loop/x"  # a loop: normalised only
+        assert fs.readlink("/srv/abs-link") == "/etc/passwd"
+        assert fs.readlink("/etc/passwd") is None
+
+
+def test_path_of_names_an_open_file_inside_the_root(chroot: Path) -> None:
+    with RootFS(str(chroot)) as fs:
+        fd = fs.open("/lib/libx.so.1", os.O_PATH)
+        try:
+            assert fs.path_of(fd) == "/usr/lib/libx.so.1"
+        finally:
+            os.close(fd)
+
+
+def test_glob_sorts_existing_matches_and_skips_dot_files(chroot: Path) -> None:
+    write_tree(chroot, {"etc/ld.so.conf.d/b.conf": "", "etc/ld.so.conf.d/a.conf": ""})
+    write_tree(chroot, {"etc/ld.so.conf.d/.hidden.conf": ""})
+    with RootFS(str(chroot)) as fs:
+        assert fs.glob("/etc/ld.so.conf.d/*.conf", 10) == [
+            "/etc/ld.so.conf.d/a.conf",
+            "/etc/ld.so.conf.d/b.conf",
+        ]
+        assert fs.glob("/etc/ld.so.conf.d/*.conf", 1) == ["/etc/ld.so.conf.d/a.conf"]
+        assert fs.glob("/nowhere/*", 10) == []

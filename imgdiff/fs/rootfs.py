@@ -1,22 +1,29 @@
 """Read files inside another root (a chroot, a container, an image tree) safely.
 
-`RootFS` answers "what is at this path as the processes in that root see it" without
-ever leaving the root: paths resolve with chroot semantics through
-`openat2(RESOLVE_IN_ROOT)` (or an equivalent user-space walk), on a root given as a path
-or as a descriptor such as `/proc/PID/root`. `/proc/PID/root/<path>` itself is not used:
-a chrooted process's absolute symlinks would lead a reader there to the host's files.
-Nothing read is ever executed or imported.
+This module owns `RootFS`, which answers "what is at this path as the processes in that
+root see it" without ever leaving the root: paths resolve with chroot semantics through
+`openat2(RESOLVE_IN_ROOT)` (or the walker of `imgdiff.fs.walk`), on a root given as a path
+or as a descriptor such as `/proc/PID/root`; it also spells paths the way they resolve
+there (`realpath`, `path_of`) and expands glob(3) patterns. `/proc/PID/root/<path>` itself
+is not used: a chrooted process's absolute symlinks would lead a reader there to the
+host's files. It must not interpret what it reads, and nothing read is ever executed or
+imported.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import stat as stat_
 from types import TracebackType
 
 from imgdiff.fs.openat import open_in_root
+from imgdiff.fs.paths import child, normalise
+from imgdiff.fs.walk import walk
 
 DEFAULT_LIMIT = 64 << 20
+_GLOB_MAGIC = re.compile(r"[*?\[]")
 
 
 class RootFS:
@@ -29,6 +36,7 @@ class RootFS:
         else:
             self.fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             self.name = root
+        self._host_path: str | bool | None = False  # the root's own path: not read yet
 
     def open(self, path: str, flags: int = os.O_RDONLY) -> int:
         """A descriptor for `path` inside the root (OSError as the kernel reports it)."""
@@ -83,6 +91,72 @@ class RootFS:
             return None
         finally:
             os.close(fd)
+
+    def readlink(self, path: str) -> str | None:
+        """The target of the symlink at `path` (its directory resolved), or None."""
+        parent, _, name = path.rpartition("/")
+        try:
+            fd = self.open(parent or "/", os.O_PATH | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            return os.readlink(name, dir_fd=fd)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def realpath(self, path: str) -> str:
+        """`path` with every symlink resolved inside the root (`..` stops at the root).
+
+        A missing component or one that is not a directory is kept as named; a symlink
+        loop leaves the whole path unresolved (normalised only).
+        """
+        try:
+            return walk(path, lambda parent, name, _last: self.readlink(child(parent, name)))
+        except OSError:
+            return normalise(path)
+
+    def path_of(self, fd: int) -> str | None:
+        """The path inside the root of what `fd` (opened in this root) leads to, as the
+        kernel names it (`/proc/self/fd`), or None where it cannot say: the root's own
+        path unknown, or the file no longer under it."""
+        if self._host_path is False:
+            try:
+                self._host_path = os.readlink(f"/proc/self/fd/{self.fd}")
+            except OSError:
+                self._host_path = None
+        root = self._host_path
+        if not isinstance(root, str):
+            return None
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return None
+        if root == "/":
+            return target
+        if target.startswith(root + "/"):
+            return target[len(root) :]
+        return target if target == root else None
+
+    def glob(self, pattern: str, max_matches: int) -> list[str]:
+        """glob(3) of an absolute pattern inside the root: sorted, existing paths only,
+        at most `max_matches` kept at each level of the pattern."""
+        paths = ["/"]
+        for part in (p for p in pattern.split("/") if p and p != "."):
+            found: list[str] = []
+            for base in paths:
+                if not _GLOB_MAGIC.search(part):
+                    found.append(child(base, part))
+                    continue
+                for name in sorted(self.listdir(base) or ()):
+                    # glob(3) leaves dot files out unless the pattern asks for them
+                    if name.startswith(".") and not part.startswith("."):
+                        continue
+                    if fnmatch.fnmatchcase(name, part):
+                        found.append(child(base, name))
+            paths = found[:max_matches]
+        return sorted(p for p in paths if p != "/" and self.stat(p) is not None)
 
     def close(self) -> None:
         """Release the root descriptor."""

@@ -35,7 +35,7 @@ from typing import Literal
 
 import attrs
 
-from imgdiff.fs.paths import join, normalise
+from imgdiff.fs.paths import child, join, normalise
 from imgdiff.fs.rootfs import RootFS
 
 VIA = "import-graph"
@@ -53,7 +53,6 @@ _MAX_CALL = 4 << 10
 _MAX_IMPORTS = 50_000  # `import` words looked at in one file (real files: a few hundred)
 _MAX_PTH_SIZE = 1 << 20
 _MAX_CFG_SIZE = 64 << 10
-_MAX_HOPS = 40  # the kernel's MAXSYMLINKS
 
 
 def _words(text: str) -> frozenset[str]:
@@ -244,7 +243,7 @@ def find_interpreter(fs: RootFS, executable: str) -> Interpreter:
     """
     notes: list[str] = []
     exe = normalise(executable)
-    real = _realpath(fs, exe)
+    real = fs.realpath(exe)
     version = _version_of_name(posixpath.basename(real)) or _version_of_name(
         posixpath.basename(exe)
     )
@@ -566,7 +565,7 @@ def _script_entry(
         return path, None, path, True
     parsed = walk.parse_file(path, skip_first_line=inv.skip_first_line)
     walk.record_file(path)
-    return path, (path, parsed or _NOTHING), posixpath.dirname(_realpath(fs, path)), False
+    return path, (path, parsed or _NOTHING), posixpath.dirname(fs.realpath(path)), False
 
 
 def _starts_with_zip(fs: RootFS, path: str) -> bool:
@@ -593,7 +592,7 @@ def _path0(fs: RootFS, cwd: str | None, script: str | None, safe_path: bool) -> 
     path = join(cwd_n or "/", script)
     if fs.is_dir(path):
         return path
-    return posixpath.dirname(_realpath(fs, path))
+    return posixpath.dirname(fs.realpath(path))
 
 
 def _sys_path(fs: RootFS, interp: Interpreter, path0: str | None, *, no_site: bool) -> list[str]:
@@ -612,44 +611,6 @@ def _frozen_set(version: tuple[int, int] | None, frozen_modules: bool | None) ->
 
 # ---------------------------------------------------------------------------------------
 # paths inside the root
-
-
-def _readlink(fs: RootFS, parent: str, name: str) -> str | None:
-    """The target of `parent/name` if it is a symlink (`parent` must be link-free)."""
-    try:
-        fd = fs.open(parent, os.O_PATH | os.O_DIRECTORY)
-    except OSError:
-        return None
-    try:
-        return os.readlink(name, dir_fd=fd)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def _realpath(fs: RootFS, path: str) -> str:
-    """`path` with every symlink resolved inside the root (`..` stops at the root)."""
-    done: list[str] = []
-    todo = [p for p in path.split("/") if p and p != "."]
-    hops = 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        target = _readlink(fs, "/" + "/".join(done), part)
-        if target is None:
-            done.append(part)
-            continue
-        hops += 1
-        if hops > _MAX_HOPS:
-            return normalise(path)
-        if target.startswith("/"):
-            done = []
-        todo[:0] = [p for p in target.split("/") if p and p != "."]
-    return "/" + "/".join(done)
 
 
 def _version_of_name(name: str) -> tuple[int, int] | None:
@@ -1376,12 +1337,12 @@ class _Walk:
         parent, name = posixpath.split(path)
         real_dir = self._real_dirs.get(parent)
         if real_dir is None:
-            real_dir = self._real_dirs[parent] = _realpath(self.fs, parent)
-        target = _readlink(self.fs, real_dir, name)
+            real_dir = self._real_dirs[parent] = self.fs.realpath(parent)
+        target = self.fs.readlink(child(real_dir, name))
         if target is None:
             real = join(real_dir, name)
         else:
-            real = _realpath(self.fs, target if target.startswith("/") else f"{real_dir}/{target}")
+            real = self.fs.realpath(target if target.startswith("/") else f"{real_dir}/{target}")
         self.files.add(real)
 
     def parse_file(self, path: str, *, skip_first_line: bool = False) -> _Parsed | None:
