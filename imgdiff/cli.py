@@ -226,27 +226,21 @@ def _demo(args: argparse.Namespace) -> int:
         return show(tmp)
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.verb == "plan":
-        return _plan(args)
-    if args.verb == "verify":
-        return _verify(args)
-    if args.verb == "snapshot":
-        return _snapshot(args)
-    if args.verb == "stale":
-        return _stale(args)
-    if args.verb == "diff":
-        return _diff(args)
-    if args.verb == "packages":
-        return _packages(args)
-    if args.verb == "manifest":
-        from imgdiff.manifest import Manifest
+def _manifest(args: argparse.Namespace) -> int:
+    from imgdiff.manifest import Manifest
 
-        Manifest.read(args.image, use_cache=not args.no_cache).save(args.output)
-        return EXIT_OK
-    if args.verb == "demo":
-        return _demo(args)
-    raise AssertionError(args.verb)
+    Manifest.read(args.image, use_cache=not args.no_cache).save(args.output)
+    return EXIT_OK
+
+
+_VERBS = {
+    "plan": _plan, "verify": _verify, "snapshot": _snapshot, "stale": _stale, "diff": _diff,
+    "packages": _packages, "manifest": _manifest, "demo": _demo,
+}  # fmt: skip
+
+
+def _run(args: argparse.Namespace) -> int:
+    return _VERBS[args.verb](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
