@@ -23,9 +23,9 @@ from imgdiff.elfdeps import elf_closure, load_loader_config
 from imgdiff.errors import Unsupported
 from imgdiff.examples import build_example_pair
 from imgdiff.fs.rootfs import RootFS
+from imgdiff.loaders.python import static_imports
 from imgdiff.pipeline import plan_update
 from imgdiff.results import DemoRun
-from imgdiff.trace.importgraph import static_imports
 
 PYTHON = "/usr/bin/python3.11"
 CGROUP = Path("/sys/fs/cgroup/unified")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from imgdiff.fs.rootfs import RootFS
-from imgdiff.trace.importgraph import (
+from imgdiff.loaders.python import (
     ImportCache,
     ImportGraph,
     RunMode,
@@ -652,7 +652,7 @@ AUDIT_CHILD = r"""
 import os, sys
 root = os.path.realpath(sys.argv[1])
 from imgdiff.fs.rootfs import RootFS
-from imgdiff.trace.importgraph import static_imports
+from imgdiff.loaders.python import static_imports
 
 FORBIDDEN = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
              "os.fork", "os.forkpty", "pty.spawn", "ctypes.dlopen"}

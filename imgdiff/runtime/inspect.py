@@ -21,11 +21,11 @@ from imgdiff._digest import of_fd as _digest_fd
 from imgdiff.elfdeps import ElfClosure, FactsCache, LoaderConfig, elf_closure, load_loader_config
 from imgdiff.errors import AccessDenied, NoSuchProcess
 from imgdiff.fs.rootfs import RootFS
+from imgdiff.loaders.python import ImportGraph, ProgramGraphs
 from imgdiff.model import Via
 from imgdiff.results import Evidence
 from imgdiff.runtime._procfs import ProcDir, boot_time, parse_stat
 from imgdiff.runtime.snapshot import FileUse, Process
-from imgdiff.trace.importgraph import ImportGraph, ProgramGraphs
 
 # pseudo files that look like paths: never "deleted" in a way a restart changes
 _PSEUDO = ("/memfd:", "/dev/", "/SYSV", "/proc/", "/sys/", "/anon_hugepage", "/[")

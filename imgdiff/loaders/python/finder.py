@@ -1,4 +1,4 @@
-"""Static import graph of an untraced Python process: the module files its program loads.
+"""The finder: the static import graph of an untraced Python process, the files it loads.
 
 This module owns answering "which files would this Python command line import" from the
 command line, the interpreter's path, the working directory and the process's root alone,
