@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 
 import attrs
 import blake3
+import hdiffpatch
 import zstandard
 
 from imgdiff import _digest
@@ -461,6 +462,14 @@ def _decode(t: Tree, record: Record, data: bytes, entry: Entry, delta: str) -> b
             out = t.read(record.base, _MAX_BASE)
         elif record.encoding == "zstd":
             out = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        elif record.encoding == "hdiff":
+            assert record.base is not None
+            base = t.read(record.base, _MAX_BASE)
+            if hdiff_sizes(data) != (entry.size, len(base)):
+                raise BadInput(
+                    delta, "patch sizes do not match NEW's file and its base", record.path
+                )
+            out = hdiffpatch.apply(base, data)
         else:
             assert record.base is not None
             base = t.read(record.base, _MAX_BASE)
@@ -469,11 +478,35 @@ def _decode(t: Tree, record: Record, data: bytes, entry: Entry, delta: str) -> b
                 dict_data=ref, max_window_size=1 << window_log(len(base), entry.size)
             )
             out = dec.decompressobj().decompress(data)
-    except zstandard.ZstdError as exc:
+    except (zstandard.ZstdError, hdiffpatch.HDiffPatchError, MemoryError) as exc:
         raise BadInput(delta, f"corrupt content record: {exc}", record.path) from None
     if len(out) != entry.size or _digest.of_bytes(out) != entry.digest:
         raise BadInput(delta, "content does not match NEW's digest", record.path)
     return out
+
+
+def hdiff_sizes(patch: bytes) -> tuple[int, int] | None:
+    """(new size, old size) an HDiffPatch patch declares, read before it is applied (so a
+    patch that lies about its output is refused before anything is allocated for it)."""
+    magic, sep, rest = patch[:64].partition(b"\0")
+    if not sep or not magic.startswith(b"HDIFF13&"):
+        return None
+    sizes = []
+    pos = 0
+    for _ in range(2):
+        value = 0
+        for _ in range(10):
+            if pos >= len(rest):
+                return None
+            byte = rest[pos]
+            pos += 1
+            value = (value << 7) | (byte & 0x7F)
+            if not byte & 0x80:
+                break
+        else:
+            return None
+        sizes.append(value)
+    return sizes[0], sizes[1]
 
 
 def _write_file(sfd: int, name: str, entry: Entry, data: bytes) -> None:

@@ -6,14 +6,15 @@ Layout (version 1, `docs/delta-archive.md`):
     canonical JSON | content records, back to back, in the header's `records` order
 
 The header holds the identities of OLD and NEW, NEW's whole manifest (the document a
-saved manifest holds, heads only for changed files), OLD's entry for every path that
+saved manifest holds, without heads), OLD's entry for every path that
 differs (so the base can be checked and the change undone without OLD), the paths only
 NEW has, and the content records: `[path, encoding, base, size]` where encoding is
 `zstd` (the whole file), `patch` (zstd with OLD's file at `base` as a raw-content
-dictionary, as `zstd --patch-from` does) or `copy` (OLD's file at `base` has these very
-bytes; no record data). This module owns writing and reading those bytes and checking
-everything the header says before anything is applied; it decides nothing about what to
-put in a delta (`pack`) or how to apply it (`apply`).
+dictionary, as `zstd --patch-from` does), `hdiff` (an HDiffPatch patch against `base`,
+lzma2-compressed) or `copy` (OLD's file at `base` has these very bytes; no record data).
+This module owns writing and reading those bytes and checking everything the header says
+before anything is applied; it decides nothing about what to put in a delta (`pack`) or
+how to apply it (`apply`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from imgdiff.model import Entry, EntryType
 
 MAGIC = b"IMGDIFF-DELTA/1\n"
 SCHEMA = "imgdiff.delta-archive/1"
-ENCODINGS = ("zstd", "patch", "copy")
+ENCODINGS = ("zstd", "patch", "hdiff", "copy")
 _LEN = struct.Struct("<Q")
 _MAX_HEADER = 1 << 30  # compressed header bytes: far above any real manifest
 _HEADER_LEVEL = 19
@@ -72,23 +73,28 @@ class Header:
             "schema": SCHEMA,
             "old": {"identity": self.old_identity},
             "new": {"identity": self.new_identity},
-            "manifest": self.new.document(heads_of=self._changed()),
+            "manifest": self.new.document(heads_of=()),
             "removed": [
                 entry_row(self.old_entries[p])
                 for p in sorted(self.old_entries)
                 if p not in self.new.entries
             ],
-            "changed": [
-                [p, _differences(entry_row(self.old_entries[p]), entry_row(self.new.entries[p]))]
-                for p in sorted(self.old_entries)
-                if p in self.new.entries
-            ],
+            "changed": self._changed_rows(),
             "added": sorted(self.added),
             "records": [[r.path, r.encoding, r.base, r.size] for r in self.records],
         }
 
-    def _changed(self) -> set[str]:
-        return set(self.added) | set(self.old_entries)
+    def _changed_rows(self) -> list[list[Any]]:
+        """[steps from the previous changed path in NEW's sorted paths, {column: OLD value}]:
+        a position costs a byte or two where the path would cost forty."""
+        out: list[list[Any]] = []
+        previous = 0
+        for i, path in enumerate(sorted(self.new.entries)):
+            if path in self.old_entries:
+                old, new = entry_row(self.old_entries[path]), entry_row(self.new.entries[path])
+                out.append([i - previous, _differences(old, new)])
+                previous = i
+        return out
 
 
 # the columns of `entry_row`, by name: a changed path stores OLD's values where they differ
@@ -174,28 +180,7 @@ def _parse(doc: Any, source: str, limits: Limits) -> Header:
             raise bad(f"{side} identity is not a string")
         ids.append(part["identity"])
     new = Manifest.from_document(doc["manifest"], source, limits, kind="delta")
-    old_entries: dict[str, Entry] = {}
-    for key in ("removed", "changed"):
-        if not isinstance(doc[key], list):
-            raise bad(f"{key} is not a list")
-    for i, row in enumerate(doc["removed"]):
-        try:
-            entry = entry_from_row(row, limits)
-        except (TypeError, ValueError) as exc:
-            raise bad(f"removed[{i}]: {exc}") from None
-        if entry.path in old_entries or entry.path in new.entries:
-            raise bad(f"removed[{i}]: a path NEW has, or one named twice")
-        old_entries[entry.path] = entry
-    for i, item in enumerate(doc["changed"]):
-        try:
-            if not (isinstance(item, list) and len(item) == 2 and item[0] in new.entries):
-                raise ValueError("not [a path NEW has, {column: OLD value}]")
-            if item[0] in old_entries:
-                raise ValueError("a path named twice")
-            row = _with_differences(entry_row(new.entries[item[0]]), item[1])
-            old_entries[item[0]] = entry_from_row(row, limits)
-        except (TypeError, ValueError) as exc:
-            raise bad(f"changed[{i}]: {exc}") from None
+    old_entries = _old_entries(doc, new, limits, bad)
     added = doc["added"]
     if not isinstance(added, list) or not all(isinstance(p, str) for p in added):
         raise bad("added is not a list of paths")
@@ -213,6 +198,41 @@ def _parse(doc: Any, source: str, limits: Limits) -> Header:
     if _identity(header.old_manifest()) != ids[0]:
         raise bad("OLD rebuilt from the header does not have the identity it names")
     return header
+
+
+def _old_entries(
+    doc: dict[str, Any], new: Manifest, limits: Limits, bad: Callable[[str], BadInput]
+) -> dict[str, Entry]:
+    """OLD's entry of every path that differs: removed rows, and changed columns applied
+    to NEW's row."""
+    old_entries: dict[str, Entry] = {}
+    for key in ("removed", "changed"):
+        if not isinstance(doc[key], list):
+            raise bad(f"{key} is not a list")
+    for i, row in enumerate(doc["removed"]):
+        try:
+            entry = entry_from_row(row, limits)
+        except (TypeError, ValueError) as exc:
+            raise bad(f"removed[{i}]: {exc}") from None
+        if entry.path in old_entries or entry.path in new.entries:
+            raise bad(f"removed[{i}]: a path NEW has, or one named twice")
+        old_entries[entry.path] = entry
+    paths = sorted(new.entries)
+    position = 0
+    for i, item in enumerate(doc["changed"]):
+        try:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)):
+                raise ValueError("not [steps to a path of NEW, {column: OLD value}]")
+            step = item[0]
+            if isinstance(step, bool) or step < (1 if i else 0) or position + step >= len(paths):
+                raise ValueError("steps past NEW's paths, or not forward")
+            position += step
+            path = paths[position]
+            row = _with_differences(entry_row(new.entries[path]), item[1])
+            old_entries[path] = entry_from_row(row, limits)
+        except (TypeError, ValueError) as exc:
+            raise bad(f"changed[{i}]: {exc}") from None
+    return old_entries
 
 
 def _records(
