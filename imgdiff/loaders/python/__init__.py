@@ -11,13 +11,11 @@ from imgdiff.loaders.python.finder import (
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_MAX_MODULES,
     DEFAULT_TIME_LIMIT,
-    FULL_PARSE_LIMIT,
     VIA,
     ImportCache,
     ImportGraph,
     Interpreter,
     Invocation,
-    ParseMode,
     ProgramGraphs,
     RunMode,
     find_interpreter,
@@ -25,6 +23,7 @@ from imgdiff.loaders.python.finder import (
     parse_cmdline,
     static_imports,
 )
+from imgdiff.loaders.python.scan import FULL_PARSE_LIMIT, ParseMode
 
 __all__ = [
     "DEFAULT_MAX_FILE_SIZE",
