@@ -7,6 +7,7 @@ source scanner (`scan`) and the finder walking imports (`finder`). This module o
 exposes their public names; it must hold no logic.
 """
 
+from imgdiff.loaders.python.cmdline import Invocation, RunMode, parse_cmdline
 from imgdiff.loaders.python.finder import (
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_MAX_MODULES,
@@ -15,12 +16,9 @@ from imgdiff.loaders.python.finder import (
     ImportCache,
     ImportGraph,
     Interpreter,
-    Invocation,
     ProgramGraphs,
-    RunMode,
     find_interpreter,
     interpreter_paths,
-    parse_cmdline,
     static_imports,
 )
 from imgdiff.loaders.python.scan import FULL_PARSE_LIMIT, ParseMode
