@@ -15,12 +15,10 @@ from imgdiff.loaders.python.finder import (
     VIA,
     ImportCache,
     ImportGraph,
-    Interpreter,
     ProgramGraphs,
-    find_interpreter,
-    interpreter_paths,
     static_imports,
 )
+from imgdiff.loaders.python.interpreter import Interpreter, find_interpreter, interpreter_paths
 from imgdiff.loaders.python.scan import FULL_PARSE_LIMIT, ParseMode
 
 __all__ = [
