@@ -19,10 +19,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from imgdiff.elfdeps import elf_closure, load_loader_config
 from imgdiff.errors import Unsupported
 from imgdiff.examples import build_example_pair
 from imgdiff.fs.rootfs import RootFS
+from imgdiff.loaders.elf import elf_closure, load_loader_config
 from imgdiff.loaders.python import static_imports
 from imgdiff.pipeline import plan_update
 from imgdiff.results import DemoRun

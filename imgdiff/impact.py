@@ -20,13 +20,13 @@ from typing import Literal
 import attrs
 
 from imgdiff.cmdline import path_arguments
-from imgdiff.elfdeps import (
+from imgdiff.errors import AccessDenied, NoSuchProcess
+from imgdiff.fs.rootfs import RootFS
+from imgdiff.loaders.elf import (
     ElfClosure,
     elf_closure,
     load_loader_config,
 )
-from imgdiff.errors import AccessDenied, NoSuchProcess
-from imgdiff.fs.rootfs import RootFS
 from imgdiff.model import Change, Status, Via
 from imgdiff.packages.view import PackageView
 from imgdiff.results import Delta, Evidence, Impact, ProcessImpact

@@ -21,8 +21,9 @@ from pathlib import Path
 import attrs
 import pytest
 
-from imgdiff import elfdeps
-from imgdiff.elfdeps import (
+from imgdiff.errors import BadInput
+from imgdiff.fs.rootfs import RootFS
+from imgdiff.loaders.elf import (
     CacheEntry,
     ElfClosure,
     FactsCache,
@@ -33,8 +34,7 @@ from imgdiff.elfdeps import (
     parse_ld_so_cache,
     reverse_index,
 )
-from imgdiff.errors import BadInput
-from imgdiff.fs.rootfs import RootFS
+from imgdiff.loaders.elf import closure as closure_module
 
 from .conftest import write_tree
 
@@ -848,7 +848,7 @@ def test_loader_config_without_any_configuration_is_empty(tmp_path: Path) -> Non
 def test_bounds_cut_the_walk_with_a_note(
     world: World, monkeypatch: pytest.MonkeyPatch, limit: str, value: int, note: str
 ) -> None:
-    monkeypatch.setattr(elfdeps, limit, value)
+    monkeypatch.setattr(closure_module, limit, value)
     closure = closure_of(world.root, "/opt/demo/bin/demo-rpath")
     assert any(note in text for text in closure.notes), closure.notes
     assert "libdep.so.1" not in dict(closure.libraries)

@@ -98,9 +98,9 @@ def test_strongest_evidence_per_path_wins() -> None:
 
 def test_elf_evidence_names_the_loading_chain() -> None:
     """dpkg loads libpcre2-8 only through libselinux: the chain says so."""
-    from imgdiff.elfdeps import elf_closure, load_loader_config
     from imgdiff.fs.rootfs import RootFS
     from imgdiff.impact import _needed_chain
+    from imgdiff.loaders.elf import elf_closure, load_loader_config
 
     with RootFS("/") as fs:
         closure = elf_closure(fs, "/usr/bin/dpkg", load_loader_config(fs))

@@ -18,9 +18,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from imgdiff._digest import of_fd as _digest_fd
-from imgdiff.elfdeps import ElfClosure, FactsCache, LoaderConfig, elf_closure, load_loader_config
 from imgdiff.errors import AccessDenied, NoSuchProcess
 from imgdiff.fs.rootfs import RootFS
+from imgdiff.loaders.elf import (
+    ElfClosure,
+    FactsCache,
+    LoaderConfig,
+    elf_closure,
+    load_loader_config,
+)
 from imgdiff.loaders.python import ImportGraph, ProgramGraphs
 from imgdiff.model import Via
 from imgdiff.results import Evidence
