@@ -91,7 +91,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--json", action="store_true")
     e.add_argument("--keep", metavar="DIR", help="build the example images in DIR and keep them")
+    _archive_verbs(sub)
     return p
+
+
+def _archive_verbs(sub: Any) -> None:
+    """The delta archive's verbs: pack, apply, rollback."""
+    pk = sub.add_parser("pack", help="a delta archive: only what NEW has that OLD has not")
+    pk.add_argument("old", metavar="OLD")
+    pk.add_argument("new", metavar="NEW")
+    pk.add_argument("-o", "--output", required=True, metavar="DELTA")
+    pk.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+    ap = sub.add_parser("apply", help="apply a delta archive to a tree that is its OLD")
+    ap.add_argument("delta", metavar="DELTA")
+    ap.add_argument("tree", metavar="TREE")
+    ap.add_argument("--digest", metavar="HEX", help="refuse any delta but this one")
+    ap.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    ap.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
+
+    rb = sub.add_parser("rollback", help="give back exactly OLD after an apply, finished or not")
+    rb.add_argument("tree", metavar="TREE")
+    rb.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -233,9 +254,45 @@ def _manifest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _pack(args: argparse.Namespace) -> int:
+    from imgdiff.archive.pack import pack
+    from imgdiff.report import console as rc
+
+    with rc.progress_bar("encoding") as progress:
+        result = pack(args.old, args.new, args.output, progress=progress)
+    return _emit(result, json=args.json)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from imgdiff.archive.apply import apply
+    from imgdiff.report import console as rc
+
+    _directory(args.tree)
+    with rc.stderr_console().status("applying") as status:
+        result = apply(
+            args.delta,
+            args.tree,
+            digest=args.digest,
+            use_cache=not args.no_cache,
+            progress=status.update,
+        )
+    return _emit(result, json=args.json)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from imgdiff.archive.apply import rollback
+    from imgdiff.report import console as rc
+
+    _directory(args.tree)
+    with rc.stderr_console().status("rolling back") as status:
+        result = rollback(args.tree, progress=status.update)
+    return _emit(result, json=args.json)
+
+
 _VERBS = {
     "plan": _plan, "verify": _verify, "snapshot": _snapshot, "stale": _stale, "diff": _diff,
-    "packages": _packages, "manifest": _manifest, "demo": _demo,
+    "packages": _packages, "manifest": _manifest, "demo": _demo, "pack": _pack,
+    "apply": _apply, "rollback": _rollback,
 }  # fmt: skip
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from imgdiff.runtime.snapshot import Gap
 
 __all__ = [
+    "ApplyResult",
     "Delta",
     "DeltaStats",
     "DemoRun",
@@ -33,6 +34,7 @@ __all__ = [
     "Evidence",
     "Impact",
     "LocalModification",
+    "PackResult",
     "PackageChange",
     "PackageDelta",
     "Plan",
@@ -307,3 +309,30 @@ class DemoRun(Rendered):
     workdir: str
     pids: Mapping[str, int]
     verdict: Verdict
+
+
+@attrs.frozen(unsafe_hash=False)  # holds dicts: unhashable by design
+class PackResult(Rendered):
+    """What `pack` wrote: the archive's digest and size, and how its content is made."""
+
+    path: str
+    digest: str
+    size: int
+    old_identity: str
+    new_identity: str
+    records: dict[str, int]  # encoding -> number of records
+    record_bytes: dict[str, int]  # encoding -> bytes of record data
+    changed: int  # paths whose entry differs, plus paths only one side has
+
+
+@attrs.frozen
+class ApplyResult(Rendered):
+    """What an apply (or a rollback) did to a tree."""
+
+    tree: str
+    delta_digest: str
+    old_identity: str
+    new_identity: str
+    operations: int
+    resumed: bool  # an interrupted commit was finished
+    rolled_back: bool = False

@@ -46,28 +46,18 @@ from imgdiff.fs.openat import open_beneath
 from imgdiff.image import DirImage
 from imgdiff.manifest import ImageInfo, Manifest
 from imgdiff.model import Entry, EntryType
+from imgdiff.results import ApplyResult
 
 STATE_DIR = "/var/lib/imgdiff"
 _JOURNAL = "journal.json"
 _HISTORY = "history.json"
+_HEADER = "delta-header"  # the applied delta's header: what rollback needs of it
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_BASE = 1 << 30
 
 
 class NotTheBase(BadInput):
     """The tree is not the delta's OLD (or not the image a rollback expects)."""
-
-
-@attrs.frozen
-class ApplyResult:
-    """What an apply did."""
-
-    tree: str
-    delta_digest: str
-    old_identity: str
-    new_identity: str
-    operations: int
-    resumed: bool  # an interrupted commit was finished
 
 
 @attrs.frozen
@@ -260,9 +250,13 @@ class State:
         return doc
 
     def write_json(self, name: str, doc: dict[str, Any] | list[Any]) -> None:
+        self.write_bytes(name, json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode())
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Replace the file `name` atomically: write, fsync, rename, fsync the directory."""
         tmp = os.path.join(self.dir, f".{name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, ensure_ascii=True, separators=(",", ":"))
+        with open(tmp, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, os.path.join(self.dir, name))
@@ -344,6 +338,9 @@ def apply(
         state = State(t)
         with open(delta, "rb") as fh:
             header = read_header(fh, delta)
+            end = fh.tell()
+            fh.seek(0)
+            raw_header = fh.read(end)  # kept, so that `rollback TREE` needs no delta
             journal = state.journal()
             if journal is not None and journal.get("phase") == "commit":
                 if (
@@ -375,6 +372,7 @@ def apply(
         }
         shutil.rmtree(os.path.join(state.dir, "undo"), ignore_errors=True)  # the previous apply's
         state.fresh("undo")
+        state.write_bytes(_HEADER, raw_header)
         state.write_json(_JOURNAL, journal)
         return _commit(t, state, header, journal, resumed=False, say=say)
     finally:
@@ -597,15 +595,23 @@ def _settle_parents(t: Tree, entries: dict[str, Entry]) -> None:
 
 # -- rollback -----------------------------------------------------------------------------------
 def rollback(
-    delta: str, tree: str, *, progress: Callable[[str], None] | None = None
+    tree: str, delta: str | None = None, *, progress: Callable[[str], None] | None = None
 ) -> ApplyResult:
-    """Undo the apply of `delta` on `tree` (interrupted or completed): the tree is OLD again."""
+    """Undo the last apply on `tree` (interrupted or completed): the tree is OLD again.
+
+    The header of the applied delta is kept in the state directory; `delta`, when given,
+    must be that delta.
+    """
     say = progress or (lambda _: None)
     t = Tree(tree)
     try:
         state = State(t)
-        with open(delta, "rb") as fh:
-            header = read_header(fh, delta)
+        source = delta if delta is not None else os.path.join(state.dir, _HEADER)
+        try:
+            with open(source, "rb") as fh:
+                header = read_header(fh, source)
+        except FileNotFoundError:
+            raise BadInput(tree, "no apply to roll back") from None
         journal = state.journal()
         if journal is None or journal.get("new") != header.new_identity:
             raise BadInput(tree, "no apply of this delta to roll back")
@@ -636,8 +642,10 @@ def rollback(
             state.write_json(_HISTORY, history)
         for area in ("staging", "undo"):
             shutil.rmtree(os.path.join(state.dir, area), ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(state.dir, _HEADER))
         return ApplyResult(t.root, str(journal.get("delta")), header.old_identity,
-                           header.new_identity, len(ops), False)  # fmt: skip
+                           header.new_identity, len(ops), False, True)  # fmt: skip
     finally:
         t.close()
 

@@ -17,7 +17,6 @@ import posixpath
 from collections.abc import Callable
 from pathlib import Path
 
-import attrs
 import hdiffpatch
 import zstandard
 
@@ -27,6 +26,7 @@ from imgdiff.errors import BadInput, Unsupported
 from imgdiff.image import Image
 from imgdiff.manifest import Manifest
 from imgdiff.model import Entry, EntryType
+from imgdiff.results import PackResult
 
 WHOLE_LEVEL = 19
 PATCH_LEVEL = 19
@@ -35,20 +35,6 @@ _HDIFF_FROM = 16 << 10  # below this, HDiffPatch rarely beats zstd's patch (real
 _MAX_PATCH_BASE = 1 << 30  # zstd's window (2 GiB at most) must hold base and file
 _SAME_FIELDS = ("type", "mode", "uid", "gid", "size", "mtime_ns", "target", "rdev", "xattrs",
                 "digest", "hardlink")  # fmt: skip
-
-
-@attrs.frozen
-class PackResult:
-    """What `pack` wrote: the archive's digest and size, and how its content is made."""
-
-    path: str
-    digest: str
-    size: int
-    old_identity: str
-    new_identity: str
-    records: dict[str, int]  # encoding -> number of records
-    record_bytes: dict[str, int]  # encoding -> bytes of record data
-    changed: int  # paths whose entry differs, plus paths only one side has
 
 
 def _same(a: Entry, b: Entry) -> bool:

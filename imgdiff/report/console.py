@@ -23,11 +23,13 @@ from rich.tree import Tree
 from imgdiff.errors import escape_path
 from imgdiff.model import Status
 from imgdiff.results import (
+    ApplyResult,
     Delta,
     DemoRun,
     Evidence,
     Impact,
     PackageDelta,
+    PackResult,
     Plan,
     StaleReport,
     Verdict,
@@ -363,3 +365,30 @@ def stage_progress() -> Iterator[
             bar.update(task, description=description, completed=0, total=None)
 
         yield update, stage
+
+
+@render.register
+def render_pack(result: PackResult, full: bool = False) -> RenderableType:
+    """The delta written: its digest, size and how its content is encoded."""
+    lines = [
+        f"{escape_path(result.path)}: {_size(result.size)}, {result.changed} paths change",
+        f"digest {result.digest}",
+    ]
+    lines += [
+        f"  {encoding:6} {result.records[encoding]:6} files "
+        f"{_size(result.record_bytes.get(encoding, 0))}"
+        for encoding in sorted(result.records)
+    ]
+    return Text("\n".join(lines))
+
+
+@render.register
+def render_apply(result: ApplyResult, full: bool = False) -> RenderableType:
+    """What an apply or a rollback left the tree as."""
+    if result.rolled_back:
+        what = f"rolled back to {result.old_identity}"
+    else:
+        what = f"is now {result.new_identity}" + (
+            " (interrupted apply finished)" if result.resumed else ""
+        )
+    return Text(f"{escape_path(result.tree)} {what} ({result.operations} operations)", style="bold")

@@ -18,12 +18,14 @@ import attrs
 
 from imgdiff.model import Change, Entry
 from imgdiff.results import (
+    ApplyResult,
     Delta,
     DeltaStats,
     DemoRun,
     Evidence,
     Impact,
     PackageDelta,
+    PackResult,
     Plan,
     StaleReport,
     Verdict,
@@ -36,6 +38,8 @@ PACKAGES_SCHEMA = "imgdiff.packages/1"
 STALE_SCHEMA = "imgdiff.stale/1"
 VERDICT_SCHEMA = "imgdiff.verdict/1"
 VERIFY_SCHEMA = "imgdiff.verify/1"
+PACK_SCHEMA = "imgdiff.pack/1"
+APPLY_SCHEMA = "imgdiff.apply/1"
 
 
 @functools.singledispatch
@@ -210,3 +214,15 @@ def dumps(doc: dict[str, Any]) -> str:
     4x slower on a large delta. Pipe through `jq .` to read it.
     """
     return json.dumps(doc, ensure_ascii=True, separators=(",", ":"))
+
+
+@document.register
+def pack_doc(result: PackResult) -> dict[str, Any]:
+    """The `imgdiff pack --json` document."""
+    return {"schema": PACK_SCHEMA, **attrs.asdict(result)}
+
+
+@document.register
+def apply_doc(result: ApplyResult) -> dict[str, Any]:
+    """The `imgdiff apply --json` and `imgdiff rollback --json` document."""
+    return {"schema": APPLY_SCHEMA, **attrs.asdict(result)}
