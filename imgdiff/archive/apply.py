@@ -201,6 +201,19 @@ def _set_meta(fd: int, name: str, entry: Entry) -> None:
         os.chown(name, entry.uid, entry.gid, dir_fd=fd, follow_symlinks=False)
         os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=fd, follow_symlinks=False)
         return
+    if entry.type in (EntryType.CHAR, EntryType.BLOCK, EntryType.SOCKET):
+        # opening a device can fail or act (ptmx, tty): set metadata by name, not by fd
+        os.chown(name, entry.uid, entry.gid, dir_fd=fd, follow_symlinks=False)
+        os.chmod(name, entry.mode, dir_fd=fd)
+        by_name = f"/proc/self/fd/{fd}/{name}"
+        want = dict(entry.xattrs)
+        for key in os.listxattr(by_name, follow_symlinks=False):
+            if key not in want:
+                os.removexattr(by_name, key, follow_symlinks=False)
+        for key, value in entry.xattrs:
+            os.setxattr(by_name, key, value, follow_symlinks=False)
+        os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=fd, follow_symlinks=False)
+        return
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
     f = os.open(name, flags, dir_fd=fd)
     try:
