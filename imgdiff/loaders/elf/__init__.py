@@ -7,13 +7,13 @@ and the search itself (`closure`). This module only exposes their public names; 
 hold no logic.
 """
 
+from imgdiff.loaders.elf.abi import default_search_dirs
 from imgdiff.loaders.elf.closure import (
     CacheEntry,
     ElfClosure,
     FactsCache,
     LoaderConfig,
     ObjectFacts,
-    default_search_dirs,
     elf_closure,
     load_loader_config,
     parse_ld_so_cache,

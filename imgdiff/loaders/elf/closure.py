@@ -33,6 +33,16 @@ from imgdiff.elf import ET_DYN, ET_EXEC, MAGIC, ElfInfo, ElfParseError, read_elf
 from imgdiff.errors import BadInput, escape_path
 from imgdiff.fs.paths import child
 from imgdiff.fs.rootfs import RootFS
+from imgdiff.loaders.elf.abi import (
+    CACHE_FLAGS,
+    EM_X86_64,
+    LEGACY_HWCAPS,
+    PLATFORMS,
+    Abi,
+    Endian,
+    default_search_dirs,
+    lib_values,
+)
 
 __all__ = [
     "CacheEntry",
@@ -40,7 +50,6 @@ __all__ = [
     "FactsCache",
     "LoaderConfig",
     "ObjectFacts",
-    "default_search_dirs",
     "elf_closure",
     "load_loader_config",
     "parse_ld_so_cache",
@@ -67,121 +76,6 @@ MAX_CACHE_EXTENSIONS: Final = 64  # extension sections in the cache directory
 
 LD_SO_CONF: Final = "/etc/ld.so.conf"
 LD_SO_CACHE: Final = "/etc/ld.so.cache"
-
-# e_machine values (ELF gABI / glibc elf.h)
-EM_386: Final = 3
-EM_MIPS: Final = 8
-EM_PPC: Final = 20
-EM_PPC64: Final = 21
-EM_S390: Final = 22
-EM_ARM: Final = 40
-EM_SPARCV9: Final = 43
-EM_X86_64: Final = 62
-EM_AARCH64: Final = 183
-EM_RISCV: Final = 243
-EM_LOONGARCH: Final = 258
-
-_Endian = Literal["little", "big"]
-_Abi = tuple[int, str, int]  # ELF class (32/64), byte order ("little"/"big"), e_machine
-
-# Debian/Ubuntu multiarch triplets (the first directories of their loaders' default path).
-_TRIPLETS: Final[Mapping[_Abi, tuple[str, ...]]] = {
-    (64, "little", EM_X86_64): ("x86_64-linux-gnu",),
-    (32, "little", EM_X86_64): ("x86_64-linux-gnux32",),
-    (32, "little", EM_386): ("i386-linux-gnu",),
-    (64, "little", EM_AARCH64): ("aarch64-linux-gnu",),
-    (64, "big", EM_AARCH64): ("aarch64_be-linux-gnu",),
-    (32, "little", EM_ARM): ("arm-linux-gnueabihf", "arm-linux-gnueabi"),
-    (64, "little", EM_PPC64): ("powerpc64le-linux-gnu",),
-    (64, "big", EM_PPC64): ("powerpc64-linux-gnu",),
-    (32, "big", EM_PPC): ("powerpc-linux-gnu",),
-    (64, "big", EM_S390): ("s390x-linux-gnu",),
-    (64, "little", EM_RISCV): ("riscv64-linux-gnu",),
-    (64, "little", EM_MIPS): ("mips64el-linux-gnuabi64",),
-    (64, "big", EM_MIPS): ("mips64-linux-gnuabi64",),
-    (32, "little", EM_MIPS): ("mipsel-linux-gnu",),
-    (32, "big", EM_MIPS): ("mips-linux-gnu",),
-    (64, "little", EM_LOONGARCH): ("loongarch64-linux-gnu",),
-    (64, "big", EM_SPARCV9): ("sparc64-linux-gnu",),
-}
-
-# What `$PLATFORM` (the loader's dl_platform) may be, the kernel's AT_PLATFORM first. The
-# x86 loader does not keep AT_PLATFORM: since glibc 2.26 (and still in 2.42) it names the
-# platform after the CPU (sysdeps/x86/cpu-features.c): on Intel CPUs "haswell" (AVX2, FMA,
-# BMI1/2, LZCNT, MOVBE, POPCNT) or "xeon_phi" (AVX512ER/PF), otherwise "x86_64"; on i386
-# "i686" (CMOV) or "i586" (CX8). More than one value: it depends on the CPU model.
-_PLATFORMS: Final[Mapping[_Abi, tuple[str, ...]]] = {
-    (64, "little", EM_X86_64): ("x86_64", "haswell", "xeon_phi"),
-    (32, "little", EM_X86_64): ("x86_64", "haswell", "xeon_phi"),  # x32: the same code
-    (32, "little", EM_386): ("i686", "i586"),
-    (64, "little", EM_AARCH64): ("aarch64",),
-    (64, "big", EM_AARCH64): ("aarch64_be",),
-}
-
-# The legacy hwcap subdirectory names of glibc < 2.37 (HWCAP_IMPORTANT, highest bit first:
-# the order they nest in after tls/ and the platform), each present on some CPUs only.
-_LEGACY_HWCAPS: Final[Mapping[_Abi, tuple[str, ...]]] = {
-    (64, "little", EM_X86_64): ("avx512_1", "x86_64"),
-    (32, "little", EM_X86_64): ("avx512_1", "x86_64"),
-    (32, "little", EM_386): ("sse2",),
-    (64, "little", EM_AARCH64): ("atomics",),
-    (64, "big", EM_AARCH64): ("atomics",),
-}
-
-# Cache entry flags each loader accepts (glibc `_dl_cache_check_flags` per port;
-# FLAG_ELF_LIBC6 = 3 plus the port's FLAG_*_LIB64/ABI bits from ldconfig.h). An ABI not
-# listed accepts every ELF entry and relies on the class and machine check of the file.
-_CACHE_FLAGS: Final[Mapping[_Abi, frozenset[int]]] = {
-    (64, "little", EM_X86_64): frozenset({0x0303}),
-    (32, "little", EM_X86_64): frozenset({0x0803}),
-    (32, "little", EM_386): frozenset({1, 3}),
-    (64, "little", EM_AARCH64): frozenset({0x0A03}),
-    (64, "big", EM_AARCH64): frozenset({0x0A03}),
-    (32, "little", EM_ARM): frozenset({3, 0x0903, 0x0B03}),
-    (64, "little", EM_PPC64): frozenset({0x0503}),
-    (64, "big", EM_PPC64): frozenset({0x0503}),
-    (32, "big", EM_PPC): frozenset({1, 3}),
-    (64, "big", EM_S390): frozenset({0x0403}),
-    (32, "big", EM_S390): frozenset({1, 3}),
-    (64, "little", EM_RISCV): frozenset({0x0F03, 0x1003}),
-    (64, "little", EM_LOONGARCH): frozenset({0x1103, 0x1203}),
-    (64, "big", EM_SPARCV9): frozenset({0x0103}),
-}
-
-
-def default_search_dirs(elf_class: int, endian: str, machine: int) -> tuple[str, ...]:
-    """The loader's built-in directories for programs of this ELF class and machine.
-
-    The union of what distributions compile in, in the order their loaders search:
-    the multiarch triplet directories (Debian, Ubuntu), then `lib64`/`lib32` (Fedora,
-    SUSE, Debian multilib), then `lib` (Arch, Alpine-like layouts). Files of another class
-    or machine in any of them are skipped by the search, as `ld.so` skips them.
-    """
-    dirs: list[str] = []
-    for triplet in _TRIPLETS.get((elf_class, endian, machine), ()):
-        dirs += [f"/lib/{triplet}", f"/usr/lib/{triplet}"]
-    if elf_class == 64:
-        dirs += ["/lib64", "/usr/lib64"]
-    elif machine == EM_X86_64:
-        dirs += ["/libx32", "/usr/libx32"]
-    else:
-        dirs += ["/lib32", "/usr/lib32"]
-    return (*dirs, "/lib", "/usr/lib")
-
-
-def _lib_values(abi: _Abi) -> tuple[str, ...]:
-    """What `$LIB` may expand to: it is a build-time choice of each distribution's glibc."""
-    elf_class, _endian, machine = abi
-    values = [f"lib/{t}" for t in _TRIPLETS.get(abi, ())]
-    if elf_class == 64:
-        values.append("lib64")
-    elif machine == EM_X86_64:
-        values.append("libx32")
-    else:
-        values.append("lib32")
-    values.append("lib")
-    return tuple(values)
-
 
 # --------------------------------------------------------------------------- ld.so.cache
 
@@ -227,7 +121,7 @@ def _cache_string(data: bytes, base: int, offset: int, what: str) -> str:
 
 
 def _cache_hwcaps_names(
-    data: bytes, endian: _Endian, ext_offset: int, base: int
+    data: bytes, endian: Endian, ext_offset: int, base: int
 ) -> list[str | None]:
     """The glibc-hwcaps subdirectory names of the extension directory ([] if none/bad).
 
@@ -269,7 +163,7 @@ def _parse_new(data: bytes, base: int) -> tuple[CacheEntry, ...]:
     if len(data) - base < _NEW_HEADER_SIZE:
         raise BadInput(LD_SO_CACHE, "truncated header")
     flags = data[base + 28]
-    endians: tuple[_Endian, ...]
+    endians: tuple[Endian, ...]
     if flags & 3 == 1:  # cache_file_new_flags_endian_invalid
         raise BadInput(LD_SO_CACHE, "header marks the cache as invalid")
     if flags & 3 == 2:
@@ -303,7 +197,7 @@ def _parse_new(data: bytes, base: int) -> tuple[CacheEntry, ...]:
 
 
 def _parse_old(data: bytes) -> tuple[CacheEntry, ...]:
-    endian: _Endian = "little"
+    endian: Endian = "little"
     room = (len(data) - _OLD_HEADER_SIZE) // 12
     (nlibs,) = struct.unpack_from("<I", data, 12)
     if nlibs > room:
@@ -640,7 +534,7 @@ class _Closure:
         self.dirs: dict[str, bool] = {}
         self.variant_dirs: dict[str, tuple[str, ...]] = {}
         self.probe_budget = MAX_PROBES
-        self.abi: _Abi = (64, "little", EM_X86_64)
+        self.abi: Abi = (64, "little", EM_X86_64)
         self.lib_values: tuple[str, ...] | None = None  # what $LIB expands to
         # what $PLATFORM may expand to (None: not known for this ABI), the value searched
         # with now, and whether the current search met it
@@ -763,7 +657,7 @@ class _Closure:
                 )
                 return []
             self.platform_used = True
-        libs = (self.lib_values or _lib_values(self.abi)) if "LIB" in tokens else ("",)
+        libs = (self.lib_values or lib_values(self.abi)) if "LIB" in tokens else ("",)
         return [
             _substitute(text, {"ORIGIN": obj.origin, "PLATFORM": platform or "", "LIB": lib})
             for lib in libs
@@ -841,7 +735,7 @@ class _Closure:
         levels = (
             ("tls",),
             tuple(p for p in self.platforms if p is not None),
-            *((name,) for name in _LEGACY_HWCAPS.get(self.abi, ())),
+            *((name,) for name in LEGACY_HWCAPS.get(self.abi, ())),
         )
         prefixes = {directory: None}
         for level in levels:
@@ -883,7 +777,7 @@ class _Closure:
         return self.try_file(child(directory, name), found)
 
     def try_cache(self, name: str, found: _Found) -> bool:
-        accepted = _CACHE_FLAGS.get(self.abi)
+        accepted = CACHE_FLAGS.get(self.abi)
         plain_tried = False
         for entry in self.config.cache_entries(name):
             if accepted is not None and entry.flags not in accepted:
@@ -979,7 +873,7 @@ class _Closure:
         if facts is not None and facts.error is None and facts.elf_class:
             # the program fixes the ABI every other object must match
             self.abi = (facts.elf_class, facts.endian, facts.machine)
-            self.platforms = _PLATFORMS.get(self.abi, (None,))
+            self.platforms = PLATFORMS.get(self.abi, (None,))
             main = attrs.evolve(main, status=self._verdict(facts, False), reason=self._why(facts))
         elif facts is not None and facts.error is None:
             main = attrs.evolve(main, status="fatal", reason="invalid ELF class")
@@ -994,7 +888,7 @@ class _Closure:
             if interp.status == "ok":
                 # glibc installs ld.so in its slibdir, the directory $LIB names
                 where = interp.real_path.rpartition("/")[0].removeprefix("/usr").lstrip("/")
-                if where in _lib_values(self.abi):
+                if where in lib_values(self.abi):
                     self.lib_values = (where,)
                 obj = self.add(interp, root)
                 self.register(obj, interp, interpreter)
@@ -1180,7 +1074,7 @@ def elf_closure(
     slibdir `$LIB` names: lib/x86_64-linux-gnu on Debian, lib64 on Fedora), else every
     plausible value. `$PLATFORM` depends on the CPU model on x86 (glibc 2.26 and later,
     2.37+ included, replace AT_PLATFORM by "haswell" or "xeon_phi" on Intel CPUs that
-    have their features: see `_PLATFORMS`), so a search that meets it is done for every
+    have their features: see `abi.PLATFORMS`), so a search that meets it is done for every
     value the ABI allows; where they lead to different files, the one of the first
     platform found stays in `libraries`, the others go to `alternatives`, and a note says
     the answer depends on the CPU model. An ABI whose platform is not known (32-bit ARM,
