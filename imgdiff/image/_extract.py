@@ -16,23 +16,47 @@ archive and the tree it extracts to compare equal:
   that has children (GNU tar and bsdtar leave the directory). Container layers are
   applied as runtimes apply them: there, such a member replaces the whole subtree.
 
-It reads no archive itself; `_tar` and `_oci` feed it members.
+It reads no archive itself; `_tar` and `_oci` feed it `Member` records.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 from imgdiff.errors import BadInput
 from imgdiff.image.base import ReadResult
 from imgdiff.model import Entry, EntryType
 
-if TYPE_CHECKING:  # `_tar` feeds this module: import its record for types only
-    from imgdiff.image._tar import Member
-
 _DIR = EntryType.DIR
 _FILE = EntryType.FILE
+
+
+class Member(NamedTuple):
+    """One tar member as stored: `name` normalised to an absolute path, nothing resolved.
+
+    `linkname` is a symlink's target as written, or a hard link's target path normalised;
+    `size` is the logical size (a sparse member's real size); `offset` is where stored
+    content starts in the decompressed stream; `content` is kept when the reader's
+    `capture` selects the path; `head` holds the first bytes of content whose kind depends
+    on it (ELF, "#!").
+    """
+
+    name: str
+    type: EntryType
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    linkname: str | None
+    hardlink: bool
+    rdev: tuple[int, int] | None
+    xattrs: tuple[tuple[str, bytes], ...]
+    digest: str | None
+    offset: int = -1
+    content: bytes | None = None
+    head: bytes | None = None
 
 
 def _parent(path: str) -> str:

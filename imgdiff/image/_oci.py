@@ -20,8 +20,8 @@ from typing import Any, BinaryIO
 import attrs
 
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported
-from imgdiff.image._extract import Extraction
-from imgdiff.image._tar import Member, TarReader
+from imgdiff.image._extract import Extraction, Member
+from imgdiff.image._tar import TarReader
 from imgdiff.image.base import Capture, Image, Limits, ReadResult
 from imgdiff.model import EntryType
 

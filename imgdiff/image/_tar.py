@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 import blake3
 
 from imgdiff import _digest
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported
 from imgdiff.image import _tarext, _tarheader
-from imgdiff.image._extract import Extraction
+from imgdiff.image._extract import Extraction, Member
 from imgdiff.image._stream import Stream, sniff_compression
 from imgdiff.image._tarheader import BLOCK, ZERO_BLOCK, Header
 from imgdiff.image.base import CONTENT_MAGICS, HEAD_BYTES, Capture, Image, Limits, ReadResult
@@ -49,33 +49,6 @@ _PAX = (b"x", b"g", b"X")  # X: Solaris' extended header, the same records
 _ZEROS = memoryview(bytes(1 << 20))
 _EMPTY_DIGEST = _digest.of_bytes(b"")
 _SPARSE_LIMIT = 1 << 20  # numbers in one sparse map (an old-GNU extension block holds 42)
-
-
-class Member(NamedTuple):
-    """One tar member as stored: `name` normalised to an absolute path, nothing resolved.
-
-    `linkname` is a symlink's target as written, or a hard link's target path normalised;
-    `size` is the logical size (a sparse member's real size); `offset` is where stored
-    content starts in the decompressed stream; `content` is kept when the reader's
-    `capture` selects the path; `head` holds the first bytes of content whose kind depends
-    on it (ELF, "#!").
-    """
-
-    name: str
-    type: EntryType
-    mode: int
-    uid: int
-    gid: int
-    size: int
-    mtime_ns: int
-    linkname: str | None
-    hardlink: bool
-    rdev: tuple[int, int] | None
-    xattrs: tuple[tuple[str, bytes], ...]
-    digest: str | None
-    offset: int = -1
-    content: bytes | None = None
-    head: bytes | None = None
 
 
 def normalize(raw: bytes, src: str, warn: ReadResult | None = None) -> str | None:
