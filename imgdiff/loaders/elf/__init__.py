@@ -9,16 +9,15 @@ hold no logic.
 
 from imgdiff.loaders.elf.abi import default_search_dirs
 from imgdiff.loaders.elf.closure import (
-    CacheEntry,
     ElfClosure,
     FactsCache,
     LoaderConfig,
     ObjectFacts,
     elf_closure,
     load_loader_config,
-    parse_ld_so_cache,
     reverse_index,
 )
+from imgdiff.loaders.elf.ldcache import CacheEntry, parse_ld_so_cache
 
 __all__ = [
     "CacheEntry",
