@@ -11,13 +11,12 @@ from imgdiff.loaders.elf.abi import default_search_dirs
 from imgdiff.loaders.elf.closure import (
     ElfClosure,
     FactsCache,
-    LoaderConfig,
     ObjectFacts,
     elf_closure,
-    load_loader_config,
     reverse_index,
 )
 from imgdiff.loaders.elf.ldcache import CacheEntry, parse_ld_so_cache
+from imgdiff.loaders.elf.ldconf import LoaderConfig, load_loader_config
 
 __all__ = [
     "CacheEntry",

@@ -1,18 +1,17 @@
 """The ELF dependency closure of programs inside a root, found the way glibc's loader would.
 
-This module owns the static emulation of `ld.so`'s library search inside a `RootFS`: the
-loader configuration of a root (`/etc/ld.so.conf` with its includes, `/etc/ld.so.cache`,
-the default directories of each architecture), the search for every DT_NEEDED name of a
-program and of each library it loads (DT_RPATH along the loading chain, DT_RUNPATH of the
-loading object, the cache, the default directories; `$ORIGIN`, `$LIB` and `$PLATFORM`;
-glibc-hwcaps subdirectories; the ELF class and machine check), and the reverse index from
-a library to the programs that will load it on their next start. It must never execute
-anything it scans (no `ldd`, no `ld.so --list`: both run the image's own loader), never
-read outside the root (every path goes through `RootFS`), never trust a process
-environment (LD_LIBRARY_PATH, LD_PRELOAD are deliberately ignored), and never fail on a
-hostile or broken file: every unreadable, truncated or malformed object, configuration or
-cache becomes a note, and every loop and list is bounded. What `dlopen` loads at run time
-is out of its reach.
+This module owns the static emulation of `ld.so`'s library search inside a `RootFS`: for
+every DT_NEEDED name of a program and of each library it loads, DT_RPATH along the
+loading chain, DT_RUNPATH of the loading object, the cache or ld.so.conf directories of
+the root's `LoaderConfig` (`ldconf`), the default directories of its ABI (`abi`);
+`$ORIGIN`, `$LIB` and `$PLATFORM`; glibc-hwcaps subdirectories; the ELF class and machine
+check; and the reverse index from a library to the programs that will load it on their
+next start. It must never execute anything it scans (no `ldd`, no `ld.so --list`: both
+run the image's own loader), never read outside the root (every path goes through
+`RootFS`), never trust a process environment (LD_LIBRARY_PATH, LD_PRELOAD are
+deliberately ignored), and never fail on a hostile or broken file: every unreadable,
+truncated or malformed object becomes a note, and every loop and list is bounded. What
+`dlopen` loads at run time is out of its reach.
 """
 
 from __future__ import annotations
@@ -24,13 +23,12 @@ import stat as stat_
 import struct
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from types import MappingProxyType
 from typing import Final, Literal
 
 import attrs
 
 from imgdiff.elf import ET_DYN, ET_EXEC, MAGIC, ElfInfo, ElfParseError, read_elf_info
-from imgdiff.errors import BadInput, escape_path
+from imgdiff.errors import escape_path
 from imgdiff.fs.paths import child
 from imgdiff.fs.rootfs import RootFS
 from imgdiff.loaders.elf.abi import (
@@ -42,156 +40,25 @@ from imgdiff.loaders.elf.abi import (
     default_search_dirs,
     lib_values,
 )
-from imgdiff.loaders.elf.ldcache import LD_SO_CACHE, MAX_CACHE_BYTES, CacheEntry, parse_ld_so_cache
+from imgdiff.loaders.elf.ldcache import LD_SO_CACHE
+from imgdiff.loaders.elf.ldconf import LoaderConfig
 
 __all__ = [
     "ElfClosure",
     "FactsCache",
-    "LoaderConfig",
     "ObjectFacts",
     "elf_closure",
-    "load_loader_config",
     "reverse_index",
 ]
 
-# Safety bounds. A Debian program loads 5-40 objects, its loader configuration is a
-# handful of files and its cache a few hundred KiB; anything far beyond is hostile.
+# Safety bounds. A Debian program loads 5-40 objects from a few dozen directories;
+# anything far beyond is hostile.
 MAX_OBJECTS: Final = 4096  # objects in one closure, alternatives included
 MAX_DEPTH: Final = 64  # links from the program to the farthest object
 MAX_NOTES: Final = 256  # notes kept per closure (then one "omitted" note)
 MAX_PATH_DIRS: Final = 256  # directories kept from one DT_RPATH/DT_RUNPATH
 MAX_PROBES: Final = 100_000  # candidate files and directories looked at in one closure
-MAX_ENTRIES_PER_SONAME: Final = 64  # cache entries kept per soname (ldconfig writes 1-4)
 MAX_VARIANTS: Final = 16  # glibc-hwcaps subdirectories considered per directory
-MAX_CONF_FILES: Final = 256  # ld.so.conf files read, includes together
-MAX_CONF_DEPTH: Final = 8  # nesting of `include`
-MAX_CONF_BYTES: Final = 1 << 20  # one ld.so.conf file
-MAX_CONF_DIRS: Final = 4096  # directories taken from the configuration
-MAX_GLOB_MATCHES: Final = 1024  # files one `include` pattern may name
-
-LD_SO_CONF: Final = "/etc/ld.so.conf"
-
-# --------------------------------------------------------------------------- ld.so.conf
-
-
-class _ConfReader:
-    """ldconfig's reading of ld.so.conf: one directory per line, `include` globs, `#`."""
-
-    def __init__(self, fs: RootFS) -> None:
-        self.fs = fs
-        self.dirs: dict[str, None] = {}
-        self.notes: list[str] = []
-        self.seen: set[tuple[int, int]] = set()
-        self.full = False  # MAX_CONF_DIRS reached: the rest is not read
-
-    def note(self, text: str) -> None:
-        if len(self.notes) < MAX_NOTES:
-            self.notes.append(text)
-
-    def read(self, path: str, depth: int) -> None:
-        if self.full:
-            return
-        st = self.fs.stat(path)
-        if st is None:
-            if depth:
-                self.note(f"{escape_path(path)}: vanished while reading includes")
-            return
-        identity = (st.st_dev, st.st_ino)  # one file under any spelling or symlink
-        if identity in self.seen:
-            self.note(f"{escape_path(path)}: included again (include loop): skipped")
-            return
-        if depth > MAX_CONF_DEPTH or len(self.seen) >= MAX_CONF_FILES:
-            self.note(f"{escape_path(path)}: include nesting or count limit reached")
-            return
-        self.seen.add(identity)
-        data = self.fs.read(path, limit=MAX_CONF_BYTES)
-        if data is None:
-            self.note(f"{escape_path(path)}: unreadable, not a file or too large")
-            return
-        text = data.decode("utf-8", "surrogateescape")
-        for lineno, raw in enumerate(text.splitlines(), 1):
-            line = raw.split("#", 1)[0].strip()
-            if not line:
-                continue
-            words = line.split()
-            if words[0] == "include" and len(words) > 1:
-                for word in words[1:]:
-                    # a relative pattern is relative to the including file's directory
-                    pattern = (
-                        word
-                        if word.startswith("/")
-                        else child(path.rpartition("/")[0] or "/", word)
-                    )
-                    for match in self.fs.glob(pattern, MAX_GLOB_MATCHES):
-                        self.read(match, depth + 1)
-            elif words[0] == "hwcap":  # obsolete since glibc 2.37, never a directory
-                continue
-            else:
-                # ldconfig: an '=TYPE' suffix names a library type; trailing '/' dropped
-                directory = line.partition("=")[0].rstrip()
-                directory = directory.rstrip("/") or "/"
-                where = f"{escape_path(path)}:{lineno}"
-                if not directory.startswith("/"):
-                    self.note(f"{where}: relative directory ignored")
-                elif directory not in self.dirs:
-                    if len(self.dirs) >= MAX_CONF_DIRS:
-                        self.note(f"{where}: more than {MAX_CONF_DIRS} directories; rest unread")
-                        self.full = True
-                        return
-                    self.dirs[directory] = None
-
-
-@attrs.frozen(slots=True)
-class LoaderConfig:
-    """Where the loader of one root looks for libraries, beyond what each object says.
-
-    `cache` holds the entries of the root's `/etc/ld.so.cache`, or None when it is absent
-    or unparseable. glibc consults the cache and then its built-in directories, never
-    ld.so.conf itself; `elf_closure` does the same when the cache is there. Without a
-    usable cache it searches `conf_dirs` (ld.so.conf and its includes, in order) where
-    the cache lookup would be, i.e. as if `ldconfig` had just been run: package
-    installers run it, and it is the conservative reading for "what will load this".
-    `notes` says what could not be read.
-    """
-
-    conf_dirs: tuple[str, ...] = ()
-    cache: tuple[CacheEntry, ...] | None = None
-    notes: tuple[str, ...] = ()
-    _by_key: Mapping[str, tuple[CacheEntry, ...]] = attrs.field(init=False, repr=False, eq=False)
-
-    def __attrs_post_init__(self) -> None:
-        index: dict[str, list[CacheEntry]] = {}
-        for entry in self.cache or ():
-            entries = index.setdefault(entry.key, [])
-            if len(entries) < MAX_ENTRIES_PER_SONAME:
-                entries.append(entry)
-        frozen = {key: tuple(entries) for key, entries in index.items()}
-        object.__setattr__(self, "_by_key", MappingProxyType(frozen))
-
-    def cache_entries(self, soname: str) -> tuple[CacheEntry, ...]:
-        """The cache entries for `soname`, in file order (empty without a cache)."""
-        return self._by_key.get(soname, ())
-
-
-def load_loader_config(fs: RootFS) -> LoaderConfig:
-    """Read `/etc/ld.so.conf` (with includes) and `/etc/ld.so.cache` of the root `fs`.
-
-    Never raises for their content: an include loop, an unreadable file or a corrupt
-    cache becomes a note (a corrupt cache also means `cache` is None).
-    """
-    reader = _ConfReader(fs)
-    reader.read(LD_SO_CONF, 0)
-    notes = reader.notes
-    cache = None
-    data = fs.read(LD_SO_CACHE, limit=MAX_CACHE_BYTES)
-    if data is not None:
-        try:
-            cache = parse_ld_so_cache(data)
-        except BadInput as exc:
-            notes.append(f"{exc}; searching the ld.so.conf directories instead")
-    elif fs.stat(LD_SO_CACHE) is not None:
-        notes.append(f"{LD_SO_CACHE}: unreadable, not a file or too large; not used")
-    return LoaderConfig(conf_dirs=tuple(reader.dirs), cache=cache, notes=tuple(notes))
 
 
 # --------------------------------------------------------------------------- object facts
