@@ -1,40 +1,169 @@
 """imgdiff: what changed between two system images, and what that means for running code.
 
-The public API: read images into a `Manifest`, compare two with `diff` into a `Delta` of
-`Change` records. Every record is a frozen attrs class; errors derive from
-`ImgdiffError`.
+One namespace for everything a caller needs, as psutil and attrs have:
+
+- images: `open_image`, `Manifest`, `Limits`, `diff` (a `Delta` of `Change` records),
+  `package_diff` (with the `PackageDelta`);
+- the live host: `Snapshot`, `stale` (a `StaleReport`);
+- the verdict: `plan_update` (a `Plan` holding the `Verdict`, the `Impact` and the
+  `Delta`), `Policy`, `decide`, `verify` (a `Verification`), `verify_restarted`;
+- delta archives: `pack`, `apply`, `rollback`;
+- errors: every exception derives from `ImgdiffError` (and from the matching builtin:
+  `BadInput` is a `ValueError`, `NoSuchProcess` a `ProcessLookupError`, `AccessDenied` a
+  `PermissionError`).
+
+Names load on first use, so `import imgdiff` stays cheap for a command that needs one
+stage. Every record is a frozen attrs class.
 """
 
 from __future__ import annotations
 
-from imgdiff.delta import compare
-from imgdiff.errors import BadInput, ImgdiffError, LimitExceeded, Unsupported
-from imgdiff.image import Limits, open_image
-from imgdiff.manifest import ImageInfo, Manifest
-from imgdiff.model import Aspect, Change, Entry, EntryType, ImageWarning, Status
-from imgdiff.pipeline import diff
-from imgdiff.results import Delta, DeltaStats
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from imgdiff.errors import (
+    AccessDenied,
+    BadInput,
+    ImgdiffError,
+    LimitExceeded,
+    NoSuchProcess,
+    Unsupported,
+)
+
+if TYPE_CHECKING:
+    from imgdiff.archive.apply import apply, rollback
+    from imgdiff.archive.pack import pack
+    from imgdiff.delta import compare
+    from imgdiff.elf import ElfParseError
+    from imgdiff.image import Limits, open_image
+    from imgdiff.manifest import ImageInfo, Manifest
+    from imgdiff.model import Aspect, Change, Entry, EntryType, ImageWarning, Status, Via
+    from imgdiff.pipeline import diff, package_diff, plan_update
+    from imgdiff.plan import Policy, decide
+    from imgdiff.results import (
+        ApplyResult,
+        Delta,
+        DeltaStats,
+        Drift,
+        Evidence,
+        Impact,
+        PackageChange,
+        PackageDelta,
+        PackResult,
+        Plan,
+        ProcessImpact,
+        StaleReport,
+        Step,
+        Verdict,
+        Verification,
+    )
+    from imgdiff.runtime.snapshot import Snapshot
+    from imgdiff.runtime.stale import stale
+    from imgdiff.verify import verify, verify_restarted
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "apply": "imgdiff.archive.apply",
+    "rollback": "imgdiff.archive.apply",
+    "pack": "imgdiff.archive.pack",
+    "compare": "imgdiff.delta",
+    "ElfParseError": "imgdiff.elf",
+    "Limits": "imgdiff.image",
+    "open_image": "imgdiff.image",
+    "ImageInfo": "imgdiff.manifest",
+    "Manifest": "imgdiff.manifest",
+    **dict.fromkeys(
+        ("Aspect", "Change", "Entry", "EntryType", "ImageWarning", "Status", "Via"),
+        "imgdiff.model",
+    ),
+    **dict.fromkeys(("diff", "package_diff", "plan_update"), "imgdiff.pipeline"),
+    **dict.fromkeys(("Policy", "decide"), "imgdiff.plan"),
+    **dict.fromkeys(
+        (
+            "ApplyResult",
+            "Delta",
+            "DeltaStats",
+            "Drift",
+            "Evidence",
+            "Impact",
+            "PackageChange",
+            "PackageDelta",
+            "PackResult",
+            "Plan",
+            "ProcessImpact",
+            "StaleReport",
+            "Step",
+            "Verdict",
+            "Verification",
+        ),
+        "imgdiff.results",
+    ),
+    "Snapshot": "imgdiff.runtime.snapshot",
+    "stale": "imgdiff.runtime.stale",
+    **dict.fromkeys(("verify", "verify_restarted"), "imgdiff.verify"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imgdiff' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 __all__ = [
+    "AccessDenied",
+    "ApplyResult",
     "Aspect",
     "BadInput",
     "Change",
     "Delta",
     "DeltaStats",
+    "Drift",
+    "ElfParseError",
     "Entry",
     "EntryType",
+    "Evidence",
     "ImageInfo",
     "ImageWarning",
     "ImgdiffError",
+    "Impact",
     "LimitExceeded",
     "Limits",
     "Manifest",
+    "NoSuchProcess",
+    "PackResult",
+    "PackageChange",
+    "PackageDelta",
+    "Plan",
+    "Policy",
+    "ProcessImpact",
+    "Snapshot",
+    "StaleReport",
     "Status",
+    "Step",
     "Unsupported",
+    "Verdict",
+    "Verification",
+    "Via",
     "__version__",
+    "apply",
     "compare",
+    "decide",
     "diff",
     "open_image",
+    "pack",
+    "package_diff",
+    "plan_update",
+    "rollback",
+    "stale",
+    "verify",
+    "verify_restarted",
 ]
