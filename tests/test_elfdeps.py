@@ -807,7 +807,7 @@ def test_default_directories_follow_the_program_architecture() -> None:
 
 
 def test_reverse_index_maps_libraries_to_the_programs_that_load_them(world: World) -> None:
-    cache: FactsCache = {}
+    cache = FactsCache()
     programs = ["/opt/demo/bin/demo-rpath", "/opt/demo/bin/demo-runpath", "/bin/ls"]
     closures = [closure_of(world.root, p, cache) for p in programs]
     index = reverse_index(closures)
@@ -821,7 +821,7 @@ def test_reverse_index_maps_libraries_to_the_programs_that_load_them(world: Worl
 
 
 def test_shared_facts_cache_parses_each_file_once(world: World) -> None:
-    cache: FactsCache = {}
+    cache = FactsCache()
     first = closure_of(world.root, "/bin/ls", cache)
     parsed = len(cache)
     assert parsed >= 4  # ls, ld.so, libc, libselinux, libpcre2

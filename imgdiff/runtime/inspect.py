@@ -173,7 +173,7 @@ class Inspector:
         self.stats: dict[Space, dict[str, os.stat_result | None]] = {}
         self.graphs = ProgramGraphs()
         self.same = SameBytes()
-        self.facts: FactsCache = {}
+        self.facts = FactsCache()
         self.loaders: dict[Space, LoaderConfig] = {}
         self.closures: dict[tuple[Space, str], ElfClosure] = {}
         self._boot_time: float | None = None

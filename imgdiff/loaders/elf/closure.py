@@ -31,6 +31,7 @@ from imgdiff.elf import ET_DYN, ET_EXEC, MAGIC, ElfInfo, ElfParseError, read_elf
 from imgdiff.errors import escape_path
 from imgdiff.fs.paths import child
 from imgdiff.fs.rootfs import RootFS
+from imgdiff.loaders.cache import FileCache
 from imgdiff.loaders.elf.abi import (
     CACHE_FLAGS,
     EM_X86_64,
@@ -63,8 +64,6 @@ MAX_VARIANTS: Final = 16  # glibc-hwcaps subdirectories considered per directory
 
 # --------------------------------------------------------------------------- object facts
 
-FileKey = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
-
 
 @attrs.frozen(slots=True)
 class ObjectFacts:
@@ -86,9 +85,11 @@ class ObjectFacts:
     info_error: str | None = None
 
 
-# Parsed facts per file identity. The path is left out of the key on purpose: the same
-# inode reached through usr-merge symlinks (/lib/... and /usr/lib/...) is one parse.
-FactsCache = dict[FileKey, ObjectFacts]
+class FactsCache(FileCache[ObjectFacts]):
+    """Parsed facts per file identity (`loaders.cache`): the same inode reached through
+    usr-merge symlinks (/lib/... and /usr/lib/...), or needed by many programs, is one
+    parse."""
+
 
 _EHDR_START: Final = {"little": struct.Struct("<HH"), "big": struct.Struct(">HH")}
 
@@ -248,8 +249,7 @@ class _Closure:
             self.notes["further notes omitted"] = None
 
     def _facts(self, fd: int, st: os.stat_result, path: str) -> ObjectFacts:
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        facts = self.facts.get(key)
+        facts = self.facts.get(st)
         if facts is not None:
             return facts
         try:  # reopen the O_PATH descriptor for reading, without resolving `path` again
@@ -263,7 +263,7 @@ class _Closure:
             facts = _read_facts(rfd, st.st_size, path)
         finally:
             os.close(rfd)
-        self.facts[key] = facts
+        self.facts.put(st, facts)
         return facts
 
     def spend(self) -> bool:
@@ -787,12 +787,12 @@ def elf_closure(
     unresolved, with a note naming the file. DF_1_NODEFLIB, secure-execution (setuid)
     rules, LD_PRELOAD and /etc/ld.so.preload are not modelled.
 
-    `cache` keeps parsed facts per file identity (st_dev, st_ino, st_size, st_mtime_ns)
-    across calls, so programs sharing libc parse it once: pass one dict for all the
-    programs of an image scan. Never raises for file content; bounded by MAX_OBJECTS,
+    `cache` keeps parsed facts per file identity (`loaders.cache`) across calls, so
+    programs sharing libc parse it once: pass one `FactsCache` for all the programs of an
+    image scan. Never raises for file content; bounded by MAX_OBJECTS,
     MAX_DEPTH and MAX_PROBES.
     """
-    return _Closure(fs, config, {} if cache is None else cache).run(path)
+    return _Closure(fs, config, FactsCache() if cache is None else cache).run(path)
 
 
 def reverse_index(closures: Iterable[ElfClosure]) -> dict[str, set[str]]:

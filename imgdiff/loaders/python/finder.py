@@ -29,6 +29,7 @@ import attrs
 
 from imgdiff.fs.paths import child, join, normalise
 from imgdiff.fs.rootfs import RootFS
+from imgdiff.loaders.cache import FileCache
 from imgdiff.loaders.python.cmdline import Invocation, RunMode, parse_cmdline
 from imgdiff.loaders.python.interpreter import (
     Interpreter,
@@ -120,29 +121,10 @@ class ImportGraph:
         return tuple(out)
 
 
-class ImportCache:
-    """Import lists of parsed files, shared across `static_imports` calls.
-
-    Keyed by file identity (device, inode, size, mtime, ctime) and parse mode, so one
-    cache can serve every process of a root (or of several): many run the same program.
-    """
-
-    def __init__(self, max_entries: int = 200_000) -> None:
-        self.max_entries = max_entries
-        self._entries: dict[tuple[object, ...], Parsed] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: tuple[object, ...]) -> Parsed | None:
-        """The parsed imports stored under `key`, if any."""
-        return self._entries.get(key)
-
-    def put(self, key: tuple[object, ...], value: Parsed) -> None:
-        """Remember `value`; a full cache is emptied rather than grown."""
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
-        self._entries[key] = value
+class ImportCache(FileCache[Parsed]):
+    """Import lists of parsed files (`loaders.cache`), shared across `static_imports`
+    calls: one cache can serve every process of a root (or of several), and many run the
+    same program."""
 
 
 def static_imports(
@@ -402,18 +384,8 @@ class _Walk:
             st = os.fstat(fd)
             if not stat_.S_ISREG(st.st_mode):
                 return None
-            key = (
-                st.st_dev,
-                st.st_ino,
-                st.st_size,
-                st.st_mtime_ns,
-                st.st_ctime_ns,
-                self.parse,
-                skip_first_line,
-                self.newer_syntax,
-                st.st_size > self.max_file_size,
-            )
-            parsed = self.cache.get(key)
+            how = (self.parse, skip_first_line, self.newer_syntax, st.st_size > self.max_file_size)
+            parsed = self.cache.get(st, how)
             if parsed is not None:
                 return parsed
             if st.st_size > self.max_file_size:
@@ -429,7 +401,7 @@ class _Walk:
             return None
         finally:
             os.close(fd)
-        self.cache.put(key, parsed)
+        self.cache.put(st, parsed, how)
         return parsed
 
     def extract_text(self, code: str) -> Parsed:
