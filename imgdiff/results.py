@@ -143,6 +143,7 @@ class PackageChange:
     new_version: str | None
     paths: tuple[str, ...]
     reverse_depends: tuple[str, ...] = ()  # packages of the new image that need this one
+    location: str = ""  # a pip distribution's site directory (NEW's when it moved)
 
 
 @attrs.frozen

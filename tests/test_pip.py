@@ -492,3 +492,48 @@ def test_record_paths_are_resolved_through_the_images_own_symlinks(tmp_path: Pat
     (tree / "lib").symlink_to("usr/lib")
     db = _read(tree)
     assert db.packages[0].files == ("/usr/bin/tool", "/usr/lib/tool/data")
+
+
+def test_a_new_interpreter_moves_a_distribution_as_an_upgrade_not_remove_and_add(
+    tmp_path: Path, wheels: dict[str, Path]
+) -> None:
+    from imgdiff.pipeline import package_diff
+
+    def installed(root: Path, version: str, wheel: Path) -> Path:
+        subprocess.run(
+            [*PIP, "install", "--no-deps", "--target",
+             str(root / f"usr/lib/python{version}/site-packages"), str(wheel)],
+            check=True, env=PIP_ENV,
+        )  # fmt: skip
+        return root
+
+    old = installed(tmp_path / "old", "3.11", wheels["alpha_lib-1.0"])
+    new = installed(tmp_path / "new", "3.12", wheels["alpha_lib-1.1"])
+    _, pdelta = package_diff(str(old), str(new), use_cache=False)
+    (change,) = [c for c in pdelta.changes if c.manager == "pip"]
+    assert (change.name, change.change) == ("alpha-lib", "upgraded")
+    assert (change.old_version, change.new_version) == ("1.0", "1.1")
+    assert change.location == "/usr/lib/python3.12/site-packages"
+    assert change.arch == change.location  # the contract's `arch` keeps its meaning
+    from imgdiff.report.json import document
+
+    (doc,) = [c for c in document(pdelta)["changes"] if c["manager"] == "pip"]
+    assert doc["location"] == "/usr/lib/python3.12/site-packages"
+
+
+def test_two_interpreters_side_by_side_keep_two_distributions(
+    tmp_path: Path, wheels: dict[str, Path]
+) -> None:
+    from imgdiff.pipeline import package_diff
+
+    sites = ["usr/lib/python3.11/site-packages", "usr/lib/python3.12/site-packages"]
+    for site in sites:
+        subprocess.run(
+            [*PIP, "install", "--no-deps", "--target", str(tmp_path / "new" / site),
+             str(wheels["alpha_lib-1.1"])],
+            check=True, env=PIP_ENV,
+        )  # fmt: skip
+    (tmp_path / "old").mkdir()
+    _, pdelta = package_diff(str(tmp_path / "old"), str(tmp_path / "new"), use_cache=False)
+    added = sorted(c.location for c in pdelta.changes if c.change == "added")
+    assert added == ["/" + s for s in sites]

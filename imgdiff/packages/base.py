@@ -10,6 +10,7 @@ symlinks (usr-merge: dpkg lists `/lib/x86_64-linux-gnu/libc.so.6`, the file live
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable
 
 import attrs
@@ -18,6 +19,8 @@ from imgdiff.fs.paths import child, join, normalise
 from imgdiff.fs.walk import walk
 from imgdiff.manifest import Manifest
 from imgdiff.model import EntryType, ImageWarning
+
+_PYTHON_VERSION = re.compile(r"/python3\.\d+(?=/|$)")
 
 
 @attrs.frozen
@@ -33,11 +36,23 @@ class Package:
     depends: tuple[str, ...] = ()  # names of packages it needs (same manager, alternatives flat)
     # (normalised path, "md5:<hex>" | "sha256:<hex>" | ...) as the database records it
     file_digests: tuple[tuple[str, str], ...] = ()
+    # where a pip distribution is installed (its site directory); "" for dpkg and rpm.
+    # pip's `arch` holds the same directory, as `imgdiff.packages/1` has always said.
+    location: str = ""
 
     @property
     def key(self) -> str:
         """Identity within one manager and image: name, plus arch where there is one."""
         return f"{self.name}:{self.arch}" if self.arch else self.name
+
+    @property
+    def lineage(self) -> str:
+        """Identity across images: the key, with a site directory's Python version left
+        out (`/usr/lib/python3.11/site-packages` and `.../python3.12/...` are one place:
+        the distribution is upgraded with its interpreter, not removed and added)."""
+        if not self.location:
+            return self.key
+        return f"{self.name}:{_PYTHON_VERSION.sub('/python3', self.location)}"
 
 
 @attrs.frozen

@@ -10,11 +10,13 @@ metadata: every problem becomes an `ImageWarning` naming the file it was found i
 
 Decisions a caller can rely on:
 
-* `arch` holds the site directory (the directory containing the .dist-info), normalised:
-  two installs of one distribution in different site directories are two packages
-  (`Package.key` is `name:site`). Within one site directory a distribution is read once:
-  a .dist-info wins over an .egg-info, then the first path in sorted order; the others are
-  reported as warnings.
+* `location` holds the site directory (the directory containing the .dist-info),
+  normalised; `arch` holds it too, as `imgdiff.packages/1` has always said. Two installs
+  of one distribution in different site directories are two packages (`Package.key` is
+  `name:site`); across images a site directory's Python version is left out
+  (`Package.lineage`), so moving to a new interpreter reads as an upgrade. Within one
+  site directory a distribution is read once: a .dist-info wins over an .egg-info, then
+  the first path in sorted order; the others are reported as warnings.
 * `depends` lists the PEP 503 names of `Requires-Dist` (and egg-info `requires.txt`)
   requirements, skipping optional ones: a requirement whose marker mentions `extra` (and
   `requires.txt` sections named after an extra). Other markers (python_version, platform)
@@ -286,6 +288,7 @@ class _Reader:
             name=name,
             version=version,
             arch=site,
+            location=site,
             files=tuple(sorted(set(files))),
             depends=tuple(depends),
             file_digests=tuple(sorted(set(digests))),

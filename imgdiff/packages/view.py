@@ -98,7 +98,15 @@ class PackageView:
 
 
 def _by_key(view: PackageView) -> dict[tuple[str, str], Package]:
-    return {(p.manager, p.key): p for p in view.packages}
+    """Packages by (manager, lineage); by exact key where two share a lineage in one image
+    (python3.11 and python3.12 site directories side by side)."""
+    lineages: dict[tuple[str, str], int] = {}
+    for p in view.packages:
+        lineages[p.manager, p.lineage] = lineages.get((p.manager, p.lineage), 0) + 1
+    return {
+        (p.manager, p.lineage if lineages[p.manager, p.lineage] == 1 else p.key): p
+        for p in view.packages
+    }
 
 
 def compare_views(
@@ -134,6 +142,7 @@ def compare_views(
                 new_version=n.version if n else None,
                 paths=paths,
                 reverse_depends=rdeps,
+                location=pkg.location,
             )
         )
     unowned = tuple(

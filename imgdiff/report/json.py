@@ -24,6 +24,7 @@ from imgdiff.results import (
     DemoRun,
     Evidence,
     Impact,
+    PackageChange,
     PackageDelta,
     PackResult,
     Plan,
@@ -106,11 +107,19 @@ def packages_doc(pdelta: PackageDelta) -> dict[str, Any]:
     """The `imgdiff packages --json` document."""
     return {
         "schema": PACKAGES_SCHEMA,
-        "changes": [attrs.asdict(c) for c in pdelta.changes],
+        "changes": [_package_change(c) for c in pdelta.changes],
         "unowned": list(pdelta.unowned),
         "modified_locally": [attrs.asdict(m) for m in pdelta.modified_locally],
         "warnings": [{"path": w.path, "message": w.message} for w in pdelta.warnings],
     }
+
+
+def _package_change(change: PackageChange) -> dict[str, Any]:
+    """One element of "changes"; `location` (additive) only where there is one (pip)."""
+    doc = attrs.asdict(change)
+    if not change.location:
+        del doc["location"]
+    return doc
 
 
 @document.register
