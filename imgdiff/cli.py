@@ -1,7 +1,8 @@
 """The `imgdiff` command: argument parsing, rendering, exit codes.
 
-The only module that prints or exits. Exit codes (DESIGN.md): 0 the command ran,
-2 usage error, 3 bad input (one line naming the file or entry), 4 internal error.
+The only module that prints or exits. Exit codes (DESIGN.md): 0 the command ran, 1 only
+for `check`: the answer is no, 2 usage error, 3 bad input (one line naming the file or
+entry), 4 internal error.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from imgdiff import __version__
 from imgdiff.errors import BadInput, ImgdiffError, one_line
 
-EXIT_OK, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 2, 3, 4
+EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,6 +110,14 @@ def _archive_verbs(sub: Any) -> None:
     ap.add_argument("--digest", metavar="HEX", help="refuse any delta but this one")
     ap.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     ap.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
+
+    ck = sub.add_parser(
+        "check", help="exit 0 iff TREE is NEW and nothing running in it uses replaced files"
+    )
+    ck.add_argument("tree", metavar="TREE")
+    ck.add_argument("image", metavar="DELTA_OR_IMAGE")
+    ck.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    ck.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
 
     rb = sub.add_parser("rollback", help="give back exactly OLD after an apply, finished or not")
     rb.add_argument("tree", metavar="TREE")
@@ -289,10 +298,21 @@ def _rollback(args: argparse.Namespace) -> int:
     return _emit(result, json=args.json)
 
 
+def _check(args: argparse.Namespace) -> int:
+    from imgdiff.check import check
+    from imgdiff.report import console as rc
+
+    _directory(args.tree)
+    with rc.stderr_console().status("checking the tree and its processes"):
+        result = check(args.tree, args.image, use_cache=not args.no_cache)
+    _emit(result, json=args.json)
+    return EXIT_OK if result.ok else EXIT_NO
+
+
 _VERBS = {
     "plan": _plan, "verify": _verify, "snapshot": _snapshot, "stale": _stale, "diff": _diff,
     "packages": _packages, "manifest": _manifest, "demo": _demo, "pack": _pack,
-    "apply": _apply, "rollback": _rollback,
+    "apply": _apply, "rollback": _rollback, "check": _check,
 }  # fmt: skip
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApplyResult",
+    "CheckResult",
     "Delta",
     "DeltaStats",
     "DemoRun",
@@ -337,3 +338,14 @@ class ApplyResult(Rendered):
     operations: int
     resumed: bool  # an interrupted commit was finished
     rolled_back: bool = False
+
+
+@attrs.frozen
+class CheckResult(Rendered):
+    """Whether a tree is NEW with nothing running old files in it, and if not, why."""
+
+    tree: str
+    image: str
+    ok: bool
+    files: tuple[str, ...]  # "path (how it differs)" for each path that is not NEW's
+    stale: StaleReport  # processes rooted in the tree that still use replaced files

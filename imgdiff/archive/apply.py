@@ -307,17 +307,21 @@ def tree_manifest(tree: str, *, use_cache: bool = True) -> Manifest:
     return Manifest.read(DirImage(tree, prune=lambda p: p == STATE_DIR), use_cache=use_cache)
 
 
-def differences(tree: Manifest, want: dict[str, Entry], name: str) -> list[str]:
+def differences(tree: Manifest, want: dict[str, Entry] | Manifest, name: str) -> list[str]:
     """What keeps `tree` from being the image `want` describes: "path (aspects)" lines.
 
     mtime alone is not a difference; the state directory and the parents apply created
-    for it are not part of the tree.
+    for it are not part of the tree. A `Manifest` given as `want` computes the digests
+    the comparison needs from its own image.
     """
     for path in (STATE_DIR, *_ancestors(STATE_DIR)):
         if path not in want:
             tree.entries.pop(path, None)
-    files = sum(1 for e in want.values() if e.type is EntryType.FILE)
-    wanted = Manifest(dict(want), ImageInfo(name, "manifest", len(want), files, 0))
+    if isinstance(want, Manifest):
+        wanted = want
+    else:
+        files = sum(1 for e in want.values() if e.type is EntryType.FILE)
+        wanted = Manifest(dict(want), ImageInfo(name, "manifest", len(want), files, 0))
     out = []
     for c in compare(tree, wanted).changes:
         how = {"removed": "only in the tree", "added": "missing from the tree"}.get(

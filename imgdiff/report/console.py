@@ -24,6 +24,7 @@ from imgdiff.errors import escape_path
 from imgdiff.model import Status
 from imgdiff.results import (
     ApplyResult,
+    CheckResult,
     Delta,
     DemoRun,
     Evidence,
@@ -392,3 +393,23 @@ def render_apply(result: ApplyResult, full: bool = False) -> RenderableType:
             " (interrupted apply finished)" if result.resumed else ""
         )
     return Text(f"{escape_path(result.tree)} {what} ({result.operations} operations)", style="bold")
+
+
+@render.register
+def render_check(result: CheckResult, full: bool = False) -> RenderableType:
+    """Yes, or no with the paths that are not NEW and the processes still on old files."""
+    if result.ok:
+        return Text(
+            f"{escape_path(result.tree)} is {escape_path(result.image)}", style="bold green"
+        )
+    most = len(result.files) if full else 200
+    lines = [f"{escape_path(result.tree)} is not ready:"]
+    lines += [f"  not NEW: {escape_path(f)}" for f in result.files[:most]]
+    if len(result.files) > most:
+        lines.append(f"  … and {len(result.files) - most} more paths (--all lists them)")
+    lines += [
+        f"  pid {p.pid} ({escape_path(p.comm)}{', ' + p.unit if p.unit else ''}) still uses "
+        + ", ".join(escape_path(e.path) for e in p.reasons)
+        for p in result.stale.processes
+    ]
+    return Text("\n".join(lines), style="bold red")

@@ -19,6 +19,7 @@ import attrs
 from imgdiff.model import Change, Entry
 from imgdiff.results import (
     ApplyResult,
+    CheckResult,
     Delta,
     DeltaStats,
     DemoRun,
@@ -41,6 +42,7 @@ VERDICT_SCHEMA = "imgdiff.verdict/1"
 VERIFY_SCHEMA = "imgdiff.verify/1"
 PACK_SCHEMA = "imgdiff.pack/1"
 APPLY_SCHEMA = "imgdiff.apply/1"
+CHECK_SCHEMA = "imgdiff.check/1"
 
 
 @functools.singledispatch
@@ -235,3 +237,16 @@ def pack_doc(result: PackResult) -> dict[str, Any]:
 def apply_doc(result: ApplyResult) -> dict[str, Any]:
     """The `imgdiff apply --json` and `imgdiff rollback --json` document."""
     return {"schema": APPLY_SCHEMA, **attrs.asdict(result)}
+
+
+@document.register
+def check_doc(result: CheckResult) -> dict[str, Any]:
+    """The `imgdiff check --json` document (DESIGN's keys, then ours)."""
+    return {
+        "schema": CHECK_SCHEMA,
+        "ok": result.ok,
+        "files": list(result.files),
+        "processes": stale_doc(result.stale)["processes"],
+        "tree": result.tree,
+        "image": result.image,
+    }

@@ -1,0 +1,47 @@
+"""`check`: is this tree NEW, and does nothing running in it still use a replaced file?
+
+The health check an orchestrator polls between hosts of a rolling update: the tree is
+compared exactly with NEW (given as a delta archive, an image or a saved manifest;
+imgdiff's own state directory aside, mtime alone not a difference) and the processes
+whose root is the tree are checked with `stale`. It decides nothing and changes
+nothing; `cli` turns "no" into exit 1.
+"""
+
+from __future__ import annotations
+
+from imgdiff.archive.apply import differences, tree_manifest
+from imgdiff.archive.format import MAGIC, read_header
+from imgdiff.errors import BadInput
+from imgdiff.manifest import Manifest
+from imgdiff.results import CheckResult
+from imgdiff.runtime.snapshot import Snapshot
+from imgdiff.runtime.stale import stale
+
+
+def _target(source: str, use_cache: bool) -> Manifest:
+    """NEW's manifest from a delta archive, an image or a saved manifest."""
+    try:
+        with open(source, "rb") as fh:
+            is_delta = fh.read(len(MAGIC)) == MAGIC
+    except IsADirectoryError:
+        is_delta = False
+    except OSError as exc:
+        raise BadInput(source, f"cannot open: {exc.strerror}") from None
+    if is_delta:
+        with open(source, "rb") as fh:
+            return read_header(fh, source).new
+    return Manifest.read(source, use_cache=use_cache)
+
+
+def check(
+    tree: str, source: str, *, use_cache: bool = True, snapshot: Snapshot | None = None
+) -> CheckResult:
+    """Whether `tree` is exactly NEW and no process rooted in it runs replaced files."""
+    want = _target(source, use_cache)
+    files = differences(tree_manifest(tree, use_cache=use_cache), want, source)
+    snap = snapshot if snapshot is not None else Snapshot.capture(tree, exclude_self=True)
+    report = stale(snap)
+    return CheckResult(tree, source, not files and not report.processes, tuple(files), report)
+
+
+__all__ = ["check"]
