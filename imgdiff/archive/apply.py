@@ -169,15 +169,22 @@ class Tree:
         finally:
             os.close(fd)
 
-    def lexists(self, path: str) -> bool:
+    def lstat(self, path: str) -> os.stat_result | None:
+        """The path's own status (a symlink's, not its target's), or None if absent."""
         try:
             with self.parent(path) as (fd, name):
-                os.lstat(name, dir_fd=fd)
-        except FileNotFoundError:
-            return False
-        except NotADirectoryError:
-            return False
-        return True
+                return os.lstat(name, dir_fd=fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def link(self, src: str, dst: str) -> None:
+        """A hard link `dst` to the very inode at `src` (a symlink itself, not its target)."""
+        with self.parent(src) as (sfd, sname), self.parent(dst) as (dfd, dname):
+            os.link(sname, dname, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+
+    def unlink(self, path: str) -> None:
+        with self.parent(path) as (fd, name):
+            os.unlink(name, dir_fd=fd)
 
     def rename(self, src: str, dst: str) -> None:
         with self.parent(src) as (sfd, sname), self.parent(dst) as (dfd, dname):
@@ -549,8 +556,9 @@ def _commit(
     ops = [Op(n, action, path, leader) for n, action, path, leader in journal["ops"]]
     new = header.new.entries
     say(f"committing {len(ops)} operations")
+    placed = {op.path for op in ops if op.action == "place"}
     for op in ops:
-        _do(t, state, op, new)
+        _do(t, state, op, new, placed)
     _settle_parents(t, new)
     say("checking the tree is NEW")
     diffs = differences(tree_manifest(t.root), new, "NEW")
@@ -573,18 +581,30 @@ def _commit(
     )
 
 
-def _do(t: Tree, state: State, op: Op, new: dict[str, Entry]) -> None:
-    """One commit step, idempotent: it looks at what exists before acting."""
+def _do(t: Tree, state: State, op: Op, new: dict[str, Entry], placed: set[str]) -> None:
+    """One commit step, idempotent: it looks at what exists before acting.
+
+    OLD's file is kept in its undo slot as a hard link, not moved there: the new file is
+    then renamed over the path, so the path is never missing, and a process that maps
+    the old file sees it "(deleted)", as after dpkg, so `stale` and its peers find it.
+    A directory (emptied first, deepest first) is renamed into its slot.
+    """
     slot = state.path("undo", str(op.n))
     staged = state.path("staging", str(op.n))
     if op.action == "aside":
-        if not t.lexists(slot) and t.lexists(op.path):
-            t.rename(op.path, slot)
+        here = t.lstat(op.path)
+        if t.lstat(slot) is None and here is not None:
+            if stat.S_ISDIR(here.st_mode):
+                t.rename(op.path, slot)
+                return
+            t.link(op.path, slot)
+        if op.path not in placed and _same_inode(t.lstat(op.path), t.lstat(slot)):
+            t.unlink(op.path)  # nothing is renamed over it: OLD's name goes now
     elif op.action == "mkdir":
         with t.parent(op.path) as (fd, name), contextlib.suppress(FileExistsError):
             os.mkdir(name, 0o700, dir_fd=fd)
     elif op.action == "place":
-        if t.lexists(staged):
+        if t.lstat(staged) is not None:
             t.rename(staged, op.path)
     elif op.action == "link":
         assert op.leader is not None
@@ -599,6 +619,10 @@ def _do(t: Tree, state: State, op: Op, new: dict[str, Entry]) -> None:
             _set_meta(fd, name, new[op.path])
     else:
         raise BadInput(state.dir, f"unknown journal action {op.action!r}", op.path)
+
+
+def _same_inode(a: os.stat_result | None, b: os.stat_result | None) -> bool:
+    return a is not None and b is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _settle_parents(t: Tree, entries: dict[str, Entry]) -> None:
@@ -668,25 +692,32 @@ def rollback(
 
 
 def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry]) -> None:
+    """One rollback step, idempotent like `_do`: OLD's entry decides what is moved."""
     slot = state.path("undo", str(op.n))
     staged = state.path("staging", str(op.n))
+    was = old.get(op.path)
     if op.action == "aside":
-        if t.lexists(slot):
-            t.rename(slot, op.path)
+        if t.lstat(slot) is not None:
+            t.rename(slot, op.path)  # over NEW's file, atomically, for a non-directory
     elif op.action == "mkdir":
         with t.parent(op.path) as (fd, name), contextlib.suppress(FileNotFoundError):
             os.rmdir(name, dir_fd=fd)
     elif op.action == "place":
-        if not t.lexists(staged) and t.lexists(op.path):
-            if not t.lexists(state.path("staging")):
+        if was is not None and was.type is not EntryType.DIR:
+            return  # the aside step renames OLD's back over it
+        here = t.lstat(op.path)
+        if here is not None and not stat.S_ISDIR(here.st_mode) and t.lstat(staged) is None:
+            if t.lstat(state.path("staging")) is None:
                 os.mkdir(os.path.join(state.dir, "staging"), 0o700)
             t.rename(op.path, staged)
     elif op.action == "link":
-        with t.parent(op.path) as (fd, name), contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=fd)
-    elif op.action == "meta" and op.path in old:
+        assert op.leader is not None
+        here, leader = t.lstat(op.path), t.lstat(op.leader)
+        if _same_inode(here, leader):
+            t.unlink(op.path)  # only NEW's link: never a file rollback already restored
+    elif op.action == "meta" and was is not None:
         with t.parent(op.path) as (fd, name):
-            _set_meta(fd, name, old[op.path])
+            _set_meta(fd, name, was)
 
 
 __all__ = ["STATE_DIR", "ApplyResult", "NotTheBase", "Op", "apply", "operations", "rollback"]
