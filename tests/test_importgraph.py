@@ -772,3 +772,18 @@ def test_main_guard_of_a_module_run_with_m_runs(make_root: MakeRoot, parse: str)
     g = run(make_root(GUARDED), "-m", "tool", parse=parse)
     assert "/srv/selftest.py" in g.files
     assert "/srv/onimport.py" in g.files  # the else branch is parsed too (conservative)
+
+
+def test_a_relative_venv_home_does_not_hang_the_search(make_root: MakeRoot) -> None:
+    # `home = bin` once made the prefix search walk up "" forever (an image can say so)
+    fs = make_root(
+        {
+            "opt/venv/pyvenv.cfg": "home = bin\nversion = 3.11.2\n",
+            "opt/venv/lib/python3.11/site-packages/vpkg/__init__.py": "",
+            "srv/app.py": "import vpkg\n",
+        }
+    )
+    os.makedirs(Path(fs.name) / "opt/venv/bin")
+    os.symlink(EXE, Path(fs.name) / "opt/venv/bin/python")
+    g = static_imports(fs, ["/opt/venv/bin/python", "/srv/app.py"], EXE, "/srv")
+    assert "/opt/venv/lib/python3.11/site-packages/vpkg/__init__.py" in g.files

@@ -201,7 +201,9 @@ def _version_of_tree(fs: RootFS, start: str, notes: list[str]) -> tuple[int, int
 
 
 def _ancestors(start: str) -> list[str]:
-    out = [normalise(start)]
+    """`start` and every directory above it to `/`. A relative start (a pyvenv.cfg may
+    say `home = bin`) is read from the root: it cannot walk up forever."""
+    out = [normalise("/" + start if not start.startswith("/") else start)]
     while out[-1] != "/":
         out.append(posixpath.dirname(out[-1]))
     return out
