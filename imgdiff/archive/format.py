@@ -6,7 +6,7 @@ Layout (version 1, `docs/delta-archive.md`):
     canonical JSON | content records, back to back, in the header's `records` order
 
 The header holds the identities of OLD and NEW, NEW's whole manifest (the document a
-saved manifest holds, without heads), OLD's entry for every path that
+saved manifest holds, heads only for changed files), OLD's entry for every path that
 differs (so the base can be checked and the change undone without OLD), the paths only
 NEW has, and the content records: `[path, encoding, base, size]` where encoding is
 `zstd` (the whole file), `patch` (zstd with OLD's file at `base` as a raw-content
@@ -73,7 +73,8 @@ class Header:
             "schema": SCHEMA,
             "old": {"identity": self.old_identity},
             "new": {"identity": self.new_identity},
-            "manifest": self.new.document(heads_of=()),
+            # heads of the changed files only: what classifying the change needs
+            "manifest": self.new.document(heads_of=self.added | self.old_entries.keys()),
             "removed": [
                 entry_row(self.old_entries[p])
                 for p in sorted(self.old_entries)
