@@ -1,6 +1,6 @@
 """The kind of every changed path: kernel, library, unit file, docs and so on.
 
-This module owns the mapping from (path, entry type, first bytes) to one kind string, as an
+This module owns the mapping from (path, entry type, first bytes) to one `Kind`, as an
 ordered registry of small rules where the first match wins. It looks at nothing but its
 arguments: no file I/O, no package database, no deeper ELF parsing than
 `imgdiff.elf.elf_kind`, and it makes no restart or reboot decision itself. Paths are read
@@ -16,31 +16,11 @@ from typing import Final
 import attrs
 
 from imgdiff import elf
-from imgdiff.model import EntryType
+from imgdiff.model import EntryType, Kind
 
 __all__ = ["KINDS", "RULES", "Rule", "classify", "is_runtime_inert"]
 
-KINDS: Final = (
-    "elf-executable",
-    "elf-library",
-    "elf-object",
-    "elf-core",
-    "elf-unparseable",
-    "python-source",
-    "python-bytecode",
-    "python-extension",
-    "config",
-    "systemd-unit",
-    "kernel",
-    "kernel-module",
-    "firmware",
-    "boot",
-    "docs",
-    "script",
-    "directory",
-    "symlink",
-    "other",
-)
+KINDS: Final = tuple(Kind)  # every kind `classify` names, as `Kind` members
 
 _ENTRY_TYPES: Final = frozenset(t.value for t in EntryType)
 
@@ -89,12 +69,12 @@ class Rule:
     """One classification rule: `decide` returns a kind, or None to let later rules try."""
 
     name: str
-    decide: Callable[[Subject], str | None]
+    decide: Callable[[Subject], Kind | None]
 
 
-def _when(kind: str, test: Callable[[Subject], bool]) -> Rule:
+def _when(kind: Kind, test: Callable[[Subject], bool]) -> Rule:
     """A rule, named after its kind, giving `kind` whenever `test` holds."""
-    return Rule(kind, lambda e: kind if test(e) else None)
+    return Rule(kind.value, lambda e: kind if test(e) else None)
 
 
 # ---------------------------------------------------------------- kernel, modules, boot
@@ -241,10 +221,11 @@ def _is_bytecode(e: Subject) -> bool:
 # ---------------------------------------------------------------- content and fallbacks
 
 
-def _elf(e: Subject) -> str | None:
+def _elf(e: Subject) -> Kind | None:
     if not e.is_file or e.head is None:
         return None
-    return elf.elf_kind(e.head, e.path)
+    kind = elf.elf_kind(e.head, e.path)
+    return None if kind is None else Kind(kind)
 
 
 _CONFIG: Final = Tree.of("/etc", "/usr/local/etc")
@@ -264,20 +245,20 @@ def _is_script(e: Subject) -> bool:
 # before boot (it lives in /boot), directory and symlink come late so that a symlink under
 # /boot is 'boot', and /etc claims its directories and symlinks (alternatives) as config.
 RULES: Final[tuple[Rule, ...]] = (
-    _when("kernel", _is_kernel),
-    _when("kernel-module", lambda e: _MODULES.holds(e.path)),
-    _when("firmware", lambda e: _FIRMWARE.holds(e.path)),
-    _when("boot", _is_boot),
-    _when("docs", _is_docs),
-    _when("systemd-unit", _is_unit),
-    _when("python-extension", _is_extension),
-    _when("python-bytecode", _is_bytecode),
-    _when("python-source", _is_python_source),
+    _when(Kind.KERNEL, _is_kernel),
+    _when(Kind.KERNEL_MODULE, lambda e: _MODULES.holds(e.path)),
+    _when(Kind.FIRMWARE, lambda e: _FIRMWARE.holds(e.path)),
+    _when(Kind.BOOT, _is_boot),
+    _when(Kind.DOCS, _is_docs),
+    _when(Kind.SYSTEMD_UNIT, _is_unit),
+    _when(Kind.PYTHON_EXTENSION, _is_extension),
+    _when(Kind.PYTHON_BYTECODE, _is_bytecode),
+    _when(Kind.PYTHON_SOURCE, _is_python_source),
     Rule("elf", _elf),
-    _when("config", _is_config),
-    _when("directory", lambda e: e.entry_type == "dir"),
-    _when("symlink", lambda e: e.entry_type == "symlink"),
-    _when("script", _is_script),
+    _when(Kind.CONFIG, _is_config),
+    _when(Kind.DIRECTORY, lambda e: e.entry_type == "dir"),
+    _when(Kind.SYMLINK, lambda e: e.entry_type == "symlink"),
+    _when(Kind.SCRIPT, _is_script),
 )
 
 
@@ -291,8 +272,8 @@ def _usr_merged(path: str) -> str:
     return path
 
 
-def classify(path: str, entry_type: str, head: bytes | None) -> str:
-    """The kind of the image entry at absolute `path`; one of `KINDS`.
+def classify(path: str, entry_type: str, head: bytes | None) -> Kind:
+    """The kind of the image entry at absolute `path`.
 
     `entry_type` is an `imgdiff.model.EntryType` value ('file', 'dir', 'symlink', 'char',
     'block', 'fifo', 'socket'); `head` is the first (up to 4096) bytes of a file's content,
@@ -306,7 +287,7 @@ def classify(path: str, entry_type: str, head: bytes | None) -> str:
         kind = rule.decide(subject)
         if kind is not None:
             return kind
-    return "other"
+    return Kind.OTHER
 
 
 def is_runtime_inert(kind: str) -> bool:
@@ -314,4 +295,4 @@ def is_runtime_inert(kind: str) -> bool:
 
     Only documentation qualifies: manuals, info pages, package docs and translations.
     """
-    return kind == "docs"
+    return kind == Kind.DOCS

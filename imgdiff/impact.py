@@ -27,7 +27,7 @@ from imgdiff.loaders.elf import (
     elf_closure,
     load_loader_config,
 )
-from imgdiff.model import Change, Status, Via
+from imgdiff.model import Change, Kind, Status, Via
 from imgdiff.packages.view import PackageView
 from imgdiff.results import Delta, Evidence, Impact, ProcessImpact
 from imgdiff.runtime._procfs import ProcDir
@@ -36,7 +36,7 @@ from imgdiff.runtime.snapshot import Gap, Process, Snapshot
 from imgdiff.systemd import unitfiles
 
 _CONFIG_DIRS = ("/etc/",)
-PYTHON_KINDS = frozenset({"python-source", "python-bytecode", "python-extension"})
+PYTHON_KINDS = frozenset({Kind.PYTHON_SOURCE, Kind.PYTHON_BYTECODE, Kind.PYTHON_EXTENSION})
 
 
 @attrs.frozen
@@ -89,13 +89,13 @@ class ConfigSources:
         return out
 
 
+def _of(change: Change, via: Via, detail: str = "") -> Evidence:
+    """The evidence that a process uses this changed path, and how."""
+    return Evidence(change.path, via, change.status, change.kind, detail)
+
+
 def _evidence(paths: Iterable[str], via: Via, changed: dict[str, Change]) -> list[Evidence]:
-    out = []
-    for path in paths:
-        c = changed.get(path)
-        if c is not None:
-            out.append(Evidence(path, via, c.status.value, c.kind))
-    return out
+    return [_of(c, via) for path in paths if (c := changed.get(path)) is not None]
 
 
 def _open_via(path: str, config_paths: frozenset[str]) -> Via:
@@ -123,9 +123,7 @@ class _Tree:
 def _config_evidence(proc: Process, configs: ConfigSources, tree: _Tree) -> list[Evidence]:
     out = []
     for named, detail in configs.named(proc):
-        for path in tree.matches(named):
-            c = tree.changed[path]
-            out.append(Evidence(path, Via.CONFIG, c.status.value, c.kind, detail))
+        out += [_of(tree.changed[path], Via.CONFIG, detail) for path in tree.matches(named)]
     return out
 
 
@@ -348,8 +346,7 @@ class _LiveReader:
                     if path in self.changed
                 }
             out += [
-                Evidence(path, Via.ELF_NEEDED, self.changed[path].status.value,
-                         self.changed[path].kind, detail)
+                _of(self.changed[path], Via.ELF_NEEDED, detail)
                 for path, detail in self.closures[ckey].items()
-            ]  # fmt: skip
+            ]
         return out

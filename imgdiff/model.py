@@ -1,7 +1,7 @@
 """Frozen records shared by every stage: entries of an image and changes between two.
 
-This module owns the vocabulary (entry types, change statuses, aspects, how a process
-uses a file) and the image-side records, nothing else: no I/O, no parsing, no
+This module owns the vocabulary (entry types, change statuses, aspects, kinds of path,
+how a process uses a file) and the image-side records, nothing else: no I/O, no parsing, no
 presentation. Results of the later stages are `results`'.
 """
 
@@ -41,6 +41,30 @@ class Aspect(enum.StrEnum):
     TYPE = "type"
     TARGET = "target"
     XATTRS = "xattrs"
+
+
+class Kind(enum.StrEnum):
+    """What a changed path is, as `classify` names it (DESIGN.md's `kind`)."""
+
+    ELF_EXECUTABLE = "elf-executable"
+    ELF_LIBRARY = "elf-library"
+    ELF_OBJECT = "elf-object"
+    ELF_CORE = "elf-core"
+    ELF_UNPARSEABLE = "elf-unparseable"
+    PYTHON_SOURCE = "python-source"
+    PYTHON_BYTECODE = "python-bytecode"
+    PYTHON_EXTENSION = "python-extension"
+    CONFIG = "config"
+    SYSTEMD_UNIT = "systemd-unit"
+    KERNEL = "kernel"
+    KERNEL_MODULE = "kernel-module"
+    FIRMWARE = "firmware"
+    BOOT = "boot"
+    DOCS = "docs"
+    SCRIPT = "script"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+    OTHER = "other"
 
 
 class Via(enum.StrEnum):
@@ -130,7 +154,7 @@ class Change:
     aspects: tuple[Aspect, ...] = ()
     old: Entry | None = None
     new: Entry | None = None
-    kind: str = "other"
+    kind: Kind = attrs.field(default=Kind.OTHER, converter=Kind)  # a kind's string works too
     packages: tuple[str, ...] = ()  # "manager:name[:arch]" of the packages that own the path
 
     @property

@@ -22,15 +22,26 @@ import attrs
 from imgdiff.classify import is_runtime_inert
 from imgdiff.errors import BadInput
 from imgdiff.impact import PYTHON_KINDS
-from imgdiff.model import Change
-from imgdiff.results import Delta, Drift, Evidence, Impact, ProcessImpact, Step, Verdict
+from imgdiff.model import Change, Kind, Via
+from imgdiff.results import (
+    Delta,
+    Drift,
+    Evidence,
+    EvidenceStatus,
+    Impact,
+    ProcessImpact,
+    Step,
+    StepAction,
+    Verdict,
+    VerdictKind,
+)
 from imgdiff.systemd.unitfiles import batches
 from imgdiff.verify import DRIFT_IGNORE
 
 __all__ = ["KINDS", "Policy", "decide"]
 
-KINDS = ("no-action", "restart", "reboot", "reimage")
-_REBOOT_KINDS = frozenset({"kernel", "kernel-module", "boot", "firmware"})
+KINDS = tuple(VerdictKind)
+_REBOOT_KINDS = frozenset({Kind.KERNEL, Kind.KERNEL_MODULE, Kind.BOOT, Kind.FIRMWARE})
 _MAX_LISTED = 20
 
 
@@ -167,7 +178,7 @@ def decide(
     nothing, so callers may weigh the same delta and impact under other policies.
     """
     policy = policy or Policy()
-    unit_files = tuple(c for c in delta.changes if c.kind == "systemd-unit")  # removals too
+    unit_files = tuple(c for c in delta.changes if c.kind is Kind.SYSTEMD_UNIT)  # removals too
     reexec = tuple(
         p for p in impact.affected
         if p.pid == 1 and policy.reexec_pid1 and posixpath.basename(p.exe or "") == "systemd"
@@ -179,7 +190,9 @@ def decide(
         or _reboot(delta, impact, policy, reexec)
         or _restart(delta, impact, policy, steps, unit_files, reexec, uninspected)
     )
-    verdict = Verdict(kind, tuple(reasons), steps if kind != "no-action" else (), uninspected)
+    verdict = Verdict(
+        kind, tuple(reasons), steps if kind is not VerdictKind.NO_ACTION else (), uninspected
+    )
     verdict = _stop_removed(verdict, removed_units)
     verdict = _start_enabled(verdict, enabled_units or {})
     if drift is not None and drift.differs and drift.matches_new:
@@ -196,14 +209,17 @@ def _all_steps(
 ) -> tuple[Step, ...]:
     """PID 1's re-exec (it also reloads unit files), then a daemon-reload for changed
     unit files, then the restart batches."""
-    steps = [Step(None, (1,), p.evidence, (p.exe or "",), "daemon-reexec", 0, (p,)) for p in reexec]
+    steps = [
+        Step(None, (1,), p.evidence, (p.exe or "",), StepAction.DAEMON_REEXEC, 0, (p,))
+        for p in reexec
+    ]
     if unit_files:
-        reload = tuple(Evidence(c.path, "config", c.status.value, c.kind) for c in unit_files)
-        steps.append(Step(None, (), reload, action="daemon-reload"))
+        reload = tuple(Evidence(c.path, Via.CONFIG, c.status, c.kind) for c in unit_files)
+        steps.append(Step(None, (), reload, action=StepAction.DAEMON_RELOAD))
     return (*steps, *_steps(impact.affected, unit_deps))
 
 
-_Found = tuple[str, list[str]] | None  # (verdict kind, reasons), or None: look further
+_Found = tuple[VerdictKind, list[str]] | None  # (verdict kind, reasons), or None: further
 
 
 def _reimage(delta: Delta, policy: Policy, drift: Drift | None) -> _Found:
@@ -211,9 +227,11 @@ def _reimage(delta: Delta, policy: Policy, drift: Drift | None) -> _Found:
     if drift is not None and drift.differs and not drift.matches_new and not policy.allow_drift:
         n = len(drift.differs)
         reasons = [
-            f"the live root matches neither OLD nor NEW ({_n(n, 'path')} "
-            f"{'differs' if n == 1 else 'differ'} from OLD: {_where(drift.differs)}): a "
-            "missed or local update; patching it would start from an unknown state"
+            (
+                f"the live root matches neither OLD nor NEW ({_n(n, 'path')} "
+                f"{'differs' if n == 1 else 'differ'} from OLD: {_where(drift.differs)}): a "
+                "missed or local update; patching it would start from an unknown state"
+            )
         ]
         if drift.packages:
             more = len(drift.packages) - 3
@@ -222,10 +240,10 @@ def _reimage(delta: Delta, policy: Policy, drift: Drift | None) -> _Found:
                 + "; ".join(drift.packages[:3])
                 + (f"; and {more} more" if more > 0 else "")
             )
-        return "reimage", reasons
+        return VerdictKind.REIMAGE, reasons
     share = delta.stats.share_files
     if share > policy.reimage_share:
-        return "reimage", [
+        return VerdictKind.REIMAGE, [
             f"{share:.0%} of the image's files changed (policy: reimage above "
             f"{policy.reimage_share:.0%})"
         ]
@@ -256,8 +274,9 @@ def _reboot(
         return None
     reasons = list(dict.fromkeys(reasons))
     if len(reasons) > _MAX_LISTED:
-        reasons[_MAX_LISTED:] = [f"… and {len(reasons) - _MAX_LISTED} more such changes"]
-    return "reboot", reasons
+        more = f"… and {len(reasons) - _MAX_LISTED} more such changes"
+        reasons[_MAX_LISTED:] = [more]
+    return VerdictKind.REBOOT, reasons
 
 
 def _restart(
@@ -268,15 +287,15 @@ def _restart(
     unit_files: Sequence[Change],
     reexec: Sequence[ProcessImpact],
     uninspected: Sequence[str],
-) -> tuple[str, list[str]]:
+) -> tuple[VerdictKind, list[str]]:
     """Restart steps, reloads, or (strict policy) uninspected processes; else nothing."""
     reasons = []
     if reexec:
         reasons.append(
-            f"PID 1 ({reexec[0].exe}) uses changed files: systemd re-executes itself in place "
-            "(policy reexec_pid1)"
+            f"PID 1 ({reexec[0].exe}) uses changed files: systemd re-executes itself in "
+            "place (policy reexec_pid1)"
         )
-    restart_steps = [s for s in steps if s.action == "restart"]
+    restart_steps = [s for s in steps if s.action is StepAction.RESTART]
     if restart_steps:
         reasons.append(
             "changed files are in use by "
@@ -291,8 +310,8 @@ def _restart(
     strict_unknown = bool(uninspected) and policy.unknown == "strict" and relevant
     if strict_unknown:
         reasons.append(
-            f"{_n(len(uninspected), 'process', 'processes')} could not be inspected (policy: "
-            "strict treats them as possibly affected)"
+            f"{_n(len(uninspected), 'process', 'processes')} could not be inspected "
+            "(policy: strict treats them as possibly affected)"
         )
     python_changed = any(c.kind in PYTHON_KINDS for c in delta.changes)
     if impact.untraced_python and python_changed and policy.untraced == "graph":
@@ -304,45 +323,58 @@ def _restart(
             'run time (policy untraced = "strict" counts every changed module on their '
             "sys.path; `python -m imgdiff.trace` makes it exact)"
         )
-    if any(s.action in ("restart", "daemon-reexec") for s in steps) or unit_files or strict_unknown:
-        return "restart", reasons
+    acting = (StepAction.RESTART, StepAction.DAEMON_REEXEC)
+    if any(s.action in acting for s in steps) or unit_files or strict_unknown:
+        return VerdictKind.RESTART, reasons
     why = (
         f"none of the {impact.considered} running processes uses any of the {len(delta)} changes"
         if relevant
         else f"all {len(delta)} changes are documentation, manuals or translations"
     )
-    return "no-action", [why, *reasons]
+    return VerdictKind.NO_ACTION, [why, *reasons]
 
 
 def _stop_removed(verdict: Verdict, removed_units: Collection[str]) -> Verdict:
     """A running unit NEW no longer defines cannot restart: it is stopped."""
-    gone = [s for s in verdict.steps if s.unit in removed_units and s.action == "restart"]
+    gone = [s for s in verdict.steps if s.unit in removed_units and s.action is StepAction.RESTART]
     if not gone:
         return verdict
-    steps = tuple(attrs.evolve(s, action="stop") if s in gone else s for s in verdict.steps)
+    steps = tuple(
+        attrs.evolve(s, action=StepAction.STOP) if s in gone else s for s in verdict.steps
+    )
     note = f"{_n(len(gone), 'unit')} no longer in NEW: stopped, not restarted"
-    reasons = (*verdict.reasons, note) if verdict.verdict != "no-action" else (note,)
-    kind = "restart" if verdict.verdict == "no-action" else verdict.verdict
-    return attrs.evolve(verdict, verdict=kind, steps=steps, reasons=reasons)
+    return _escalate(verdict, note, steps)
+
+
+def _escalate(verdict: Verdict, note: str, steps: tuple[Step, ...]) -> Verdict:
+    """`verdict` with `steps` and one more reason; a `no-action` (whose only reason said
+    nothing was to do) becomes a `restart` for that reason alone."""
+    if verdict.verdict is VerdictKind.NO_ACTION:
+        return attrs.evolve(verdict, verdict=VerdictKind.RESTART, steps=steps, reasons=(note,))
+    return attrs.evolve(verdict, steps=steps, reasons=(*verdict.reasons, note))
 
 
 def _start_enabled(verdict: Verdict, enabled_units: Mapping[str, str]) -> Verdict:
     """Units NEW newly enables and that do not run are started, last."""
-    if not enabled_units or verdict.verdict not in ("no-action", "restart"):
+    if not enabled_units or verdict.verdict not in (VerdictKind.NO_ACTION, VerdictKind.RESTART):
         return verdict
     last = max((s.batch for s in verdict.steps), default=0)
     starts = tuple(
         Step(
-            unit, (), (Evidence(link, "config", "added", "systemd-unit", "enabled in NEW"),),
-            action="start", batch=last + 1,
+            unit,
+            (),
+            (
+                Evidence(
+                    link, Via.CONFIG, EvidenceStatus.ADDED, Kind.SYSTEMD_UNIT, "enabled in NEW"
+                ),
+            ),
+            action=StepAction.START,
+            batch=last + 1,
         )
         for unit, link in sorted(enabled_units.items())
-    )  # fmt: skip
-    note = f"{_n(len(starts), 'unit')} newly enabled in NEW and not running: start"
-    reasons = (*verdict.reasons, note) if verdict.verdict != "no-action" else (note,)
-    return attrs.evolve(
-        verdict, verdict="restart", steps=(*verdict.steps, *starts), reasons=reasons
     )
+    note = f"{_n(len(starts), 'unit')} newly enabled in NEW and not running: start"
+    return _escalate(verdict, note, (*verdict.steps, *starts))
 
 
 def _n(count: int, one: str, many: str | None = None) -> str:

@@ -14,6 +14,7 @@ holding a dict (`DeltaStats`, `Delta`, `Plan`, `DemoRun`) is unhashable by desig
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +34,12 @@ __all__ = [
     "DemoRun",
     "Drift",
     "Evidence",
+    "EvidenceStatus",
     "Impact",
     "LocalModification",
     "PackResult",
     "PackageChange",
+    "PackageChangeKind",
     "PackageDelta",
     "Plan",
     "ProcessImpact",
@@ -44,9 +47,50 @@ __all__ = [
     "StaleProcess",
     "StaleReport",
     "Step",
+    "StepAction",
     "Verdict",
+    "VerdictKind",
     "Verification",
 ]  # fmt: skip
+
+
+class PackageChangeKind(enum.StrEnum):
+    """How a package differs between the images (DESIGN.md's `change`)."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    UPGRADED = "upgraded"
+    DOWNGRADED = "downgraded"
+    REBUILT = "rebuilt"  # same version, different files
+
+
+class EvidenceStatus(enum.StrEnum):
+    """What happened to a path a process uses: the change's status, or `stale` when the
+    file on disk is no longer the one the process uses, whatever the update does."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    MODIFIED = "modified"
+    STALE = "stale"
+
+
+class StepAction(enum.StrEnum):
+    """What a step of the verdict does (`systemctl ACTION [UNIT]`)."""
+
+    RESTART = "restart"
+    STOP = "stop"  # a running unit NEW no longer has
+    START = "start"  # a unit NEW newly enables and that does not run
+    DAEMON_RELOAD = "daemon-reload"  # unit files changed
+    DAEMON_REEXEC = "daemon-reexec"  # systemd as PID 1 re-executes itself (policy)
+
+
+class VerdictKind(enum.StrEnum):
+    """What callers act on (DESIGN.md's verdict kinds), mildest first."""
+
+    NO_ACTION = "no-action"
+    RESTART = "restart"
+    REBOOT = "reboot"
+    REIMAGE = "reimage"
 
 
 class Rendered:
@@ -139,7 +183,7 @@ class PackageChange:
     manager: str
     name: str
     arch: str
-    change: str  # added | removed | upgraded | downgraded | rebuilt
+    change: PackageChangeKind = attrs.field(converter=PackageChangeKind)
     old_version: str | None
     new_version: str | None
     paths: tuple[str, ...]
@@ -174,9 +218,8 @@ class Evidence:
 
     path: str
     via: Via = attrs.field(converter=Via)
-    # of the change: added | removed | modified; "stale" when the live file is no longer
-    # the one the process uses, whatever the update does
-    status: str
+    # of the change; `stale` when the live file is no longer the one the process uses
+    status: EvidenceStatus = attrs.field(converter=EvidenceStatus)
     kind: str  # of the change: elf-library, python-source, config, ...; "" from `stale`
     detail: str = ""  # where the link comes from, for `config`: "unit file", "conffile of …"
 
@@ -262,9 +305,7 @@ class Step:
     pids: tuple[int, ...]
     reasons: tuple[Evidence, ...]
     commands: tuple[str, ...] = ()  # exe or cmdline of each process, for people
-    # "restart"; "stop" for a unit NEW no longer has; "start" for one NEW newly enables;
-    # "daemon-reload" for changed unit files; "daemon-reexec" for PID 1 (policy)
-    action: str = "restart"
+    action: StepAction = attrs.field(default=StepAction.RESTART, converter=StepAction)
     batch: int = 0  # steps of one batch are independent; a batch runs after the previous
     processes: tuple[ProcessImpact, ...] = ()  # each process with its own evidence
 
@@ -273,7 +314,7 @@ class Step:
 class Verdict(Rendered):
     """What to do, why, and in which steps."""
 
-    verdict: str
+    verdict: VerdictKind = attrs.field(converter=VerdictKind)
     reasons: tuple[str, ...]
     steps: tuple[Step, ...] = ()
     uninspected: tuple[str, ...] = ()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from imgdiff.delta import compare
 from imgdiff.image._dir import DirImage
 from imgdiff.manifest import Manifest
-from imgdiff.results import Verdict, Verification
+from imgdiff.results import StepAction, Verdict, Verification
 from imgdiff.runtime.snapshot import Snapshot
 from imgdiff.runtime.stale import stale
 
@@ -99,11 +99,10 @@ def verify_restarted(verdict: Verdict, snapshot: Snapshot) -> tuple[str, ...]:
     `verify_restarted`; an empty answer means every planned unit and process now uses
     what is on disk. Each problem names the unit or pid and a stale path.
     """
-    restarted = {s.unit for s in verdict.steps if s.unit and s.action == "restart"}
-    stopped = {s.unit for s in verdict.steps if s.unit and s.action == "stop"}
-    bare = {
-        pid for s in verdict.steps if s.unit is None and s.action == "restart" for pid in s.pids
-    }
+    restart, stop = StepAction.RESTART, StepAction.STOP
+    restarted = {s.unit for s in verdict.steps if s.unit and s.action is restart}
+    stopped = {s.unit for s in verdict.steps if s.unit and s.action is stop}
+    bare = {pid for s in verdict.steps if s.unit is None and s.action is restart for pid in s.pids}
     problems = [
         f"{p.unit}: pid {p.pid} still runs, though NEW has no such unit"
         for p in snapshot.processes

@@ -234,3 +234,15 @@ def test_rule_registry_is_ordered_with_unique_names() -> None:
     assert names.index("boot") < names.index("symlink")
     assert names.index("docs") < names.index("python-source")
     assert names.index("elf") < names.index("config")
+
+
+def test_classify_names_kind_members_and_changes_take_strings_too() -> None:
+    from imgdiff.model import Change, Kind
+
+    assert classify("/usr/share/doc/x/README", "file", b"x") is Kind.DOCS
+    assert all(isinstance(classify(p, t, h), Kind) for p, t, h, _ in TABLE)
+    assert tuple(Kind) == KINDS
+    assert Change("/etc/a", "modified", kind="config").kind is Kind.CONFIG
+    assert Change("/etc/a", "modified").kind is Kind.OTHER
+    with pytest.raises(ValueError, match="not-a-kind"):
+        Change("/etc/a", "modified", kind="not-a-kind")

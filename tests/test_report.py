@@ -164,3 +164,40 @@ def test_records_holding_dicts_are_unhashable_by_design(delta: imgdiff.Delta) ->
     for record in (delta, delta.stats, plan):
         with pytest.raises(TypeError, match=f"unhashable type: '{type(record).__name__}'"):
             hash(record)
+
+
+def test_closed_vocabularies_are_enums_whose_values_the_json_shows(
+    delta: imgdiff.Delta,
+) -> None:
+    """Verdict kind, step action, evidence status, change kind and package change are
+    StrEnum members; strings still construct them, and JSON carries the plain values."""
+    from imgdiff.model import Kind
+    from imgdiff.results import (
+        Evidence,
+        EvidenceStatus,
+        PackageChange,
+        PackageChangeKind,
+        PackageDelta,
+        Step,
+        StepAction,
+        Verdict,
+        VerdictKind,
+    )
+
+    lib = Evidence("/usr/lib/libx.so.1", "mapped", "stale", "elf-library")
+    assert lib.status is EvidenceStatus.STALE
+    step = Step(None, (), (lib,), action="daemon-reload")
+    assert step.action is StepAction.DAEMON_RELOAD
+    assert Step("a.service", (1,), ()).action is StepAction.RESTART
+    verdict = Verdict("reboot", ("why",), (step,))
+    assert verdict.verdict is VerdictKind.REBOOT
+    doc = json.loads(json.dumps(verdict.to_json()))
+    assert (doc["verdict"], doc["steps"][0]["action"]) == ("reboot", "daemon-reload")
+    change = PackageChange("dpkg", "libx", "amd64", "upgraded", "1", "2", ())
+    assert change.change is PackageChangeKind.UPGRADED
+    pdoc = json.loads(json.dumps(PackageDelta((change,), (), ()).to_json()))
+    assert pdoc["changes"][0]["change"] == "upgraded"
+    assert {type(c.kind) for c in delta.changes} == {Kind}
+    assert [c["kind"] for c in delta.to_json()["changes"]] == [c.kind.value for c in delta]
+    with pytest.raises(ValueError, match="sideways"):
+        Step("a.service", (1,), (), action="sideways")

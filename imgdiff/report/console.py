@@ -29,11 +29,14 @@ from imgdiff.results import (
     DemoRun,
     Evidence,
     Impact,
+    PackageChangeKind,
     PackageDelta,
     PackResult,
     Plan,
     StaleReport,
+    StepAction,
     Verdict,
+    VerdictKind,
     Verification,
 )
 from imgdiff.runtime.snapshot import Snapshot
@@ -106,8 +109,9 @@ def render_delta(delta: Delta, full: bool = False) -> RenderableType:
 
 
 _PKG_STYLE = {
-    "added": "green", "removed": "red", "upgraded": "cyan", "downgraded": "magenta",
-    "rebuilt": "yellow",
+    PackageChangeKind.ADDED: "green", PackageChangeKind.REMOVED: "red",
+    PackageChangeKind.UPGRADED: "cyan", PackageChangeKind.DOWNGRADED: "magenta",
+    PackageChangeKind.REBUILT: "yellow",
 }  # fmt: skip
 
 
@@ -187,9 +191,11 @@ def render_stale(report: StaleReport, full: bool = False) -> RenderableType:
 
 
 _VERDICT_STYLE = {
-    "no-action": "bold green", "restart": "bold yellow", "reboot": "bold red",
-    "reimage": "bold magenta",
+    VerdictKind.NO_ACTION: "bold green", VerdictKind.RESTART: "bold yellow",
+    VerdictKind.REBOOT: "bold red", VerdictKind.REIMAGE: "bold magenta",
 }  # fmt: skip
+_IN_BATCH = frozenset({StepAction.RESTART, StepAction.STOP, StepAction.START})
+_SYSTEMD = frozenset({StepAction.DAEMON_RELOAD, StepAction.DAEMON_REEXEC})
 
 
 @render.register
@@ -203,21 +209,21 @@ def render_verdict(verdict: Verdict, full: bool = False) -> RenderableType:
     if verdict.steps:
         title = (
             "steps"
-            if verdict.verdict == "restart"
+            if verdict.verdict is VerdictKind.RESTART
             else f"restart plan ({verdict.verdict} supersedes it)"
         )
         tree = Tree(Text(title, style="bold"))
         batches: dict[int, Tree] = {}
         for n, step in enumerate(verdict.steps, 1):
             parent = tree
-            if step.action in ("restart", "stop", "start"):
+            if step.action in _IN_BATCH:
                 if step.batch not in batches:
                     label = f"batch {step.batch}" + (
                         "" if step.unit else ": processes with no unit"
                     )
                     batches[step.batch] = tree.add(Text(label, style="dim"))
                 parent = batches[step.batch]
-            if step.action in ("daemon-reload", "daemon-reexec"):
+            if step.action in _SYSTEMD:
                 node = parent.add(Text(f"{n}. systemctl {step.action}", style="bold"))
                 for e in step.reasons:
                     node.add(_evidence_text(e))
