@@ -19,7 +19,7 @@ import attrs
 from imgdiff.delta import classifier, compare
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import ImageWarning
-from imgdiff.results import Delta, PackageDelta, Plan
+from imgdiff.results import Delta, PackageDelta, Plan, Reason, ReasonCode
 
 if TYPE_CHECKING:
     from imgdiff.packages.view import PackageView
@@ -229,10 +229,18 @@ def plan_update(
     verdict = decide(delta, impact, policy, drift, unit_deps, removed_units, enabling)
     clock.lap("verdict")
     if not live:
-        notes = ["saved snapshot: static import graphs and ELF closures were not computed"]
+        notes = [
+            Reason(
+                "saved snapshot: static import graphs and ELF closures were not computed",
+                ReasonCode.SAVED_SNAPSHOT,
+            )
+        ]
         if not here:
             notes.append(
-                "saved snapshot of another machine or boot: its root was not checked for drift"
+                Reason(
+                    "saved snapshot of another machine or boot: its root was not checked for drift",
+                    ReasonCode.DRIFT_NOT_CHECKED,
+                )
             )
         verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))
     return Plan(verdict, delta, impact, drift, clock.seconds)

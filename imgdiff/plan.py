@@ -30,6 +30,8 @@ from imgdiff.results import (
     EvidenceStatus,
     Impact,
     ProcessImpact,
+    Reason,
+    ReasonCode,
     Step,
     StepAction,
     Verdict,
@@ -196,7 +198,10 @@ def decide(
     verdict = _stop_removed(verdict, removed_units)
     verdict = _start_enabled(verdict, enabled_units or {})
     if drift is not None and drift.differs and drift.matches_new:
-        note = "the live root already matches NEW: only running processes can lag behind"
+        note = Reason(
+            "the live root already matches NEW: only running processes can lag behind",
+            ReasonCode.ALREADY_NEW,
+        )
         verdict = attrs.evolve(verdict, reasons=(note, *verdict.reasons))
     return verdict
 
@@ -219,7 +224,7 @@ def _all_steps(
     return (*steps, *_steps(impact.affected, unit_deps))
 
 
-_Found = tuple[VerdictKind, list[str]] | None  # (verdict kind, reasons), or None: further
+_Found = tuple[VerdictKind, list[Reason]] | None  # (verdict kind, reasons), or None: further
 
 
 def _reimage(delta: Delta, policy: Policy, drift: Drift | None) -> _Found:
@@ -227,25 +232,32 @@ def _reimage(delta: Delta, policy: Policy, drift: Drift | None) -> _Found:
     if drift is not None and drift.differs and not drift.matches_new and not policy.allow_drift:
         n = len(drift.differs)
         reasons = [
-            (
+            Reason(
                 f"the live root matches neither OLD nor NEW ({_n(n, 'path')} "
                 f"{'differs' if n == 1 else 'differ'} from OLD: {_where(drift.differs)}): a "
-                "missed or local update; patching it would start from an unknown state"
+                "missed or local update; patching it would start from an unknown state",
+                ReasonCode.DRIFT,
             )
         ]
         if drift.packages:
             more = len(drift.packages) - 3
             reasons.append(
-                "installed packages differ from OLD: "
-                + "; ".join(drift.packages[:3])
-                + (f"; and {more} more" if more > 0 else "")
+                Reason(
+                    "installed packages differ from OLD: "
+                    + "; ".join(drift.packages[:3])
+                    + (f"; and {more} more" if more > 0 else ""),
+                    ReasonCode.PACKAGE_DRIFT,
+                )
             )
         return VerdictKind.REIMAGE, reasons
     share = delta.stats.share_files
     if share > policy.reimage_share:
         return VerdictKind.REIMAGE, [
-            f"{share:.0%} of the image's files changed (policy: reimage above "
-            f"{policy.reimage_share:.0%})"
+            Reason(
+                f"{share:.0%} of the image's files changed (policy: reimage above "
+                f"{policy.reimage_share:.0%})",
+                ReasonCode.SHARE_OVER_THRESHOLD,
+            )
         ]
     return None
 
@@ -255,26 +267,44 @@ def _reboot(
 ) -> _Found:
     """Boot files changed, or something that cannot restart in place uses a change."""
     reasons = [
-        f"{c.path} ({c.kind}) {c.status.value}: needs a reboot"
+        Reason(
+            f"{c.path} ({c.kind}) {c.status.value}: needs a reboot",
+            ReasonCode.REBOOT_FILE_CHANGED,
+        )
         for c in delta.changes
         if c.kind in _REBOOT_KINDS or c.path.startswith(policy.reboot_paths)
     ]
     for p in impact.affected:
         if p.pid == 1:
             if not reexec:
-                reasons.append(f"PID 1 ({p.exe}) uses changed files: {_paths(p.evidence)}")
+                reasons.append(
+                    Reason(
+                        f"PID 1 ({p.exe}) uses changed files: {_paths(p.evidence)}",
+                        ReasonCode.PID1_USES_CHANGED,
+                    )
+                )
         elif p.init:
             reasons.append(
-                f"pid {p.pid} ({p.exe}) is PID 1 of its pid namespace (a container's init: "
-                f"restart the container) and uses changed files: {_paths(p.evidence)}"
+                Reason(
+                    f"pid {p.pid} ({p.exe}) is PID 1 of its pid namespace (a container's init: "
+                    f"restart the container) and uses changed files: {_paths(p.evidence)}",
+                    ReasonCode.CONTAINER_INIT_USES_CHANGED,
+                )
             )
         if p.unit in policy.never_restart:
-            reasons.append(f"{p.unit} uses changed files and may not be restarted in place")
+            reasons.append(
+                Reason(
+                    f"{p.unit} uses changed files and may not be restarted in place",
+                    ReasonCode.NEVER_RESTART,
+                )
+            )
     if not reasons:
         return None
     reasons = list(dict.fromkeys(reasons))
     if len(reasons) > _MAX_LISTED:
-        more = f"… and {len(reasons) - _MAX_LISTED} more such changes"
+        more = Reason(
+            f"… and {len(reasons) - _MAX_LISTED} more such changes", ReasonCode.MORE_REASONS
+        )
         reasons[_MAX_LISTED:] = [more]
     return VerdictKind.REBOOT, reasons
 
@@ -287,31 +317,43 @@ def _restart(
     unit_files: Sequence[Change],
     reexec: Sequence[ProcessImpact],
     uninspected: Sequence[str],
-) -> tuple[VerdictKind, list[str]]:
+) -> tuple[VerdictKind, list[Reason]]:
     """Restart steps, reloads, or (strict policy) uninspected processes; else nothing."""
     reasons = []
     if reexec:
         reasons.append(
-            f"PID 1 ({reexec[0].exe}) uses changed files: systemd re-executes itself in "
-            "place (policy reexec_pid1)"
+            Reason(
+                f"PID 1 ({reexec[0].exe}) uses changed files: systemd re-executes itself in "
+                "place (policy reexec_pid1)",
+                ReasonCode.PID1_REEXEC,
+            )
         )
     restart_steps = [s for s in steps if s.action is StepAction.RESTART]
     if restart_steps:
         reasons.append(
-            "changed files are in use by "
-            f"{_n(sum(len(s.pids) for s in restart_steps), 'process', 'processes')} in "
-            f"{_n(len(restart_steps), 'unit or group', 'units or groups')}"
+            Reason(
+                "changed files are in use by "
+                f"{_n(sum(len(s.pids) for s in restart_steps), 'process', 'processes')} in "
+                f"{_n(len(restart_steps), 'unit or group', 'units or groups')}",
+                ReasonCode.IN_USE,
+            )
         )
     if unit_files:
         reasons.append(
-            f"{_n(len(unit_files), 'unit file')} changed or removed: systemd must reload them"
+            Reason(
+                f"{_n(len(unit_files), 'unit file')} changed or removed: systemd must reload them",
+                ReasonCode.UNIT_FILES_CHANGED,
+            )
         )
     relevant = any(not is_runtime_inert(c.kind) for c in delta.changes)
     strict_unknown = bool(uninspected) and policy.unknown == "strict" and relevant
     if strict_unknown:
         reasons.append(
-            f"{_n(len(uninspected), 'process', 'processes')} could not be inspected "
-            "(policy: strict treats them as possibly affected)"
+            Reason(
+                f"{_n(len(uninspected), 'process', 'processes')} could not be inspected "
+                "(policy: strict treats them as possibly affected)",
+                ReasonCode.UNINSPECTED,
+            )
         )
     python_changed = any(c.kind in PYTHON_KINDS for c in delta.changes)
     if impact.untraced_python and python_changed and policy.untraced == "graph":
@@ -319,17 +361,27 @@ def _restart(
             len(impact.untraced_python), "untraced Python process", "untraced Python processes"
         )
         reasons.append(
-            f"{count} judged by static import graphs, which do not see imports computed at "
-            'run time (policy untraced = "strict" counts every changed module on their '
-            "sys.path; `python -m imgdiff.trace` makes it exact)"
+            Reason(
+                f"{count} judged by static import graphs, which do not see imports computed at "
+                'run time (policy untraced = "strict" counts every changed module on their '
+                "sys.path; `python -m imgdiff.trace` makes it exact)",
+                ReasonCode.UNTRACED_PYTHON,
+            )
         )
     acting = (StepAction.RESTART, StepAction.DAEMON_REEXEC)
     if any(s.action in acting for s in steps) or unit_files or strict_unknown:
         return VerdictKind.RESTART, reasons
     why = (
-        f"none of the {impact.considered} running processes uses any of the {len(delta)} changes"
+        Reason(
+            f"none of the {impact.considered} running processes uses any of the "
+            f"{len(delta)} changes",
+            ReasonCode.UNUSED,
+        )
         if relevant
-        else f"all {len(delta)} changes are documentation, manuals or translations"
+        else Reason(
+            f"all {len(delta)} changes are documentation, manuals or translations",
+            ReasonCode.INERT_ONLY,
+        )
     )
     return VerdictKind.NO_ACTION, [why, *reasons]
 
@@ -342,11 +394,14 @@ def _stop_removed(verdict: Verdict, removed_units: Collection[str]) -> Verdict:
     steps = tuple(
         attrs.evolve(s, action=StepAction.STOP) if s in gone else s for s in verdict.steps
     )
-    note = f"{_n(len(gone), 'unit')} no longer in NEW: stopped, not restarted"
+    note = Reason(
+        f"{_n(len(gone), 'unit')} no longer in NEW: stopped, not restarted",
+        ReasonCode.UNIT_REMOVED,
+    )
     return _escalate(verdict, note, steps)
 
 
-def _escalate(verdict: Verdict, note: str, steps: tuple[Step, ...]) -> Verdict:
+def _escalate(verdict: Verdict, note: Reason, steps: tuple[Step, ...]) -> Verdict:
     """`verdict` with `steps` and one more reason; a `no-action` (whose only reason said
     nothing was to do) becomes a `restart` for that reason alone."""
     if verdict.verdict is VerdictKind.NO_ACTION:
@@ -373,7 +428,10 @@ def _start_enabled(verdict: Verdict, enabled_units: Mapping[str, str]) -> Verdic
         )
         for unit, link in sorted(enabled_units.items())
     )
-    note = f"{_n(len(starts), 'unit')} newly enabled in NEW and not running: start"
+    note = Reason(
+        f"{_n(len(starts), 'unit')} newly enabled in NEW and not running: start",
+        ReasonCode.UNIT_ENABLED,
+    )
     return _escalate(verdict, note, (*verdict.steps, *starts))
 
 

@@ -15,7 +15,7 @@ holding a dict (`DeltaStats`, `Delta`, `Plan`, `DemoRun`) is unhashable by desig
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -43,6 +43,8 @@ __all__ = [
     "PackageDelta",
     "Plan",
     "ProcessImpact",
+    "Reason",
+    "ReasonCode",
     "Rendered",
     "StaleProcess",
     "StaleReport",
@@ -91,6 +93,68 @@ class VerdictKind(enum.StrEnum):
     RESTART = "restart"
     REBOOT = "reboot"
     REIMAGE = "reimage"
+
+
+class ReasonCode(enum.StrEnum):
+    """The stable code of a verdict's reason, for callers to branch on; the English text
+    is its rendering (docs/plan.md has the table)."""
+
+    # reimage
+    DRIFT = "drift"
+    PACKAGE_DRIFT = "package-drift"
+    SHARE_OVER_THRESHOLD = "share-over-threshold"
+    # reboot
+    REBOOT_FILE_CHANGED = "reboot-file-changed"
+    PID1_USES_CHANGED = "pid1-uses-changed"
+    CONTAINER_INIT_USES_CHANGED = "container-init-uses-changed"
+    NEVER_RESTART = "never-restart"
+    MORE_REASONS = "more-reasons"
+    # restart
+    PID1_REEXEC = "pid1-reexec"
+    IN_USE = "in-use"
+    UNIT_FILES_CHANGED = "unit-files-changed"
+    UNINSPECTED = "uninspected"
+    UNIT_REMOVED = "unit-removed"
+    UNIT_ENABLED = "unit-enabled"
+    # no-action
+    UNUSED = "unused"
+    INERT_ONLY = "inert-only"
+    # notes beside any verdict
+    UNTRACED_PYTHON = "untraced-python"
+    ALREADY_NEW = "already-new"
+    SAVED_SNAPSHOT = "saved-snapshot"
+    DRIFT_NOT_CHECKED = "drift-not-checked"
+    # a reason given as plain text by a caller that built the verdict itself; imgdiff
+    # never produces it
+    OTHER = "other"
+
+
+class Reason(str):
+    """One reason of a verdict: the English text (the string itself, which the JSON and
+    the console show) with a stable `code`. A `str`, so callers that read reasons as text
+    keep working; compares and hashes as its text. (`code` lives in the instance dict:
+    a `str` subtype takes no slots.)"""
+
+    code: ReasonCode
+
+    def __new__(cls, text: str, code: ReasonCode | str) -> Reason:
+        reason = super().__new__(cls, text)
+        reason.__dict__["code"] = ReasonCode(code)
+        return reason
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Reason is immutable: cannot set {name}")
+
+    def __reduce__(self) -> tuple[type[Reason], tuple[str, str]]:
+        return (Reason, (str(self), self.code.value))
+
+    def __repr__(self) -> str:
+        return f"Reason({str(self)!r}, {self.code.value!r})"
+
+
+def _reasons(values: Iterable[str]) -> tuple[Reason, ...]:
+    """Reasons as given; plain text (a caller's own) is coded `other`."""
+    return tuple(r if isinstance(r, Reason) else Reason(r, ReasonCode.OTHER) for r in values)
 
 
 class Rendered:
@@ -312,12 +376,18 @@ class Step:
 
 @attrs.frozen
 class Verdict(Rendered):
-    """What to do, why, and in which steps."""
+    """What to do, why, and in which steps. Each reason is a `Reason`: its text, with a
+    stable `code` (plain strings given here are coded `other`)."""
 
     verdict: VerdictKind = attrs.field(converter=VerdictKind)
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...] = attrs.field(converter=_reasons)
     steps: tuple[Step, ...] = ()
     uninspected: tuple[str, ...] = ()
+
+    @property
+    def reason_codes(self) -> tuple[ReasonCode, ...]:
+        """The code of each reason, in the same order."""
+        return tuple(r.code for r in self.reasons)
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat record per piece of evidence of each step (for CSV or data frames)."""

@@ -6,11 +6,16 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+import imgdiff
+from imgdiff.results import ReasonCode, Verdict
 
 COMPRESSORS = {"": None, ".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}
 
@@ -92,3 +97,32 @@ def tree_pair(tmp_path: Path) -> TreePair:
         return old, new
 
     return make
+
+
+_IMGDIFF = os.path.dirname(imgdiff.__file__) + os.sep
+
+
+@pytest.fixture(autouse=True)
+def every_verdict_reason_is_coded(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every verdict imgdiff makes during a test (not those a test builds itself) gives
+    each reason a `ReasonCode` of its own, never the `other` of a caller's plain text."""
+    made: list[Verdict] = []
+    init = Verdict.__init__
+
+    def watched(self: Verdict, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        caller = sys._getframe(1)
+        while caller.f_back is not None and caller.f_globals["__name__"].startswith("attr"):
+            caller = caller.f_back  # attrs.evolve: whoever called it
+        if caller.f_code.co_filename.startswith(_IMGDIFF):
+            made.append(self)
+
+    monkeypatch.setattr(Verdict, "__init__", watched)
+    yield
+    uncoded = [
+        str(r)
+        for v in made
+        for r in v.reasons
+        if not isinstance(getattr(r, "code", None), ReasonCode) or r.code is ReasonCode.OTHER
+    ]
+    assert not uncoded, f"verdict reasons without a code: {uncoded}"

@@ -330,6 +330,7 @@ def test_plan_json_contract(host: Host, capsys: pytest.CaptureFixture[str]) -> N
     assert doc["schema"] == "imgdiff.verdict/1"
     assert doc["verdict"] in ("no-action", "restart", "reboot", "reimage")
     assert set(doc) >= {"verdict", "reasons", "steps", "uninspected"}
+    assert len(doc["reason_codes"]) == len(doc["reasons"])  # additive: one code per reason
     for step in doc["steps"]:
         assert set(step) >= {"unit", "pids", "reasons"}
         assert all(set(r) >= {"path", "via"} for r in step["reasons"])
@@ -565,6 +566,7 @@ def test_plan_from_a_saved_snapshot(host: Host, tmp_path: Path) -> None:
     assert "/etc/app/local-hack.conf" in same_boot.reasons[0]
     assert [s.unit for s in same_boot.steps] == [host.unit]  # maps the changed libc
     assert same_boot.reasons[-1].startswith("saved snapshot: static import graphs")
+    assert same_boot.reason_codes[-1] == "saved-snapshot"
     doc = json.loads(saved.read_text())
     doc["boot_id"] = "another-machine"
     elsewhere = tmp_path / "elsewhere.json"
@@ -580,6 +582,7 @@ def test_plan_from_a_saved_snapshot(host: Host, tmp_path: Path) -> None:
     assert remote.reasons[-1] == (
         "saved snapshot of another machine or boot: its root was not checked for drift"
     )
+    assert remote.reason_codes[-2:] == ("saved-snapshot", "drift-not-checked")
 
 
 def test_plan_with_images_shipped_as_tar_archives(host: Host, tmp_path: Path) -> None:
@@ -745,3 +748,94 @@ def test_a_unit_new_newly_enables_is_started(
     assert verdict.reasons[-1] == "1 unit newly enabled in NEW and not running: start"
     assert main(["plan", str(host.old), str(host.new), "--root", str(host.old)]) == 0
     assert "systemctl start metrics.service" in capsys.readouterr().out
+
+
+def _coded_verdicts(tmp_path: Path) -> list[Verdict]:
+    """`decide` on small deltas under the impacts, drifts and policies that make each of
+    its reasons."""
+    from imgdiff.pipeline import diff
+    from imgdiff.plan import decide
+    from imgdiff.results import Delta, Drift, Evidence, Impact, ProcessImpact
+    from imgdiff.runtime.snapshot import Gap
+
+    files = {
+        "etc/app.conf": "a = 1\n", "usr/lib/python3/dist-packages/m.py": "x = 1\n",
+        "etc/systemd/system/a.service": "[Service]\n", "usr/share/doc/a/README": "a\n",
+        **{f"boot/f{i}": "b\n" for i in range(22)},
+        **{f"usr/share/x/{i}": "x\n" for i in range(40)},
+    }  # fmt: skip
+    old = write_tree(tmp_path / "old", files)
+
+    def changed(*paths: str) -> Delta:
+        new = write_tree(tmp_path / f"new{len(list(tmp_path.iterdir()))}", files)
+        for rel in paths:
+            (new / rel).write_text("changed\n")
+        return diff(str(old), str(new), use_cache=False)
+
+    update = changed("etc/app.conf", "usr/lib/python3/dist-packages/m.py")
+    units = changed("etc/app.conf", "etc/systemd/system/a.service")
+    kernel = changed(*(f"boot/f{i}" for i in range(22)))
+    docs = changed("usr/share/doc/a/README")
+    conf = (Evidence("/etc/app.conf", "config", "modified", "config", "held open"),)
+    web = ProcessImpact(7, 1, "web.service", "/usr/bin/web", ("web",), conf)
+    init = ProcessImpact(1, 1, None, "/usr/lib/systemd/systemd", ("init",), conf, init=True)
+    box = ProcessImpact(9, 1, "box.service", "/sbin/init", ("init",), conf, init=True)
+    used = Impact((web,), 3, (Gap(5, "access denied"),), untraced_python=(8,))
+    nothing = Impact((), 3, ())
+    link = "/etc/systemd/system/multi-user.target.wants/b.service"
+    return [
+        decide(update, used, drift=Drift(("/etc/x",), False, ("dpkg:a 1 live, 2 in OLD",))),
+        decide(update, used, Policy(reimage_share=0.01)),
+        decide(
+            update, Impact((init, box, web), 3, ()),
+            Policy(never_restart=("web.service",), reboot_paths=("/etc/app.conf",)),
+        ),
+        decide(kernel, nothing),
+        decide(
+            units, Impact((init, web), 3, ()), Policy(reexec_pid1=True),
+            removed_units={"web.service"},
+        ),
+        decide(update, used, drift=Drift(("/etc/app.conf",), True)),
+        decide(docs, nothing, enabled_units={"b.service": link}),
+        decide(docs, nothing),
+        decide(update, nothing),
+    ]  # fmt: skip
+
+
+def test_every_reason_decide_gives_has_a_documented_code(tmp_path: Path) -> None:
+    """Each reason is a `Reason`: its text (what JSON and the console show) with a stable
+    code; every code `decide` can give is reached here, and docs/plan.md lists them all."""
+    from imgdiff.results import Reason, ReasonCode
+
+    verdicts = _coded_verdicts(tmp_path)
+    reasons = [r for v in verdicts for r in v.reasons]
+    assert all(isinstance(r, Reason) and isinstance(r, str) for r in reasons)
+    pipeline_only = {ReasonCode.SAVED_SNAPSHOT, ReasonCode.DRIFT_NOT_CHECKED, ReasonCode.OTHER}
+    assert {r.code for r in reasons} == set(ReasonCode) - pipeline_only
+    for v in verdicts:
+        doc = json.loads(json.dumps(v.to_json()))
+        assert doc["reasons"] == [str(r) for r in v.reasons]
+        assert doc["reason_codes"] == [r.code.value for r in v.reasons]
+        assert list(doc).index("reason_codes") == list(doc).index("reasons") + 1
+    doc_page = (Path(__file__).parent.parent / "docs/plan.md").read_text()
+    table = doc_page.split("\n### Reason codes\n", 1)[1].split("\n#", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.MULTILINE))
+    assert documented == {c.value for c in ReasonCode}
+
+
+def test_reasons_stay_strings_callers_can_compare_pickle_and_extend() -> None:
+    import pickle
+
+    from imgdiff.results import Reason, ReasonCode
+
+    why = Reason("none of the 3 running processes uses any of the 2 changes", "unused")
+    assert why == "none of the 3 running processes uses any of the 2 changes"
+    assert why.code is ReasonCode.UNUSED
+    assert pickle.loads(pickle.dumps(why)).code is ReasonCode.UNUSED
+    with pytest.raises(AttributeError):
+        why.code = ReasonCode.DRIFT
+    with pytest.raises(ValueError, match="no-such-code"):
+        Reason("x", "no-such-code")
+    own = Verdict("restart", ("my own note",))  # a caller's plain text: coded `other`
+    assert own.reason_codes == (ReasonCode.OTHER,)
+    assert own.to_json()["reason_codes"] == ["other"]

@@ -161,6 +161,7 @@ def verdict_doc(verdict: Verdict) -> dict[str, Any]:
         "schema": VERDICT_SCHEMA,
         "verdict": verdict.verdict,
         "reasons": list(verdict.reasons),
+        "reason_codes": [r.code.value for r in verdict.reasons],  # additive: one per reason
         "steps": [
             {
                 "unit": s.unit,
