@@ -27,8 +27,9 @@ What runs, on the real image pair (`bash ../shared/corpus/build-image-pair.sh`, 
 How JSON is compared: both documents are parsed; the only fields normalised are those
 that differ between two runs of the same code against the same processes (snapshot's
 `taken_at`; the demo's pids). The only differences allowed are additive keys present on
-one side only: `code` in an element of any `reasons` list, and `location` in a pip
-package record (a dict whose `manager` is "pip"). Anything else, including the order of
+one side only: `code` in an element of any `reasons` list, `location` in a pip package
+record (a dict whose `manager` is "pip"), and `reason_codes` at the top of a verdict
+document (schema `imgdiff.verdict/1`: plan, demo). Anything else, including the order of
 keys, is a difference: its JSON path and both values are printed (20 per command). Each
 command also says whether stdout was byte-identical as-is, or only once normalised and
 stripped of the additive keys (both re-dumped as imgdiff dumps). Unless --no-control,
@@ -73,6 +74,7 @@ VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 CORPUS = "/var/tmp/imgdiff-corpus"  # noqa: S108 - where build-image-pair.sh writes the pair
 PROCESSES = 60
 MAX_SHOWN = 20
+VERDICT_SCHEMA = "imgdiff.verdict/1"
 T0 = time.monotonic()
 
 JsonPath = tuple[str | int, ...]
@@ -209,9 +211,12 @@ class Comparison:
 
 
 def is_additive(
-    key: str, container: str | int | None, a: dict[str, Any], b: dict[str, Any]
+    key: str, path: JsonPath, container: str | int | None, a: dict[str, Any], b: dict[str, Any]
 ) -> bool:
-    """`code` in an element of a `reasons` list; `location` in a pip package record."""
+    """`code` in an element of a `reasons` list; `location` in a pip package record;
+    `reason_codes` at the top of a verdict document."""
+    if key == "reason_codes":
+        return path == () and VERDICT_SCHEMA in (a.get("schema"), b.get("schema"))
     if key == "code":
         return container == "reasons"
     if key == "location":
@@ -250,7 +255,7 @@ def compare_dicts(
     for key in [*a, *(k for k in b if k not in a)]:
         if key in a and key in b:
             continue
-        if allow and is_additive(key, container, a, b):
+        if allow and is_additive(key, path, container, a, b):
             out.additive.append((0 if key in a else 1, (*path, key)))
         else:
             out.diffs.append(((*path, key), a.get(key, _ABSENT), b.get(key, _ABSENT)))
