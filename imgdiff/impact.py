@@ -94,6 +94,15 @@ def _of(change: Change, via: Via, detail: str = "") -> Evidence:
     return Evidence(change.path, via, change.status, change.kind, detail)
 
 
+def _deleted(stale: Evidence, changed: Mapping[str, Change]) -> Evidence:
+    """A file the process uses that is no longer the one on disk, as `deleted` evidence,
+    with the kind of its change when the update touches it too."""
+    c = changed.get(stale.path)
+    return attrs.evolve(
+        stale, via=Via.DELETED, kind=c.kind if c is not None else "unchanged-by-update"
+    )
+
+
 def _evidence(paths: Iterable[str], via: Via, changed: dict[str, Change]) -> list[Evidence]:
     return [_of(c, via) for path in paths if (c := changed.get(path)) is not None]
 
@@ -180,8 +189,7 @@ def assess(
         if not stale:  # no /proc to look into: what the snapshot recorded
             for use in proc.files:
                 if (r := recorded_deleted(use)) is not None:
-                    kind = changed[use.path].kind if use.path in changed else "unchanged-by-update"
-                    found.append(attrs.evolve(r, via=Via.DELETED, kind=kind))
+                    found.append(_deleted(r, changed))
         try:
             found += live.evidence(proc)
         except NoSuchProcess:
@@ -317,10 +325,7 @@ class _LiveReader:
     def _read(self, proc: Process, d: ProcDir, fs: RootFS, want_graph: bool) -> list[Evidence]:
         out: list[Evidence] = []
         if self.stale:
-            for e in self.inspector.stale_uses(proc, d, fs):
-                c = self.changed.get(e.path)
-                kind = c.kind if c is not None else "unchanged-by-update"
-                out.append(attrs.evolve(e, via=Via.DELETED, kind=kind))
+            out += [_deleted(e, self.changed) for e in self.inspector.stale_uses(proc, d, fs)]
         if want_graph and proc.exe is not None:
             graph = self.inspector.graph(proc, fs)
             out += [

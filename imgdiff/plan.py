@@ -145,7 +145,7 @@ def _steps(
                     unit=unit,
                     pids=tuple(p.pid for p in procs),
                     reasons=tuple(evidence.values()),
-                    commands=tuple(p.exe or " ".join(p.cmdline) for p in procs),
+                    commands=tuple(p.command for p in procs),
                     batch=number,
                     processes=tuple(procs),
                 )
@@ -153,7 +153,7 @@ def _steps(
     last = len(steps) and steps[-1].batch
     steps.extend(
         Step(
-            None, (p.pid,), p.evidence, (p.exe or " ".join(p.cmdline),),
+            None, (p.pid,), p.evidence, (p.command,),
             batch=last + 1, processes=(p,),
         )
         for p in sorted(bare, key=lambda p: p.pid)

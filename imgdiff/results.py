@@ -300,6 +300,11 @@ class ProcessImpact:
     evidence: tuple[Evidence, ...]
     init: bool = False  # PID 1 of the host or of its pid namespace: not restartable in place
 
+    @property
+    def command(self) -> str:
+        """What runs, for people: the executable, else the command line."""
+        return self.exe or " ".join(self.cmdline)
+
 
 @attrs.frozen
 class Impact(Rendered):

@@ -238,7 +238,7 @@ def render_verdict(verdict: Verdict, full: bool = False) -> RenderableType:
             # a unit's workers often share program and evidence: one node for all of them
             alike: dict[tuple[str, tuple[Evidence, ...]], list[int]] = {}
             for proc in step.processes:
-                key = (proc.exe or " ".join(proc.cmdline), proc.evidence)
+                key = (proc.command, proc.evidence)
                 alike.setdefault(key, []).append(proc.pid)
             for (command, evidence), pids in alike.items():
                 shown = " ".join(map(str, pids[:8]))

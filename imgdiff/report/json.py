@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
-from imgdiff.model import Change, Entry
+from imgdiff.model import Change, Entry, ImageWarning
 from imgdiff.results import (
     ApplyResult,
     CheckResult,
@@ -91,6 +92,11 @@ def stats_json(stats: DeltaStats) -> dict[str, Any]:
     return attrs.asdict(stats)
 
 
+def _warnings(warnings: Sequence[ImageWarning]) -> list[dict[str, str]]:
+    """A result's "warnings": what a reader could not read exactly."""
+    return [{"path": w.path, "message": w.message} for w in warnings]
+
+
 @document.register
 def delta_doc(delta: Delta) -> dict[str, Any]:
     """The `imgdiff diff --json` document."""
@@ -100,7 +106,7 @@ def delta_doc(delta: Delta) -> dict[str, Any]:
         "new": delta.new.to_json(),
         "stats": stats_json(delta.stats),
         "changes": [change_json(c) for c in delta.changes],
-        "warnings": [{"path": w.path, "message": w.message} for w in delta.warnings],
+        "warnings": _warnings(delta.warnings),
     }
 
 
@@ -112,7 +118,7 @@ def packages_doc(pdelta: PackageDelta) -> dict[str, Any]:
         "changes": [_package_change(c) for c in pdelta.changes],
         "unowned": list(pdelta.unowned),
         "modified_locally": [attrs.asdict(m) for m in pdelta.modified_locally],
-        "warnings": [{"path": w.path, "message": w.message} for w in pdelta.warnings],
+        "warnings": _warnings(pdelta.warnings),
     }
 
 
@@ -173,7 +179,7 @@ def verdict_doc(verdict: Verdict) -> dict[str, Any]:
                 "processes": [
                     {
                         "pid": p.pid,
-                        "command": p.exe or " ".join(p.cmdline),
+                        "command": p.command,
                         "reasons": [_reason(e) for e in p.evidence],
                     }
                     for p in s.processes

@@ -72,7 +72,7 @@ def verdict_rows(verdict: Verdict) -> list[dict[str, Any]]:
     for number, step in enumerate(verdict.steps, 1):
         base = {"step": number, "batch": step.batch, "action": step.action, "unit": step.unit}
         pieces: list[tuple[int | None, str | None, Evidence]] = [
-            (p.pid, p.exe or " ".join(p.cmdline), e) for p in step.processes for e in p.evidence
+            (p.pid, p.command, e) for p in step.processes for e in p.evidence
         ]
         if not step.processes:
             pieces = [(None, None, e) for e in step.reasons]
