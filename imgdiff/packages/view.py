@@ -10,40 +10,50 @@ no longer match the digest their package database records ("modified locally").
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
-from types import ModuleType
 
 import attrs
 
 from imgdiff.manifest import Manifest
 from imgdiff.model import Change, EntryType, ImageWarning, Status
+from imgdiff.packages import dpkg, pip, rpm
 from imgdiff.packages.base import Package, PackageDB, PathResolver
 from imgdiff.results import Delta, LocalModification, PackageChange, PackageDelta
 
-MANAGERS = ("dpkg", "rpm", "pip")
+
+@attrs.frozen
+class Manager:
+    """What the view needs of one package manager's module, typed (no name lookups)."""
+
+    name: str
+    wants: Callable[[str], bool]  # the files a streaming reader should keep for it
+    compare_versions: Callable[[str, str], int]
+    read: Callable[[Manifest, PathResolver], PackageDB | None]
 
 
-def _module(manager: str) -> ModuleType:
-    return importlib.import_module(f"imgdiff.packages.{manager}")
+REGISTRY: tuple[Manager, ...] = (
+    Manager("dpkg", dpkg.wants, dpkg.compare_versions, dpkg.read_dpkg),
+    Manager("rpm", rpm.wants, rpm.compare_versions, rpm.read_rpm),
+    Manager("pip", pip.wants, pip.compare_versions, pip.read_pip),
+)
+MANAGERS = tuple(m.name for m in REGISTRY)
+_BY_NAME = {m.name: m for m in REGISTRY}
 
 
 def capture_predicate() -> Callable[[str], bool]:
     """True for files any package reader needs: what streaming readers should keep."""
-    test: list[Callable[[str], bool]] = [_module(m).wants for m in MANAGERS]
-    dpkg, rpm, pip = test
+    dpkg_wants, rpm_wants, pip_wants = (m.wants for m in REGISTRY)
 
     def wants(path: str) -> bool:  # called for every archive member: no generator here
-        return dpkg(path) or rpm(path) or pip(path)
+        return dpkg_wants(path) or rpm_wants(path) or pip_wants(path)
 
     return wants
 
 
 def version_order(manager: str) -> Callable[[str, str], int]:
     """The version comparison of a manager: dpkg's, rpm's or PEP 440."""
-    compare: Callable[[str, str], int] = _module(manager).compare_versions
-    return compare
+    return _BY_NAME[manager].compare_versions
 
 
 class PackageView:
@@ -57,9 +67,8 @@ class PackageView:
         """Read every manager's database found inside the image."""
         resolver = PathResolver(manifest)
         dbs = []
-        for manager in MANAGERS:
-            reader = getattr(_module(manager), f"read_{manager}")
-            db = reader(manifest, resolver)
+        for manager in REGISTRY:
+            db = manager.read(manifest, resolver)
             if db is not None:
                 dbs.append(db)
         return cls(dbs)
