@@ -1,0 +1,1070 @@
+"""Delta archives end to end: `pack`, `apply` and `rollback` on real trees.
+
+Every tree an apply or a rollback leaves is checked against the image it should be
+without trusting imgdiff: `rsync -anicX --delete --numeric-ids` (nothing to transfer but,
+after an apply, the root's own mtime, which no entry carries), `diff -r`, an lstat
+listing with blake3 digests, xattrs, hard-link groups and every mtime
+(`archive_fixtures.listing`), and `imgdiff.verify` as the fourth opinion.
+
+A hostile delta must be refused before the tree is touched: the listing of the tree is
+the same before and after (the state directory aside), and the error is `BadInput`.
+
+A case the code gets wrong is marked ``xfail(strict=True, reason="archive: ...")`` until
+it is fixed (strict: once fixed it fails as XPASS, so the mark goes with the fix).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import blake3
+import pytest
+
+from imgdiff.archive import pack as packing
+from imgdiff.archive.apply import NotTheBase, apply, rollback
+from imgdiff.archive.format import Record
+from imgdiff.archive.pack import pack
+from imgdiff.errors import BadInput, ImgdiffError
+from imgdiff.model import Entry, EntryType
+from imgdiff.verify import verify
+
+from .archive_fixtures import (
+    KINDS,
+    LIB,
+    ROOT_TIME,
+    STATE,
+    Crash,
+    Listing,
+    Parts,
+    bomb,
+    build_old,
+    change,
+    clone,
+    crash_at,
+    diff_r,
+    join_delta,
+    lib_bytes,
+    listing,
+    listing_diff,
+    many_files_pair,
+    parts,
+    reaped,
+    rewrite,
+    rsync_lines,
+    split_delta,
+    spread,
+    wait_for,
+    zstd_record,
+)
+from .conftest import gnu_tar
+from .tarzoo import MiB, measure
+
+pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
+
+CORPUS = Path("/var/tmp/imgdiff-corpus")
+STATE_PARENT_TIME = ".d..t...... var/lib/"  # rsync's line for /var/lib's mtime alone
+MTIME = 1_600_000_000_000_000_000
+
+# kinds of change (`archive_fixtures.KINDS`) apply gets wrong today, and how
+KNOWN_BUGS = {
+    "link-broken": "archive: a hard-link group broken with bytes unchanged: "
+    "'no content record for a changed file' (pack sends none, apply wants one)",
+    "leader-removed": "archive: a hard-link group's first name removed: "
+    "'no content record for a changed file' for the member that now names the group",
+    "link-joined": "archive: an unchanged file joined by a new hard link that sorts after "
+    "it: 'no content record for a changed file' for the unchanged file",
+}
+WORKING = [k for k in KINDS if k not in KNOWN_BUGS]
+
+
+@pytest.fixture(autouse=True)
+def _digest_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Digest caches of the many throwaway trees go with the test's directory."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
+# -- checks -----------------------------------------------------------------------------
+
+
+def assert_tree_is(
+    want: Path, tree: Path, *, root_mtime: bool, state_parent_mtime: bool = True
+) -> list[str]:
+    """TREE is WANT for rsync, diff -r, the lstat listing and imgdiff.verify; returns
+    rsync's lines. Without `root_mtime` the root's own mtime may differ (after an apply:
+    the root has no entry in a manifest, so nothing says what its mtime should be);
+    without `state_parent_mtime`, /var/lib's (where the state directory was made)."""
+    lines = rsync_lines(want, tree)
+    allowed = set() if root_mtime else {ROOT_TIME}
+    if not state_parent_mtime:
+        allowed.add(STATE_PARENT_TIME)
+    assert [ln for ln in lines if ln not in allowed] == [], f"rsync would change {tree}"
+    assert diff_r(want, tree) == []
+    skip: tuple[str, ...] = () if root_mtime else ("/",)
+    skip += () if state_parent_mtime else ("/var/lib",)
+    assert listing_diff(listing(want), listing(tree), ignore_mtime=skip) == []
+    checked = verify(str(tree), str(want), ignore=(STATE + "/",))
+    assert checked.matches, [f"{c.path} {c.status.value}" for c in checked.differences]
+    return lines
+
+
+def assert_untouched(before: Listing, tree: Path) -> None:
+    """The tree is as listed before, the state directory aside (and its parent's mtime,
+    which creating the state directory changes: `test_refused_apply_...` has that)."""
+    assert listing_diff(before, listing(tree), ignore_mtime=("/var/lib",)) == []
+
+
+def round_trip(old: Path, new: Path, delta: Path, tree: Path) -> list[str]:
+    """apply then rollback on TREE (a copy of OLD), each result checked; returns rsync's
+    lines after the apply."""
+    result = apply(delta=str(delta), tree=str(tree))
+    assert not result.resumed
+    lines = assert_tree_is(new, tree, root_mtime=False)
+    rollback(tree=str(tree), delta=str(delta))
+    assert_tree_is(old, tree, root_mtime=True)
+    return lines
+
+
+def records_of(delta: Path) -> dict[str, Record]:
+    return {r.path: r for r, _ in parts(delta).records}
+
+
+# -- 1. round trips ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[k]))
+        if k in KNOWN_BUGS
+        else k
+        for k in KINDS
+    ],
+)
+def test_round_trip_of_each_kind_of_change_is_exact_and_rollback_gives_old_back(
+    tmp_path: Path, kind: str
+) -> None:
+    old = tmp_path / "old"
+    tree = build_old(old)
+    new = clone(old, tmp_path / "new")
+    change(new, tree, [kind])
+    delta = tmp_path / "d.delta"
+    pack(str(old), str(new), delta)
+    round_trip(old, new, delta, clone(old, tmp_path / "tree"))
+
+
+def _every_kind(tmp_path: Path, kinds: list[str]) -> tuple[Path, Path, Path]:
+    old = tmp_path / "old"
+    tree = build_old(old)
+    assert not tree.missing, tree.missing  # as root on ext4/tmpfs every feature is built
+    new = clone(old, tmp_path / "new")
+    change(new, tree, kinds)
+    os.utime(new, ns=(MTIME + 1, MTIME + 1))  # NEW's root: neither OLD's nor "now"
+    delta = tmp_path / "d.delta"
+    pack(str(old), str(new), delta)
+    return old, new, delta
+
+
+@pytest.mark.xfail(strict=True, reason="archive: hard-link group changes (KNOWN_BUGS)")
+def test_round_trip_with_every_kind_of_change_at_once(tmp_path: Path) -> None:
+    old, new, delta = _every_kind(tmp_path, list(KINDS))
+    round_trip(old, new, delta, clone(old, tmp_path / "tree"))
+
+
+def test_round_trip_with_every_working_kind_of_change_at_once(
+    tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    old, new, delta = _every_kind(tmp_path, WORKING)
+    records = records_of(delta)
+    # the 1 MiB library with 16 bytes changed travels as a patch of a few hundred bytes
+    assert records["/" + LIB].encoding in ("patch", "hdiff")
+    assert records["/" + LIB].size < 2000
+    # a renamed file costs nothing: a copy of OLD's file
+    assert records["/usr/libexec-moved"] == Record(
+        "/usr/libexec-moved", "copy", "/usr/bin/mover", 0
+    )
+    assert parts(delta).new["/srv/new-fifo"].type is EntryType.FIFO
+    lines = round_trip(old, new, delta, clone(old, tmp_path / "tree"))
+    # the root has no entry in a manifest: nothing sets NEW's mtime on it
+    record_property("rsync_after_apply", lines)
+    assert lines == [ROOT_TIME]
+
+
+def test_round_trip_of_a_delta_packed_from_gnu_tar_archives_onto_a_directory(
+    tmp_path: Path,
+) -> None:
+    old, new, _ = _every_kind(tmp_path, WORKING)
+    old_tar = gnu_tar(old, tmp_path / "old.tar")
+    new_tar = gnu_tar(new, tmp_path / "new.tar")
+    delta = tmp_path / "tar.delta"
+    result = pack(str(old_tar), str(new_tar), delta)
+    from_dirs = pack(str(old), str(new), tmp_path / "dir.delta")
+    assert (result.old_identity, result.new_identity) == (
+        from_dirs.old_identity,
+        from_dirs.new_identity,
+    )
+    round_trip(old, new, delta, clone(old, tmp_path / "tree"))
+
+
+def test_apply_twice_in_a_row_then_roll_back_the_last(tmp_path: Path) -> None:
+    v0 = tmp_path / "v0"
+    tree_spec = build_old(v0)
+    v1 = clone(v0, tmp_path / "v1")
+    change(v1, tree_spec, ["content", "types"])
+    v2 = clone(v1, tmp_path / "v2")
+    change(v2, tree_spec, ["added-removed", "metadata"])
+    d01, d12 = tmp_path / "01.delta", tmp_path / "12.delta"
+    pack(str(v0), str(v1), d01)
+    pack(str(v1), str(v2), d12)
+    tree = clone(v0, tmp_path / "tree")
+    apply(delta=str(d01), tree=str(tree))
+    apply(delta=str(d12), tree=str(tree))
+    assert_tree_is(v2, tree, root_mtime=False)
+    rollback(tree=str(tree), delta=str(d12))
+    assert_tree_is(v1, tree, root_mtime=False)
+
+
+# -- 2. the real pair -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (CORPUS / "old").is_dir() or not (CORPUS / "new").is_dir(),
+    reason=f"no real pair at {CORPUS}/{{old,new}} (build-image-pair.sh makes one)",
+)
+def test_real_pair_packs_applies_and_rolls_back_exactly(
+    tmp_path: Path, record_property: Callable[[str, object], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # zstd level 3 instead of 19: the same kinds of record (patch, hdiff, copy, zstd) in a
+    # quarter of the time (~8 s instead of ~30 s on 2 cores), the delta a few % bigger
+    monkeypatch.setattr(packing, "WHOLE_LEVEL", 3)
+    monkeypatch.setattr(packing, "PATCH_LEVEL", 3)
+    delta = tmp_path / "real.delta"
+    start = time.monotonic()
+    result = pack(str(CORPUS / "old"), str(CORPUS / "new"), delta)
+    record_property("pack_seconds", round(time.monotonic() - start, 1))
+    record_property("delta_bytes", result.size)
+    record_property("records", result.records)
+    tree = clone(CORPUS / "old", tmp_path / "tree")
+    start = time.monotonic()
+    apply(delta=str(delta), tree=str(tree))
+    record_property("apply_seconds", round(time.monotonic() - start, 1))
+    # rsync alone here: -c reads every byte of both trees, the other checks would again
+    lines = rsync_lines(CORPUS / "new", tree)
+    record_property("rsync_after_apply", lines)
+    assert [ln for ln in lines if ln != ROOT_TIME] == []
+    start = time.monotonic()
+    rollback(tree=str(tree), delta=str(delta))
+    record_property("rollback_seconds", round(time.monotonic() - start, 1))
+    assert rsync_lines(CORPUS / "old", tree) == []
+
+
+# -- 3. the wrong base ------------------------------------------------------------------
+
+
+@attrs.define
+class Case:
+    """OLD, NEW, a good delta between them and a copy of OLD to apply it to."""
+
+    tmp: Path
+    old: Path
+    new: Path
+    delta: Path
+    tree: Path
+    before: Listing
+
+
+@pytest.fixture
+def case(tmp_path: Path) -> Case:
+    old = tmp_path / "old"
+    spec = build_old(old)
+    new = clone(old, tmp_path / "new")
+    change(new, spec, ["content", "added-removed", "types", "symlink-fifo"])
+    delta = tmp_path / "good.delta"
+    pack(str(old), str(new), delta)
+    tree = clone(old, tmp_path / "tree")
+    return Case(tmp_path, old, new, delta, tree, listing(tree))
+
+
+def refused(c: Case, delta: Path, *words: str) -> BadInput:
+    """Applying `delta` raises BadInput naming `words`, and the tree is untouched."""
+    with pytest.raises(BadInput) as info:
+        apply(delta=str(delta), tree=str(c.tree))
+    message = str(info.value)
+    for word in words:
+        assert word in message, message
+    assert_untouched(c.before, c.tree)
+    return info.value
+
+
+def test_not_the_base_is_refused_as_bad_input_naming_the_path_and_touches_nothing(
+    case: Case,
+) -> None:
+    assert issubclass(NotTheBase, BadInput)  # exit 3
+    (case.tree / "etc/hostname").write_bytes(b"drifted\n")
+    case.before = listing(case.tree)
+    with pytest.raises(NotTheBase, match=r"is not the delta's base.*/etc/hostname"):
+        apply(delta=str(case.delta), tree=str(case.tree))
+    assert_untouched(case.before, case.tree)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="archive: a refused apply changes /var/lib's mtime "
+    "(the state directory is made before anything is checked)",
+)
+def test_refused_apply_leaves_even_the_state_directorys_parent_mtime_alone(
+    case: Case,
+) -> None:
+    (case.tree / "etc/hostname").write_bytes(b"drifted\n")
+    before = listing(case.tree)
+    with pytest.raises(NotTheBase):
+        apply(delta=str(case.delta), tree=str(case.tree))
+    assert listing_diff(before, listing(case.tree)) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="archive: NotTheBase's message holds the differing paths "
+    "raw: a newline splits it, an undecodable byte (a lone surrogate) cannot be "
+    "encoded (it crashed pytest-xdist's report); BadInput escapes `source` and "
+    "`entry` only",
+)
+def test_not_the_base_message_is_one_line_with_odd_names_escaped(case: Case) -> None:
+    os.chmod(os.fsencode(case.tree) + b"/bad\xffname", 0o600)
+    os.chmod(case.tree / "names/new\nline", 0o600)
+    with pytest.raises(NotTheBase) as info:  # caught: its raw message would crash xdist
+        apply(delta=str(case.delta), tree=str(case.tree))
+    message = str(info.value)
+    assert "bad" in message
+    assert "\n" not in message
+    assert message.encode("utf-8", "surrogateescape").decode("utf-8").isprintable()
+    message.encode("utf-8")
+
+
+def _versions(tmp: Path, count: int) -> tuple[list[Path], list[Path]]:
+    """Images v0..v{count-1}, each a few changes from the previous, and the deltas."""
+    v0 = tmp / "v0"
+    spec = build_old(v0)
+    images = [v0]
+    for i, kinds in enumerate((["content"], ["types"], ["metadata", "symlink-fifo"])[: count - 1]):
+        images.append(clone(images[-1], tmp / f"v{i + 1}"))
+        change(images[-1], spec, kinds)
+    deltas = []
+    for i in range(count - 1):
+        deltas.append(tmp / f"{i}-{i + 1}.delta")
+        pack(str(images[i]), str(images[i + 1]), deltas[-1])
+    return images, deltas
+
+
+def test_tree_at_update_1_offered_update_3_is_told_which_update_it_is_at(
+    tmp_path: Path,
+) -> None:
+    images, deltas = _versions(tmp_path, 4)
+    tree = clone(images[0], tmp_path / "tree")
+    apply(delta=str(deltas[0]), tree=str(tree))
+    before = listing(tree)
+    with pytest.raises(NotTheBase, match="at update 1") as info:
+        apply(delta=str(deltas[2]), tree=str(tree))
+    assert parts(deltas[2]).old != parts(deltas[0]).new
+    assert "the delta needs" in str(info.value)
+    assert_untouched(before, tree)
+
+
+def test_applying_an_older_delta_again_after_two_updates_is_refused(tmp_path: Path) -> None:
+    images, deltas = _versions(tmp_path, 3)
+    tree = clone(images[0], tmp_path / "tree")
+    apply(delta=str(deltas[0]), tree=str(tree))
+    apply(delta=str(deltas[1]), tree=str(tree))
+    before = listing(tree)
+    with pytest.raises(NotTheBase, match="at update 2"):
+        apply(delta=str(deltas[0]), tree=str(tree))
+    assert_untouched(before, tree)
+    assert_tree_is(images[2], tree, root_mtime=False)
+
+
+def test_delta_of_another_pair_is_refused_as_not_the_base(case: Case) -> None:
+    other_old = case.tmp / "other-old"
+    spec = build_old(other_old)
+    (other_old / "etc/hostname").write_bytes(b"another machine\n")
+    other_new = clone(other_old, case.tmp / "other-new")
+    change(other_new, spec, ["content"])
+    other = case.tmp / "other.delta"
+    pack(str(other_old), str(other_new), other)
+    with pytest.raises(NotTheBase, match="/etc/hostname"):
+        apply(delta=str(other), tree=str(case.tree))
+    assert_untouched(case.before, case.tree)
+
+
+def test_wrong_expected_digest_is_refused_and_the_tree_is_untouched(case: Case) -> None:
+    wrong = "blake3:" + "0" * 64
+    with pytest.raises(BadInput, match="digest"):
+        apply(delta=str(case.delta), tree=str(case.tree), digest=wrong)
+    assert_untouched(case.before, case.tree)
+    assert _phase(case.tree) is None
+    # and the right digest (bare hex too) applies
+    right = blake3.blake3(case.delta.read_bytes()).hexdigest()
+    apply(delta=str(case.delta), tree=str(case.tree), digest=right)
+    assert_tree_is(case.new, case.tree, root_mtime=False)
+
+
+# -- 4. SIGKILL at any moment -----------------------------------------------------------
+#
+# Random SIGKILLs of a child running apply or rollback (at a random time, or once the
+# journal is there, a random few milliseconds into the commit), then the recovery checked;
+# and, deterministically, a crash injected before each filesystem step in turn
+# (`archive_fixtures.crash_at`). Every outcome is collected before anything is asserted, so
+# a failure lists every moment that went wrong.
+
+_CHILD = (
+    "import sys\n"
+    "from imgdiff.archive.apply import apply, rollback\n"
+    "if sys.argv[1] == 'apply':\n"
+    "    apply(delta=sys.argv[2], tree=sys.argv[3])\n"
+    "else:\n"
+    "    rollback(tree=sys.argv[3], delta=sys.argv[2])\n"
+)
+
+
+def _child(verb: str, delta: Path, tree: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, verb, str(delta), str(tree)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _journal(tree: Path) -> Path:
+    return tree / STATE.lstrip("/") / "journal.json"
+
+
+def _phase(tree: Path) -> str | None:
+    """The journal's phase ("commit", "done"), None without a journal."""
+    try:
+        return str(json.loads(_journal(tree).read_text())["phase"])
+    except FileNotFoundError:
+        return None
+
+
+def _timed(verb: str, delta: Path, tree: Path) -> tuple[float, float | None]:
+    """(seconds for the whole child, seconds until journal.json appeared)."""
+    start = time.monotonic()
+    with reaped(_child(verb, delta, tree)) as proc:
+        seen = wait_for(_journal(tree), proc, 60) if verb == "apply" else False
+        at = time.monotonic() - start if seen else None
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode(errors="replace")
+    return time.monotonic() - start, at
+
+
+def _kill_after(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """SIGKILL `proc` after `seconds`; True if it had finished by itself."""
+    time.sleep(seconds)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return proc.returncode == 0
+
+
+def _recover(verb: str, old: Path, new: Path, delta: Path, tree: Path) -> str:
+    """Run `verb` on an interrupted tree and check it: "" if all is well, else why not."""
+    phase = _phase(tree)
+    try:
+        if verb == "apply":
+            result = apply(delta=str(delta), tree=str(tree))
+            assert result.resumed == (phase == "commit")
+            assert_tree_is(new, tree, root_mtime=False)
+        elif phase is None:  # killed before the journal: nothing done, nothing to undo
+            with pytest.raises(BadInput, match="roll back"):
+                rollback(tree=str(tree), delta=str(delta))
+            # nothing restores /var/lib's mtime then (`test_refused_apply_...` has that)
+            assert_tree_is(old, tree, root_mtime=True, state_parent_mtime=False)
+        else:
+            rollback(tree=str(tree), delta=str(delta))
+            assert_tree_is(old, tree, root_mtime=True)
+    except (Exception, pytest.fail.Exception) as exc:
+        return f"{verb} after a kill (journal: {phase}): {type(exc).__name__}: {exc}"[:300]
+    return ""
+
+
+@pytest.fixture(scope="module")
+def crash_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """OLD and NEW with 300 files changed, 100 added, 100 removed, and the delta: a
+    commit long enough (~50 ms) to be killed in."""
+    tmp = tmp_path_factory.mktemp("crash-pair")
+    old, new = many_files_pair(tmp, 300)
+    delta = tmp / "d.delta"
+    pack(str(old), str(new), delta)
+    return old, new, delta
+
+
+def _sigkill_apply(
+    tmp_path: Path, pair: tuple[Path, Path, Path], recovery: str, seeds: range
+) -> list[str]:
+    """Kill an apply child at random moments, then `recovery`; returns the failures."""
+    old, new, delta = pair
+    whole, journal_at = _timed("apply", delta, clone(old, tmp_path / "measure"))
+    assert journal_at is not None
+    commit = whole - journal_at  # the commit, the check of NEW, the history
+    failures = []
+    for seed in seeds:
+        rng = random.Random(seed)
+        tree = clone(old, tmp_path / f"tree{seed}")
+        with reaped(_child("apply", delta, tree)) as proc:
+            if seed % 3 == 0:  # any time: starting, checking the base, staging, committing
+                finished = _kill_after(proc, rng.uniform(0, whole))
+            else:  # in the commit (the journal is there): early in it, or anywhere
+                wait_for(_journal(tree), proc, 30)
+                finished = _kill_after(proc, rng.uniform(0, 0.008 if seed % 3 == 1 else commit))
+        if recovery == "apply" and (finished or _phase(tree) == "done"):
+            # the commit was done: `test_apply_run_again_after_it_completed_...`
+            assert_tree_is(new, tree, root_mtime=False)
+        elif why := _recover(recovery, old, new, delta, tree):
+            failures.append(f"seed {seed}: {why}")
+        shutil.rmtree(tree)
+    return failures
+
+
+def test_sigkill_during_apply_then_apply_again_finishes(
+    tmp_path: Path, crash_pair: tuple[Path, Path, Path]
+) -> None:
+    assert _sigkill_apply(tmp_path, crash_pair, "apply", range(8)) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="archive: rollback after an apply killed in its commit: "
+    "FileNotFoundError (exit 4) undoing a mkdir whose parent the apply had not "
+    "made yet, or setting OLD's metadata on a path set aside and not yet "
+    "replaced (see the crash_at tests)",
+)
+def test_sigkill_during_apply_then_rollback_gives_old(
+    tmp_path: Path, crash_pair: tuple[Path, Path, Path]
+) -> None:
+    # eight kills, three of them in the first 8 ms of the commit: each of these finds the
+    # bug (10 in 10 when this was written), the others sometimes
+    assert _sigkill_apply(tmp_path, crash_pair, "rollback", range(8)) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="archive: rollback run again after a rollback killed once "
+    "it had removed directories the apply made: FileNotFoundError (exit 4) "
+    "opening the removed parent of a deeper one",
+)
+def test_sigkill_during_rollback_then_rollback_again_gives_old(
+    tmp_path: Path, crash_pair: tuple[Path, Path, Path]
+) -> None:
+    old, new, delta = crash_pair
+    measure = clone(old, tmp_path / "measure")
+    apply(delta=str(delta), tree=str(measure))
+    whole, _ = _timed("rollback", delta, measure)
+    failures = []
+    for seed in range(4):
+        rng = random.Random(100 + seed)
+        tree = clone(old, tmp_path / f"tree{seed}")
+        made = tree / "opt/added"  # a directory the apply made, removed by the rollback
+        apply(delta=str(delta), tree=str(tree))
+        with reaped(_child("rollback", delta, tree)) as proc:
+            if seed % 2:  # once the rollback has removed the directories the apply made
+                while made.exists() and proc.poll() is None:
+                    time.sleep(0.0005)
+                _kill_after(proc, rng.uniform(0, 0.005))
+            else:
+                _kill_after(proc, rng.uniform(0, whole))
+        if _phase(tree) is None:  # killed after the journal went: the rollback was done
+            assert_tree_is(old, tree, root_mtime=True)
+        elif why := _recover("rollback", old, new, delta, tree):
+            failures.append(f"seed {seed}: {why}")
+        shutil.rmtree(tree)
+    assert failures == []
+
+
+@pytest.fixture(scope="module")
+def rich_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The rich OLD and NEW with every working kind of change, and the delta."""
+    tmp = tmp_path_factory.mktemp("rich-pair")
+    old = tmp / "old"
+    spec = build_old(old)
+    new = clone(old, tmp / "new")
+    change(new, spec, WORKING)
+    delta = tmp / "d.delta"
+    pack(str(old), str(new), delta)
+    return old, new, delta
+
+
+def _crash_sweep(tmp_path: Path, pair: tuple[Path, Path, Path], verb: str, then: str) -> list[str]:
+    """Crash `verb` before each of 20 filesystem steps spread over a whole run (after a
+    completed apply, for a rollback), then run `then`; returns the failures."""
+    old, new, delta = pair
+    counted = clone(old, tmp_path / "count")
+    if verb == "rollback":
+        apply(delta=str(delta), tree=str(counted))
+    with crash_at(None) as steps:
+        if verb == "apply":
+            apply(delta=str(delta), tree=str(counted))
+        else:
+            rollback(tree=str(counted), delta=str(delta))
+    failures = []
+    for step in spread(len(steps), 20):
+        tree = clone(old, tmp_path / f"tree{step}")
+        if verb == "rollback":
+            apply(delta=str(delta), tree=str(tree))
+        with contextlib.suppress(Crash), crash_at(step):
+            if verb == "apply":
+                apply(delta=str(delta), tree=str(tree))
+            else:
+                rollback(tree=str(tree), delta=str(delta))
+        phase = _phase(tree)
+        if verb == "apply" and then == "apply" and phase == "done":
+            pass  # `test_apply_run_again_after_it_completed_...`
+        elif verb == "rollback" and phase is None:  # the journal goes last: it was done
+            with pytest.raises(BadInput, match="roll back"):
+                rollback(tree=str(tree), delta=str(delta))
+            assert_tree_is(old, tree, root_mtime=True)
+        elif why := _recover(then, old, new, delta, tree):
+            failures.append(f"before step {step} ({steps[step]}): {why}")
+        shutil.rmtree(tree)
+    return failures
+
+
+def test_crash_before_each_step_of_apply_then_apply_again_finishes(
+    tmp_path: Path, rich_pair: tuple[Path, Path, Path]
+) -> None:
+    assert _crash_sweep(tmp_path, rich_pair, "apply", "apply") == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="archive: rollback after an apply crashed in its commit: "
+    "FileNotFoundError (exit 4) in _undo: a mkdir undone through a parent the "
+    "apply had not made yet; OLD's metadata set on a path set aside and not yet "
+    "replaced",
+)
+def test_crash_before_each_step_of_apply_then_rollback_gives_old(
+    tmp_path: Path, rich_pair: tuple[Path, Path, Path]
+) -> None:
+    assert _crash_sweep(tmp_path, rich_pair, "apply", "rollback") == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="archive: rollback run again after a crashed rollback: "
+    "FileNotFoundError (exit 4) in _undo (a made directory's parent already "
+    "removed; OLD's metadata set on a path not yet back)",
+)
+def test_crash_before_each_step_of_rollback_then_rollback_again_gives_old(
+    tmp_path: Path, rich_pair: tuple[Path, Path, Path]
+) -> None:
+    assert _crash_sweep(tmp_path, rich_pair, "rollback", "rollback") == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=NotTheBase,
+    reason="archive: apply run again after it "
+    "completed (as after a SIGKILL once the journal says done) refuses the tree "
+    "as not the delta's base instead of finding it already NEW",
+)
+def test_apply_run_again_after_it_completed_finishes_without_error(case: Case) -> None:
+    first = apply(delta=str(case.delta), tree=str(case.tree))
+    again = apply(delta=str(case.delta), tree=str(case.tree))
+    assert again.new_identity == first.new_identity
+    assert_tree_is(case.new, case.tree, root_mtime=False)
+
+
+# -- 5. hostile deltas ------------------------------------------------------------------
+
+
+def _file(path: str, data: bytes, hardlink: str | None = None) -> Entry:
+    """A regular file of `data`, root's, 0644, in the hard-link group `hardlink`."""
+    digest = "blake3:" + blake3.blake3(data).hexdigest()
+    return Entry(
+        path, EntryType.FILE, 0o644, 0, 0, len(data), MTIME, None, hardlink, None, (), digest
+    )
+
+
+def _with_file(p: Parts, path: str, data: bytes) -> None:
+    """NEW gains the file `path` with `data`, and the delta its zstd record."""
+    p.new[path] = _file(path, data)
+    p.records.append(zstd_record(path, data))
+    p.records.sort(key=lambda r: r[0].path)
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["manifest", "manifest-relative", "removed", "record", "record-base"],
+)
+def test_path_with_dotdot_or_not_absolute_is_refused_before_the_tree_is_touched(
+    case: Case, where: str
+) -> None:
+    def edit(p: Parts) -> None:
+        if where == "manifest":
+            _with_file(p, "/usr/../../escaped", b"out")
+        elif where == "manifest-relative":
+            _with_file(p, "usr/relative", b"rel")
+        elif where == "removed":
+            p.old["/../victim"] = _file("/../victim", b"v")
+        elif where == "record":
+            p.records.insert(0, zstd_record("/../escaped", b"out"))  # sorts first
+        else:
+            p.new["/usr/stolen"] = _file("/usr/stolen", b"root:x:0:0::/root:/bin/sh\n")
+            p.records.append((Record("/usr/stolen", "copy", "/../../../etc/passwd", 0), b""))
+            p.records.sort(key=lambda r: r[0].path)
+
+    hostile = rewrite(case.delta, case.tmp / "hostile.delta", edit)
+    why = {
+        "manifest": "not a plain absolute path",
+        "manifest-relative": "not absolute",
+        "removed": "not a plain absolute path",
+        "record": "not a regular file of NEW",
+        "record-base": "is not a file of OLD",
+    }[where]
+    refused(case, hostile, why)
+    assert not (case.tmp / "escaped").exists()
+    assert not (case.tmp.parent / "escaped").exists()
+    assert not (case.tree / "usr/stolen").exists()
+
+
+def test_good_delta_read_and_written_again_by_the_forger_still_applies(case: Case) -> None:
+    """The forged deltas here differ from a good one only in what each test changes."""
+    good = rewrite(case.delta, case.tmp / "forged.delta", lambda p: None)
+    round_trip(case.old, case.new, good, case.tree)
+
+
+def _symlink_then_write(target: str, name: str) -> Callable[[Parts], None]:
+    def edit(p: Parts) -> None:
+        for path in [q for q in p.new if q.startswith("/etc/")]:
+            del p.new[path]
+        p.records = [r for r in p.records if not r[0].path.startswith("/etc/")]
+        p.new["/etc"] = Entry(
+            "/etc", EntryType.SYMLINK, 0o777, 0, 0, len(target), MTIME, target, None, None, (), None
+        )
+        _with_file(p, f"/etc/{name}", b"written through a symlink\n")
+
+    return edit
+
+
+@pytest.mark.parametrize("to", ["/", "outside"])
+def test_symlink_then_write_beneath_it_in_one_delta_never_writes_outside(
+    case: Case, to: str
+) -> None:
+    outside = case.tmp / "outside"
+    outside.mkdir()
+    name = f"imgdiff-escape-{uuid.uuid4().hex}"
+    escaped = Path("/", name) if to == "/" else outside / name
+    hostile = rewrite(
+        case.delta,
+        case.tmp / "hostile.delta",
+        _symlink_then_write("/" if to == "/" else str(outside), name),
+    )
+    try:
+        with pytest.raises((ImgdiffError, OSError)):
+            apply(delta=str(hostile), tree=str(case.tree))
+        assert not escaped.exists()
+        assert list(outside.iterdir()) == []
+    finally:
+        escaped.unlink(missing_ok=True)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="archive: a NEW path beneath a symlink of NEW is not "
+    "refused by the header check: NotADirectoryError (exit 4) mid-commit, the tree "
+    "already changed (/etc set aside, the symlink placed)",
+)
+def test_symlink_then_write_beneath_it_in_one_delta_is_refused_before_the_tree_is_touched(
+    case: Case,
+) -> None:
+    name = f"imgdiff-escape-{uuid.uuid4().hex}"
+    hostile = rewrite(case.delta, case.tmp / "hostile.delta", _symlink_then_write("/", name))
+    try:
+        refused(case, hostile)
+    finally:
+        Path("/", name).unlink(missing_ok=True)
+
+
+def _two_deltas(case: Case) -> tuple[Path, Path, Listing]:
+    """Delta 1 (a real pack) turns /etc into a symlink to a directory outside the tree and
+    is applied; delta 2 (NEW1 plus /etc/x) is returned with the tree's listing."""
+    outside = case.tmp / "outside"
+    outside.mkdir()
+    new1 = clone(case.old, case.tmp / "new1")
+    shutil.rmtree(new1 / "etc")
+    os.symlink(str(outside), new1 / "etc")
+    d1 = case.tmp / "d1.delta"
+    pack(str(case.old), str(new1), d1)
+    apply(delta=str(d1), tree=str(case.tree))
+    assert_tree_is(new1, case.tree, root_mtime=False)
+
+    def edit(p: Parts) -> None:
+        p.old = dict(p.new)  # delta 2's base is NEW1
+        p.records = []
+        _with_file(p, "/etc/x", b"written through a symlink\n")
+
+    d2 = rewrite(d1, case.tmp / "d2.delta", edit)
+    return outside, d2, listing(case.tree)
+
+
+def test_symlink_made_by_one_delta_never_sends_the_next_deltas_write_outside(
+    case: Case,
+) -> None:
+    outside, d2, _ = _two_deltas(case)
+    with pytest.raises((ImgdiffError, OSError)):
+        apply(delta=str(d2), tree=str(case.tree))
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="archive: a write beneath a symlink the base has is not "
+    "refused before the commit: NotADirectoryError (exit 4) mid-commit, a journal "
+    "left pending",
+)
+def test_symlink_made_by_one_delta_makes_the_next_refused_before_the_tree_is_touched(
+    case: Case,
+) -> None:
+    _, d2, before = _two_deltas(case)
+    with pytest.raises(BadInput):
+        apply(delta=str(d2), tree=str(case.tree))
+    assert listing_diff(before, listing(case.tree)) == []
+    assert _phase(case.tree) != "commit"
+
+
+@pytest.mark.parametrize("leader", ["outside", "not-in-new", "device", "symlink"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="archive: a hard link's group (`hardlink`) is not checked "
+    "to name a regular file of NEW inside the tree: the link is tried mid-commit "
+    "(OSError, exit 4) or made (a device or symlink under a file's name), the tree "
+    "already changed",
+)
+def test_hard_link_to_outside_or_to_no_file_of_new_is_refused_before_the_tree_is_touched(
+    case: Case, leader: str
+) -> None:
+    outside = case.tmp / "outside"
+    outside.mkdir()
+    secret = outside / "secret"
+    secret.write_bytes(b"secret\n")
+    group = {
+        "outside": f"/../{outside.name}/secret",
+        "not-in-new": "/no/such/leader",
+        "device": "/nodes/null",
+        "symlink": "/links/relative",
+    }[leader]
+
+    def edit(p: Parts) -> None:
+        p.new["/usr/bin/linked"] = _file("/usr/bin/linked", b"secret\n", hardlink=group)
+
+    hostile = rewrite(case.delta, case.tmp / "hostile.delta", edit)
+    try:
+        refused(case, hostile)
+    finally:
+        assert os.stat(secret).st_nlink == 1
+
+
+def test_hard_link_escape_never_links_a_file_outside_the_tree(case: Case) -> None:
+    outside = case.tmp / "outside"
+    outside.mkdir()
+    secret = outside / "secret"
+    secret.write_bytes(b"secret\n")
+
+    def edit(p: Parts) -> None:
+        link = _file("/usr/bin/linked", b"secret\n", hardlink=f"/../{outside.name}/secret")
+        p.new["/usr/bin/linked"] = link
+
+    hostile = rewrite(case.delta, case.tmp / "hostile.delta", edit)
+    with pytest.raises((ImgdiffError, OSError)):
+        apply(delta=str(hostile), tree=str(case.tree))
+    assert os.stat(secret).st_nlink == 1
+    assert not (case.tree / "usr/bin/linked").exists()
+
+
+@pytest.mark.parametrize("how", ["new-node", "rdev-changed", "fifo-to-device"])
+def test_device_node_is_never_created(case: Case, how: str) -> None:
+    def edit(p: Parts) -> None:
+        if how == "new-node":
+            p.new["/usr/sda"] = Entry(
+                "/usr/sda", EntryType.BLOCK, 0o660, 0, 6, 0, MTIME, None, None, (8, 0), (), None
+            )
+        elif how == "rdev-changed":
+            p.new["/nodes/null"] = attrs.evolve(p.new["/nodes/null"], rdev=(1, 1))  # /dev/mem
+        else:
+            p.new["/nodes/fifo"] = attrs.evolve(
+                p.new["/nodes/fifo"], type=EntryType.CHAR, rdev=(1, 1)
+            )
+
+    hostile = rewrite(case.delta, case.tmp / "hostile.delta", edit)
+    refused(case, hostile, "device")
+
+
+@pytest.mark.parametrize("lie", ["past-the-end", "into-the-next"])
+def test_record_size_that_lies_is_refused_before_the_tree_is_touched(case: Case, lie: str) -> None:
+    def edit(p: Parts) -> None:
+        sized = [i for i, (r, _) in enumerate(p.records) if r.size > 8]
+        assert len(sized) >= 2
+        i, j = sized[0], sized[1]
+        (a, da), (b, db) = p.records[i], p.records[j]
+        if lie == "past-the-end":
+            p.records[i] = (attrs.evolve(a, size=a.size + 1000), da)
+        else:  # the first stops short: the rest of its data is read as the next record's
+            p.records[i] = (attrs.evolve(a, size=a.size - 5), da[:-5])
+            p.records[j] = (attrs.evolve(b, size=b.size + 5), da[-5:] + db)
+
+    hostile = rewrite(case.delta, case.tmp / "hostile.delta", edit)
+    refused(case, hostile)
+
+
+_BOMB_CHILD = (
+    "import sys\n"
+    "from imgdiff.errors import BadInput\n"
+    "from imgdiff.archive.apply import apply\n"
+    "try:\n"
+    "    apply(delta=sys.argv[1], tree=sys.argv[2])\n"
+    "except BadInput as exc:\n"
+    "    print(exc)\n"
+    "    sys.exit(0)\n"
+    "sys.exit(1)\n"
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="archive: a zstd record is inflated whole before its "
+    "size is checked against NEW's entry (a 512 MiB bomb for a 10-byte file "
+    "costs > 512 MiB of memory before it is refused)",
+)
+def test_decompression_bomb_is_refused_without_inflating_it(case: Case) -> None:
+    expanded = 512 * MiB
+    data = bomb(expanded)
+    assert len(data) < MiB
+
+    def edit(p: Parts) -> None:
+        p.new["/usr/bin/small"] = _file("/usr/bin/small", b"0123456789")
+        p.records.append((Record("/usr/bin/small", "zstd", None, len(data)), data))
+        p.records.sort(key=lambda r: r[0].path)
+
+    hostile = rewrite(case.delta, case.tmp / "hostile.delta", edit)
+    run = measure([sys.executable, "-c", _BOMB_CHILD, str(hostile), str(case.tree)], case.tmp)
+    assert run.returncode == 0, run.stderr
+    assert_untouched(case.before, case.tree)
+    assert run.max_rss < 256 * MiB, f"peak RSS {run.max_rss // MiB} MiB"
+
+
+@pytest.mark.parametrize("where", ["manifest", "removed", "added", "records"])
+def test_duplicate_entries_are_refused_before_the_tree_is_touched(case: Case, where: str) -> None:
+    if where == "records":
+        hostile = rewrite(
+            case.delta, case.tmp / "hostile.delta", lambda p: p.records.append(p.records[-1])
+        )
+        refused(case, hostile, "increasing order")
+        return
+    doc, data = split_delta(case.delta)
+    key = {"manifest": "entries", "removed": "removed", "added": "added"}[where]
+    rows = doc["manifest"]["entries"] if where == "manifest" else doc[key]
+    assert rows
+    rows.append(rows[0])
+    refused(case, join_delta(case.tmp / "hostile.delta", doc, data))
+
+
+@pytest.mark.parametrize("which", ["not-in-new", "unchanged", "not-a-file"])
+def test_extraneous_content_record_is_refused_before_the_tree_is_touched(
+    case: Case, which: str
+) -> None:
+    path = {
+        "not-in-new": "/usr/zzz",
+        "unchanged": "/usr/lib/libother.so.2",
+        "not-a-file": "/links/relative",
+    }[which]
+
+    def edit(p: Parts) -> None:
+        p.records.append(zstd_record(path, b"extra"))
+        p.records.sort(key=lambda r: r[0].path)
+
+    hostile = rewrite(case.delta, case.tmp / "hostile.delta", edit)
+    refused(case, hostile, path)
+
+
+def test_content_record_missing_for_a_changed_file_is_refused(case: Case) -> None:
+    def edit(p: Parts) -> None:
+        p.records = [r for r in p.records if r[0].path != "/etc/hostname"]
+
+    hostile = rewrite(case.delta, case.tmp / "hostile.delta", edit)
+    refused(case, hostile, "/etc/hostname")
+
+
+def test_flipped_byte_in_record_data_is_refused_before_the_tree_is_touched(case: Case) -> None:
+    def edit(p: Parts) -> None:
+        i, (record, data) = next(
+            (i, r) for i, r in enumerate(p.records) if r[0].encoding == "zstd" and r[0].size > 12
+        )
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x40
+        p.records[i] = (record, bytes(flipped))
+
+    hostile = rewrite(case.delta, case.tmp / "hostile.delta", edit)
+    refused(case, hostile)
+
+
+def test_digest_changed_in_manifest_fails_the_identity_check(case: Case) -> None:
+    doc, data = split_delta(case.delta)
+    row = next(r for r in doc["manifest"]["entries"] if r[0] == "/etc/hostname")
+    row[11] = "blake3:" + blake3.blake3(b"something else").hexdigest()
+    refused(case, join_delta(case.tmp / "hostile.delta", doc, data), "identity")
+
+
+def test_digest_changed_with_identities_recomputed_fails_the_content_check(case: Case) -> None:
+    def edit(p: Parts) -> None:
+        entry = p.new["/etc/hostname"]
+        p.new["/etc/hostname"] = attrs.evolve(entry, digest="blake3:" + "ab" * 32)
+
+    hostile = rewrite(case.delta, case.tmp / "hostile.delta", edit)
+    refused(case, hostile, "/etc/hostname", "digest")
+
+
+def test_identity_of_old_that_does_not_match_is_refused(case: Case) -> None:
+    doc, data = split_delta(case.delta)
+    doc["old"]["identity"] = "blake3:" + "cd" * 32
+    refused(case, join_delta(case.tmp / "hostile.delta", doc, data), "identity")
+
+
+def test_truncated_and_trailing_data_deltas_are_refused(case: Case) -> None:
+    raw = case.delta.read_bytes()
+    short = case.tmp / "short.delta"
+    short.write_bytes(raw[:-3])
+    refused(case, short, "truncated")
+    long = case.tmp / "long.delta"
+    long.write_bytes(raw + b"x")
+    refused(case, long, "trailing")
+
+
+# -- 6. determinism ---------------------------------------------------------------------
+
+
+def test_packing_the_same_pair_twice_and_with_one_worker_gives_the_same_bytes(
+    tmp_path: Path,
+) -> None:
+    old, new = many_files_pair(tmp_path, 120)  # 160 files to encode: split between workers
+    (old / LIB).parent.mkdir(parents=True, exist_ok=True)
+    (old / LIB).write_bytes(lib_bytes())
+    (new / LIB).parent.mkdir(parents=True, exist_ok=True)
+    (new / LIB).write_bytes(lib_bytes()[:-100] + b"changed tail")
+    first, second, single = (tmp_path / n for n in ("1.delta", "2.delta", "w1.delta"))
+    a = pack(str(old), str(new), first)
+    b = pack(str(old), str(new), second)
+    c = pack(str(old), str(new), single, workers=1)
+    assert first.read_bytes() == second.read_bytes() == single.read_bytes()
+    assert a.digest == b.digest == c.digest
+    assert a.digest == "blake3:" + blake3.blake3(first.read_bytes()).hexdigest()
+    assert len(a.records) >= 2, a.records  # several encodings, each deterministic
