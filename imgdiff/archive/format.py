@@ -194,6 +194,8 @@ def _parse(doc: Any, source: str, limits: Limits) -> Header:
             raise bad(f"{path!r} is not a plain absolute path")
     records = _records(doc["records"], new.entries, bad, limits)
     header = Header(ids[0], ids[1], new, old_entries, frozenset(added), records)
+    check_tree(new.entries, "NEW", bad)
+    check_tree(header.old_manifest(), "OLD", bad)
     if new.identity != ids[1]:
         raise bad("NEW's manifest does not have the identity the header names")
     if _identity(header.old_manifest()) != ids[0]:
@@ -271,6 +273,40 @@ def _identity(entries: dict[str, Entry]) -> str:
     return identity_of([entry_row(entries[p]) for p in sorted(entries)])
 
 
+def keeps_file(old: Entry | None, new: Entry) -> bool:
+    """True if NEW's file at a path is OLD's very file (same bytes, same hard-link group):
+    nothing to write there. A changed group needs a new inode, even with the same bytes."""
+    return (
+        old is not None
+        and old.type is EntryType.FILE
+        and new.type is EntryType.FILE
+        and old.digest == new.digest
+        and old.hardlink == new.hardlink
+    )
+
+
+def check_tree(entries: dict[str, Entry], what: str, bad: Callable[[str], BadInput]) -> None:
+    """Refuse a manifest no tree can be: a path under a non-directory (a symlink above a
+    write is how archives escape), or a hard link that does not name a file of the same
+    image leading its own group with the same bytes."""
+    for path, entry in entries.items():
+        parent = path.rpartition("/")[0]
+        if parent and (parent not in entries or entries[parent].type is not EntryType.DIR):
+            raise bad(f"{what}: {path!r} lies under {parent!r}, which is not a directory")
+        group = entry.hardlink
+        if group is None:
+            continue
+        leader = entries.get(group)
+        if (
+            entry.type is not EntryType.FILE
+            or leader is None
+            or leader.type is not EntryType.FILE
+            or leader.hardlink != group
+            or leader.digest != entry.digest
+        ):
+            raise bad(f"{what}: {path!r} is hard-linked to {group!r}, not a file of its group")
+
+
 def canonical(path: str) -> bool:
     """True for an absolute path with no empty, `.` or `..` component (and not the root)."""
     parts = path.split("/")
@@ -295,6 +331,8 @@ __all__ = [
     "Header",
     "Record",
     "canonical",
+    "check_tree",
+    "keeps_file",
     "read_header",
     "record_data",
     "write_header",

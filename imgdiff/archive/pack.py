@@ -21,7 +21,7 @@ import hdiffpatch
 import zstandard
 
 from imgdiff import _digest, _parallel
-from imgdiff.archive.format import Header, Record, write_header
+from imgdiff.archive.format import Header, Record, keeps_file, write_header
 from imgdiff.errors import BadInput, Unsupported
 from imgdiff.image import Image
 from imgdiff.manifest import Manifest
@@ -149,8 +149,8 @@ def _content_jobs(om: Manifest, nm: Manifest) -> list[_Job]:
         if e.type is not EntryType.FILE or not _leader(e):
             continue
         o = om.entries.get(p)
-        if o is not None and o.type is EntryType.FILE and o.digest == e.digest:
-            continue  # the bytes are already there
+        if keeps_file(o, e):
+            continue  # the very file is already there
         copy_of = by_digest.get(e.digest) if e.digest is not None else None
         base = p if o is not None and o.type is EntryType.FILE else _similar(p, by_name)
         jobs.append((p, base, copy_of))
