@@ -38,10 +38,10 @@ import hdiffpatch
 import zstandard
 
 from imgdiff import _digest
-from imgdiff.archive.format import Header, Record, read_header, record_data
+from imgdiff.archive.format import Header, Record, keeps_file, read_header, record_data
 from imgdiff.archive.pack import creates_device, window_log
 from imgdiff.delta import compare
-from imgdiff.errors import BadInput, ImgdiffError
+from imgdiff.errors import BadInput, ImgdiffError, escape_path
 from imgdiff.fs.openat import open_beneath
 from imgdiff.image import DirImage
 from imgdiff.manifest import ImageInfo, Manifest
@@ -75,7 +75,7 @@ def _content_same(o: Entry, n: Entry) -> bool:
     if o.type is not n.type:
         return False
     if n.type is EntryType.FILE:
-        return o.digest == n.digest and o.hardlink == n.hardlink
+        return keeps_file(o, n)
     if n.type is EntryType.SYMLINK:
         return o.target == n.target
     return o.rdev == n.rdev
@@ -249,10 +249,18 @@ class State:
     def __init__(self, tree: Tree) -> None:
         self.tree = tree
         self.dir = tree.root + STATE_DIR
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        if os.path.lexists(self.dir):
+            self._check()
+
+    def _check(self) -> None:
         st = os.lstat(self.dir)
         if not stat.S_ISDIR(st.st_mode) or os.path.realpath(self.dir) != self.dir:
-            raise BadInput(tree.root, f"{STATE_DIR} is not a plain directory")
+            raise BadInput(self.tree.root, f"{STATE_DIR} is not a plain directory")
+
+    def ensure(self) -> None:
+        """Make the state directory, at the first write (a refused apply leaves none)."""
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        self._check()
 
     def path(self, *parts: str) -> str:
         return "/".join((STATE_DIR, *parts))
@@ -274,6 +282,7 @@ class State:
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Replace the file `name` atomically: write, fsync, rename, fsync the directory."""
+        self.ensure()
         tmp = os.path.join(self.dir, f".{name}.tmp")
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -294,6 +303,7 @@ class State:
 
     def fresh(self, name: str) -> str:
         """An empty directory `name` in the state directory (its old content removed)."""
+        self.ensure()
         full = os.path.join(self.dir, name)
         shutil.rmtree(full, ignore_errors=True)
         os.mkdir(full, 0o700)
@@ -334,7 +344,7 @@ def differences(tree: Manifest, want: dict[str, Entry] | Manifest, name: str) ->
         how = {"removed": "only in the tree", "added": "missing from the tree"}.get(
             c.status.value, ", ".join(a.value for a in c.aspects)
         )
-        out.append(f"{c.path} ({how})")
+        out.append(f"{escape_path(c.path)} ({how})")
     return out
 
 
@@ -376,15 +386,25 @@ def apply(
                     )
                 say("finishing the interrupted apply")
                 return _commit(t, state, header, journal, resumed=True, say=say)
+            if _already_applied(t, header, journal, use_cache):
+                say("the tree is already NEW")
+                assert journal is not None
+                return ApplyResult(t.root, str(journal.get("delta")), header.old_identity,
+                                   header.new_identity, 0, False)  # fmt: skip
             say("checking the tree is the delta's base")
             _check_base(t, state, header, use_cache)
             say("staging new files")
             ops = operations(header)
-            hasher = _staging(t, state, header, fh, delta, say)
-        got = _digest.finish(hasher)
-        if digest is not None and got != _full(digest):
-            shutil.rmtree(os.path.join(state.dir, "staging"), ignore_errors=True)
-            raise BadInput(delta, f"delta digest {got} is not the one asked for")
+            try:
+                hasher = _staging(t, state, header, fh, delta, say)
+                got = _digest.finish(hasher)
+                if digest is not None and got != _full(digest):
+                    raise BadInput(delta, f"delta digest {got} is not the one asked for")
+            except BaseException:
+                # refused before the commit: the tree stays OLD, /var/lib's mtime too
+                shutil.rmtree(os.path.join(state.dir, "staging"), ignore_errors=True)
+                _settle_parents(t, header.old_manifest())
+                raise
         journal = {
             "schema": "imgdiff.journal/1",
             "phase": "commit",
@@ -401,6 +421,18 @@ def apply(
         return _commit(t, state, header, journal, resumed=False, say=say)
     finally:
         t.close()
+
+
+def _already_applied(
+    t: Tree, header: Header, journal: dict[str, Any] | None, use_cache: bool
+) -> bool:
+    """True when this very delta's apply is done and the tree is still its NEW (a re-run
+    after a kill that came once the journal said done)."""
+    if journal is None or journal.get("phase") != "done":
+        return False
+    if (journal.get("old"), journal.get("new")) != (header.old_identity, header.new_identity):
+        return False
+    return not differences(tree_manifest(t.root, use_cache=use_cache), header.new.entries, "NEW")
 
 
 def _full(digest: str) -> str:
@@ -483,7 +515,7 @@ def _decode(t: Tree, record: Record, data: bytes, entry: Entry, delta: str) -> b
             assert record.base is not None
             out = t.read(record.base, _MAX_BASE)
         elif record.encoding == "zstd":
-            out = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+            out = _bounded(zstandard.ZstdDecompressor(), data, entry.size)
         elif record.encoding == "hdiff":
             assert record.base is not None
             base = t.read(record.base, _MAX_BASE)
@@ -499,12 +531,23 @@ def _decode(t: Tree, record: Record, data: bytes, entry: Entry, delta: str) -> b
             dec = zstandard.ZstdDecompressor(
                 dict_data=ref, max_window_size=1 << window_log(len(base), entry.size)
             )
-            out = dec.decompressobj().decompress(data)
+            out = _bounded(dec, data, entry.size)
     except (zstandard.ZstdError, hdiffpatch.HDiffPatchError, MemoryError) as exc:
         raise BadInput(delta, f"corrupt content record: {exc}", record.path) from None
     if len(out) != entry.size or _digest.of_bytes(out) != entry.digest:
         raise BadInput(delta, "content does not match NEW's digest", record.path)
     return out
+
+
+def _bounded(dec: zstandard.ZstdDecompressor, data: bytes, size: int) -> bytes:
+    """At most `size` + 1 bytes of a zstd record: a bomb is cut off, never inflated whole."""
+    pieces = []
+    wanted = size + 1
+    with dec.stream_reader(data) as reader:
+        while wanted > 0 and (piece := reader.read(min(wanted, 1 << 20))):
+            pieces.append(piece)
+            wanted -= len(piece)
+    return b"".join(pieces)
 
 
 def hdiff_sizes(patch: bytes) -> tuple[int, int] | None:
@@ -659,8 +702,9 @@ def rollback(
         ops = [Op(n, action, path, leader) for n, action, path, leader in journal["ops"]]
         old = header.old_manifest()
         say(f"undoing {len(ops)} operations")
+        asides = {op.path: op.n for op in ops if op.action == "aside"}
         for op in reversed(ops):
-            _undo(t, state, op, old)
+            _undo(t, state, op, old, asides)
         # the renames back changed the mtimes of their directories: OLD's again, deepest first
         dirs = {op.path.rpartition("/")[0] for op in ops} | {op.path for op in ops}
         for path in sorted(dirs & old.keys(), key=lambda x: (-x.count("/"), x)):
@@ -691,8 +735,11 @@ def rollback(
         t.close()
 
 
-def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry]) -> None:
-    """One rollback step, idempotent like `_do`: OLD's entry decides what is moved."""
+def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry], asides: dict[str, int]) -> None:
+    """One rollback step, idempotent like `_do`: OLD's entry decides what is moved.
+
+    `asides` gives the aside step of each path: where OLD's entry is kept while set aside.
+    """
     slot = state.path("undo", str(op.n))
     staged = state.path("staging", str(op.n))
     was = old.get(op.path)
@@ -700,7 +747,11 @@ def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry]) -> None:
         if t.lstat(slot) is not None:
             t.rename(slot, op.path)  # over NEW's file, atomically, for a non-directory
     elif op.action == "mkdir":
-        with t.parent(op.path) as (fd, name), contextlib.suppress(FileNotFoundError):
+        # the apply may have died before making it, or a rerun already removed its parent
+        with (
+            contextlib.suppress(FileNotFoundError, NotADirectoryError),
+            t.parent(op.path) as (fd, name),
+        ):
             os.rmdir(name, dir_fd=fd)
     elif op.action == "place":
         if was is not None and was.type is not EntryType.DIR:
@@ -712,11 +763,18 @@ def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry]) -> None:
             t.rename(op.path, staged)
     elif op.action == "link":
         assert op.leader is not None
-        here, leader = t.lstat(op.path), t.lstat(op.leader)
-        if _same_inode(here, leader):
-            t.unlink(op.path)  # only NEW's link: never a file rollback already restored
+        if was is not None:
+            aside = asides.get(op.path)
+            if aside is None or t.lstat(state.path("undo", str(aside))) is None:
+                return  # OLD's entry is still there, or back: OLD may be linked the same way
+        if _same_inode(t.lstat(op.path), t.lstat(op.leader)):
+            t.unlink(op.path)  # NEW's link; the aside step puts OLD's back
     elif op.action == "meta" and was is not None:
-        with t.parent(op.path) as (fd, name):
+        # a path still set aside gets OLD's metadata back with its inode, from undo/
+        with (
+            contextlib.suppress(FileNotFoundError, NotADirectoryError),
+            t.parent(op.path) as (fd, name),
+        ):
             _set_meta(fd, name, was)
 
 
