@@ -137,6 +137,11 @@ class Image:
         missing = wanted - read.captured.keys()
         if missing:
             again = self.read(missing.__contains__)
+            # a hard link's member carries no content: capture its whole group, once more
+            groups = {e.hardlink for e in again.entries if e.path in missing and e.hardlink}
+            if groups and not missing <= again.captured.keys():
+                linked = {e.path for e in again.entries if e.hardlink in groups}
+                again = self.read((missing | linked).__contains__)
             read.captured.update((p, again.captured[p]) for p in missing if p in again.captured)
         return {p: read.captured[p] for p in wanted if p in read.captured}
 
