@@ -77,15 +77,9 @@ CORPUS = Path("/var/tmp/imgdiff-corpus")
 STATE_PARENT_TIME = ".d..t...... var/lib/"  # rsync's line for /var/lib's mtime alone
 MTIME = 1_600_000_000_000_000_000
 
-# kinds of change (`archive_fixtures.KINDS`) apply gets wrong today, and how
-KNOWN_BUGS = {
-    "link-broken": "archive: a hard-link group broken with bytes unchanged: "
-    "'no content record for a changed file' (pack sends none, apply wants one)",
-    "leader-removed": "archive: a hard-link group's first name removed: "
-    "'no content record for a changed file' for the member that now names the group",
-    "link-joined": "archive: an unchanged file joined by a new hard link that sorts after "
-    "it: 'no content record for a changed file' for the unchanged file",
-}
+# kinds of change (`archive_fixtures.KINDS`) apply gets wrong today, and how (none now:
+# the hard-link group cases were fixed with `format.keeps_file`)
+KNOWN_BUGS: dict[str, str] = {}
 WORKING = [k for k in KINDS if k not in KNOWN_BUGS]
 
 
@@ -176,7 +170,6 @@ def _every_kind(tmp_path: Path, kinds: list[str]) -> tuple[Path, Path, Path]:
     return old, new, delta
 
 
-@pytest.mark.xfail(strict=True, reason="archive: hard-link group changes (KNOWN_BUGS)")
 def test_round_trip_with_every_kind_of_change_at_once(tmp_path: Path) -> None:
     old, new, delta = _every_kind(tmp_path, list(KINDS))
     round_trip(old, new, delta, clone(old, tmp_path / "tree"))
@@ -190,10 +183,10 @@ def test_round_trip_with_every_working_kind_of_change_at_once(
     # the 1 MiB library with 16 bytes changed travels as a patch of a few hundred bytes
     assert records["/" + LIB].encoding in ("patch", "hdiff")
     assert records["/" + LIB].size < 2000
-    # a renamed file costs nothing: a copy of OLD's file
-    assert records["/usr/libexec-moved"] == Record(
-        "/usr/libexec-moved", "copy", "/usr/bin/mover", 0
-    )
+    # a renamed file costs nothing: a copy of OLD's file (for its hard-link group's
+    # leader, as "link-joined" gives it a second name)
+    moved = parts(delta).new["/usr/libexec-moved"].hardlink or "/usr/libexec-moved"
+    assert records[moved] == Record(moved, "copy", "/usr/bin/mover", 0)
     assert parts(delta).new["/srv/new-fifo"].type is EntryType.FIFO
     lines = round_trip(old, new, delta, clone(old, tmp_path / "tree"))
     # the root has no entry in a manifest: nothing sets NEW's mtime on it
@@ -319,11 +312,6 @@ def test_not_the_base_is_refused_as_bad_input_naming_the_path_and_touches_nothin
     assert_untouched(case.before, case.tree)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="archive: a refused apply changes /var/lib's mtime "
-    "(the state directory is made before anything is checked)",
-)
 def test_refused_apply_leaves_even_the_state_directorys_parent_mtime_alone(
     case: Case,
 ) -> None:
@@ -334,13 +322,6 @@ def test_refused_apply_leaves_even_the_state_directorys_parent_mtime_alone(
     assert listing_diff(before, listing(case.tree)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="archive: NotTheBase's message holds the differing paths "
-    "raw: a newline splits it, an undecodable byte (a lone surrogate) cannot be "
-    "encoded (it crashed pytest-xdist's report); BadInput escapes `source` and "
-    "`entry` only",
-)
 def test_not_the_base_message_is_one_line_with_odd_names_escaped(case: Case) -> None:
     os.chmod(os.fsencode(case.tree) + b"/bad\xffname", 0o600)
     os.chmod(case.tree / "names/new\nline", 0o600)
@@ -542,13 +523,6 @@ def test_sigkill_during_apply_then_apply_again_finishes(
     assert _sigkill_apply(tmp_path, crash_pair, "apply", range(8)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="archive: rollback after an apply killed in its commit: "
-    "FileNotFoundError (exit 4) undoing a mkdir whose parent the apply had not "
-    "made yet, or setting OLD's metadata on a path set aside and not yet "
-    "replaced (see the crash_at tests)",
-)
 def test_sigkill_during_apply_then_rollback_gives_old(
     tmp_path: Path, crash_pair: tuple[Path, Path, Path]
 ) -> None:
@@ -557,12 +531,6 @@ def test_sigkill_during_apply_then_rollback_gives_old(
     assert _sigkill_apply(tmp_path, crash_pair, "rollback", range(8)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="archive: rollback run again after a rollback killed once "
-    "it had removed directories the apply made: FileNotFoundError (exit 4) "
-    "opening the removed parent of a deeper one",
-)
 def test_sigkill_during_rollback_then_rollback_again_gives_old(
     tmp_path: Path, crash_pair: tuple[Path, Path, Path]
 ) -> None:
@@ -645,38 +613,18 @@ def test_crash_before_each_step_of_apply_then_apply_again_finishes(
     assert _crash_sweep(tmp_path, rich_pair, "apply", "apply") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="archive: rollback after an apply crashed in its commit: "
-    "FileNotFoundError (exit 4) in _undo: a mkdir undone through a parent the "
-    "apply had not made yet; OLD's metadata set on a path set aside and not yet "
-    "replaced",
-)
 def test_crash_before_each_step_of_apply_then_rollback_gives_old(
     tmp_path: Path, rich_pair: tuple[Path, Path, Path]
 ) -> None:
     assert _crash_sweep(tmp_path, rich_pair, "apply", "rollback") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="archive: rollback run again after a crashed rollback: "
-    "FileNotFoundError (exit 4) in _undo (a made directory's parent already "
-    "removed; OLD's metadata set on a path not yet back)",
-)
 def test_crash_before_each_step_of_rollback_then_rollback_again_gives_old(
     tmp_path: Path, rich_pair: tuple[Path, Path, Path]
 ) -> None:
     assert _crash_sweep(tmp_path, rich_pair, "rollback", "rollback") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NotTheBase,
-    reason="archive: apply run again after it "
-    "completed (as after a SIGKILL once the journal says done) refuses the tree "
-    "as not the delta's base instead of finding it already NEW",
-)
 def test_apply_run_again_after_it_completed_finishes_without_error(case: Case) -> None:
     first = apply(delta=str(case.delta), tree=str(case.tree))
     again = apply(delta=str(case.delta), tree=str(case.tree))
@@ -778,12 +726,6 @@ def test_symlink_then_write_beneath_it_in_one_delta_never_writes_outside(
         escaped.unlink(missing_ok=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="archive: a NEW path beneath a symlink of NEW is not "
-    "refused by the header check: NotADirectoryError (exit 4) mid-commit, the tree "
-    "already changed (/etc set aside, the symlink placed)",
-)
 def test_symlink_then_write_beneath_it_in_one_delta_is_refused_before_the_tree_is_touched(
     case: Case,
 ) -> None:
@@ -826,12 +768,6 @@ def test_symlink_made_by_one_delta_never_sends_the_next_deltas_write_outside(
     assert list(outside.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="archive: a write beneath a symlink the base has is not "
-    "refused before the commit: NotADirectoryError (exit 4) mid-commit, a journal "
-    "left pending",
-)
 def test_symlink_made_by_one_delta_makes_the_next_refused_before_the_tree_is_touched(
     case: Case,
 ) -> None:
@@ -843,13 +779,6 @@ def test_symlink_made_by_one_delta_makes_the_next_refused_before_the_tree_is_tou
 
 
 @pytest.mark.parametrize("leader", ["outside", "not-in-new", "device", "symlink"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="archive: a hard link's group (`hardlink`) is not checked "
-    "to name a regular file of NEW inside the tree: the link is tried mid-commit "
-    "(OSError, exit 4) or made (a device or symlink under a file's name), the tree "
-    "already changed",
-)
 def test_hard_link_to_outside_or_to_no_file_of_new_is_refused_before_the_tree_is_touched(
     case: Case, leader: str
 ) -> None:
@@ -939,12 +868,6 @@ _BOMB_CHILD = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="archive: a zstd record is inflated whole before its "
-    "size is checked against NEW's entry (a 512 MiB bomb for a 10-byte file "
-    "costs > 512 MiB of memory before it is refused)",
-)
 def test_decompression_bomb_is_refused_without_inflating_it(case: Case) -> None:
     expanded = 512 * MiB
     data = bomb(expanded)
