@@ -10,8 +10,7 @@ nothing; `cli` turns "no" into exit 1.
 from __future__ import annotations
 
 from imgdiff.archive.apply import differences, tree_manifest
-from imgdiff.archive.format import MAGIC, read_header
-from imgdiff.errors import BadInput
+from imgdiff.archive.format import as_manifest
 from imgdiff.manifest import Manifest
 from imgdiff.results import CheckResult
 from imgdiff.runtime.snapshot import Snapshot
@@ -20,17 +19,8 @@ from imgdiff.runtime.stale import stale
 
 def _target(source: str, use_cache: bool) -> Manifest:
     """NEW's manifest from a delta archive, an image or a saved manifest."""
-    try:
-        with open(source, "rb") as fh:
-            is_delta = fh.read(len(MAGIC)) == MAGIC
-    except IsADirectoryError:
-        is_delta = False
-    except OSError as exc:
-        raise BadInput(source, f"cannot open: {exc.strerror}") from None
-    if is_delta:
-        with open(source, "rb") as fh:
-            return read_header(fh, source).new
-    return Manifest.read(source, use_cache=use_cache)
+    found = as_manifest(source)
+    return found if isinstance(found, Manifest) else Manifest.read(found, use_cache=use_cache)
 
 
 def check(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from imgdiff.archive.format import as_manifest
 from imgdiff.delta import classifier, compare
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import ImageWarning
@@ -39,7 +40,10 @@ def _read(
 ) -> tuple[Manifest, Manifest, Delta]:
     """Both images read once (files `capture` selects kept from streamed archives), and
     their delta, each change's kind named unless `classify` is false."""
-    om, nm = Manifest.read_pair(old, new, use_cache=use_cache, capture=capture)
+    # a delta archive stands for its NEW (its manifest: no contents)
+    om, nm = Manifest.read_pair(
+        as_manifest(old), as_manifest(new), use_cache=use_cache, capture=capture
+    )
     delta = compare(om, nm, classify=classifier(om, nm) if classify else None, progress=progress)
     return om, nm, delta
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 
+from imgdiff.archive.format import as_manifest
 from imgdiff.delta import compare
 from imgdiff.image._dir import DirImage
 from imgdiff.manifest import Manifest
@@ -75,6 +76,7 @@ def verify(
     `tree` may be a manifest `read_tree` made, to compare one tree with several images.
     """
     skip = Ignore(ignore)
+    image = as_manifest(image)  # a delta archive stands for its NEW
     if isinstance(tree, str) and isinstance(image, str):  # both read at once (forked)
         live, want = Manifest.read_pair(
             DirImage(tree, prune=skip.prune), image, use_cache=use_cache

@@ -313,6 +313,26 @@ def canonical(path: str) -> bool:
     return parts[0] == "" and len(parts) > 1 and all(p not in ("", ".", "..") for p in parts[1:])
 
 
+def is_delta(path: str) -> bool:
+    """True if `path` is a delta archive (by its magic, never its name)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def as_manifest(source: str | Manifest, limits: Limits | None = None) -> str | Manifest:
+    """NEW's manifest when `source` names a delta archive; `source` itself otherwise.
+
+    So `diff`, `plan`, `verify` and `check` take a delta where they take NEW.
+    """
+    if isinstance(source, str) and is_delta(source):
+        with open(source, "rb") as fh:
+            return read_header(fh, source, limits).new
+    return source
+
+
 def record_data(fh: BinaryIO, header: Header, source: str) -> Iterator[tuple[Record, bytes]]:
     """Each record with its data, read front to back (a truncated archive is `BadInput`)."""
     for record in header.records:
@@ -330,8 +350,10 @@ __all__ = [
     "SCHEMA",
     "Header",
     "Record",
+    "as_manifest",
     "canonical",
     "check_tree",
+    "is_delta",
     "keeps_file",
     "read_header",
     "record_data",
