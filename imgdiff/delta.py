@@ -59,6 +59,17 @@ def compare(
     modified: dict[str, list[Aspect]] = {}
     unchanged = mtime_only = 0
     olds, news = old.entries, new.entries
+
+    def settle(path: str, aspects: list[Aspect], a: Entry, b: Entry) -> None:
+        """Count a pair whose aspects are all known: modified, mtime only, or the same."""
+        nonlocal unchanged, mtime_only
+        if aspects:
+            modified[path] = aspects
+        elif a.mtime_ns != b.mtime_ns:
+            mtime_only += 1
+        else:
+            unchanged += 1
+
     for path, a in olds.items():
         b = news.get(path)
         if b is None:
@@ -68,12 +79,7 @@ def compare(
         if same_size_files and (a.digest is None or b.digest is None or a.digest != b.digest):
             pending[path] = aspects  # content still to compare
             continue
-        if aspects:
-            modified[path] = aspects
-        elif a.mtime_ns != b.mtime_ns:
-            mtime_only += 1
-        else:
-            unchanged += 1
+        settle(path, aspects, a, b)
     if pending:
         # a same-size pair is compared by digest; hashing both sides shares one progress bar
         both = list(pending)
@@ -83,12 +89,7 @@ def compare(
             a, b = olds[path], news[path]
             if a.digest is None or b.digest is None or a.digest != b.digest:
                 aspects.append(Aspect.CONTENT)  # unreadable is never "equal"
-            if aspects:
-                modified[path] = aspects
-            elif a.mtime_ns != b.mtime_ns:
-                mtime_only += 1
-            else:
-                unchanged += 1
+            settle(path, aspects, a, b)
 
     changes: list[Change] = []
     for path, a in olds.items():
