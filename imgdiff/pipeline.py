@@ -37,12 +37,14 @@ def _read(
     progress: ProgressFn | None,
     capture: Callable[[str], bool] | None = None,
     classify: bool = True,
+    workers: int | None = None,
 ) -> tuple[Manifest, Manifest, Delta]:
     """Both images read once (files `capture` selects kept from streamed archives), and
-    their delta, each change's kind named unless `classify` is false."""
+    their delta, each change's kind named unless `classify` is false. `workers` caps the
+    forked processes (1: none)."""
     # a delta archive stands for its NEW (its manifest: no contents)
     om, nm = Manifest.read_pair(
-        as_manifest(old), as_manifest(new), use_cache=use_cache, capture=capture
+        as_manifest(old), as_manifest(new), use_cache=use_cache, capture=capture, workers=workers
     )
     delta = compare(om, nm, classify=classifier(om, nm) if classify else None, progress=progress)
     return om, nm, delta
@@ -55,9 +57,13 @@ def diff(
     use_cache: bool = True,
     classify: bool = True,
     progress: ProgressFn | None = None,
+    workers: int | None = None,
 ) -> Delta:
-    """Read two images (or manifests) and return their delta, classified."""
-    return _read(old, new, use_cache=use_cache, progress=progress, classify=classify)[2]
+    """Read two images (or manifests) and return their delta, classified. `workers`
+    caps the forked processes (default: the CPUs available; 1: none, for threaded callers)."""
+    return _read(
+        old, new, use_cache=use_cache, progress=progress, classify=classify, workers=workers
+    )[2]
 
 
 @attrs.frozen
@@ -79,6 +85,7 @@ def read_update(
     use_cache: bool = True,
     progress: ProgressFn | None = None,
     capture: Callable[[str], bool] | None = None,
+    workers: int | None = None,
 ) -> Update:
     """Read two images once: the file-level delta (owners named) and the package-level
     delta. `capture` selects more files to keep from streamed archives (beside the
@@ -89,7 +96,9 @@ def read_update(
 
     wants = capture_predicate()
     both = wants if capture is None else (lambda p: wants(p) or capture(p))
-    om, nm, delta = _read(old, new, use_cache=use_cache, progress=progress, capture=both)
+    om, nm, delta = _read(
+        old, new, use_cache=use_cache, progress=progress, capture=both, workers=workers
+    )
     views = []
     notes: list[ImageWarning] = []
     for m in (om, nm):
@@ -115,9 +124,10 @@ def package_diff(
     *,
     use_cache: bool = True,
     progress: ProgressFn | None = None,
+    workers: int | None = None,
 ) -> tuple[Delta, PackageDelta]:
     """The file-level delta (owners named) and the package-level delta of two images."""
-    update = read_update(old, new, use_cache=use_cache, progress=progress)
+    update = read_update(old, new, use_cache=use_cache, progress=progress, workers=workers)
     return update.delta, update.packages
 
 
@@ -164,13 +174,14 @@ def plan_update(
     progress: ProgressFn | None = None,
     on_stage: Callable[[str], None] | None = None,
     exclude_self: bool = False,
+    workers: int | None = None,
 ) -> Plan:
     """The whole job: delta of OLD→NEW, the processes of `root` (live, or a saved
     snapshot), their impact, and the verdict. A saved snapshot cannot be looked into, so
     import graphs and ELF closures (which read each process's root) are skipped and the
     verdict says so. `on_stage` is told what each stage does as it starts (for a
     progress display); `exclude_self` leaves the calling process out of the snapshot
-    (the CLI does)."""
+    (the CLI does); `workers` caps the forked processes (1: none, for threaded callers)."""
     from imgdiff.drift import check_drift
     from imgdiff.impact import ConfigSources, assess
     from imgdiff.packages.view import PackageView, capture_predicate
@@ -187,6 +198,7 @@ def plan_update(
         use_cache=use_cache,
         progress=progress,
         capture=lambda p: wants(p) or unitfiles.is_unit_file(p),
+        workers=workers,
     )
     clock.lap("delta")
     # only OLD's packages matter here (conffiles of what runs, the drift's versions): the
@@ -209,7 +221,7 @@ def plan_update(
     clock.lap("unit-files")
     live = snapshot is None
     snap = (
-        Snapshot.capture(root, spool=spool, exclude_self=exclude_self)
+        Snapshot.capture(root, spool=spool, exclude_self=exclude_self, workers=workers)
         if live
         else Snapshot.load(str(snapshot))
     )

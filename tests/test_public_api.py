@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +52,22 @@ def test_import_stays_cheap() -> None:
     code = "import imgdiff, sys; print(sorted(m for m in sys.modules if m.startswith('imgdiff')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['imgdiff', 'imgdiff.errors']"
+
+
+def test_workers_1_never_forks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # threaded callers need the library to stay in their process
+    old, new = tmp_path / "old", tmp_path / "new"
+    for root, text in ((old, "a"), (new, "b")):
+        root.mkdir()
+        for i in range(200):  # enough same-size pairs that digests would be forked
+            (root / f"f{i:03d}").write_text(text)
+
+    def no_fork() -> int:
+        raise AssertionError("forked")
+
+    with_fork = imgdiff.diff(str(old), str(new), use_cache=False)
+    monkeypatch.setattr(os, "fork", no_fork)
+    alone = imgdiff.diff(str(old), str(new), use_cache=False, workers=1)
+    assert len(alone.changes) == len(with_fork.changes) == 200
+    snap = imgdiff.Snapshot.capture(workers=1)
+    assert snap.processes  # read in this process
