@@ -104,10 +104,17 @@ def _archive_verbs(sub: Any) -> None:
     pk.add_argument("-o", "--output", required=True, metavar="DELTA")
     pk.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
-    ap = sub.add_parser("apply", help="apply a delta archive to a tree that is its OLD")
-    ap.add_argument("delta", metavar="DELTA")
+    ap = sub.add_parser(
+        "apply", help="apply delta archives, in order, to a tree that is the first one's OLD"
+    )
+    ap.add_argument("deltas", metavar="DELTA", nargs="+")
     ap.add_argument("tree", metavar="TREE")
-    ap.add_argument("--digest", metavar="HEX", help="refuse any delta but this one")
+    ap.add_argument(
+        "--digest",
+        metavar="HEX",
+        action="append",
+        help="refuse any delta but this one (once per DELTA)",
+    )
     ap.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     ap.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
 
@@ -273,19 +280,21 @@ def _pack(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from imgdiff.archive.apply import apply
+    from imgdiff.archive.apply import apply_chain
     from imgdiff.report import console as rc
 
     _directory(args.tree)
+    if args.digest is not None and len(args.digest) != len(args.deltas):
+        raise BadInput(args.tree, "give --digest once per delta, or not at all")
     with rc.stderr_console().status("applying") as status:
-        result = apply(
-            args.delta,
+        results = apply_chain(
+            args.deltas,
             args.tree,
-            digest=args.digest,
+            digests=args.digest,
             use_cache=not args.no_cache,
             progress=status.update,
         )
-    return _emit(result, json=args.json)
+    return _emit(results[-1], json=args.json)
 
 
 def _rollback(args: argparse.Namespace) -> int:

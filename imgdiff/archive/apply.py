@@ -423,6 +423,39 @@ def apply(
         t.close()
 
 
+def apply_chain(
+    deltas: list[str],
+    tree: str,
+    *,
+    digests: list[str | None] | None = None,
+    use_cache: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> list[ApplyResult]:
+    """Apply several deltas in order (updates 4, 5, 6 after a missed one, say).
+
+    The chain is checked from the headers alone before the tree is touched: each delta's
+    OLD must be the previous one's NEW. Each is then applied as `apply` does; `rollback`
+    undoes the last one (the history lists them all).
+    """
+    heads = []
+    for path in deltas:
+        with open(path, "rb") as fh:
+            heads.append(read_header(fh, path))
+    for i in range(1, len(heads)):
+        before, after, path = heads[i - 1], heads[i], deltas[i]
+        if after.old_identity != before.new_identity:
+            raise BadInput(
+                path,
+                f"breaks the chain: its base is {after.old_identity}, "
+                f"the delta before it gives {before.new_identity}",
+            )
+    pins = digests if digests is not None else [None] * len(deltas)
+    return [
+        apply(path, tree, digest=pin, use_cache=use_cache, progress=progress)
+        for path, pin in zip(deltas, pins, strict=True)
+    ]
+
+
 def _already_applied(
     t: Tree, header: Header, journal: dict[str, Any] | None, use_cache: bool
 ) -> bool:
@@ -778,4 +811,13 @@ def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry], asides: dict[str
             _set_meta(fd, name, was)
 
 
-__all__ = ["STATE_DIR", "ApplyResult", "NotTheBase", "Op", "apply", "operations", "rollback"]
+__all__ = [
+    "STATE_DIR",
+    "ApplyResult",
+    "NotTheBase",
+    "Op",
+    "apply",
+    "apply_chain",
+    "operations",
+    "rollback",
+]
