@@ -407,7 +407,7 @@ def apply(
             say("staging new files")
             ops = operations(header)
             try:
-                hasher = _staging(t, state, header, fh, delta, say)
+                hasher = _staging(t, state, header, ops, raw_header, fh, delta, say)
                 got = _digest.finish(hasher)
                 if digest is not None and got != _full(digest):
                     raise BadInput(delta, f"delta digest {got} is not the one asked for")
@@ -500,18 +500,24 @@ def _check_base(t: Tree, state: State, header: Header, use_cache: bool) -> None:
 
 
 def _staging(
-    t: Tree, state: State, header: Header, fh: BinaryIO, delta: str, say: Callable[[str], None]
+    t: Tree,
+    state: State,
+    header: Header,
+    ops: list[Op],
+    raw_header: bytes,
+    fh: BinaryIO,
+    delta: str,
+    say: Callable[[str], None],
 ) -> blake3.blake3:
     """Write every new file, symlink and FIFO under staging/; returns the delta's hasher.
 
-    The archive is read on from the end of its header, once; every record must be the
-    content of a path the commit places, and every such file must have one.
+    The archive is read on from the end of its header (`raw_header`, already read),
+    once; every record must be the content of a path the commit places, and every such
+    file must have one.
     """
     hasher = _digest.new_hasher()
-    start = fh.tell()
-    fh.seek(0)
-    hasher.update(fh.read(start))
-    places = {op.path: op for op in operations(header) if op.action == "place"}
+    hasher.update(raw_header)
+    places = {op.path: op for op in ops if op.action == "place"}
     files = {p for p in places if header.new.entries[p].type is EntryType.FILE}
     old = header.old_manifest()
     staging = state.fresh("staging")
