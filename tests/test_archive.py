@@ -32,10 +32,12 @@ import attrs
 import blake3
 import pytest
 
+from imgdiff import _digest
 from imgdiff.archive import pack as packing
 from imgdiff.archive.apply import NotTheBase, apply, rollback
 from imgdiff.archive.format import Record
 from imgdiff.archive.pack import pack
+from imgdiff.check import check
 from imgdiff.errors import BadInput, ImgdiffError
 from imgdiff.model import Entry, EntryType
 from imgdiff.verify import verify
@@ -208,6 +210,44 @@ def test_round_trip_of_a_delta_packed_from_gnu_tar_archives_onto_a_directory(
         from_dirs.new_identity,
     )
     round_trip(old, new, delta, clone(old, tmp_path / "tree"))
+
+
+def test_apply_whose_result_is_not_new_says_which_paths_and_rollback_gives_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the commit only the paths it touched are looked at again (the rest was
+    checked to be OLD, which is NEW there): a mode the filesystem did not keep is found."""
+    old, _, delta = _every_kind(tmp_path, WORKING)
+    tree = clone(old, tmp_path / "tree")
+    real = os.fchmod
+    # as a filesystem that drops execute bits: staging's digests cannot see it
+    monkeypatch.setattr(os, "fchmod", lambda fd, mode: real(fd, mode & ~0o111))
+    with pytest.raises(ImgdiffError, match=r"after apply the tree is not NEW \(/\S+ \(mode"):
+        apply(str(delta), str(tree))
+    monkeypatch.undo()
+    rollback(str(tree))
+    assert_tree_is(old, tree, root_mtime=True)
+
+
+def test_apply_tells_the_digest_cache_what_it_placed_so_check_reads_none_of_it(
+    tmp_path: Path,
+) -> None:
+    old, _, delta = _every_kind(tmp_path, WORKING)
+    tree = clone(old, tmp_path / "tree")
+    apply(str(delta), str(tree))
+    placed = [r.path for r in records_of(delta).values()]
+    assert placed
+    reads: list[str] = []
+    real = _digest.of_fd
+
+    def counting(fd: int, size: int) -> tuple[str, int]:
+        reads.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd, size)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_digest, "of_fd", counting)
+        assert check(str(tree), str(delta)).ok
+    assert not {str(tree) + p for p in placed} & set(reads)
 
 
 def test_apply_twice_in_a_row_then_roll_back_the_last(tmp_path: Path) -> None:

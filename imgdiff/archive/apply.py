@@ -10,7 +10,8 @@ and nothing is touched when it is not. Then, in `TREE/var/lib/imgdiff/`:
 3. commit: what is replaced or removed is renamed into `undo/` (no copy), staged files
    are renamed into place, directories made, hard links linked, metadata set, directory
    metadata last and deepest first;
-4. the tree is checked to be NEW, and the journal marked done; undo data stays until the
+4. the paths the commit touched are checked to be NEW's (the rest was checked to be
+   OLD, which is NEW there), and the journal marked done; undo data stays until the
    next apply, so `rollback` can give OLD back after a completed apply too.
 
 Every step of the commit is idempotent and decided by what exists (a staged file not yet
@@ -45,6 +46,7 @@ from imgdiff.delta import compare
 from imgdiff.errors import BadInput, ImgdiffError, escape_path
 from imgdiff.fs.openat import open_beneath
 from imgdiff.image import DirImage
+from imgdiff.image._dir import _TYPES as _STAT_TYPES
 from imgdiff.manifest import ImageInfo, Manifest
 from imgdiff.model import Entry, EntryType
 from imgdiff.results import ApplyResult
@@ -396,7 +398,9 @@ def apply(
                         tree, "an interrupted apply of another delta is pending: roll it back first"
                     )
                 say("finishing the interrupted apply")
-                return _commit(t, state, header, journal, resumed=True, say=say)
+                return _commit(
+                    t, state, header, journal, resumed=True, say=say, use_cache=use_cache
+                )
             if _already_applied(t, header, journal, use_cache):
                 say("the tree is already NEW")
                 assert journal is not None
@@ -429,7 +433,7 @@ def apply(
         state.fresh("undo")
         state.write_bytes(_HEADER, raw_header)
         state.write_json(_JOURNAL, journal)
-        return _commit(t, state, header, journal, resumed=False, say=say)
+        return _commit(t, state, header, journal, resumed=False, say=say, use_cache=use_cache)
     finally:
         t.close()
 
@@ -644,6 +648,7 @@ def _commit(
     *,
     resumed: bool,
     say: Callable[[str], None],
+    use_cache: bool = True,
 ) -> ApplyResult:
     ops = [Op(n, action, path, leader) for n, action, path, leader in journal["ops"]]
     new = header.new.entries
@@ -653,12 +658,14 @@ def _commit(
         _do(t, state, op, new, placed)
     _settle_parents(t, new)
     say("checking the tree is NEW")
-    diffs = differences(tree_manifest(t.root), new, "NEW")
+    diffs = _touched_differences(t, ops, new)
     if diffs:
         raise ImgdiffError(
             f"{t.root}: after apply the tree is not NEW ({', '.join(diffs[:5])}); "
             "run `imgdiff rollback` to return to OLD"
         )
+    if use_cache:
+        _remember_placed(t, ops, new)
     sync_filesystem(t.fd)  # every rename durable before the journal says "done"
     journal = {**journal, "phase": "done"}
     state.write_json(_JOURNAL, journal)
@@ -712,6 +719,89 @@ def _do(t: Tree, state: State, op: Op, new: dict[str, Entry], placed: set[str]) 
             _set_meta(fd, name, new[op.path])
     else:
         raise BadInput(state.dir, f"unknown journal action {op.action!r}", op.path)
+
+
+def _remember_placed(t: Tree, ops: list[Op], new: dict[str, Entry]) -> None:
+    """Tell the tree's digest cache the digests of the files just placed (checked in
+    staging), so that `check`, `verify` and the next apply need not read them again."""
+    cache = DirImage(t.root).digest_cache()
+    for op in ops:
+        want = new.get(op.path)
+        if op.action != "place" or want is None or want.digest is None:
+            continue
+        st = t.lstat(op.path)
+        if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == want.size:
+            cache.put(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, want.digest)
+    cache.save()
+
+
+def _touched_differences(t: Tree, ops: list[Op], new: dict[str, Entry]) -> list[str]:
+    """What keeps the paths the commit touched from being NEW's: "path (aspects)" lines.
+
+    Only these need looking at: the rest of the tree was checked, content included, to be
+    OLD before anything was touched, and where the commit does nothing OLD's entry is
+    NEW's (mtime included). Placed files had their digests checked in staging and are the
+    very inodes renamed here, so size stands for content; a hard link must be its leader's
+    inode.
+    """
+    paths = {op.path for op in ops}
+    paths.update(p for p in _ancestors(STATE_DIR) if p in new)
+    leaders = {op.path: op.leader for op in ops if op.action == "link"}
+    out = []
+    for path in sorted(paths):
+        want = new.get(path)
+        st = t.lstat(path)
+        if want is None or st is None:
+            if want is not None or st is not None:
+                how = "missing from the tree" if st is None else "only in the tree"
+                out.append(f"{escape_path(path)} ({how})")
+            continue
+        aspects = _stat_aspects(t, path, st, want)
+        leader = leaders.get(path)
+        if leader is not None and not _same_inode(st, t.lstat(leader)):
+            aspects.append("hard link")
+        if aspects:
+            out.append(f"{escape_path(path)} ({', '.join(aspects)})")
+    return out
+
+
+def _stat_aspects(t: Tree, path: str, st: os.stat_result, want: Entry) -> list[str]:
+    """The aspects in which the object at `path` (its `st`) is not `want`."""
+    etype = _STAT_TYPES.get(stat.S_IFMT(st.st_mode))
+    if etype is not want.type:
+        return ["type"]
+    out = []
+    if etype is not EntryType.SYMLINK and stat.S_IMODE(st.st_mode) != want.mode:
+        out.append("mode")
+    if (st.st_uid, st.st_gid) != (want.uid, want.gid):
+        out.append("owner")
+    if st.st_mtime_ns != want.mtime_ns:
+        out.append("mtime")
+    with t.parent(path) as (fd, name):
+        if etype is EntryType.SYMLINK:
+            if os.readlink(name, dir_fd=fd) != want.target:
+                out.append("target")
+        elif etype is EntryType.FILE:
+            if st.st_size != want.size:
+                out.append("content")
+        elif etype in (EntryType.CHAR, EntryType.BLOCK) and want.rdev != (
+            os.major(st.st_rdev),
+            os.minor(st.st_rdev),
+        ):
+            out.append("content")
+        if _xattrs_at(fd, name) != want.xattrs:
+            out.append("xattrs")
+    return out
+
+
+def _xattrs_at(fd: int, name: str) -> tuple[tuple[str, bytes], ...]:
+    """The xattrs of `name` in directory `fd`, sorted by name, without following a symlink."""
+    by_name = f"/proc/self/fd/{fd}/{name}"
+    try:
+        keys = sorted(os.listxattr(by_name, follow_symlinks=False))
+        return tuple((k, os.getxattr(by_name, k, follow_symlinks=False)) for k in keys)
+    except OSError:
+        return ()
 
 
 def _same_inode(a: os.stat_result | None, b: os.stat_result | None) -> bool:
