@@ -155,9 +155,25 @@ class Tree:
             self.fd = os.open(self.root, _DIR_FLAGS)
         except OSError as exc:
             raise BadInput(root, f"cannot open the tree: {exc.strerror}") from None
+        self._kept: dict[str, int] | None = None
 
     def close(self) -> None:
         os.close(self.fd)
+
+    @contextlib.contextmanager
+    def keeping_directories(self) -> Iterator[None]:
+        """Within the block, each directory is opened once and its descriptor reused.
+
+        Only for stretches that never rename or remove a directory (a kept descriptor
+        would follow it wherever it went): checking, and the commit after its asides.
+        """
+        self._kept = {}
+        try:
+            yield
+        finally:
+            kept, self._kept = self._kept, None
+            for fd in kept.values():
+                os.close(fd)
 
     @contextlib.contextmanager
     def parent(self, path: str) -> Iterator[tuple[int, str]]:
@@ -165,6 +181,13 @@ class Tree:
         head, _, name = path.rpartition("/")
         if not head:
             yield self.fd, name
+            return
+        kept = self._kept
+        if kept is not None:
+            fd = kept.get(head)
+            if fd is None:
+                fd = kept[head] = open_beneath(self.fd, os.fsencode(head.lstrip("/")), _DIR_FLAGS)
+            yield fd, name
             return
         fd = open_beneath(self.fd, os.fsencode(head.lstrip("/")), _DIR_FLAGS)
         try:
@@ -654,18 +677,24 @@ def _commit(
     new = header.new.entries
     say(f"committing {len(ops)} operations")
     placed = {op.path for op in ops if op.action == "place"}
-    for op in ops:
+    asides = next((i for i, op in enumerate(ops) if op.action != "aside"), len(ops))
+    if any(op.action == "aside" for op in ops[asides:]):
+        raise BadInput(state.dir, "journal lists an aside after the commit's first placement")
+    for op in ops[:asides]:
         _do(t, state, op, new, placed)
-    _settle_parents(t, new)
-    say("checking the tree is NEW")
-    diffs = _touched_differences(t, ops, new)
-    if diffs:
-        raise ImgdiffError(
-            f"{t.root}: after apply the tree is not NEW ({', '.join(diffs[:5])}); "
-            "run `imgdiff rollback` to return to OLD"
-        )
-    if use_cache:
-        _remember_placed(t, ops, new)
+    with t.keeping_directories():  # from here on no directory is renamed or removed
+        for op in ops[asides:]:
+            _do(t, state, op, new, placed)
+        _settle_parents(t, new)
+        say("checking the tree is NEW")
+        diffs = _touched_differences(t, ops, new)
+        if diffs:
+            raise ImgdiffError(
+                f"{t.root}: after apply the tree is not NEW ({', '.join(diffs[:5])}); "
+                "run `imgdiff rollback` to return to OLD"
+            )
+        if use_cache:
+            _remember_placed(t, ops, new)
     sync_filesystem(t.fd)  # every rename durable before the journal says "done"
     journal = {**journal, "phase": "done"}
     state.write_json(_JOURNAL, journal)
