@@ -544,6 +544,37 @@ def entry_from_row(row: Any, limits: Limits) -> Entry:
         raise ValueError(f"a row of {len(row)} columns (12 or 13 expected)")
     path, etype, mode, uid, gid, size, mtime, target, hardlink, rdev, xattrs, digest = row[:12]
     most = limits.max_path_bytes
+    if (
+        # the common row, checked in one expression; anything else takes the long way,
+        # which checks the same and says what is wrong
+        (len(row) == 12 or type(row[12]) is bool)
+        and type(path) is str
+        and path.isascii()  # one byte per character, and no surrogate
+        and len(path) <= most
+        and path[:1] == "/"
+        and "\0" not in path
+        and type(etype) is str
+        and etype in _ENTRY_TYPES
+        and type(mode) is int
+        and 0 <= mode <= 0o7777
+        and type(uid) is int
+        and 0 <= uid < _MAX_ID
+        and type(gid) is int
+        and 0 <= gid < _MAX_ID
+        and type(size) is int
+        and 0 <= size < _MAX_SIZE
+        and type(mtime) is int
+        and (target is None or (type(target) is str and target.isascii() and len(target) <= most))
+        and (
+            hardlink is None
+            or (type(hardlink) is str and hardlink.isascii() and len(hardlink) <= most)
+        )
+        and rdev is None
+        and xattrs == []
+        and (digest is None or (type(digest) is str and _DIGEST_RE.fullmatch(digest)))
+    ):
+        return Entry(path, _ENTRY_TYPES[etype], mode, uid, gid, size, mtime, target, hardlink,
+                     None, (), digest, len(row) == 13 and row[12])  # fmt: skip
     if not _text(path, "path", most).startswith("/"):
         raise ValueError("path is not absolute")
     if "\0" in path:

@@ -16,6 +16,7 @@ it is fixed (strict: once fixed it fails as XPASS, so the mark goes with the fix
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -35,7 +36,7 @@ import pytest
 from imgdiff import _digest
 from imgdiff.archive import pack as packing
 from imgdiff.archive.apply import NotTheBase, apply, rollback
-from imgdiff.archive.format import Record
+from imgdiff.archive.format import Record, canonical
 from imgdiff.archive.pack import pack
 from imgdiff.check import check
 from imgdiff.errors import BadInput, ImgdiffError
@@ -1031,3 +1032,21 @@ def test_packing_the_same_pair_twice_and_with_one_worker_gives_the_same_bytes(
     assert a.digest == b.digest == c.digest
     assert a.digest == "blake3:" + blake3.blake3(first.read_bytes()).hexdigest()
     assert len(a.records) >= 2, a.records  # several encodings, each deterministic
+
+
+def test_canonical_paths_are_exactly_those_with_no_empty_dot_or_dotdot_component() -> None:
+    """Every string of up to 8 characters over '/', '.', 'a' against the definition."""
+
+    def by_definition(path: str) -> bool:
+        parts = path.split("/")
+        return (
+            parts[0] == "" and len(parts) > 1 and all(p not in ("", ".", "..") for p in parts[1:])
+        )
+
+    tried = 0
+    for length in range(9):
+        for chars in itertools.product("/.a", repeat=length):
+            path = "".join(chars)
+            assert canonical(path) == by_definition(path), path
+            tried += 1
+    assert tried == sum(3**n for n in range(9))

@@ -309,8 +309,9 @@ def check_tree(entries: dict[str, Entry], what: str, bad: Callable[[str], BadInp
 
 def canonical(path: str) -> bool:
     """True for an absolute path with no empty, `.` or `..` component (and not the root)."""
-    parts = path.split("/")
-    return parts[0] == "" and len(parts) > 1 and all(p not in ("", ".", "..") for p in parts[1:])
+    if path[:1] != "/" or path == "/" or path.endswith(("/", "/.", "/..")):
+        return False
+    return "//" not in path and "/./" not in path and "/../" not in path
 
 
 def is_delta(path: str) -> bool:
