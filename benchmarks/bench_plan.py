@@ -210,6 +210,36 @@ def _settled(pid: int, exe: str) -> bool:
     return stat[stat.rindex(")") + 2] == "S"
 
 
+def spawn(root: str, kind: Kind, unit: str | None) -> Started:
+    """Start one process of `kind` chrooted into `root`, in `unit`'s cgroup (which must
+    exist) if it has one."""
+    popen = subprocess.Popen(
+        ["chroot", root, *kind.argv],
+        env=CHILD_ENV,
+        stdin=subprocess.PIPE if kind.stdin else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    if unit is not None:
+        # children of chroot(8) (only exec here) stay in the cgroup it is put in
+        (CGROUP2 / "system.slice" / unit / "cgroup.procs").write_text(str(popen.pid))
+    return Started(kind, unit, popen)
+
+
+def settle(root: str, started: Sequence[Started], timeout: float = 120) -> None:
+    """Wait until every process runs its executable and sleeps (set up)."""
+    waiting = list(started)
+    deadline = time.monotonic() + timeout
+    while waiting:
+        for s in waiting:
+            if s.popen.poll() is not None:
+                raise RuntimeError(f"{s.kind.name} exited {s.popen.returncode} at start")
+        waiting = [s for s in waiting if not _settled(s.popen.pid, root + s.kind.exe)]
+        if waiting and time.monotonic() > deadline:
+            raise RuntimeError(f"{len(waiting)} processes not set up after {timeout} s")
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def running(old: str, n: int) -> Iterator[list[Started]]:
     """N processes inside OLD, in their units, set up; all killed, reaped and their
@@ -221,30 +251,11 @@ def running(old: str, n: int) -> Iterator[list[Started]]:
     try:
         for i, kind in enumerate(plan):
             unit = _unit_of(i)
-            popen = subprocess.Popen(
-                ["chroot", old, *kind.argv],
-                env=CHILD_ENV,
-                stdin=subprocess.PIPE if kind.stdin else subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            started.append(Started(kind, unit, popen))
-            if unit is not None:
-                if unit not in cgroups:
-                    cgroups[unit] = CGROUP2 / "system.slice" / unit
-                    cgroups[unit].mkdir(exist_ok=True)
-                # children of chroot(8) (only exec here) stay in the cgroup it is put in
-                (cgroups[unit] / "cgroup.procs").write_text(str(popen.pid))
-        waiting = list(started)
-        deadline = time.monotonic() + 120
-        while waiting:
-            for s in waiting:
-                if s.popen.poll() is not None:
-                    raise RuntimeError(f"{s.kind.name} exited {s.popen.returncode} at start")
-            waiting = [s for s in waiting if not _settled(s.popen.pid, old + s.kind.exe)]
-            if waiting and time.monotonic() > deadline:
-                raise RuntimeError(f"{len(waiting)} processes not set up after 120 s")
-            time.sleep(0.02)
+            if unit is not None and unit not in cgroups:
+                cgroups[unit] = CGROUP2 / "system.slice" / unit
+                cgroups[unit].mkdir(exist_ok=True)
+            started.append(spawn(old, kind, unit))
+        settle(old, started)
         yield started
     finally:
         for s in started:
