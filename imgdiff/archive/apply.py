@@ -751,12 +751,17 @@ def _do(t: Tree, state: State, op: Op, new: dict[str, Entry], placed: set[str]) 
 
 
 def _remember_placed(t: Tree, ops: list[Op], new: dict[str, Entry]) -> None:
-    """Tell the tree's digest cache the digests of the files just placed (checked in
-    staging), so that `check`, `verify` and the next apply need not read them again."""
+    """Tell the tree's digest cache the digests of the files the commit touched, so that
+    `check`, `verify` and the next apply need not read them again.
+
+    Each is known: a placed file's bytes were checked in staging; a file whose metadata
+    alone was set, or a new name linked to a leader, holds bytes the base check proved
+    (or staging checked). Setting metadata moved their ctimes, which the cache keys on.
+    """
     cache = DirImage(t.root).digest_cache()
     for op in ops:
         want = new.get(op.path)
-        if op.action != "place" or want is None or want.digest is None:
+        if op.action not in ("place", "meta", "link") or want is None or want.digest is None:
             continue
         st = t.lstat(op.path)
         if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == want.size:
