@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from imgdiff.archive.format import as_manifest
+from imgdiff.archive.format import as_manifest, is_delta
+from imgdiff.archive.image import delta_as_new
 from imgdiff.delta import classifier, compare
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import ImageWarning
@@ -42,10 +43,20 @@ def _read(
     """Both images read once (files `capture` selects kept from streamed archives), and
     their delta, each change's kind named unless `classify` is false. `workers` caps the
     forked processes (1: none)."""
-    # a delta archive stands for its NEW (its manifest: no contents)
-    om, nm = Manifest.read_pair(
-        as_manifest(old), as_manifest(new), use_cache=use_cache, capture=capture, workers=workers
-    )
+    if isinstance(new, str) and is_delta(new) and not (isinstance(old, str) and is_delta(old)):
+        # NEW is a delta archive: its files are read through OLD (see archive.image)
+        om = (
+            old
+            if isinstance(old, Manifest)
+            else Manifest.read(old, use_cache=use_cache, capture=capture, workers=workers)
+        )
+        nm = delta_as_new(new, om)
+    else:
+        # a delta archive as OLD stands for its NEW (its manifest: no contents)
+        om, nm = Manifest.read_pair(
+            as_manifest(old), as_manifest(new), use_cache=use_cache, capture=capture,
+            workers=workers,
+        )  # fmt: skip
     delta = compare(om, nm, classify=classifier(om, nm) if classify else None, progress=progress)
     return om, nm, delta
 

@@ -36,12 +36,11 @@ from typing import Any, BinaryIO
 
 import attrs
 import blake3
-import hdiffpatch
-import zstandard
 
 from imgdiff import _digest
+from imgdiff.archive.codec import MAX_BASE, decode
 from imgdiff.archive.format import Header, Record, keeps_file, read_header, record_data
-from imgdiff.archive.pack import creates_device, window_log
+from imgdiff.archive.pack import creates_device
 from imgdiff.delta import compare
 from imgdiff.errors import BadInput, ImgdiffError, escape_path
 from imgdiff.fs.openat import open_beneath
@@ -56,7 +55,6 @@ _JOURNAL = "journal.json"
 _HISTORY = "history.json"
 _HEADER = "delta-header"  # the applied delta's header: what rollback needs of it
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_MAX_BASE = 1 << 30
 
 
 class NotTheBase(BadInput):
@@ -586,69 +584,8 @@ def _staging(
 
 
 def _decode(t: Tree, record: Record, data: bytes, entry: Entry, delta: str) -> bytes:
-    """A record's bytes, decoded and checked against NEW's size and digest."""
-    try:
-        if record.encoding == "copy":
-            assert record.base is not None
-            out = t.read(record.base, _MAX_BASE)
-        elif record.encoding == "zstd":
-            out = _bounded(zstandard.ZstdDecompressor(), data, entry.size)
-        elif record.encoding == "hdiff":
-            assert record.base is not None
-            base = t.read(record.base, _MAX_BASE)
-            if hdiff_sizes(data) != (entry.size, len(base)):
-                raise BadInput(
-                    delta, "patch sizes do not match NEW's file and its base", record.path
-                )
-            out = hdiffpatch.apply(base, data)
-        else:
-            assert record.base is not None
-            base = t.read(record.base, _MAX_BASE)
-            ref = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-            dec = zstandard.ZstdDecompressor(
-                dict_data=ref, max_window_size=1 << window_log(len(base), entry.size)
-            )
-            out = _bounded(dec, data, entry.size)
-    except (zstandard.ZstdError, hdiffpatch.HDiffPatchError, MemoryError) as exc:
-        raise BadInput(delta, f"corrupt content record: {exc}", record.path) from None
-    if len(out) != entry.size or _digest.of_bytes(out) != entry.digest:
-        raise BadInput(delta, "content does not match NEW's digest", record.path)
-    return out
-
-
-def _bounded(dec: zstandard.ZstdDecompressor, data: bytes, size: int) -> bytes:
-    """At most `size` + 1 bytes of a zstd record: a bomb is cut off, never inflated whole."""
-    pieces = []
-    wanted = size + 1
-    with dec.stream_reader(data) as reader:
-        while wanted > 0 and (piece := reader.read(min(wanted, 1 << 20))):
-            pieces.append(piece)
-            wanted -= len(piece)
-    return b"".join(pieces)
-
-
-def hdiff_sizes(patch: bytes) -> tuple[int, int] | None:
-    """(new size, old size) an HDiffPatch patch declares, read before it is applied (so a
-    patch that lies about its output is refused before anything is allocated for it)."""
-    magic, sep, rest = patch[:64].partition(b"\0")
-    if not sep or not magic.startswith(b"HDIFF13&"):
-        return None
-    sizes = []
-    pos = 0
-    for _ in range(2):
-        value = 0
-        for _ in range(10):
-            if pos >= len(rest):
-                return None
-            byte = rest[pos]
-            pos += 1
-            value = (value << 7) | (byte & 0x7F)
-            if not byte & 0x80:
-                break
-        else:
-            return None
-        sizes.append(value)
-    return sizes[0], sizes[1]
+    """A record's bytes, decoded against the tree's own (just checked) base file."""
+    return decode(record, data, entry, lambda path: t.read(path, MAX_BASE), delta)
 
 
 def _write_file(sfd: int, name: str, entry: Entry, data: bytes) -> None:
