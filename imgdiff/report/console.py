@@ -330,28 +330,31 @@ def render_demo(run: DemoRun, full: bool = False) -> RenderableType:
     )
 
 
-def stderr_console() -> Console:
-    """A console on stderr that stays quiet unless stderr is an interactive terminal."""
-    quiet = not sys.stderr.isatty() or bool(os.environ.get("CI"))
+def stderr_console(*, quiet: bool = False) -> Console:
+    """A console on stderr that stays quiet unless stderr is an interactive terminal (and
+    `quiet` is false)."""
+    quiet = quiet or not sys.stderr.isatty() or bool(os.environ.get("CI"))
     return Console(stderr=True, quiet=quiet, no_color=bool(os.environ.get("NO_COLOR")))
 
 
 @contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None] | None]:
+def progress_bar(
+    description: str, *, quiet: bool = False
+) -> Iterator[Callable[[int, int], None] | None]:
     """A byte-progress callback drawn on stderr, or None when stderr is not a TTY."""
-    with stage_progress() as (update, stage):
+    with stage_progress(quiet=quiet) as (update, stage):
         if stage is not None:
             stage(description)
         yield update
 
 
 @contextmanager
-def stage_progress() -> Iterator[
-    tuple[Callable[[int, int], None] | None, Callable[[str], None] | None]
-]:
+def stage_progress(
+    *, quiet: bool = False
+) -> Iterator[tuple[Callable[[int, int], None] | None, Callable[[str], None] | None]]:
     """(byte progress, stage announcer) drawn on stderr as one display, or (None, None)
-    when stderr is not a TTY."""
-    console = stderr_console()
+    when stderr is not a TTY or `quiet`."""
+    console = stderr_console(quiet=quiet)
     if console.quiet:
         yield None, None
         return
