@@ -358,11 +358,11 @@ def _emit(result: Any, args: argparse.Namespace, *, full: bool = False) -> int:
 
 
 def _stdout_console() -> Any:
-    """The console for results: a terminal's width, or in a pipe no width at all, so a
-    path is never broken across lines."""
+    """The console for results: a terminal's width (or $COLUMNS), else in a pipe no width
+    at all, so a path is never broken across lines."""
     from rich.console import Console
 
-    if sys.stdout.isatty():
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
         return Console()
     return Console(width=1 << 20)
 
@@ -407,8 +407,11 @@ def _writable(path: str) -> None:
         raise BadInput(path, f"cannot write: no such directory {escape_path(parent)}")
     if os.path.isdir(path):
         raise BadInput(path, "cannot write: is a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise BadInput(path, f"cannot write: permission denied in {escape_path(parent)}")
+    try:  # a real probe: access(2) says yes to root on /proc or a read-only filesystem
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise BadInput(path, f"cannot write in {escape_path(parent)}: {exc.strerror}") from None
 
 
 @contextmanager
