@@ -272,16 +272,26 @@ def _archive_verbs(verb: Any) -> None:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    with _progress(args, "hashing") as progress:
+    with _reading(args) as (reading, progress):
         if args.no_packages:
             from imgdiff.pipeline import diff
 
-            delta = diff(args.old, args.new, use_cache=not args.no_cache, progress=progress)
+            delta = diff(
+                args.old,
+                args.new,
+                use_cache=not args.no_cache,
+                progress=progress,
+                reading=reading,
+            )
         else:
             from imgdiff.pipeline import package_diff
 
             delta, _ = package_diff(
-                args.old, args.new, use_cache=not args.no_cache, progress=progress
+                args.old,
+                args.new,
+                use_cache=not args.no_cache,
+                progress=progress,
+                reading=reading,
             )
     shown = _select(delta, args)
     _emit(shown, args, full=args.all)
@@ -320,8 +330,10 @@ def _select(delta: Any, args: argparse.Namespace) -> Any:
 def _packages(args: argparse.Namespace) -> int:
     from imgdiff.pipeline import package_diff
 
-    with _progress(args, "hashing") as progress:
-        _, pdelta = package_diff(args.old, args.new, use_cache=not args.no_cache, progress=progress)
+    with _reading(args) as (reading, progress):
+        _, pdelta = package_diff(
+            args.old, args.new, use_cache=not args.no_cache, progress=progress, reading=reading
+        )
     return _emit(pdelta, args)
 
 
@@ -385,6 +397,19 @@ def _progress(args: argparse.Namespace, description: str) -> Iterator[Any]:
 
     with rc.progress_bar(description, quiet=args.quiet) as progress:
         yield progress
+
+
+@contextmanager
+def _reading(args: argparse.Namespace) -> Iterator[tuple[Any, Any]]:
+    """(read counts, hashing progress) for the pipeline, drawn as one display on stderr;
+    (None, None) when nothing is drawn."""
+    from imgdiff.report import console as rc
+
+    with rc.image_progress(quiet=args.quiet) as display:
+        if display.reading is None:
+            yield None, None
+        else:
+            yield display.reading, display.update
 
 
 def _status(args: argparse.Namespace, text: str) -> Any:
@@ -487,7 +512,8 @@ def _plan(args: argparse.Namespace) -> int:
 
     _directory(args.root)
     policy = _policy(args)
-    with rc.stage_progress(quiet=args.quiet) as (progress, stage):
+    with rc.image_progress(quiet=args.quiet) as display:
+        drawn = display.reading is not None
         plan = plan_update(
             args.old,
             args.new,
@@ -496,8 +522,9 @@ def _plan(args: argparse.Namespace) -> int:
             policy=policy,
             spool=_spool(args.spool),
             use_cache=not args.no_cache,
-            progress=progress,
-            on_stage=stage,
+            progress=display.update if drawn else None,
+            on_stage=display.stage if drawn else None,
+            reading=display.reading,
             exclude_self=True,
         )
     if args.timings or args.verbose:
@@ -544,9 +571,8 @@ def _manifest(args: argparse.Namespace) -> int:
     from imgdiff.manifest import Manifest
 
     _writable(args.output)
-    with _status(args, f"reading {escape_path(args.image)}"):
-        manifest = Manifest.read(args.image, use_cache=not args.no_cache)
-    with _progress(args, "hashing") as progress:
+    with _reading(args) as (reading, progress):
+        manifest = Manifest.read(args.image, use_cache=not args.no_cache, progress=reading)
         manifest.fill_digests(manifest.entries, progress=progress)
     with _writing(args.output):
         manifest.save(args.output)

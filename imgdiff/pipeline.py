@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from imgdiff._progress import ReadCounts
 from imgdiff.archive.format import as_manifest
 from imgdiff.delta import classifier, compare
 from imgdiff.manifest import Manifest, ProgressFn
@@ -38,13 +39,19 @@ def _read(
     capture: Callable[[str], bool] | None = None,
     classify: bool = True,
     workers: int | None = None,
+    reading: ReadCounts | None = None,
 ) -> tuple[Manifest, Manifest, Delta]:
     """Both images read once (files `capture` selects kept from streamed archives), and
     their delta, each change's kind named unless `classify` is false. `workers` caps the
     forked processes (1: none)."""
     # a delta archive stands for its NEW (its manifest: no contents)
     om, nm = Manifest.read_pair(
-        as_manifest(old), as_manifest(new), use_cache=use_cache, capture=capture, workers=workers
+        as_manifest(old),
+        as_manifest(new),
+        use_cache=use_cache,
+        capture=capture,
+        workers=workers,
+        progress=reading,
     )
     delta = compare(om, nm, classify=classifier(om, nm) if classify else None, progress=progress)
     return om, nm, delta
@@ -58,11 +65,20 @@ def diff(
     classify: bool = True,
     progress: ProgressFn | None = None,
     workers: int | None = None,
+    reading: ReadCounts | None = None,
 ) -> Delta:
     """Read two images (or manifests) and return their delta, classified. `workers`
-    caps the forked processes (default: the CPUs available; 1: none, for threaded callers)."""
+    caps the forked processes (default: the CPUs available; 1: none, for threaded callers).
+    `progress` is told the bytes hashed and `reading` counts the entries read, for a
+    display."""
     return _read(
-        old, new, use_cache=use_cache, progress=progress, classify=classify, workers=workers
+        old,
+        new,
+        use_cache=use_cache,
+        progress=progress,
+        classify=classify,
+        workers=workers,
+        reading=reading,
     )[2]
 
 
@@ -86,6 +102,7 @@ def read_update(
     progress: ProgressFn | None = None,
     capture: Callable[[str], bool] | None = None,
     workers: int | None = None,
+    reading: ReadCounts | None = None,
 ) -> Update:
     """Read two images once: the file-level delta (owners named) and the package-level
     delta. `capture` selects more files to keep from streamed archives (beside the
@@ -97,7 +114,13 @@ def read_update(
     wants = capture_predicate()
     both = wants if capture is None else (lambda p: wants(p) or capture(p))
     om, nm, delta = _read(
-        old, new, use_cache=use_cache, progress=progress, capture=both, workers=workers
+        old,
+        new,
+        use_cache=use_cache,
+        progress=progress,
+        capture=both,
+        workers=workers,
+        reading=reading,
     )
     views = []
     notes: list[ImageWarning] = []
@@ -125,9 +148,12 @@ def package_diff(
     use_cache: bool = True,
     progress: ProgressFn | None = None,
     workers: int | None = None,
+    reading: ReadCounts | None = None,
 ) -> tuple[Delta, PackageDelta]:
     """The file-level delta (owners named) and the package-level delta of two images."""
-    update = read_update(old, new, use_cache=use_cache, progress=progress, workers=workers)
+    update = read_update(
+        old, new, use_cache=use_cache, progress=progress, workers=workers, reading=reading
+    )
     return update.delta, update.packages
 
 
@@ -175,6 +201,7 @@ def plan_update(
     on_stage: Callable[[str], None] | None = None,
     exclude_self: bool = False,
     workers: int | None = None,
+    reading: ReadCounts | None = None,
 ) -> Plan:
     """The whole job: delta of OLD→NEW, the processes of `root` (live, or a saved
     snapshot), their impact, and the verdict. A saved snapshot cannot be looked into, so
@@ -199,6 +226,7 @@ def plan_update(
         progress=progress,
         capture=lambda p: wants(p) or unitfiles.is_unit_file(p),
         workers=workers,
+        reading=reading,
     )
     clock.lap("delta")
     # only OLD's packages matter here (conffiles of what runs, the drift's versions): the

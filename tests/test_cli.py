@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,12 @@ FILES: dict[str, str | bytes] = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _no_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output in a pipe has no width unless $COLUMNS gives one: tests set it themselves."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 def run(*argv: str, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     """The installed `imgdiff` with stdout and stderr pipes (not a terminal)."""
     done = subprocess.run(
@@ -36,7 +43,7 @@ def run(*argv: str, stdin: bytes | None = None, **env: str) -> subprocess.Comple
         input=stdin,
         stdin=None if stdin is not None else subprocess.DEVNULL,
         capture_output=True,
-        env={**os.environ, **env},
+        env={k: v for k, v in os.environ.items() if k != "COLUMNS"} | env,
         check=False,
     )
     return subprocess.CompletedProcess(
@@ -498,3 +505,47 @@ def test_narrow_terminal_folds_paths_and_hangs_wrapped_reasons(changed: tuple[Pa
     assert lines[2].startswith("    ")  # under the text, not under the bullet
     assert lines[2][4] != " "
     assert max(len(line) for line in lines) <= 40
+
+
+# -- progress on a terminal ---------------------------------------------------------------
+
+CORPUS = Path("/var/tmp/imgdiff-corpus")
+
+
+def _stderr_on_a_terminal(*argv: str) -> str:
+    """Run imgdiff with stderr on a pseudo-terminal (CI unset); what it drew, escapes out."""
+    master, slave = os.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"COLUMNS": "150"}
+    proc = subprocess.Popen(
+        [IMGDIFF, *argv], stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL, env=env
+    )
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its side
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(master)
+    assert proc.wait() == 0
+    return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", drawn.decode("utf-8", "replace"))
+
+
+@pytest.mark.skipif(not (CORPUS / "new.tar").exists(), reason="corpus image absent")
+def test_progress_counts_entries_with_an_eta_while_reading_and_hashing(tmp_path: Path) -> None:
+    drawn = _stderr_on_a_terminal(
+        "diff", "--no-cache", str(CORPUS / "old"), str(CORPUS / "new.tar")
+    )
+    frames = drawn.replace("\r", "\n").splitlines()
+    reading = [f for f in frames if "reading" in f and " entries " in f]
+    assert reading  # counts while the archive streams (and is hashed)
+    assert any(re.search(r"MiB/231\.\d MiB \d:\d\d:\d\d \d:\d\d:\d\d", f) for f in reading)
+    saved = tmp_path / "old.manifest"
+    drawn = _stderr_on_a_terminal("manifest", "--no-cache", str(CORPUS / "old"), "-o", str(saved))
+    frames = drawn.replace("\r", "\n").splitlines()
+    # the walk's count stays shown while hashing, which has bytes and an ETA
+    assert any(re.search(r"hashing .*11,6\d\d entries .*MiB/[\d.]+ MiB", f) for f in frames)
+    assert not _stderr_on_a_terminal("diff", "-q", str(saved), str(CORPUS / "old")).strip()

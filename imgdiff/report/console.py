@@ -11,15 +11,27 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from imgdiff._progress import ReadCounts
 from imgdiff.errors import escape_path
 from imgdiff.model import Kind, Status
 from imgdiff.results import (
@@ -453,6 +465,94 @@ def stage_progress(
             bar.update(task, description=description, completed=0, total=None)
 
         yield update, stage
+
+
+class ImageProgress:
+    """One stderr display for reading images then hashing: entries read so far (and, for
+    archives, bytes with an ETA), then bytes hashed with an ETA; `stage` names a new stage.
+    `reading` is None when nothing is drawn (stderr not a terminal, or quiet)."""
+
+    def __init__(self, bar: Progress | None) -> None:
+        self._bar = bar
+        self.reading: ReadCounts | None = ReadCounts() if bar is not None else None
+        self._task = bar.add_task("reading", total=None, what="") if bar is not None else None
+        self._read_over = False  # hashing or a later stage has begun: counts stay still
+        self._stages = 0
+
+    def poll(self) -> None:
+        """Show the counts of the read under way (called from the display's thread)."""
+        if self._bar is None or self._task is None or self.reading is None or self._read_over:
+            return
+        entries, consumed, size = self.reading.totals()
+        what = f"{entries:,} entries"
+        if size:
+            self._bar.update(self._task, completed=consumed, total=size, what=what)
+        else:
+            self._bar.update(self._task, what=what)
+
+    def update(self, done: int, total: int) -> None:
+        """Bytes hashed of `total` (a `ProgressFn`)."""
+        if self._bar is None or self._task is None:
+            return
+        if not self._read_over:
+            self.poll()  # the final count of entries read stays shown
+            self._read_over = True
+            self._bar.update(self._task, description="hashing")
+        self._bar.update(self._task, completed=done, total=total)
+
+    def stage(self, description: str) -> None:
+        """A new stage: its name, and no counts until it reports some (the first stage
+        is the read: its counts go on)."""
+        self._stages += 1
+        if self._bar is not None and self._task is not None:
+            self._read_over = self._read_over or self._stages > 1
+            self._bar.update(self._task, description=description, completed=0, total=None, what="")
+
+
+class _Bytes(ProgressColumn):
+    """Bytes done of the total, once a total is known (DownloadColumn shows "0/?" before)."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("")
+        return Text(f"{_size(int(task.completed))}/{_size(int(task.total))}")
+
+
+@contextmanager
+def image_progress(description: str = "reading", *, quiet: bool = False) -> Iterator[ImageProgress]:
+    """An `ImageProgress` drawn on stderr while the block runs (nothing drawn when stderr
+    is not a terminal, `CI` is set, or `quiet`)."""
+    console = stderr_console(quiet=quiet)
+    if console.quiet:
+        yield ImageProgress(None)
+        return
+    with Progress(
+        SpinnerColumn(),
+        "[progress.description]{task.description}",
+        BarColumn(),
+        TextColumn("{task.fields[what]}"),
+        _Bytes(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        display = ImageProgress(bar)
+        if description != "reading":
+            display.stage(description)
+        done = threading.Event()
+
+        def poll() -> None:
+            while not done.wait(0.1):
+                display.poll()
+
+        poller = threading.Thread(target=poll, name="imgdiff-progress", daemon=True)
+        poller.start()
+        try:
+            yield display
+        finally:
+            done.set()
+            poller.join()
 
 
 @render.register
