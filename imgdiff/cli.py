@@ -21,8 +21,6 @@ from contextlib import ExitStack, contextmanager
 from enum import StrEnum
 from typing import Any
 
-import shtab
-
 from imgdiff import __version__
 from imgdiff.errors import BadInput, ImgdiffError, escape_path, one_line
 from imgdiff.model import Kind, Status
@@ -87,8 +85,36 @@ def _exit_code_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _image_arg(parser: argparse.ArgumentParser, name: str, metavar: str, text: str) -> None:
-    action = parser.add_argument(name, metavar=metavar, help=text)
-    action.complete = shtab.FILE  # type: ignore[attr-defined]  # shtab reads this attribute
+    parser.add_argument(name, metavar=metavar, help=text)
+
+
+class _PrintCompletion(argparse.Action):
+    """--print-completion SHELL: shtab's script for the whole parser, then exit. shtab is
+    imported only here (it costs 50 ms of start-up through importlib.metadata)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        import shtab
+
+        paths = {"FILE", "DIR", "TREE", "DELTA", "--root", "--spool", "--snapshot", "--policy"}
+        for sub in (parser, *_verb_parsers(parser).values()):
+            for action in sub._actions:
+                named = {str(action.metavar), *action.option_strings}
+                if action.dest in _IMAGE_ARGS or named & paths or action.dest == "deltas":
+                    action.complete = shtab.FILE  # type: ignore[attr-defined]  # read by shtab
+        sys.stdout.write(shtab.complete(parser, values))
+        parser.exit(0)
+
+
+def _verb_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each verb's own parser."""
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(verbs.choices)
 
 
 _ACCEPTED = (
@@ -104,7 +130,12 @@ def _parser() -> argparse.ArgumentParser:
         description="What changed between two images, and what running processes use it.",
     )
     p.add_argument("--version", action="version", version=f"imgdiff {__version__}")
-    shtab.add_argument_to(p, ["--print-completion"], help="print a bash or zsh completion script")
+    p.add_argument(
+        "--print-completion",
+        choices=("bash", "zsh"),
+        action=_PrintCompletion,
+        help="print a completion script for bash or zsh (generated from this parser)",
+    )
     _common_options(p, top=True)
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -670,10 +701,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        verbs = next(
-            a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-        ).choices
-        verbs[args.verb].error(f"unrecognized arguments: {' '.join(extra)}")
+        _verb_parsers(parser)[args.verb].error(f"unrecognized arguments: {' '.join(extra)}")
     return args
 
 

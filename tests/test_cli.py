@@ -472,13 +472,25 @@ def test_completion_scripts_come_from_the_parser(tmp_path: Path) -> None:
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     for word in ("plan", "rollback", "--exit-code", "--brief", "--format"):
         assert word in bash.stdout
-    probe = subprocess.run(
-        ["bash", "-c", f"source {script}; complete -p imgdiff"],
-        capture_output=True,
-        text=True,
-        check=False,
+    complete = (
+        f"source {script}; COMP_WORDS=(imgdiff $WORDS); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); "
+        '_shtab_imgdiff; echo "${COMPREPLY[@]}"'
     )
-    assert "imgdiff" in probe.stdout
+
+    def completed(words: str) -> str:
+        done = subprocess.run(
+            ["bash", "-c", complete],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "WORDS": words},
+        )
+        return done.stdout.strip()
+
+    assert completed("di") == "diff"
+    assert completed("plan --exit") == "--exit-code"
+    assert completed("stale --br") == "--brief"
+    assert "_shtab_compgen_files" in bash.stdout  # image arguments complete file names
     zsh = run("--print-completion", "zsh")
     assert zsh.returncode == 0
     assert zsh.stdout.startswith("#compdef imgdiff")
