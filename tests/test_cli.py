@@ -418,11 +418,14 @@ def test_dash_reads_an_image_from_stdin(
     old, new = changed
     archive = gnu_tar(new, tmp_path / "new.tar", compress)
     from_file = run("diff", str(old), str(archive), "--no-cache")
-    from_stdin = run("diff", str(old), "-", "--no-cache", stdin=archive.read_bytes())
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    data = archive.read_bytes()
+    from_stdin = run("diff", str(old), "-", "--no-cache", stdin=data, TMPDIR=str(spool))
     assert from_stdin.returncode == 0, from_stdin.stderr
     assert from_stdin.stdout == from_file.stdout
     assert len(from_stdin.stdout.splitlines()) == 2
-    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("imgdiff-stdin-*/stdin"))
+    assert not list(spool.iterdir())  # the copy of stdin is removed
     both = run("diff", "-", "-", stdin=b"")
     assert both.returncode == 3
     assert "one image only" in both.stderr
