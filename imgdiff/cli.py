@@ -2,22 +2,126 @@
 
 The only module that prints or exits. Exit codes (DESIGN.md): 0 the command ran, 1 only
 for `check`: the answer is no, 2 usage error, 3 bad input (one line naming the file or
-entry), 4 internal error.
+entry), 4 internal error. With `--exit-code`, `diff`, `stale`, `verify` and `plan` answer
+as `check` does (1: there is something to do; `plan`: 1 restart, 5 reboot, 6 reimage).
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
+import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from enum import StrEnum
 from typing import Any
 
 from imgdiff import __version__
-from imgdiff.errors import BadInput, ImgdiffError, one_line
+from imgdiff.errors import BadInput, ImgdiffError, escape_path, one_line
+from imgdiff.model import Kind, Status
 
 EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 4
+# `plan --exit-code`: restart is 1 (something to do), as `dnf needs-restarting -r` gives 1
+# for a reboot; reboot and reimage get codes of their own so a script can tell them apart
+EXIT_REBOOT, EXIT_REIMAGE = 5, 6
+# the policy used when neither --policy nor $IMGDIFF_POLICY names one (if it exists)
+SYSTEM_POLICY = "/etc/imgdiff/policy.toml"
+# verbs whose output is a list of records: `plain` is their default when stdout is a pipe
+_LISTING = frozenset({"diff", "packages", "snapshot", "stale", "verify"})
+_IMAGE_ARGS = ("old", "new", "image")  # the arguments that may be `-` (an image on stdin)
+
+
+def _common_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """-v, -q and --debug, accepted before the verb and after it (after it, they are
+    SUPPRESSed unless given, so the verb's parser never resets what came before it)."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    group = parser.add_argument_group("output on stderr")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="every warning (not the first 50), the policy used, seconds per stage",
+    )
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=default(False),
+        help="no progress and no warnings: errors only",
+    )  # fmt: skip
+    group.add_argument(
+        "--debug", action="store_true", default=default(False),
+        help="print the traceback of an error, for a bug report",
+    )  # fmt: skip
+
+
+def _output_options(parser: argparse.ArgumentParser, *, plain: bool = True) -> None:
+    """--format (table, plain, json) and --json, its alias for json."""
+    formats = ("table", "plain", "json") if plain else ("table", "json")
+    parser.add_argument(
+        "--format",
+        choices=formats,
+        default=None,
+        help="table for people, plain: one tab-separated record per line, json"
+        + (" (default: table on a terminal, plain otherwise)" if plain else ""),
+    )
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as --format json"
+    )
+
+
+def _exit_code_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--exit-code",
+        action="store_true",
+        help=f"exit 1 when {what} (default: 0 whenever the command ran)",
+    )
+
+
+def _image_arg(parser: argparse.ArgumentParser, name: str, metavar: str, text: str) -> None:
+    parser.add_argument(name, metavar=metavar, help=text)
+
+
+class _PrintCompletion(argparse.Action):
+    """--print-completion SHELL: shtab's script for the whole parser, then exit. shtab is
+    imported only here (it costs 50 ms of start-up through importlib.metadata)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        import shtab
+
+        paths = {"FILE", "DIR", "TREE", "DELTA", "--root", "--spool", "--snapshot", "--policy"}
+        for sub in (parser, *_verb_parsers(parser).values()):
+            for action in sub._actions:
+                named = {str(action.metavar), *action.option_strings}
+                if action.dest in _IMAGE_ARGS or named & paths or action.dest == "deltas":
+                    action.complete = shtab.FILE  # type: ignore[attr-defined]  # read by shtab
+        sys.stdout.write(shtab.complete(parser, values))
+        parser.exit(0)
+
+
+def _verb_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each verb's own parser."""
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(verbs.choices)
+
+
+_ACCEPTED = (
+    "a directory, a tar (plain, .gz, .bz2, .xz, .zst), an OCI layout (LAYOUT[:TAG]) or "
+    "archive, a docker-save archive, a delta archive, a saved manifest, or - for a tar on "
+    "stdin"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,87 +130,156 @@ def _parser() -> argparse.ArgumentParser:
         description="What changed between two images, and what running processes use it.",
     )
     p.add_argument("--version", action="version", version=f"imgdiff {__version__}")
+    p.add_argument(
+        "--print-completion",
+        choices=("bash", "zsh"),
+        action=_PrintCompletion,
+        help="print a completion script for bash or zsh (generated from this parser)",
+    )
+    _common_options(p, top=True)
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    d = sub.add_parser("diff", help="file-level delta between two images, with kinds and stats")
-    d.add_argument(
-        "old",
-        metavar="OLD",
-        help="directory, tar(.gz/.bz2/.xz/.zst), OCI layout, docker-save archive or saved manifest",
-    )
-    d.add_argument("new", metavar="NEW")
-    d.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    d.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
-    d.add_argument("--all", action="store_true", help="list every change (default: first 200)")
-    d.add_argument(
-        "--no-packages", action="store_true", help="do not read package databases to name owners"
-    )
+    def verb(name: str, text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
+        _common_options(parser)
+        return parser
 
-    k = sub.add_parser("packages", help="package-level delta (dpkg, rpm, pip) between two images")
-    k.add_argument("old", metavar="OLD")
-    k.add_argument("new", metavar="NEW")
-    k.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    _diff_verb(verb)
+
+    k = verb("packages", "package-level delta (dpkg, rpm, pip) between two images")
+    _image_arg(k, "old", "OLD", _ACCEPTED + " (a saved manifest has no package databases)")
+    _image_arg(k, "new", "NEW", "the same kinds as OLD")
+    _output_options(k)
     k.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
 
-    s = sub.add_parser("snapshot", help="capture the live /proc view: processes and their files")
+    s = verb("snapshot", "capture the live /proc view: processes and their files")
     s.add_argument("--root", default="/", help="only processes whose root is PATH (default /)")
-    s.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    _output_options(s)
     s.add_argument("-o", "--output", metavar="FILE", help="write the JSON snapshot to FILE")
     s.add_argument("--spool", metavar="DIR", default=None, help="import tracer spool directory")
 
-    t = sub.add_parser("stale", help="processes running code or config no longer on disk")
+    t = verb("stale", "processes running code or config no longer on disk")
     t.add_argument("--root", default="/", help="only processes whose root is PATH (default /)")
-    t.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    t.add_argument("--spool", metavar="DIR", default=None, help="import tracer spool directory")
-
-    pl = sub.add_parser(
-        "plan", help="the verdict for updating this host (or --root) from OLD to NEW"
+    _output_options(t)
+    t.add_argument(
+        "--brief", action="store_true", help="one line per process: PID UNIT EXE (as checkrestart)"
     )
-    pl.add_argument("old", metavar="OLD")
-    pl.add_argument("new", metavar="NEW")
-    pl.add_argument("--root", default="/", help="where OLD is live (default /)")
-    pl.add_argument("--snapshot", metavar="FILE", help="use a saved snapshot instead of /proc")
-    pl.add_argument("--policy", metavar="FILE", help="a TOML policy (see docs/plan.md)")
-    pl.add_argument("--spool", metavar="DIR", default=None, help="import tracer spool directory")
-    pl.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    pl.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
-    pl.add_argument("--timings", action="store_true", help="seconds per stage, on stderr")
+    t.add_argument("--spool", metavar="DIR", default=None, help="import tracer spool directory")
+    _exit_code_option(t, "a process uses deleted or replaced files")
 
-    v = sub.add_parser("verify", help="check a directory tree against an image or manifest")
+    _plan_verb(verb)
+
+    v = verb("verify", "check a directory tree against an image or manifest")
     v.add_argument("tree", metavar="TREE", help="the directory to check (a live root, a chroot)")
-    v.add_argument("image", metavar="MANIFEST_OR_IMAGE", help="what TREE should be")
-    v.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    v.add_argument("--policy", metavar="FILE", help="a TOML policy: its drift_ignore is used")
+    _image_arg(v, "image", "MANIFEST_OR_IMAGE", "what TREE should be: " + _ACCEPTED)
+    _output_options(v)
+    _policy_option(v, "a TOML policy: its drift_ignore is used")
     v.add_argument(
         "--exact", action="store_true", help="ignore nothing (default: state, local data, ...)"
     )
     v.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
+    _exit_code_option(v, "the tree differs from the image")
 
-    m = sub.add_parser("manifest", help="save an image's manifest (every digest) for later diffs")
-    m.add_argument("image", metavar="IMAGE")
-    m.add_argument("-o", "--output", required=True, metavar="FILE")
-    m.add_argument("--no-cache", action="store_true")
+    m = verb("manifest", "save an image's manifest (every digest) for later diffs")
+    _image_arg(m, "image", "IMAGE", _ACCEPTED)
+    m.add_argument(
+        "-o", "--output", required=True, metavar="FILE",
+        help="where to write it (zstd JSON); diff, plan and verify read it as an image",
+    )  # fmt: skip
+    m.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
 
-    e = sub.add_parser(
-        "demo", help="the main job on a built-in example: two images, live services, the plan"
-    )
-    e.add_argument("--json", action="store_true")
+    e = verb("demo", "the main job on a built-in example: two images, live services, the plan")
+    _output_options(e, plain=False)
     e.add_argument("--keep", metavar="DIR", help="build the example images in DIR and keep them")
-    _archive_verbs(sub)
+    _archive_verbs(verb)
     return p
 
 
-def _archive_verbs(sub: Any) -> None:
-    """The delta archive's verbs: pack, apply, rollback."""
-    pk = sub.add_parser("pack", help="a delta archive: only what NEW has that OLD has not")
-    pk.add_argument("old", metavar="OLD")
-    pk.add_argument("new", metavar="NEW")
-    pk.add_argument("-o", "--output", required=True, metavar="DELTA")
-    pk.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-
-    ap = sub.add_parser(
-        "apply", help="apply delta archives, in order, to a tree that is the first one's OLD"
+def _diff_verb(verb: Any) -> None:
+    """`diff`, with its filters."""
+    d = verb("diff", "file-level delta between two images, with kinds and stats")
+    _image_arg(d, "old", "OLD", _ACCEPTED)
+    _image_arg(d, "new", "NEW", "the same kinds as OLD")
+    _output_options(d)
+    d.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
+    d.add_argument(
+        "--all", action="store_true", help="list every change in the table (default: first 200)"
     )
+    d.add_argument(
+        "--no-packages", action="store_true", help="do not read package databases to name owners"
+    )
+    _exit_code_option(d, "any change is listed (the filters apply)")
+    f = d.add_argument_group("filters (the changes listed; stats stay the whole delta's)")
+    f.add_argument(
+        "--kind", action="append", type=_choices(Kind), metavar="KIND[,KIND]",
+        help=f"only these kinds ({', '.join(Kind)})",
+    )  # fmt: skip
+    f.add_argument(
+        "--status", action="append", type=_choices(Status), metavar="STATUS[,STATUS]",
+        help=f"only these statuses ({', '.join(Status)})",
+    )  # fmt: skip
+    f.add_argument(
+        "--package", action="append", metavar="NAME",
+        help="only paths owned by this package (name, name:arch or manager:name; globs work)",
+    )  # fmt: skip
+    f.add_argument(
+        "--path", action="append", metavar="GLOB",
+        help="only paths matching GLOB (fnmatch: * also matches /)",
+    )  # fmt: skip
+
+
+def _plan_verb(verb: Any) -> None:
+    """`plan`."""
+    pl = verb("plan", "the verdict for updating this host (or --root) from OLD to NEW")
+    _image_arg(pl, "old", "OLD", _ACCEPTED + "; what --root runs now")
+    _image_arg(pl, "new", "NEW", "the image to update to (the same kinds as OLD)")
+    pl.add_argument("--root", default="/", help="where OLD is live (default /)")
+    pl.add_argument("--snapshot", metavar="FILE", help="use a saved snapshot instead of /proc")
+    _policy_option(pl, "a TOML policy (see docs/plan.md)")
+    pl.add_argument("--spool", metavar="DIR", default=None, help="import tracer spool directory")
+    _output_options(pl)
+    pl.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
+    pl.add_argument("--timings", action="store_true", help="seconds per stage, on stderr")
+    pl.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit 0 no-action, 1 restart, 5 reboot, 6 reimage (default: 0 whenever it ran)",
+    )
+
+
+def _policy_option(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument(
+        "--policy",
+        metavar="FILE",
+        help=f"{text} (default: $IMGDIFF_POLICY, else {SYSTEM_POLICY} if it exists)",
+    )
+
+
+def _choices(vocabulary: type[StrEnum]) -> Any:
+    """An argparse type: comma-separated members of a closed vocabulary."""
+
+    def parse(text: str) -> list[str]:
+        values = [v for v in text.split(",") if v]
+        known = {str(m) for m in vocabulary}
+        wrong = [v for v in values if v not in known]
+        if wrong or not values:
+            raise argparse.ArgumentTypeError(
+                f"{', '.join(wrong) or repr(text)} (choose from {', '.join(sorted(known))})"
+            )
+        return values
+
+    return parse
+
+
+def _archive_verbs(verb: Any) -> None:
+    """The delta archive's verbs: pack, apply, check, rollback."""
+    pk = verb("pack", "a delta archive: only what NEW has that OLD has not")
+    _image_arg(pk, "old", "OLD", _ACCEPTED)
+    _image_arg(pk, "new", "NEW", "the same kinds as OLD")
+    pk.add_argument("-o", "--output", required=True, metavar="DELTA", help="where to write it")
+    _output_options(pk, plain=False)
+
+    ap = verb("apply", "apply delta archives, in order, to a tree that is the first one's OLD")
     ap.add_argument("deltas", metavar="DELTA", nargs="+")
     ap.add_argument("tree", metavar="TREE")
     ap.add_argument(
@@ -115,67 +288,196 @@ def _archive_verbs(sub: Any) -> None:
         action="append",
         help="refuse any delta but this one (once per DELTA)",
     )
-    ap.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    _output_options(ap, plain=False)
     ap.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
 
-    ck = sub.add_parser(
-        "check", help="exit 0 iff TREE is NEW and nothing running in it uses replaced files"
-    )
+    ck = verb("check", "exit 0 iff TREE is NEW and nothing running in it uses replaced files")
     ck.add_argument("tree", metavar="TREE")
-    ck.add_argument("image", metavar="DELTA_OR_IMAGE")
-    ck.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    _image_arg(ck, "image", "DELTA_OR_IMAGE", "NEW: " + _ACCEPTED)
+    _output_options(ck)
     ck.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
 
-    rb = sub.add_parser("rollback", help="give back exactly OLD after an apply, finished or not")
+    rb = verb("rollback", "give back exactly OLD after an apply, finished or not")
     rb.add_argument("tree", metavar="TREE")
-    rb.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    _output_options(rb, plain=False)
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from imgdiff.report import console as rc
-
-    with rc.progress_bar("hashing") as progress:
+    with _reading(args) as (reading, progress):
         if args.no_packages:
             from imgdiff.pipeline import diff
 
-            delta = diff(args.old, args.new, use_cache=not args.no_cache, progress=progress)
+            delta = diff(
+                args.old,
+                args.new,
+                use_cache=not args.no_cache,
+                progress=progress,
+                reading=reading,
+            )
         else:
             from imgdiff.pipeline import package_diff
 
             delta, _ = package_diff(
-                args.old, args.new, use_cache=not args.no_cache, progress=progress
+                args.old,
+                args.new,
+                use_cache=not args.no_cache,
+                progress=progress,
+                reading=reading,
             )
-    return _emit(delta, json=args.json, full=args.all)
+    shown = _select(delta, args)
+    _emit(shown, args, full=args.all)
+    return EXIT_NO if args.exit_code and shown.changes else EXIT_OK
+
+
+def _select(delta: Any, args: argparse.Namespace) -> Any:
+    """The delta with only the changes the filters keep (stats stay the whole delta's)."""
+    kinds = {k for group in args.kind or () for k in group}
+    statuses = {s for group in args.status or () for s in group}
+    if not (kinds or statuses or args.package or args.path):
+        return delta
+
+    def owned(packages: Sequence[str]) -> bool:
+        for owner in packages:  # "manager:name[:arch or site]"
+            manager, _, rest = owner.partition(":")
+            name = rest.split(":", 1)[0]
+            forms = (owner, rest, name, f"{manager}:{name}")
+            if any(fnmatch.fnmatchcase(f, want) for f in forms for want in args.package):
+                return True
+        return False
+
+    import attrs
+
+    kept = tuple(
+        c
+        for c in delta.changes
+        if (not kinds or c.kind in kinds)
+        and (not statuses or c.status in statuses)
+        and (not args.package or owned(c.packages))
+        and (not args.path or any(fnmatch.fnmatchcase(c.path, g) for g in args.path))
+    )
+    return attrs.evolve(delta, changes=kept)
 
 
 def _packages(args: argparse.Namespace) -> int:
     from imgdiff.pipeline import package_diff
-    from imgdiff.report import console as rc
 
-    with rc.progress_bar("hashing") as progress:
-        _, pdelta = package_diff(args.old, args.new, use_cache=not args.no_cache, progress=progress)
-    return _emit(pdelta, json=args.json)
+    with _reading(args) as (reading, progress):
+        _, pdelta = package_diff(
+            args.old, args.new, use_cache=not args.no_cache, progress=progress, reading=reading
+        )
+    return _emit(pdelta, args)
 
 
-def _emit(result: Any, *, json: bool, full: bool = False) -> int:
-    """A command's result: its JSON document on stdout, or rendered for people (every
-    result renders through `report`; `full` lists every row)."""
-    if json:
+def _format(args: argparse.Namespace) -> str:
+    """--format as given, else table on a terminal; in a pipe, plain for the listing
+    verbs (the others keep their table, drawn without wrapping)."""
+    if args.format:
+        return str(args.format)
+    if args.verb in _LISTING and not sys.stdout.isatty():
+        return "plain"
+    return "table"
+
+
+def _emit(result: Any, args: argparse.Namespace, *, full: bool = False) -> int:
+    """A command's result on stdout: its JSON document, plain records (warnings on
+    stderr), or rendered for people (every result renders through `report`; `full` lists
+    every row)."""
+    fmt = _format(args)
+    if fmt == "json":
         from imgdiff.report.json import document, dumps
 
         sys.stdout.write(dumps(document(result)) + "\n")
-    else:
-        from rich.console import Console
+    elif fmt == "plain":
+        from imgdiff.report.plain import lines, notes
 
+        for line in lines(result):
+            sys.stdout.write(line + "\n")
+        _warn(args, list(notes(result)))
+    else:
         from imgdiff.report.console import render
 
-        Console().print(render(result, full))
+        _stdout_console().print(render(result, full))
     return EXIT_OK
+
+
+def _stdout_console() -> Any:
+    """The console for results: a terminal's width (or $COLUMNS), else in a pipe no width
+    at all, so a path is never broken across lines."""
+    from rich.console import Console
+
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=1 << 20)
+
+
+def _warn(args: argparse.Namespace, messages: Sequence[str]) -> None:
+    """Warnings on stderr, one line each (never wrapped): the first 50 unless -v, none
+    with -q."""
+    if args.quiet or not messages:
+        return
+    most = len(messages) if args.verbose else 50
+    for message in messages[:most]:
+        sys.stderr.write(f"imgdiff: warning: {one_line(message)}\n")
+    if len(messages) > most:
+        sys.stderr.write(f"imgdiff: {len(messages) - most} more warnings (-v shows them)\n")
+
+
+@contextmanager
+def _progress(args: argparse.Namespace, description: str) -> Iterator[Any]:
+    from imgdiff.report import console as rc
+
+    with rc.progress_bar(description, quiet=args.quiet) as progress:
+        yield progress
+
+
+@contextmanager
+def _reading(args: argparse.Namespace) -> Iterator[tuple[Any, Any]]:
+    """(read counts, hashing progress) for the pipeline, drawn as one display on stderr;
+    (None, None) when nothing is drawn."""
+    from imgdiff.report import console as rc
+
+    with rc.image_progress(quiet=args.quiet) as display:
+        if display.reading is None:
+            yield None, None
+        else:
+            yield display.reading, display.update
+
+
+def _status(args: argparse.Namespace, text: str) -> Any:
+    from imgdiff.report import console as rc
+
+    return rc.stderr_console(quiet=args.quiet).status(text)
 
 
 def _directory(path: str) -> None:
     if not os.path.isdir(path):
+        if not os.path.lexists(path):
+            raise BadInput(path, "no such directory")
         raise BadInput(path, "not a directory")
+
+
+def _writable(path: str) -> None:
+    """Refuse an output path that cannot be written before any work is done."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise BadInput(path, f"cannot write: no such directory {escape_path(parent)}")
+    if os.path.isdir(path):
+        raise BadInput(path, "cannot write: is a directory")
+    try:  # a real probe: access(2) says yes to root on /proc or a read-only filesystem
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise BadInput(path, f"cannot write in {escape_path(parent)}: {exc.strerror}") from None
+
+
+@contextmanager
+def _writing(path: str) -> Iterator[None]:
+    """An OSError while writing `path` is bad input naming it (a full disk, a read-only
+    filesystem), not an internal error."""
+    try:
+        yield
+    except OSError as exc:
+        raise BadInput(path, f"cannot write: {exc.strerror or exc}") from None
 
 
 def _spool(arg: str | None) -> str | None:
@@ -186,38 +488,63 @@ def _spool(arg: str | None) -> str | None:
     return DEFAULT_SPOOL_DIR if os.path.isdir(DEFAULT_SPOOL_DIR) else None
 
 
+def _policy(args: argparse.Namespace) -> Any:
+    """--policy, else $IMGDIFF_POLICY, else SYSTEM_POLICY if it exists, else None (the
+    built-in defaults). A file named by the first two must exist."""
+    from imgdiff.plan import Policy
+
+    path = args.policy or os.environ.get("IMGDIFF_POLICY") or None
+    if path is None and os.path.exists(SYSTEM_POLICY):
+        path = SYSTEM_POLICY
+    if path is None:
+        return None
+    if args.verbose:
+        sys.stderr.write(f"imgdiff: policy from {escape_path(path)}\n")
+    return Policy.load(path)
+
+
 def _snapshot(args: argparse.Namespace) -> int:
-    from imgdiff.report import console as rc
     from imgdiff.runtime import Snapshot
 
     _directory(args.root)
-    with rc.stderr_console().status("reading /proc"):
+    if args.output:
+        _writable(args.output)
+    with _status(args, "reading /proc"):
         snap = Snapshot.capture(args.root, spool=_spool(args.spool), exclude_self=True)
     if args.output:
-        snap.save(args.output)
-        if not args.json:
+        with _writing(args.output):
+            snap.save(args.output)
+        if not args.format:
             return EXIT_OK
-    return _emit(snap, json=args.json)
+    return _emit(snap, args)
 
 
 def _stale(args: argparse.Namespace) -> int:
-    from imgdiff.report import console as rc
     from imgdiff.runtime import Snapshot, stale
 
     _directory(args.root)
-    with rc.stderr_console().status("reading /proc"):
+    with _status(args, "reading /proc"):
         report = stale(Snapshot.capture(args.root, spool=_spool(args.spool), exclude_self=True))
-    return _emit(report, json=args.json)
+    if args.brief and _format(args) != "json":
+        from imgdiff.report.plain import brief, notes
+
+        for line in brief(report):
+            sys.stdout.write(line + "\n")
+        _warn(args, list(notes(report)))
+    else:
+        _emit(report, args)
+    return EXIT_NO if args.exit_code and report.processes else EXIT_OK
 
 
 def _plan(args: argparse.Namespace) -> int:
     from imgdiff.pipeline import plan_update
-    from imgdiff.plan import Policy
     from imgdiff.report import console as rc
+    from imgdiff.results import VerdictKind
 
     _directory(args.root)
-    policy = Policy.load(args.policy) if args.policy else None
-    with rc.stage_progress() as (progress, stage):
+    policy = _policy(args)
+    with rc.image_progress(quiet=args.quiet) as display:
+        drawn = display.reading is not None
         plan = plan_update(
             args.old,
             args.new,
@@ -226,14 +553,23 @@ def _plan(args: argparse.Namespace) -> int:
             policy=policy,
             spool=_spool(args.spool),
             use_cache=not args.no_cache,
-            progress=progress,
-            on_stage=stage,
+            progress=display.update if drawn else None,
+            on_stage=display.stage if drawn else None,
+            reading=display.reading,
             exclude_self=True,
         )
-    if args.timings:
+    if args.timings or args.verbose:
         for name, seconds in plan.timings.items():
             sys.stderr.write(f"{name:16} {seconds:8.3f} s\n")
-    return _emit(plan, json=args.json)
+    _emit(plan, args)
+    if not args.exit_code:
+        return EXIT_OK
+    return {
+        VerdictKind.NO_ACTION: EXIT_OK,
+        VerdictKind.RESTART: EXIT_NO,
+        VerdictKind.REBOOT: EXIT_REBOOT,
+        VerdictKind.REIMAGE: EXIT_REIMAGE,
+    }[plan.verdict.verdict]
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -241,21 +577,20 @@ def _verify(args: argparse.Namespace) -> int:
     from imgdiff.verify import verify
 
     _directory(args.tree)
-    ignore = (
-        () if args.exact else (Policy.load(args.policy) if args.policy else Policy()).drift_ignore
-    )
-    result = verify(args.tree, args.image, ignore=ignore, use_cache=not args.no_cache)
-    return _emit(result, json=args.json)
+    ignore = () if args.exact else (_policy(args) or Policy()).drift_ignore
+    with _status(args, "reading the tree and the image"):
+        result = verify(args.tree, args.image, ignore=ignore, use_cache=not args.no_cache)
+    _emit(result, args)
+    return EXIT_NO if args.exit_code and not result.matches else EXIT_OK
 
 
 def _demo(args: argparse.Namespace) -> int:
     from imgdiff import demo
-    from imgdiff.report import console as rc
 
     def show(workdir: str) -> int:
-        with rc.stderr_console().status("building two images and starting three services"):
+        with _status(args, "building two images and starting three services"):
             run = demo.run(workdir)
-        return _emit(run, json=args.json)
+        return _emit(run, args)
 
     if args.keep:
         return show(args.keep)
@@ -266,27 +601,32 @@ def _demo(args: argparse.Namespace) -> int:
 def _manifest(args: argparse.Namespace) -> int:
     from imgdiff.manifest import Manifest
 
-    Manifest.read(args.image, use_cache=not args.no_cache).save(args.output)
+    _writable(args.output)
+    with _reading(args) as (reading, progress):
+        manifest = Manifest.read(args.image, use_cache=not args.no_cache, progress=reading)
+        manifest.fill_digests(manifest.entries, progress=progress)
+    with _writing(args.output):
+        manifest.save(args.output)
+    _warn(args, [f"{escape_path(w.path)}: {w.message}" for w in manifest.warnings])
     return EXIT_OK
 
 
 def _pack(args: argparse.Namespace) -> int:
     from imgdiff.archive.pack import pack
-    from imgdiff.report import console as rc
 
-    with rc.progress_bar("encoding") as progress:
+    _writable(args.output)
+    with _progress(args, "encoding") as progress:
         result = pack(args.old, args.new, args.output, progress=progress)
-    return _emit(result, json=args.json)
+    return _emit(result, args)
 
 
 def _apply(args: argparse.Namespace) -> int:
     from imgdiff.archive.apply import apply_chain
-    from imgdiff.report import console as rc
 
     _directory(args.tree)
     if args.digest is not None and len(args.digest) != len(args.deltas):
         raise BadInput(args.tree, "give --digest once per delta, or not at all")
-    with rc.stderr_console().status("applying") as status:
+    with _status(args, "applying") as status:
         results = apply_chain(
             args.deltas,
             args.tree,
@@ -294,27 +634,25 @@ def _apply(args: argparse.Namespace) -> int:
             use_cache=not args.no_cache,
             progress=status.update,
         )
-    return _emit(results[-1], json=args.json)
+    return _emit(results[-1], args)
 
 
 def _rollback(args: argparse.Namespace) -> int:
     from imgdiff.archive.apply import rollback
-    from imgdiff.report import console as rc
 
     _directory(args.tree)
-    with rc.stderr_console().status("rolling back") as status:
+    with _status(args, "rolling back") as status:
         result = rollback(args.tree, progress=status.update)
-    return _emit(result, json=args.json)
+    return _emit(result, args)
 
 
 def _check(args: argparse.Namespace) -> int:
     from imgdiff.check import check
-    from imgdiff.report import console as rc
 
     _directory(args.tree)
-    with rc.stderr_console().status("checking the tree and its processes"):
+    with _status(args, "checking the tree and its processes"):
         result = check(args.tree, args.image, use_cache=not args.no_cache)
-    _emit(result, json=args.json)
+    _emit(result, args)
     return EXIT_OK if result.ok else EXIT_NO
 
 
@@ -325,16 +663,56 @@ _VERBS = {
 }  # fmt: skip
 
 
+@contextmanager
+def _stdin_image(args: argparse.Namespace) -> Iterator[None]:
+    """An image argument given as `-` is read from stdin into a temporary file first (a
+    tar is read more than once: package databases, ELF heads), removed afterwards."""
+    dashes = [name for name in _IMAGE_ARGS if getattr(args, name, None) == "-"]
+    if not dashes:
+        yield
+        return
+    if len(dashes) > 1:
+        raise BadInput("-", "standard input can stand for one image only")
+    if sys.stdin is None or sys.stdin.isatty():
+        raise BadInput("-", "standard input is a terminal: pipe an image into it")
+    tmp = tempfile.mkdtemp(prefix="imgdiff-stdin-")
+    try:
+        path = os.path.join(tmp, "stdin")
+        with open(path, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        setattr(args, dashes[0], path)
+        yield
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _run(args: argparse.Namespace) -> int:
-    return _VERBS[args.verb](args)
+    started = time.monotonic()
+    with ExitStack() as stack:
+        stack.enter_context(_stdin_image(args))
+        code = _VERBS[args.verb](args)
+    if args.verbose:
+        sys.stderr.write(f"imgdiff: {args.verb} took {time.monotonic() - started:.2f} s\n")
+    return code
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments; one the verb does not know is reported with the verb's usage."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _verb_parsers(parser)[args.verb].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `imgdiff` console script."""
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return _run(args)
     except ImgdiffError as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"imgdiff: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -342,8 +720,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        hint = "" if args.debug else " (--debug prints the traceback)"
         print(
-            f"imgdiff: internal error: {type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr
+            f"imgdiff: internal error: {type(exc).__name__}: {one_line(str(exc))}{hint}",
+            file=sys.stderr,
         )
         return EXIT_INTERNAL
 

@@ -21,6 +21,7 @@ import zstandard
 
 from imgdiff import _digest, _parallel
 from imgdiff._jsondoc import Types, check_types
+from imgdiff._progress import ReadCounts
 from imgdiff.cache import DigestCache
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported, escape_path
 from imgdiff.image import Image, Limits, open_image
@@ -99,18 +100,21 @@ class Manifest:
         limits: Limits | None = None,
         capture: Capture | None = None,
         workers: int | None = None,
+        progress: ReadCounts | None = None,
     ) -> Manifest:
         """Read an image (directory, tar, OCI, docker-save) or a saved manifest file.
 
         `capture` selects files whose contents streaming readers keep on the way (see
         `read_files`), so package databases cost no second pass over an archive.
-        `workers` caps the processes later hashing uses (1: none is forked).
+        `workers` caps the processes later hashing uses (1: none is forked). `progress`
+        counts the entries read (its image 0), for a display to poll.
         """
         opened = _open(source, limits)  # a Manifest comes back only for a saved file
         if isinstance(opened, Manifest):
             opened.workers = workers
             return opened
-        return cls._build(opened, opened.read(capture), use_cache, workers)
+        report = progress.reporter(0, opened.size) if progress is not None else None
+        return cls._build(opened, opened.read(capture, report), use_cache, workers)
 
     @classmethod
     def read_pair(
@@ -122,16 +126,23 @@ class Manifest:
         limits: Limits | None = None,
         capture: Capture | None = None,
         workers: int | None = None,
+        progress: ReadCounts | None = None,
     ) -> tuple[Manifest, Manifest]:
         """Read two images; with `workers` over 1 (default: the CPUs available), the old
         one is read in a forked worker while this process reads the new one. `workers`
-        also caps the processes later hashing uses (1: none is ever forked)."""
+        also caps the processes later hashing uses (1: none is ever forked). `progress`
+        counts the entries read (image 0 OLD, 1 NEW), a forked reader's too."""
         pair = [_open(old, limits), _open(new, limits)]
         images = [x for x in pair if isinstance(x, Image)]
+        reports = {
+            id(x): progress.reporter(n, x.size)
+            for n, x in enumerate(pair)
+            if progress is not None and isinstance(x, Image)
+        }
         if len(images) == 2 and (workers or _parallel.workers()) > 1:
 
             def read(image: Image) -> _Portable:
-                return _portable(image.read(capture))
+                return _portable(image.read(capture, reports.get(id(image))))
 
             portable = _parallel.fork_map(read, images[::-1], size=_parallel.MIN_ITEMS)[::-1]
             built = [
@@ -140,7 +151,9 @@ class Manifest:
             ]
             return built[0], built[1]
         out = [
-            x if isinstance(x, Manifest) else cls._build(x, x.read(capture), use_cache, workers)
+            x
+            if isinstance(x, Manifest)
+            else cls._build(x, x.read(capture, reports.get(id(x))), use_cache, workers)
             for x in pair
         ]
         for x in out:

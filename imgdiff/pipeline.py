@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from imgdiff._progress import ReadCounts
 from imgdiff.archive.format import as_manifest, is_delta
 from imgdiff.archive.image import delta_as_new
 from imgdiff.delta import classifier, compare
@@ -39,6 +40,7 @@ def _read(
     capture: Callable[[str], bool] | None = None,
     classify: bool = True,
     workers: int | None = None,
+    reading: ReadCounts | None = None,
 ) -> tuple[Manifest, Manifest, Delta]:
     """Both images read once (files `capture` selects kept from streamed archives), and
     their delta, each change's kind named unless `classify` is false. `workers` caps the
@@ -48,15 +50,21 @@ def _read(
         om = (
             old
             if isinstance(old, Manifest)
-            else Manifest.read(old, use_cache=use_cache, capture=capture, workers=workers)
+            else Manifest.read(
+                old, use_cache=use_cache, capture=capture, workers=workers, progress=reading
+            )
         )
         nm = delta_as_new(new, om)
     else:
         # a delta archive as OLD stands for its NEW (its manifest: no contents)
         om, nm = Manifest.read_pair(
-            as_manifest(old), as_manifest(new), use_cache=use_cache, capture=capture,
+            as_manifest(old),
+            as_manifest(new),
+            use_cache=use_cache,
+            capture=capture,
             workers=workers,
-        )  # fmt: skip
+            progress=reading,
+        )
     delta = compare(om, nm, classify=classifier(om, nm) if classify else None, progress=progress)
     return om, nm, delta
 
@@ -69,11 +77,20 @@ def diff(
     classify: bool = True,
     progress: ProgressFn | None = None,
     workers: int | None = None,
+    reading: ReadCounts | None = None,
 ) -> Delta:
     """Read two images (or manifests) and return their delta, classified. `workers`
-    caps the forked processes (default: the CPUs available; 1: none, for threaded callers)."""
+    caps the forked processes (default: the CPUs available; 1: none, for threaded callers).
+    `progress` is told the bytes hashed and `reading` counts the entries read, for a
+    display."""
     return _read(
-        old, new, use_cache=use_cache, progress=progress, classify=classify, workers=workers
+        old,
+        new,
+        use_cache=use_cache,
+        progress=progress,
+        classify=classify,
+        workers=workers,
+        reading=reading,
     )[2]
 
 
@@ -97,6 +114,7 @@ def read_update(
     progress: ProgressFn | None = None,
     capture: Callable[[str], bool] | None = None,
     workers: int | None = None,
+    reading: ReadCounts | None = None,
 ) -> Update:
     """Read two images once: the file-level delta (owners named) and the package-level
     delta. `capture` selects more files to keep from streamed archives (beside the
@@ -108,7 +126,13 @@ def read_update(
     wants = capture_predicate()
     both = wants if capture is None else (lambda p: wants(p) or capture(p))
     om, nm, delta = _read(
-        old, new, use_cache=use_cache, progress=progress, capture=both, workers=workers
+        old,
+        new,
+        use_cache=use_cache,
+        progress=progress,
+        capture=both,
+        workers=workers,
+        reading=reading,
     )
     views = []
     notes: list[ImageWarning] = []
@@ -136,9 +160,12 @@ def package_diff(
     use_cache: bool = True,
     progress: ProgressFn | None = None,
     workers: int | None = None,
+    reading: ReadCounts | None = None,
 ) -> tuple[Delta, PackageDelta]:
     """The file-level delta (owners named) and the package-level delta of two images."""
-    update = read_update(old, new, use_cache=use_cache, progress=progress, workers=workers)
+    update = read_update(
+        old, new, use_cache=use_cache, progress=progress, workers=workers, reading=reading
+    )
     return update.delta, update.packages
 
 
@@ -186,6 +213,7 @@ def plan_update(
     on_stage: Callable[[str], None] | None = None,
     exclude_self: bool = False,
     workers: int | None = None,
+    reading: ReadCounts | None = None,
 ) -> Plan:
     """The whole job: delta of OLD→NEW, the processes of `root` (live, or a saved
     snapshot), their impact, and the verdict. A saved snapshot cannot be looked into, so
@@ -210,6 +238,7 @@ def plan_update(
         progress=progress,
         capture=lambda p: wants(p) or unitfiles.is_unit_file(p),
         workers=workers,
+        reading=reading,
     )
     clock.lap("delta")
     # only OLD's packages matter here (conffiles of what runs, the drift's versions): the

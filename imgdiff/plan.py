@@ -362,9 +362,10 @@ def _restart(
         )
         reasons.append(
             Reason(
-                f"{count} judged by static import graphs, which do not see imports computed at "
-                'run time (policy untraced = "strict" counts every changed module on their '
-                "sys.path; `python -m imgdiff.trace` makes it exact)",
+                f'{count} judged by static import graphs (policy untraced = "graph"), '
+                'which miss imports computed at run time; untraced = "strict" would count '
+                "every changed module on their sys.path, and `python -m imgdiff.trace` makes "
+                "it exact",
                 ReasonCode.UNTRACED_PYTHON,
             )
         )

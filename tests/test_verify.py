@@ -80,10 +80,11 @@ def test_console_output_and_bad_input(
     shipped: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tree, image = shipped
-    assert main(["verify", str(tree), str(image), "--no-cache"]) == 0
+    table = ["--no-cache", "--format", "table"]
+    assert main(["verify", str(tree), str(image), *table]) == 0
     assert "matches" in capsys.readouterr().out
     (tree / "etc/app.conf").write_text("workers = 8\n")
-    assert main(["verify", str(tree), str(image), "--no-cache"]) == 0
+    assert main(["verify", str(tree), str(image), *table]) == 0
     out = capsys.readouterr().out
     assert "differs from" in out
     assert "/etc/app.conf" in out

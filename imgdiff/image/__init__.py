@@ -51,7 +51,11 @@ def open_image(path: str, *, limits: Limits | None = None) -> Image:
         if is_container_archive(path):
             return OciImage(path, limits=limits)
         return TarImage(path, limits=limits)
-    raise BadInput(path, "not a directory, tar archive or OCI image")
+    raise BadInput(
+        path,
+        "not an image: expected a directory, a tar (plain, gzip, bzip2, xz or zstd), an OCI "
+        "layout or archive, a docker-save archive, a delta archive or a saved manifest",
+    )
 
 
 __all__ = ["DirImage", "Image", "Limits", "TarImage", "open_image"]

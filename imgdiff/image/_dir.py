@@ -112,7 +112,8 @@ class DirImage(Image):
 
     def _read(self, result: ReadResult, capture: Capture | None) -> None:
         # contents are read on demand from the tree (`read_files`): nothing to capture
-        result.entries = list(self._walk(result))
+        walk = self._walk(result)
+        result.entries = list(walk if result.progress is None else _counted(walk, result.progress))
 
     def _walk(self, result: ReadResult) -> Iterator[Entry]:
         limits = self.limits
@@ -265,3 +266,11 @@ class DirImage(Image):
 
 
 __all__ = ["DirImage", "ImageWarning"]
+
+
+def _counted(entries: Iterator[Entry], progress: Callable[[int, int], None]) -> Iterator[Entry]:
+    """The walk's entries, reported every 1,024 (a directory has no size to report)."""
+    for n, entry in enumerate(entries, 1):
+        if not n & 1023:
+            progress(n, 0)
+        yield entry

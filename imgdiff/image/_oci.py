@@ -305,6 +305,8 @@ class OciImage(Image):
                 reader = TarReader(win, name, self.limits, result, capture)  # type: ignore[arg-type]
                 tree.src, tree.charge = name, reader.charge_names
                 self._apply(reader, tree, name)
+                if result.progress is not None:  # a layer at a time: entries so far
+                    result.progress(len(tree.entries), 0)
                 if layer.digest is not None:
                     _check(self.path, layer.rel, win, layer.digest, layer.size)
             result.entries = list(tree.entries.values())

@@ -490,9 +490,20 @@ class TarImage(Image):
             if reader.compression:
                 result.format = f"tar+{reader.compression}"
             tree = Extraction(self.path, result, charge=reader.charge_names)
-            for m in reader.members():
+            progress = result.progress
+            for n, m in enumerate(reader.members(), 1):
                 tree.add(m)
+                if progress is not None and not n & 255:
+                    progress(n, fh.tell())
             result.entries = list(tree.entries.values())
+
+    @property
+    def size(self) -> int:
+        """The archive's size: reading consumes it once."""
+        try:
+            return os.path.getsize(self.path)
+        except OSError:
+            return 0
 
 
 __all__ = ["Member", "TarImage", "TarReader", "normalize"]

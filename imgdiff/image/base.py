@@ -78,6 +78,8 @@ class ReadResult:
     heads: dict[str, bytes] = attrs.Factory(dict)
     captured: dict[str, bytes] = attrs.Factory(dict)
     file_ids: dict[str, FileId] = attrs.Factory(dict)
+    # (entries read, archive bytes consumed), called now and then while reading, for a display
+    progress: Callable[[int, int], None] | None = None
 
     def warn(self, path: str, message: str) -> None:
         """Record something read inexactly, to be reported beside the result."""
@@ -100,11 +102,21 @@ class Image:
         self.path = path
         self.limits = limits or Limits()
 
-    def read(self, capture: Capture | None = None) -> ReadResult:
-        """Every path in the image once (the root itself excluded), with what came along."""
-        result = ReadResult(self.format)
+    def read(
+        self, capture: Capture | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> ReadResult:
+        """Every path in the image once (the root itself excluded), with what came along.
+        `progress` is called now and then with (entries read, archive bytes consumed)."""
+        result = ReadResult(self.format, progress=progress)
         self._read(result, capture)
+        if progress is not None:
+            progress(len(result.entries), self.size)
         return result
+
+    @property
+    def size(self) -> int:
+        """The bytes a read consumes when known beforehand (an archive's size), else 0."""
+        return 0
 
     def _read(self, result: ReadResult, capture: Capture | None) -> None:
         raise NotImplementedError

@@ -11,17 +11,29 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from rich.console import Console, Group, RenderableType
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from imgdiff._progress import ReadCounts
 from imgdiff.errors import escape_path
-from imgdiff.model import Status
+from imgdiff.model import Kind, Status
 from imgdiff.results import (
     ApplyResult,
     CheckResult,
@@ -59,10 +71,35 @@ def render(result: object, full: bool = False) -> RenderableType:
     raise TypeError(f"no console rendering for {type(result).__name__}")
 
 
+# the default table's order: what running code executes first, documentation last
+_KIND_RANK = {
+    Kind.ELF_EXECUTABLE: 0, Kind.ELF_LIBRARY: 0, Kind.PYTHON_EXTENSION: 0, Kind.KERNEL: 0,
+    Kind.BOOT: 0, Kind.SYSTEMD_UNIT: 1, Kind.CONFIG: 1, Kind.SCRIPT: 2, Kind.PYTHON_SOURCE: 2,
+    Kind.PYTHON_BYTECODE: 2, Kind.KERNEL_MODULE: 2, Kind.FIRMWARE: 2, Kind.DOCS: 9,
+}  # fmt: skip
+_NARROW = 100  # below this many columns, tables leave out their least useful columns
+
+
+class _Fitted:
+    """A renderable built for the width it is given, so a narrow terminal gets fewer
+    columns rather than paths cut to a few characters."""
+
+    def __init__(self, build: Callable[[int], RenderableType]) -> None:
+        self._build = build
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self._build(options.max_width)
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 @render.register
 def render_delta(delta: Delta, full: bool = False) -> RenderableType:
-    """The delta as a summary line, a by-kind table and the change table (the first 200
-    changes unless `full`)."""
+    """The delta as the change table (executables, libraries, units and config first, docs
+    last; the first 200 unless `full`, with how many are not shown), a by-kind table and a
+    summary line; "no differences" when there are none."""
     max_rows = None if full else 200
     s = delta.stats
     summary = Text.assemble(
@@ -78,34 +115,52 @@ def render_delta(delta: Delta, full: bool = False) -> RenderableType:
         f"mtime-only {s.mtime_only}  unchanged {s.unchanged}  ",
         f"share of new image: {s.share_files:.1%} of files, {s.share_bytes:.1%} of bytes",
     )
+    warnings: list[RenderableType] = []
+    if delta.warnings:
+        warnings.append(Text(f"{_n(len(delta.warnings), 'warning')}:", style="bold red"))
+        warnings.extend(Text(f"  {escape_path(w.path)}: {w.message}") for w in delta.warnings[:50])
+    total = s.added + s.removed + s.modified
+    if total == 0:
+        same = Text(
+            f"no differences: {escape_path(delta.old.path)} and {escape_path(delta.new.path)} "
+            f"hold the same {_n(s.unchanged + s.mtime_only, 'path')}",
+            style="bold green",
+        )
+        if s.mtime_only:
+            same.append(f" ({s.mtime_only} differ in mtime only)", style="")
+        return Group(same, *warnings)
     kinds = Table(title="by kind", show_edge=False)
     kinds.add_column("kind")
     kinds.add_column("changes", justify="right")
     for kind, n in sorted(s.by_kind.items(), key=lambda kv: -kv[1]):
         kinds.add_row(kind, str(n))
-    table = Table(show_edge=False, title=f"{delta.old.path} → {delta.new.path}")
-    table.add_column("status")
-    table.add_column("kind")
-    table.add_column("aspects")
-    table.add_column("package")
-    table.add_column("path", overflow="fold")
-    rows = delta.changes if max_rows is None else delta.changes[:max_rows]
-    for c in rows:
-        table.add_row(
-            Text(c.status.value, style=_STYLE[c.status]),
-            c.kind,
-            ",".join(a.value for a in c.aspects),
-            ", ".join(p.split(":", 1)[1] for p in c.packages[:2]) or "-",
-            Text(escape_path(c.path)),
-        )
-    parts: list[RenderableType] = [table]
-    if max_rows is not None and len(delta.changes) > max_rows:
-        parts.append(Text(f"… {len(delta.changes) - max_rows} more (use --all or --json)"))
-    parts += [kinds, summary]
-    if delta.warnings:
-        parts.append(Text(f"{len(delta.warnings)} warnings:", style="bold red"))
-        parts.extend(Text(f"  {escape_path(w.path)}: {w.message}") for w in delta.warnings[:50])
-    return Group(*parts)
+    ordered = sorted(delta.changes, key=lambda c: (_KIND_RANK.get(c.kind, 5), c.path))
+    rows = ordered if max_rows is None else ordered[:max_rows]
+
+    def table(width: int) -> RenderableType:
+        narrow = width < _NARROW
+        t = Table(show_edge=False, title=f"{delta.old.path} → {delta.new.path}")
+        t.add_column("status", no_wrap=True)
+        t.add_column("kind", no_wrap=True)
+        if not narrow:
+            t.add_column("aspects", overflow="fold")
+            t.add_column("package", overflow="fold")
+        t.add_column("path", overflow="fold")
+        for c in rows:
+            cells: list[RenderableType] = [Text(c.status.value, style=_STYLE[c.status]), c.kind]
+            if not narrow:
+                cells.append(",".join(a.value for a in c.aspects))
+                cells.append(", ".join(p.split(":", 1)[1] for p in c.packages[:2]) or "-")
+            cells.append(Text(escape_path(c.path)))
+            t.add_row(*cells)
+        return t
+
+    shown = f"{len(rows)} of {_n(total, 'change')} shown"
+    if len(rows) < len(delta.changes):
+        shown += f"; {len(delta.changes) - len(rows)} more match (--all lists them)"
+    if len(delta.changes) < total:
+        shown += f"; {total - len(delta.changes)} left out by the filters"
+    return Group(_Fitted(table), Text(shown, style="bold"), kinds, summary, *warnings)
 
 
 _PKG_STYLE = {
@@ -120,19 +175,30 @@ def render_packages(pdelta: PackageDelta, full: bool = False) -> RenderableType:
     """Package changes as a table, then unowned changed paths (the first 30 unless
     `full`) and local modifications."""
     max_unowned = len(pdelta.unowned) if full else 30
-    table = Table(show_edge=False, title="package changes")
-    for col in ("manager", "change", "package", "old", "new", "files"):
-        table.add_column(col, justify="right" if col == "files" else "left")
-    for c in pdelta.changes:
-        table.add_row(
-            c.manager,
-            Text(c.change, style=_PKG_STYLE.get(c.change, "")),
-            Text(escape_path(f"{c.name}:{c.arch}" if c.arch else c.name)),
-            c.old_version or "-",
-            c.new_version or "-",
-            str(len(c.paths)),
-        )
-    parts: list[RenderableType] = [table]
+
+    def table(width: int) -> RenderableType:
+        columns: tuple[str, ...] = ("change", "package", "old", "new")
+        if width >= _NARROW:
+            columns = ("manager", *columns, "files")
+        t = Table(show_edge=False, title="package changes")
+        for col in columns:
+            # versions and names fold onto the next line rather than being cut
+            t.add_column(col, justify="right" if col == "files" else "left", overflow="fold")
+        for c in pdelta.changes:
+            cells: dict[str, RenderableType] = {
+                "manager": c.manager,
+                "change": Text(c.change, style=_PKG_STYLE.get(c.change, "")),
+                "package": Text(escape_path(f"{c.name}:{c.arch}" if c.arch else c.name)),
+                "old": c.old_version or "-",
+                "new": c.new_version or "-",
+                "files": str(len(c.paths)),
+            }
+            t.add_row(*(cells[col] for col in columns))
+        return t
+
+    parts: list[RenderableType] = [
+        _Fitted(table) if pdelta.changes else Text("no package changes", style="bold green")
+    ]
     if pdelta.unowned:
         parts.append(Text(f"{len(pdelta.unowned)} changed paths no package owns:", style="bold"))
         parts.extend(Text(f"  {escape_path(p)}") for p in pdelta.unowned[:max_unowned])
@@ -156,7 +222,9 @@ def render_packages(pdelta: PackageDelta, full: bool = False) -> RenderableType:
 @render.register
 def render_snapshot(snap: Snapshot, full: bool = False) -> RenderableType:
     """Processes with their unit and how many files they use."""
-    table = Table(show_edge=False, title=f"{len(snap.processes)} processes on {snap.host}")
+    table = Table(
+        show_edge=False, title=f"{_n(len(snap.processes), 'process', 'processes')} on {snap.host}"
+    )
     for col in ("pid", "unit", "exe", "mapped", "open", "imported"):
         table.add_column(
             col, justify="right" if col in ("pid", "mapped", "open", "imported") else "left"
@@ -179,7 +247,8 @@ def render_stale(report: StaleReport, full: bool = False) -> RenderableType:
     if not report.processes:
         head: RenderableType = Text("no process uses deleted or replaced code", style="green")
     else:
-        tree = Tree(Text(f"{len(report.processes)} processes need a restart", style="bold"))
+        count = _n(len(report.processes), "process needs", "processes need")
+        tree = Tree(Text(f"{count} a restart", style="bold"))
         for p in report.processes:
             node = tree.add(Text(f"{p.pid} {p.unit or '-'} {escape_path(p.exe or p.comm)}"))
             for r in p.reasons:
@@ -205,7 +274,7 @@ def render_verdict(verdict: Verdict, full: bool = False) -> RenderableType:
     parts: list[RenderableType] = [
         Text(f"verdict: {verdict.verdict}", style=_VERDICT_STYLE.get(verdict.verdict, "bold"))
     ]
-    parts.extend(Text(f"  • {r}") for r in verdict.reasons)
+    parts.append(_bullets(verdict.reasons))
     if verdict.steps:
         title = (
             "steps"
@@ -251,6 +320,26 @@ def render_verdict(verdict: Verdict, full: bool = False) -> RenderableType:
         parts.append(tree)
     parts.extend(Text(f"not inspected: {u}", style="red") for u in verdict.uninspected)
     return Group(*parts)
+
+
+class _Hanging:
+    """`prefix` then `text`, wrapped to the width given with a hanging indent: continuation
+    lines start under the text, not under the prefix (no padding at line ends)."""
+
+    def __init__(self, prefix: str, text: Text) -> None:
+        self._prefix, self._text = prefix, text
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        indent = len(self._prefix)
+        lines = self._text.wrap(console, max(20, options.max_width - indent), overflow="fold")
+        for n, line in enumerate(lines):
+            line.rstrip()
+            yield Text(self._prefix if n == 0 else " " * indent) + line
+
+
+def _bullets(items: Sequence[str], bullet: str = "  • ") -> RenderableType:
+    """One item a line; an item too long for the terminal wraps with a hanging indent."""
+    return Group(*(_Hanging(bullet, Text(item)) for item in items))
 
 
 def _evidence_text(e: Evidence) -> Text:
@@ -302,7 +391,8 @@ def render_impact(impact: Impact, full: bool = False) -> RenderableType:
     """Affected processes as a tree: process → changed path (via: detail, status)."""
     tree = Tree(
         Text(
-            f"{len(impact.affected)} of {impact.considered} processes use changed files",
+            f"{len(impact.affected)} of {_n(impact.considered, 'process', 'processes')} "
+            f"use{'s' if len(impact.affected) == 1 else ''} changed files",
             style="bold",
         )
     )
@@ -330,28 +420,31 @@ def render_demo(run: DemoRun, full: bool = False) -> RenderableType:
     )
 
 
-def stderr_console() -> Console:
-    """A console on stderr that stays quiet unless stderr is an interactive terminal."""
-    quiet = not sys.stderr.isatty() or bool(os.environ.get("CI"))
+def stderr_console(*, quiet: bool = False) -> Console:
+    """A console on stderr that stays quiet unless stderr is an interactive terminal (and
+    `quiet` is false)."""
+    quiet = quiet or not sys.stderr.isatty() or bool(os.environ.get("CI"))
     return Console(stderr=True, quiet=quiet, no_color=bool(os.environ.get("NO_COLOR")))
 
 
 @contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None] | None]:
+def progress_bar(
+    description: str, *, quiet: bool = False
+) -> Iterator[Callable[[int, int], None] | None]:
     """A byte-progress callback drawn on stderr, or None when stderr is not a TTY."""
-    with stage_progress() as (update, stage):
+    with stage_progress(quiet=quiet) as (update, stage):
         if stage is not None:
             stage(description)
         yield update
 
 
 @contextmanager
-def stage_progress() -> Iterator[
-    tuple[Callable[[int, int], None] | None, Callable[[str], None] | None]
-]:
+def stage_progress(
+    *, quiet: bool = False
+) -> Iterator[tuple[Callable[[int, int], None] | None, Callable[[str], None] | None]]:
     """(byte progress, stage announcer) drawn on stderr as one display, or (None, None)
-    when stderr is not a TTY."""
-    console = stderr_console()
+    when stderr is not a TTY or `quiet`."""
+    console = stderr_console(quiet=quiet)
     if console.quiet:
         yield None, None
         return
@@ -372,6 +465,94 @@ def stage_progress() -> Iterator[
             bar.update(task, description=description, completed=0, total=None)
 
         yield update, stage
+
+
+class ImageProgress:
+    """One stderr display for reading images then hashing: entries read so far (and, for
+    archives, bytes with an ETA), then bytes hashed with an ETA; `stage` names a new stage.
+    `reading` is None when nothing is drawn (stderr not a terminal, or quiet)."""
+
+    def __init__(self, bar: Progress | None) -> None:
+        self._bar = bar
+        self.reading: ReadCounts | None = ReadCounts() if bar is not None else None
+        self._task = bar.add_task("reading", total=None, what="") if bar is not None else None
+        self._read_over = False  # hashing or a later stage has begun: counts stay still
+        self._stages = 0
+
+    def poll(self) -> None:
+        """Show the counts of the read under way (called from the display's thread)."""
+        if self._bar is None or self._task is None or self.reading is None or self._read_over:
+            return
+        entries, consumed, size = self.reading.totals()
+        what = f"{entries:,} entries"
+        if size:
+            self._bar.update(self._task, completed=consumed, total=size, what=what)
+        else:
+            self._bar.update(self._task, what=what)
+
+    def update(self, done: int, total: int) -> None:
+        """Bytes hashed of `total` (a `ProgressFn`)."""
+        if self._bar is None or self._task is None:
+            return
+        if not self._read_over:
+            self.poll()  # the final count of entries read stays shown
+            self._read_over = True
+            self._bar.update(self._task, description="hashing")
+        self._bar.update(self._task, completed=done, total=total)
+
+    def stage(self, description: str) -> None:
+        """A new stage: its name, and no counts until it reports some (the first stage
+        is the read: its counts go on)."""
+        self._stages += 1
+        if self._bar is not None and self._task is not None:
+            self._read_over = self._read_over or self._stages > 1
+            self._bar.update(self._task, description=description, completed=0, total=None, what="")
+
+
+class _Bytes(ProgressColumn):
+    """Bytes done of the total, once a total is known (DownloadColumn shows "0/?" before)."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("")
+        return Text(f"{_size(int(task.completed))}/{_size(int(task.total))}")
+
+
+@contextmanager
+def image_progress(description: str = "reading", *, quiet: bool = False) -> Iterator[ImageProgress]:
+    """An `ImageProgress` drawn on stderr while the block runs (nothing drawn when stderr
+    is not a terminal, `CI` is set, or `quiet`)."""
+    console = stderr_console(quiet=quiet)
+    if console.quiet:
+        yield ImageProgress(None)
+        return
+    with Progress(
+        SpinnerColumn(),
+        "[progress.description]{task.description}",
+        BarColumn(),
+        TextColumn("{task.fields[what]}"),
+        _Bytes(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        display = ImageProgress(bar)
+        if description != "reading":
+            display.stage(description)
+        done = threading.Event()
+
+        def poll() -> None:
+            while not done.wait(0.1):
+                display.poll()
+
+        poller = threading.Thread(target=poll, name="imgdiff-progress", daemon=True)
+        poller.start()
+        try:
+            yield display
+        finally:
+            done.set()
+            poller.join()
 
 
 @render.register
