@@ -1052,3 +1052,31 @@ def test_canonical_paths_are_exactly_those_with_no_empty_dot_or_dotdot_component
             assert canonical(path) == by_definition(path), path
             tried += 1
     assert tried == sum(3**n for n in range(9))
+
+
+def test_delta_writing_into_another_mount_is_refused_before_the_tree_is_touched(
+    case: Case,
+) -> None:
+    """Apply works by renames, atomic within one mount only: a bind mount of OLD's very
+    contents where the delta writes makes it refuse, not half apply."""
+    mounted = next(
+        parent
+        for path in records_of(case.delta)
+        if (parent := (case.tree / path.lstrip("/")).parent) != case.tree
+        and parent.is_dir()
+        and not parent.is_symlink()
+    )
+    saved = case.tmp / "saved"
+    subprocess.run(["cp", "-a", str(mounted), str(saved)], check=True)
+    subprocess.run(["mount", "--bind", str(saved), str(mounted)], check=True)
+    try:
+        before = listing(case.tree)
+        place = "/" + str(mounted.relative_to(case.tree))
+        with pytest.raises(BadInput, match=f"is in another mount \\({place}\\) than /var/lib"):
+            apply(str(case.delta), str(case.tree))
+        assert listing_diff(before, listing(case.tree)) == []
+        assert not (case.tree / STATE.lstrip("/")).exists()
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+    apply(str(case.delta), str(case.tree))  # unmounted: the same delta applies
+    assert_tree_is(case.new, case.tree, root_mtime=False)

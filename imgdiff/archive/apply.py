@@ -46,6 +46,7 @@ from imgdiff.errors import BadInput, ImgdiffError, escape_path
 from imgdiff.fs.openat import open_beneath
 from imgdiff.image import DirImage
 from imgdiff.image._dir import _TYPES as _STAT_TYPES
+from imgdiff.image._dir import mounts_below
 from imgdiff.manifest import ImageInfo, Manifest
 from imgdiff.model import Entry, EntryType
 from imgdiff.results import ApplyResult
@@ -429,8 +430,9 @@ def apply(
                                    header.new_identity, 0, False)  # fmt: skip
             say("checking the tree is the delta's base")
             _check_base(t, state, header, use_cache)
-            say("staging new files")
             ops = operations(header)
+            _check_one_filesystem(t, ops)
+            say("staging new files")
             try:
                 hasher = _staging(t, state, header, ops, raw_header, fh, delta, say)
                 got = _digest.finish(hasher)
@@ -522,6 +524,34 @@ def _check_base(t: Tree, state: State, header: Header, use_cache: bool) -> None:
         )
     shown = ", ".join(diffs[:5]) + (f" and {len(diffs) - 5} more" if len(diffs) > 5 else "")
     raise NotTheBase(t.root, f"is not the delta's base: {len(diffs)} paths differ: {shown}{where}")
+
+
+def _check_one_filesystem(t: Tree, ops: list[Op]) -> None:
+    """Refuse, before anything is written, a delta that would rename across mounts.
+
+    Staging, undo and the commit are renames, atomic only within one mount: every path
+    the commit names (a directory moved aside: itself) must be in the state directory's.
+    A tree with a mount (a bind mount too) inside where the delta writes is refused
+    whole rather than half applied.
+    """
+    points = sorted((p[len(t.root) :] for p in mounts_below(t.root)), key=len, reverse=True)
+    if not points:
+        return
+
+    def mount_of(path: str) -> str:
+        return next((m for m in points if path == m or path.startswith(m + "/")), "/")
+
+    home = mount_of(STATE_DIR)
+    for op in ops:
+        if op.action == "meta":
+            continue  # metadata is set in place: any mount will do
+        where = op.path if op.action == "aside" else op.path.rpartition("/")[0]
+        if mount_of(where) != home:
+            raise BadInput(
+                t.root,
+                f"{escape_path(op.path)} is in another mount ({escape_path(mount_of(where))}) "
+                f"than {STATE_DIR}: a delta is applied by renames within one mount",
+            )
 
 
 def _staging(

@@ -49,6 +49,11 @@ def _unescape_mountinfo(field: str) -> str:
 
 def virtual_mounts(root: str, mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
     """Mount points strictly below `root` with a virtual filesystem: {path: fstype}."""
+    return {p: t for p, t in mounts_below(root, mountinfo).items() if t in VIRTUAL_FS}
+
+
+def mounts_below(root: str, mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
+    """Every mount point strictly below `root` (bind mounts too): {path: fstype}."""
     out: dict[str, str] = {}
     try:
         with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
@@ -63,7 +68,7 @@ def virtual_mounts(root: str, mountinfo: str = "/proc/self/mountinfo") -> dict[s
             continue
         point = _unescape_mountinfo(fields[4])
         fstype = right.split()[0]
-        if point.startswith(prefix) and fstype in VIRTUAL_FS:
+        if point.startswith(prefix):
             out[point] = fstype
     return out
 
