@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     pl.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
     pl.add_argument("--timings", action="store_true", help="seconds per stage, on stderr")
+    _evidence_flags(t, pl)
 
     v = sub.add_parser("verify", help="check a directory tree against an image or manifest")
     v.add_argument("tree", metavar="TREE", help="the directory to check (a live root, a chroot)")
@@ -94,6 +95,19 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--keep", metavar="DIR", help="build the example images in DIR and keep them")
     _archive_verbs(sub)
     return p
+
+
+def _evidence_flags(stale: argparse.ArgumentParser, plan: argparse.ArgumentParser) -> None:
+    """How much evidence `stale` and `plan` show, and what settles it."""
+    stale.add_argument(
+        "--against",
+        metavar="MANIFEST_OR_IMAGE",
+        help="the tree as it was before the update: reasons whose bytes did not change go",
+    )
+    stale.add_argument("--full", action="store_true", help="list unconfirmed reasons one by one")
+    plan.add_argument(
+        "--full", action="store_true", help="every evidence line and whole import chains"
+    )
 
 
 def _archive_verbs(sub: Any) -> None:
@@ -174,6 +188,8 @@ def _emit(result: Any, *, json: bool, full: bool = False) -> int:
 
 
 def _directory(path: str) -> None:
+    if not os.path.lexists(path):
+        raise BadInput(path, "no such directory")
     if not os.path.isdir(path):
         raise BadInput(path, "not a directory")
 
@@ -205,9 +221,16 @@ def _stale(args: argparse.Namespace) -> int:
     from imgdiff.runtime import Snapshot, stale
 
     _directory(args.root)
+    against = None
+    if args.against:
+        from imgdiff.manifest import Manifest
+
+        with rc.stderr_console().status(f"reading {args.against}"):
+            against = Manifest.read(args.against)
     with rc.stderr_console().status("reading /proc"):
-        report = stale(Snapshot.capture(args.root, spool=_spool(args.spool), exclude_self=True))
-    return _emit(report, json=args.json)
+        snap = Snapshot.capture(args.root, spool=_spool(args.spool), exclude_self=True)
+        report = stale(snap, against=against, root=args.root)
+    return _emit(report, json=args.json, full=args.full)
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -233,7 +256,7 @@ def _plan(args: argparse.Namespace) -> int:
     if args.timings:
         for name, seconds in plan.timings.items():
             sys.stderr.write(f"{name:16} {seconds:8.3f} s\n")
-    return _emit(plan, json=args.json)
+    return _emit(plan, json=args.json, full=args.full)
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -175,19 +175,38 @@ def render_snapshot(snap: Snapshot, full: bool = False) -> RenderableType:
 
 @render.register
 def render_stale(report: StaleReport, full: bool = False) -> RenderableType:
-    """Stale processes as a tree: process → changed path (via)."""
-    if not report.processes:
-        head: RenderableType = Text("no process uses deleted or replaced code", style="green")
+    """Stale processes as a tree: process → changed path (via); reasons not confirmed
+    (`Evidence.confirmed`) are one line per process with a count, unless `full`."""
+    if report.considered == 0:
+        head: RenderableType = Text(
+            f"no process runs in {escape_path(report.root)}: nothing was checked", style="yellow"
+        )
+    elif not report.processes:
+        head = Text("no process uses deleted or replaced code", style="green")
     else:
         tree = Tree(Text(f"{len(report.processes)} processes need a restart", style="bold"))
         for p in report.processes:
             node = tree.add(Text(f"{p.pid} {p.unit or '-'} {escape_path(p.exe or p.comm)}"))
-            for r in p.reasons:
+            shown = p.reasons if full else [r for r in p.reasons if r.confirmed]
+            for r in shown:
                 node.add(Text(f"{escape_path(r.path)}  ({r.via}: {r.detail})"))
+            if len(shown) < len(p.reasons):
+                node.add(_unconfirmed_line(len(p.reasons) - len(shown), report.against))
         head = tree
     parts: list[RenderableType] = [head]
     parts.extend(Text(f"not inspected: pid {g.pid}: {g.reason}", style="red") for g in report.gaps)
     return Group(*parts)
+
+
+def _unconfirmed_line(count: int, against: str | None) -> Text:
+    """The line standing for a process's unconfirmed reasons."""
+    files = "file" if count == 1 else "files"
+    hint = "" if against else "; --against IMAGE (the tree before the update) settles them"
+    return Text(
+        f"+ {count} {files} rewritten after it started, bytes not known to differ "
+        f"(unconfirmed{hint}; --full or --json lists them)",
+        style="dim",
+    )
 
 
 _VERDICT_STYLE = {
