@@ -96,6 +96,8 @@ def check_use(
         # the kernel marks an unlinked inode "(deleted)"; a new file at the path means the
         # package manager replaced it (write + rename), which is what a restart picks up
         answer = same(use, st) if same is not None else None
+        if answer is None and use.size is not None and use.size != st.st_size:
+            answer = False  # a traced import recorded its size: another size, other bytes
         if answer:
             return None  # another inode with the very same bytes
         if answer is None:
