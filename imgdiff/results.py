@@ -101,6 +101,7 @@ class ReasonCode(enum.StrEnum):
 
     # reimage
     DRIFT = "drift"
+    DRIFT_HINT = "drift-hint"  # beside `drift` on the host's own root: what was likely meant
     PACKAGE_DRIFT = "package-drift"
     SHARE_OVER_THRESHOLD = "share-over-threshold"
     # reboot

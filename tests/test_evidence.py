@@ -20,6 +20,7 @@ from imgdiff.cli import main
 from imgdiff.runtime import Snapshot, stale
 
 from .procs import Processes, build_chroot, processes, replace_file, scratch_dir
+from .test_runtime import _wait_for_exe
 
 CORPUS = Path("/var/tmp/imgdiff-corpus")
 needs_corpus = pytest.mark.skipif(
@@ -246,3 +247,139 @@ def test_a_replaced_file_whose_old_bytes_cannot_be_read_is_unconfirmed() -> None
     found = {r.path: r for p in report.processes for r in p.reasons}
     assert found[str(opt / "same_size.py")].confirmed is False
     assert found[str(opt / "other_size.py")].confirmed is True
+
+
+# -- plan: import chains, drift hints, guesses, wrong roots, process trees ------------------
+
+
+@needs_corpus
+def test_plan_shows_the_shortest_import_chains_and_a_count_unless_full(
+    old_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("allow_drift = true\n")  # the tree is a part of OLD
+    code = "import argparse, csv, time; print('ready', flush=True); time.sleep(600)"
+    argv = ["plan", str(CORPUS / "old"), str(CORPUS / "new"), "--root", str(old_tree)]
+    argv += ["--policy", str(policy)]
+    with processes() as procs:
+        _chrooted_python(procs, old_tree, "-c", code)
+        assert main(argv) == 0
+        short = capsys.readouterr().out
+        assert main([*argv, "--full"]) == 0
+        full = capsys.readouterr().out
+        assert main([*argv, "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+    (step,) = [s for s in doc["steps"] if s["action"] == "restart"]
+    graph = [r for r in step["reasons"] if r["via"] == "import-graph"]
+    assert len(graph) > 10  # the JSON keeps every module, each with its whole chain
+    assert max(r["detail"].count(" ← ") for r in graph) > 8
+    assert all(r["confirmed"] is True for r in graph)  # the delta compared the bytes
+    assert short.count("(import-graph") == 3
+    assert f"and {len(graph) - 3} more changed modules its imports reach" in short
+    assert "csv ← __main__" in short  # the shortest chain comes first
+    assert "more …" in short or max(r["detail"].count(" ← ") for r in graph[:3]) < 4
+    assert full.count("(import-graph") == len(graph)
+    assert len(short.splitlines()) * 3 < len(full.splitlines())
+
+
+def test_plan_on_the_hosts_own_root_says_what_a_drift_most_likely_means(
+    tmp_path: Path,
+) -> None:
+    from imgdiff.pipeline import plan_update
+
+    old = tmp_path / "old"
+    new = tmp_path / "new"
+    for tree, text in ((old, "1\n"), (new, "2\n")):
+        (tree / "etc").mkdir(parents=True)
+        (tree / "etc/app.conf").write_text(text)
+    snap = tmp_path / "snap.json"
+    Snapshot.capture(pids=[os.getpid()]).save(snap)  # this boot: the drift is checked
+    verdict = plan_update(str(old), str(new), snapshot=str(snap), use_cache=False).verdict
+    assert verdict.verdict == "reimage"
+    assert "drift-hint" in verdict.reason_codes
+    (hint,) = [r for r in verdict.reasons if r.code == "drift-hint"]
+    assert "pass --root PATH" in hint
+    assert "allow_drift = true" in hint
+    chroot = plan_update(
+        str(old), str(new), root=str(old), snapshot=str(snap), use_cache=False
+    ).verdict
+    assert "drift-hint" not in chroot.reason_codes
+
+
+def test_a_root_where_nothing_runs_says_so_and_a_missing_one_is_no_such_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["stale", "--root", str(empty)]) == 0
+    assert " ".join(capsys.readouterr().out.split()).startswith(f"no process runs in {empty}:")
+    doc = _stale_json(capsys, "--root", str(empty))
+    assert (doc["considered"], doc["processes"], doc["root"]) == (0, [], str(empty))
+    assert main(["snapshot", "--root", str(empty)]) == 0
+    assert "no process runs in the root asked about" in capsys.readouterr().out
+    (empty / "etc").mkdir()
+    for name in ("app.conf", "a", "b", "c"):  # one change in four files: no reimage
+        (empty / "etc" / name).write_text("1\n")
+    new = tmp_path / "new"
+    shutil.copytree(empty, new)
+    (new / "etc/app.conf").write_text("2\n")
+    assert main(["plan", str(empty), str(new), "--root", str(empty), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["verdict"] == "no-action"
+    assert plan["reasons"][0] == f"no process runs in {empty}: none uses any of the 1 changes"
+    missing = str(tmp_path / "missing")
+    for argv in (["stale"], ["snapshot"], ["plan", str(empty), str(new)]):
+        assert main([*argv, "--root", missing]) == 3
+        assert capsys.readouterr().err == f"imgdiff: {missing}: no such directory\n"
+    assert main(["stale", "--root", str(empty / "etc/app.conf")]) == 3
+    assert capsys.readouterr().err.endswith(": not a directory\n")
+
+
+# a master that forks two workers, all running the same interpreter, then waits
+_MASTER = """
+import os, time
+for _ in range(2):
+    if os.fork() == 0:
+        time.sleep(600)
+        os._exit(0)
+print('ready', flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3.11"), reason="no python3.11")
+def test_a_process_tree_with_no_unit_is_one_step_naming_its_main_pid_and_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imgdiff.pipeline import plan_update
+
+    with scratch_dir() as opt, processes() as procs:
+        old = opt / "old"
+        _python_chroot(old)
+        build_chroot(old, ["sleep", "sh"])
+        (old / "master.py").write_text(_MASTER)
+        master = procs.start(["chroot", str(old), "/usr/bin/python3.11", "-S", "/master.py"])
+        lone = procs.start(["chroot", str(old), "/usr/bin/sh", "-c", "echo ready; exec sleep 600"])
+        _wait_for_exe(lone.pid, f"{old}/usr/bin/sleep")
+        new = tmp_path / "new"
+        shutil.copytree(old, new, symlinks=True)
+        (libc,) = new.rglob("libc.so.6")
+        replace_file(libc, libc.read_bytes() + b"\0")
+        workers = sorted(int(p) for p in Path(f"/proc/{master.pid}/task/{master.pid}/children")
+                         .read_text().split())  # fmt: skip
+        plan = plan_update(str(old), str(new), root=str(old), use_cache=False)
+        assert main(["plan", str(old), str(new), "--root", str(old)]) == 0
+        text = capsys.readouterr().out
+    assert len(workers) == 2
+    steps = [s for s in plan.verdict.steps if s.unit is None]
+    by_main = {s.main_pid: s for s in steps}
+    assert set(by_main) == {master.pid, lone.pid}
+    tree = by_main[master.pid]
+    assert tree.pids == (master.pid, *workers)
+    assert tree.command == "/usr/bin/python3.11 -S /master.py"
+    assert by_main[lone.pid].pids == (lone.pid,)
+    assert by_main[lone.pid].command == "sleep 600"
+    doc = plan.verdict.to_json()
+    (jstep,) = [s for s in doc["steps"] if s["main_pid"] == master.pid]
+    assert (jstep["command"], jstep["pids"]) == (tree.command, [master.pid, *workers])
+    assert f"restart pid {master.pid} (and 2 of its children): /usr/bin/python3.11 -S" in text
