@@ -175,11 +175,24 @@ def by_bytecode(
             continue
         if not stat.S_ISREG(pst.st_mode) or pst.st_ctime >= started - _SLACK:
             return None  # written since the process started: says nothing of before
-        head = fs.read(pyc, 1 << 26)
-        if head is None or not _valid_for(head[:16], fs, path, st):
+        if not _valid_for(_header(fs, pyc), fs, path, st):
             return None
         found = True
     return SAME if found else None
+
+
+def _header(fs: RootFS, pyc: str) -> bytes:
+    """The first 16 bytes of a bytecode file (fewer when short or unreadable)."""
+    try:
+        fd = fs.open(pyc, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return b""
+    try:
+        return os.pread(fd, 16, 0)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def _valid_for(header: bytes, fs: RootFS, path: str, st: os.stat_result) -> bool:
