@@ -209,6 +209,7 @@ def assess(
         guessed = _init_evidence(changed, "/")
         if guessed is not None:
             affected.append(guessed)
+    gaps += live.unknown  # not computed is unknown, never clean
     return Impact(tuple(affected), considered, tuple(gaps), tuple(untraced_python), root)
 
 
@@ -315,6 +316,7 @@ class _LiveReader:
             else []
         )
         self.inspector = Inspector(procfs)
+        self.unknown: list[Gap] = []  # processes whose import graph could not be computed
         # (space, exe) -> {changed dependency: "needed by … ← exe"}
         self.closures: dict[tuple[object, ...], dict[str, str]] = {}
 
@@ -331,6 +333,8 @@ class _LiveReader:
             out += [_deleted(e, self.changed) for e in self.inspector.stale_uses(proc, d, fs)]
         if want_graph and proc.exe is not None:
             graph = self.inspector.graph(proc, fs)
+            if (why := self.inspector.graph_unknown(proc, fs)) is not None:
+                self.unknown.append(Gap(proc.pid, why))
             out += [
                 attrs.evolve(e, detail=_import_chain(graph.chain(e.path)))
                 for e in _evidence(graph.files, Via.IMPORT_GRAPH, self.changed)

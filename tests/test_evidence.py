@@ -383,3 +383,44 @@ def test_a_process_tree_with_no_unit_is_one_step_naming_its_main_pid_and_command
     (jstep,) = [s for s in doc["steps"] if s["main_pid"] == master.pid]
     assert (jstep["command"], jstep["pids"]) == (tree.command, [master.pid, *workers])
     assert f"restart pid {master.pid} (and 2 of its children): /usr/bin/python3.11 -S" in text
+
+
+_RETITLED = (
+    "import os; os.execv('/usr/bin/python3.11', ['my-worker', '-S', '-c', "
+    "\"import time; print('ready', flush=True); time.sleep(600)\"])"
+)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3.11"), reason="no python3.11")
+def test_a_python_process_whose_imports_cannot_be_computed_is_unknown_not_clean(
+    tmp_path: Path,
+) -> None:
+    """Its command line rewritten (argv[0] 'my-worker', as setproctitle or `exec -a` do):
+    the static import graph cannot be computed, so the process is not inspected (a gap),
+    and under the strict policy a plan does not say no-action."""
+    from imgdiff.pipeline import plan_update
+    from imgdiff.plan import Policy
+
+    with scratch_dir() as opt, processes() as procs:
+        old = opt / "old"
+        _python_chroot(old)
+        (old / "etc").mkdir(exist_ok=True)
+        for name in ("app.conf", "a", "b", "c"):
+            (old / "etc" / name).write_text("1\n")
+        proc = procs.start(["chroot", str(old), "/usr/bin/python3.11", "-S", "-c", _RETITLED])
+        new = tmp_path / "new"
+        shutil.copytree(old, new, symlinks=True)
+        (new / "etc/app.conf").write_text("2\n")
+        report = stale(Snapshot.capture(str(old)), root=str(old))
+        strict = plan_update(str(old), str(new), root=str(old), use_cache=False).verdict
+        lenient = plan_update(
+            str(old), str(new), root=str(old), use_cache=False, policy=Policy(unknown="lenient")
+        ).verdict
+    (gap,) = [g for g in report.gaps if g.pid == proc.pid]
+    assert gap.reason.startswith("import graph not computed: argv[0] 'my-worker'")
+    assert strict.verdict == "restart"
+    assert "uninspected" in strict.reason_codes
+    assert any(
+        u.startswith(f"pid {proc.pid}: import graph not computed") for u in strict.uninspected
+    )
+    assert lenient.verdict == "no-action"

@@ -30,7 +30,7 @@ from imgdiff.loaders.elf import (
     elf_closure,
     load_loader_config,
 )
-from imgdiff.loaders.python import ImportGraph, ProgramGraphs
+from imgdiff.loaders.python import ImportGraph, ProgramGraphs, RunMode
 from imgdiff.model import Via
 from imgdiff.results import Evidence
 from imgdiff.runtime._procfs import ProcDir, boot_time, parse_stat
@@ -296,6 +296,14 @@ class Inspector:
         """The static import graph of a Python process's program (`proc.exe` set)."""
         assert proc.exe is not None
         return self.graphs.graph(fs, _space(proc), proc.cmdline, proc.exe, proc.cwd)
+
+    def graph_unknown(self, proc: Process, fs: RootFS) -> str | None:
+        """Why the static import graph of an untraced Python process could not be
+        computed (its imports are then unknown, never clean), or None."""
+        graph = self.graph(proc, fs)
+        if graph.mode is not RunMode.UNSUPPORTED:
+            return None
+        return f"import graph not computed: {graph.notes[0] if graph.notes else graph.mode}"
 
     def stale_imports(self, proc: Process, fs: RootFS) -> list[Evidence]:
         """Modules an untraced Python process's import graph reaches that are gone or

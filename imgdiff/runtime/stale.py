@@ -50,6 +50,8 @@ def stale(
                 reasons = inspector.stale_uses(proc, d, fs)
                 if is_python(proc) and not proc.traced:
                     reasons += inspector.stale_imports(proc, fs)
+                    if (why := inspector.graph_unknown(proc, fs)) is not None:
+                        gaps.append(Gap(proc.pid, why))
         except NoSuchProcess:
             continue  # exited since the snapshot: nothing to restart
         except AccessDenied as exc:
