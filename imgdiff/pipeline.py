@@ -283,6 +283,14 @@ def plan_update(
     running = {p.unit for p in snap.processes if p.unit}
     enabling = {u: link for u, link in enabling.items() if u not in running}
     verdict = decide(delta, impact, policy, drift, unit_deps, removed_units, enabling)
+    if root == "/" and ReasonCode.DRIFT in verdict.reason_codes:
+        hint = Reason(
+            "OLD was compared with this host's own root: if OLD is live in a chroot or "
+            "container, pass --root PATH (root= here); to patch a drifted root anyway, set "
+            "allow_drift = true in the policy",
+            ReasonCode.DRIFT_HINT,
+        )
+        verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, hint))
     clock.lap("verdict")
     if not live:
         notes = [

@@ -101,6 +101,7 @@ class ReasonCode(enum.StrEnum):
 
     # reimage
     DRIFT = "drift"
+    DRIFT_HINT = "drift-hint"  # beside `drift` on the host's own root: what was likely meant
     PACKAGE_DRIFT = "package-drift"
     SHARE_OVER_THRESHOLD = "share-over-threshold"
     # reboot
@@ -286,6 +287,10 @@ class Evidence:
     status: EvidenceStatus = attrs.field(converter=EvidenceStatus)
     kind: str  # of the change: elf-library, python-source, config, ...; "" from `stale`
     detail: str = ""  # where the link comes from, for `config`: "unit file", "conffile of …"
+    # the bytes are known to differ and the process is known to use the file; False when
+    # the evidence rests on an inference imgdiff could not check: a ctime or a new inode
+    # whose bytes were not compared, or a program assumed for a process it could not read
+    confirmed: bool = True
 
 
 @attrs.frozen
@@ -299,6 +304,9 @@ class ProcessImpact:
     cmdline: tuple[str, ...]
     evidence: tuple[Evidence, ...]
     init: bool = False  # PID 1 of the host or of its pid namespace: not restartable in place
+    ppid: int = 0  # its parent, to group a process tree with no unit into one step
+    # the program it was taken to run when it could not be read ("/sbin/init" for PID 1)
+    assumed_from: str | None = None
 
     @property
     def command(self) -> str:
@@ -316,6 +324,7 @@ class Impact(Rendered):
     # untraced Python processes: judged by their static import graph, which cannot see
     # imports of names computed at run time
     untraced_python: tuple[int, ...] = ()
+    root: str = "/"  # where the image is live: the root of the processes considered
 
 
 @attrs.frozen
@@ -336,6 +345,9 @@ class StaleReport(Rendered):
 
     processes: tuple[StaleProcess, ...]
     gaps: tuple[Gap, ...] = ()
+    root: str = "/"  # the root whose processes were checked
+    considered: int | None = None  # processes running in that root (None: not counted)
+    against: str | None = None  # the image given as the tree before the update, if any
 
 
 @attrs.frozen
@@ -377,6 +389,9 @@ class Step:
     action: StepAction = attrs.field(default=StepAction.RESTART, converter=StepAction)
     batch: int = 0  # steps of one batch are independent; a batch runs after the previous
     processes: tuple[ProcessImpact, ...] = ()  # each process with its own evidence
+    # a step with no unit: the process at the top of its tree, and its command line
+    main_pid: int | None = None
+    command: str = ""
 
 
 @attrs.frozen

@@ -252,10 +252,14 @@ def test_unreadable_pid_1_is_judged_by_the_roots_init_program(host: Host) -> Non
     assert guessed.exe == "/usr/bin/sleep"
     (e,) = guessed.evidence
     assert (e.path, e.via) == ("/" + str(libc.relative_to(host.new)), "elf-needed")
-    assert e.detail == "PID 1 not readable: taken to be /sbin/init; needed by sleep"
+    assert e.detail == "PID 1 not readable: assumed from /sbin/init; needed by sleep"
+    assert e.confirmed is False  # a guess, and the JSON says so
+    assert guessed.assumed_from == "/sbin/init"
     verdict = decide(delta, Impact((guessed,), considered=0, uninspected=()))
     assert verdict.verdict == "reboot"
-    assert verdict.reasons[0].startswith("PID 1 (/usr/bin/sleep) uses changed files")
+    assert verdict.reasons[0].startswith(
+        "PID 1 (assumed from /sbin/init: /usr/bin/sleep) uses changed files"
+    )
     assert verdict.steps == ()  # PID 1 is never a restart step
 
 
@@ -810,7 +814,10 @@ def test_every_reason_decide_gives_has_a_documented_code(tmp_path: Path) -> None
     verdicts = _coded_verdicts(tmp_path)
     reasons = [r for v in verdicts for r in v.reasons]
     assert all(isinstance(r, Reason) and isinstance(r, str) for r in reasons)
-    pipeline_only = {ReasonCode.SAVED_SNAPSHOT, ReasonCode.DRIFT_NOT_CHECKED, ReasonCode.OTHER}
+    pipeline_only = {
+        ReasonCode.SAVED_SNAPSHOT, ReasonCode.DRIFT_NOT_CHECKED, ReasonCode.DRIFT_HINT,
+        ReasonCode.OTHER,
+    }  # fmt: skip
     assert {r.code for r in reasons} == set(ReasonCode) - pipeline_only
     for v in verdicts:
         doc = json.loads(json.dumps(v.to_json()))

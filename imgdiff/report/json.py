@@ -153,11 +153,18 @@ def stale_doc(report: StaleReport) -> dict[str, Any]:
             for p in report.processes
         ],
         "gaps": [attrs.asdict(g) for g in report.gaps],
+        # additive: the root checked, how many processes run in it, the image given as
+        # the tree before the update (`--against`)
+        "root": report.root,
+        "considered": report.considered,
+        "against": report.against,
     }
 
 
-def _reason(e: Evidence) -> dict[str, str]:
-    return {"path": e.path, "via": e.via, "detail": e.detail}
+def _reason(e: Evidence) -> dict[str, Any]:
+    # `confirmed` (additive): false when the evidence rests on an inference (a ctime, a
+    # new inode whose bytes were not compared, a program assumed for an unreadable process)
+    return {"path": e.path, "via": e.via, "detail": e.detail, "confirmed": e.confirmed}
 
 
 @document.register
@@ -175,6 +182,9 @@ def verdict_doc(verdict: Verdict) -> dict[str, Any]:
                 "batch": s.batch,
                 "pids": list(s.pids),
                 "commands": list(s.commands),
+                # additive: a step with no unit names its process tree's top and command line
+                "main_pid": s.main_pid,
+                "command": s.command,
                 "reasons": [_reason(e) for e in s.reasons],
                 "processes": [
                     {

@@ -87,6 +87,7 @@ def verdict_rows(verdict: Verdict) -> list[dict[str, Any]]:
                     "detail": e.detail,
                     "status": e.status,
                     "kind": e.kind,
+                    "confirmed": e.confirmed,
                 }
             )
     return rows
