@@ -264,9 +264,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _manifest(args: argparse.Namespace) -> int:
-    from imgdiff.manifest import Manifest
+    from imgdiff.manifest import Manifest, saved_files
 
-    Manifest.read(args.image, use_cache=not args.no_cache).save(args.output)
+    keep = saved_files()  # kept from a streamed archive on its one pass
+    Manifest.read(args.image, use_cache=not args.no_cache, capture=keep).save(
+        args.output, keep=keep
+    )
     return EXIT_OK
 
 
