@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import zstandard
 
-from imgdiff import _digest, _parallel
+from imgdiff import _digest, _parallel, _repr
 from imgdiff._jsondoc import Types, check_types
 from imgdiff.cache import DigestCache
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported, escape_path
@@ -48,6 +48,8 @@ class ImageInfo:
     entries: int
     files: int
     bytes: int
+
+    __repr__ = _repr.short_repr
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written under "old"/"new"."""
@@ -169,6 +171,16 @@ class Manifest:
         manifest = cls(entries, info, image=image, read=read, cache=cache, workers=workers)
         manifest.warnings = read.warnings  # one list: readers of contents warn into it too
         return manifest
+
+    def __repr__(self) -> str:
+        """The image, its counts and its first paths: short whatever its size."""
+        i = self.info
+        kept = "contents" if self.has_contents else "databases" if self.has_databases else "none"
+        return (
+            f"Manifest(path={_repr.text(i.path)}, format={i.format!r}, entries={i.entries}, "
+            f"files={i.files}, bytes={i.bytes}, paths={_repr.items(self.entries.keys())}, "
+            f"warnings={len(self.warnings)}, readable={kept!r})"
+        )
 
     # -- mapping access ----------------------------------------------------------------
     def __len__(self) -> int:
