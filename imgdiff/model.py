@@ -46,7 +46,7 @@ class Aspect(enum.StrEnum):
 
 
 class Kind(enum.StrEnum):
-    """What a changed path is, as `classify` names it (DESIGN.md's `kind`)."""
+    """What a changed path is, as `classify` names it (docs/contract.md's `kind`)."""
 
     ELF_EXECUTABLE = "elf-executable"
     ELF_LIBRARY = "elf-library"
@@ -70,7 +70,7 @@ class Kind(enum.StrEnum):
 
 
 class Via(enum.StrEnum):
-    """How a process uses a file (DESIGN.md's `via`), strongest first: a path used several
+    """How a process uses a file (docs/contract.md's `via`), strongest first: a path used several
     ways keeps the strongest (`strength`: 0 is the strongest)."""
 
     EXE = "exe"

@@ -58,7 +58,7 @@ __all__ = [
 
 
 class PackageChangeKind(enum.StrEnum):
-    """How a package differs between the images (DESIGN.md's `change`)."""
+    """How a package differs between the images (docs/contract.md's `change`)."""
 
     ADDED = "added"
     REMOVED = "removed"
@@ -88,7 +88,7 @@ class StepAction(enum.StrEnum):
 
 
 class VerdictKind(enum.StrEnum):
-    """What callers act on (DESIGN.md's verdict kinds), mildest first."""
+    """What callers act on (docs/contract.md's verdict kinds), mildest first."""
 
     NO_ACTION = "no-action"
     RESTART = "restart"
