@@ -189,7 +189,8 @@ def _modified_locally(
         if c.status is not Status.REMOVED and c.entry.type is EntryType.FILE and c.path in recorded
     ]
     if paths and not manifest.has_contents:
-        why = f"{len(paths)} changed files not checked against their packages' digests"
+        files = f"{len(paths)} changed file" + ("" if len(paths) == 1 else "s")
+        why = f"{files} not checked against their packages' digests (it keeps no contents)"
         return (), (ImageWarning(manifest.info.path, f"saved manifest: {why}"),)
     contents = manifest.read_files(paths) if paths else {}
     out = []
