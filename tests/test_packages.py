@@ -12,6 +12,7 @@ import zstandard
 
 from imgdiff import Manifest
 from imgdiff.cli import main
+from imgdiff.manifest import saved_files
 from imgdiff.pipeline import package_diff
 from imgdiff.results import PackageDelta
 
@@ -157,6 +158,27 @@ def test_saved_manifests_give_the_images_package_delta(
         "saved manifest: 5 changed files not checked against their packages' digests "
         "(it keeps no contents)"
     ]
+
+
+CORPUS = Path("/var/tmp/imgdiff-corpus")
+
+
+@pytest.mark.skipif(not (CORPUS / "old.tar").exists(), reason="needs the real image pair")
+def test_real_pair_saved_manifests_give_the_archives_package_delta(tmp_path: Path) -> None:
+    tars = [str(CORPUS / "old.tar"), str(CORPUS / "new.tar")]
+    saved = [str(tmp_path / "old.m"), str(tmp_path / "new.m")]
+    keep = saved_files()  # kept on the archive's one pass
+    for image, out in zip(tars, saved, strict=True):
+        Manifest.read(image, capture=keep).save(out, keep=keep)
+    _, from_tars = package_diff(*tars)
+    _, from_saved = package_diff(*saved)
+    assert len(from_tars.changes) > 20
+    assert from_saved.changes == from_tars.changes
+    assert from_saved.unowned == from_tars.unowned
+    assert from_tars.modified_locally == from_saved.modified_locally == ()
+    assert from_tars.warnings == ()
+    (note,) = from_saved.warnings
+    assert "changed files not checked against their packages' digests" in note.message
 
 
 def test_version_1_manifest_side_says_it_has_no_packages(
