@@ -617,14 +617,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _manifest(args: argparse.Namespace) -> int:
-    from imgdiff.manifest import Manifest
+    from imgdiff.manifest import Manifest, saved_files
 
     _writable(args.output)
+    keep = saved_files()  # kept from a streamed archive on its one pass
     with _reading(args) as (reading, progress):
-        manifest = Manifest.read(args.image, use_cache=not args.no_cache, progress=reading)
+        manifest = Manifest.read(
+            args.image, use_cache=not args.no_cache, capture=keep, progress=reading
+        )
         manifest.fill_digests(manifest.entries, progress=progress)
     with _writing(args.output):
-        manifest.save(args.output)
+        manifest.save(args.output, keep=keep)
     _warn(args, [f"{escape_path(w.path)}: {w.message}" for w in manifest.warnings])
     return EXIT_OK
 

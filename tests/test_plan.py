@@ -610,6 +610,30 @@ def test_plan_with_images_shipped_as_tar_archives(host: Host, tmp_path: Path) ->
     ]
 
 
+def test_plan_from_saved_manifests_reads_their_unit_files(host: Host, tmp_path: Path) -> None:
+    """Saved manifests keep unit files: OLD's unit names the config its service reads,
+    so the plan restarts it as it does from the images themselves."""
+    from imgdiff import Manifest
+
+    (host.old / "etc/systemd/system").mkdir(parents=True)
+    (host.old / "etc/systemd/system" / host.unit).write_text(
+        "[Service]\nEnvironmentFile=/etc/app/env\nExecStart=/usr/bin/sleep 600\n"
+    )
+    (host.old / "etc/app/env").write_text("A=1\n")
+    shutil.copytree(host.old / "etc", host.new / "etc", dirs_exist_ok=True)
+    (host.new / "etc/app/env").write_text("A=2\n")
+    saved = []
+    for tree in (host.old, host.new):
+        saved.append(str(tmp_path / f"{tree.name}.manifest"))
+        Manifest.read(str(tree), use_cache=False).save(saved[-1])
+    verdict = plan_update(*saved, root=str(host.old), use_cache=False).verdict
+    assert verdict == host.plan()
+    (step,) = verdict.steps
+    assert [(e.path, e.via, e.detail) for e in step.reasons] == [
+        ("/etc/app/env", "config", f"named by {host.unit}")
+    ]
+
+
 def test_policy_can_reexecute_systemd_instead_of_rebooting(host: Host) -> None:
     from imgdiff.impact import init_evidence
     from imgdiff.pipeline import diff
