@@ -98,7 +98,7 @@ def test_small_records_show_every_field() -> None:
     evidence = _evidence(1)
     assert repr(evidence) == (
         "Evidence(path='/usr/lib/f00001', via='mapped', status='modified', "
-        "kind='elf-library', detail='')"
+        "kind='elf-library', detail='', confirmed=True)"
     )
     assert repr(Reason("a reason", "in-use")) == "Reason('a reason', 'in-use')"
     assert repr((1,)) == "(1,)"
