@@ -1,6 +1,6 @@
 """The `imgdiff` command: argument parsing, rendering, exit codes.
 
-The only module that prints or exits. Exit codes (DESIGN.md): 0 the command ran, 1 only
+The only module that prints or exits. Exit codes (docs/contract.md): 0 the command ran, 1 only
 for `check`: the answer is no, 2 usage error, 3 bad input (one line naming the file or
 entry), 4 internal error. With `--exit-code`, `diff`, `stale`, `verify` and `plan` answer
 as `check` does (1: there is something to do; `plan`: 1 restart, 5 reboot, 6 reimage).

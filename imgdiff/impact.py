@@ -1,7 +1,7 @@
 """Impact: which processes use what changed, and how: a Delta joined with a Snapshot.
 
 For each process of a snapshot whose root is the live OLD image, every changed path it
-uses becomes `Evidence` naming how it is used (DESIGN.md's `via`): its executable, a
+uses becomes `Evidence` naming how it is used (`via`, docs/contract.md): its executable, a
 mapped library, an open file (`config` when it is configuration), a module a traced
 Python process imported, a module its static import graph reaches (`import-graph`), or a
 library its executable will load at the next start (`elf-needed`, from the ELF closure).

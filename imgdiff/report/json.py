@@ -1,4 +1,4 @@
-"""JSON documents of the public contract (see DESIGN.md): stable keys, `schema` versioned.
+"""JSON documents of the public contract (docs/contract.md): stable keys, `schema` versioned.
 
 Every result's document is written here and nowhere else (`document` picks it by the
 result's type; `results.Rendered.to_json` calls it); the snapshot's document stays beside
@@ -258,7 +258,7 @@ def apply_doc(result: ApplyResult) -> dict[str, Any]:
 
 @document.register
 def check_doc(result: CheckResult) -> dict[str, Any]:
-    """The `imgdiff check --json` document (DESIGN's keys, then ours)."""
+    """The `imgdiff check --json` document (the contract's keys, then ours)."""
     return {
         "schema": CHECK_SCHEMA,
         "ok": result.ok,
