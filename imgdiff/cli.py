@@ -1,6 +1,6 @@
 """The `imgdiff` command: argument parsing, rendering, exit codes.
 
-The only module that prints or exits. Exit codes (DESIGN.md): 0 the command ran, 1 only
+The only module that prints or exits. Exit codes (docs/contract.md): 0 the command ran, 1 only
 for `check`: the answer is no, 2 usage error, 3 bad input (one line naming the file or
 entry), 4 internal error. With `--exit-code`, `diff`, `stale`, `verify` and `plan` answer
 as `check` does (1: there is something to do; `plan`: 1 restart, 5 reboot, 6 reimage).
@@ -166,6 +166,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--spool", metavar="DIR", default=None, help="import tracer spool directory")
     _exit_code_option(t, "a process uses deleted or replaced files")
+    t.add_argument(
+        "--against",
+        metavar="MANIFEST_OR_IMAGE",
+        help="the tree as it was before the update: reasons whose bytes did not change go",
+    )
+    t.add_argument("--full", action="store_true", help="list unconfirmed reasons one by one")
 
     _plan_verb(verb)
 
@@ -240,6 +246,9 @@ def _plan_verb(verb: Any) -> None:
     _output_options(pl)
     pl.add_argument("--no-cache", action="store_true", help="do not read or write the digest cache")
     pl.add_argument("--timings", action="store_true", help="seconds per stage, on stderr")
+    pl.add_argument(
+        "--full", action="store_true", help="every evidence line and whole import chains"
+    )
     pl.add_argument(
         "--exit-code",
         action="store_true",
@@ -450,6 +459,8 @@ def _status(args: argparse.Namespace, text: str) -> Any:
 
 
 def _directory(path: str) -> None:
+    if not os.path.lexists(path):
+        raise BadInput(path, "no such directory")
     if not os.path.isdir(path):
         if not os.path.lexists(path):
             raise BadInput(path, "no such directory")
@@ -523,8 +534,15 @@ def _stale(args: argparse.Namespace) -> int:
     from imgdiff.runtime import Snapshot, stale
 
     _directory(args.root)
+    against = None
+    if args.against:
+        from imgdiff.manifest import Manifest
+
+        with _status(args, f"reading {args.against}"):
+            against = Manifest.read(args.against)
     with _status(args, "reading /proc"):
-        report = stale(Snapshot.capture(args.root, spool=_spool(args.spool), exclude_self=True))
+        snap = Snapshot.capture(args.root, spool=_spool(args.spool), exclude_self=True)
+        report = stale(snap, against=against, root=args.root)
     if args.brief and _format(args) != "json":
         from imgdiff.report.plain import brief, notes
 
@@ -532,7 +550,7 @@ def _stale(args: argparse.Namespace) -> int:
             sys.stdout.write(line + "\n")
         _warn(args, list(notes(report)))
     else:
-        _emit(report, args)
+        _emit(report, args, full=args.full)
     return EXIT_NO if args.exit_code and report.processes else EXIT_OK
 
 
@@ -561,7 +579,7 @@ def _plan(args: argparse.Namespace) -> int:
     if args.timings or args.verbose:
         for name, seconds in plan.timings.items():
             sys.stderr.write(f"{name:16} {seconds:8.3f} s\n")
-    _emit(plan, args)
+    _emit(plan, args, full=args.full)
     if not args.exit_code:
         return EXIT_OK
     return {
@@ -599,14 +617,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _manifest(args: argparse.Namespace) -> int:
-    from imgdiff.manifest import Manifest
+    from imgdiff.manifest import Manifest, saved_files
 
     _writable(args.output)
+    keep = saved_files()  # kept from a streamed archive on its one pass
     with _reading(args) as (reading, progress):
-        manifest = Manifest.read(args.image, use_cache=not args.no_cache, progress=reading)
+        manifest = Manifest.read(
+            args.image, use_cache=not args.no_cache, capture=keep, progress=reading
+        )
         manifest.fill_digests(manifest.entries, progress=progress)
     with _writing(args.output):
-        manifest.save(args.output)
+        manifest.save(args.output, keep=keep)
     _warn(args, [f"{escape_path(w.path)}: {w.message}" for w in manifest.warnings])
     return EXIT_OK
 

@@ -47,7 +47,7 @@ def check_drift(
     new_m = new if isinstance(new, Manifest) else Manifest.read(new, use_cache=use_cache)
     # the path sets settle most "is it NEW already?" questions without comparing each file
     at_new = same_paths(live, new_m, ignore) and verify(live, new_m, ignore=ignore).matches
-    if old_view is None and old_m.has_contents:
+    if old_view is None and old_m.has_databases:
         old_view = PackageView.read(old_m)
     packages = _package_drift(PackageView.read(live), old_view) if old_view else ()
     return Drift(found, at_new, packages)

@@ -1,7 +1,7 @@
 """Impact: which processes use what changed, and how: a Delta joined with a Snapshot.
 
 For each process of a snapshot whose root is the live OLD image, every changed path it
-uses becomes `Evidence` naming how it is used (DESIGN.md's `via`): its executable, a
+uses becomes `Evidence` naming how it is used (`via`, docs/contract.md): its executable, a
 mapped library, an open file (`config` when it is configuration), a module a traced
 Python process imported, a module its static import graph reaches (`import-graph`), or a
 library its executable will load at the next start (`elf-needed`, from the ELF closure).
@@ -202,14 +202,15 @@ def assess(
             affected.append(
                 ProcessImpact(
                     proc.pid, proc.start_time, proc.unit, proc.exe, proc.cmdline,
-                    _strongest(found), init=proc.is_init,
+                    _strongest(found), init=proc.is_init, ppid=proc.ppid,
                 )
             )  # fmt: skip
     if want == "/" and elf_needed and not init_seen:
         guessed = _init_evidence(changed, "/")
         if guessed is not None:
             affected.append(guessed)
-    return Impact(tuple(affected), considered, tuple(gaps), tuple(untraced_python))
+    gaps += live.unknown  # not computed is unknown, never clean
+    return Impact(tuple(affected), considered, tuple(gaps), tuple(untraced_python), root)
 
 
 INIT_PROGRAM = "/sbin/init"
@@ -236,7 +237,7 @@ def _init_evidence(changed: dict[str, Change], root: str) -> ProcessImpact | Non
             return None
         closure = elf_closure(fs, INIT_PROGRAM, load_loader_config(fs))
     real = dict(closure.real_paths).get(INIT_PROGRAM, INIT_PROGRAM)
-    detail = f"PID 1 not readable: taken to be {INIT_PROGRAM}"
+    detail = f"PID 1 not readable: assumed from {INIT_PROGRAM}"
     found = _evidence(dict.fromkeys([INIT_PROGRAM, real]), Via.EXE, changed)
     found += [
         attrs.evolve(e, detail=_needed_chain(closure, e.path))
@@ -244,11 +245,14 @@ def _init_evidence(changed: dict[str, Change], root: str) -> ProcessImpact | Non
     ]
     if not found:
         return None
+    # a guess, not an observation: the evidence is unconfirmed and says what it assumed
     evidence = tuple(
-        attrs.evolve(e, detail=f"{detail}; {e.detail}" if e.detail else detail)
+        attrs.evolve(e, detail=f"{detail}; {e.detail}" if e.detail else detail, confirmed=False)
         for e in _strongest(found)
     )
-    return ProcessImpact(1, 0, None, real, (INIT_PROGRAM,), evidence, init=True)
+    return ProcessImpact(
+        1, 0, None, real, (INIT_PROGRAM,), evidence, init=True, assumed_from=INIT_PROGRAM
+    )
 
 
 def _strongest(found: list[Evidence]) -> tuple[Evidence, ...]:
@@ -312,6 +316,7 @@ class _LiveReader:
             else []
         )
         self.inspector = Inspector(procfs)
+        self.unknown: list[Gap] = []  # processes whose import graph could not be computed
         # (space, exe) -> {changed dependency: "needed by … ← exe"}
         self.closures: dict[tuple[object, ...], dict[str, str]] = {}
 
@@ -328,6 +333,8 @@ class _LiveReader:
             out += [_deleted(e, self.changed) for e in self.inspector.stale_uses(proc, d, fs)]
         if want_graph and proc.exe is not None:
             graph = self.inspector.graph(proc, fs)
+            if (why := self.inspector.graph_unknown(proc, fs)) is not None:
+                self.unknown.append(Gap(proc.pid, why))
             out += [
                 attrs.evolve(e, detail=_import_chain(graph.chain(e.path)))
                 for e in _evidence(graph.files, Via.IMPORT_GRAPH, self.changed)

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import zstandard
 
-from imgdiff import _digest, _parallel
+from imgdiff import _digest, _parallel, _repr
 from imgdiff._jsondoc import Types, check_types
 from imgdiff._progress import ReadCounts
 from imgdiff.cache import DigestCache
@@ -28,7 +28,11 @@ from imgdiff.image import Image, Limits, open_image
 from imgdiff.image.base import CONTENT_MAGICS, Capture, FileId, ReadResult
 from imgdiff.model import Entry, EntryType, ImageWarning
 
-SCHEMA = "imgdiff.manifest/1"
+SCHEMA = "imgdiff.manifest/1"  # entries, heads: what a delta archive's header holds
+# version 2 adds "files": the contents of the package databases and unit files, so that
+# `packages` and `plan` work from saved manifests; a document without it stays version 1
+SCHEMA_FILES = "imgdiff.manifest/2"
+SCHEMAS = (SCHEMA, SCHEMA_FILES)
 _SAVED_HEAD = 1024  # enough for the ELF header and program headers classification reads
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -45,6 +49,8 @@ class ImageInfo:
     entries: int
     files: int
     bytes: int
+
+    __repr__ = _repr.short_repr
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written under "old"/"new"."""
@@ -85,6 +91,9 @@ class Manifest:
         # what reading `image` found beside the entries: heads, captured contents, file ids
         self._read = read if read is not None else ReadResult(info.format)
         self._heads: dict[str, bytes] = {}  # from a saved manifest: no image to read them from
+        # a saved manifest's kept contents (None: it kept none); a None value is a file
+        # that was meant to be kept but could not be read when it was saved
+        self._kept: dict[str, bytes | None] | None = None
         self._cache = cache
         self.hashed_files = 0  # files whose content was read (cache misses), for callers/tests
         # processes hashing may use (None: the CPUs available; 1: no fork, for threaded callers)
@@ -176,6 +185,16 @@ class Manifest:
         manifest.warnings = read.warnings  # one list: readers of contents warn into it too
         return manifest
 
+    def __repr__(self) -> str:
+        """The image, its counts and its first paths: short whatever its size."""
+        i = self.info
+        kept = "contents" if self.has_contents else "databases" if self.has_databases else "none"
+        return (
+            f"Manifest(path={_repr.text(i.path)}, format={i.format!r}, entries={i.entries}, "
+            f"files={i.files}, bytes={i.bytes}, paths={_repr.items(self.entries.keys())}, "
+            f"warnings={len(self.warnings)}, readable={kept!r})"
+        )
+
     # -- mapping access ----------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.entries)
@@ -191,17 +210,39 @@ class Manifest:
 
     @property
     def has_contents(self) -> bool:
-        """False for a manifest loaded from a file: metadata and digests only."""
+        """False for a manifest loaded from a file: metadata, digests and at most the
+        package databases and unit files (see `has_databases`)."""
         return self._image is not None
 
-    def read_files(self, paths: Iterable[str]) -> dict[str, bytes]:
-        """Contents of regular files of the image (package databases, unit files, …).
+    @property
+    def has_databases(self) -> bool:
+        """True when `read_files` gives the package databases and unit files: always for
+        an image, and for a manifest saved with them (`imgdiff.manifest/2`)."""
+        return self._image is not None or self._kept is not None
 
-        Raises `Unsupported` for a manifest loaded from a file: it holds no contents.
+    def read_files(self, paths: Iterable[str]) -> dict[str, bytes]:
+        """Contents of regular files of the image (package databases, unit files, …);
+        a path that is not a readable regular file is left out.
+
+        Raises `Unsupported` for a manifest loaded from a file when it did not keep the
+        contents of one of `paths` (it keeps at most those `saved_files` selects).
         """
-        if self._image is None:
+        if self._image is not None:
+            return self._image.read_files(list(paths), self._read)
+        if self._kept is None:
             raise Unsupported(f"{self.info.path}: a saved manifest holds no file contents")
-        return self._image.read_files(list(paths), self._read)
+        out = {}
+        for path in paths:
+            if path in self._kept:
+                data = self._kept[path]
+                if data is not None:
+                    out[path] = data
+            elif (e := self.entries.get(path)) is not None and e.type is EntryType.FILE:
+                raise Unsupported(
+                    f"{self.info.path}: {escape_path(path)}: a saved manifest keeps the "
+                    "contents of package databases and unit files only"
+                )
+        return out
 
     def head(self, path: str) -> bytes | None:
         """Leading bytes of a regular file, for classification; None when unknown."""
@@ -306,34 +347,66 @@ class Manifest:
         return identity_of([entry_row(self.entries[p]) for p in sorted(self.entries)])
 
     # -- persistence -------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        """Write the manifest (every digest computed) as zstd-compressed JSON."""
-        raw = json.dumps(self.document(), separators=(",", ":")).encode("ascii")
+    def save(self, path: str | Path, *, keep: Capture | None = None) -> None:
+        """Write the manifest (every digest computed) as zstd-compressed JSON, with the
+        contents of the regular files `keep` selects (default: `saved_files()`, the
+        package databases and unit files, so `packages` and `plan` can read them)."""
+        keep = keep if keep is not None else saved_files()
+        raw = json.dumps(self.document(files=keep), separators=(",", ":")).encode("ascii")
         data = zstandard.ZstdCompressor(level=6).compress(raw)
         tmp = f"{path}.tmp{os.getpid()}"
         with open(tmp, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
 
-    def document(self, heads_of: Collection[str] | None = None) -> dict[str, Any]:
+    def document(
+        self, heads_of: Collection[str] | None = None, *, files: Capture | None = None
+    ) -> dict[str, Any]:
         """The manifest as the JSON document `save` writes (every digest computed).
 
         `heads_of` limits the saved heads to those paths (a delta archive keeps only the
         changed files' heads); by default every file whose kind depends on content.
+        `files` selects regular files whose contents the document carries (under
+        "files", which makes it `imgdiff.manifest/2`); None carries none (version 1).
         """
         self.fill_digests(self.entries)
         rows = [entry_row(self.entries[p]) for p in sorted(self.entries)]
         heads = self._content_heads()
         if heads_of is not None:
             heads = {p: h for p, h in heads.items() if p in heads_of}
-        return {
-            "schema": SCHEMA,
+        kept = self._kept_for(files) if files is not None else None
+        doc = {
+            "schema": SCHEMA if kept is None else SCHEMA_FILES,
             "info": self.info.to_json(),
             "identity": identity_of(rows),
             "warnings": [[w.path, w.message] for w in self.warnings],
             "entries": rows,
             "heads": {p: base64.b64encode(h).decode() for p, h in heads.items()},
         }
+        if kept is not None:
+            doc["files"] = {p: _kept_json(data) for p, data in kept.items()}
+        return doc
+
+    def _kept_for(self, files: Capture) -> dict[str, bytes | None] | None:
+        """The contents of the regular files `files` selects, checked against their
+        digests (None: unreadable, or changed since it was hashed); None when this is a
+        saved manifest that kept no contents."""
+        if self._image is None:
+            if self._kept is None:
+                return None
+            return {p: data for p, data in self._kept.items() if files(p)}
+        paths = [
+            p for p, e in sorted(self.entries.items()) if e.type is EntryType.FILE and files(p)
+        ]
+        found = self.read_files(paths) if paths else {}
+        kept: dict[str, bytes | None] = {}
+        for path in paths:
+            data = found.get(path)
+            if data is not None and _digest.of_bytes(data) != self.entries[path].digest:
+                self.warnings.append(ImageWarning(path, "changed while saved: contents not kept"))
+                data = None
+            kept[path] = data
+        return kept
 
     @classmethod
     def load(cls, path: str | Path, limits: Limits | None = None) -> Manifest:
@@ -360,10 +433,11 @@ class Manifest:
         """A manifest from a parsed `document`, every field checked (`BadInput` naming
         `source` and the key or row at fault); `kind` names the container in `info.format`."""
         limits = limits or Limits()
-        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-            raise BadInput(source, f"not an {SCHEMA} file")
+        if not isinstance(doc, dict) or doc.get("schema") not in SCHEMAS:
+            raise BadInput(source, f"not an {' or '.join(SCHEMAS)} file")
         try:
             entries, info, warnings, heads = _parse(doc, limits)
+            kept = _parse_files(doc, entries, limits)
         except _OverLimit as exc:
             raise LimitExceeded(source, str(exc)) from None
         except (TypeError, ValueError) as exc:
@@ -371,7 +445,31 @@ class Manifest:
         info = attrs.evolve(info, format=f"{kind}({info.format})")
         manifest = cls(entries, info, warnings)
         manifest._heads = heads
+        manifest._kept = kept
         return manifest
+
+
+def _kept_json(data: bytes | None) -> str | dict[str, str] | None:
+    """A kept file as JSON: its text when it is UTF-8 (most databases are, and text
+    compresses better than base64 of it), else {"base64": …}; null if unreadable."""
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode()}
+
+
+def saved_files() -> Capture:
+    """The regular files whose contents `Manifest.save` keeps by default: those the
+    package readers and the unit-file reader read, so `packages` and `plan` work from
+    saved manifests as from the images."""
+    # the later stages own what they read: asked here, when a manifest is saved
+    from imgdiff.packages.view import capture_predicate
+    from imgdiff.systemd.unitfiles import is_unit_file
+
+    wants = capture_predicate()
+    return lambda path: wants(path) or is_unit_file(path)
 
 
 def _open(source: str | Image | Manifest, limits: Limits | None) -> Image | Manifest:
@@ -426,7 +524,7 @@ def is_manifest_file(path: str) -> bool:
             head = zstandard.ZstdDecompressor().stream_reader(fh).read(32)
     except (OSError, zstandard.ZstdError):
         return False
-    return head.startswith(b'{"schema":"imgdiff.manifest/')
+    return head.startswith(b'{"schema":"imgdiff.manifest/')  # any version: load says which
 
 
 def entry_row(e: Entry) -> list[Any]:
@@ -452,7 +550,7 @@ def entry_row(e: Entry) -> list[Any]:
 _CHUNK = 1 << 20  # decompressed bytes read at a time
 _TOP_TYPES: Types = {
     "schema": str, "info": dict, "identity": str, "warnings": list, "entries": list,
-    "heads": dict,
+    "heads": dict, "files": dict,
 }  # fmt: skip
 _INFO_TYPES: Types = {"path": str, "format": str, "entries": int, "files": int, "bytes": int}
 _ENTRY_TYPES = {t.value: t for t in EntryType}
@@ -547,6 +645,54 @@ def _parse(
             raise ValueError(f"{where} holds more than {_SAVED_HEAD} bytes")
         heads[path] = head
     return entries, info, warnings, heads
+
+
+def _parse_files(
+    doc: dict[str, Any], entries: dict[str, Entry], limits: Limits
+) -> dict[str, bytes | None] | None:
+    """The kept contents of an `imgdiff.manifest/2` document, each checked against its
+    entry (a regular file of that size and digest); their total is bounded by
+    `limits.max_capture_bytes`. None for version 1, which keeps none."""
+    if doc["schema"] == SCHEMA:
+        if "files" in doc:
+            raise ValueError(f"an {SCHEMA} document has no 'files' (version 2 has)")
+        return None
+    if "files" not in doc:
+        raise ValueError("top-level key 'files' is missing")
+    kept: dict[str, bytes | None] = {}
+    total = 0
+    for path, value in doc["files"].items():
+        where = f"files[{_shown(path)}]"
+        entry = entries.get(path)
+        if entry is None or entry.type is not EntryType.FILE:
+            raise ValueError(f"{where} names no regular file of the entries")
+        if value is None:
+            kept[path] = None
+            continue
+        data = _kept_bytes(value, where)
+        total += len(data)
+        if total > limits.max_capture_bytes:
+            raise _OverLimit(f"files hold more than {limits.max_capture_bytes} bytes")
+        if len(data) != entry.size or _digest.of_bytes(data) != entry.digest:
+            raise ValueError(f"{where} is not the content its entry's size and digest name")
+        kept[path] = data
+    return kept
+
+
+def _kept_bytes(value: Any, where: str) -> bytes:
+    """A kept file's bytes from its JSON: UTF-8 text, or {"base64": …}."""
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where} holds a lone surrogate") from None
+    if not isinstance(value, dict) or set(value) != {"base64"}:
+        raise TypeError(f'{where} is neither null, a string nor {{"base64": string}}')
+    text = _text(value["base64"], where)
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error, or a non-ASCII string
+        raise ValueError(f"{where} is not base64") from None
 
 
 def entry_from_row(row: Any, limits: Limits) -> Entry:

@@ -11,6 +11,8 @@ import enum
 
 import attrs
 
+from imgdiff import _repr
+
 
 class EntryType(enum.StrEnum):
     """What a path is. Hard links are files that share a `hardlink` group."""
@@ -44,7 +46,7 @@ class Aspect(enum.StrEnum):
 
 
 class Kind(enum.StrEnum):
-    """What a changed path is, as `classify` names it (DESIGN.md's `kind`)."""
+    """What a changed path is, as `classify` names it (docs/contract.md's `kind`)."""
 
     ELF_EXECUTABLE = "elf-executable"
     ELF_LIBRARY = "elf-library"
@@ -68,7 +70,7 @@ class Kind(enum.StrEnum):
 
 
 class Via(enum.StrEnum):
-    """How a process uses a file (DESIGN.md's `via`), strongest first: a path used several
+    """How a process uses a file (docs/contract.md's `via`), strongest first: a path used several
     ways keeps the strongest (`strength`: 0 is the strongest)."""
 
     EXE = "exe"
@@ -117,6 +119,11 @@ class Entry:
     digest: str | None = None
     implicit: bool = False
 
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return f"Entry({_repr.text(self.path)}, {self.type.value!r})"
+
     def with_digest(self, digest: str) -> Entry:
         """This entry with its content digest filled in."""
         # direct construction: attrs.evolve costs ~10 us per call on hot paths
@@ -144,6 +151,8 @@ class ImageWarning:
     path: str
     message: str
 
+    __repr__ = _repr.short_repr
+
 
 @attrs.frozen(slots=True)
 class Change:
@@ -156,6 +165,11 @@ class Change:
     new: Entry | None = None
     kind: Kind = attrs.field(default=Kind.OTHER, converter=Kind)  # a kind's string works too
     packages: tuple[str, ...] = ()  # "manager:name[:arch]" of the packages that own the path
+
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return f"Change({_repr.text(self.path)}, {self.status.value!r}, kind={self.kind.value!r})"
 
     @property
     def entry(self) -> Entry:

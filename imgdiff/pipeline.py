@@ -20,6 +20,7 @@ from imgdiff._progress import ReadCounts
 from imgdiff.archive.format import as_manifest, is_delta
 from imgdiff.archive.image import delta_as_new
 from imgdiff.delta import classifier, compare
+from imgdiff.errors import Unsupported
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import ImageWarning
 from imgdiff.results import Delta, PackageDelta, Plan, Reason, ReasonCode
@@ -118,8 +119,8 @@ def read_update(
 ) -> Update:
     """Read two images once: the file-level delta (owners named) and the package-level
     delta. `capture` selects more files to keep from streamed archives (beside the
-    package databases). A saved manifest has no package databases: its view is empty and
-    a warning says so."""
+    package databases). A manifest saved without package databases (version 1, a delta
+    archive's) gives an empty view, and a warning says so."""
     # the package stages are imported when used: `imgdiff diff --no-packages` starts small
     from imgdiff.packages.view import PackageView, annotate, capture_predicate, compare_views
 
@@ -137,12 +138,14 @@ def read_update(
     views = []
     notes: list[ImageWarning] = []
     for m in (om, nm):
-        if m.has_contents:
+        try:
+            if not m.has_databases:
+                raise Unsupported("saved manifest: no package databases read")
             views.append(PackageView.read(m))
-        else:
+        except Unsupported as exc:
             views.append(PackageView(()))
-            notes.append(ImageWarning(m.info.path, "saved manifest: no package databases read"))
-    pdelta = compare_views(views[0], views[1], delta, nm if nm.has_contents else None)
+            notes.append(ImageWarning(m.info.path, str(exc)))
+    pdelta = compare_views(views[0], views[1], delta, nm)
     return Update(
         om,
         nm,
@@ -243,20 +246,20 @@ def plan_update(
     clock.lap("delta")
     # only OLD's packages matter here (conffiles of what runs, the drift's versions): the
     # package-level delta is `imgdiff packages`' job
-    old_view = PackageView.read(om) if om.has_contents else None
+    old_view = PackageView.read(om) if om.has_databases else None
     clock.lap("packages")
     unit_deps = None
     removed_units: set[str] = set()
     enabling: dict[str, str] = {}
     old_u, new_u = unitfiles.ImageUnits.of(om), unitfiles.ImageUnits.of(nm)
-    if om.has_contents and nm.has_contents:
+    if om.has_databases and nm.has_databases:
         removed_units = old_u.names() - new_u.names()
         before = old_u.enabled()
         enabling = {u: link for u, link in new_u.enabled().items() if u not in before}
-    if nm.has_contents:
+    if nm.has_databases:
         unit_deps = unitfiles.dependencies(new_u.files(), unitfiles.aliases(new_u.alias_links()))
     # what the processes were started from
-    old_units = old_u.files() if om.has_contents else {}
+    old_units = old_u.files() if om.has_databases else {}
     configs = ConfigSources.read(old_units, old_view)
     clock.lap("unit-files")
     live = snapshot is None
@@ -283,6 +286,14 @@ def plan_update(
     running = {p.unit for p in snap.processes if p.unit}
     enabling = {u: link for u, link in enabling.items() if u not in running}
     verdict = decide(delta, impact, policy, drift, unit_deps, removed_units, enabling)
+    if root == "/" and ReasonCode.DRIFT in verdict.reason_codes:
+        hint = Reason(
+            "OLD was compared with this host's own root: if OLD is live in a chroot or "
+            "container, pass --root PATH (root= here); to patch a drifted root anyway, set "
+            "allow_drift = true in the policy",
+            ReasonCode.DRIFT_HINT,
+        )
+        verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, hint))
     clock.lap("verdict")
     if not live:
         notes = [

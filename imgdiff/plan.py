@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import os
 import posixpath
+import shlex
 import tomllib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -151,14 +152,33 @@ def _steps(
                 )
             )
     last = len(steps) and steps[-1].batch
-    steps.extend(
-        Step(
-            None, (p.pid,), p.evidence, (p.command,),
-            batch=last + 1, processes=(p,),
-        )
-        for p in sorted(bare, key=lambda p: p.pid)
-    )  # fmt: skip
+    for top, procs in _trees(bare):
+        evidence = {(e.path, e.via): e for p in procs for e in p.evidence}
+        steps.append(
+            Step(
+                None, tuple(p.pid for p in procs), tuple(evidence.values()),
+                tuple(p.command for p in procs), batch=last + 1, processes=tuple(procs),
+                main_pid=top.pid, command=shlex.join(top.cmdline) if top.cmdline else top.command,
+            )
+        )  # fmt: skip
     return steps
+
+
+def _trees(bare: Sequence[ProcessImpact]) -> list[tuple[ProcessImpact, list[ProcessImpact]]]:
+    """Processes with no unit, grouped by process tree: a process whose parent runs the
+    same executable (a master and its workers) joins its parent's group. Each group with
+    its top process, in pid order."""
+    by_pid = {p.pid: p for p in bare}
+    groups: dict[int, list[ProcessImpact]] = {}
+    for p in sorted(bare, key=lambda p: p.pid):
+        top, seen = p, {p.pid}
+        while p.exe is not None and (parent := by_pid.get(top.ppid)) is not None:
+            if parent.exe != p.exe or parent.pid in seen:
+                break
+            top = parent
+            seen.add(top.pid)
+        groups.setdefault(top.pid, []).append(p)
+    return [(by_pid[pid], procs) for pid, procs in sorted(groups.items())]
 
 
 def decide(
@@ -277,9 +297,11 @@ def _reboot(
     for p in impact.affected:
         if p.pid == 1:
             if not reexec:
+                # a PID 1 that could not be read is a guess: say so
+                who = f"assumed from {p.assumed_from}: {p.exe}" if p.assumed_from else p.exe
                 reasons.append(
                     Reason(
-                        f"PID 1 ({p.exe}) uses changed files: {_paths(p.evidence)}",
+                        f"PID 1 ({who}) uses changed files: {_paths(p.evidence)}",
                         ReasonCode.PID1_USES_CHANGED,
                     )
                 )
@@ -372,12 +394,13 @@ def _restart(
     acting = (StepAction.RESTART, StepAction.DAEMON_REEXEC)
     if any(s.action in acting for s in steps) or unit_files or strict_unknown:
         return VerdictKind.RESTART, reasons
+    unused = (
+        f"none of the {impact.considered} running processes uses any of the {len(delta)} changes"
+        if impact.considered
+        else f"no process runs in {impact.root}: none uses any of the {len(delta)} changes"
+    )
     why = (
-        Reason(
-            f"none of the {impact.considered} running processes uses any of the "
-            f"{len(delta)} changes",
-            ReasonCode.UNUSED,
-        )
+        Reason(unused, ReasonCode.UNUSED)
         if relevant
         else Reason(
             f"all {len(delta)} changes are documentation, manuals or translations",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from imgdiff import _repr
 from imgdiff.model import Change, ImageWarning, Status, Via
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ __all__ = [
 
 
 class PackageChangeKind(enum.StrEnum):
-    """How a package differs between the images (DESIGN.md's `change`)."""
+    """How a package differs between the images (docs/contract.md's `change`)."""
 
     ADDED = "added"
     REMOVED = "removed"
@@ -87,7 +88,7 @@ class StepAction(enum.StrEnum):
 
 
 class VerdictKind(enum.StrEnum):
-    """What callers act on (DESIGN.md's verdict kinds), mildest first."""
+    """What callers act on (docs/contract.md's verdict kinds), mildest first."""
 
     NO_ACTION = "no-action"
     RESTART = "restart"
@@ -101,6 +102,7 @@ class ReasonCode(enum.StrEnum):
 
     # reimage
     DRIFT = "drift"
+    DRIFT_HINT = "drift-hint"  # beside `drift` on the host's own root: what was likely meant
     PACKAGE_DRIFT = "package-drift"
     SHARE_OVER_THRESHOLD = "share-over-threshold"
     # reboot
@@ -196,6 +198,11 @@ class DeltaStats:
     by_top: dict[str, dict[str, int]]
     by_kind: dict[str, int]
 
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return f"DeltaStats(added={self.added}, removed={self.removed}, modified={self.modified})"
+
     def to_json(self) -> dict[str, Any]:
         """The JSON object written under "stats"."""
         from imgdiff.report.json import stats_json
@@ -212,6 +219,12 @@ class Delta(Rendered):
     changes: tuple[Change, ...]
     stats: DeltaStats
     warnings: tuple[ImageWarning, ...] = ()
+
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        changes = _repr.count(len(self.changes), "change")
+        return f"Delta({changes}, {_repr.text(self.old.path)} -> {_repr.text(self.new.path)})"
 
     def __iter__(self) -> Iterator[Change]:
         return iter(self.changes)
@@ -254,6 +267,14 @@ class PackageChange:
     reverse_depends: tuple[str, ...] = ()  # packages of the new image that need this one
     location: str = ""  # a pip distribution's site directory (NEW's when it moved)
 
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return (
+            f"PackageChange({self.manager}:{self.name}, {self.change.value}, "
+            f"{self.old_version} -> {self.new_version})"
+        )
+
 
 @attrs.frozen
 class LocalModification:
@@ -264,6 +285,11 @@ class LocalModification:
     package: str
     recorded: str
 
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return f"LocalModification({_repr.text(self.path)}, {self.package!r})"
+
 
 @attrs.frozen
 class PackageDelta(Rendered):
@@ -273,6 +299,12 @@ class PackageDelta(Rendered):
     unowned: tuple[str, ...]
     modified_locally: tuple[LocalModification, ...]
     warnings: tuple[ImageWarning, ...] = ()
+
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        changes = _repr.count(len(self.changes), "change")
+        return f"PackageDelta({changes}, {len(self.unowned)} unowned)"
 
 
 @attrs.frozen
@@ -286,6 +318,15 @@ class Evidence:
     status: EvidenceStatus = attrs.field(converter=EvidenceStatus)
     kind: str  # of the change: elf-library, python-source, config, ...; "" from `stale`
     detail: str = ""  # where the link comes from, for `config`: "unit file", "conffile of …"
+    # the bytes are known to differ and the process is known to use the file; False when
+    # the evidence rests on an inference imgdiff could not check: a ctime or a new inode
+    # whose bytes were not compared, or a program assumed for a process it could not read
+    confirmed: bool = True
+
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return f"Evidence({_repr.text(self.path)}, {self.via.value}, {self.status.value})"
 
 
 @attrs.frozen
@@ -299,6 +340,14 @@ class ProcessImpact:
     cmdline: tuple[str, ...]
     evidence: tuple[Evidence, ...]
     init: bool = False  # PID 1 of the host or of its pid namespace: not restartable in place
+    ppid: int = 0  # its parent, to group a process tree with no unit into one step
+    # the program it was taken to run when it could not be read ("/sbin/init" for PID 1)
+    assumed_from: str | None = None
+
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return f"ProcessImpact(pid={self.pid}, unit={self.unit!r}, {len(self.evidence)} evidence)"
 
     @property
     def command(self) -> str:
@@ -316,6 +365,12 @@ class Impact(Rendered):
     # untraced Python processes: judged by their static import graph, which cannot see
     # imports of names computed at run time
     untraced_python: tuple[int, ...] = ()
+    root: str = "/"  # where the image is live: the root of the processes considered
+
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return f"Impact({len(self.affected)} affected of {self.considered} processes)"
 
 
 @attrs.frozen
@@ -329,6 +384,12 @@ class StaleProcess:
     exe: str | None
     reasons: tuple[Evidence, ...]  # status `stale`
 
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        reasons = _repr.count(len(self.reasons), "reason")
+        return f"StaleProcess(pid={self.pid}, unit={self.unit!r}, {reasons})"
+
 
 @attrs.frozen
 class StaleReport(Rendered):
@@ -336,6 +397,15 @@ class StaleReport(Rendered):
 
     processes: tuple[StaleProcess, ...]
     gaps: tuple[Gap, ...] = ()
+    root: str = "/"  # the root whose processes were checked
+    considered: int | None = None  # processes running in that root (None: not counted)
+    against: str | None = None  # the image given as the tree before the update, if any
+
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        processes = _repr.count(len(self.processes), "process")
+        return f"StaleReport({processes}, {_repr.count(len(self.gaps), 'gap')})"
 
 
 @attrs.frozen
@@ -348,6 +418,11 @@ class Drift:
     # live, 3.0.13 in OLD (live is older: a missed update)"
     packages: tuple[str, ...] = ()
 
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return f"Drift({len(self.differs)} paths differ, matches_new={self.matches_new})"
+
 
 @attrs.frozen
 class Verification(Rendered):
@@ -359,6 +434,11 @@ class Verification(Rendered):
     differences: tuple[Change, ...]
     ignored: tuple[str, ...]  # the patterns left out of the comparison
     manifest: Manifest = attrs.field(eq=False, repr=False)  # the tree as read
+
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return f"Verification({_repr.count(len(self.differences), 'difference')})"
 
     @property
     def matches(self) -> bool:
@@ -377,6 +457,17 @@ class Step:
     action: StepAction = attrs.field(default=StepAction.RESTART, converter=StepAction)
     batch: int = 0  # steps of one batch are independent; a batch runs after the previous
     processes: tuple[ProcessImpact, ...] = ()  # each process with its own evidence
+    # a step with no unit: the process at the top of its tree, and its command line
+    main_pid: int | None = None
+    command: str = ""
+
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return (
+            f"Step({self.action.value} {self.unit or 'pids'}, pids={_repr.items(self.pids)}, "
+            f"{_repr.count(len(self.reasons), 'reason')})"
+        )
 
 
 @attrs.frozen
@@ -388,6 +479,14 @@ class Verdict(Rendered):
     reasons: tuple[Reason, ...] = attrs.field(converter=_reasons)
     steps: tuple[Step, ...] = ()
     uninspected: tuple[str, ...] = ()
+
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return (
+            f"Verdict({self.verdict.value!r}, {_repr.count(len(self.reasons), 'reason')}, "
+            f"{_repr.count(len(self.steps), 'step')})"
+        )
 
     @property
     def reason_codes(self) -> tuple[ReasonCode, ...]:
@@ -419,6 +518,12 @@ class Plan(Rendered):
     drift: Drift | None
     timings: Mapping[str, float]
 
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        changes = _repr.count(len(self.delta.changes), "change")
+        return f"Plan({self.verdict.verdict.value!r}, {changes})"
+
 
 @attrs.frozen(unsafe_hash=False)  # holds dicts: unhashable by design, not by accident
 class DemoRun(Rendered):
@@ -427,6 +532,8 @@ class DemoRun(Rendered):
     workdir: str
     pids: Mapping[str, int]
     verdict: Verdict
+
+    __repr__ = _repr.short_repr
 
 
 @attrs.frozen(unsafe_hash=False)  # holds dicts: unhashable by design
@@ -442,6 +549,8 @@ class PackResult(Rendered):
     record_bytes: dict[str, int]  # encoding -> bytes of record data
     changed: int  # paths whose entry differs, plus paths only one side has
 
+    __repr__ = _repr.short_repr
+
 
 @attrs.frozen
 class ApplyResult(Rendered):
@@ -455,6 +564,8 @@ class ApplyResult(Rendered):
     resumed: bool  # an interrupted commit was finished
     rolled_back: bool = False
 
+    __repr__ = _repr.short_repr
+
 
 @attrs.frozen
 class CheckResult(Rendered):
@@ -465,3 +576,8 @@ class CheckResult(Rendered):
     ok: bool
     files: tuple[str, ...]  # "path (how it differs)" for each path that is not NEW's
     stale: StaleReport  # processes rooted in the tree that still use replaced files
+
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return f"CheckResult(ok={self.ok}, {_repr.count(len(self.files), 'file')})"

@@ -144,7 +144,8 @@ def test_stale_exit_code_and_brief(tmp_path: Path, capsys: pytest.CaptureFixture
     assert brief == [f"{proc.pid} - /usr/bin/sleep"]  # PID UNIT EXE, one line per process
     fields = [line.split("\t") for line in plain]
     assert fields[0][:3] == [str(proc.pid), "-", "/usr/bin/sleep"]
-    assert ["mapped", "/" + str(libc.relative_to(root))] in [f[3:] for f in fields]
+    # VIA CONFIRMED PATH: the old bytes, still readable through /proc, differ from the new
+    assert ["mapped", "confirmed", "/" + str(libc.relative_to(root))] in [f[3:] for f in fields]
     assert "1 process needs a restart" in table
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+import zstandard
 
+from imgdiff import Manifest
 from imgdiff.cli import main
+from imgdiff.manifest import saved_files
 from imgdiff.pipeline import package_diff
 from imgdiff.results import PackageDelta
 
@@ -126,11 +130,64 @@ def test_packages_cli_json(pair: tuple[Path, Path], capsys: pytest.CaptureFixtur
     assert "/etc/motd" in doc["unowned"]
 
 
-def test_saved_manifest_side_says_it_has_no_packages(
+def test_saved_manifests_give_the_images_package_delta(
+    pair: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = pair
+    tars = [gnu_tar(old, tmp_path / "old.tar", None), gnu_tar(new, tmp_path / "new.tar", None)]
+    saved = [tmp_path / "old.m", tmp_path / "new.m"]
+    for image, manifest in zip(tars, saved, strict=True):
+        assert main(["manifest", str(image), "-o", str(manifest), "--no-cache"]) == 0
+    capsys.readouterr()
+
+    def packages(a: Path, b: Path) -> dict[str, Any]:
+        assert main(["packages", str(a), str(b), "--json", "--no-cache"]) == 0
+        doc: dict[str, Any] = json.loads(capsys.readouterr().out)
+        return doc
+
+    from_tars, from_saved = packages(*tars), packages(*saved)
+    assert len(from_tars["changes"]) == 5
+    assert from_saved["changes"] == from_tars["changes"]
+    assert from_saved["unowned"] == from_tars["unowned"]
+    assert from_tars["warnings"] == []
+    # the one thing a manifest cannot tell: whether changed files match their packages'
+    # digests (it holds no contents of them); it says so instead of reporting none silently
+    assert [m["path"] for m in from_tars["modified_locally"]] == ["/usr/share/doc/demo-lib/README"]
+    assert from_saved["modified_locally"] == []
+    assert [w["message"] for w in from_saved["warnings"]] == [
+        "saved manifest: 5 changed files not checked against their packages' digests "
+        "(it keeps no contents)"
+    ]
+
+
+CORPUS = Path("/var/tmp/imgdiff-corpus")
+
+
+@pytest.mark.skipif(not (CORPUS / "old.tar").exists(), reason="needs the real image pair")
+def test_real_pair_saved_manifests_give_the_archives_package_delta(tmp_path: Path) -> None:
+    tars = [str(CORPUS / "old.tar"), str(CORPUS / "new.tar")]
+    saved = [str(tmp_path / "old.m"), str(tmp_path / "new.m")]
+    keep = saved_files()  # kept on the archive's one pass
+    for image, out in zip(tars, saved, strict=True):
+        Manifest.read(image, capture=keep).save(out, keep=keep)
+    _, from_tars = package_diff(*tars)
+    _, from_saved = package_diff(*saved)
+    assert len(from_tars.changes) > 20
+    assert from_saved.changes == from_tars.changes
+    assert from_saved.unowned == from_tars.unowned
+    assert from_tars.modified_locally == from_saved.modified_locally == ()
+    assert from_tars.warnings == ()
+    (note,) = from_saved.warnings
+    assert "changed files not checked against their packages' digests" in note.message
+
+
+def test_version_1_manifest_side_says_it_has_no_packages(
     pair: tuple[Path, Path], tmp_path: Path
 ) -> None:
     old, new = pair
-    assert main(["manifest", str(old), "-o", str(tmp_path / "old.m"), "--no-cache"]) == 0
+    doc = Manifest.read(str(old), use_cache=False).document()  # version 1: no files kept
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    (tmp_path / "old.m").write_bytes(zstandard.ZstdCompressor().compress(raw))
     _, pdelta = package_diff(str(tmp_path / "old.m"), str(new), use_cache=False)
-    assert any("no package databases" in w.message for w in pdelta.warnings)
+    assert [w.message for w in pdelta.warnings] == ["saved manifest: no package databases read"]
     assert {c.change for c in pdelta.changes} == {"added"}

@@ -206,6 +206,18 @@ def test_tar_gives_the_directory_result_from_the_first_pass_alone(
     assert from_tar == _read(tree)
 
 
+def test_saved_manifest_gives_the_directory_result(
+    trees: tuple[Path, Path], tmp_path: Path
+) -> None:
+    Manifest.read(str(trees[1]), use_cache=False).save(tmp_path / "m")
+    m = Manifest.load(tmp_path / "m")
+    assert not m.has_contents
+    from_saved = pip.read_pip(m, PathResolver(m))
+    assert from_saved is not None
+    assert len(from_saved.packages) == 2
+    assert from_saved == _read(trees[1])
+
+
 def test_image_without_python_distributions_has_no_pip_database(tmp_path: Path) -> None:
     tree = write_tree(tmp_path / "t", {"usr/lib/python3/dist-packages/six.py": "x = 1\n"})
     m = Manifest.read(str(tree), use_cache=False)

@@ -252,10 +252,14 @@ def test_unreadable_pid_1_is_judged_by_the_roots_init_program(host: Host) -> Non
     assert guessed.exe == "/usr/bin/sleep"
     (e,) = guessed.evidence
     assert (e.path, e.via) == ("/" + str(libc.relative_to(host.new)), "elf-needed")
-    assert e.detail == "PID 1 not readable: taken to be /sbin/init; needed by sleep"
+    assert e.detail == "PID 1 not readable: assumed from /sbin/init; needed by sleep"
+    assert e.confirmed is False  # a guess, and the JSON says so
+    assert guessed.assumed_from == "/sbin/init"
     verdict = decide(delta, Impact((guessed,), considered=0, uninspected=()))
     assert verdict.verdict == "reboot"
-    assert verdict.reasons[0].startswith("PID 1 (/usr/bin/sleep) uses changed files")
+    assert verdict.reasons[0].startswith(
+        "PID 1 (assumed from /sbin/init: /usr/bin/sleep) uses changed files"
+    )
     assert verdict.steps == ()  # PID 1 is never a restart step
 
 
@@ -606,6 +610,30 @@ def test_plan_with_images_shipped_as_tar_archives(host: Host, tmp_path: Path) ->
     ]
 
 
+def test_plan_from_saved_manifests_reads_their_unit_files(host: Host, tmp_path: Path) -> None:
+    """Saved manifests keep unit files: OLD's unit names the config its service reads,
+    so the plan restarts it as it does from the images themselves."""
+    from imgdiff import Manifest
+
+    (host.old / "etc/systemd/system").mkdir(parents=True)
+    (host.old / "etc/systemd/system" / host.unit).write_text(
+        "[Service]\nEnvironmentFile=/etc/app/env\nExecStart=/usr/bin/sleep 600\n"
+    )
+    (host.old / "etc/app/env").write_text("A=1\n")
+    shutil.copytree(host.old / "etc", host.new / "etc", dirs_exist_ok=True)
+    (host.new / "etc/app/env").write_text("A=2\n")
+    saved = []
+    for tree in (host.old, host.new):
+        saved.append(str(tmp_path / f"{tree.name}.manifest"))
+        Manifest.read(str(tree), use_cache=False).save(saved[-1])
+    verdict = plan_update(*saved, root=str(host.old), use_cache=False).verdict
+    assert verdict == host.plan()
+    (step,) = verdict.steps
+    assert [(e.path, e.via, e.detail) for e in step.reasons] == [
+        ("/etc/app/env", "config", f"named by {host.unit}")
+    ]
+
+
 def test_policy_can_reexecute_systemd_instead_of_rebooting(host: Host) -> None:
     from imgdiff.impact import init_evidence
     from imgdiff.pipeline import diff
@@ -810,7 +838,10 @@ def test_every_reason_decide_gives_has_a_documented_code(tmp_path: Path) -> None
     verdicts = _coded_verdicts(tmp_path)
     reasons = [r for v in verdicts for r in v.reasons]
     assert all(isinstance(r, Reason) and isinstance(r, str) for r in reasons)
-    pipeline_only = {ReasonCode.SAVED_SNAPSHOT, ReasonCode.DRIFT_NOT_CHECKED, ReasonCode.OTHER}
+    pipeline_only = {
+        ReasonCode.SAVED_SNAPSHOT, ReasonCode.DRIFT_NOT_CHECKED, ReasonCode.DRIFT_HINT,
+        ReasonCode.OTHER,
+    }  # fmt: skip
     assert {r.code for r in reasons} == set(ReasonCode) - pipeline_only
     for v in verdicts:
         doc = json.loads(json.dumps(v.to_json()))

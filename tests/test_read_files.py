@@ -59,8 +59,10 @@ def test_directory_reads_refuse_symlinked_paths(tmp_path: Path) -> None:
     assert got == {"/etc/app.conf": b"x = 1\n"}
 
 
-def test_saved_manifest_has_no_contents(tmp_path: Path) -> None:
+def test_saved_manifest_holds_package_databases_only(tmp_path: Path) -> None:
     tree = write_tree(tmp_path / "t", FILES)
     Manifest.read(str(tree), use_cache=False).save(tmp_path / "m")
-    with pytest.raises(Unsupported, match="holds no file contents"):
-        Manifest.load(tmp_path / "m").read_files(["/etc/app.conf"])
+    loaded = Manifest.load(tmp_path / "m")
+    assert loaded.read_files(["/var/lib/dpkg/status"]) == {"/var/lib/dpkg/status": b"Package: a\n"}
+    with pytest.raises(Unsupported, match="keeps the contents of package databases and unit"):
+        loaded.read_files(["/etc/app.conf"])

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -58,13 +59,46 @@ def test_html_escapes_markup_in_names(delta: imgdiff.Delta) -> None:
     assert "&lt;script&gt;" in page
 
 
-def test_to_pandas_or_a_clear_error(delta: imgdiff.Delta) -> None:
-    if importlib.util.find_spec("pandas") is None:
-        with pytest.raises(imgdiff.ImgdiffError, match="pip install pandas"):
-            delta.to_pandas()
-    else:
-        frame = delta.to_pandas()
-        assert list(frame["path"]) == [c.path for c in delta.changes]
+_NO_PANDAS = """
+import sys, importlib.abc
+
+class NoPandas(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("No module named 'pandas'", name=name)
+        return None
+
+sys.meta_path.insert(0, NoPandas())
+import imgdiff
+delta = imgdiff.diff(sys.argv[1], sys.argv[2], use_cache=False)
+for result in (delta, imgdiff.Verdict("no-action", ())):
+    try:
+        result.to_pandas()
+    except imgdiff.ImgdiffError as exc:
+        print(exc)
+"""
+
+
+def test_to_pandas_without_pandas_names_the_extra_to_install(tree_pair: TreePair) -> None:
+    old, new = tree_pair(FILES)
+    run = subprocess.run(
+        [sys.executable, "-c", _NO_PANDAS, str(old), str(new)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = run.stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert "pip install 'imgdiff-updates[pandas]'" in line
+    with open(Path(__file__).parent.parent / "pyproject.toml", "rb") as fh:
+        project = tomllib.load(fh)["project"]
+    assert project["name"] == "imgdiff-updates"
+    assert any(dep.startswith("pandas") for dep in project["optional-dependencies"]["pandas"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pandas") is None, reason="pandas not installed")
+def test_to_pandas_gives_one_row_per_change(delta: imgdiff.Delta) -> None:
+    frame = delta.to_pandas()
+    assert list(frame["path"]) == [c.path for c in delta.changes]
 
 
 def test_cli_json_on_a_pipe_is_clean_json(tree_pair: TreePair) -> None:

@@ -238,6 +238,21 @@ def test_tar_image_gives_the_same_packages_from_the_first_pass_capture(
     assert db == read_db(root.path, use_bindings)
 
 
+@pytest.mark.parametrize("use_bindings", BOTH_READERS)
+@pytest.mark.parametrize("which", ["old", "new"])
+def test_saved_manifest_gives_the_same_packages(
+    rpms: Fixtures, use_bindings: bool, which: str, tmp_path: Path
+) -> None:
+    root: Root = getattr(rpms, which)
+    Manifest.read(str(root.path), use_cache=False).save(tmp_path / "m")
+    m = Manifest.load(tmp_path / "m")
+    assert not m.has_contents
+    db = read_rpm(m, PathResolver(m), use_bindings=use_bindings)
+    assert db is not None
+    assert db.packages
+    assert db == read_db(root.path, use_bindings)
+
+
 def test_wants_selects_files_directly_inside_rpm_database_dirs() -> None:
     assert wants("/var/lib/rpm/rpmdb.sqlite")
     assert wants("/usr/lib/sysimage/rpm/Packages")

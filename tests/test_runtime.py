@@ -222,7 +222,9 @@ def test_stale_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
         doc = json.loads(capsys.readouterr().out)
     assert doc["schema"] == "imgdiff.stale/1"
     mine = [p for p in doc["processes"] if p["pid"] == user.pid]
-    assert mine[0]["reasons"] == [{"path": str(lib), "via": "mapped", "detail": "replaced on disk"}]
+    assert mine[0]["reasons"] == [
+        {"path": str(lib), "via": "mapped", "detail": "replaced on disk", "confirmed": True}
+    ]
 
 
 def test_snapshot_cli_writes_a_loadable_file(tmp_path: Path) -> None:

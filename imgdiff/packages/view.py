@@ -159,8 +159,11 @@ def compare_views(
         for c in delta.changes
         if c.entry.type is not EntryType.DIR and not old.owners(c.path) and not new.owners(c.path)
     )
-    local = _modified_locally(new, delta, new_manifest) if new_manifest is not None else ()
-    return PackageDelta(tuple(changes), unowned, local, old.warnings + new.warnings)
+    local: tuple[LocalModification, ...] = ()
+    unchecked: tuple[ImageWarning, ...] = ()
+    if new_manifest is not None:
+        local, unchecked = _modified_locally(new, delta, new_manifest)
+    return PackageDelta(tuple(changes), unowned, local, old.warnings + new.warnings + unchecked)
 
 
 _HASHES = {
@@ -173,7 +176,9 @@ _HASHES = {
 
 def _modified_locally(
     view: PackageView, delta: Delta, manifest: Manifest
-) -> tuple[LocalModification, ...]:
+) -> tuple[tuple[LocalModification, ...], tuple[ImageWarning, ...]]:
+    """The changed files whose content is not what their package records; a saved
+    manifest holds no such content, and a warning says they were not checked."""
     recorded: dict[str, list[tuple[Package, str]]] = {}
     for pkg in view.packages:
         for path, digest in pkg.file_digests:
@@ -183,6 +188,10 @@ def _modified_locally(
         for c in delta.changes
         if c.status is not Status.REMOVED and c.entry.type is EntryType.FILE and c.path in recorded
     ]
+    if paths and not manifest.has_contents:
+        files = f"{len(paths)} changed file" + ("" if len(paths) == 1 else "s")
+        why = f"{files} not checked against their packages' digests (it keeps no contents)"
+        return (), (ImageWarning(manifest.info.path, f"saved manifest: {why}"),)
     contents = manifest.read_files(paths) if paths else {}
     out = []
     for path in paths:
@@ -196,7 +205,7 @@ def _modified_locally(
                 continue
             if make(data, usedforsecurity=False).hexdigest() != want:
                 out.append(LocalModification(path, pkg.manager, pkg.key, digest))
-    return tuple(out)
+    return tuple(out), ()
 
 
 def annotate(delta: Delta, old: PackageView, new: PackageView) -> Delta:

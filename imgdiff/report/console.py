@@ -237,26 +237,52 @@ def render_snapshot(snap: Snapshot, full: bool = False) -> RenderableType:
             str(count["imported"]) if p.traced else "-",
         )  # fmt: skip
     parts: list[RenderableType] = [table]
+    if not snap.processes:
+        parts.append(Text("no process runs in the root asked about", style="yellow"))
     parts.extend(Text(f"not inspected: pid {g.pid}: {g.reason}", style="red") for g in snap.gaps)
     return Group(*parts)
 
 
 @render.register
 def render_stale(report: StaleReport, full: bool = False) -> RenderableType:
-    """Stale processes as a tree: process → changed path (via)."""
-    if not report.processes:
-        head: RenderableType = Text("no process uses deleted or replaced code", style="green")
+    """Stale processes as a tree: process → changed path (via); reasons not confirmed
+    (`Evidence.confirmed`) are one line per process with a count, unless `full`."""
+    if report.considered == 0:
+        head: RenderableType = Text(
+            f"no process runs in {escape_path(report.root)}: nothing was checked", style="yellow"
+        )
+    elif not report.processes:
+        head = Text("no process uses deleted or replaced code", style="green")
     else:
         count = _n(len(report.processes), "process needs", "processes need")
         tree = Tree(Text(f"{count} a restart", style="bold"))
         for p in report.processes:
             node = tree.add(Text(f"{p.pid} {p.unit or '-'} {escape_path(p.exe or p.comm)}"))
-            for r in p.reasons:
+            shown = p.reasons if full else [r for r in p.reasons if r.confirmed]
+            for r in shown:
                 node.add(Text(f"{escape_path(r.path)}  ({r.via}: {r.detail})"))
+            if len(shown) < len(p.reasons):
+                node.add(_unconfirmed_line(len(p.reasons) - len(shown), report.against))
         head = tree
     parts: list[RenderableType] = [head]
     parts.extend(Text(f"not inspected: pid {g.pid}: {g.reason}", style="red") for g in report.gaps)
     return Group(*parts)
+
+
+def _unconfirmed_line(count: int, against: str | None) -> Text:
+    """The line standing for a process's unconfirmed reasons (`against`: the image that
+    settled what it could, "plan" for the plan, which has no --against)."""
+    files = "file" if count == 1 else "files"
+    hint = (
+        ""
+        if against
+        else "; `imgdiff stale --against IMAGE` (the tree before the update) settles them"
+    )
+    return Text(
+        f"+ {count} {files} rewritten after it started, bytes not known to differ "
+        f"(unconfirmed{hint}; --full or --json lists them)",
+        style="dim",
+    )
 
 
 _VERDICT_STYLE = {
@@ -299,6 +325,15 @@ def render_verdict(verdict: Verdict, full: bool = False) -> RenderableType:
                 continue
             if step.unit:
                 node = parent.add(Text(f"{n}. systemctl {step.action} {step.unit}", style="bold"))
+            elif step.main_pid is not None:
+                others = len(step.pids) - 1
+                tree_of = f" (and {others} of its children)" if others else ""
+                node = parent.add(
+                    Text(
+                        f"{n}. restart pid {step.main_pid}{tree_of}: {escape_path(step.command)}",
+                        style="bold",
+                    )
+                )
             else:
                 node = parent
             if not step.processes:  # a unit to start: why, not who
@@ -315,8 +350,7 @@ def render_verdict(verdict: Verdict, full: bool = False) -> RenderableType:
                     shown += f" (+{len(pids) - 8})"
                 label = f"pid{'s' if len(pids) > 1 else ''} {shown}  {escape_path(command)}"
                 pnode = node.add(Text(label))
-                for e in evidence:
-                    pnode.add(_evidence_text(e))
+                _add_evidence(pnode, evidence, full)
         parts.append(tree)
     parts.extend(Text(f"not inspected: {u}", style="red") for u in verdict.uninspected)
     return Group(*parts)
@@ -342,11 +376,61 @@ def _bullets(items: Sequence[str], bullet: str = "  • ") -> RenderableType:
     return Group(*(_Hanging(bullet, Text(item)) for item in items))
 
 
-def _evidence_text(e: Evidence) -> Text:
+_CHAINS_SHOWN = 3  # import-graph lines per process unless --full
+_HOPS_SHOWN = 4  # modules of a chain shown unless --full
+
+
+def _add_evidence(node: Tree, evidence: tuple[Evidence, ...], full: bool) -> None:
+    """A process's evidence under its node. Unless `full`: the import-graph lines with the
+    shortest chains (each chain cut to its ends) and a count of the rest, and the
+    unconfirmed lines as one count."""
+    if full:
+        for e in evidence:
+            node.add(_evidence_text(e))
+        return
+    graph = sorted(
+        (e for e in evidence if e.via == "import-graph" and e.confirmed),
+        key=lambda e: (e.detail.count(" ← "), e.path),
+    )
+    for e in evidence:
+        if e.confirmed and e.via != "import-graph":
+            node.add(_evidence_text(e))
+    for e in graph[:_CHAINS_SHOWN]:
+        node.add(_evidence_text(e, short_chain=True))
+    if len(graph) > _CHAINS_SHOWN:
+        node.add(
+            Text(
+                f"… and {len(graph) - _CHAINS_SHOWN} more changed modules its imports reach "
+                f"({len(graph)} in all; --full lists each with its import chain)",
+                style="dim",
+            )
+        )
+    unconfirmed = sum(1 for e in evidence if not e.confirmed)
+    if unconfirmed:
+        assumed = [e for e in evidence if not e.confirmed and "assumed from" in e.detail]
+        if assumed:
+            for e in assumed:
+                node.add(_evidence_text(e))
+            unconfirmed -= len(assumed)
+        if unconfirmed:
+            node.add(_unconfirmed_line(unconfirmed, "plan"))
+
+
+def _short_chain(detail: str) -> str:
+    """An import chain cut to its first modules and its end: "a ← b ← … 9 more … ← __main__"."""
+    hops = detail.split(" ← ")
+    if len(hops) <= _HOPS_SHOWN:
+        return detail
+    head, tail = hops[: _HOPS_SHOWN - 1], hops[-1]
+    return " ← ".join([*head, f"… {len(hops) - _HOPS_SHOWN} more …", tail])
+
+
+def _evidence_text(e: Evidence, short_chain: bool = False) -> Text:
     text = Text(escape_path(e.path))
     text.append(f"  ({e.via}", style="cyan")
     if e.detail:
-        text.append(f": {e.detail}", style="cyan")
+        detail = _short_chain(e.detail) if short_chain else e.detail
+        text.append(f": {detail}", style="cyan")
     text.append(f", {e.status})", style="cyan")
     return text
 

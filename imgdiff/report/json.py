@@ -1,4 +1,4 @@
-"""JSON documents of the public contract (see DESIGN.md): stable keys, `schema` versioned.
+"""JSON documents of the public contract (docs/contract.md): stable keys, `schema` versioned.
 
 Every result's document is written here and nowhere else (`document` picks it by the
 result's type; `results.Rendered.to_json` calls it); the snapshot's document stays beside
@@ -153,11 +153,18 @@ def stale_doc(report: StaleReport) -> dict[str, Any]:
             for p in report.processes
         ],
         "gaps": [attrs.asdict(g) for g in report.gaps],
+        # additive: the root checked, how many processes run in it, the image given as
+        # the tree before the update (`--against`)
+        "root": report.root,
+        "considered": report.considered,
+        "against": report.against,
     }
 
 
-def _reason(e: Evidence) -> dict[str, str]:
-    return {"path": e.path, "via": e.via, "detail": e.detail}
+def _reason(e: Evidence) -> dict[str, Any]:
+    # `confirmed` (additive): false when the evidence rests on an inference (a ctime, a
+    # new inode whose bytes were not compared, a program assumed for an unreadable process)
+    return {"path": e.path, "via": e.via, "detail": e.detail, "confirmed": e.confirmed}
 
 
 @document.register
@@ -175,6 +182,9 @@ def verdict_doc(verdict: Verdict) -> dict[str, Any]:
                 "batch": s.batch,
                 "pids": list(s.pids),
                 "commands": list(s.commands),
+                # additive: a step with no unit names its process tree's top and command line
+                "main_pid": s.main_pid,
+                "command": s.command,
                 "reasons": [_reason(e) for e in s.reasons],
                 "processes": [
                     {
@@ -248,7 +258,7 @@ def apply_doc(result: ApplyResult) -> dict[str, Any]:
 
 @document.register
 def check_doc(result: CheckResult) -> dict[str, Any]:
-    """The `imgdiff check --json` document (DESIGN's keys, then ours)."""
+    """The `imgdiff check --json` document (the contract's keys, then ours)."""
     return {
         "schema": CHECK_SCHEMA,
         "ok": result.ok,

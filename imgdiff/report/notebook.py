@@ -19,6 +19,9 @@ from imgdiff.errors import ImgdiffError, escape_path
 from imgdiff.results import Delta, Evidence, Plan, Verdict
 
 _MAX_ROWS = 500
+# pyproject.toml's distribution name and the optional extra that brings pandas
+_DISTRIBUTION = "imgdiff-updates"
+_PANDAS_EXTRA = "pandas"
 
 
 @functools.singledispatch
@@ -56,7 +59,10 @@ def _frame(rows: list[dict[str, Any]]) -> Any:
     try:
         import pandas as pd  # optional: only this view needs it
     except ImportError:
-        raise ImgdiffError("to_pandas() needs pandas: pip install pandas") from None
+        raise ImgdiffError(
+            f"to_pandas() needs pandas, which imgdiff does not install by default: "
+            f"pip install '{_DISTRIBUTION}[{_PANDAS_EXTRA}]' (or pip install pandas)"
+        ) from None
     return pd.DataFrame(rows)
 
 
@@ -87,6 +93,7 @@ def verdict_rows(verdict: Verdict) -> list[dict[str, Any]]:
                     "detail": e.detail,
                     "status": e.status,
                     "kind": e.kind,
+                    "confirmed": e.confirmed,
                 }
             )
     return rows

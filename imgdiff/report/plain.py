@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from imgdiff.errors import escape_path
 from imgdiff.results import (
@@ -68,10 +69,15 @@ def _snapshot(snap: Snapshot) -> Iterator[str]:
 
 @lines.register
 def _stale(report: StaleReport) -> Iterator[str]:
-    """`PID UNIT EXE VIA PATH` per reason of each stale process."""
+    """`PID UNIT EXE VIA CONFIRMED PATH` per reason of each stale process (CONFIRMED:
+    `confirmed` or `unconfirmed`, as the JSON's `confirmed`)."""
     for p in report.processes:
         for r in p.reasons:
-            yield _row(p.pid, p.unit, p.exe or p.comm, r.via.value, r.path)
+            yield _row(p.pid, p.unit, p.exe or p.comm, r.via.value, _confirmed(r), r.path)
+
+
+def _confirmed(reason: Any) -> str:
+    return "confirmed" if reason.confirmed else "unconfirmed"
 
 
 def brief(report: StaleReport) -> Iterator[str]:
@@ -91,13 +97,13 @@ def _verification(result: Verification) -> Iterator[str]:
 
 def _evidence(step: int, pid: int | None, evidence: Iterable[Evidence]) -> Iterator[str]:
     for e in evidence:
-        yield _row("evidence", step, pid, e.via.value, e.status.value, e.path)
+        yield _row("evidence", step, pid, e.via.value, e.status.value, _confirmed(e), e.path)
 
 
 @lines.register
 def _verdict(verdict: Verdict) -> Iterator[str]:
     """`verdict KIND`; `reason CODE TEXT` per reason; `step N ACTION UNIT PIDS` per step
-    (PIDS comma-separated); `evidence N PID VIA STATUS PATH` per changed path a step's
+    (PIDS comma-separated); `evidence N PID VIA STATUS CONFIRMED PATH` per changed path a step's
     process uses (PID `-` for a step's own reasons); `uninspected TEXT`."""
     yield _row("verdict", verdict.verdict.value)
     for r in verdict.reasons:
@@ -121,7 +127,7 @@ def _plan(plan: Plan) -> Iterator[str]:
 @lines.register
 def _check(result: CheckResult) -> Iterator[str]:
     """`ok TREE` or `not-new WHAT` per path that is not NEW's and `stale PID UNIT EXE VIA
-    PATH` per file a process rooted in the tree still uses."""
+    CONFIRMED PATH` per file a process rooted in the tree still uses."""
     if result.ok:
         yield _row("ok", result.tree)
         return
@@ -146,6 +152,8 @@ def _delta_notes(result: Delta | PackageDelta) -> Iterator[str]:
 
 @notes.register
 def _gaps(result: Snapshot | StaleReport) -> Iterator[str]:
+    if isinstance(result, StaleReport) and result.considered == 0:
+        yield f"no process runs in {result.root}: nothing was checked"
     for g in result.gaps:
         yield f"not inspected: pid {g.pid}: {g.reason}"
 

@@ -16,6 +16,9 @@ import re
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import attrs
 
 from imgdiff._digest import of_fd as _digest_fd
 from imgdiff.errors import AccessDenied, NoSuchProcess
@@ -27,11 +30,24 @@ from imgdiff.loaders.elf import (
     elf_closure,
     load_loader_config,
 )
-from imgdiff.loaders.python import ImportGraph, ProgramGraphs
+from imgdiff.loaders.python import ImportGraph, ProgramGraphs, RunMode
 from imgdiff.model import Via
 from imgdiff.results import Evidence
 from imgdiff.runtime._procfs import ProcDir, boot_time, parse_stat
+from imgdiff.runtime.settle import (
+    CHANGED,
+    Answer,
+    Applied,
+    by_apply,
+    by_bytecode,
+    by_image,
+    in_image,
+    read_applied,
+)
 from imgdiff.runtime.snapshot import FileUse, Process
+
+if TYPE_CHECKING:
+    from imgdiff.manifest import Manifest
 
 # pseudo files that look like paths: never "deleted" in a way a restart changes
 _PSEUDO = ("/memfd:", "/dev/", "/SYSV", "/proc/", "/sys/", "/anon_hugepage", "/[")
@@ -40,8 +56,8 @@ _RUNTIME_STATE = ("/var/", "/run/", "/tmp/", "/home/", "/root/", "/srv/", "/mnt/
 STALE = "stale"  # the status of evidence that the live file is not the one in use
 
 
-def _stale(path: str, via: str, detail: str) -> Evidence:
-    return Evidence(path, Via(via), STALE, "", detail)
+def _stale(path: str, via: str, detail: str, confirmed: bool = True) -> Evidence:
+    return Evidence(path, Via(via), STALE, "", detail, confirmed)
 
 
 def recorded_deleted(use: FileUse) -> Evidence | None:
@@ -57,12 +73,13 @@ def check_use(
     use: FileUse,
     fs: RootFS,
     cache: dict[str, os.stat_result | None],
-    same: Callable[[FileUse, os.stat_result], bool] | None = None,
+    same: Callable[[FileUse, os.stat_result], bool | None] | None = None,
 ) -> Evidence | None:
     """Why the file a process uses is not what is on disk now at its path (inside the
     root `fs`), or None; `cache` holds stat results by path for that root. `same` says
     whether a replaced file still has the same bytes (then nothing changes for the
-    process: a package manager rewrites every file of a package it upgrades)."""
+    process: a package manager rewrites every file of a package it upgrades), or None
+    when it cannot tell: the evidence is then unconfirmed."""
     if use.path.startswith(_PSEUDO) or use.outside_root:
         return None
     if use.via == "open" and use.path.startswith(_RUNTIME_STATE):
@@ -78,11 +95,19 @@ def check_use(
     if use.deleted or (st.st_dev, st.st_ino) != (use.dev, use.ino):
         # the kernel marks an unlinked inode "(deleted)"; a new file at the path means the
         # package manager replaced it (write + rename), which is what a restart picks up
-        if same is not None and same(use, st):
+        answer = same(use, st) if same is not None else None
+        if answer is None and use.size is not None and use.size != st.st_size:
+            answer = False  # a traced import recorded its size: another size, other bytes
+        if answer:
             return None  # another inode with the very same bytes
+        if answer is None:
+            return _stale(use.path, use.via, "replaced on disk (bytes not compared)", False)
         return _stale(use.path, use.via, "replaced on disk")
     if use.via == "imported" and (use.size, use.mtime_ns) != (st.st_size, st.st_mtime_ns):
-        return _stale(use.path, Via.IMPORTED, "changed since it was imported")
+        # another size is other bytes; another mtime alone may be a same-bytes rewrite
+        return _stale(
+            use.path, Via.IMPORTED, "changed since it was imported", use.size != st.st_size
+        )
     return None
 
 
@@ -92,27 +117,36 @@ _MAX_COMPARE = 1 << 30  # bytes; a larger replaced file counts as changed
 class SameBytes:
     """Compares a replaced file a process still holds (through /proc/PID/exe, fd/N or
     map_files/RANGE) with the file now at its path, by digest; digests are kept per
-    inode, so a library held by many processes is read once. Anything unreadable counts
-    as different."""
+    inode, so a library held by many processes is read once. Anything unreadable leaves
+    the answer unknown (the evidence stays, unconfirmed)."""
 
     def __init__(self) -> None:
         self.digests: dict[tuple[int, int], str | None] = {}
 
-    def against(self, d: ProcDir, fs: RootFS) -> Callable[[FileUse, os.stat_result], bool]:
+    def against(self, d: ProcDir, fs: RootFS) -> Callable[[FileUse, os.stat_result], bool | None]:
         """The comparison for one process (`check_use`'s `same`)."""
         return lambda use, now: self(d, fs, use, now)
 
-    def __call__(self, d: ProcDir, fs: RootFS, use: FileUse, now: os.stat_result) -> bool:
-        if use.handle is None:
-            return False
-        handle = use.handle
+    def __call__(self, d: ProcDir, fs: RootFS, use: FileUse, now: os.stat_result) -> bool | None:
+        """True: the same bytes; False: other bytes; None: either side unreadable."""
         if not stat.S_ISREG(now.st_mode):
             return False  # a FIFO or device took the path: never opened (it could block)
-        new = self._digest(
-            (now.st_dev, now.st_ino), lambda: fs.open(use.path, os.O_RDONLY | os.O_NONBLOCK)
-        )
+        if use.handle is None:
+            return None
+        handle = use.handle
+        new = self.now(fs, use.path, now)
         old = self._digest((use.dev, use.ino), lambda: d.open_target(handle))
-        return old is not None and old == new
+        if old is None or new is None:
+            return None
+        return old == new
+
+    def now(self, fs: RootFS, path: str, st: os.stat_result) -> str | None:
+        """The digest of the file at `path` in `fs` now (`st`: its status), or None."""
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return self._digest(
+            (st.st_dev, st.st_ino), lambda: fs.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        )
 
     def _digest(self, key: tuple[int, int], opener: Callable[[], int]) -> str | None:
         if key in self.digests:
@@ -167,7 +201,9 @@ class Inspector:
     """What one run shares across the processes it looks into: stat results per space,
     import graphs, ELF closures and loader configurations, digests of replaced files."""
 
-    def __init__(self, procfs: str = "/proc", clock_ticks: int = 100) -> None:
+    def __init__(
+        self, procfs: str = "/proc", clock_ticks: int = 100, against: Manifest | None = None
+    ) -> None:
         self.procfs = procfs
         self.ticks = clock_ticks
         self.stats: dict[Space, dict[str, os.stat_result | None]] = {}
@@ -177,6 +213,8 @@ class Inspector:
         self.loaders: dict[Space, LoaderConfig] = {}
         self.closures: dict[tuple[Space, str], ElfClosure] = {}
         self._boot_time: float | None = None
+        self.against = against  # the tree as it was before the update, when known
+        self.applied: dict[Space, Applied | None] = {}
 
     @contextmanager
     def open(self, proc: Process) -> Iterator[tuple[ProcDir, RootFS]]:
@@ -192,32 +230,99 @@ class Inspector:
         return cache[path]
 
     def stale_uses(self, proc: Process, d: ProcDir, fs: RootFS) -> list[Evidence]:
-        """Each file the process maps or holds that is no longer the one at its path."""
+        """Each file the process maps or holds that is no longer the one at its path
+        (evidence resting on an identity alone settled by the witnesses, `settle`)."""
         cache = self.stats.setdefault(_space(proc), {})
         same = self.same.against(d, fs)
-        return [e for use in proc.files if (e := check_use(use, fs, cache, same)) is not None]
+        found = [e for use in proc.files if (e := check_use(use, fs, cache, same)) is not None]
+        return self.settle(proc, fs, found)
+
+    def started(self, proc: Process) -> float:
+        """When the process started, in seconds since the epoch (to the second)."""
+        if self._boot_time is None:
+            self._boot_time = boot_time(self.procfs)
+        return self._boot_time + proc.start_time / self.ticks
+
+    def settle(
+        self, proc: Process, fs: RootFS, found: list[Evidence], version: str | None = None
+    ) -> list[Evidence]:
+        """Unconfirmed evidence asked of the witnesses of the old bytes, in order (the
+        image before the update, the state of the last apply, the bytecode cache): same
+        bytes drop it, other bytes confirm it, no answer leaves it unconfirmed. `version`
+        is the process's Python ("3.11"), for its bytecode cache."""
+        if all(e.confirmed for e in found):
+            return found
+        space = _space(proc)
+        if self.against is not None:
+            real = (in_image(self.against, e.path) for e in found if not e.confirmed)
+            self.against.fill_digests([p for p in real if p in self.against.entries])
+        if space not in self.applied:
+            self.applied[space] = read_applied(fs)
+        applied = self.applied[space]
+        started = self.started(proc)
+        out = []
+        for e in found:
+            st = None if e.confirmed else self.stat(space, fs, e.path)
+            if e.confirmed or st is None:
+                out.append(e)
+                continue
+            answer, witness = self._ask(fs, e.path, st, started, applied, version)
+            if answer == CHANGED:
+                out.append(attrs.evolve(e, detail=witness, confirmed=True))
+            elif answer is None:
+                out.append(e)
+        return out
+
+    def _ask(
+        self,
+        fs: RootFS,
+        path: str,
+        st: os.stat_result,
+        started: float,
+        applied: Applied | None,
+        version: str | None,
+    ) -> tuple[Answer, str]:
+        if self.against is not None:
+            answer = by_image(self.against, path, lambda: self.same.now(fs, path, st))
+            if answer is not None:
+                return answer, "bytes differ from the image before the update"
+        if applied is not None:
+            answer = by_apply(applied, path, st, started)
+            if answer is not None:
+                return answer, "bytes changed by the last imgdiff apply"
+        return by_bytecode(fs, path, st, started, version), ""
 
     def graph(self, proc: Process, fs: RootFS) -> ImportGraph:
         """The static import graph of a Python process's program (`proc.exe` set)."""
         assert proc.exe is not None
         return self.graphs.graph(fs, _space(proc), proc.cmdline, proc.exe, proc.cwd)
 
+    def graph_unknown(self, proc: Process, fs: RootFS) -> str | None:
+        """Why the static import graph of an untraced Python process could not be
+        computed (its imports are then unknown, never clean), or None."""
+        graph = self.graph(proc, fs)
+        if graph.mode is not RunMode.UNSUPPORTED:
+            return None
+        return f"import graph not computed: {graph.notes[0] if graph.notes else graph.mode}"
+
     def stale_imports(self, proc: Process, fs: RootFS) -> list[Evidence]:
         """Modules an untraced Python process's import graph reaches that are gone or
         changed after it started. ctime, not mtime: package managers restore mtimes,
         never ctimes."""
-        if self._boot_time is None:
-            self._boot_time = boot_time(self.procfs)
-        started = self._boot_time + proc.start_time / self.ticks
+        started = self.started(proc)
         space = _space(proc)
+        graph = self.graph(proc, fs)
         out = []
-        for path in sorted(self.graph(proc, fs).files):
+        for path in sorted(graph.files):
             st = self.stat(space, fs, path)
             if st is None:
                 out.append(_stale(path, Via.IMPORT_GRAPH, "imported module no longer on disk"))
             elif st.st_ctime > started + 1:  # a second of slack: ctime and start granularity
-                out.append(_stale(path, Via.IMPORT_GRAPH, "changed after the process started"))
-        return out
+                # a ctime says the file was written, not that its bytes changed
+                out.append(
+                    _stale(path, Via.IMPORT_GRAPH, "changed after the process started", False)
+                )
+        return self.settle(proc, fs, out, graph.version)
 
     def closure(self, proc: Process, fs: RootFS) -> ElfClosure:
         """The ELF closure of the process's executable (`proc.exe` set), inside its root."""

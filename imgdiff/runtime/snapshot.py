@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from imgdiff import _parallel
+from imgdiff import _parallel, _repr
 from imgdiff._jsondoc import as_list as _list
 from imgdiff._jsondoc import check_types as _check_types
 from imgdiff.errors import AccessDenied, BadInput, NoSuchProcess
@@ -51,6 +51,11 @@ class FileUse:
     # for imports: the chain of importers the tracer saw ("a ← b ← (program or start-up)")
     detail: str = ""
 
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        return f"FileUse({_repr.text(self.path)}, {self.via!r})"
+
 
 @attrs.frozen
 class Process:
@@ -72,6 +77,12 @@ class Process:
     files: tuple[FileUse, ...]
     traced: bool = False  # an import trace was found for this process
     ns_pid: int | None = None  # its pid inside its own pid namespace (1: a container's init)
+
+    __repr__ = _repr.short_repr
+
+    def _summary(self) -> str:
+        files = _repr.count(len(self.files), "file")
+        return f"Process(pid={self.pid}, {self.comm!r}, unit={self.unit!r}, {files})"
 
     @property
     def is_init(self) -> bool:
@@ -262,6 +273,8 @@ class Snapshot:
     processes: tuple[Process, ...]
     gaps: tuple[Gap, ...] = ()
     clock_ticks: int = 100
+
+    __repr__ = _repr.short_repr
 
     @classmethod
     def capture(

@@ -11,28 +11,47 @@ looking is `inspect`'s; this module only says which processes are stale.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from imgdiff.errors import AccessDenied, NoSuchProcess
 from imgdiff.results import StaleProcess, StaleReport
 from imgdiff.runtime.inspect import Inspector, is_python
 from imgdiff.runtime.snapshot import Gap, Snapshot
 
+if TYPE_CHECKING:
+    from imgdiff.manifest import Manifest
 
-def stale(snapshot: Snapshot, *, procfs: str = "/proc") -> StaleReport:
+
+def stale(
+    snapshot: Snapshot,
+    *,
+    procfs: str = "/proc",
+    against: Manifest | None = None,
+    root: str = "/",
+) -> StaleReport:
     """Check every process of a live snapshot against the files now in its root.
 
     Untraced Python processes are checked through their static import graph: a module
     file whose ctime is later than the process's start changed after it was (probably)
-    imported. ctime, not mtime: package managers restore mtimes, never ctimes.
+    imported. ctime, not mtime: package managers restore mtimes, never ctimes. Such
+    evidence, and a replaced file whose old bytes could not be read, is unconfirmed
+    (`Evidence.confirmed`) unless a witness of the old bytes settles it (`settle`):
+    `against`, the tree as it was before the update (an image or saved manifest), then
+    the state of the last `imgdiff apply` in the root, then CPython's bytecode cache.
+    A reason whose bytes are the same is dropped. `root` names the root the snapshot was
+    taken for, for the report.
     """
     found: list[StaleProcess] = []
     gaps: list[Gap] = list(snapshot.gaps)
-    inspector = Inspector(procfs, snapshot.clock_ticks)
+    inspector = Inspector(procfs, snapshot.clock_ticks, against)
     for proc in snapshot.processes:
         try:
             with inspector.open(proc) as (d, fs):
                 reasons = inspector.stale_uses(proc, d, fs)
                 if is_python(proc) and not proc.traced:
                     reasons += inspector.stale_imports(proc, fs)
+                    if (why := inspector.graph_unknown(proc, fs)) is not None:
+                        gaps.append(Gap(proc.pid, why))
         except NoSuchProcess:
             continue  # exited since the snapshot: nothing to restart
         except AccessDenied as exc:
@@ -45,4 +64,10 @@ def stale(snapshot: Snapshot, *, procfs: str = "/proc") -> StaleReport:
                     tuple(dict.fromkeys(reasons)),
                 )
             )  # fmt: skip
-    return StaleReport(tuple(found), tuple(gaps))
+    return StaleReport(
+        tuple(found),
+        tuple(gaps),
+        root,
+        len(snapshot.processes),
+        against.info.path if against is not None else None,
+    )

@@ -1,0 +1,77 @@
+"""The documentation stands alone: every relative link in README.md and docs/*.md leads
+to a file of the repository, and nothing points outside it (no ../shared)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")  # [text](target)
+NAMED = re.compile(r"`((?:docs/)?[\w.-]+\.md)`")  # a page named in backticks: `plan.md`
+HEADING = re.compile(r"^#+ (.*)$", re.MULTILINE)
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _targets(page: Path) -> list[str]:
+    return LINK.findall(page.read_text())
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_relative_links_lead_to_files_of_the_repository(page: Path) -> None:
+    text = page.read_text()
+    assert "../shared" not in text
+    for target in _targets(page):
+        if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+            assert "example.invalid" not in target
+            continue
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        assert dest.is_file(), f"{page.name}: {target} leads nowhere"
+        assert dest.is_relative_to(REPO), f"{page.name}: {target} leaves the repository"
+        if anchor and dest.suffix == ".md":
+            anchors = {_slug(h) for h in HEADING.findall(dest.read_text())}
+            assert anchor in anchors, f"{page.name}: no heading #{anchor} in {dest.name}"
+    for named in NAMED.findall(text):
+        candidates = [page.parent / named, REPO / named, REPO / "docs" / named]
+        assert any(c.is_file() for c in candidates), f"{page.name}: `{named}` names no page"
+
+
+def test_the_contract_is_linked_from_the_readme_and_the_docs() -> None:
+    assert "docs/contract.md" in _targets(REPO / "README.md")
+    for name in ("cli.md", "architecture.md"):
+        assert "contract.md" in _targets(REPO / "docs" / name)
+
+
+def test_the_contract_has_an_example_of_every_json_document() -> None:
+    text = (REPO / "docs" / "contract.md").read_text()
+    examples = re.findall(r"```json\n(.*?)```", text, re.DOTALL)
+    schemas = set(re.findall(r'"schema": "(imgdiff\.[a-z-]+/\d+)"', "".join(examples)))
+    assert schemas >= {
+        "imgdiff.delta/1", "imgdiff.packages/1", "imgdiff.snapshot/1", "imgdiff.stale/1",
+        "imgdiff.verdict/1", "imgdiff.verify/1", "imgdiff.check/1", "imgdiff.pack/1",
+        "imgdiff.apply/1",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_json_examples_parse(page: Path) -> None:
+    decoder = json.JSONDecoder()
+    for example in re.findall(r"```json\n(.*?)```", page.read_text(), re.DOTALL):
+        text, at = example.strip(), 0
+        while at < len(text):  # one or more documents, one after another
+            _, end = decoder.raw_decode(text, at)
+            at = len(text) - len(text[end:].lstrip())
+
+
+def test_project_metadata_has_no_placeholder_url() -> None:
+    assert "example.invalid" not in (REPO / "pyproject.toml").read_text()
