@@ -79,18 +79,22 @@ def pack(
     jobs = _content_jobs(om, nm)
     done = 0
 
+    # a streamed archive is read once more per batch of files, so a worker reads its whole
+    # slice at once; directories are read a file at a time, holding one file and its base
+    by_file = om.info.format == nm.info.format == "dir"
+
     def encode(batch: list[_Job]) -> list[tuple[str, str, bytes]]:
         nonlocal done
-        # one read per image for the whole batch: a streamed archive is read once more
-        new_data = _contents(nm, [p for p, _, copy_of in batch if copy_of is None])
-        old_data = _contents(om, [b for _, b, copy_of in batch if copy_of is None and b])
         out: list[tuple[str, str, bytes]] = []
-        for path, base, copy_of in batch:
-            reference = old_data.get(base) if base is not None else None
-            out.append((path, *_encode(new_data.get(path), reference, copy_of)))
-            done += 1
-            if progress is not None and batch is slices[0]:
-                progress(min(len(jobs), done * len(slices)), len(jobs))
+        for part in ([job] for job in batch) if by_file else [batch]:
+            new_data = _contents(nm, [p for p, _, copy_of in part if copy_of is None])
+            old_data = _contents(om, [b for _, b, copy_of in part if copy_of is None and b])
+            for path, base, copy_of in part:
+                reference = old_data.get(base) if base is not None else None
+                out.append((path, *_encode(new_data.get(path), reference, copy_of)))
+                done += 1
+                if progress is not None and batch is slices[0]:
+                    progress(min(len(jobs), done * len(slices)), len(jobs))
         return out
 
     slices = _parallel.split(jobs, workers or _parallel.workers())
