@@ -10,7 +10,8 @@ in an archive-mode repository. OSTree stores neither device nodes nor special fi
 it commits copies of the trees without them (`rsync -aX --no-devices --no-specials`);
 as root, commits keep the real owners and xattrs (no `--owner-uid/--owner-gid`).
 
-Then each way's apply onto a fresh `cp -a` copy of OLD (the copy is not timed): `imgdiff
+Then each way's apply onto a fresh `cp -a` copy of OLD (the copy, and a `sync` that writes
+it out, are not timed): `imgdiff
 apply`, `rsync -a --delete` of NEW (with and without `--fsync`), rsync of the changed
 paths only (`--files-from`, removals by `--delete-missing-args`), and OSTree's
 `static-delta apply-offline` into a bare repository holding OLD, then `checkout` of NEW;
@@ -345,6 +346,9 @@ def apply_rows(
 
     def copy(scratch: str) -> None:
         subprocess.run(["cp", "-a", c.old, scratch], check=True)
+        # the copy's writeback is the copy's: without this, the first way that syncs
+        # (imgdiff apply's syncfs, rsync --fsync) pays for writing 240 MB it never wrote
+        subprocess.run(["sync"], check=True)
 
     listed = f"rsync -a --files-from=LIST --delete-missing-args --force ({ch.n_rsync} paths)"
     ways = [
