@@ -10,6 +10,7 @@ never prints.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ from imgdiff.model import ImageWarning
 from imgdiff.results import Delta, PackageDelta, Plan, Reason, ReasonCode
 
 if TYPE_CHECKING:
+    from imgdiff.impact import ImageEvidence
     from imgdiff.packages.view import PackageView
     from imgdiff.plan import Policy
 
@@ -216,11 +218,13 @@ def plan_update(
     reading: ReadCounts | None = None,
 ) -> Plan:
     """The whole job: delta of OLD→NEW, the processes of `root` (live, or a saved
-    snapshot), their impact, and the verdict. A saved snapshot cannot be looked into, so
-    import graphs and ELF closures (which read each process's root) are skipped and the
-    verdict says so. `on_stage` is told what each stage does as it starts (for a
-    progress display); `exclude_self` leaves the calling process out of the snapshot
-    (the CLI does); `workers` caps the forked processes (1: none, for threaded callers)."""
+    snapshot), their impact, and the verdict. A saved snapshot cannot be looked into: its
+    processes' import graphs and ELF closures are read from OLD's files (the host runs
+    them) when OLD is a directory, and otherwise those processes are uninspected (the
+    policy decides); the verdict says which. `on_stage` is told what each stage does as
+    it starts (for a progress display); `exclude_self` leaves the calling process out of
+    the snapshot (the CLI does); `workers` caps the forked processes (1: none, for
+    threaded callers)."""
     from imgdiff.drift import check_drift
     from imgdiff.impact import ConfigSources, assess
     from imgdiff.packages.view import PackageView, capture_predicate
@@ -267,10 +271,13 @@ def plan_update(
     )
     clock.lap("snapshot")
     policy = policy or Policy()
-    impact = assess(
-        delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live,
-        stale=live, untraced=policy.untraced,
-    )  # fmt: skip
+    # a saved snapshot's programs are read from OLD's files, the ones the host runs
+    from_image = None if live else old_evidence(om, delta, policy)
+    with contextlib.closing(from_image) if from_image else contextlib.nullcontext():
+        impact = assess(
+            delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live,
+            stale=live, untraced=policy.untraced, image=from_image,
+        )  # fmt: skip
     clock.lap("impact")
     drift = None  # with allow_drift a drift changes nothing: the tree is not walked
     # a snapshot saved on another machine (or before a reboot) says nothing of the tree here
@@ -285,12 +292,8 @@ def plan_update(
     verdict = decide(delta, impact, policy, drift, unit_deps, removed_units, enabling)
     clock.lap("verdict")
     if not live:
-        notes = [
-            Reason(
-                "saved snapshot: static import graphs and ELF closures were not computed",
-                ReasonCode.SAVED_SNAPSHOT,
-            )
-        ]
+        assert from_image is not None
+        notes = [saved_snapshot_note(from_image)]
         if not here:
             notes.append(
                 Reason(
@@ -300,3 +303,29 @@ def plan_update(
             )
         verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))
     return Plan(verdict, delta, impact, drift, clock.seconds)
+
+
+def old_evidence(om: Manifest, delta: Delta, policy: Policy) -> ImageEvidence:
+    """Where a saved snapshot's import graphs and ELF closures come from: OLD's own files
+    when OLD was read as a directory just now, else nowhere (its processes are unknown)."""
+    from imgdiff.impact import ImageEvidence
+
+    tree = om.info.format == "dir" and om.has_contents
+    return ImageEvidence(
+        delta,
+        om.info.path if tree else None,
+        untraced_strict=policy.untraced == "strict",
+        why_not=f"OLD ({om.info.format}) is not a directory: its programs' files were not read",
+    )
+
+
+def saved_snapshot_note(from_image: ImageEvidence) -> Reason:
+    """The verdict's note on where a saved snapshot's graphs and closures came from."""
+    if from_image.root is not None or from_image.shared:
+        text = "saved snapshot: import graphs and ELF closures were read from OLD's files"
+    else:
+        text = (
+            "saved snapshot: import graphs and ELF closures were not computed "
+            f"({from_image.why_not}); processes that need them are uninspected"
+        )
+    return Reason(text, ReasonCode.SAVED_SNAPSHOT)
