@@ -192,6 +192,9 @@ def _parser() -> argparse.ArgumentParser:
     _output_options(e, plain=False)
     e.add_argument("--keep", metavar="DIR", help="build the example images in DIR and keep them")
     _archive_verbs(verb)
+    from imgdiff._cli_fleet import add_verbs
+
+    add_verbs(verb)  # report, fleet plan
     return p
 
 
@@ -687,10 +690,13 @@ def _stdin_image(args: argparse.Namespace) -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from imgdiff import _cli_fleet
+
     started = time.monotonic()
+    verbs = {**_VERBS, "report": _cli_fleet.run_report, "fleet": _cli_fleet.run_fleet}
     with ExitStack() as stack:
         stack.enter_context(_stdin_image(args))
-        code = _VERBS[args.verb](args)
+        code = verbs[args.verb](args)
     if args.verbose:
         sys.stderr.write(f"imgdiff: {args.verb} took {time.monotonic() - started:.2f} s\n")
     return code

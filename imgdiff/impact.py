@@ -415,6 +415,7 @@ class ImageEvidence:
         self._inspector: Inspector | None = None
         self._fs: RootFS | None = None
         self.shared = False
+        self.redacted = False  # the snapshot's command lines were cut to argv[0]
 
     def keys(self, proc: Process) -> list[tuple[object, ...]]:
         """The cache keys this process's evidence is made of (none when it needs none)."""
@@ -447,6 +448,8 @@ class ImageEvidence:
         """This process's graph and closure evidence, or why it is unknown."""
         out: list[Evidence] = []
         for key in self.keys(proc):
+            if self.redacted and key[1] == "graph":
+                return "command line redacted in the host report: its import graph is unknown"
             got = self.compute(key)
             if isinstance(got, str):
                 return got
@@ -505,6 +508,17 @@ class ImageEvidence:
         copy.shared = self.root is not None
         copy.known = dict(self.known)
         return copy
+
+    def redacting(self) -> ImageEvidence:
+        """This cache (shared, not copied) for a snapshot whose command lines were cut to
+        the program: an untraced Python program's graph is then unknown, not computed
+        from a wrong command line."""
+        if self.root is not None and self._fs is None:  # opened here: closed with this one
+            self._fs, self._inspector = RootFS(self.root), Inspector()
+        view = ImageEvidence.__new__(ImageEvidence)
+        view.__dict__.update(self.__dict__)
+        view.redacted = True
+        return view
 
     def close(self) -> None:
         """Close the image's root, if open."""
