@@ -659,10 +659,23 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_NO
 
 
+def _report(args: argparse.Namespace) -> int:
+    from imgdiff._cli_fleet import run_report
+
+    return run_report(args)
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    from imgdiff._cli_fleet import run_fleet
+
+    return run_fleet(args)
+
+
 _VERBS = {
     "plan": _plan, "verify": _verify, "snapshot": _snapshot, "stale": _stale, "diff": _diff,
     "packages": _packages, "manifest": _manifest, "demo": _demo, "pack": _pack,
-    "apply": _apply, "rollback": _rollback, "check": _check,
+    "apply": _apply, "rollback": _rollback, "check": _check, "report": _report,
+    "fleet": _fleet,
 }  # fmt: skip
 
 
@@ -690,13 +703,10 @@ def _stdin_image(args: argparse.Namespace) -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from imgdiff import _cli_fleet
-
     started = time.monotonic()
-    verbs = {**_VERBS, "report": _cli_fleet.run_report, "fleet": _cli_fleet.run_fleet}
     with ExitStack() as stack:
         stack.enter_context(_stdin_image(args))
-        code = verbs[args.verb](args)
+        code = _VERBS[args.verb](args)
     if args.verbose:
         sys.stderr.write(f"imgdiff: {args.verb} took {time.monotonic() - started:.2f} s\n")
     return code

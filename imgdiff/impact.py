@@ -20,7 +20,7 @@ from typing import Literal
 import attrs
 
 from imgdiff.cmdline import path_arguments
-from imgdiff.errors import AccessDenied, NoSuchProcess
+from imgdiff.errors import AccessDenied, ImgdiffError, NoSuchProcess
 from imgdiff.fs.rootfs import RootFS
 from imgdiff.loaders.elf import (
     ElfClosure,
@@ -420,8 +420,8 @@ class ImageEvidence:
     def keys(self, proc: Process) -> list[tuple[object, ...]]:
         """The cache keys this process's evidence is made of (none when it needs none)."""
         out: list[tuple[object, ...]] = []
-        if proc.exe is None:
-            return out
+        if proc.exe is None or not proc.exe.startswith("/"):
+            return out  # no program to read (a snapshot's paths are absolute)
         if self.wants_python and is_python(proc) and not proc.traced:
             out.append((self.identity, "graph", proc.exe, proc.cmdline, proc.cwd))
         if self.wants_elf:
@@ -439,7 +439,8 @@ class ImageEvidence:
         else:
             try:
                 result = self._compute(key)
-            except (OSError, NoSuchProcess, AccessDenied) as exc:
+            except (OSError, ValueError, RecursionError, ImgdiffError) as exc:
+                # a hostile snapshot's odd program or arguments: unknown, never a crash
                 result = f"evidence not computed from OLD's files: {exc}"
         self.known[key] = result
         return result
@@ -456,7 +457,7 @@ class ImageEvidence:
             out += got
         return tuple(out)
 
-    def _compute(self, key: tuple[object, ...]) -> tuple[Evidence, ...]:
+    def _compute(self, key: tuple[object, ...]) -> tuple[Evidence, ...] | str:
         assert self.root is not None
         if self._fs is None:
             self._fs = RootFS(self.root)
@@ -485,6 +486,11 @@ class ImageEvidence:
         graph = inspector.graphs.graph(
             fs, space, argv, program, cwd if isinstance(cwd, str) else None
         )
+        missing = [
+            n for n in graph.notes if n.startswith(_NOT_IN_OLD) and n.endswith(_NOT_IN_OLD_END)
+        ]
+        if missing:  # the host runs a program OLD does not have: its imports are unknown
+            return f"evidence not computed from OLD's files: {missing[0]}"
         out = [
             attrs.evolve(e, detail=_import_chain(graph.chain(e.path)))
             for e in _evidence(sorted(graph.files), Via.IMPORT_GRAPH, self.changed)
@@ -525,6 +531,11 @@ class ImageEvidence:
         if self._fs is not None:
             self._fs.close()
             self._fs = None
+
+
+# the finder's notes when the program's own file is not in the root it read (OLD here)
+_NOT_IN_OLD = ("script ", "relative script ", "directory ")
+_NOT_IN_OLD_END = ("not found in the root", "with unknown working directory", "no __main__.py")
 
 
 def _image_identity(path: str) -> str:

@@ -316,3 +316,35 @@ def _children() -> list[Any]:
 
     children: list[Any] = psutil.Process().children(recursive=True)
     return children
+
+
+def test_a_well_formed_but_odd_report_is_unknown_not_a_crash(
+    world: World, cluster: Cluster, tmp_path: Path
+) -> None:
+    """A program whose arguments cannot name a file (a NUL byte) or whose path is not
+    absolute: its evidence is not computed, the process is uninspected, and the host
+    still has its verdict beside a normal one."""
+    base = json.loads((world.reports / "h00.json").read_text())
+
+    def odd(doc: dict[str, Any]) -> None:
+        for p in doc["snapshot"]["processes"]:
+            if p["unit"] == world.app:
+                p["cmdline"] = [PYTHON, "/app\x00.py"]
+            elif p["exe"]:
+                p["exe"] = "relative/python3.11"
+
+    weird = _variant(base, tmp_path / "odd.json", "odd1", odd)
+    with distributed.Client(cluster.address) as client:
+        fv = imgdiff.fleet.plan(
+            str(world.old), str(world.new), [str(weird), str(world.reports / "h01.json")],
+            client=client, use_cache=False,
+        )  # fmt: skip
+    odd_host, normal = fv.hosts
+    assert odd_host.error is None
+    assert odd_host.verdict is not None
+    assert odd_host.verdict.verdict == "restart"  # strict: an unknown process may be hit
+    (gap,) = odd_host.verdict.uninspected
+    assert "evidence not computed from OLD's files" in gap
+    assert "not found in the root" in gap  # the NUL ends the path: /app is not in OLD
+    assert normal.verdict is not None
+    assert [s.unit for s in normal.verdict.steps] == [world.app]

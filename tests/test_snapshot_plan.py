@@ -99,6 +99,11 @@ def test_snapshot_evidence_is_computed_once_per_program(pyhost: PyHost, tmp_path
     assert worker.evidence(other) == (
         f"evidence not computed: graph of {PYTHON} missing from the cache"
     )
+    # a script the host has but OLD has not: its imports are unknown, not "none"
+    local = attrs.evolve(proc, cmdline=(PYTHON, "/srv/app.py"))
+    assert image.evidence(local) == (
+        "evidence not computed from OLD's files: script /srv/app.py not found in the root"
+    )
     image.close()
 
 

@@ -145,7 +145,10 @@ def plan_host(ctx: FleetContext, path: str) -> HostVerdict:
     except (ImgdiffError, MemoryError, RecursionError) as exc:
         return HostVerdict(path, "", None, f"{path}: unreadable report: {exc}")
     root = report.root if report is not None else "/"
-    verdict = judge(ctx, snap, report, root)
+    try:
+        verdict = judge(ctx, snap, report, root)
+    except Exception as exc:  # one odd report (or a bug it hits) never stops the fleet
+        return HostVerdict(path, snap.host, None, f"{path}: cannot be planned: {exc!r}")
     tree = report.tree if report is not None else None
     return HostVerdict(
         path,
