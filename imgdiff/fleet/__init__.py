@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import tomllib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,6 +35,9 @@ class FleetVerdict:
     summary: dict[str, Any]
     waves: tuple[Wave, ...]
     rollout: RolloutPolicy = attrs.field(factory=RolloutPolicy)
+    # seconds: "images" (OLD and NEW read once), "programs" (their graphs and closures),
+    # "hosts" (every host planned on the cluster)
+    timings: dict[str, float] = attrs.field(factory=dict)
 
     def wave_of(self) -> dict[int, int]:
         """Host index → the wave it is in (reimage and error hosts: in none)."""
@@ -173,9 +177,11 @@ def plan(
     rollout = rollout or RolloutPolicy()
     # the cluster first: an unreachable scheduler is said before the images are read
     with contextlib.nullcontext(client) if client is not None else engine.connect(scheduler) as c:
+        t0 = time.perf_counter()
         ctx, image = prepare(old, new, policy, use_cache=use_cache)
+        timings = {"images": time.perf_counter() - t0}
         try:
-            hosts = engine.run(ctx, image, paths, c, progress)
+            hosts = engine.run(ctx, image, paths, c, progress, timings)
         finally:
             image.close()
-    return FleetVerdict(tuple(hosts), summary(hosts), waves(hosts, rollout), rollout)
+    return FleetVerdict(tuple(hosts), summary(hosts), waves(hosts, rollout), rollout, timings)

@@ -119,8 +119,13 @@ def run(
     paths: Sequence[str],
     client: Any,
     progress: Callable[[int, int], None] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> list[HostVerdict]:
-    """Every host's verdict, in the order of `paths`."""
+    """Every host's verdict, in the order of `paths`; `timings` is given the seconds of
+    each phase ("programs": finding and computing them, "hosts": planning the hosts)."""
+    import time
+
+    t0 = time.perf_counter()
     distributed = _distributed()
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     parts = chunks(paths, n_workers)
@@ -131,6 +136,7 @@ def run(
     for keys in client.gather(client.map(_keys_task, parts, image=probe, pure=False)):
         for key in keys:
             image.compute(key)
+    t1 = time.perf_counter()
     # 2. the context, with what was computed, sent to each worker once
     shared = client.scatter(context_with(ctx, image), broadcast=True)
     futures = client.map(_plan_task, parts, ctx=shared, pure=False)
@@ -145,6 +151,8 @@ def run(
         done += len(parts[i])
         if progress is not None:
             progress(done, len(paths))
+    if timings is not None:
+        timings |= {"programs": t1 - t0, "hosts": time.perf_counter() - t1}
     return [h for part in answers if part is not None for h in part]
 
 
