@@ -215,9 +215,8 @@ def assess(
         guessed = _init_evidence(changed, "/")
         if guessed is not None:
             affected.append(guessed)
-    elif want == "/" and image is not None and image.root is not None and not init_seen:
-        # the host's PID 1 runs OLD's init
-        affected += filter(None, [_init_evidence(changed, image.root)])
+    elif want == "/" and image is not None and not init_seen:
+        affected += filter(None, [image.init_impact()])  # the host's PID 1 runs OLD's init
     return Impact(tuple(affected), considered, tuple(gaps), tuple(untraced_python))
 
 
@@ -416,6 +415,7 @@ class ImageEvidence:
         self._fs: RootFS | None = None
         self.shared = False
         self.redacted = False  # the snapshot's command lines were cut to argv[0]
+        self._init: ProcessImpact | bool | None = False  # False: not computed yet
 
     def keys(self, proc: Process) -> list[tuple[object, ...]]:
         """The cache keys this process's evidence is made of (none when it needs none)."""
@@ -506,8 +506,16 @@ class ImageEvidence:
         ]
         return tuple(out)
 
+    def init_impact(self) -> ProcessImpact | None:
+        """PID 1 as OLD's files say it would be (`init_evidence` inside OLD), for a
+        snapshot of a host's root that could not read it; computed once."""
+        if self._init is False:
+            self._init = _init_evidence(self.changed, self.root) if self.root else None
+        return self._init if isinstance(self._init, ProcessImpact) else None
+
     def shareable(self) -> ImageEvidence:
         """A copy holding only what was computed (no open image), for other processes."""
+        self.init_impact()  # computed here, where OLD is
         copy = ImageEvidence.__new__(ImageEvidence)
         copy.__dict__.update(self.__dict__)
         copy.root, copy._fs, copy._inspector = None, None, None

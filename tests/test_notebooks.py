@@ -57,5 +57,6 @@ def test_fleet_notebook_plans_every_host_and_orders_the_rollout() -> None:
     by_host = {h.host: h for h in fv.hosts}
     assert by_host["web07"].verdict.verdict == "reimage"  # its tree drifted from OLD
     assert fv.waves[0].kind == "canary"
-    assert sum(n for _, n in scope["per_wave"]) == 39  # all but the reimaged host
+    per_wave: Any = scope["per_wave"]
+    assert sum(n for _, n in per_wave) == 39  # all but the reimaged host
     assert scope["units"]  # the services' units, for the units x hosts plot

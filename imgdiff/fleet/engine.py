@@ -27,7 +27,7 @@ from imgdiff.fleet.host import (
 from imgdiff.impact import ImageEvidence
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a named scheduler
-MAX_CHUNK = 64  # hosts per task at most
+MAX_CHUNK = 32  # hosts per task at most: the last tasks' imbalance stays small
 
 
 def _distributed() -> Any:
@@ -101,7 +101,7 @@ def chunks(paths: Sequence[str], workers: int) -> list[list[str]]:
     MAX_CHUNK each."""
     if not paths:
         return []
-    size = max(1, min(MAX_CHUNK, math.ceil(len(paths) / max(1, workers * 4))))
+    size = max(1, min(MAX_CHUNK, math.ceil(len(paths) / max(1, workers * 8))))
     return [list(paths[i : i + size]) for i in range(0, len(paths), size)]
 
 
@@ -145,9 +145,12 @@ def run(
     done = 0
     if progress is not None:
         progress(0, len(paths))
-    for future in distributed.as_completed(futures):
+    arriving = distributed.as_completed(futures)
+    futures.clear()  # each answer is dropped from the cluster once it is here
+    for future in arriving:
         i = index[future.key]
         answers[i] = future.result()
+        future.release()
         done += len(parts[i])
         if progress is not None:
             progress(done, len(paths))
