@@ -142,13 +142,19 @@ class HostReport:
         return doc
 
     def save(self, path: str) -> None:
-        """Write the report, readable and writable by its owner only (0600), atomically."""
+        """Write the report, readable and writable by its owner only (0600), atomically;
+        zstd-compressed when `path` ends in ".zst" (about 20 times smaller)."""
+        data = json.dumps(self.to_json(), separators=(",", ":")).encode("ascii")
+        if path.endswith(".zst"):
+            import zstandard
+
+            data = zstandard.ZstdCompressor(level=3).compress(data)
         tmp = f"{path}.tmp{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
             os.fchmod(fd, 0o600)  # whatever the umask, and over an existing file
-            with os.fdopen(fd, "w", encoding="ascii") as fh:
-                json.dump(self.to_json(), fh, separators=(",", ":"))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
             os.replace(tmp, path)
         except BaseException:
             if os.path.lexists(tmp):
@@ -251,9 +257,12 @@ def from_json(doc: Any, name: str) -> HostReport:
     return HostReport(snap, identity, doc["root"], tree, doc["redacted"])
 
 
-def load_host(path: str, max_bytes: int = MAX_REPORT_BYTES) -> tuple[Snapshot, HostReport | None]:
-    """A saved snapshot or a host report, read as untrusted input: the snapshot, and the
-    report when it is one. Too large, unreadable, not JSON or malformed: `BadInput`."""
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def read_document(path: str, max_bytes: int = MAX_REPORT_BYTES) -> Any:
+    """The JSON document in a report or snapshot file (plain, or zstd-compressed),
+    at most `max_bytes` of JSON; too large, unreadable or not JSON: `BadInput`."""
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
@@ -262,12 +271,28 @@ def load_host(path: str, max_bytes: int = MAX_REPORT_BYTES) -> tuple[Snapshot, H
             data = fh.read(max_bytes + 1)
     except OSError as exc:
         raise BadInput(path, f"not readable: {exc.strerror or exc}") from None
+    if data.startswith(_ZSTD_MAGIC):
+        import io
+
+        import zstandard
+
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as reader:
+                data = reader.read(max_bytes + 1)
+        except zstandard.ZstdError as exc:
+            raise BadInput(path, f"not a readable zstd stream: {exc}") from None
     if len(data) > max_bytes:
-        raise BadInput(path, f"too large for a report (at most {max_bytes} bytes)")
+        raise BadInput(path, f"too large for a report (at most {max_bytes} bytes of JSON)")
     try:
-        doc = json.loads(data)
+        return json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise BadInput(path, f"not JSON: {exc}") from None
+
+
+def load_host(path: str, max_bytes: int = MAX_REPORT_BYTES) -> tuple[Snapshot, HostReport | None]:
+    """A saved snapshot or a host report, read as untrusted input: the snapshot, and the
+    report when it is one. Too large, unreadable, not JSON or malformed: `BadInput`."""
+    doc = read_document(path, max_bytes)
     if isinstance(doc, dict) and doc.get("schema") == SNAPSHOT_SCHEMA:
         return Snapshot.from_json(doc, path), None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:

@@ -15,7 +15,7 @@ import pytest
 
 from imgdiff import BadInput
 from imgdiff.cli import main
-from imgdiff.hostreport import MAX_REPORT_BYTES, load_host
+from imgdiff.hostreport import MAX_REPORT_BYTES, HostReport, load_host
 from imgdiff.pipeline import plan_update
 
 from .debs import build_deb, dpkg
@@ -176,3 +176,30 @@ def test_a_huge_report_is_refused_unread(
     assert main(argv) == 3
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"imgdiff: {huge}: too large for a report")
+
+
+def test_a_compressed_report_reads_as_the_plain_one(fleetling: Fleetling, tmp_path: Path) -> None:
+    plain, packed = tmp_path / "h.json", tmp_path / "h.json.zst"
+    report = HostReport.capture(str(fleetling.live), str(fleetling.old), use_cache=False)
+    report.save(str(plain))
+    report.save(str(packed))
+    assert packed.stat().st_mode & 0o777 == 0o600
+    assert packed.stat().st_size < plain.stat().st_size
+    assert load_host(str(packed)) == load_host(str(plain))
+
+
+def test_a_zstd_bomb_is_refused_at_the_bound(tmp_path: Path) -> None:
+    import zstandard
+
+    bomb = tmp_path / "bomb.json.zst"
+    with open(bomb, "wb") as fh, zstandard.ZstdCompressor().stream_writer(fh) as out:
+        chunk = b" " * (1 << 20)
+        for _ in range(MAX_REPORT_BYTES // len(chunk) + 1):
+            out.write(chunk)
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(BadInput, match="too large for a report"):
+        load_host(str(bomb))
+    broken = tmp_path / "broken.json.zst"
+    broken.write_bytes(bomb.read_bytes()[:64])
+    with pytest.raises(BadInput):
+        load_host(str(broken))

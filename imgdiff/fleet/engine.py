@@ -160,11 +160,12 @@ def run(
 
 
 def expand(reports: Sequence[str]) -> list[str]:
-    """Report arguments as files: a directory stands for its *.json files, sorted."""
+    """Report arguments as files: a directory stands for its *.json and *.json.zst
+    files, sorted."""
     out: list[str] = []
     for arg in reports:
         if os.path.isdir(arg):
-            names = sorted(n for n in os.listdir(arg) if n.endswith(".json"))
+            names = sorted(n for n in os.listdir(arg) if n.endswith((".json", ".json.zst")))
             out += [os.path.join(arg, n) for n in names]
         else:
             out.append(arg)

@@ -111,18 +111,14 @@ def _key_process(doc: Any) -> Process | None:
 
 def program_keys(paths: list[str], image: ImageEvidence) -> set[tuple[object, ...]]:
     """The evidence keys the processes of these reports need (a quick read: JSON only)."""
-    import json
-
-    from imgdiff.hostreport import MAX_REPORT_BYTES
+    from imgdiff.hostreport import read_document
 
     keys: set[tuple[object, ...]] = set()
     for path in paths:
         try:
-            with open(path, "rb") as fh:
-                data = fh.read(MAX_REPORT_BYTES + 1)
-            doc = json.loads(data) if len(data) <= MAX_REPORT_BYTES else None
-        except (OSError, ValueError, RecursionError):
-            continue
+            doc = read_document(path)
+        except BadInput:
+            continue  # said when the host is planned
         if isinstance(doc, dict) and isinstance(doc.get("snapshot"), dict):
             doc = doc["snapshot"]
         procs = doc.get("processes") if isinstance(doc, dict) else None
