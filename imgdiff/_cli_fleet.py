@@ -96,16 +96,20 @@ def run_report(args: argparse.Namespace) -> int:
 def run_fleet(args: argparse.Namespace) -> int:
     """`imgdiff fleet plan`."""
     from imgdiff import cli, fleet
+    from imgdiff.errors import escape_path
     from imgdiff.report.json import dumps
 
     if args.output:
         cli._writable(args.output)
     policy, rollout = (None, None)
+    # as plan's --policy, $IMGDIFF_POLICY, then the system policy; the fleet keys beside
     path = args.policy or os.environ.get("IMGDIFF_POLICY") or None
+    if path is None and os.path.exists(cli.SYSTEM_POLICY):
+        path = cli.SYSTEM_POLICY
     if path is not None:
+        if args.verbose:
+            sys.stderr.write(f"imgdiff: policy from {escape_path(path)}\n")
         policy, rollout = fleet.load_policy(path)
-    else:
-        policy = cli._policy(args)
     with _hosts_progress(args) as progress:
         result = fleet.plan(
             args.old,
