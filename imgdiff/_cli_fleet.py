@@ -84,11 +84,12 @@ def run_report(args: argparse.Namespace) -> int:
             else "; tree matches the image"
             if tree.matches
             else f"; tree differs from the image in {tree.differs_total} paths"
-            + (f", {len(tree.behind)} packages behind" if tree.behind else "")
+            + (f", behind on {len(tree.behind)} packages" if tree.behind else "")
         )
+        n = len(report.snapshot.processes)
         sys.stderr.write(
             f"imgdiff: report of {report.identity.hostname}: "
-            f"{len(report.snapshot.processes)} processes{state}\n"
+            f"{n} process{'' if n == 1 else 'es'}{state}\n"
         )
     return EXIT_OK
 
