@@ -25,6 +25,8 @@ def check_types(doc: Any, types: Types, what: str, required: Collection[str] = (
         raise TypeError(f"a {what} is not an object")
     for key, value in doc.items():
         want = types.get(key)
+        if type(value) is want:
+            continue  # the common case, exactly the type asked for (bool is not int here)
         if want is None:
             raise ValueError(f"unknown {what} key {key!r}")
         kinds = want if isinstance(want, tuple) else (want,)

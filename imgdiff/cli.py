@@ -198,6 +198,9 @@ def _parser() -> argparse.ArgumentParser:
     _output_options(e, plain=False)
     e.add_argument("--keep", metavar="DIR", help="build the example images in DIR and keep them")
     _archive_verbs(verb)
+    from imgdiff._cli_fleet import add_verbs
+
+    add_verbs(verb)  # report, fleet plan
     return p
 
 
@@ -677,10 +680,23 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_NO
 
 
+def _report(args: argparse.Namespace) -> int:
+    from imgdiff._cli_fleet import run_report
+
+    return run_report(args)
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    from imgdiff._cli_fleet import run_fleet
+
+    return run_fleet(args)
+
+
 _VERBS = {
     "plan": _plan, "verify": _verify, "snapshot": _snapshot, "stale": _stale, "diff": _diff,
     "packages": _packages, "manifest": _manifest, "demo": _demo, "pack": _pack,
-    "apply": _apply, "rollback": _rollback, "check": _check,
+    "apply": _apply, "rollback": _rollback, "check": _check, "report": _report,
+    "fleet": _fleet,
 }  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from typing import Literal
 import attrs
 
 from imgdiff.cmdline import path_arguments
-from imgdiff.errors import AccessDenied, NoSuchProcess
+from imgdiff.errors import AccessDenied, ImgdiffError, NoSuchProcess
 from imgdiff.fs.rootfs import RootFS
 from imgdiff.loaders.elf import (
     ElfClosure,
@@ -147,6 +147,7 @@ def assess(
     elf_needed: bool = True,
     stale: bool = True,
     untraced: Literal["graph", "strict"] = "graph",
+    image: ImageEvidence | None = None,
 ) -> Impact:
     """Join a delta with the processes of a live snapshot whose root is `root`.
 
@@ -158,6 +159,10 @@ def assess(
     this host, taken now. For the host's root, when PID 1 could not be read, its program
     is judged from the files (`init_evidence`). `untraced="strict"` counts every changed
     Python module on an untraced interpreter's sys.path as possibly imported by it.
+
+    `image` (for a saved snapshot, with `import_graphs` and `elf_needed` off) reads import
+    graphs and ELF closures from the OLD image's files instead; a process whose evidence
+    it could not compute is listed as uninspected, never taken as clean.
     """
     changed = _changed(delta)
     configs = configs or ConfigSources()
@@ -196,6 +201,7 @@ def assess(
             continue
         except AccessDenied as exc:
             gaps.append(Gap(proc.pid, f"root not readable: {exc}"))
+        found += _from_image(image, proc, gaps)
         if proc.is_init:
             init_seen = True
         if found:
@@ -209,8 +215,21 @@ def assess(
         guessed = _init_evidence(changed, "/")
         if guessed is not None:
             affected.append(guessed)
+    elif want == "/" and image is not None and not init_seen:
+        affected += filter(None, [image.init_impact()])  # the host's PID 1 runs OLD's init
     gaps += live.unknown  # not computed is unknown, never clean
     return Impact(tuple(affected), considered, tuple(gaps), tuple(untraced_python), root)
+
+
+def _from_image(image: ImageEvidence | None, proc: Process, gaps: list[Gap]) -> list[Evidence]:
+    """The process's graph and closure evidence read from OLD; a gap when unknown."""
+    if image is None:
+        return []
+    found = image.evidence(proc)
+    if isinstance(found, str):
+        gaps.append(Gap(proc.pid, found))
+        return []
+    return list(found)
 
 
 INIT_PROGRAM = "/sbin/init"
@@ -362,3 +381,179 @@ class _LiveReader:
                 for path, detail in self.closures[ckey].items()
             ]
         return out
+
+
+class ImageEvidence:
+    """Import graphs and ELF closures read from the OLD image's files, for a saved
+    snapshot: the host runs OLD's files, so what a program loads depends only on the
+    program, its arguments (and working directory) and the image.
+
+    Kept per (image identity, program, arguments) as the evidence it gives on the delta's
+    changes, so many processes and hosts share one computation; `dict(...)` of the
+    computed entries travels to other processes (a fleet's workers) with `known`, and a
+    copy without the image (`root` None) answers only from it. Where OLD is not a
+    directory (an archive, a saved manifest) nothing can be read: the answer is the
+    reason, and `assess` lists the process as uninspected.
+    """
+
+    def __init__(
+        self,
+        delta: Delta,
+        image: str | None,
+        *,
+        untraced_strict: bool = False,
+        why_not: str = "OLD is not a directory",
+    ) -> None:
+        self.changed = _changed(delta)
+        self.root = image
+        self.identity = _image_identity(image) if image is not None else why_not
+        self.why_not = why_not
+        self.python_changes = (
+            sorted(p for p, c in self.changed.items() if c.kind in PYTHON_KINDS)
+            if untraced_strict
+            else []
+        )
+        self.wants_python = any(c.kind in PYTHON_KINDS for c in self.changed.values())
+        relevant = any(c.kind != Kind.DOCS for c in self.changed.values())
+        self.wants_elf = relevant
+        # key -> evidence, or the reason it could not be computed
+        self.known: dict[tuple[object, ...], tuple[Evidence, ...] | str] = {}
+        self._inspector: Inspector | None = None
+        self._fs: RootFS | None = None
+        self.shared = False
+        self.redacted = False  # the snapshot's command lines were cut to argv[0]
+        self._init: ProcessImpact | bool | None = False  # False: not computed yet
+
+    def keys(self, proc: Process) -> list[tuple[object, ...]]:
+        """The cache keys this process's evidence is made of (none when it needs none)."""
+        out: list[tuple[object, ...]] = []
+        if proc.exe is None or not proc.exe.startswith("/"):
+            return out  # no program to read (a snapshot's paths are absolute)
+        if self.wants_python and is_python(proc) and not proc.traced:
+            out.append((self.identity, "graph", proc.exe, proc.cmdline, proc.cwd))
+        if self.wants_elf:
+            out.append((self.identity, "closure", proc.exe))
+        return out
+
+    def compute(self, key: tuple[object, ...]) -> tuple[Evidence, ...] | str:
+        """The evidence of one key, computed from the image once."""
+        if key in self.known:
+            return self.known[key]
+        if self.root is None:
+            result: tuple[Evidence, ...] | str = f"evidence not computed: {self.why_not}"
+            if self.shared:  # a worker's copy: the image is not open here
+                return f"evidence not computed: {key[1]} of {key[2]} missing from the cache"
+        else:
+            try:
+                result = self._compute(key)
+            except (OSError, ValueError, RecursionError, ImgdiffError) as exc:
+                # a hostile snapshot's odd program or arguments: unknown, never a crash
+                result = f"evidence not computed from OLD's files: {exc}"
+        self.known[key] = result
+        return result
+
+    def evidence(self, proc: Process) -> tuple[Evidence, ...] | str:
+        """This process's graph and closure evidence, or why it is unknown."""
+        out: list[Evidence] = []
+        for key in self.keys(proc):
+            if self.redacted and key[1] == "graph":
+                return "command line redacted in the host report: its import graph is unknown"
+            got = self.compute(key)
+            if isinstance(got, str):
+                return got
+            out += got
+        return tuple(out)
+
+    def _compute(self, key: tuple[object, ...]) -> tuple[Evidence, ...] | str:
+        assert self.root is not None
+        if self._fs is None:
+            self._fs = RootFS(self.root)
+            self._inspector = Inspector()
+        fs, inspector = self._fs, self._inspector
+        assert inspector is not None
+        space = ("image", self.identity)
+        if key[1] == "closure":
+            exe = str(key[2])
+            ckey = (space, exe)
+            if ckey not in inspector.closures:
+                if space not in inspector.loaders:
+                    inspector.loaders[space] = load_loader_config(fs)
+                inspector.closures[ckey] = elf_closure(
+                    fs, exe, inspector.loaders[space], cache=inspector.facts
+                )
+            closure = inspector.closures[ckey]
+            return tuple(
+                _of(self.changed[path], Via.ELF_NEEDED, _needed_chain(closure, path))
+                for path in sorted(closure.dependency_paths())
+                if path in self.changed
+            )
+        _, _, program, argv, cwd = key
+        assert isinstance(program, str)
+        assert isinstance(argv, tuple)
+        graph = inspector.graphs.graph(
+            fs, space, argv, program, cwd if isinstance(cwd, str) else None
+        )
+        missing = [
+            n for n in graph.notes if n.startswith(_NOT_IN_OLD) and n.endswith(_NOT_IN_OLD_END)
+        ]
+        if missing:  # the host runs a program OLD does not have: its imports are unknown
+            return f"evidence not computed from OLD's files: {missing[0]}"
+        out = [
+            attrs.evolve(e, detail=_import_chain(graph.chain(e.path)))
+            for e in _evidence(sorted(graph.files), Via.IMPORT_GRAPH, self.changed)
+        ]
+        dirs = tuple(d.rstrip("/") + "/" for d in graph.sys_path)
+        out += [
+            attrs.evolve(e, detail="on its sys.path (untraced: policy untraced = strict)")
+            for e in _evidence(
+                (p for p in self.python_changes if p.startswith(dirs) and p not in graph.files),
+                Via.IMPORT_GRAPH,
+                self.changed,
+            )
+        ]
+        return tuple(out)
+
+    def init_impact(self) -> ProcessImpact | None:
+        """PID 1 as OLD's files say it would be (`init_evidence` inside OLD), for a
+        snapshot of a host's root that could not read it; computed once."""
+        if self._init is False:
+            self._init = _init_evidence(self.changed, self.root) if self.root else None
+        return self._init if isinstance(self._init, ProcessImpact) else None
+
+    def shareable(self) -> ImageEvidence:
+        """A copy holding only what was computed (no open image), for other processes."""
+        self.init_impact()  # computed here, where OLD is
+        copy = ImageEvidence.__new__(ImageEvidence)
+        copy.__dict__.update(self.__dict__)
+        copy.root, copy._fs, copy._inspector = None, None, None
+        copy.shared = self.root is not None
+        copy.known = dict(self.known)
+        return copy
+
+    def redacting(self) -> ImageEvidence:
+        """This cache (shared, not copied) for a snapshot whose command lines were cut to
+        the program: an untraced Python program's graph is then unknown, not computed
+        from a wrong command line."""
+        if self.root is not None and self._fs is None:  # opened here: closed with this one
+            self._fs, self._inspector = RootFS(self.root), Inspector()
+        view = ImageEvidence.__new__(ImageEvidence)
+        view.__dict__.update(self.__dict__)
+        view.redacted = True
+        return view
+
+    def close(self) -> None:
+        """Close the image's root, if open."""
+        if self._fs is not None:
+            self._fs.close()
+            self._fs = None
+
+
+# the finder's notes when the program's own file is not in the root it read (OLD here)
+_NOT_IN_OLD = ("script ", "relative script ", "directory ")
+_NOT_IN_OLD_END = ("not found in the root", "with unknown working directory", "no __main__.py")
+
+
+def _image_identity(path: str) -> str:
+    """Which image the cache is of: its real path and the root directory's identity."""
+    st = os.stat(path)
+    return f"{os.path.realpath(path)}@{st.st_dev}:{st.st_ino}"

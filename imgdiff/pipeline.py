@@ -10,6 +10,7 @@ never prints.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -23,9 +24,11 @@ from imgdiff.delta import classifier, compare
 from imgdiff.errors import Unsupported
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import ImageWarning
-from imgdiff.results import Delta, PackageDelta, Plan, Reason, ReasonCode
+from imgdiff.results import Delta, Drift, PackageDelta, Plan, Reason, ReasonCode
 
 if TYPE_CHECKING:
+    from imgdiff.hostreport import HostReport
+    from imgdiff.impact import ImageEvidence
     from imgdiff.packages.view import PackageView
     from imgdiff.plan import Policy
 
@@ -219,12 +222,15 @@ def plan_update(
     reading: ReadCounts | None = None,
 ) -> Plan:
     """The whole job: delta of OLD→NEW, the processes of `root` (live, or a saved
-    snapshot), their impact, and the verdict. A saved snapshot cannot be looked into, so
-    import graphs and ELF closures (which read each process's root) are skipped and the
-    verdict says so. `on_stage` is told what each stage does as it starts (for a
-    progress display); `exclude_self` leaves the calling process out of the snapshot
-    (the CLI does); `workers` caps the forked processes (1: none, for threaded callers)."""
+    snapshot), their impact, and the verdict. A saved snapshot cannot be looked into: its
+    processes' import graphs and ELF closures are read from OLD's files (the host runs
+    them) when OLD is a directory, and otherwise those processes are uninspected (the
+    policy decides); the verdict says which. `on_stage` is told what each stage does as
+    it starts (for a progress display); `exclude_self` leaves the calling process out of
+    the snapshot (the CLI does); `workers` caps the forked processes (1: none, for
+    threaded callers)."""
     from imgdiff.drift import check_drift
+    from imgdiff.hostreport import load_host
     from imgdiff.impact import ConfigSources, assess
     from imgdiff.packages.view import PackageView, capture_predicate
     from imgdiff.plan import Policy, decide
@@ -263,25 +269,36 @@ def plan_update(
     configs = ConfigSources.read(old_units, old_view)
     clock.lap("unit-files")
     live = snapshot is None
-    snap = (
-        Snapshot.capture(root, spool=spool, exclude_self=exclude_self, workers=workers)
+    snap, report = (
+        (Snapshot.capture(root, spool=spool, exclude_self=exclude_self, workers=workers), None)
         if live
-        else Snapshot.load(str(snapshot))
+        else load_host(str(snapshot))
     )
     clock.lap("snapshot")
     policy = policy or Policy()
-    impact = assess(
-        delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live,
-        stale=live, untraced=policy.untraced,
-    )  # fmt: skip
+    # a saved snapshot's programs are read from OLD's files, the ones the host runs
+    from_image = None if live else old_evidence(om, delta, policy)
+    with contextlib.closing(from_image) if from_image else contextlib.nullcontext():
+        impact = assess(
+            delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live,
+            stale=live, untraced=policy.untraced,
+            image=from_image.redacting() if from_image and report and report.redacted
+            else from_image,
+        )  # fmt: skip
     clock.lap("impact")
-    drift = None  # with allow_drift a drift changes nothing: the tree is not walked
-    # a snapshot saved on another machine (or before a reboot) says nothing of the tree here
-    here = live or snap.boot_id == boot_id()
-    if not policy.allow_drift and here:
-        drift = check_drift(
+    # with allow_drift a drift changes nothing: the tree is not walked. A snapshot saved
+    # on another machine (or before a reboot) says nothing of the tree here, and a host
+    # report states its own tree (against OLD or not)
+    here = live or (report is None and snap.boot_id == boot_id())
+    drift = (
+        None
+        if policy.allow_drift
+        else check_drift(
             root, om, nm, use_cache=use_cache, ignore=policy.drift_ignore, old_view=old_view
         )
+        if here
+        else report_drift(report, om)
+    )
     clock.lap("drift")
     running = {p.unit for p in snap.processes if p.unit}
     enabling = {u: link for u, link in enabling.items() if u not in running}
@@ -296,18 +313,68 @@ def plan_update(
         verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, hint))
     clock.lap("verdict")
     if not live:
-        notes = [
-            Reason(
-                "saved snapshot: static import graphs and ELF closures were not computed",
-                ReasonCode.SAVED_SNAPSHOT,
-            )
-        ]
-        if not here:
-            notes.append(
-                Reason(
-                    "saved snapshot of another machine or boot: its root was not checked for drift",
-                    ReasonCode.DRIFT_NOT_CHECKED,
-                )
-            )
+        assert from_image is not None
+        notes = saved_notes(from_image, report, here, drift, policy)
         verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))
     return Plan(verdict, delta, impact, drift, clock.seconds)
+
+
+def old_evidence(om: Manifest, delta: Delta, policy: Policy) -> ImageEvidence:
+    """Where a saved snapshot's import graphs and ELF closures come from: OLD's own files
+    when OLD was read as a directory just now, else nowhere (its processes are unknown)."""
+    from imgdiff.impact import ImageEvidence
+
+    tree = om.info.format == "dir" and om.has_contents
+    return ImageEvidence(
+        delta,
+        om.info.path if tree else None,
+        untraced_strict=policy.untraced == "strict",
+        why_not=f"OLD ({om.info.format}) is not a directory: its programs' files were not read",
+    )
+
+
+def report_drift(report: HostReport | None, old: Manifest | str) -> Drift | None:
+    """A host report's tree state as the drift from OLD (a manifest, or its identity),
+    when it was taken against OLD (same identity); None when it says nothing of OLD."""
+    tree = report.tree if report is not None else None
+    if tree is None or tree.identity != (old if isinstance(old, str) else old.identity):
+        return None
+    return Drift(tree.differs, False, tree.packages)
+
+
+def saved_notes(
+    from_image: ImageEvidence,
+    report: HostReport | None,
+    here: bool,
+    drift: Drift | None,
+    policy: Policy,
+) -> list[Reason]:
+    """The verdict's notes on a saved snapshot or host report: where its graphs and
+    closures came from, and whether its root was checked for drift (and how)."""
+    if from_image.root is not None or from_image.shared:
+        text = "saved snapshot: import graphs and ELF closures were read from OLD's files"
+    else:
+        text = (
+            "saved snapshot: import graphs and ELF closures were not computed "
+            f"({from_image.why_not}); processes that need them are uninspected"
+        )
+    notes = [Reason(text, ReasonCode.SAVED_SNAPSHOT)]
+    if report is not None and report.redacted:
+        notes.append(
+            Reason(
+                "host report redacted: configuration named only on command lines is not seen",
+                ReasonCode.SAVED_SNAPSHOT,
+            )
+        )
+    if here or policy.allow_drift or drift is not None:
+        return notes
+    if report is None:
+        why = "saved snapshot of another machine or boot: its root was not checked for drift"
+    elif report.tree is None:
+        why = "host report without a tree state (report --against): drift not checked"
+    else:
+        why = (
+            f"host report's tree state is against {report.tree.against}, not OLD: drift not checked"
+        )
+    notes.append(Reason(why, ReasonCode.DRIFT_NOT_CHECKED))
+    return notes

@@ -37,7 +37,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev,fleet]'
   touch "$stamp"
 fi
 

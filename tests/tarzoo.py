@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -733,19 +734,27 @@ def measure(
 
     `resource.getrusage(RUSAGE_CHILDREN)` in this process would mix in every earlier
     child of the test run (tar, rsync, forked digest workers); `os.wait4` gives the same
-    `ru_maxrss` for one child. `guard_seconds` only stops a hang; it is not a bound.
+    `ru_maxrss` for one child. But Linux keeps a child's peak from before its exec, when it
+    was a copy of its parent: a test process grown large (a Dask cluster run in it) would
+    lend it hundreds of MiB. So a small fresh interpreter forks the child and reports its
+    peak. `guard_seconds` only stops a hang; it is not a bound.
     """
-    out, err = tmp / "measure.out", tmp / "measure.err"
+    out, err, peak = tmp / "measure.out", tmp / "measure.err", tmp / "measure.peak"
     start = time.monotonic()
     with open(out, "wb") as o, open(err, "wb") as e:
-        proc = subprocess.Popen(list(argv), stdout=o, stderr=e, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _TRAMPOLINE, str(peak), *argv],
+            stdout=o, stderr=e, env=env, start_new_session=True,
+        )  # fmt: skip
     timer = threading.Timer(guard_seconds, _kill_group, (proc.pid,))
     timer.start()
     try:
-        _, status, usage = os.wait4(proc.pid, 0)
+        _, status, _ = os.wait4(proc.pid, 0)
     finally:
         timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen quiet
+    max_rss = int(peak.read_text()) if peak.exists() else 0
+    peak.unlink(missing_ok=True)
     seconds = time.monotonic() - start
     text_out = out.read_text(errors="replace")
     text_err = err.read_text(errors="replace")
@@ -753,7 +762,24 @@ def measure(
     err.unlink()
     if proc.returncode == -signal.SIGKILL and seconds >= guard_seconds:
         raise AssertionError(f"{argv[0]} still running after {guard_seconds}s: {text_err}")
-    return Measured(proc.returncode, text_out, text_err, usage.ru_maxrss * 1024, seconds)
+    return Measured(proc.returncode, text_out, text_err, max_rss, seconds)
+
+
+# forks argv, waits, writes the child's peak RSS (bytes) to argv[1], exits as the child did
+_TRAMPOLINE = """
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss * 1024))
+code = os.waitstatus_to_exitcode(status)
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
 
 
 def _kill_group(pid: int) -> None:

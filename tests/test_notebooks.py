@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,15 @@ def test_impact_notebook_finds_the_services_the_update_touches() -> None:
 
 def test_there_is_a_notebook() -> None:
     assert NOTEBOOKS
+
+
+def test_fleet_notebook_plans_every_host_and_orders_the_rollout() -> None:
+    scope = _run(Path(__file__).parent.parent / "notebooks/fleet-rollout.ipynb")
+    fv: Any = scope["fv"]
+    assert len(fv.hosts) == 40
+    by_host = {h.host: h for h in fv.hosts}
+    assert by_host["web07"].verdict.verdict == "reimage"  # its tree drifted from OLD
+    assert fv.waves[0].kind == "canary"
+    per_wave: Any = scope["per_wave"]
+    assert sum(n for _, n in per_wave) == 39  # all but the reimaged host
+    assert scope["units"]  # the services' units, for the units x hosts plot

@@ -569,7 +569,7 @@ def test_plan_from_a_saved_snapshot(host: Host, tmp_path: Path) -> None:
     assert same_boot.verdict == "reimage"
     assert "/etc/app/local-hack.conf" in same_boot.reasons[0]
     assert [s.unit for s in same_boot.steps] == [host.unit]  # maps the changed libc
-    assert same_boot.reasons[-1].startswith("saved snapshot: static import graphs")
+    assert same_boot.reasons[-1].startswith("saved snapshot: import graphs and ELF closures")
     assert same_boot.reason_codes[-1] == "saved-snapshot"
     doc = json.loads(saved.read_text())
     doc["boot_id"] = "another-machine"

@@ -1,0 +1,178 @@
+"""One host of a fleet: what single-host `plan` says for it, from its report.
+
+This module owns `FleetContext` (everything the update itself determines, read once from
+OLD and NEW: the delta, what names configuration, unit order, units removed and newly
+enabled, the policy, and the import graphs and ELF closures read from OLD) and
+`plan_host`, which judges one report against it exactly as `pipeline.plan_update` judges
+a saved snapshot, without reading any image. It knows nothing of Dask: `engine` ships the
+context to workers and calls `plan_host` there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from imgdiff.errors import BadInput, ImgdiffError
+from imgdiff.impact import ConfigSources, ImageEvidence
+from imgdiff.plan import Policy
+from imgdiff.results import Delta, Verdict
+from imgdiff.runtime.snapshot import Process, Snapshot
+
+
+@attrs.frozen(eq=False)
+class FleetContext:
+    """What every host's verdict shares, computed once on the client."""
+
+    delta: Delta
+    configs: ConfigSources
+    unit_deps: Mapping[str, Iterable[str]] | None
+    removed_units: frozenset[str]
+    enabling: Mapping[str, str]
+    policy: Policy
+    old_identity: str  # OLD's manifest identity: a report's tree state is against it or not
+    image: ImageEvidence  # graphs and closures from OLD (a shareable copy on workers)
+
+
+@attrs.frozen
+class HostVerdict:
+    """One host's answer: its verdict, or the error that kept it from having one."""
+
+    snapshot: str  # the input path as given
+    host: str  # the hostname the report names ("" when it could not be read)
+    verdict: Verdict | None
+    error: str | None = None
+    drifted: bool = False  # the report's tree differs from the image it was checked against
+    behind: tuple[str, ...] = ()  # packages the host is behind on (missed updates)
+    running: tuple[str, ...] = ()  # units with processes on the host
+    machine_id: str | None = None
+
+
+def prepare(
+    old: str, new: str, policy: Policy | None = None, *, use_cache: bool = True
+) -> tuple[FleetContext, ImageEvidence]:
+    """Read OLD and NEW once: the context, and the image evidence still open on OLD
+    (fill it with `program_keys`' keys, then ship `context_with(...)`)."""
+    from imgdiff.packages.view import PackageView, capture_predicate
+    from imgdiff.pipeline import _read, old_evidence
+    from imgdiff.systemd import unitfiles
+
+    policy = policy or Policy()
+    wants = capture_predicate()
+    om, nm, delta = _read(
+        old,
+        new,
+        use_cache=use_cache,
+        progress=None,
+        capture=lambda p: wants(p) or unitfiles.is_unit_file(p),
+    )
+    # the same reads as plan_update's, in the same order
+    old_view = PackageView.read(om) if om.has_contents else None
+    unit_deps = None
+    removed: set[str] = set()
+    enabling: dict[str, str] = {}
+    old_u, new_u = unitfiles.ImageUnits.of(om), unitfiles.ImageUnits.of(nm)
+    if om.has_contents and nm.has_contents:
+        removed = old_u.names() - new_u.names()
+        before = old_u.enabled()
+        enabling = {u: link for u, link in new_u.enabled().items() if u not in before}
+    if nm.has_contents:
+        unit_deps = unitfiles.dependencies(new_u.files(), unitfiles.aliases(new_u.alias_links()))
+    configs = ConfigSources.read(old_u.files() if om.has_contents else {}, old_view)
+    image = old_evidence(om, delta, policy)
+    ctx = FleetContext(
+        delta, configs, unit_deps, frozenset(removed), enabling, policy, om.identity, image
+    )
+    return ctx, image
+
+
+def context_with(ctx: FleetContext, image: ImageEvidence) -> FleetContext:
+    """The context workers get: the image evidence as computed, without the open image."""
+    return attrs.evolve(ctx, image=image.shareable())
+
+
+def _key_process(doc: Any) -> Process | None:
+    """The fields of a process the evidence keys depend on, read leniently (a bad
+    document is reported when the host is planned, not here)."""
+    if not isinstance(doc, dict):
+        return None
+    exe, cmdline, cwd = doc.get("exe"), doc.get("cmdline"), doc.get("cwd")
+    if not isinstance(exe, str) or not isinstance(cmdline, list):
+        return None
+    if not all(isinstance(a, str) for a in cmdline):
+        return None
+    return Process(
+        0, 0, 0, 0, "", exe, tuple(cmdline), cwd if isinstance(cwd, str) else None,
+        str(doc.get("root", "/")), None, None, "", None, (), doc.get("traced") is True,
+    )  # fmt: skip
+
+
+def program_keys(paths: list[str], image: ImageEvidence) -> set[tuple[object, ...]]:
+    """The evidence keys the processes of these reports need (a quick read: JSON only)."""
+    from imgdiff.hostreport import read_document
+
+    keys: set[tuple[object, ...]] = set()
+    for path in paths:
+        try:
+            doc = read_document(path)
+        except BadInput:
+            continue  # said when the host is planned
+        if isinstance(doc, dict) and isinstance(doc.get("snapshot"), dict):
+            doc = doc["snapshot"]
+        procs = doc.get("processes") if isinstance(doc, dict) else None
+        for p in procs if isinstance(procs, list) else ():
+            proc = _key_process(p)
+            if proc is not None:
+                keys.update(image.keys(proc))
+    return keys
+
+
+def plan_host(ctx: FleetContext, path: str) -> HostVerdict:
+    """What `imgdiff plan OLD NEW --root ROOT --snapshot PATH` says, ROOT being the
+    report's root ("/" for a plain snapshot); a bad report is this host's error."""
+    from imgdiff.hostreport import load_host
+
+    try:
+        snap, report = load_host(path)
+    except BadInput as exc:
+        return HostVerdict(path, "", None, str(exc))
+    except (ImgdiffError, MemoryError, RecursionError) as exc:
+        return HostVerdict(path, "", None, f"{path}: unreadable report: {exc}")
+    root = report.root if report is not None else "/"
+    try:
+        verdict = judge(ctx, snap, report, root)
+    except Exception as exc:  # one odd report (or a bug it hits) never stops the fleet
+        return HostVerdict(path, snap.host, None, f"{path}: cannot be planned: {exc!r}")
+    tree = report.tree if report is not None else None
+    return HostVerdict(
+        path,
+        report.identity.hostname if report is not None else snap.host,
+        verdict,
+        None,
+        tree is not None and not tree.matches,
+        tree.behind if tree is not None else (),
+        tuple(sorted({p.unit for p in snap.processes if p.unit and p.root == root})),
+        report.identity.machine_id if report is not None else None,
+    )
+
+
+def judge(ctx: FleetContext, snap: Snapshot, report: Any, root: str) -> Verdict:
+    """`plan_update`'s saved-snapshot path, on the shared context."""
+    from imgdiff.impact import assess
+    from imgdiff.pipeline import report_drift, saved_notes
+    from imgdiff.plan import decide
+
+    policy = ctx.policy
+    image = ctx.image.redacting() if report is not None and report.redacted else ctx.image
+    impact = assess(
+        ctx.delta, snap, root=root, configs=ctx.configs, import_graphs=False,
+        elf_needed=False, stale=False, untraced=policy.untraced, image=image,
+    )  # fmt: skip
+    drift = None if policy.allow_drift else report_drift(report, ctx.old_identity)
+    running = {p.unit for p in snap.processes if p.unit}
+    enabling = {u: link for u, link in ctx.enabling.items() if u not in running}
+    verdict = decide(ctx.delta, impact, policy, drift, ctx.unit_deps, ctx.removed_units, enabling)
+    notes = saved_notes(ctx.image, report, False, drift, policy)
+    return attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))
