@@ -28,7 +28,7 @@ from imgdiff.results import Delta, Drift, PackageDelta, Plan, Reason, ReasonCode
 
 if TYPE_CHECKING:
     from imgdiff.hostreport import HostReport
-    from imgdiff.impact import ImageEvidence
+    from imgdiff.impact import ConfigSources, ImageEvidence
     from imgdiff.packages.view import PackageView
     from imgdiff.plan import Policy
 
@@ -231,7 +231,7 @@ def plan_update(
     threaded callers)."""
     from imgdiff.drift import check_drift
     from imgdiff.hostreport import load_host
-    from imgdiff.impact import ConfigSources, assess
+    from imgdiff.impact import assess
     from imgdiff.packages.view import PackageView, capture_predicate
     from imgdiff.plan import Policy, decide
     from imgdiff.runtime._procfs import boot_id
@@ -254,19 +254,13 @@ def plan_update(
     # package-level delta is `imgdiff packages`' job
     old_view = PackageView.read(om) if om.has_databases else None
     clock.lap("packages")
-    unit_deps = None
-    removed_units: set[str] = set()
-    enabling: dict[str, str] = {}
-    old_u, new_u = unitfiles.ImageUnits.of(om), unitfiles.ImageUnits.of(nm)
-    if om.has_databases and nm.has_databases:
-        removed_units = old_u.names() - new_u.names()
-        before = old_u.enabled()
-        enabling = {u: link for u, link in new_u.enabled().items() if u not in before}
-    if nm.has_databases:
-        unit_deps = unitfiles.dependencies(new_u.files(), unitfiles.aliases(new_u.alias_links()))
-    # what the processes were started from
-    old_units = old_u.files() if om.has_databases else {}
-    configs = ConfigSources.read(old_units, old_view)
+    units = read_units(om, nm, old_view)
+    unit_deps, removed_units, enabling, configs = (
+        units.dependencies,
+        units.removed,
+        units.enabling,
+        units.configs,
+    )
     clock.lap("unit-files")
     live = snapshot is None
     snap, report = (
@@ -378,3 +372,33 @@ def saved_notes(
         )
     notes.append(Reason(why, ReasonCode.DRIFT_NOT_CHECKED))
     return notes
+
+
+@attrs.frozen
+class Units:
+    """What the plan reads from both images' unit files (and OLD's package view)."""
+
+    dependencies: dict[str, set[str]] | None  # NEW's order (`unitfiles.dependencies`)
+    removed: set[str]  # units OLD defines and NEW does not
+    enabling: dict[str, str]  # unit -> the link by which NEW newly enables it
+    configs: ConfigSources  # what the processes were started from (OLD's)
+
+
+def read_units(om: Manifest, nm: Manifest, old_view: PackageView | None) -> Units:
+    """Unit files of both images, read as `plan_update` reads them (the fleet shares it)."""
+    from imgdiff.impact import ConfigSources
+    from imgdiff.systemd import unitfiles
+
+    deps = None
+    removed: set[str] = set()
+    enabling: dict[str, str] = {}
+    old_u, new_u = unitfiles.ImageUnits.of(om), unitfiles.ImageUnits.of(nm)
+    if om.has_databases and nm.has_databases:
+        removed = old_u.names() - new_u.names()
+        before = old_u.enabled()
+        enabling = {u: link for u, link in new_u.enabled().items() if u not in before}
+    if nm.has_databases:
+        deps = unitfiles.dependencies(new_u.files(), unitfiles.aliases(new_u.alias_links()))
+    # what the processes were started from
+    configs = ConfigSources.read(old_u.files() if om.has_databases else {}, old_view)
+    return Units(deps, removed, enabling, configs)

@@ -56,7 +56,7 @@ def prepare(
     """Read OLD and NEW once: the context, and the image evidence still open on OLD
     (fill it with `program_keys`' keys, then ship `context_with(...)`)."""
     from imgdiff.packages.view import PackageView, capture_predicate
-    from imgdiff.pipeline import _read, old_evidence
+    from imgdiff.pipeline import _read, old_evidence, read_units
     from imgdiff.systemd import unitfiles
 
     policy = policy or Policy()
@@ -69,22 +69,13 @@ def prepare(
         capture=lambda p: wants(p) or unitfiles.is_unit_file(p),
     )
     # the same reads as plan_update's, in the same order
-    old_view = PackageView.read(om) if om.has_contents else None
-    unit_deps = None
-    removed: set[str] = set()
-    enabling: dict[str, str] = {}
-    old_u, new_u = unitfiles.ImageUnits.of(om), unitfiles.ImageUnits.of(nm)
-    if om.has_contents and nm.has_contents:
-        removed = old_u.names() - new_u.names()
-        before = old_u.enabled()
-        enabling = {u: link for u, link in new_u.enabled().items() if u not in before}
-    if nm.has_contents:
-        unit_deps = unitfiles.dependencies(new_u.files(), unitfiles.aliases(new_u.alias_links()))
-    configs = ConfigSources.read(old_u.files() if om.has_contents else {}, old_view)
+    old_view = PackageView.read(om) if om.has_databases else None
+    units = read_units(om, nm, old_view)
     image = old_evidence(om, delta, policy)
     ctx = FleetContext(
-        delta, configs, unit_deps, frozenset(removed), enabling, policy, om.identity, image
-    )
+        delta, units.configs, units.dependencies, frozenset(units.removed), units.enabling,
+        policy, om.identity, image,
+    )  # fmt: skip
     return ctx, image
 
 
