@@ -14,8 +14,8 @@ from __future__ import annotations
 import bisect
 import os
 import posixpath
-from collections.abc import Iterable, Mapping
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
@@ -37,6 +37,9 @@ from imgdiff.systemd import unitfiles
 
 _CONFIG_DIRS = ("/etc/",)
 PYTHON_KINDS = frozenset({Kind.PYTHON_SOURCE, Kind.PYTHON_BYTECODE, Kind.PYTHON_EXTENSION})
+
+if TYPE_CHECKING:
+    from imgdiff.loaders.python.finder import ImportGraph
 
 
 @attrs.frozen
@@ -232,6 +235,28 @@ def _from_image(image: ImageEvidence | None, proc: Process, gaps: list[Gap]) -> 
     return list(found)
 
 
+def _graph_evidence(
+    graph: ImportGraph, changed: dict[str, Change], python_changes: Sequence[str]
+) -> list[Evidence]:
+    """Changed modules a static import graph reaches (each with its import chain), and,
+    under untraced = strict, changed modules anywhere on its sys.path (`python_changes`
+    is empty otherwise)."""
+    out = [
+        attrs.evolve(e, detail=_import_chain(graph.chain(e.path)))
+        for e in _evidence(sorted(graph.files), Via.IMPORT_GRAPH, changed)
+    ]
+    dirs = tuple(d.rstrip("/") + "/" for d in graph.sys_path)
+    out += [
+        attrs.evolve(e, detail="on its sys.path (untraced: policy untraced = strict)")
+        for e in _evidence(
+            (p for p in python_changes if p.startswith(dirs) and p not in graph.files),
+            Via.IMPORT_GRAPH,
+            changed,
+        )
+    ]
+    return out
+
+
 INIT_PROGRAM = "/sbin/init"
 
 
@@ -354,19 +379,7 @@ class _LiveReader:
             graph = self.inspector.graph(proc, fs)
             if (why := self.inspector.graph_unknown(proc, fs)) is not None:
                 self.unknown.append(Gap(proc.pid, why))
-            out += [
-                attrs.evolve(e, detail=_import_chain(graph.chain(e.path)))
-                for e in _evidence(graph.files, Via.IMPORT_GRAPH, self.changed)
-            ]
-            dirs = tuple(d.rstrip("/") + "/" for d in graph.sys_path)
-            out += [
-                attrs.evolve(e, detail="on its sys.path (untraced: policy untraced = strict)")
-                for e in _evidence(
-                    (p for p in self.python_changes if p.startswith(dirs) and p not in graph.files),
-                    Via.IMPORT_GRAPH,
-                    self.changed,
-                )
-            ]
+            out += _graph_evidence(graph, self.changed, self.python_changes)
         if self.elf_needed and proc.exe is not None:
             ckey = ((proc.root, proc.mnt_ns), proc.exe)
             if ckey not in self.closures:
@@ -498,20 +511,7 @@ class ImageEvidence:
         ]
         if missing:  # the host runs a program OLD does not have: its imports are unknown
             return f"evidence not computed from OLD's files: {missing[0]}"
-        out = [
-            attrs.evolve(e, detail=_import_chain(graph.chain(e.path)))
-            for e in _evidence(sorted(graph.files), Via.IMPORT_GRAPH, self.changed)
-        ]
-        dirs = tuple(d.rstrip("/") + "/" for d in graph.sys_path)
-        out += [
-            attrs.evolve(e, detail="on its sys.path (untraced: policy untraced = strict)")
-            for e in _evidence(
-                (p for p in self.python_changes if p.startswith(dirs) and p not in graph.files),
-                Via.IMPORT_GRAPH,
-                self.changed,
-            )
-        ]
-        return tuple(out)
+        return tuple(_graph_evidence(graph, self.changed, self.python_changes))
 
     def init_impact(self) -> ProcessImpact | None:
         """PID 1 as OLD's files say it would be (`init_evidence` inside OLD), for a
