@@ -71,6 +71,20 @@ def _strings(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: obje
         raise TypeError(f"{attribute.name} must be a list of strings, not {value!r}")
 
 
+# the fleet's keys (`imgdiff.fleet.waves.RolloutPolicy`), which one policy file may hold
+# beside the plan's: a single-host plan leaves them alone
+ROLLOUT_KEYS = frozenset({"max_unavailable", "canaries"})
+
+
+def read_policy_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A policy file's TOML table (its keys are checked by whoever reads them)."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise BadInput(os.fspath(path), f"not a readable policy: {exc}") from None
+
+
 @attrs.frozen
 class Policy:
     """How cautious the verdict is; every field has a documented default. Values are
@@ -111,16 +125,14 @@ class Policy:
     def load(cls, path: str | os.PathLike[str]) -> Policy:
         """A policy from a TOML file with the same keys (all optional)."""
         name = os.fspath(path)
-        try:
-            with open(path, "rb") as fh:
-                doc = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise BadInput(name, f"not a readable policy: {exc}") from None
+        doc = read_policy_file(path)
         fields = {f.name for f in attrs.fields(cls)}
-        unknown = set(doc) - fields
+        unknown = set(doc) - fields - ROLLOUT_KEYS
         if unknown:
             raise BadInput(name, f"unknown policy keys: {', '.join(sorted(unknown))}")
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()}
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in doc.items() if k in fields
+        }
         try:
             return cls(**values)
         except (TypeError, ValueError) as exc:

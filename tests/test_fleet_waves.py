@@ -67,3 +67,27 @@ def test_policy_file_holds_both_kinds_of_keys(tmp_path: Path) -> None:
     path.write_text("surge = 3\n")
     with pytest.raises(ValueError, match="unknown policy keys: surge"):
         load_policy(path)
+
+
+def test_one_policy_file_serves_plan_and_fleet(tmp_path: Path) -> None:
+    """The fleet's keys sit beside the plan's in one file (the default policy too): a
+    single-host plan reads it and leaves them alone; unknown keys are still refused."""
+    import attrs
+
+    from imgdiff import BadInput
+    from imgdiff.plan import ROLLOUT_KEYS, Policy
+
+    assert {f.name for f in attrs.fields(RolloutPolicy)} == ROLLOUT_KEYS
+    both = tmp_path / "policy.toml"
+    both.write_text('reimage_share = 0.3\nmax_unavailable = "20%"\ncanaries = 2\n')
+    assert Policy.load(both) == Policy(reimage_share=0.3)
+    policy, rollout = load_policy(both)
+    assert (policy, rollout.max_unavailable, rollout.canaries) == (
+        Policy(reimage_share=0.3),
+        0.2,
+        2,
+    )
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("max_unavailabel = 0.1\n")
+    with pytest.raises(BadInput, match="unknown policy keys: max_unavailabel"):
+        Policy.load(wrong)

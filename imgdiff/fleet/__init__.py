@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import tomllib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,7 +19,7 @@ import attrs
 from imgdiff.errors import BadInput
 from imgdiff.fleet.host import HostVerdict
 from imgdiff.fleet.waves import RolloutPolicy, Wave, host_class, summary, waves
-from imgdiff.plan import Policy
+from imgdiff.plan import Policy, read_policy_file
 
 __all__ = ["FleetVerdict", "HostVerdict", "RolloutPolicy", "Wave", "load_policy", "plan"]
 
@@ -125,11 +124,7 @@ def load_policy(path: str | os.PathLike[str]) -> tuple[Policy, RolloutPolicy]:
     """A policy file with the fleet's keys (`max_unavailable`, `canaries`) beside
     `plan.Policy`'s; either part may be absent."""
     name = os.fspath(path)
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise BadInput(name, f"not a readable policy: {exc}") from None
+    doc = read_policy_file(path)
     fleet_keys = {f.name for f in attrs.fields(RolloutPolicy)}
     plan_keys = {f.name for f in attrs.fields(Policy)}
     unknown = set(doc) - fleet_keys - plan_keys
