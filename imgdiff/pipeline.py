@@ -232,20 +232,18 @@ def plan_update(
     from imgdiff.drift import check_drift
     from imgdiff.hostreport import load_host
     from imgdiff.impact import assess
-    from imgdiff.packages.view import PackageView, capture_predicate
+    from imgdiff.packages.view import PackageView
     from imgdiff.plan import Policy, decide
     from imgdiff.runtime._procfs import boot_id
     from imgdiff.runtime.snapshot import Snapshot
-    from imgdiff.systemd import unitfiles
 
     clock = _Stages(on_stage)
-    wants = capture_predicate()  # package databases, kept from streamed archives
     om, nm, delta = _read(
         old,
         new,
         use_cache=use_cache,
         progress=progress,
-        capture=lambda p: wants(p) or unitfiles.is_unit_file(p),
+        capture=plan_capture(),
         workers=workers,
         reading=reading,
     )
@@ -402,3 +400,13 @@ def read_units(om: Manifest, nm: Manifest, old_view: PackageView | None) -> Unit
     # what the processes were started from
     configs = ConfigSources.read(old_u.files() if om.has_databases else {}, old_view)
     return Units(deps, removed, enabling, configs)
+
+
+def plan_capture() -> Callable[[str], bool]:
+    """The files a plan reads beside the entries, kept from a streamed archive on its one
+    pass: package databases and unit files."""
+    from imgdiff.packages.view import capture_predicate
+    from imgdiff.systemd import unitfiles
+
+    wants = capture_predicate()
+    return lambda p: wants(p) or unitfiles.is_unit_file(p)

@@ -454,7 +454,7 @@ def parts(delta: Path) -> Parts:
     with open(delta, "rb") as fh:
         header = read_header(fh, str(delta))
         records = list(record_data(fh, header, str(delta)))
-    return Parts(header.old_manifest(), dict(header.new.entries), records)
+    return Parts(dict(header.old_manifest), dict(header.new.entries), records)
 
 
 def forge(dest: Path, p: Parts) -> Path:

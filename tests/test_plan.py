@@ -589,9 +589,8 @@ def test_plan_from_a_saved_snapshot(host: Host, tmp_path: Path) -> None:
     assert remote.reason_codes[-2:] == ("saved-snapshot", "drift-not-checked")
 
 
-def test_plan_with_images_shipped_as_tar_archives(host: Host, tmp_path: Path) -> None:
-    """OLD and NEW as archives (what a registry or build server ships), OLD live as a
-    directory: the live root must compare equal to the OLD archive (no drift)."""
+def _unit_names_a_changed_env_file(host: Host) -> None:
+    """OLD's unit reads /etc/app/env (EnvironmentFile=), which NEW changes."""
     (host.old / "etc/systemd/system").mkdir(parents=True)
     (host.old / "etc/systemd/system" / host.unit).write_text(
         "[Service]\nEnvironmentFile=/etc/app/env\nExecStart=/usr/bin/sleep 600\n"
@@ -599,6 +598,12 @@ def test_plan_with_images_shipped_as_tar_archives(host: Host, tmp_path: Path) ->
     (host.old / "etc/app/env").write_text("A=1\n")
     shutil.copytree(host.old / "etc", host.new / "etc", dirs_exist_ok=True)
     (host.new / "etc/app/env").write_text("A=2\n")
+
+
+def test_plan_with_images_shipped_as_tar_archives(host: Host, tmp_path: Path) -> None:
+    """OLD and NEW as archives (what a registry or build server ships), OLD live as a
+    directory: the live root must compare equal to the OLD archive (no drift)."""
+    _unit_names_a_changed_env_file(host)
     old_tar = gnu_tar(host.old, tmp_path / "old.tar")
     new_tar = gnu_tar(host.new, tmp_path / "new.tar", compress="zstd")
     verdict = plan_update(str(old_tar), str(new_tar), root=str(host.old), use_cache=False).verdict
@@ -615,13 +620,7 @@ def test_plan_from_saved_manifests_reads_their_unit_files(host: Host, tmp_path: 
     so the plan restarts it as it does from the images themselves."""
     from imgdiff import Manifest
 
-    (host.old / "etc/systemd/system").mkdir(parents=True)
-    (host.old / "etc/systemd/system" / host.unit).write_text(
-        "[Service]\nEnvironmentFile=/etc/app/env\nExecStart=/usr/bin/sleep 600\n"
-    )
-    (host.old / "etc/app/env").write_text("A=1\n")
-    shutil.copytree(host.old / "etc", host.new / "etc", dirs_exist_ok=True)
-    (host.new / "etc/app/env").write_text("A=2\n")
+    _unit_names_a_changed_env_file(host)
     saved = []
     for tree in (host.old, host.new):
         saved.append(str(tmp_path / f"{tree.name}.manifest"))

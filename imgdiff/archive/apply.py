@@ -96,7 +96,7 @@ def _meta_same(o: Entry, n: Entry) -> bool:
 def operations(header: Header) -> list[Op]:
     """The commit's steps, in order: asides deepest first, then directories shallowest
     first, files, links, and metadata with directories last and deepest first."""
-    old = header.old_manifest()
+    old = header.old_manifest
     new = header.new.entries
     asides: list[str] = []
     mkdirs: list[str] = []
@@ -441,7 +441,7 @@ def apply(
             except BaseException:
                 # refused before the commit: the tree stays OLD, /var/lib's mtime too
                 shutil.rmtree(os.path.join(state.dir, "staging"), ignore_errors=True)
-                _settle_parents(t, header.old_manifest())
+                _settle_parents(t, header.old_manifest)
                 raise
         journal = {
             "schema": "imgdiff.journal/1",
@@ -511,7 +511,7 @@ def _full(digest: str) -> str:
 
 
 def _check_base(t: Tree, state: State, header: Header, use_cache: bool) -> None:
-    diffs = differences(tree_manifest(t.root, use_cache=use_cache), header.old_manifest(), "OLD")
+    diffs = differences(tree_manifest(t.root, use_cache=use_cache), header.old_manifest, "OLD")
     if not diffs:
         return
     known = [h for h in state.history() if isinstance(h, dict)]
@@ -574,7 +574,7 @@ def _staging(
     hasher.update(raw_header)
     places = {op.path: op for op in ops if op.action == "place"}
     files = {p for p in places if header.new.entries[p].type is EntryType.FILE}
-    old = header.old_manifest()
+    old = header.old_manifest
     staging = state.fresh("staging")
     sfd = os.open(staging, _DIR_FLAGS)
     try:
@@ -654,14 +654,15 @@ def _commit(
             _do(t, state, op, new, placed)
         _settle_parents(t, new)
         say("checking the tree is NEW")
-        diffs = _touched_differences(t, ops, new)
+        seen: dict[str, os.stat_result] = {}
+        diffs = _touched_differences(t, ops, new, seen)
         if diffs:
             raise ImgdiffError(
                 f"{t.root}: after apply the tree is not NEW ({', '.join(diffs[:5])}); "
                 "run `imgdiff rollback` to return to OLD"
             )
         if use_cache:
-            _remember_placed(t, ops, new)
+            _remember_placed(t, ops, new, seen)
     sync_filesystem(t.fd)  # every rename durable before the journal says "done"
     journal = {**journal, "phase": "done"}
     state.write_json(_JOURNAL, journal)
@@ -717,33 +718,38 @@ def _do(t: Tree, state: State, op: Op, new: dict[str, Entry], placed: set[str]) 
         raise BadInput(state.dir, f"unknown journal action {op.action!r}", op.path)
 
 
-def _remember_placed(t: Tree, ops: list[Op], new: dict[str, Entry]) -> None:
+def _remember_placed(
+    t: Tree, ops: list[Op], new: dict[str, Entry], seen: dict[str, os.stat_result]
+) -> None:
     """Tell the tree's digest cache the digests of the files the commit touched, so that
     `check`, `verify` and the next apply need not read them again.
 
     Each is known: a placed file's bytes were checked in staging; a file whose metadata
     alone was set, or a new name linked to a leader, holds bytes the base check proved
     (or staging checked). Setting metadata moved their ctimes, which the cache keys on.
+    `seen`: their status as the check after the commit found it.
     """
     cache = DirImage(t.root).digest_cache()
     for op in ops:
         want = new.get(op.path)
         if op.action not in ("place", "meta", "link") or want is None or want.digest is None:
             continue
-        st = t.lstat(op.path)
+        st = seen.get(op.path)
         if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == want.size:
             cache.put(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, want.digest)
     cache.save()
 
 
-def _touched_differences(t: Tree, ops: list[Op], new: dict[str, Entry]) -> list[str]:
+def _touched_differences(
+    t: Tree, ops: list[Op], new: dict[str, Entry], seen: dict[str, os.stat_result]
+) -> list[str]:
     """What keeps the paths the commit touched from being NEW's: "path (aspects)" lines.
 
     Only these need looking at: the rest of the tree was checked, content included, to be
     OLD before anything was touched, and where the commit does nothing OLD's entry is
     NEW's (mtime included). Placed files had their digests checked in staging and are the
     very inodes renamed here, so size stands for content; a hard link must be its leader's
-    inode.
+    inode. Each path's status goes into `seen`.
     """
     paths = {op.path for op in ops}
     paths.update(p for p in _ancestors(STATE_DIR) if p in new)
@@ -752,6 +758,8 @@ def _touched_differences(t: Tree, ops: list[Op], new: dict[str, Entry]) -> list[
     for path in sorted(paths):
         want = new.get(path)
         st = t.lstat(path)
+        if st is not None:
+            seen[path] = st
         if want is None or st is None:
             if want is not None or st is not None:
                 how = "missing from the tree" if st is None else "only in the tree"
@@ -841,7 +849,7 @@ def rollback(
         if journal is None or journal.get("new") != header.new_identity:
             raise BadInput(tree, "no apply of this delta to roll back")
         ops = [Op(n, action, path, leader) for n, action, path, leader in journal["ops"]]
-        old = header.old_manifest()
+        old = header.old_manifest
         say(f"undoing {len(ops)} operations")
         asides = {op.path: op.n for op in ops if op.action == "aside"}
         for op in reversed(ops):

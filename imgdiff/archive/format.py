@@ -19,6 +19,7 @@ how to apply it (`apply`).
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from collections.abc import Callable, Iterator
@@ -61,8 +62,9 @@ class Header:
     added: frozenset[str]  # paths NEW has and OLD has not
     records: tuple[Record, ...]
 
+    @functools.cached_property
     def old_manifest(self) -> dict[str, Entry]:
-        """OLD's entries, rebuilt from NEW's and the paths that differ."""
+        """OLD's entries, rebuilt from NEW's and the paths that differ (once: read only)."""
         entries = {p: e for p, e in self.new.entries.items() if p not in self.added}
         entries.update(self.old_entries)
         return entries
@@ -195,10 +197,10 @@ def _parse(doc: Any, source: str, limits: Limits) -> Header:
     records = _records(doc["records"], new.entries, bad, limits)
     header = Header(ids[0], ids[1], new, old_entries, frozenset(added), records)
     check_tree(new.entries, "NEW", bad)
-    check_tree(header.old_manifest(), "OLD", bad)
+    check_tree(header.old_manifest, "OLD", bad)
     if new.identity != ids[1]:
         raise bad("NEW's manifest does not have the identity the header names")
-    if _identity(header.old_manifest()) != ids[0]:
+    if _identity(header.old_manifest) != ids[0]:
         raise bad("OLD rebuilt from the header does not have the identity it names")
     return header
 

@@ -48,7 +48,8 @@ class DeltaImage(Image):
         return None
 
     def read_files(self, paths: Collection[str], read: ReadResult) -> dict[str, bytes]:
-        """NEW's bytes of the given regular files, each checked against NEW's digest.
+        """NEW's bytes of the given regular files, checked against NEW's digest (a hard-link
+        group once, by its leader).
 
         A hard-link group's bytes are its leader's. A leader has a record, or else the
         delta left OLD's file at its path as it was (that is what `pack` writes).
@@ -70,7 +71,14 @@ class DeltaImage(Image):
                 raise BadInput(self.path, f"{self.old.info.path} has no such base file", path)
             return data
 
-        contents = {q: olds[q] for q in kept if q in olds}
+        contents: dict[str, bytes] = {}
+        for q in sorted(kept):  # OLD's file, left as it was: it must be NEW's
+            data = olds.get(q)
+            if data is None or _digest.of_bytes(data) != new[q].digest:
+                raise BadInput(
+                    self.path, f"{self.old.info.path} is not this delta's base: its file differs", q
+                )
+            contents[q] = data
         if records:
             with open(self.path, "rb") as fh:
                 for record in records:
@@ -78,16 +86,10 @@ class DeltaImage(Image):
                     data = fh.read(record.size)
                     if len(data) < record.size:
                         raise BadInput(self.path, "truncated delta archive", record.path)
+                    # decode checks the bytes against NEW's digest
                     contents[record.path] = decode(record, data, new[record.path], base, self.path)
-        out: dict[str, bytes] = {}
-        for p, q in leaders.items():
-            got = contents.get(q)
-            if got is None or _digest.of_bytes(got) != new[p].digest:
-                raise BadInput(
-                    self.path, f"{self.old.info.path} is not this delta's base: its file differs", p
-                )
-            out[p] = got
-        return out
+        # a hard-link group shares its leader's digest (`check_tree` holds NEW to that)
+        return {p: contents[q] for p, q in leaders.items()}
 
 
 def delta_as_new(path: str, old: Manifest) -> Manifest:

@@ -55,19 +55,11 @@ def prepare(
 ) -> tuple[FleetContext, ImageEvidence]:
     """Read OLD and NEW once: the context, and the image evidence still open on OLD
     (fill it with `program_keys`' keys, then ship `context_with(...)`)."""
-    from imgdiff.packages.view import PackageView, capture_predicate
-    from imgdiff.pipeline import _read, old_evidence, read_units
-    from imgdiff.systemd import unitfiles
+    from imgdiff.packages.view import PackageView
+    from imgdiff.pipeline import _read, old_evidence, plan_capture, read_units
 
     policy = policy or Policy()
-    wants = capture_predicate()
-    om, nm, delta = _read(
-        old,
-        new,
-        use_cache=use_cache,
-        progress=None,
-        capture=lambda p: wants(p) or unitfiles.is_unit_file(p),
-    )
+    om, nm, delta = _read(old, new, use_cache=use_cache, progress=None, capture=plan_capture())
     # the same reads as plan_update's, in the same order
     old_view = PackageView.read(om) if om.has_databases else None
     units = read_units(om, nm, old_view)
