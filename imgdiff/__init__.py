@@ -19,7 +19,6 @@ stage. Every record is a frozen attrs class.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from imgdiff.errors import (
     AccessDenied,
@@ -30,7 +29,11 @@ from imgdiff.errors import (
     Unsupported,
 )
 
+# typing is not imported for its TYPE_CHECKING: every command pays for `import imgdiff`
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from imgdiff.archive.apply import apply, rollback
     from imgdiff.archive.pack import pack
     from imgdiff.delta import compare

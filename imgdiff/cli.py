@@ -9,21 +9,22 @@ as `check` does (1: there is something to do; `plan`: 1 restart, 5 reboot, 6 rei
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import os
-import shutil
 import sys
-import tempfile
 import time
-import traceback
-from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from enum import StrEnum
-from typing import Any
 
 from imgdiff import __version__
 from imgdiff.errors import BadInput, ImgdiffError, escape_path, one_line
-from imgdiff.model import Kind, Status
+from imgdiff.report import draws_on_stderr
+
+# Start-up is part of the answer for `stale` and `snapshot` (a cron job, a monitoring
+# probe): this module imports only what parsing needs, everything else where it is used
+# (tests/test_startup.py keeps rich, attrs and the image stages out of `import imgdiff.cli`).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from typing import Any
 
 EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 4
 # `plan --exit-code`: restart is 1 (something to do), as `dnf needs-restarting -r` gives 1
@@ -220,12 +221,12 @@ def _diff_verb(verb: Any) -> None:
     _exit_code_option(d, "any change is listed (the filters apply)")
     f = d.add_argument_group("filters (the changes listed; stats stay the whole delta's)")
     f.add_argument(
-        "--kind", action="append", type=_choices(Kind), metavar="KIND[,KIND]",
-        help=f"only these kinds ({', '.join(Kind)})",
+        "--kind", action="append", type=_Vocabulary("Kind"), metavar="KIND[,KIND]",
+        help="only these kinds (%(type)s)",
     )  # fmt: skip
     f.add_argument(
-        "--status", action="append", type=_choices(Status), metavar="STATUS[,STATUS]",
-        help=f"only these statuses ({', '.join(Status)})",
+        "--status", action="append", type=_Vocabulary("Status"), metavar="STATUS[,STATUS]",
+        help="only these statuses (%(type)s)",
     )  # fmt: skip
     f.add_argument(
         "--package", action="append", metavar="NAME",
@@ -267,20 +268,32 @@ def _policy_option(parser: argparse.ArgumentParser, text: str) -> None:
     )
 
 
-def _choices(vocabulary: type[StrEnum]) -> Any:
-    """An argparse type: comma-separated members of a closed vocabulary."""
+class _Vocabulary:
+    """An argparse type: comma-separated members of a closed vocabulary of `imgdiff.model`,
+    named rather than imported, so building the parser does not load the model; its text
+    (`%(type)s` in a help string) is the members, comma-separated."""
 
-    def parse(text: str) -> list[str]:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def members(self) -> list[str]:
+        """The vocabulary's values, in declaration order."""
+        from imgdiff import model
+
+        return [str(m) for m in getattr(model, self.name)]
+
+    def __str__(self) -> str:
+        return ", ".join(self.members())
+
+    def __call__(self, text: str) -> list[str]:
         values = [v for v in text.split(",") if v]
-        known = {str(m) for m in vocabulary}
+        known = set(self.members())
         wrong = [v for v in values if v not in known]
         if wrong or not values:
             raise argparse.ArgumentTypeError(
                 f"{', '.join(wrong) or repr(text)} (choose from {', '.join(sorted(known))})"
             )
         return values
-
-    return parse
 
 
 def _archive_verbs(verb: Any) -> None:
@@ -347,6 +360,9 @@ def _select(delta: Any, args: argparse.Namespace) -> Any:
     statuses = {s for group in args.status or () for s in group}
     if not (kinds or statuses or args.package or args.path):
         return delta
+    import fnmatch
+
+    import attrs
 
     def owned(packages: Sequence[str]) -> bool:
         for owner in packages:  # "manager:name[:arch or site]"
@@ -356,8 +372,6 @@ def _select(delta: Any, args: argparse.Namespace) -> Any:
             if any(fnmatch.fnmatchcase(f, want) for f in forms for want in args.package):
                 return True
         return False
-
-    import attrs
 
     kept = tuple(
         c
@@ -436,6 +450,9 @@ def _warn(args: argparse.Namespace, messages: Sequence[str]) -> None:
 
 @contextmanager
 def _progress(args: argparse.Namespace, description: str) -> Iterator[Any]:
+    if not draws_on_stderr(quiet=args.quiet):
+        yield None  # nothing is drawn: rich is not loaded
+        return
     from imgdiff.report import console as rc
 
     with rc.progress_bar(description, quiet=args.quiet) as progress:
@@ -446,6 +463,9 @@ def _progress(args: argparse.Namespace, description: str) -> Iterator[Any]:
 def _reading(args: argparse.Namespace) -> Iterator[tuple[Any, Any]]:
     """(read counts, hashing progress) for the pipeline, drawn as one display on stderr;
     (None, None) when nothing is drawn."""
+    if not draws_on_stderr(quiet=args.quiet):
+        yield None, None
+        return
     from imgdiff.report import console as rc
 
     with rc.image_progress(quiet=args.quiet) as display:
@@ -455,7 +475,22 @@ def _reading(args: argparse.Namespace) -> Iterator[tuple[Any, Any]]:
             yield display.reading, display.update
 
 
+class _Undrawn:
+    """The status line when nothing is drawn on stderr (rich's `Status`, silent)."""
+
+    def __enter__(self) -> _Undrawn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, *args: object, **kwargs: object) -> None:
+        """Nothing to redraw."""
+
+
 def _status(args: argparse.Namespace, text: str) -> Any:
+    if not draws_on_stderr(quiet=args.quiet):
+        return _Undrawn()
     from imgdiff.report import console as rc
 
     return rc.stderr_console(quiet=args.quiet).status(text)
@@ -477,6 +512,8 @@ def _writable(path: str) -> None:
         raise BadInput(path, f"cannot write: no such directory {escape_path(parent)}")
     if os.path.isdir(path):
         raise BadInput(path, "cannot write: is a directory")
+    import tempfile
+
     try:  # a real probe: access(2) says yes to root on /proc or a read-only filesystem
         with tempfile.TemporaryFile(dir=parent):
             pass
@@ -517,10 +554,69 @@ def _policy(args: argparse.Namespace) -> Any:
     return Policy.load(path)
 
 
+def _nobody_in_root(args: argparse.Namespace) -> bool:
+    """True when no process but this one runs in --root (and none is unreadable): then
+    `snapshot` and `stale` have nothing to report, and say so without loading the record
+    classes, the loaders or rich, whose import is most of such a run's time."""
+    from imgdiff.runtime import _procfs
+
+    return not _procfs.anyone_in(args.root, besides=os.getpid())
+
+
+def _print_json(doc: dict[str, Any]) -> None:
+    import json
+
+    # as report.json.dumps writes every document
+    sys.stdout.write(json.dumps(doc, ensure_ascii=True, separators=(",", ":")) + "\n")
+
+
+def _empty_snapshot(args: argparse.Namespace) -> int:
+    """`snapshot` of a root no process runs in: what `_emit` prints for an empty
+    `Snapshot` (tests/test_startup.py compares the two)."""
+    if _format(args) == "json":
+        import socket
+
+        from imgdiff.runtime import _procfs
+
+        _print_json(
+            {
+                "schema": "imgdiff.snapshot/1",
+                "boot_id": _procfs.boot_id(),
+                "taken_at": time.time(),
+                "host": socket.gethostname(),
+                "clock_ticks": _procfs.clock_ticks(),
+                "processes": [],
+                "gaps": [],
+            }
+        )
+    return EXIT_OK  # plain: no record, no note
+
+
+def _empty_stale(args: argparse.Namespace) -> int:
+    """`stale` in a root no process runs in: what `_emit` (or --brief) prints for a
+    `StaleReport` that considered no process (tests/test_startup.py compares the two)."""
+    if _format(args) == "json":
+        _print_json(
+            {
+                "schema": "imgdiff.stale/1",
+                "processes": [],
+                "gaps": [],
+                "root": args.root,
+                "considered": 0,
+                "against": None,
+            }
+        )
+    else:
+        _warn(args, [f"no process runs in {args.root}: nothing was checked"])
+    return EXIT_OK
+
+
 def _snapshot(args: argparse.Namespace) -> int:
+    _directory(args.root)
+    if not args.output and _format(args) != "table" and _nobody_in_root(args):
+        return _empty_snapshot(args)
     from imgdiff.runtime import Snapshot
 
-    _directory(args.root)
     if args.output:
         _writable(args.output)
     with _status(args, "reading /proc"):
@@ -534,9 +630,12 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _stale(args: argparse.Namespace) -> int:
+    _directory(args.root)
+    plain = args.brief or _format(args) != "table"
+    if not args.against and plain and _nobody_in_root(args):
+        return _empty_stale(args)
     from imgdiff.runtime import Snapshot, stale
 
-    _directory(args.root)
     against = None
     if args.against:
         from imgdiff.manifest import Manifest
@@ -559,13 +658,22 @@ def _stale(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     from imgdiff.pipeline import plan_update
-    from imgdiff.report import console as rc
     from imgdiff.results import VerdictKind
 
     _directory(args.root)
     policy = _policy(args)
-    with rc.image_progress(quiet=args.quiet) as display:
-        drawn = display.reading is not None
+    with ExitStack() as stack:
+        shown: dict[str, Any] = {"progress": None, "on_stage": None, "reading": None}
+        if draws_on_stderr(quiet=args.quiet):
+            from imgdiff.report import console as rc
+
+            display = stack.enter_context(rc.image_progress(quiet=args.quiet))
+            if display.reading is not None:
+                shown = {
+                    "progress": display.update,
+                    "on_stage": display.stage,
+                    "reading": display.reading,
+                }
         plan = plan_update(
             args.old,
             args.new,
@@ -574,10 +682,8 @@ def _plan(args: argparse.Namespace) -> int:
             policy=policy,
             spool=_spool(args.spool),
             use_cache=not args.no_cache,
-            progress=display.update if drawn else None,
-            on_stage=display.stage if drawn else None,
-            reading=display.reading,
             exclude_self=True,
+            **shown,
         )
     if args.timings or args.verbose:
         for name, seconds in plan.timings.items():
@@ -606,6 +712,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import tempfile
+
     from imgdiff import demo
 
     def show(workdir: str) -> int:
@@ -712,6 +820,9 @@ def _stdin_image(args: argparse.Namespace) -> Iterator[None]:
         raise BadInput("-", "standard input can stand for one image only")
     if sys.stdin is None or sys.stdin.isatty():
         raise BadInput("-", "standard input is a terminal: pipe an image into it")
+    import shutil
+    import tempfile
+
     tmp = tempfile.mkdtemp(prefix="imgdiff-stdin-")
     try:
         path = os.path.join(tmp, "stdin")
@@ -749,6 +860,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     except ImgdiffError as exc:
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         print(f"imgdiff: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -758,6 +871,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         hint = "" if args.debug else " (--debug prints the traceback)"
         print(

@@ -418,7 +418,7 @@ def test_many_processes_are_read_in_parallel_as_they_are_serially(
 
 
 def test_mount_table_tells_whose_root_a_process_shares(chroot_dir: Path) -> None:
-    from imgdiff.runtime.snapshot import sees_our_mounts
+    from imgdiff.runtime._procfs import sees_our_mounts
 
     with processes() as procs:
         plain = procs.start(["sh", "-c", "echo ready; exec sleep 600"])

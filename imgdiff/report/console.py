@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from rich.tree import Tree
 from imgdiff._progress import ReadCounts
 from imgdiff.errors import escape_path
 from imgdiff.model import Kind, Status
+from imgdiff.report import draws_on_stderr
 from imgdiff.results import (
     ApplyResult,
     CheckResult,
@@ -507,7 +507,7 @@ def render_demo(run: DemoRun, full: bool = False) -> RenderableType:
 def stderr_console(*, quiet: bool = False) -> Console:
     """A console on stderr that stays quiet unless stderr is an interactive terminal (and
     `quiet` is false)."""
-    quiet = quiet or not sys.stderr.isatty() or bool(os.environ.get("CI"))
+    quiet = not draws_on_stderr(quiet=quiet)
     return Console(stderr=True, quiet=quiet, no_color=bool(os.environ.get("NO_COLOR")))
 
 

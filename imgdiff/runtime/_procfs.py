@@ -15,8 +15,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import attrs
-
 from imgdiff.errors import AccessDenied, NoSuchProcess
 
 PF_KTHREAD = 0x00200000
@@ -37,26 +35,35 @@ def _boundary(pid: int, what: str) -> Iterator[None]:
         raise
 
 
-@attrs.frozen
+# Stat and Mapping are plain slotted classes, not attrs records: they never leave the
+# runtime stage, a process has hundreds of mappings, and this module is what `imgdiff
+# stale` loads to see that no process runs in a root (attrs alone costs more than that).
 class Stat:
     """The fields of /proc/PID/stat imgdiff needs."""
 
-    comm: str
-    state: str
-    ppid: int
-    flags: int
-    start_time: int  # clock ticks after boot
+    __slots__ = ("comm", "flags", "ppid", "start_time", "state")
+
+    def __init__(self, comm: str, state: str, ppid: int, flags: int, start_time: int) -> None:
+        self.comm = comm
+        self.state = state
+        self.ppid = ppid
+        self.flags = flags
+        self.start_time = start_time  # clock ticks after boot
 
 
-@attrs.frozen
 class Mapping:
     """One file-backed mapping of /proc/PID/maps, merged per file."""
 
-    path: str  # as the kernel prints it: a label only (see `parse_maps`)
-    dev: tuple[int, int]
-    ino: int
-    deleted: bool
-    ranges: tuple[str, ...]  # "start-end" keys of /proc/PID/map_files
+    __slots__ = ("deleted", "dev", "ino", "path", "ranges")
+
+    def __init__(
+        self, path: str, dev: tuple[int, int], ino: int, deleted: bool, ranges: tuple[str, ...]
+    ) -> None:
+        self.path = path  # as the kernel prints it: a label only (see `parse_maps`)
+        self.dev = dev
+        self.ino = ino
+        self.deleted = deleted
+        self.ranges = ranges  # "start-end" keys of /proc/PID/map_files
 
 
 def parse_stat(data: bytes) -> Stat:
@@ -207,6 +214,46 @@ def pids(procfs: str = "/proc") -> list[int]:
     return sorted(int(n) for n in os.listdir(procfs) if n.isdigit())
 
 
+def root_of(pid: int, procfs: str = "/proc") -> str | None:
+    """What `/proc/PID/root` reads (the process's root as a path of the reader's root);
+    None when the process is gone. `AccessDenied` when it cannot be read."""
+    try:
+        return os.readlink(f"{procfs}/{pid}/root")
+    except OSError as exc:
+        if exc.errno in (errno.ESRCH, errno.ENOENT):
+            return None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise AccessDenied(pid, f"{pid}: root: {exc.strerror}") from None
+        raise
+
+
+def resolve_root(root: str) -> str:
+    """A root as `/proc/PID/root` of a process running in it reads."""
+    return os.path.realpath(root) if root != "/" else "/"
+
+
+def anyone_in(root: str, procfs: str = "/proc", *, besides: int | None = None) -> bool:
+    """Whether some process other than `besides` may run in `root`: one whose root is
+    `root`, or one whose root cannot be read. False means that reading every process in
+    `root` finds none and no gap either, which one readlink per process tells."""
+    want = resolve_root(root)
+    ours: bytes | None = None
+    for pid in pids(procfs):
+        if pid == besides:
+            continue
+        try:
+            if root_of(pid, procfs) == want:
+                return True
+        except AccessDenied:
+            ours = ours if ours is not None else mountinfo("self", procfs) or b""
+            if want != "/" and sees_our_mounts(pid, procfs, ours):
+                continue  # its root is "/" (see `sees_our_mounts`)
+            return True  # the full read says why it cannot be read
+        except OSError:
+            return True
+    return False
+
+
 def boot_id(procfs: str = "/proc") -> str:
     """This boot's random id (start times are only comparable within one boot)."""
     try:
@@ -235,6 +282,21 @@ def mountinfo(pid: int | str, procfs: str = "/proc") -> bytes | None:
             return fh.read(1 << 22)
     except OSError:
         return None
+
+
+def sees_our_mounts(pid: int, procfs: str = "/proc", ours: bytes | None = None) -> bool:
+    """True if the process sees exactly the mounts this process sees, at the same places.
+
+    /proc/PID/mountinfo stays readable when /proc/PID/root does not (another user
+    namespace's init, say); mount points in it are relative to the process's root, so an
+    identical table (same mount ids, same points) means the same mount namespace and the
+    same root as ours. Any difference, or an unreadable table, answers False. `ours` is this
+    process's table when the caller read it already.
+    """
+    if ours is None:
+        ours = mountinfo("self", procfs)
+    theirs = mountinfo(pid, procfs)
+    return bool(theirs) and theirs == ours
 
 
 def mount_namespace(pid: int | str = "self", procfs: str = "/proc") -> str | None:

@@ -26,7 +26,7 @@ from imgdiff._jsondoc import as_list as _list
 from imgdiff._jsondoc import check_types as _check_types
 from imgdiff.errors import AccessDenied, BadInput, NoSuchProcess
 from imgdiff.runtime import _procfs
-from imgdiff.runtime._procfs import ProcDir
+from imgdiff.runtime._procfs import ProcDir, sees_our_mounts
 from imgdiff.systemd.cgroup import place
 
 SCHEMA = "imgdiff.snapshot/1"
@@ -122,15 +122,23 @@ _VfsIds = dict[tuple[str | None, str, str, int, int], tuple[int, int]]
 
 
 def _read_process(
-    pid: int, procfs: str, own_ns: str | None, vfs_ids: _VfsIds | None = None
+    pid: int,
+    procfs: str,
+    own_ns: str | None,
+    vfs_ids: _VfsIds | None = None,
+    want_root: str | None = None,
 ) -> Process | None:
+    """The process `pid`; None for a kernel thread, a zombie, or a process whose root is
+    not `want_root` (when given: nothing more of it is read)."""
     with ProcDir(pid, procfs) as d:
         st = _procfs.parse_stat(d.read("stat"))
         if st.flags & _procfs.PF_KTHREAD:
             return None
+        root = d.readlink("root")
+        if want_root is not None and root != want_root:
+            return None
         uid, ns_pid = _procfs.parse_status(d.read("status"))
         cmdline = tuple(os.fsdecode(a) for a in d.read("cmdline").split(b"\0")[:-1])
-        root = d.readlink("root")
         try:
             mnt_ns: str | None = d.readlink("ns/mnt")
         except AccessDenied:
@@ -213,16 +221,16 @@ _PARALLEL_FROM = 256  # processes; fewer are read faster than a fork returns
 
 
 def _read_slice(
-    work: tuple[list[int], str, str | None],
+    work: tuple[list[int], str, str | None, str | None],
 ) -> list[tuple[int, Process | None, str | None]]:
     """(pid, process or None, gap reason or None) for each pid of one slice."""
-    pids, procfs, own_ns = work
+    pids, procfs, own_ns, want_root = work
     out: list[tuple[int, Process | None, str | None]] = []
     vfs_ids: _VfsIds = {}
     ours: bytes | None = None  # our mount table, read at the first access denied
     for pid in pids:
         try:
-            out.append((pid, _read_process(pid, procfs, own_ns, vfs_ids), None))
+            out.append((pid, _read_process(pid, procfs, own_ns, vfs_ids, want_root), None))
         except NoSuchProcess:
             continue  # exited before or while it was read: nothing left to restart
         except AccessDenied as exc:
@@ -235,21 +243,6 @@ def _read_slice(
 
 
 _ROOT_IS_OURS = " (its mount table is ours: its root is /)"
-
-
-def sees_our_mounts(pid: int, procfs: str = "/proc", ours: bytes | None = None) -> bool:
-    """True if the process sees exactly the mounts this process sees, at the same places.
-
-    /proc/PID/mountinfo stays readable when /proc/PID/root does not (another user
-    namespace's init, say); mount points in it are relative to the process's root, so an
-    identical table (same mount ids, same points) means the same mount namespace and the
-    same root as ours. Any difference, or an unreadable table, answers False. `ours` is this
-    process's table when the caller read it already.
-    """
-    if ours is None:
-        ours = _procfs.mountinfo("self", procfs)
-    theirs = _procfs.mountinfo(pid, procfs)
-    return bool(theirs) and theirs == ours
 
 
 def _dedupe(files: Iterable[FileUse]) -> list[FileUse]:
@@ -294,14 +287,14 @@ class Snapshot:
         tool does: it is not what is being asked about). `workers` caps the processes
         reading /proc (default: the CPUs available, from 256 processes on); 1 reads in
         this process only, as threaded callers need."""
-        want_root = os.path.realpath(root) if root != "/" else "/"
+        want_root = _procfs.resolve_root(root)
         own_ns = _procfs.mount_namespace("self", procfs)
         processes: list[Process] = []
         gaps: list[Gap] = []
         todo = sorted(pids) if pids is not None else _procfs.pids(procfs)
         # interleaved slices: neighbouring pids are often alike (a service's workers)
         n = (workers or _parallel.workers()) if len(todo) >= _PARALLEL_FROM else 1
-        slices = [(todo[i::n], procfs, own_ns) for i in range(n)]
+        slices = [(todo[i::n], procfs, own_ns, want_root) for i in range(n)]
         read = [r for part in _parallel.fork_map(_read_slice, slices, size=len(todo)) for r in part]
         me = os.getpid()
         my_cmdline = next((p.cmdline for _, p, _ in read if p is not None and p.pid == me), None)
