@@ -574,8 +574,6 @@ def _empty_snapshot(args: argparse.Namespace) -> int:
     """`snapshot` of a root no process runs in: what `_emit` prints for an empty
     `Snapshot` (tests/test_startup.py compares the two)."""
     if _format(args) == "json":
-        import socket
-
         from imgdiff.runtime import _procfs
 
         _print_json(
@@ -583,7 +581,7 @@ def _empty_snapshot(args: argparse.Namespace) -> int:
                 "schema": "imgdiff.snapshot/1",
                 "boot_id": _procfs.boot_id(),
                 "taken_at": time.time(),
-                "host": socket.gethostname(),
+                "host": _procfs.hostname(),
                 "clock_ticks": _procfs.clock_ticks(),
                 "processes": [],
                 "gaps": [],

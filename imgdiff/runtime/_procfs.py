@@ -12,27 +12,27 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from imgdiff.errors import AccessDenied, NoSuchProcess
 
 PF_KTHREAD = 0x00200000
 _MAX_READ = 16 << 20
+_CHUNK = 1 << 16
+_READ = os.O_RDONLY | os.O_CLOEXEC
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _DELETED = " (deleted)"
 
 
-@contextmanager
-def _boundary(pid: int, what: str) -> Iterator[None]:
-    """Map OSError to NoSuchProcess / AccessDenied; nothing above catches OSError."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno in (errno.ESRCH, errno.ENOENT):
-            raise NoSuchProcess(pid, f"{pid}: gone while reading {what}") from None
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            raise AccessDenied(pid, f"{pid}: {what}: {exc.strerror}") from None
-        raise
+def _domain_error(pid: int, what: str, exc: OSError) -> Exception:
+    """NoSuchProcess / AccessDenied for an OSError met reading /proc/PID (the OSError itself
+    when neither fits): the one place OS errors become domain errors; nothing above catches
+    OSError. (A plain try/except at each read, not a context manager: it wraps every /proc
+    read, thousands per snapshot.)"""
+    if exc.errno in (errno.ESRCH, errno.ENOENT):
+        return NoSuchProcess(pid, f"{pid}: gone while reading {what}")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return AccessDenied(pid, f"{pid}: {what}: {exc.strerror}")
+    return exc
 
 
 # Stat and Mapping are plain slotted classes, not attrs records: they never leave the
@@ -81,19 +81,26 @@ def parse_stat(data: bytes) -> Stat:
     )
 
 
+def _line_after(text: bytes, label: bytes) -> bytes | None:
+    """The rest of the line that starts with `label` in a `Key:\tvalue` file, or None."""
+    at = text.find(b"\n" + label)
+    if at < 0:
+        if not text.startswith(label):
+            return None
+        at = -1
+    start = at + 1 + len(label)
+    end = text.find(b"\n", start)
+    return text[start:] if end < 0 else text[start:end]
+
+
 def parse_status(data: bytes) -> tuple[int, int | None]:
     """(real uid, pid in the innermost pid namespace) from /proc/PID/status; the second
     is None on kernels without the `NSpid` line (before 4.1)."""
-    uid: int | None = None
-    ns_pid: int | None = None
-    for line in data.split(b"\n"):
-        if line.startswith(b"Uid:"):
-            uid = int(line.split()[1])
-        elif line.startswith(b"NSpid:"):
-            ns_pid = int(line.split()[-1])
+    uid = _line_after(data, b"Uid:")
     if uid is None:
         raise ValueError("no Uid line")
-    return uid, ns_pid
+    ns_pid = _line_after(data, b"NSpid:")
+    return int(uid.split()[0]), (int(ns_pid.split()[-1]) if ns_pid is not None else None)
 
 
 def _unescape_maps(path: str) -> str:
@@ -105,32 +112,30 @@ def parse_maps(data: bytes) -> list[Mapping]:
     """File-backed mappings, one per (dev, ino). Paths are ambiguous in maps (spaces are
     not escaped, a live file may be named "x (deleted)"): identity is dev:inode and the
     path is a label. Anonymous and pseudo mappings ([heap], [vdso], inode 0) are skipped."""
-    out: dict[tuple[int, int, int], tuple[str, bool, list[str]]] = {}
+    # keyed by the device and inode fields as printed: the kernel prints each number one
+    # way (%02x:%02x and %lu), so equal text is an equal identity, and only one line per
+    # file (the first) is decoded
+    found: dict[tuple[bytes, bytes], tuple[bytes, list[bytes]]] = {}
     for raw in data.split(b"\n"):
-        if not raw:
-            continue
-        parts = raw.split(maxsplit=5)
-        if len(parts) < 6:
-            continue  # no path: anonymous
-        rng, _perms, _off, dev, inode, path_b = parts
-        ino = int(inode)
-        if ino == 0:
-            continue
-        major, minor = (int(x, 16) for x in dev.split(b":"))
+        parts = raw.split(None, 5)
+        if len(parts) < 6 or parts[4] == b"0":
+            continue  # no path (anonymous), or no inode (a pseudo file)
+        key = (parts[3], parts[4])
+        hit = found.get(key)
+        if hit is None:
+            found[key] = (parts[5], [parts[0]])
+        else:
+            hit[1].append(parts[0])
+    out = []
+    for (dev, inode), (path_b, ranges) in found.items():
+        major, _, minor = dev.partition(b":")
         path = _unescape_maps(path_b.decode("utf-8", "surrogateescape"))
         deleted = path.endswith(_DELETED)
         if deleted:
             path = path[: -len(_DELETED)]
-        key = (major, minor, ino)
-        hit = out.get(key)
-        if hit is None:
-            out[key] = (path, deleted, [rng.decode()])
-        else:
-            hit[2].append(rng.decode())
-    return [
-        Mapping(path, (k[0], k[1]), k[2], deleted, tuple(ranges))
-        for k, (path, deleted, ranges) in out.items()
-    ]
+        dev_ids = (int(major, 16), int(minor, 16))
+        out.append(Mapping(path, dev_ids, int(inode), deleted, tuple(r.decode() for r in ranges)))
+    return out
 
 
 def split_deleted(link: str) -> tuple[str, bool]:
@@ -145,8 +150,10 @@ class ProcDir:
 
     def __init__(self, pid: int, procfs: str = "/proc") -> None:
         self.pid = pid
-        with _boundary(pid, "open"):
-            self.fd = os.open(f"{procfs}/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self.fd = os.open(f"{procfs}/{pid}", _DIRECTORY)
+        except OSError as exc:
+            raise _domain_error(pid, "open", exc) from None
 
     def close(self) -> None:
         """Release the directory descriptor."""
@@ -162,51 +169,67 @@ class ProcDir:
 
     def read(self, name: str) -> bytes:
         """A whole /proc/PID file (bounded)."""
-        with _boundary(self.pid, name):
-            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
+        try:
+            fd = os.open(name, _READ, dir_fd=self.fd)
             try:
-                chunks = []
-                total = 0
-                while chunk := os.read(fd, 1 << 16):
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    if total > _MAX_READ:
-                        break
+                data = os.read(fd, _CHUNK)
+                if not data:
+                    return data
+                more = os.read(fd, _CHUNK)  # b"": the usual end of a /proc file
+                if not more:
+                    return data
+                chunks = [data, more]
+                total = len(data) + len(more)
+                while total <= _MAX_READ and (more := os.read(fd, _CHUNK)):
+                    chunks.append(more)
+                    total += len(more)
                 return b"".join(chunks)
             finally:
                 os.close(fd)
+        except OSError as exc:
+            raise _domain_error(self.pid, name, exc) from None
 
     def readlink(self, name: str) -> str:
         """A /proc/PID symlink's target text (never followed)."""
-        with _boundary(self.pid, name):
+        try:
             return os.readlink(name, dir_fd=self.fd)
+        except OSError as exc:
+            raise _domain_error(self.pid, name, exc) from None
 
     def stat_target(self, name: str) -> os.stat_result:
         """stat of what a /proc/PID magic link refers to (the open or mapped file itself)."""
-        with _boundary(self.pid, name):
+        try:
             return os.stat(name, dir_fd=self.fd)
+        except OSError as exc:
+            raise _domain_error(self.pid, name, exc) from None
 
     def listdir(self, name: str) -> list[str]:
         """Names in a /proc/PID subdirectory."""
-        with _boundary(self.pid, name):
-            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
+        try:
+            fd = os.open(name, _DIRECTORY, dir_fd=self.fd)
             try:
                 return os.listdir(fd)
             finally:
                 os.close(fd)
+        except OSError as exc:
+            raise _domain_error(self.pid, name, exc) from None
 
     def open_target(self, name: str) -> int:
         """A read descriptor of what a /proc/PID magic link (`exe`, `fd/N`,
         `map_files/RANGE`) refers to: the very file the process holds, even unlinked."""
-        with _boundary(self.pid, name):
-            # O_NONBLOCK: the descriptor may have been reused for a FIFO since the snapshot
-            flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+        # O_NONBLOCK: the descriptor may have been reused for a FIFO since the snapshot
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+        try:
             return os.open(name, flags, dir_fd=self.fd)
+        except OSError as exc:
+            raise _domain_error(self.pid, name, exc) from None
 
     def open_root(self) -> int:
         """An O_PATH descriptor of the process's root directory (its chroot or container)."""
-        with _boundary(self.pid, "root"):
+        try:
             return os.open("root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
+        except OSError as exc:
+            raise _domain_error(self.pid, "root", exc) from None
 
 
 def pids(procfs: str = "/proc") -> list[int]:
@@ -222,9 +245,7 @@ def root_of(pid: int, procfs: str = "/proc") -> str | None:
     except OSError as exc:
         if exc.errno in (errno.ESRCH, errno.ENOENT):
             return None
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            raise AccessDenied(pid, f"{pid}: root: {exc.strerror}") from None
-        raise
+        raise _domain_error(pid, "root", exc) from None
 
 
 def resolve_root(root: str) -> str:
@@ -305,6 +326,12 @@ def mount_namespace(pid: int | str = "self", procfs: str = "/proc") -> str | Non
         return os.readlink(f"{procfs}/{pid}/ns/mnt")
     except OSError:
         return None
+
+
+def hostname() -> str:
+    """This host's name, as gethostname(2) gives it (on Linux: uname's nodename; the
+    socket module is not loaded for it)."""
+    return os.uname().nodename
 
 
 def clock_ticks() -> int:

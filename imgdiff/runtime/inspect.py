@@ -10,27 +10,19 @@ join is `impact`'s) and decides nothing.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
 import stat
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
 import attrs
 
-from imgdiff._digest import of_fd as _digest_fd
 from imgdiff.errors import AccessDenied, NoSuchProcess
 from imgdiff.fs.rootfs import RootFS
-from imgdiff.loaders.elf import (
-    ElfClosure,
-    FactsCache,
-    LoaderConfig,
-    elf_closure,
-    load_loader_config,
-)
-from imgdiff.loaders.python import ImportGraph, ProgramGraphs, RunMode
 from imgdiff.model import Via
 from imgdiff.results import Evidence
 from imgdiff.runtime._procfs import ProcDir, boot_time, parse_stat
@@ -47,6 +39,10 @@ from imgdiff.runtime.settle import (
 from imgdiff.runtime.snapshot import FileUse, Process
 
 if TYPE_CHECKING:
+    # the loaders are imported where used: most processes are not Python, and only `impact`
+    # asks for ELF closures (`imgdiff stale` of a thousand C processes never loads them)
+    from imgdiff.loaders.elf import ElfClosure, FactsCache, LoaderConfig
+    from imgdiff.loaders.python import ImportGraph, ProgramGraphs
     from imgdiff.manifest import Manifest
 
 # pseudo files that look like paths: never "deleted" in a way a restart changes
@@ -160,7 +156,9 @@ class SameBytes:
             try:
                 st = os.fstat(fd)
                 if stat.S_ISREG(st.st_mode) and st.st_size <= _MAX_COMPARE:
-                    found, n = _digest_fd(fd, st.st_size)
+                    from imgdiff._digest import of_fd
+
+                    found, n = of_fd(fd, st.st_size)
                     digest = found if n == st.st_size else None
             except OSError:
                 digest = None
@@ -207,20 +205,30 @@ class Inspector:
         self.procfs = procfs
         self.ticks = clock_ticks
         self.stats: dict[Space, dict[str, os.stat_result | None]] = {}
-        self.graphs = ProgramGraphs()
         self.same = SameBytes()
-        self.facts = FactsCache()
         self.loaders: dict[Space, LoaderConfig] = {}
         self.closures: dict[tuple[Space, str], ElfClosure] = {}
         self._boot_time: float | None = None
         self.against = against  # the tree as it was before the update, when known
         self.applied: dict[Space, Applied | None] = {}
 
-    @contextmanager
-    def open(self, proc: Process) -> Iterator[tuple[ProcDir, RootFS]]:
+    @functools.cached_property
+    def graphs(self) -> ProgramGraphs:
+        """Static import graphs of Python programs, per space and command line."""
+        from imgdiff.loaders.python import ProgramGraphs
+
+        return ProgramGraphs()
+
+    @functools.cached_property
+    def facts(self) -> FactsCache:
+        """What each ELF file says (needed, soname, ...), by identity."""
+        from imgdiff.loaders.elf import FactsCache
+
+        return FactsCache()
+
+    def open(self, proc: Process) -> AbstractContextManager[tuple[ProcDir, RootFS]]:
         """The process's /proc directory and root (`live_root`)."""
-        with live_root(proc, self.procfs) as opened:
-            yield opened
+        return live_root(proc, self.procfs)
 
     def stat(self, space: Space, fs: RootFS, path: str) -> os.stat_result | None:
         """`fs.stat(path)`, once per space."""
@@ -300,6 +308,8 @@ class Inspector:
     def graph_unknown(self, proc: Process, fs: RootFS) -> str | None:
         """Why the static import graph of an untraced Python process could not be
         computed (its imports are then unknown, never clean), or None."""
+        from imgdiff.loaders.python import RunMode
+
         graph = self.graph(proc, fs)
         if graph.mode is not RunMode.UNSUPPORTED:
             return None
@@ -330,6 +340,8 @@ class Inspector:
         space = _space(proc)
         key = (space, proc.exe)
         if key not in self.closures:
+            from imgdiff.loaders.elf import elf_closure, load_loader_config
+
             if space not in self.loaders:
                 self.loaders[space] = load_loader_config(fs)
             self.closures[key] = elf_closure(fs, proc.exe, self.loaders[space], cache=self.facts)

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import time
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -28,6 +26,9 @@ from imgdiff.errors import AccessDenied, BadInput, NoSuchProcess
 from imgdiff.runtime import _procfs
 from imgdiff.runtime._procfs import ProcDir, sees_our_mounts
 from imgdiff.systemd.cgroup import place
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SCHEMA = "imgdiff.snapshot/1"
 VIAS = ("exe", "mapped", "open", "imported", "import-graph", "elf-needed", "config", "deleted")
@@ -321,7 +322,7 @@ class Snapshot:
         return cls(
             boot_id=_procfs.boot_id(procfs),
             taken_at=time.time(),
-            host=socket.gethostname(),
+            host=_procfs.hostname(),
             processes=tuple(processes),
             gaps=tuple(gaps),
             clock_ticks=_procfs.clock_ticks(),

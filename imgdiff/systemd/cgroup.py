@@ -7,6 +7,7 @@ what systemd itself uses to place processes.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import attrs
@@ -47,6 +48,7 @@ def cgroup_path(data: bytes) -> str:
     return named or v2 or "/"
 
 
+@functools.lru_cache(maxsize=4096)  # a host's processes share a few cgroups; records are frozen
 def place(data: bytes) -> Placement:
     """Placement of a process from the bytes of /proc/PID/cgroup."""
     path = cgroup_path(data)
