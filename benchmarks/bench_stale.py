@@ -1,11 +1,24 @@
 """`imgdiff stale` and `imgdiff snapshot` vs checkrestart and needrestart, at 100 and 1,000
-processes that map a replaced library.
+processes that map a replaced library, and the start-up of each with nothing to report.
 
 Each process is a tiny C program (benchmarks/c/holder.c) that dlopen()s a copy of libz
 under /opt (both peers ignore /tmp and /var/tmp), then the library is replaced as dpkg
-does (write + rename). Every tool runs 3 times after a warm-up; the table gives medians,
-peak RSS and how many of the N processes each tool reported.
-Run as root: `.venv/bin/python -m benchmarks.bench_stale [--sizes 100,1000] [--write]`.
+does (write + rename) by a build with other bytes (one byte appended: imgdiff compares the
+bytes of a replaced file and rightly says nothing of a same-bytes rewrite).
+
+The holders run in a private PID namespace (`unshare --pid --fork --mount-proc`, a shell as
+its init) and every tool is run inside it (`nsenter`), so each tool sees the holders and
+nothing else of the machine: on a shared host the other processes, Python ones above all
+(imgdiff reads their import graphs, the peers do not), would otherwise be most of the work.
+`--host` runs everything in the host's namespace instead.
+
+The start-up rows are taken in an empty namespace (its init shell only): nothing to report
+for any tool, against `python3 -c pass` of the same interpreter.
+
+Every command runs interleaved with the others of its case (A B C A B C ...), after a
+warm-up; the table gives the minimum and the median wall time of the runs, cpu and peak RSS
+of the median run, and the ratio of minimums to the case's baseline (from the same run).
+Run as root: `.venv/bin/python -m benchmarks.bench_stale [--sizes 100,1000] [--runs 7] [--write]`.
 """
 
 from __future__ import annotations
@@ -13,121 +26,213 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.common import Timing, measure, table
+from benchmarks.common import run_once
 
 IMGDIFF = str(Path(sys.executable).with_name("imgdiff"))
+PYTHON = sys.executable
 LIBZ = "/usr/lib/x86_64-linux-gnu/libz.so.1.2.13"
+RESULTS = Path(__file__).with_name("results-stale.md")
 
 
-def _found_checkrestart() -> int:
-    out = subprocess.run(["checkrestart"], capture_output=True, text=True, check=False).stdout
-    m = re.search(r"Found (\d+) processes", out)
-    return int(m.group(1)) if m else 0
-
-
-def _found_needrestart() -> int:
-    out = subprocess.run(
-        ["needrestart", "-b", "-r", "l"], capture_output=True, text=True, check=False
-    ).stdout
-    kinds = ("NEEDRESTART-SVC", "NEEDRESTART-CONT", "NEEDRESTART-SESS")
-    return sum(1 for line in out.splitlines() if line.startswith(kinds))
-
-
-def _found_imgdiff(pids: set[int]) -> int:
-    out = subprocess.run([IMGDIFF, "stale", "--json"], capture_output=True, text=True, check=True)
-    return sum(1 for p in json.loads(out.stdout)["processes"] if p["pid"] in pids)
-
-
-def run(n: int, work: Path, runs: int) -> list[tuple[str, str, Timing, Timing | None]]:
+@contextmanager
+def holders(n: int, work: Path, isolate: bool) -> Iterator[list[str]]:
+    """N holders of a library under `work`, the library then replaced; yields the prefix
+    that runs a command where they run (nsenter into their namespace, or nothing)."""
     lib = work / "libz.so.1"
     shutil.copy(LIBZ, lib)
     holder = work / "holder"
     source = Path(__file__).with_name("c") / "holder.c"
     subprocess.run(["gcc", "-O2", "-o", str(holder), str(source), "-ldl"], check=True)
-    procs = []
+    ready = work / "ready"
+    ready.touch()
+    launcher = (
+        f'i=0; while [ "$i" -lt {n} ]; do "{holder}" "{lib}" >>"{ready}" & i=$((i+1)); done; '
+        "exec sleep 86400"
+    )
+    argv = ["sh", "-c", launcher]
+    if isolate:
+        argv = ["unshare", "--pid", "--fork", "--mount-proc", *argv]
+    init = subprocess.Popen(argv, start_new_session=True)
     try:
-        for _ in range(n):
-            p = subprocess.Popen([str(holder), str(lib)], stdout=subprocess.PIPE)
-            assert p.stdout is not None
-            p.stdout.readline()
-            procs.append(p)
-        tmp = work / "libz.so.1.new"
-        shutil.copy(LIBZ, tmp)
-        os.replace(tmp, lib)
-        pids = {p.pid for p in procs}
-        found = {
-            "checkrestart": _found_checkrestart(),
-            "needrestart -b -r l": _found_needrestart(),
-            "imgdiff stale --json": _found_imgdiff(pids),
-        }
-        rows: list[tuple[str, str, Timing, Timing | None]] = []
-        need = measure(["needrestart", "-b", "-r", "l"], runs=runs)
-        rows.append(
-            (
-                f"{n} procs",
-                f"needrestart -b -r l (found {found['needrestart -b -r l']})",
-                need,
-                None,
-            )
-        )
-        check = measure(["checkrestart"], runs=runs)
-        rows.append((f"{n} procs", f"checkrestart (found {found['checkrestart']})", check, need))
-        mine = measure([IMGDIFF, "stale", "--json"], runs=runs)
-        rows.append(
-            (
-                f"{n} procs",
-                f"imgdiff stale --json (found {found['imgdiff stale --json']})",
-                mine,
-                need,
-            )
-        )
-        snap = measure([IMGDIFF, "snapshot", "--json"], runs=runs)
-        rows.append((f"{n} procs", "imgdiff snapshot --json", snap, need))
-        return rows
+        while ready.read_text().count("ready") < n:
+            if init.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited {init.returncode}")
+            time.sleep(0.05)
+        new = work / "libz.so.1.new"
+        new.write_bytes(Path(LIBZ).read_bytes() + b"\0")
+        os.replace(new, lib)
+        prefix: list[str] = []
+        if isolate:
+            shell = _child_of(init.pid)
+            prefix = ["nsenter", "-t", str(shell), "-p", "-m", "--"]
+        yield prefix
     finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()
-            if p.stdout:
-                p.stdout.close()
+        os.killpg(init.pid, signal.SIGKILL)  # the launcher's group: itself and the holders
+        init.wait()
+
+
+def _child_of(pid: int) -> int:
+    """unshare's one child: the namespace's init (the launcher)."""
+    for _ in range(200):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.01)
+    raise RuntimeError("unshare started no child")
+
+
+def _found(prefix: list[str], name: str) -> str:
+    """How many processes the tool reports (its own words)."""
+    if name == "checkrestart":
+        out = subprocess.run(
+            [*prefix, "checkrestart"], capture_output=True, text=True, check=False
+        ).stdout
+        m = re.search(r"Found (\d+) processes", out)
+        return f"found {m.group(1) if m else 0}"
+    if name == "needrestart":
+        argv = [*prefix, "needrestart", "-b", "-r", "l"]
+        out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+        kinds = ("NEEDRESTART-SVC", "NEEDRESTART-CONT", "NEEDRESTART-SESS")
+        return f"found {sum(1 for line in out.splitlines() if line.startswith(kinds))}"
+    argv = [*prefix, IMGDIFF, "stale", "--json"]
+    doc = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    return f"found {len(doc['processes'])} of {doc['considered']}"
+
+
+Row = tuple[str, str, str, list[tuple[float, float, float]], str]
+
+
+def interleaved(case: str, commands: Sequence[tuple[str, list[str], str]], runs: int) -> list[Row]:
+    """(case, label, note, runs, baseline label) per command, run A B C A B C ... after one
+    warm-up each; the first command is the baseline."""
+    for _, argv, _ in commands:
+        run_once(argv)
+    results: list[list[tuple[float, float, float]]] = [[] for _ in commands]
+    for _ in range(runs):
+        for i, (_, argv, _) in enumerate(commands):
+            results[i].append(run_once(argv))
+    base = commands[0][0]
+    return [(case, label, note, results[i], base) for i, (label, _, note) in enumerate(commands)]
+
+
+def table(rows: Sequence[Row]) -> str:
+    out = [
+        "| case | command | reported | wall s (min) | wall s (median) | cpu s | peak MiB "
+        "| min ÷ baseline |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    mins = {(r[0], r[1]): min(w for w, _, _ in r[3]) for r in rows}
+    for case, label, note, runs, base in rows:
+        walls = sorted(runs)
+        median = walls[len(walls) // 2]
+        middle = statistics.median(w for w, _, _ in runs)
+        low = mins[(case, label)]
+        ratio = "baseline" if label == base else f"{low / mins[(case, base)]:.2f}x"
+        out.append(
+            f"| {case} | `{label}` | {note} | {low:.3f} | {middle:.3f} "
+            f"| {median[1]:.3f} | {median[2]:.0f} | {ratio} |"
+        )
+    return "\n".join(out)
+
+
+def startup(work: Path, runs: int, isolate: bool) -> list[Row]:
+    empty = work / "empty-root"
+    empty.mkdir()
+    with holders(0, work, isolate) as ns:
+        return interleaved(
+            "start-up, nothing to report",
+            [
+                (f"{Path(PYTHON).name} -c pass", [*ns, PYTHON, "-c", "pass"], "-"),
+                ("checkrestart", [*ns, "checkrestart"], _found(ns, "checkrestart")),
+                ("imgdiff stale --root EMPTY", [*ns, IMGDIFF, "stale", "--root", str(empty)], "-"),
+                (
+                    "imgdiff snapshot --root EMPTY --json",
+                    [*ns, IMGDIFF, "snapshot", "--root", str(empty), "--json"],
+                    "-",
+                ),
+                ("imgdiff stale --json", [*ns, IMGDIFF, "stale", "--json"], _found(ns, "imgdiff")),
+            ],
+            runs,
+        )
+
+
+def at_scale(n: int, work: Path, runs: int, isolate: bool) -> list[Row]:
+    with holders(n, work, isolate) as ns:
+        return interleaved(
+            f"{n} procs",
+            [
+                ("checkrestart", [*ns, "checkrestart"], _found(ns, "checkrestart")),
+                (
+                    "needrestart -b -r l",
+                    [*ns, "needrestart", "-b", "-r", "l"],
+                    _found(ns, "needrestart"),
+                ),
+                ("imgdiff stale --json", [*ns, IMGDIFF, "stale", "--json"], _found(ns, "imgdiff")),
+                ("imgdiff snapshot --json", [*ns, IMGDIFF, "snapshot", "--json"], "-"),
+            ],
+            runs,
+        )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="100,1000")
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--host", action="store_true", help="run in the host's PID namespace")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
-    for tool in ("checkrestart", "needrestart", "gcc"):
+    tools = ["checkrestart", "needrestart", "gcc"] + ([] if args.host else ["unshare", "nsenter"])
+    for tool in tools:
         if shutil.which(tool) is None:
             print(
-                f"{tool} is not installed (apt-get install debian-goodies needrestart gcc)",
+                f"{tool} is not installed (apt-get install debian-goodies needrestart gcc "
+                "util-linux)",
                 file=sys.stderr,
             )
             return 2
-    rows = []
+    # imgdiff as installed: its modules' bytecode cached (this variable would make every run
+    # compile them again)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    isolate = not args.host
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="imgdiff-bench-", dir="/opt") as work:
+        rows += startup(Path(work), args.runs, isolate)
     for n in (int(x) for x in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="imgdiff-bench-", dir="/opt") as work:
-            rows += run(n, Path(work), args.runs)
+            rows += at_scale(n, Path(work), args.runs, isolate)
     md = table(rows)
     print(md)
     if args.write:
+        where = "a private PID namespace" if isolate else "the host's PID namespace (shared)"
         head = (
-            "# Stale-process detection vs the peers\n\nN copies of a small program mapping a "
-            "library under /opt, the library then replaced (write + rename). Medians of "
-            f"{args.runs} runs; ratios to needrestart; `found` is how many of the N each tool "
-            "reported. needrestart lists only what it can tie to a service, container or "
-            "session: with no systemd as PID 1 here it reports none of them.\n\n"
+            "# Stale-process detection vs the peers\n\n"
+            f"Python {platform.python_version()}, {os.cpu_count()} CPUs shared with other "
+            f"work (timings are noisy: read the minimums), {time.strftime('%Y-%m-%d')}. "
+            "N copies of a small program mapping a library under /opt, the library then "
+            "replaced by other bytes (write + rename); every tool runs in "
+            f"{where} holding only those processes. Commands interleaved, {args.runs} runs "
+            "each after a warm-up; ratios are of minimums, to the first row of each case. "
+            "`reported`: what the tool found (imgdiff: stale processes of those it "
+            "considered). needrestart lists only what it can tie to a service, container "
+            "or session: with no systemd as PID 1 here it reports none of them. Start-up: "
+            "an empty namespace, nothing to report; `--root EMPTY` is a directory no "
+            "process runs in.\n\n"
+            "`.venv/bin/python -m benchmarks.bench_stale --write` (root).\n\n"
         )
-        Path(__file__).with_name("results-stale.md").write_text(head + md + "\n")
+        RESULTS.write_text(head + md + "\n")
     return 0
 
 
