@@ -563,6 +563,9 @@ def main() -> int:
     ap.add_argument("--corpus", default=CORPUS, help=f"holds old/ and new/ (default {CORPUS})")
     ap.add_argument("--write", action="store_true", help="write benchmarks/results-plan.md")
     args = ap.parse_args()
+    # imgdiff as installed: its modules' bytecode cached (with this variable every run would
+    # compile them again); the processes inside OLD keep it (CHILD_ENV)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     old = os.path.realpath(os.path.join(args.corpus, "old"))
     new = os.path.realpath(os.path.join(args.corpus, "new"))
     for tree in (old, new):
