@@ -17,7 +17,7 @@ import pytest
 from imgdiff import BadInput
 from imgdiff.cli import main
 from imgdiff.runtime import Snapshot, stale
-from imgdiff.runtime._procfs import parse_maps, parse_stat
+from imgdiff.runtime._procfs import parse_maps, parse_stat, parse_status
 
 from .procs import (
     MAP_LIB,
@@ -255,6 +255,18 @@ def test_parse_maps_uses_identity_not_path_text() -> None:
     assert not maps[456].deleted
     assert maps[456].path == "/opt/my lib (deleted).so"
     assert maps[123].dev == (0xFD, 1)
+
+
+def test_parse_status_reads_the_real_uid_and_the_innermost_pid() -> None:
+    with open("/proc/self/status", "rb") as fh:
+        uid, ns_pid = parse_status(fh.read())
+    assert uid == os.getuid()
+    assert ns_pid is not None  # every kernel since 4.1 has NSpid
+    # the first line, no newline at the end, a pid in two namespaces, no NSpid line at all
+    assert parse_status(b"Uid:\t7\t8\t8\t8\nNSpid:\t4242\t12") == (7, 12)
+    assert parse_status(b"Name:\tx\nUid:\t0\t0\t0\t0\n") == (0, None)
+    with pytest.raises(ValueError, match="no Uid line"):
+        parse_status(b"Name:\tx\nGid:\t0\t0\t0\t0\n")
 
 
 @pytest.mark.skipif(shutil.which("checkrestart") is None, reason="debian-goodies not installed")
