@@ -532,7 +532,7 @@ def _writing(path: str) -> Iterator[None]:
 
 
 def _spool(arg: str | None) -> str | None:
-    from imgdiff.trace.spool import DEFAULT_SPOOL_DIR
+    from imgdiff.trace.tracer import DEFAULT_SPOOL_DIR  # not spool's: it loads attrs
 
     if arg is not None:
         return arg
