@@ -2,7 +2,8 @@
 # One entry point for set-up and the project's jobs on a fresh Debian machine
 # (Python, pip and apt only). Idempotent: re-running skips what is already in place.
 #   bash scripts/dev.sh demo   set up, then run the main job on the built-in example
-#   bash scripts/dev.sh test   set up, then ruff, mypy --strict and the whole pytest suite
+#   bash scripts/dev.sh test   set up, then ruff, mypy --strict, the docs build and the whole
+#                              pytest suite
 #   bash scripts/dev.sh setup  set up only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,13 +32,15 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# the package's extras installed into the venv (pyproject.toml says what each is for)
+EXTRAS=(dev fleet docs)
 stamp="$VENV/.imgdiff-setup"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev,fleet]'
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$(IFS=,; echo "${EXTRAS[*]}")]"
   touch "$stamp"
 fi
 
@@ -49,6 +52,12 @@ case "${1:-test}" in
     "$VENV/bin/ruff" check imgdiff tests benchmarks
     "$VENV/bin/ruff" format --check imgdiff tests benchmarks
     "$VENV/bin/mypy"
+    # the docs site, warnings as errors (broken cross-references and internal links
+    # included, no network), into a temporary directory
+    docs_out=$(mktemp -d)
+    trap 'rm -rf "$docs_out"' EXIT
+    "$VENV/bin/python" -m sphinx -W -q -b html docs "$docs_out"
+    rm -rf "$docs_out"
     exec "$VENV/bin/python" -m pytest -n 2 -q "$@"
     ;;
   *) echo "usage: bash scripts/dev.sh [setup|demo|test]" >&2; exit 2 ;;
