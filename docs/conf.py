@@ -17,6 +17,12 @@ sys.path[:0] = [str(DOCS / "_ext"), str(DOCS.parent)]  # the extensions; imgdiff
 
 import imgdiff  # noqa: E402
 
+# load every lazy name now: `imgdiff.verify` is also a submodule, and importing it first
+# (as other names do) would leave the package attribute the module, not the function
+for _name in imgdiff.__all__:
+    getattr(imgdiff, _name)
+imgdiff.verify = imgdiff.__getattr__("verify")  # type: ignore[attr-defined]
+
 project = "imgdiff"
 author = "imgdiff developers"
 copyright = "imgdiff developers"  # noqa: A001  # Sphinx's name for it
@@ -27,9 +33,9 @@ today = f"imgdiff {release}"
 extensions = [
     "myst_nb",  # Markdown pages (myst-parser) and executed notebooks
     "sphinx.ext.autodoc",
-    "sphinx.ext.napoleon",
     "cliref",  # the CLI reference, from imgdiff.cli's parser
     "schemas",  # JSON schemas and their examples; checks the API pages cover __all__
+    "apicover",  # the API pages cover __all__; references resolve to the public names
     "localinks",  # every internal link and anchor of the built HTML leads somewhere
 ]
 
@@ -56,8 +62,15 @@ nb_merge_streams = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"members": True, "show-inheritance": True}
-napoleon_google_docstring = True
-napoleon_numpy_docstring = False
+# the docstrings are plain reST-compatible prose (no Google/NumPy sections): no napoleon,
+# which would read a property's "The rank of …: …" first line as a type
+# types of the standard library and of dependencies: no inventory offline (no intersphinx)
+nitpick_ignore_regex = [
+    ("py:class", r"(collections\.abc|enum|pathlib|os|typing|types|attrs|distributed|rich)\..*"),
+    # internal helper types named in signatures (progress callbacks, the digest cache)
+    ("py:class", r"(imgdiff\._progress\.)?ReadCounts|(imgdiff\.manifest\.)?ProgressFn"),
+    ("py:class", r"(imgdiff\.cache\.)?DigestCache|imgdiff\.image\.base\.FileId"),
+]
 
 html_theme = "furo"
 html_title = f"imgdiff {release}"
