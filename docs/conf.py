@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
@@ -35,6 +36,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "cliref",  # the CLI reference, from imgdiff.cli's parser
     "schemas",  # JSON schemas and their examples; checks the API pages cover __all__
+    "policykeys",  # the policy keys, defaults and meanings from plan.Policy, RolloutPolicy
     "apicover",  # the API pages cover __all__; references resolve to the public names
     "localinks",  # every internal link and anchor of the built HTML leads somewhere
 ]
@@ -43,6 +45,8 @@ exclude_patterns = ["_build", "man", "notebooks/.ipynb_checkpoints", "**/.ipynb_
 nitpicky = True
 # backticks in docstrings (`name`) are code, as in the Markdown pages
 default_role = "literal"
+# option names keep their two hyphens (no en dash), quotes stay straight
+smartquotes = False
 
 # MyST: GitHub-style anchors, so `[x](plan.md#policy-toml-every-key-optional)` links work
 # both on GitHub and here
@@ -50,9 +54,12 @@ myst_heading_anchors = 4
 myst_enable_extensions = ["colon_fence", "deflist"]
 suppress_warnings = ["myst.header"]  # the existing pages start below level 1 in places
 
-# notebooks: executed at every build (offline; some cells need root: chroot, cgroups);
-# IMGDIFF_DOCS_NB=off renders them with their stored outputs instead
-nb_execution_mode = os.environ.get("IMGDIFF_DOCS_NB", "force")
+# notebooks: executed at every build, offline (each builds its own small images). Those
+# that start the demo's services chroot and make cgroups, which needs root: not as root,
+# or with IMGDIFF_DOCS_NB=off, every notebook is rendered with its stored outputs instead
+nb_execution_mode = os.environ.get("IMGDIFF_DOCS_NB", "force" if os.geteuid() == 0 else "off")
+# nbformat fills in missing cell ids itself; its warning about them is noise here
+warnings.filterwarnings("ignore", message="Cell is missing an id field")
 nb_execution_timeout = 300
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True

@@ -53,11 +53,12 @@ case "${1:-test}" in
     "$VENV/bin/ruff" format --check imgdiff tests benchmarks
     "$VENV/bin/mypy"
     # the docs site, warnings as errors (broken cross-references and internal links
-    # included, no network), into a temporary directory
-    docs_out=$(mktemp -d)
-    trap 'rm -rf "$docs_out"' EXIT
-    "$VENV/bin/python" -m sphinx -W -q -b html docs "$docs_out"
-    rm -rf "$docs_out"
+    # included, no network), into a temporary directory (myst-nb writes the executed
+    # notebooks beside the output directory: inside it too)
+    docs_tmp=$(mktemp -d)
+    trap 'rm -rf "$docs_tmp"' EXIT
+    "$VENV/bin/python" -m sphinx -W -q -b html docs "$docs_tmp/html"
+    rm -rf "$docs_tmp"
     exec "$VENV/bin/python" -m pytest -n 2 -q "$@"
     ;;
   *) echo "usage: bash scripts/dev.sh [setup|demo|test]" >&2; exit 2 ;;
