@@ -22,7 +22,7 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
-WIDTH = 78  # usage lines are wrapped at a fixed width, whatever the terminal: reproducible
+WIDTH = 70  # usage lines are wrapped at a fixed width, whatever the terminal: reproducible
 # -v, -q, --debug: accepted by every command; described once, with the top-level options
 COMMON = frozenset({"verbose", "quiet", "debug"})
 _RST_SPECIAL = re.compile(r"([\\*`|_])")
@@ -136,8 +136,8 @@ class CliReference(SphinxDirective):
 
         parser = _parser()
         lines: list[str] = []
-        title = "The top-level command"
-        lines += [title, "-" * len(title), ""]
+        title = "imgdiff"
+        lines += [title, "~" * len(title), ""]
         _describe(lines, "imgdiff", parser, top=True)
         sub = _subparsers(parser)
         assert sub is not None
@@ -147,7 +147,7 @@ class CliReference(SphinxDirective):
         lines.append("")
         for full, _, child in commands(parser):
             heading = f"``{full}``"
-            lines += [heading, "-" * len(heading), ""]
+            lines += [heading, "~" * len(heading), ""]
             _describe(lines, full, child, top=False)
         container = nodes.section()
         container.document = self.state.document
