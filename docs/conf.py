@@ -26,7 +26,7 @@ imgdiff.verify = imgdiff.__getattr__("verify")  # type: ignore[attr-defined]
 
 project = "imgdiff"
 author = "imgdiff developers"
-copyright = "imgdiff developers"  # noqa: A001  # Sphinx's name for it
+copyright = "imgdiff developers"  # Sphinx's name for it
 version = release = imgdiff.__version__
 # a fixed date keeps the generated man page byte-for-byte reproducible (tests/test_docs.py)
 today = f"imgdiff {release}"

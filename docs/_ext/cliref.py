@@ -105,9 +105,7 @@ def _groups(
             yield group.title or "options", actions
 
 
-def _describe(
-    lines: list[str], name: str, parser: argparse.ArgumentParser, *, top: bool
-) -> None:
+def _describe(lines: list[str], name: str, parser: argparse.ArgumentParser, *, top: bool) -> None:
     lines += [".. program:: " + name, "", "::", ""]
     lines += ["   " + line for line in _usage(parser).splitlines()]
     lines.append("")
