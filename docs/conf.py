@@ -52,7 +52,7 @@ smartquotes = False
 # both on GitHub and here
 myst_heading_anchors = 4
 myst_enable_extensions = ["colon_fence", "deflist"]
-suppress_warnings = ["myst.header"]  # the existing pages start below level 1 in places
+
 
 # notebooks: executed at every build, offline (each builds its own small images). Those
 # that start the demo's services chroot and make cgroups, which needs root: not as root,
