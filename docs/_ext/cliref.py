@@ -5,8 +5,9 @@ walks it (sub-commands included, e.g. `fleet plan`) and writes, for each command
 usage, description and every argument with its help, choices and default, as Sphinx
 `program`/`option` descriptions (so `:option:` references and the index work and the man
 builder renders them). Nothing here repeats a help text, so the page cannot drift from
-the command. No third-party sphinx-argparse: its output cannot leave out the options
-every verb shares, and this is ~100 lines.
+the command. Not sphinx-argparse: this is short, has no dependency to keep in step with
+each Sphinx release, describes the options every verb shares once, and writes the
+`program`/`option` descriptions the man builder renders as a man page should.
 """
 
 from __future__ import annotations
