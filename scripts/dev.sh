@@ -50,8 +50,8 @@ case "${1:-test}" in
   demo) shift; exec "$VENV/bin/imgdiff" demo "$@" ;;
   test)
     shift || true
-    "$VENV/bin/ruff" check imgdiff tests benchmarks
-    "$VENV/bin/ruff" format --check imgdiff tests benchmarks
+    "$VENV/bin/ruff" check imgdiff tests benchmarks docs/conf.py docs/_ext
+    "$VENV/bin/ruff" format --check imgdiff tests benchmarks docs/conf.py docs/_ext
     "$VENV/bin/mypy"
     # the docs site, warnings as errors (broken cross-references and internal links
     # included, no network), into a temporary directory (myst-nb writes the executed
