@@ -1,10 +1,13 @@
 """The documentation stands alone: every relative link in README.md and docs/*.md leads
-to a file of the repository, and nothing points outside it (no ../shared)."""
+to a file of the repository, and nothing points outside it (no ../shared). The man page
+is the one Sphinx builds from docs/, and the policy example is a valid policy."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +78,33 @@ def test_json_examples_parse(page: Path) -> None:
 
 def test_project_metadata_has_no_placeholder_url() -> None:
     assert "example.invalid" not in (REPO / "pyproject.toml").read_text()
+
+
+def test_the_committed_man_page_is_the_one_built_from_the_docs(tmp_path: Path) -> None:
+    """docs/man/imgdiff.1 is generated (its CLI reference from the argparse parser), and
+    committed so the wheel can install it without Sphinx: it must be current."""
+    subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "man",
+         "-D", "nb_execution_mode=off", str(REPO / "docs"), str(tmp_path)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+    def body(path: Path) -> list[str]:  # comment lines name the docutils version
+        return [line for line in path.read_text().splitlines() if not line.startswith('.\\"')]
+
+    built, committed = tmp_path / "imgdiff.1", REPO / "docs/man/imgdiff.1"
+    assert body(built) == body(committed), "stale man page: run bash scripts/dev.sh man"
+    assert ".SH COMMANDS" in built.read_text()
+    for verb in ("diff", "plan", "apply", "fleet plan"):
+        assert f"imgdiff {verb}" in built.read_text()
+
+
+def test_the_policy_pages_example_is_a_valid_policy(tmp_path: Path) -> None:
+    from imgdiff.fleet import load_policy
+
+    text = (REPO / "docs/policy.md").read_text()
+    (example,) = re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
+    (tmp_path / "policy.toml").write_text(example)
+    policy, rollout = load_policy(tmp_path / "policy.toml")
+    assert policy.never_restart == ("postgresql.service",)
+    assert rollout.max_unavailable == 0.1

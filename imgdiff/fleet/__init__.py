@@ -160,7 +160,7 @@ def plan(
 ) -> FleetVerdict:
     """Every host's verdict for updating from OLD to NEW, a summary and rollout waves.
 
-    `reports` are host reports or saved snapshots (files, or directories of *.json).
+    `reports` are host reports or saved snapshots (files, or directories of `*.json`).
     The work runs on `client` (a `distributed.Client`), else on the scheduler at
     `scheduler`, else on a local cluster started and stopped here. The workers must
     be able to read the report files; OLD and NEW are read here only.
