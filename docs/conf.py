@@ -18,12 +18,6 @@ sys.path[:0] = [str(DOCS / "_ext"), str(DOCS.parent)]  # the extensions; imgdiff
 
 import imgdiff  # noqa: E402
 
-# load every lazy name now: `imgdiff.verify` is also a submodule, and importing it first
-# (as other names do) would leave the package attribute the module, not the function
-for _name in imgdiff.__all__:
-    getattr(imgdiff, _name)
-imgdiff.verify = imgdiff.__getattr__("verify")  # type: ignore[attr-defined]
-
 project = "imgdiff"
 author = "imgdiff developers"
 copyright = "imgdiff developers"  # Sphinx's name for it
@@ -74,6 +68,8 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 # types of the standard library and of dependencies: no inventory offline (no intersphinx)
 nitpick_ignore_regex = [
     ("py:class", r"(collections\.abc|enum|pathlib|os|typing|types|attrs|distributed|rich)\..*"),
+    # a name imported for type checking only (kept out of start-up) stays unresolved
+    ("py:class", r"Path"),
     # internal helper types named in signatures (progress callbacks, the digest cache)
     ("py:class", r"(imgdiff\._progress\.)?ReadCounts|(imgdiff\.manifest\.)?ProgressFn"),
     ("py:class", r"(imgdiff\.cache\.)?DigestCache|imgdiff\.image\.base\.FileId"),

@@ -19,6 +19,8 @@ stage. Every record is a frozen attrs class.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 from imgdiff.errors import (
     AccessDenied,
@@ -133,6 +135,19 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    """`imgdiff.verify` names the function even after the submodule of that name loads
+    (importing a submodule sets it as the package's attribute, over the lazy name)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

@@ -17,6 +17,18 @@ def test_every_public_name_resolves(name: str) -> None:
     assert getattr(imgdiff, name) is not None
 
 
+@pytest.mark.parametrize("first", ["verify_restarted", "verify"])
+def test_lazy_names_win_over_submodules_of_the_same_name(first: str) -> None:
+    # `imgdiff.verify` is both a lazy name and a submodule; whichever loads first, the
+    # package attribute is the function (a fresh interpreter: this one has loaded both)
+    code = (
+        f"import imgdiff, types; imgdiff.{first}; import imgdiff.verify as m; "
+        "print(isinstance(imgdiff.verify, types.FunctionType), callable(imgdiff.verify))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
+
+
 def test_unknown_names_are_attribute_errors() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = imgdiff.nope
