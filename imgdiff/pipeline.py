@@ -79,23 +79,36 @@ def diff(
     *,
     use_cache: bool = True,
     classify: bool = True,
+    owners: bool = False,
     progress: ProgressFn | None = None,
     workers: int | None = None,
     reading: ReadCounts | None = None,
 ) -> Delta:
-    """Read two images (or manifests) and return their delta, classified. `workers`
-    caps the forked processes (default: the CPUs available; 1: none, for threaded callers).
-    `progress` is told the bytes hashed and `reading` counts the entries read, for a
-    display."""
-    return _read(
+    """Read two images (or manifests) and return their delta, classified. `owners`
+    names the packages owning each changed path (as `package_diff`'s delta does, reading
+    from the package databases only what that takes). `workers` caps the forked
+    processes (default: the CPUs available; 1: none, for threaded callers). `progress`
+    is told the bytes hashed and `reading` counts the entries read, for a display."""
+    capture = None
+    if owners:
+        from imgdiff.packages.view import capture_predicate
+
+        capture = capture_predicate()
+    om, nm, delta = _read(
         old,
         new,
         use_cache=use_cache,
         progress=progress,
+        capture=capture,
         classify=classify,
         workers=workers,
         reading=reading,
-    )[2]
+    )
+    if not owners:
+        return delta
+    from imgdiff.packages.view import annotate_owners
+
+    return annotate_owners(delta, om, nm)
 
 
 @attrs.frozen

@@ -24,7 +24,7 @@ import os
 import posixpath
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from types import ModuleType
 from typing import Any
 
@@ -72,12 +72,17 @@ class _Found:
 
 
 def read_rpm(
-    manifest: Manifest, resolver: PathResolver, *, use_bindings: bool | None = None
+    manifest: Manifest,
+    resolver: PathResolver,
+    *,
+    use_bindings: bool | None = None,
+    only: Collection[str] | None = None,
 ) -> PackageDB | None:
     """The image's rpm packages, or None when it has no rpm database.
 
     `use_bindings`: None uses the rpm bindings when they import; False forces the sqlite
-    fallback; True requires the bindings (`Unsupported` without them).
+    fallback; True requires the bindings (`Unsupported` without them). `only`: see
+    `base.Reader` (the whole database is read all the same).
     """
     found, warnings = _locate(manifest, resolver)
     if found is None:
@@ -105,7 +110,7 @@ def read_rpm(
         except hdr.HeaderError as exc:
             warnings.append(ImageWarning(found.main, f"package #{raw.hnum}: {exc}; skipped"))
     packages.sort(key=lambda p: (p.name, p.arch, p.version))
-    return PackageDB(MANAGER, tuple(packages), found.main, tuple(warnings))
+    return PackageDB(MANAGER, tuple(packages), found.main, tuple(warnings)).restricted(only)
 
 
 # -- finding and copying the database ---------------------------------------------------
