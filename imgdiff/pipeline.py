@@ -19,7 +19,6 @@ import attrs
 
 from imgdiff._progress import ReadCounts
 from imgdiff.archive.format import as_manifest, is_delta
-from imgdiff.archive.image import delta_as_new
 from imgdiff.delta import classifier, compare
 from imgdiff.errors import Unsupported
 from imgdiff.manifest import Manifest, ProgressFn
@@ -51,6 +50,8 @@ def _read(
     forked processes (1: none)."""
     if isinstance(new, str) and is_delta(new) and not (isinstance(old, str) and is_delta(old)):
         # NEW is a delta archive: its files are read through OLD (see archive.image)
+        from imgdiff.archive.image import delta_as_new
+
         om = (
             old
             if isinstance(old, Manifest)

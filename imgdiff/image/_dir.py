@@ -94,6 +94,7 @@ class DirImage(Image):
 
     format = "dir"
     digests_on_read = False  # files are hashed on demand, through the digest cache
+    opens_files = True
 
     def __init__(
         self,
@@ -201,12 +202,12 @@ class DirImage(Image):
     def digest_cache(self) -> DigestCache:
         return DigestCache(self.root)
 
-    def hash_file(self, entry: Entry, read: ReadResult) -> tuple[str | None, str | None]:
-        """(digest, None), or (None, why not) — records nothing, so workers may call it.
+    def _open_recorded(self, entry: Entry, read: ReadResult) -> tuple[int, int] | str:
+        """(descriptor, size) of the file the walk recorded at `entry.path`, or why not.
 
         The file is opened by its full path with O_NOFOLLOW and then must be the very
         inode the walk recorded: if any directory on the way had been swapped for a
-        symlink, the identity check fails and nothing outside the tree is hashed. Files
+        symlink, the identity check fails and nothing outside the tree is read. Files
         the walk did not record are opened beneath the root with no symlink allowed.
         """
         expected = read.file_ids.get(entry.path)
@@ -217,11 +218,27 @@ class DirImage(Image):
                 fd = os.open(self.root + entry.path, _OPEN_FLAGS)
                 st = os.fstat(fd)
         except OSError as exc:
-            return None, f"unreadable: {exc.strerror or exc}"
+            return f"unreadable: {exc.strerror or exc}"
+        if expected is not None and (st.st_dev, st.st_ino) != (expected.dev, expected.ino):
+            os.close(fd)
+            return "replaced while the image was being read"
+        return fd, st.st_size
+
+    def open_file(self, entry: Entry, read: ReadResult) -> int | None:
+        opened = self._open_recorded(entry, read)
+        return None if isinstance(opened, str) else opened[0]
+
+    def hash_file(self, entry: Entry, read: ReadResult) -> tuple[str | None, str | None]:
+        """(digest, None), or (None, why not) — records nothing, so workers may call it.
+
+        The file read is the one the walk recorded (see `_open_recorded`).
+        """
+        opened = self._open_recorded(entry, read)
+        if isinstance(opened, str):
+            return None, opened
+        fd, size = opened
         try:
-            if expected is not None and (st.st_dev, st.st_ino) != (expected.dev, expected.ino):
-                return None, "replaced while the image was being read"
-            digest, nread = _digest.of_fd(fd, st.st_size)
+            digest, nread = _digest.of_fd(fd, size)
         except OSError as exc:
             return None, f"read error: {exc.strerror}"
         finally:
