@@ -166,11 +166,12 @@ def read_dpkg(
         return None
     warnings: list[ImageWarning] = []
     suffixes = _SUFFIXES if only is None else (".list",)
+    prefix, depth = INFO + "/", INFO.count("/") + 1
     info_files = [
         p
         for p, e in manifest.entries.items()
-        if e.type is EntryType.FILE and p.startswith(INFO + "/") and p.endswith(suffixes)
-        and p.count("/") == INFO.count("/") + 1
+        if p.startswith(prefix) and p.endswith(suffixes) and e.type is EntryType.FILE
+        and p.count("/") == depth
     ]  # fmt: skip
     contents = manifest.read_files([STATUS, DIVERSIONS, *info_files])
     status = contents.get(STATUS)
