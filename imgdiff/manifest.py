@@ -270,7 +270,9 @@ class Manifest:
         if e.digest is not None or self._cache is None:
             return e.digest
         fid = self._read.file_ids.get(path)
-        return fid and self._cache.get(fid.dev, fid.ino, e.size, e.mtime_ns, fid.ctime_ns)
+        if fid is None:
+            return None
+        return self._cache.get(fid.dev, fid.ino, e.size, e.mtime_ns, fid.ctime_ns)
 
     @property
     def reads_in_place(self) -> bool:
