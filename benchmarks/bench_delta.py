@@ -111,6 +111,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--before", help="an earlier source tree: its imgdiff runs beside this one")
+    ap.add_argument("--before-name", help="what --before is, for the table (a commit)")
     args = ap.parse_args()
     corpus = Path(args.corpus)
     if not (corpus / "old").is_dir():
@@ -190,8 +191,14 @@ def main() -> int:
             f"commands ran interleaved, {args.runs} rounds after one warm-up round; ratios "
             "are of fastest runs, to the first row of each case, from this one run; imgdiff "
             "ran from compiled bytecode, as installed. The machine (2 cores) was shared "
-            "with other work while this ran: read the ratios, not the absolute times.\n\n"
+            "with other work while this ran: read the ratios, not the absolute times."
         )
+        if args.before:
+            head += (
+                f" Rows marked `(before)` ran imgdiff from {args.before_name or args.before} "
+                "(`--before`), interleaved with the others."
+            )
+        head += "\n\n"
         Path(__file__).with_name("results-delta.md").write_text(head + md + "\n")
     return 0
 

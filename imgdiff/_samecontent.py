@@ -1,12 +1,13 @@
 """Whether files of the same size in two manifests hold the same bytes.
 
 This module owns the choice of how: digests both sides already know (an archive's, the
-digest cache's) are compared as they are; files both read in place with no digest cache
-to fill are compared byte for byte, the differing ones hashed from the bytes just read
-(their digests are shown); everything else is hashed through `Manifest.fill_digests`,
-which also records why a file could not be read. A pair is never called equal unless
-both sides were read in full as the walk recorded them. It must not decide what a
-difference means (that is `delta`'s).
+digest cache's) are compared as they are; one inode both walks saw unchanged (a file
+hard-linked into both trees) is the same content; files both read in place with no
+digest cache to fill are compared byte for byte, the differing ones hashed from the bytes
+just read (their digests are shown); everything else is hashed through
+`Manifest.fill_digests`, which also records why a file could not be read. Otherwise a
+pair is never called equal unless both sides were read in full as the walk recorded
+them. It must not decide what a difference means (that is `delta`'s).
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ def differing(
     unknown: list[str] = []
     for path in paths:
         a, b = old.known_digest(path), new.known_digest(path)
-        if a is None or b is None:
+        if a is not None and b is not None:
+            if a != b:
+                out.add(path)
+        elif (fid := old.file_id(path)) is None or fid != new.file_id(path):
             unknown.append(path)
-        elif a != b:
-            out.add(path)
+        # else: one inode seen by both walks, unchanged between them (dev, ino and ctime
+        # alike): the same bytes, as `diff -r` says of a file hard-linked into both trees
     if unknown and old.reads_in_place and new.reads_in_place:
         unknown = _compare_in_place(old, new, unknown, out, progress)
         progress = None  # the bar counted the bytes compared; the rest is a few files

@@ -274,6 +274,11 @@ class Manifest:
             return None
         return self._cache.get(fid.dev, fid.ino, e.size, e.mtime_ns, fid.ctime_ns)
 
+    def file_id(self, path: str) -> FileId | None:
+        """The identity (dev, ino, ctime) the read recorded for a regular file read in
+        place; None for anything else."""
+        return self._read.file_ids.get(path)
+
     @property
     def reads_in_place(self) -> bool:
         """True when `open_file` gives files' content and no digest cache keeps digests:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,28 @@ def test_file_replaced_after_the_walk_is_never_read(pair: tuple[Path, Path]) -> 
     change = next(c for c in delta.changes if c.path == "/etc/same")
     assert change.aspects == (Aspect.CONTENT,)
     assert any(w.path == "/etc/same" and "replaced while" in w.message for w in delta.warnings)
+
+
+def test_file_hard_linked_into_both_trees_is_equal_without_reading(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    (old / "usr/lib").mkdir(parents=True)
+    (old / "usr/lib/shared.so").write_bytes(b"\x7fELF shared bytes")
+    (old / "usr/lib/changed.so").write_bytes(b"\x7fELF old bytes...")
+    new = tmp_path / "new"
+    subprocess.run(["cp", "-al", str(old), str(new)], check=True)  # as a checkout does
+    (new / "usr/lib/changed.so").unlink()
+    (new / "usr/lib/changed.so").write_bytes(b"\x7fELF new bytes...")
+    om, nm = Manifest.read(str(old), use_cache=False), Manifest.read(str(new), use_cache=False)
+    delta = imgdiff.compare(om, nm)
+    assert [c.path for c in delta.changes if Aspect.CONTENT in c.aspects] == ["/usr/lib/changed.so"]
+    assert [m.hashed_files for m in (om, nm)] == [1, 1]  # the shared inode was not read
+    # a shared inode changed between the two walks (its ctime moved) is read as usual
+    om = Manifest.read(str(old), use_cache=False)
+    shared = old / "usr/lib/shared.so"
+    st = shared.stat()
+    while shared.stat().st_ctime_ns == st.st_ctime_ns:  # inode times tick coarsely
+        time.sleep(0.005)
+        os.utime(shared, ns=(st.st_atime_ns, st.st_mtime_ns))  # the ctime alone moves
+    nm = Manifest.read(str(new), use_cache=False)
+    imgdiff.compare(om, nm)
+    assert [m.hashed_files for m in (om, nm)] == [2, 2]
