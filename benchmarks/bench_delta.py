@@ -1,95 +1,204 @@
 """Delta engine vs the tools users would pick instead, on the real Debian image pair.
 
 Build the pair once with `../shared/corpus/build-image-pair.sh` (root, network; about a
-minute), then: `.venv/bin/python -m benchmarks.bench_delta [--corpus DIR] [--runs N]`.
-Prints a markdown table (and writes it to benchmarks/results-delta.md with --write):
-wall time medians with the page cache warm, peak RSS, and each row's ratio to its
-baseline, all from one run on one machine.
+minute), then: `.venv/bin/python -m benchmarks.bench_delta [--corpus DIR] [--runs N]
+[--before SRC]`. Prints a markdown table (and writes it to benchmarks/results-delta.md
+with --write). Within each case the commands run interleaved, round after round (peer,
+imgdiff, peer, ...), so a machine whose speed drifts slows them alike; the table gives
+each command's fastest and median wall time, its median CPU time, its peak RSS, and the
+ratio of its fastest run to the baseline's fastest, all from one run on one machine.
+`--before SRC` adds the same imgdiff commands run from another source tree (a checkout
+of an earlier commit, put first on PYTHONPATH), for before/after figures.
 """
 
 from __future__ import annotations
 
+import argparse
+import compileall
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.common import Timing, measure, pair_arguments, table
+import attrs
+
+from benchmarks.common import run_once
 
 IMGDIFF = str(Path(sys.executable).with_name("imgdiff"))
 
 
-def main() -> int:
-    parsed = pair_arguments(__doc__)
-    if parsed is None:
-        return 2
-    args, old, new = parsed
-    corpus = Path(args.corpus)
-    rows: list[tuple[str, str, Timing, Timing | None]] = []
-    r = args.runs
+@attrs.frozen
+class Command:
+    """One row: a command line, the case it belongs to, whether it is the case's baseline."""
 
-    def add(case: str, label: str, argv: list[str], base: Timing | None, **kw: object) -> Timing:
-        t = measure(argv, runs=r, **kw)  # type: ignore[arg-type]
-        rows.append((case, label, t, base))
-        print(f"{case:28} {t.wall:7.3f}s  {t.peak_mib:6.0f} MiB  {label}", file=sys.stderr)
-        return t
+    case: str
+    label: str
+    argv: tuple[str, ...]
+    baseline: bool = False
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str | None = None  # `python -m` puts it first on sys.path
 
-    cache = tempfile.mkdtemp(prefix="imgdiff-bench-cache-")
-    os.environ["XDG_CACHE_HOME"] = cache
+
+@attrs.frozen
+class Result:
+    """The runs of one command: wall seconds each, CPU seconds each, largest peak MiB."""
+
+    command: Command
+    walls: tuple[float, ...]
+    cpus: tuple[float, ...]
+    peak_mib: float
+
+
+def _run(command: Command) -> tuple[float, float, float]:
+    if not command.env:
+        return run_once(command.argv, command.cwd)
+    saved = {k: os.environ.get(k) for k, _ in command.env}
+    os.environ.update(dict(command.env))
     try:
-        diffrq = add(
-            "dir, cold",
-            "diff -rq --no-dereference",
-            ["diff", "-rq", "--no-dereference", old, new],
-            None,
+        return run_once(command.argv, command.cwd)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def interleaved(commands: Sequence[Command], runs: int, warmup: int = 1) -> list[Result]:
+    """Every command once per round, `warmup` rounds not counted, then `runs` rounds."""
+    for _ in range(warmup):
+        for c in commands:
+            _run(c)
+    samples: list[list[tuple[float, float, float]]] = [[] for _ in commands]
+    for _ in range(runs):
+        for i, c in enumerate(commands):
+            samples[i].append(_run(c))
+            print(f"{c.case:12} {samples[i][-1][0]:7.3f}s  {c.label}", file=sys.stderr)
+    return [
+        Result(c, tuple(s[0] for s in got), tuple(s[1] for s in got), max(s[2] for s in got))
+        for c, got in zip(commands, samples, strict=True)
+    ]
+
+
+def table(results: Sequence[Result]) -> str:
+    """Markdown: case, command, fastest and median wall, median CPU, peak, ratio."""
+    out = [
+        "| case | command | wall s (min) | wall s (median) | cpu s (median) | peak MiB "
+        "| ratio vs baseline (min) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    base: dict[str, float] = {}
+    for r in results:
+        if r.command.baseline:
+            base[r.command.case] = min(r.walls)
+    for r in results:
+        c = r.command
+        ratio = "baseline" if c.baseline else f"{min(r.walls) / base[c.case]:.2f}x"
+        out.append(
+            f"| {c.case} | `{c.label}` | {min(r.walls):.3f} | {statistics.median(r.walls):.3f} "
+            f"| {statistics.median(r.cpus):.3f} | {r.peak_mib:.0f} | {ratio} |"
         )
-        add(
-            "dir, cold",
-            "rsync -anic --delete",
-            ["rsync", "-anic", "--delete", old + "/", new + "/"],
-            diffrq,
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--corpus", default=os.environ.get("CORPUS", "/var/tmp/imgdiff-corpus"))
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--before", help="an earlier source tree: its imgdiff runs beside this one")
+    ap.add_argument("--before-name", help="what --before is, for the table (a commit)")
+    args = ap.parse_args()
+    corpus = Path(args.corpus)
+    if not (corpus / "old").is_dir():
+        print(
+            f"no image pair in {corpus}: run ../shared/corpus/build-image-pair.sh", file=sys.stderr
         )
-        add(
-            "dir, cold",
-            "imgdiff diff --json --no-cache",
-            [IMGDIFF, "diff", old, new, "--json", "--no-cache"],
-            diffrq,
+        return 2
+    old, new = str(corpus / "old"), str(corpus / "new")
+    cache = tempfile.mkdtemp(prefix="imgdiff-bench-cache-")
+    tmp = tempfile.mkdtemp(prefix="imgdiff-bench-x-")
+    os.environ["XDG_CACHE_HOME"] = cache
+    before_env = (("PYTHONPATH", args.before),) if args.before else None
+
+    def ours(case: str, label: str, argv: list[str]) -> list[Command]:
+        rows = [Command(case, f"imgdiff {label}", (IMGDIFF, *argv))]
+        if before_env:  # the module, so PYTHONPATH decides which imgdiff runs
+            rows.append(
+                Command(case, f"imgdiff {label} (before)",
+                        (sys.executable, "-m", "imgdiff", *argv), env=before_env,
+                        cwd=args.before)
+            )  # fmt: skip
+        return rows
+
+    # bytecode as an installed package has it: with PYTHONDONTWRITEBYTECODE set, every run
+    # would otherwise compile imgdiff's sources again (about 0.1 s of CPU)
+    for src in (Path(__file__).parent.parent, *([Path(args.before)] if args.before else [])):
+        compileall.compile_dir(src / "imgdiff", quiet=1)
+    try:
+        saved = [os.path.join(tmp, "old.manifest"), os.path.join(tmp, "new.manifest")]
+        # in a child: this process stays small, and a child's peak RSS starts from it
+        save = (
+            "import sys; from imgdiff import Manifest; Manifest.read(sys.argv[1]).save(sys.argv[2])"
         )
-        walk = add(
-            "dir, warm",
-            "find -printf (metadata walk)",
-            ["sh", "-c", f"find {old} {new} -printf '%p %s %T@ %m\\n' >/dev/null"],
-            None,
-        )
-        add(
-            "dir, warm",
-            "imgdiff diff --json (digest cache)",
-            [IMGDIFF, "diff", old, new, "--json"],
-            walk,
-            warmup=1,
-        )
+        for tree, path in zip((old, new), saved, strict=True):
+            subprocess.run([sys.executable, "-c", save, tree, path], check=True)
+        cases = [
+            [
+                Command("dir, cold", "diff -rq --no-dereference",
+                        ("diff", "-rq", "--no-dereference", old, new), baseline=True),
+                Command("dir, cold", "rsync -anic --delete",
+                        ("rsync", "-anic", "--delete", old + "/", new + "/")),
+                *ours("dir, cold", "diff --json --no-cache", ["diff", old, new, "--json",
+                                                              "--no-cache"]),
+            ],
+            [
+                Command("dir, warm", "find -printf (metadata walk)",
+                        ("sh", "-c", f"find {old} {new} -printf '%p %s %T@ %m\\n' >/dev/null"),
+                        baseline=True),
+                *ours("dir, warm", "diff --json (digest cache)", ["diff", old, new, "--json"]),
+                *ours("dir, warm", "diff --json (saved manifests)",
+                      ["diff", *saved, "--json"]),
+            ],
+        ]  # fmt: skip
         if (corpus / "old.tar").is_file():
             ot, nt = str(corpus / "old.tar"), str(corpus / "new.tar")
-            tmp = tempfile.mkdtemp(prefix="imgdiff-bench-x-")
             script = (
                 f"rm -rf {tmp}/a {tmp}/b && mkdir {tmp}/a {tmp}/b && tar -xf {ot} -C {tmp}/a "
                 f"&& tar -xf {nt} -C {tmp}/b "
                 f"&& diff -rq --no-dereference {tmp}/a {tmp}/b >/dev/null; rm -rf {tmp}/a {tmp}/b"
             )
-            ext = add("tar", "extract both + diff -rq", ["sh", "-c", script], None)
-            add("tar", "imgdiff diff --json", [IMGDIFF, "diff", ot, nt, "--json"], ext)
-            shutil.rmtree(tmp, ignore_errors=True)
+            cases.append(
+                [
+                    Command("tar", "extract both + diff -rq", ("sh", "-c", script), baseline=True),
+                    *ours("tar", "diff --json", ["diff", ot, nt, "--json"]),
+                ]
+            )
+        results = [r for commands in cases for r in interleaved(commands, args.runs)]
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    md = table(rows)
+        shutil.rmtree(tmp, ignore_errors=True)
+    md = table(results)
     print(md)
     if args.write:
         head = (
             "# Delta engine benchmark\n\nReal Debian 12 image pair from "
-            "`../shared/corpus/build-image-pair.sh`; page cache warm; medians of "
-            f"{r} runs; ratios are to the first row of each case, from this one run.\n\n"
+            "`../shared/corpus/build-image-pair.sh`; page cache warm; within each case the "
+            f"commands ran interleaved, {args.runs} rounds after one warm-up round; ratios "
+            "are of fastest runs, to the first row of each case, from this one run; imgdiff "
+            "ran from compiled bytecode, as installed. The machine (2 cores) was shared "
+            "with other work while this ran: read the ratios, not the absolute times."
         )
+        if args.before:
+            head += (
+                f" Rows marked `(before)` ran imgdiff from {args.before_name or args.before} "
+                "(`--before`), interleaved with the others."
+            )
+        head += "\n\n"
         Path(__file__).with_name("results-delta.md").write_text(head + md + "\n")
     return 0
 

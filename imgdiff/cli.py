@@ -328,27 +328,17 @@ def _archive_verbs(verb: Any) -> None:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    from imgdiff.pipeline import diff
+
     with _reading(args) as (reading, progress):
-        if args.no_packages:
-            from imgdiff.pipeline import diff
-
-            delta = diff(
-                args.old,
-                args.new,
-                use_cache=not args.no_cache,
-                progress=progress,
-                reading=reading,
-            )
-        else:
-            from imgdiff.pipeline import package_diff
-
-            delta, _ = package_diff(
-                args.old,
-                args.new,
-                use_cache=not args.no_cache,
-                progress=progress,
-                reading=reading,
-            )
+        delta = diff(
+            args.old,
+            args.new,
+            use_cache=not args.no_cache,
+            owners=not args.no_packages,
+            progress=progress,
+            reading=reading,
+        )
     shown = _select(delta, args)
     _emit(shown, args, full=args.all)
     return EXIT_NO if args.exit_code and shown.changes else EXIT_OK

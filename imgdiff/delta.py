@@ -3,8 +3,8 @@
 A path is added, removed or modified; a modification names the aspects that differ
 (content, mode, owner, type, target, xattrs). A different mtime alone is not a change and
 is only counted. Content is compared exactly: sizes first (a different size is a
-different content, no hashing), then digests of the same-size pairs, computed in
-parallel by the manifests. Two files whose content could not be read are never reported
+different content, no hashing), then the same-size pairs by digest or byte for byte, in
+parallel (`_samecontent`). Two files whose content could not be read are never reported
 equal: the pair is reported modified and the reason is kept as a warning.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import attrs
 
+from imgdiff._samecontent import differing
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import Aspect, Change, Entry, EntryType, ImageWarning, Status
 from imgdiff.results import Delta, DeltaStats
@@ -81,15 +82,16 @@ def compare(
             continue
         settle(path, aspects, a, b)
     if pending:
-        # a same-size pair is compared by digest; hashing both sides shares one progress bar
-        both = list(pending)
-        old.fill_digests(both, progress=_half(progress, 0))
-        new.fill_digests(both, progress=_half(progress, 1))
+        # same-size pairs: by digest, or byte for byte (`_samecontent`); unreadable is
+        # never "equal". The pairs reported show both digests: those are filled in.
+        differ = differing(old, new, list(pending), progress)
         for path, aspects in pending.items():
-            a, b = olds[path], news[path]
-            if a.digest is None or b.digest is None or a.digest != b.digest:
-                aspects.append(Aspect.CONTENT)  # unreadable is never "equal"
-            settle(path, aspects, a, b)
+            if path in differ:
+                aspects.append(Aspect.CONTENT)
+            settle(path, aspects, olds[path], news[path])
+        shown = [path for path in pending if path in modified]
+        old.fill_digests(shown)
+        new.fill_digests(shown)
 
     changes: list[Change] = []
     for path, a in olds.items():
@@ -111,19 +113,6 @@ def compare(
         if c.kind == "elf-unparseable"
     )
     return Delta(old.info, new.info, tuple(changes), stats, warnings)
-
-
-def _half(progress: ProgressFn | None, which: int) -> ProgressFn | None:
-    if progress is None:
-        return None
-    totals = [0, 0]
-    dones = [0, 0]
-
-    def report(done: int, total: int) -> None:
-        dones[which], totals[which] = done, total
-        progress(sum(dones), sum(totals))
-
-    return report
 
 
 def _top(path: str) -> str:

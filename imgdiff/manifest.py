@@ -263,6 +263,36 @@ class Manifest:
         return out
 
     # -- digests -----------------------------------------------------------------------
+    def known_digest(self, path: str) -> str | None:
+        """The content digest of a regular file when it is known without reading the file
+        (the entry's own, or the digest cache's); None otherwise. Stores nothing."""
+        e = self.entries[path]
+        if e.digest is not None or self._cache is None:
+            return e.digest
+        fid = self._read.file_ids.get(path)
+        if fid is None:
+            return None
+        return self._cache.get(fid.dev, fid.ino, e.size, e.mtime_ns, fid.ctime_ns)
+
+    def file_id(self, path: str) -> FileId | None:
+        """The identity (dev, ino, ctime) the read recorded for a regular file read in
+        place; None for anything else."""
+        return self._read.file_ids.get(path)
+
+    @property
+    def reads_in_place(self) -> bool:
+        """True when `open_file` gives files' content and no digest cache keeps digests:
+        comparing such files byte for byte costs less than hashing both."""
+        return self._image is not None and self._cache is None and self._image.opens_files
+
+    def open_file(self, path: str) -> int | None:
+        """A read-only descriptor on the regular file the image read recorded at `path`
+        (the caller closes it); None when it cannot be opened as recorded or the image
+        keeps no files to open (`fill_digests` then records why)."""
+        if self._image is None:
+            return None
+        return self._image.open_file(self.entries[path], self._read)
+
     def digest(self, path: str) -> str | None:
         """The content digest of a regular file (computed now if needed)."""
         self.fill_digests([path])

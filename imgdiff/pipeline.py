@@ -19,7 +19,6 @@ import attrs
 
 from imgdiff._progress import ReadCounts
 from imgdiff.archive.format import as_manifest, is_delta
-from imgdiff.archive.image import delta_as_new
 from imgdiff.delta import classifier, compare
 from imgdiff.errors import Unsupported
 from imgdiff.manifest import Manifest, ProgressFn
@@ -51,6 +50,8 @@ def _read(
     forked processes (1: none)."""
     if isinstance(new, str) and is_delta(new) and not (isinstance(old, str) and is_delta(old)):
         # NEW is a delta archive: its files are read through OLD (see archive.image)
+        from imgdiff.archive.image import delta_as_new
+
         om = (
             old
             if isinstance(old, Manifest)
@@ -79,23 +80,36 @@ def diff(
     *,
     use_cache: bool = True,
     classify: bool = True,
+    owners: bool = False,
     progress: ProgressFn | None = None,
     workers: int | None = None,
     reading: ReadCounts | None = None,
 ) -> Delta:
-    """Read two images (or manifests) and return their delta, classified. `workers`
-    caps the forked processes (default: the CPUs available; 1: none, for threaded callers).
-    `progress` is told the bytes hashed and `reading` counts the entries read, for a
-    display."""
-    return _read(
+    """Read two images (or manifests) and return their delta, classified. `owners`
+    names the packages owning each changed path (as `package_diff`'s delta does, reading
+    from the package databases only what that takes). `workers` caps the forked
+    processes (default: the CPUs available; 1: none, for threaded callers). `progress`
+    is told the bytes hashed and `reading` counts the entries read, for a display."""
+    capture = None
+    if owners:
+        from imgdiff.packages.view import capture_predicate
+
+        capture = capture_predicate()
+    om, nm, delta = _read(
         old,
         new,
         use_cache=use_cache,
         progress=progress,
+        capture=capture,
         classify=classify,
         workers=workers,
         reading=reading,
-    )[2]
+    )
+    if not owners:
+        return delta
+    from imgdiff.packages.view import annotate_owners
+
+    return annotate_owners(delta, om, nm)
 
 
 @attrs.frozen

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -15,6 +17,7 @@ import pytest
 
 import imgdiff
 from imgdiff import Manifest
+from imgdiff.image import DirImage
 
 from .conftest import TreePair, write_tree
 
@@ -76,3 +79,74 @@ def test_diff_of_identical_trees_under_symlinked_path(tree_pair: TreePair, tmp_p
     link.symlink_to(old)
     delta = imgdiff.diff(str(link), str(new), use_cache=False)
     assert delta.changes == ()
+
+
+def test_directory_swapped_for_a_symlink_after_listing_is_not_read_through(
+    tmp_path: Path,
+) -> None:
+    root = write_tree(tmp_path / "root", {"etc/app/app.conf": "x\n"})
+    outside = write_tree(tmp_path / "outside", {"secret": "host file\n"})
+
+    def swap(path: str) -> bool:
+        # called as the walk lists /etc/app, before it reads it: an attacker's rename
+        if path == "/etc/app":
+            os.rename(root / "etc/app", tmp_path / "moved")
+            (root / "etc/app").symlink_to(outside)
+        return False
+
+    m = Manifest.read(DirImage(str(root), prune=swap), use_cache=False)
+    assert "/etc/app/secret" not in m
+    assert "/etc/app/app.conf" not in m
+    assert any(w.path == "/etc/app" and "unreadable directory" in w.message for w in m.warnings)
+
+
+def test_unreadable_directory_is_a_warning(public_dir: Path) -> None:
+    tree = write_tree(public_dir / "tree", {"etc/private/key": "k\n", "etc/open": "x\n"})
+    (tree / "etc/private").chmod(0o000)
+    code = (
+        "import json, sys; from imgdiff import Manifest; "
+        "m = Manifest.read(sys.argv[1], use_cache=False); "
+        "print(json.dumps([sorted(m.entries), [[w.path, w.message] for w in m.warnings]]))"
+    )
+    proc = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-c", code, str(tree)],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "HOME": "/nonexistent"},
+    )  # fmt: skip
+    paths, warnings = json.loads(proc.stdout)
+    assert paths == ["/etc", "/etc/open", "/etc/private"]
+    assert warnings == [["/etc/private", "unreadable directory: Permission denied"]]
+
+
+def test_walk_records_what_lstat_says_of_every_kind_of_entry(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "root", {"f": "data\n", "caf\xe9": "x"})
+    odd = os.fsencode(str(root)) + b"/bad\xffname"
+    with open(odd, "wb") as fh:
+        fh.write(b"bytes")
+    os.link(root / "f", root / "f2")
+    (root / "link").symlink_to("f")
+    os.mkfifo(root / "fifo")
+    os.mknod(root / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(root / "sock"))
+    sock.close()
+    os.setxattr(root / "f", "user.note", b"v")
+    m = Manifest.read(str(root), use_cache=False)
+    for path, entry in m.entries.items():
+        st = os.lstat(os.fsencode(str(root)) + os.fsencode(path))
+        assert entry.mode == stat.S_IMODE(st.st_mode)
+        assert (entry.uid, entry.gid, entry.mtime_ns) == (st.st_uid, st.st_gid, st.st_mtime_ns)
+        assert entry.size == (st.st_size if stat.S_ISREG(st.st_mode) else 0)
+    e = m.entries
+    assert {p: e[p].type.value for p in e} == {
+        "/f": "file", "/f2": "file", "/caf\xe9": "file", "/bad\udcffname": "file",
+        "/link": "symlink", "/fifo": "fifo", "/null": "char", "/sock": "socket",
+    }  # fmt: skip
+    assert e["/f"].hardlink == e["/f2"].hardlink == "/f"
+    assert e["/link"].target == "f"
+    assert e["/null"].rdev == (1, 3)
+    assert e["/f"].xattrs == (("user.note", b"v"),)
+    assert e["/f2"].xattrs == (("user.note", b"v"),)  # the same inode
+    assert e["/caf\xe9"].xattrs == ()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from imgdiff import Manifest
+from imgdiff.packages import dpkg as dpkg_mod
 from imgdiff.packages.base import Package, PathResolver
 from imgdiff.packages.dpkg import compare_versions, read_dpkg
 
@@ -135,3 +138,103 @@ def test_malformed_status_gives_warnings_not_crashes(tmp_path: Path) -> None:
     assert "has no Package field" in messages
     assert "missing: package owns no files" in messages
     assert "line 17 is not UTF-8" in messages
+
+
+# pieces a status file may be made of: what dpkg writes, and what only a hand or an
+# attacker writes (comments, PGP armour, odd whitespace, CR, garbage, stray folds)
+_PIECES = [
+    "Package: demo",
+    "package: other",
+    "PACKAGE: third",
+    "Version: 1.0-1",
+    "Version:2",
+    "Status: install ok installed",
+    "Status: deinstall ok config-files",
+    "Architecture: amd64",
+    "Depends: a (>= 1), b | c",
+    "Conffiles:",
+    " /etc/demo.conf 0123456789abcdef0123456789abcdef",
+    "\t/etc/tab.conf abc",
+    "Description: one line",
+    " folded line",
+    " .",
+    "",
+    "",
+    "  ",
+    "\t",
+    "# a comment",
+    "-----BEGIN PGP SIGNED MESSAGE-----",
+    "garbage without colon",
+    "Key : spaced",
+    "Pàckage: accented",
+    "Package: nbsp\xa0",
+    "X-Odd:\x1cvalue",
+    "Trailing: tab\t",
+    "Version: 3\r",
+    "-----END PGP SIGNATURE-----",
+    ":empty key",
+    "Dup: 1",
+    "dup: 2",
+    "#Package: commented out",
+    "\xa0",
+    "\x1c",
+    "\x0b",
+    " \x85",
+]
+
+
+def _reference(text: str) -> list[dict[str, str]]:
+    from debian import deb822
+
+    return [
+        {k.lower(): v for k, v in p.items()}
+        for p in deb822.Deb822.iter_paragraphs(io.StringIO(text), use_apt_pkg=False)
+    ]
+
+
+def test_status_split_without_python_debian_agrees_with_it() -> None:
+    rng = random.Random(20261202)
+    plain = 0
+    for _ in range(3000):
+        lines = [rng.choice(_PIECES) for _ in range(rng.randint(0, 14))]
+        text = "\n".join(lines) + rng.choice(["", "\n"])
+        fast = dpkg_mod._plain_stanzas(text)
+        if fast is not None:
+            plain += 1
+            assert fast == _reference(text), text
+        assert list(dpkg_mod._stanzas(text)) == _reference(text), text
+    assert plain > 300  # the fast path was taken often enough to mean something
+
+
+def test_status_file_with_a_comment_reads_through_python_debian(root: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy, symlinks=True)
+    status = copy / "var/lib/dpkg/status"
+    text = status.read_text()
+    assert dpkg_mod._plain_stanzas(text) is not None  # what dpkg writes takes the fast path
+    status.write_text("# edited by hand\n" + text)
+    assert dpkg_mod._plain_stanzas(status.read_text()) is None
+    assert _db(str(copy)) == _db(str(root))
+
+
+def test_only_the_owners_asked_for_are_read(root: Path) -> None:
+    m = Manifest.read(str(root), use_cache=False)
+    full = read_dpkg(m, PathResolver(m))
+    assert full is not None
+    wanted = {
+        "/usr/lib/x86_64-linux-gnu/libdemo.so.1",  # listed as /lib/...: usr-merge
+        "/usr/bin/demo-tool.distrib",  # the diverted name
+        "/usr/bin/demo-tool",  # diverted away from demo-app
+        "/etc/demo/demo.conf",
+        "/usr/share/doc/demo-lib/nothing-here",
+    }
+    some = read_dpkg(m, PathResolver(m), only=wanted)
+    assert some is not None
+    assert [p.key for p in some.packages] == [p.key for p in full.packages]
+    for a, b in zip(full.packages, some.packages, strict=True):
+        assert b.files == tuple(f for f in a.files if f in wanted)
+        assert b.config_files == tuple(f for f in a.config_files if f in wanted)
+        assert b.file_digests == ()
+    assert {f for p in some.packages for f in p.files} == wanted - {
+        "/usr/bin/demo-tool", "/usr/share/doc/demo-lib/nothing-here",
+    }  # fmt: skip

@@ -13,7 +13,9 @@ import zstandard
 from imgdiff import Manifest
 from imgdiff.cli import main
 from imgdiff.manifest import saved_files
-from imgdiff.pipeline import package_diff
+from imgdiff.packages.view import PackageView
+from imgdiff.pipeline import diff, package_diff
+from imgdiff.report.json import delta_doc, dumps
 from imgdiff.results import PackageDelta
 
 from .conftest import gnu_tar
@@ -191,3 +193,50 @@ def test_version_1_manifest_side_says_it_has_no_packages(
     _, pdelta = package_diff(str(tmp_path / "old.m"), str(new), use_cache=False)
     assert [w.message for w in pdelta.warnings] == ["saved manifest: no package databases read"]
     assert {c.change for c in pdelta.changes} == {"added"}
+
+
+def _with_pip_dist(tree: Path, version: str, payload: str) -> None:
+    site = tree / "usr/lib/python3/dist-packages"
+    info = site / f"demo_py-{version}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: demo-py\nVersion: {version}\n")
+    (site / "demo_py.py").write_text(payload)
+    (info / "RECORD").write_text(
+        f"demo_py.py,,\ndemo_py-{version}.dist-info/METADATA,,\n"
+        f"demo_py-{version}.dist-info/RECORD,,\n"
+    )
+
+
+@pytest.mark.parametrize("as_tar", [False, True])
+def test_diff_names_the_owners_the_package_delta_names(
+    pair: tuple[Path, Path], tmp_path: Path, as_tar: bool
+) -> None:
+    old, new = (tmp_path / "old", tmp_path / "new")
+    shutil.copytree(pair[0], old, symlinks=True)
+    shutil.copytree(pair[1], new, symlinks=True)
+    _with_pip_dist(old, "1.0", "x = 1\n")
+    _with_pip_dist(new, "1.1", "x = 2\n")
+    a, b = str(old), str(new)
+    if as_tar:
+        a, b = str(gnu_tar(old, tmp_path / "old.tar")), str(gnu_tar(new, tmp_path / "new.tar"))
+    lazily = diff(a, b, use_cache=False, owners=True)
+    whole, _ = package_diff(a, b, use_cache=False)
+    assert dumps(delta_doc(lazily)) == dumps(delta_doc(whole))
+    owners = {c.path: c.packages for c in lazily.changes}
+    assert owners[LIB] == ("dpkg:demo-lib:amd64",)
+    assert owners["/usr/lib/python3/dist-packages/demo_py.py"] == (
+        "pip:demo-py:/usr/lib/python3/dist-packages",
+    )
+    assert owners["/usr/share/gone/data"] == ("dpkg:gone:amd64",)  # removed: OLD's owner
+    assert owners["/etc/motd"] == ()
+
+
+def test_restricted_view_owns_what_the_whole_view_owns(pair: tuple[Path, Path]) -> None:
+    for tree in pair:
+        m = Manifest.read(str(tree), use_cache=False)
+        whole = PackageView.read(m)
+        asked = set(m.entries) | {"/lib/x86_64-linux-gnu/libdemo.so.1", "/nowhere"}
+        some = PackageView.read(m, only=asked)
+        for path in asked:
+            keys = [(p.manager, p.key) for p in some.owners(path)]
+            assert keys == [(p.manager, p.key) for p in whole.owners(path)], path

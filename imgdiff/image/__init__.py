@@ -8,13 +8,23 @@ same `Entry` stream whatever the format.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 from imgdiff.errors import BadInput
 from imgdiff.image._dir import DirImage
-from imgdiff.image._stream import sniff_compression
-from imgdiff.image._tar import TarImage
-from imgdiff.image._tarheader import is_tar_header
 from imgdiff.image.base import Image, Limits
+
+if TYPE_CHECKING:
+    from imgdiff.image._tar import TarImage
+
+
+def __getattr__(name: str) -> Any:
+    # the tar reader loads when first used: a diff of two directories never needs it
+    if name == "TarImage":
+        from imgdiff.image._tar import TarImage
+
+        return TarImage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_image(path: str, *, limits: Limits | None = None) -> Image:
@@ -43,6 +53,10 @@ def open_image(path: str, *, limits: Limits | None = None) -> Image:
         raise BadInput(path, f"cannot read: {exc.strerror}") from None
     if st.st_size == 0:
         raise BadInput(path, "empty file")
+    from imgdiff.image._stream import sniff_compression
+    from imgdiff.image._tar import TarImage
+    from imgdiff.image._tarheader import is_tar_header
+
     if sniff_compression(head) is not None:
         return TarImage(path, limits=limits)
     if is_tar_header(head):  # an empty archive is all zero blocks

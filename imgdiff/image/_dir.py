@@ -89,11 +89,58 @@ def _read_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
     return tuple(out)
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+_Row = tuple[str, int, int, int, int, int, int, int, int, int, int, bool]
+"""(name, st_mode, st_uid, st_gid, st_size, st_mtime_ns, st_ino, st_dev, st_ctime_ns,
+st_nlink, st_rdev, has extended attributes) of one directory entry, from lstat."""
+_Failed = tuple[str, int]  # (name, errno): an entry that could not be lstat'ed
+
+
+def _scan(path: str, xattrs: bool) -> list[_Row | _Failed] | int:
+    """The entries of the directory `path` in the order the kernel lists them, or the
+    errno that kept it from being opened. The directory is opened with O_NOFOLLOW (one
+    swapped for a symlink since it was listed is not read through) and its entries are
+    lstat'ed relative to it. `xattrs`: ask each entry whether it has extended attributes.
+    (A compiled version of this loop was measured at 4% of a whole diff: not worth it.)
+    """
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError as exc:
+        return exc.errno or 0
+    prefix = path if path.endswith("/") else path + "/"
+    rows: list[_Row | _Failed] = []
+    try:
+        with os.scandir(fd) as it:
+            for de in it:
+                try:
+                    st = de.stat(follow_symlinks=False)
+                except OSError as exc:
+                    rows.append((de.name, exc.errno or 0))
+                    continue
+                rows.append(
+                    (de.name, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
+                     st.st_ino, st.st_dev, st.st_ctime_ns, st.st_nlink, st.st_rdev,
+                     xattrs and _has_xattrs(prefix + de.name))
+                )  # fmt: skip
+    finally:
+        os.close(fd)
+    return rows
+
+
+def _has_xattrs(path: str) -> bool:
+    try:
+        return bool(os.listxattr(path, follow_symlinks=False))
+    except OSError:
+        return False
+
+
 class DirImage(Image):
     """An unpacked root filesystem (or any directory) read in place."""
 
     format = "dir"
     digests_on_read = False  # files are hashed on demand, through the digest cache
+    opens_files = True
 
     def __init__(
         self,
@@ -130,63 +177,69 @@ class DirImage(Image):
         warn = result.warn
         inodes: dict[tuple[int, int], str] = {}
         skip = self._skip
+        prune = self._prune
+        want_xattrs = self._xattrs
+        types = _TYPES
+        file, directory, symlink = EntryType.FILE, EntryType.DIR, EntryType.SYMLINK
+        char, block = EntryType.CHAR, EntryType.BLOCK
         while stack:
             top = stack.pop()
-            try:
-                it = os.scandir(top)
-            except OSError as exc:
-                warn(top[strip:] or "/", f"unreadable directory: {exc.strerror}")
+            # the directory is opened with O_NOFOLLOW: one swapped for a symlink since it
+            # was listed is not read through
+            rows = _scan(top, want_xattrs)
+            if isinstance(rows, int):
+                warn(top[strip:] or "/", f"unreadable directory: {os.strerror(rows)}")
                 continue
-            with it:
-                for de in it:
-                    count += 1
-                    if count > limits.max_entries:
-                        raise self.limit(f"more than {limits.max_entries} entries")
-                    full = de.path
-                    ipath = full[strip:]
-                    try:
-                        st = de.stat(follow_symlinks=False)
-                    except OSError as exc:
-                        warn(ipath, f"vanished or unreadable: {exc.strerror}")
-                        continue
-                    fmt = stat.S_IFMT(st.st_mode)
-                    etype = _TYPES.get(fmt)
-                    if etype is None:
-                        warn(ipath, f"unknown file type {fmt:#o}")
-                        continue
-                    target = None
-                    hardlink = None
-                    rdev = None
-                    if etype is EntryType.DIR:
+            prefix = top if top.endswith("/") else top + "/"
+            for row in rows:
+                count += 1
+                if count > limits.max_entries:
+                    raise self.limit(f"more than {limits.max_entries} entries")
+                full = prefix + row[0]
+                ipath = full[strip:]
+                if len(row) == 2:
+                    warn(ipath, f"vanished or unreadable: {os.strerror(row[1])}")
+                    continue
+                _, st_mode, uid, gid, size, mtime_ns, ino, dev, ctime_ns, nlink, rdev, xa = row
+                fmt = st_mode & 0o170000  # stat.S_IFMT
+                etype = types.get(fmt)
+                if etype is None:
+                    warn(ipath, f"unknown file type {fmt:#o}")
+                    continue
+                target = None
+                hardlink = None
+                device = None
+                if etype is file:
+                    file_ids[ipath] = FileId(dev, ino, ctime_ns)
+                    if nlink > 1:
+                        hardlink = inodes.setdefault((dev, ino), ipath)
+                else:
+                    size = 0
+                    if etype is directory:
                         if full in skip:
                             warn(ipath, f"{skip[full]} mounted here: contents not read")
-                        elif self._prune is None or not self._prune(ipath):
+                        elif prune is None or not prune(ipath):
                             stack.append(full)
-                    elif etype is EntryType.FILE:
-                        file_ids[ipath] = FileId(st.st_dev, st.st_ino, st.st_ctime_ns)
-                        if st.st_nlink > 1:
-                            key = (st.st_dev, st.st_ino)
-                            hardlink = inodes.setdefault(key, ipath)
-                    elif etype is EntryType.SYMLINK:
+                    elif etype is symlink:
                         try:
                             target = os.readlink(full)
                         except OSError as exc:
                             warn(ipath, f"unreadable symlink: {exc.strerror}")
-                    elif etype is EntryType.CHAR or etype is EntryType.BLOCK:
-                        rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
-                    yield Entry(
-                        ipath,
-                        etype,
-                        stat.S_IMODE(st.st_mode),
-                        st.st_uid,
-                        st.st_gid,
-                        st.st_size if etype is EntryType.FILE else 0,
-                        st.st_mtime_ns,
-                        target,
-                        hardlink,
-                        rdev,
-                        _read_xattrs(full) if self._xattrs else (),
-                    )
+                    elif etype is char or etype is block:
+                        device = (os.major(rdev), os.minor(rdev))
+                yield Entry(
+                    ipath,
+                    etype,
+                    st_mode & 0o7777,  # stat.S_IMODE
+                    uid,
+                    gid,
+                    size,
+                    mtime_ns,
+                    target,
+                    hardlink,
+                    device,
+                    _read_xattrs(full) if xa else (),
+                )
 
     def prepare(self) -> None:
         """Open the root once, before digests are computed from several threads."""
@@ -201,12 +254,12 @@ class DirImage(Image):
     def digest_cache(self) -> DigestCache:
         return DigestCache(self.root)
 
-    def hash_file(self, entry: Entry, read: ReadResult) -> tuple[str | None, str | None]:
-        """(digest, None), or (None, why not) — records nothing, so workers may call it.
+    def _open_recorded(self, entry: Entry, read: ReadResult) -> tuple[int, int] | str:
+        """(descriptor, size) of the file the walk recorded at `entry.path`, or why not.
 
         The file is opened by its full path with O_NOFOLLOW and then must be the very
         inode the walk recorded: if any directory on the way had been swapped for a
-        symlink, the identity check fails and nothing outside the tree is hashed. Files
+        symlink, the identity check fails and nothing outside the tree is read. Files
         the walk did not record are opened beneath the root with no symlink allowed.
         """
         expected = read.file_ids.get(entry.path)
@@ -217,11 +270,27 @@ class DirImage(Image):
                 fd = os.open(self.root + entry.path, _OPEN_FLAGS)
                 st = os.fstat(fd)
         except OSError as exc:
-            return None, f"unreadable: {exc.strerror or exc}"
+            return f"unreadable: {exc.strerror or exc}"
+        if expected is not None and (st.st_dev, st.st_ino) != (expected.dev, expected.ino):
+            os.close(fd)
+            return "replaced while the image was being read"
+        return fd, st.st_size
+
+    def open_file(self, entry: Entry, read: ReadResult) -> int | None:
+        opened = self._open_recorded(entry, read)
+        return None if isinstance(opened, str) else opened[0]
+
+    def hash_file(self, entry: Entry, read: ReadResult) -> tuple[str | None, str | None]:
+        """(digest, None), or (None, why not) — records nothing, so workers may call it.
+
+        The file read is the one the walk recorded (see `_open_recorded`).
+        """
+        opened = self._open_recorded(entry, read)
+        if isinstance(opened, str):
+            return None, opened
+        fd, size = opened
         try:
-            if expected is not None and (st.st_dev, st.st_ino) != (expected.dev, expected.ino):
-                return None, "replaced while the image was being read"
-            digest, nread = _digest.of_fd(fd, st.st_size)
+            digest, nread = _digest.of_fd(fd, size)
         except OSError as exc:
             return None, f"read error: {exc.strerror}"
         finally:

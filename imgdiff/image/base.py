@@ -97,6 +97,8 @@ class Image:
     # True when reading fills every regular file's digest (a stream is read once and
     # hashed on the way); False when digests are computed later, on demand, by `hash_file`
     digests_on_read = True
+    # True when `open_file` gives descriptors on the image's files (a directory read in place)
+    opens_files = False
 
     def __init__(self, path: str, *, limits: Limits | None = None) -> None:
         self.path = path
@@ -127,6 +129,15 @@ class Image:
         Records nothing, so forked workers may call it.
         """
         return entry.digest, None if entry.digest is not None else "content unavailable"
+
+    def open_file(self, entry: Entry, read: ReadResult) -> int | None:
+        """A read-only descriptor on the very regular file the read recorded (the caller
+        closes it), for comparing content in place; None when this reader keeps no files
+        to open, or this one cannot be opened as recorded (`hash_file` then says why).
+
+        Records nothing, so forked workers may call it.
+        """
+        return None
 
     def prepare(self) -> None:
         """Get ready for `hash_file` calls from several workers (open what they share)."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Callable
+from collections.abc import Collection
+from typing import Protocol
 
 import attrs
 
@@ -64,6 +65,24 @@ class PackageDB:
     source: str  # the database path inside the image, for messages
     warnings: tuple[ImageWarning, ...] = ()
 
+    def restricted(self, only: Collection[str] | None) -> PackageDB:
+        """This database as a reader given `only` returns it: each package's files and
+        config files among `only`, no digests (itself when `only` is None)."""
+        if only is None:
+            return self
+        return attrs.evolve(
+            self,
+            packages=tuple(
+                attrs.evolve(
+                    p,
+                    files=tuple(f for f in p.files if f in only),
+                    config_files=tuple(f for f in p.config_files if f in only),
+                    file_digests=(),
+                )
+                for p in self.packages
+            ),
+        )
+
 
 class PathResolver:
     """Normalise paths through an image's own directory symlinks, never leaving the image."""
@@ -111,5 +130,13 @@ class PathResolver:
         return posixpath.join(resolved, name)
 
 
-Reader = Callable[[Manifest, PathResolver], "PackageDB | None"]
-"""A package reader: the image's database of one manager, or None if it has none."""
+class Reader(Protocol):
+    """A package reader: the image's database of one manager, or None if it has none.
+
+    `only` names the paths the caller will ask owners of: the reader may then skip work
+    (digests, paths no one asks about), and its packages list only files among `only`.
+    """
+
+    def __call__(
+        self, manifest: Manifest, resolver: PathResolver, *, only: Collection[str] | None = None
+    ) -> PackageDB | None: ...

@@ -1,20 +1,20 @@
 """The dpkg database of an image: status, file lists, md5sums, conffiles, diversions.
 
 Everything is read from inside the image (`/var/lib/dpkg`) through the manifest, never
-from the host, and parsed, never executed. python-debian parses the status file (the
-text is decoded here first, with surrogateescape, because python-debian raises on bytes
-that are not UTF-8); the per-package `.list`, `.md5sums` and `.conffiles` files are plain
-line formats read directly. Paths go through `PathResolver`, so the ~400 usr-merged paths
-of a Debian image (`/lib/...` listed, `/usr/lib/...` on disk) belong to their package.
+from the host, and parsed, never executed. The status file is split into stanzas here
+when it is in the plain form dpkg writes (`_plain_stanzas`), and by python-debian
+otherwise (the text is decoded here first, because python-debian raises on bytes that
+are not UTF-8); both give the same fields. The per-package `.list` and `.md5sums` files
+are plain line formats read directly. Paths go through `PathResolver`, so the ~400
+usr-merged paths of a Debian image (`/lib/...` listed, `/usr/lib/...` on disk) belong to
+their package.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
-
-from debian import deb822
-from debian.debian_support import Version
+import re
+from collections.abc import Collection, Iterable, Iterator
 
 from imgdiff.manifest import Manifest
 from imgdiff.model import EntryType, ImageWarning
@@ -43,6 +43,8 @@ def wants(path: str) -> bool:
 
 def compare_versions(a: str, b: str) -> int:
     """Debian ordering (epochs, `~`, revisions): negative, zero or positive."""
+    from debian.debian_support import Version
+
     va, vb = Version(a), Version(b)
     return -1 if va < vb else (1 if va > vb else 0)
 
@@ -90,36 +92,103 @@ def _diversions(data: bytes | None) -> dict[str, tuple[str, str]]:
     return out
 
 
-def read_dpkg(manifest: Manifest, resolver: PathResolver) -> PackageDB | None:
-    """The dpkg database of the image, or None when it has no `/var/lib/dpkg/status`."""
+_FIELD = re.compile(r"([!-9;-~]+):(.*)")  # a key of printable ASCII, its colon, the value
+# whitespace other than space, tab and newline: where python-debian's byte-wise and
+# str-wise tests of "blank" disagree, or where it splits lines differently
+_ODD_SPACE = re.compile(r"[^\S \t\n]")
+
+Stanza = dict[str, str]
+"""One status stanza: field names lower-cased (they are case-insensitive), values as
+python-debian gives them (a folded value keeps its newlines and leading blanks)."""
+
+
+def _stanzas(text: str) -> Iterator[Stanza]:
+    """The stanzas of a status file, in order, as python-debian reads them."""
+    plain = _plain_stanzas(text)
+    if plain is not None:
+        yield from plain
+        return
+    from debian import deb822  # the general parser costs 35 ms to import: only when needed
+
+    for para in deb822.Deb822.iter_paragraphs(io.StringIO(text), use_apt_pkg=False):
+        yield {key.lower(): value for key, value in para.items()}
+
+
+def _plain_stanzas(text: str) -> list[Stanza] | None:
+    """The stanzas of a status file in the plain form dpkg writes, or None for anything
+    else (comments, PGP armour, odd whitespace, a line that is neither a field nor a
+    folded continuation, a stanza opening with a continuation): python-debian reads
+    those, with its own rules for each.
+
+    On plain text the two agree: stanzas are runs of non-blank lines; `Key: value`
+    sets a field (value stripped; a later duplicate wins); a line opening with a space
+    or tab folds onto the field before it, after a newline.
+    """
+    if "\r" in text or _ODD_SPACE.search(text) is not None:
+        return None
+    out: list[Stanza] = []
+    stanza: Stanza | None = None
+    key = ""
+    for line in text.split("\n"):
+        if not line or line.isspace():
+            stanza = None
+            continue
+        first = line[0]
+        if first in " \t":  # one character: never the empty string
+            if stanza is None:
+                return None
+            stanza[key] += "\n" + line
+            continue
+        if first == "#" or line.startswith("-----"):
+            return None
+        m = _FIELD.fullmatch(line)
+        if m is None:
+            return None
+        if stanza is None:
+            stanza = {}
+            out.append(stanza)
+        key = m.group(1).lower()
+        stanza[key] = m.group(2).strip()
+    return out
+
+
+def read_dpkg(
+    manifest: Manifest, resolver: PathResolver, *, only: Collection[str] | None = None
+) -> PackageDB | None:
+    """The dpkg database of the image, or None when it has no `/var/lib/dpkg/status`.
+
+    `only`: the (normalised) paths the caller will ask owners of. Packages then list
+    only those of their files and config files, with no digests: the `.md5sums` are not
+    read and only listed paths with one of their names are normalised.
+    """
     status_entry = manifest.entries.get(STATUS)
     if status_entry is None or status_entry.type is not EntryType.FILE:
         return None
     warnings: list[ImageWarning] = []
+    suffixes = _SUFFIXES if only is None else (".list",)
+    prefix, depth = INFO + "/", INFO.count("/") + 1
     info_files = [
         p
         for p, e in manifest.entries.items()
-        if e.type is EntryType.FILE and p.startswith(INFO + "/") and p.endswith(_SUFFIXES)
-        and p.count("/") == INFO.count("/") + 1
+        if p.startswith(prefix) and p.endswith(suffixes) and e.type is EntryType.FILE
+        and p.count("/") == depth
     ]  # fmt: skip
     contents = manifest.read_files([STATUS, DIVERSIONS, *info_files])
     status = contents.get(STATUS)
     if status is None:
         warnings.append(ImageWarning(STATUS, "unreadable"))
         return PackageDB(MANAGER, (), STATUS, tuple(warnings))
-    diversions = _diversions(contents.get(DIVERSIONS))
+    owned = _Owned(_diversions(contents.get(DIVERSIONS)), resolver, only)
     packages: list[Package] = []
     seen: set[str] = set()
-    text = io.StringIO(_decode_status(status, warnings))
-    stanzas = deb822.Deb822.iter_paragraphs(text, use_apt_pkg=False)
-    for n, para in enumerate(stanzas):
+    for n, para in enumerate(_stanzas(_decode_status(status, warnings))):
         if n >= _MAX_STANZAS:
             warnings.append(ImageWarning(STATUS, f"more than {_MAX_STANZAS} stanzas: rest ignored"))
             break
-        name = para.get("Package", "").strip()
-        version = para.get("Version", "").strip()
-        arch = para.get("Architecture", "").strip()
-        state = para.get("Status", "").split()
+        name = para.get("package", "").strip()
+        version = para.get("version", "").strip()
+        arch = para.get("architecture", "").strip()
+        state = para.get("status", "").split()
         if not name:
             warnings.append(ImageWarning(STATUS, f"stanza {n + 1} has no Package field"))
             continue
@@ -133,7 +202,7 @@ def read_dpkg(manifest: Manifest, resolver: PathResolver) -> PackageDB | None:
             warnings.append(ImageWarning(STATUS, f"{name}: duplicate stanza: the first is used"))
             continue
         seen.add(key)
-        conffiles = _conffiles(para.get("Conffiles", ""))
+        conffiles = _conffiles(para.get("conffiles", ""))
         files: Iterable[str] = ()
         md5s: list[tuple[str, str]] = []
         if state[2] in _WITH_FILES:
@@ -144,7 +213,7 @@ def read_dpkg(manifest: Manifest, resolver: PathResolver) -> PackageDB | None:
                 )
             else:
                 files = [line for line in _lines(listed) if line.startswith("/") and line != "/."]
-            sums = _info(contents, name, arch, ".md5sums")
+            sums = _info(contents, name, arch, ".md5sums") if only is None else None
             if sums is not None:
                 for line in _lines(sums):
                     digest, _, rel = line.partition("  ")
@@ -152,22 +221,58 @@ def read_dpkg(manifest: Manifest, resolver: PathResolver) -> PackageDB | None:
                         md5s.append(("/" + rel.lstrip("/"), f"md5:{digest.lower()}"))
         else:
             files = [path for path, _ in conffiles]
-        md5s.extend((path, f"md5:{digest}") for path, digest in conffiles if len(digest) == 32)
+        if only is None:
+            md5s.extend((path, f"md5:{digest}") for path, digest in conffiles if len(digest) == 32)
         packages.append(
             Package(
                 manager=MANAGER,
                 name=name,
                 version=version,
                 arch=arch,
-                files=_normalised(files, diversions, name, resolver),
-                config_files=_normalised((p for p, _ in conffiles), diversions, name, resolver),
-                depends=_depends(para.get("Pre-Depends", "") + "," + para.get("Depends", "")),
-                file_digests=tuple(
-                    (resolver.normalise(_divert(p, diversions, name)), d) for p, d in md5s
-                ),
+                files=owned(files, name),
+                config_files=owned((p for p, _ in conffiles), name),
+                depends=_depends(para.get("pre-depends", "") + "," + para.get("depends", "")),
+                file_digests=tuple((owned.one(p, name), d) for p, d in md5s),
             )
         )
     return PackageDB(MANAGER, tuple(packages), STATUS, tuple(warnings))
+
+
+class _Owned:
+    """Listed paths as image paths: diverted, then normalised (see `PathResolver`); with
+    `only`, just those among `only`."""
+
+    def __init__(
+        self,
+        diversions: dict[str, tuple[str, str]],
+        resolver: PathResolver,
+        only: Collection[str] | None,
+    ) -> None:
+        self.diversions = diversions
+        self.resolver = resolver
+        self.only = only
+        # normalising keeps a path's last component: a listed path whose name no wanted
+        # path has cannot become one of them (odd names, `.`/`..`/empty, are normalised)
+        self.names = None if only is None else {p.rpartition("/")[2] for p in only}
+
+    def one(self, path: str, package: str) -> str:
+        """`path` as listed by `package`, diverted and normalised."""
+        return self.resolver.normalise(_divert(path, self.diversions, package))
+
+    def __call__(self, paths: Iterable[str], package: str) -> tuple[str, ...]:
+        if self.only is None:
+            return tuple(dict.fromkeys(self.one(p, package) for p in paths))
+        names, only, diversions = self.names, self.only, self.diversions
+        assert names is not None
+        out: dict[str, None] = {}
+        for path in paths:
+            diverted = _divert(path, diversions, package) if path in diversions else path
+            name = diverted.rpartition("/")[2]
+            if name in names or name in ("", ".", ".."):
+                found = self.resolver.normalise(diverted)
+                if found in only:
+                    out[found] = None
+        return tuple(out)
 
 
 def _conffiles(value: str) -> list[tuple[str, str]]:
@@ -189,12 +294,3 @@ def _divert(path: str, diversions: dict[str, tuple[str, str]], package: str) -> 
     if hit is not None and hit[1] != package:
         return hit[0]  # another package's file, installed under the diverted name
     return path
-
-
-def _normalised(
-    paths: Iterable[str],
-    diversions: dict[str, tuple[str, str]],
-    package: str,
-    resolver: PathResolver,
-) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(resolver.normalise(_divert(p, diversions, package)) for p in paths))

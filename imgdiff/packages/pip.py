@@ -37,7 +37,7 @@ import csv
 import hashlib
 import posixpath
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 import attrs
 from packaging.version import InvalidVersion, Version
@@ -101,11 +101,14 @@ def compare_versions(a: str, b: str) -> int:
     return (ka > kb) - (ka < kb)
 
 
-def read_pip(manifest: Manifest, resolver: PathResolver) -> PackageDB | None:
+def read_pip(
+    manifest: Manifest, resolver: PathResolver, *, only: Collection[str] | None = None
+) -> PackageDB | None:
     """The Python distributions of an image, or None if it has no .dist-info/.egg-info.
 
     Contents come from `manifest.read_files` (a saved manifest, which holds none, raises
-    `Unsupported`). Malformed metadata never raises: it becomes warnings.
+    `Unsupported`). Malformed metadata never raises: it becomes warnings. `only`: see
+    `base.Reader` (every distribution is read all the same).
     """
     reader = _Reader(manifest, resolver)
     if not reader.find():
@@ -118,7 +121,7 @@ def read_pip(manifest: Manifest, resolver: PathResolver) -> PackageDB | None:
         packages=tuple(sorted(packages, key=lambda p: (p.name, p.arch))),
         source=", ".join(sites),
         warnings=tuple(reader.warnings),
-    )
+    ).restricted(only)
 
 
 # -- internals ---------------------------------------------------------------------------

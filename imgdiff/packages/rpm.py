@@ -22,11 +22,10 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
-import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -34,8 +33,10 @@ from imgdiff.errors import BadInput, Unsupported
 from imgdiff.manifest import Manifest
 from imgdiff.model import EntryType, ImageWarning
 from imgdiff.packages import _rpm_header as hdr
-from imgdiff.packages._rpm_sqlite import Raw, read_fallback, sqlite_rows
 from imgdiff.packages.base import Package, PackageDB, PathResolver
+
+if TYPE_CHECKING:
+    from imgdiff.packages._rpm_sqlite import Raw
 
 MANAGER = "rpm"
 DB_DIRS = ("/usr/lib/sysimage/rpm", "/var/lib/rpm")
@@ -72,12 +73,17 @@ class _Found:
 
 
 def read_rpm(
-    manifest: Manifest, resolver: PathResolver, *, use_bindings: bool | None = None
+    manifest: Manifest,
+    resolver: PathResolver,
+    *,
+    use_bindings: bool | None = None,
+    only: Collection[str] | None = None,
 ) -> PackageDB | None:
     """The image's rpm packages, or None when it has no rpm database.
 
     `use_bindings`: None uses the rpm bindings when they import; False forces the sqlite
-    fallback; True requires the bindings (`Unsupported` without them).
+    fallback; True requires the bindings (`Unsupported` without them). `only`: see
+    `base.Reader` (the whole database is read all the same).
     """
     found, warnings = _locate(manifest, resolver)
     if found is None:
@@ -90,6 +96,11 @@ def read_rpm(
         warnings.append(ImageWarning(found.main, why))
         return PackageDB(MANAGER, (), found.main, tuple(warnings))
     bad = functools.partial(BadInput, manifest.info.path, entry=found.main)
+    # the database's readers load only for an image that has one (sqlite3 is not small)
+    import tempfile
+
+    from imgdiff.packages._rpm_sqlite import read_fallback
+
     with tempfile.TemporaryDirectory(prefix="imgdiff-rpmdb-") as tmp:
         has_wal = _copy_db(manifest, found, tmp, bad)
         if rpm is None:
@@ -105,7 +116,7 @@ def read_rpm(
         except hdr.HeaderError as exc:
             warnings.append(ImageWarning(found.main, f"package #{raw.hnum}: {exc}; skipped"))
     packages.sort(key=lambda p: (p.name, p.arch, p.version))
-    return PackageDB(MANAGER, tuple(packages), found.main, tuple(warnings))
+    return PackageDB(MANAGER, tuple(packages), found.main, tuple(warnings)).restricted(only)
 
 
 # -- finding and copying the database ---------------------------------------------------
@@ -179,6 +190,8 @@ def _read_bindings(
     # rpm skips a damaged header with a message on stderr; the table says which ones
     expected = None
     if found.backend == "sqlite":
+        from imgdiff.packages._rpm_sqlite import sqlite_rows
+
         expected = [row[0] for row in sqlite_rows(tmp, has_wal, "hnum", bad)]
     with _RPM_LOCK:
         rpm.addMacro("_dbpath", tmp)
@@ -209,6 +222,8 @@ def _read_bindings(
 
 
 def _raw_from_rpm(rpm: ModuleType, h: Any) -> Raw:
+    from imgdiff.packages._rpm_sqlite import Raw
+
     return Raw(
         int(h[rpm.RPMTAG_DBINSTANCE]),
         h[rpm.RPMTAG_NAME],

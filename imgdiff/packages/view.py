@@ -10,15 +10,16 @@ no longer match the digest their package database records ("modified locally").
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from functools import cached_property
 
 import attrs
 
+from imgdiff.errors import Unsupported
 from imgdiff.manifest import Manifest
 from imgdiff.model import Change, EntryType, ImageWarning, Status
 from imgdiff.packages import dpkg, pip, rpm
-from imgdiff.packages.base import Package, PackageDB, PathResolver
+from imgdiff.packages.base import Package, PackageDB, PathResolver, Reader
 from imgdiff.results import Delta, LocalModification, PackageChange, PackageDelta
 
 
@@ -29,7 +30,7 @@ class Manager:
     name: str
     wants: Callable[[str], bool]  # the files a streaming reader should keep for it
     compare_versions: Callable[[str, str], int]
-    read: Callable[[Manifest, PathResolver], PackageDB | None]
+    read: Reader
 
 
 REGISTRY: tuple[Manager, ...] = (
@@ -63,12 +64,17 @@ class PackageView:
         self.dbs = tuple(dbs)
 
     @classmethod
-    def read(cls, manifest: Manifest) -> PackageView:
-        """Read every manager's database found inside the image."""
+    def read(cls, manifest: Manifest, *, only: Collection[str] | None = None) -> PackageView:
+        """Read every manager's database found inside the image.
+
+        `only`: the paths whose owners will be asked (`owners` is exact for those); the
+        packages then list only files among them, with no digests, and reading costs
+        less (see `base.Reader`). Give a set: it is looked up once per listed path.
+        """
         resolver = PathResolver(manifest)
         dbs = []
         for manager in REGISTRY:
-            db = manager.read(manifest, resolver)
+            db = manager.read(manifest, resolver, only=only)
             if db is not None:
                 dbs.append(db)
         return cls(dbs)
@@ -206,6 +212,24 @@ def _modified_locally(
             if make(data, usedforsecurity=False).hexdigest() != want:
                 out.append(LocalModification(path, pkg.manager, pkg.key, digest))
     return tuple(out), ()
+
+
+def annotate_owners(delta: Delta, old: Manifest, new: Manifest) -> Delta:
+    """The delta with each change naming the packages that own its path, reading from
+    each image's databases only what that takes (`PackageView.read`'s `only`). An image
+    without readable databases (a saved manifest without them) names no owners, as
+    `pipeline.read_update` does."""
+    removed = {c.path for c in delta.changes if c.new is None}
+    present = {c.path for c in delta.changes if c.new is not None}
+    views = []
+    for manifest, only in ((old, removed), (new, present)):
+        try:
+            if not manifest.has_databases:
+                raise Unsupported("saved manifest: no package databases read")
+            views.append(PackageView.read(manifest, only=only))
+        except Unsupported:
+            views.append(PackageView(()))
+    return annotate(delta, views[0], views[1])
 
 
 def annotate(delta: Delta, old: PackageView, new: PackageView) -> Delta:
