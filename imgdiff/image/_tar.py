@@ -495,7 +495,7 @@ class TarImage(Image):
                 tree.add(m)
                 if progress is not None and not n & 255:
                     progress(n, fh.tell())
-            result.entries = list(tree.entries.values())
+            result.store = tree.entries
 
     @property
     def size(self) -> int:

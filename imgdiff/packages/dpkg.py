@@ -96,11 +96,12 @@ def read_dpkg(manifest: Manifest, resolver: PathResolver) -> PackageDB | None:
     if status_entry is None or status_entry.type is not EntryType.FILE:
         return None
     warnings: list[ImageWarning] = []
+    entries = manifest.entries
     info_files = [
         p
-        for p, e in manifest.entries.items()
-        if e.type is EntryType.FILE and p.startswith(INFO + "/") and p.endswith(_SUFFIXES)
-        and p.count("/") == INFO.count("/") + 1
+        for p in entries  # paths first: a large image's entries are made only when asked for
+        if p.startswith(INFO + "/") and p.endswith(_SUFFIXES)
+        and p.count("/") == INFO.count("/") + 1 and entries[p].type is EntryType.FILE
     ]  # fmt: skip
     contents = manifest.read_files([STATUS, DIVERSIONS, *info_files])
     status = contents.get(STATUS)
