@@ -199,8 +199,9 @@ class EntryTable(MutableMapping[str, Entry]):
 
     __slots__ = ("_added", "_blob", "_deleted", "_fixed", "_off", "_whole")
 
-    def __init__(self, rows: Mapping[str, bytes | Entry]) -> None:
-        """Columns of `rows`: path -> record (`pack`) or whole entry (taken as given)."""
+    def __init__(self, rows: Mapping[str, bytes | Entry], *, consume: bool = False) -> None:
+        """Columns of `rows`: path -> record (`pack`) or whole entry (taken as given);
+        with `consume`, `rows` (a dict) is emptied on the way, to hold less at once."""
         added: dict[str, Entry] = {}
         keys = sorted(rows)
         if all(map(str.isascii, keys)):  # the usual case: str order is byte order
@@ -219,25 +220,30 @@ class EntryTable(MutableMapping[str, Entry]):
             blob = b"".join(key for key, _ in encoded)
             lengths = [len(key) for key, _ in encoded]
             del encoded
+        values = [rows[k] for k in keys]
+        if consume and isinstance(rows, dict):
+            rows.clear()
         self._blob = blob
         self._off = array("Q", accumulate(lengths, initial=0))
-        values = [rows[k] for k in keys]
-        del keys
+        del keys, lengths
         whole: dict[int, Entry] = {}
         for row, value in enumerate(values):
             if type(value) is not bytes:
                 whole[row] = value  # type: ignore[assignment]
                 values[row] = _TYPE_ONLY[value.type]  # type: ignore[union-attr]
-        self._fixed = bytearray(b"".join(values))  # type: ignore[arg-type]
+        self._fixed = bytearray().join(values)  # type: ignore[arg-type]
         self._whole = whole
         self._deleted: set[int] = set()
         self._added = added
 
     @classmethod
-    def from_mapping(cls, entries: EntryStore | MutableMapping[str, Entry]) -> EntryTable:
-        """A table of the entries of a store (records taken as they are) or any mapping."""
+    def from_mapping(
+        cls, entries: EntryStore | MutableMapping[str, Entry], *, consume: bool = False
+    ) -> EntryTable:
+        """A table of the entries of a store (records taken as they are) or any mapping;
+        with `consume`, a store is emptied as the table is built (less memory at once)."""
         if isinstance(entries, EntryStore):
-            return cls(entries._rows)
+            return cls(entries._rows, consume=consume)
         return cls({p: compact(e) if e.path == p else e for p, e in entries.items()})
 
     # -- lookup ------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def _keyed(read: ReadResult) -> MutableMapping[str, Entry]:
         read.entries = []  # the manifest holds them from here on
         return entries
     if len(store) >= COMPACT_FROM:
-        return EntryTable.from_mapping(store)
+        return EntryTable.from_mapping(store, consume=True)
     return dict(store.items())
 
 
@@ -525,7 +525,7 @@ def _portable(read: ReadResult) -> _Portable:
     if store is not None:
         if isinstance(store, EntryStore) and len(store) >= COMPACT_FROM:
             read.store = None  # converted here, so the store is freed before a pipe is read
-            store = EntryTable.from_mapping(store)
+            store = EntryTable.from_mapping(store, consume=True)
         return store, rest
     rows = [
         (e.path, e.type.value, e.mode, e.uid, e.gid, e.size, e.mtime_ns, e.target,

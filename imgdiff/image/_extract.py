@@ -183,6 +183,13 @@ class Extraction:
 
     def _track_content(self, name: str, m: Member, etype: EntryType) -> None:
         """Keep heads and captured contents in step with the file now at `name`."""
+        heads, captured = self._heads, self._captured
+        if m.head is None and m.content is None and not m.hardlink:
+            if heads and name in heads:
+                del heads[name]
+            if captured and name in captured:
+                del captured[name]
+            return
         source = m.linkname if m.hardlink and etype is _FILE else None
         head = self._heads.get(source) if source is not None else m.head
         if head is not None:
