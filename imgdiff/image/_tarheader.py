@@ -88,18 +88,6 @@ def number(field: bytes, src: str, what: str, name: str, *, signed: bool = False
     return value
 
 
-def _plain(field: bytes) -> int:
-    """A numeric field that is only octal digits and NUL padding, else -1 (then `number`
-    decides, with its messages): what nearly every header holds, read without them."""
-    text = field.rstrip(b"\0")
-    if text.isdigit():
-        try:
-            return int(text, 8)
-        except ValueError:  # an 8 or a 9
-            return -1
-    return -1
-
-
 def parse(block: bytes, src: str) -> Header:
     """Decode a header block whose checksum has been checked."""
     raw_name = block[0:100].split(b"\0", 1)[0]
@@ -110,12 +98,19 @@ def parse(block: bytes, src: str) -> Header:
         if prefix:
             raw_name = prefix + b"/" + raw_name
     typeflag = block[156:157]
-    mode = _plain(block[100:108])
-    uid = _plain(block[108:116])
-    gid = _plain(block[116:124])
-    size = _plain(block[124:136])
-    mtime = _plain(block[136:148])
-    if mode < 0 or uid < 0 or gid < 0 or size < 0 or mtime < 0:
+    mode = uid = gid = size = mtime = -1
+    m, u, g = (
+        block[100:108].rstrip(b"\0"),
+        block[108:116].rstrip(b"\0"),
+        block[116:124].rstrip(b"\0"),
+    )
+    z, t = block[124:136].rstrip(b"\0"), block[136:148].rstrip(b"\0")
+    if m.isdigit() and u.isdigit() and g.isdigit() and z.isdigit() and t.isdigit():
+        try:  # octal digits and NUL padding, as nearly every header has them
+            mode, uid, gid, size, mtime = int(m, 8), int(u, 8), int(g, 8), int(z, 8), int(t, 8)
+        except ValueError:  # an 8 or a 9: `number` says which field
+            mode = -1
+    if mode < 0:
         shown = raw_name.decode("utf-8", "surrogateescape")
         mode = number(block[100:108], src, "mode", shown)
         uid = number(block[108:116], src, "uid", shown)
