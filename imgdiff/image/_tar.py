@@ -58,21 +58,27 @@ def _decoded(raw: bytes) -> str:
     return raw.decode(*_FS)
 
 
+def _clean(raw: bytes) -> bool:
+    """True for a relative name without an empty, "." or ".." component (nor a trailing
+    "/"): its image path is "/" + the name as it stands."""
+    return (
+        raw != b""
+        and raw[0] != 0x2F  # "/"
+        and raw[0] != 0x2E  # "."
+        and raw[-1] != 0x2F
+        and b"//" not in raw
+        and b"/." not in raw
+    )
+
+
 def normalize(raw: bytes, src: str, warn: ReadResult | None = None) -> str | None:
     """An archive member name as an absolute image path; None for the root itself.
 
     A leading ``/`` is dropped with a warning (as GNU tar does); a ``..`` component is
     hostile and refused.
     """
-    if (
-        raw
-        and raw[0] != 0x2F  # "/"
-        and raw[0] != 0x2E  # "."
-        and raw[-1] != 0x2F
-        and b"//" not in raw
-        and b"/." not in raw
-    ):
-        return "/" + raw.decode(*_FS)  # already clean: no empty, "." or ".." component
+    if _clean(raw):
+        return "/" + raw.decode(*_FS)
     name = os.fsdecode(raw)
     parts = [p for p in name.split("/") if p and p != "."]
     if ".." in parts:
@@ -235,7 +241,7 @@ class TarReader:
                 stored = _tarext.pax_int(records["size"], "size", src, shown)
         if stored > self.limits.max_member_bytes:
             raise LimitExceeded(src, f"member claims {stored} bytes", shown)
-        path = normalize(raw_name, src, self.notes)
+        path = "/" + shown if _clean(raw_name) else normalize(raw_name, src, self.notes)
         offset = self.stream.position
         if etype is EntryType.FILE and flag != b"1":
             sparse = (
