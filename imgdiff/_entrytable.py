@@ -204,25 +204,24 @@ class EntryTable(MutableMapping[str, Entry]):
         with `consume`, `rows` (a dict) is emptied on the way, to hold less at once."""
         added: dict[str, Entry] = {}
         keys = sorted(rows)
+        values = [rows[k] for k in keys]
+        if consume and isinstance(rows, dict):
+            rows.clear()  # its table goes before the columns are made
         if all(map(str.isascii, keys)):  # the usual case: str order is byte order
             blob = "".join(keys).encode("ascii")
             lengths: Iterable[int] = map(len, keys)
         else:
             encoded = []
-            for path in keys:
+            for path, value in zip(keys, values, strict=True):
                 try:
-                    encoded.append((path.encode(_ENC, _ERRORS), path))
+                    encoded.append((path.encode(_ENC, _ERRORS), value))
                 except UnicodeEncodeError:  # a lone surrogate no file name has: kept aside
-                    value = rows[path]
                     added[path] = value if type(value) is Entry else entry_of(path, value)  # type: ignore[arg-type]
             encoded.sort(key=_first)
-            keys = [path for _, path in encoded]
+            values = [value for _, value in encoded]
             blob = b"".join(key for key, _ in encoded)
             lengths = [len(key) for key, _ in encoded]
             del encoded
-        values = [rows[k] for k in keys]
-        if consume and isinstance(rows, dict):
-            rows.clear()
         self._blob = blob
         self._off = array("Q", accumulate(lengths, initial=0))
         del keys, lengths
@@ -232,6 +231,7 @@ class EntryTable(MutableMapping[str, Entry]):
                 whole[row] = value  # type: ignore[assignment]
                 values[row] = _TYPE_ONLY[value.type]  # type: ignore[union-attr]
         self._fixed = bytearray().join(values)  # type: ignore[arg-type]
+        del values
         self._whole = whole
         self._deleted: set[int] = set()
         self._added = added
@@ -460,7 +460,7 @@ class Merged:
         self.added: list[tuple[str, Entry]] = []
 
 
-def _first(item: tuple[bytes, str]) -> bytes:
+def _first(item: tuple[bytes, bytes | Entry]) -> bytes:
     return item[0]
 
 
