@@ -101,6 +101,10 @@ class _Pending:
         self.name: bytes | None = None
         self.link: bytes | None = None
 
+    def idle(self) -> bool:
+        """True when no record waits for the next member (global ones aside: see `take`)."""
+        return not self.pax and not self.global_ and self.name is None and self.link is None
+
     def take(self) -> tuple[dict[str, bytes], _tarext.Records, bytes | None, bytes | None]:
         """The records for this member (global ones under local ones); resets the local."""
         local = self.pax
@@ -145,10 +149,16 @@ class TarReader:
             block = self._header_block(first=count == 0)
             if block is None:
                 return
-            header = _tarheader.parse(block, self.name)
+            # the commonest member (see `_plain`) takes a short way; the rest the general one
+            fields = self._plain(block) if hash_content and pending.idle() else None
+            if fields is None:
+                header = _tarheader.parse(block, self.name)
             count += 1
             if count > self.limits.max_entries:
                 raise LimitExceeded(self.name, f"more than {self.limits.max_entries} members")
+            if fields is not None:
+                yield self._plain_member(fields)
+                continue
             if self._extension(header, pending):
                 continue
             member = self._member(header, block, pending, hash_content)
@@ -216,6 +226,44 @@ class TarReader:
             raise BadInput(self.name, "truncated tar archive (member content)", shown)
 
     # -- one member --------------------------------------------------------------------
+    def _plain(self, block: bytes) -> _tarheader.Plain | None:
+        """A plain header's fields (`_tarheader.plain`) when nothing about the member
+        needs the general way: no bound near, no value out of range. Consumes nothing."""
+        fields = _tarheader.plain(block)
+        if fields is None:
+            return None
+        raw_name, _, uid, gid, size, _, _, _ = fields
+        limits = self.limits
+        if (
+            len(raw_name) > limits.max_path_bytes
+            or raw_name.count(b"/") > limits.max_depth
+            or self.name_bytes + len(raw_name) > limits.ratio_floor
+            or uid >= _tarheader.UID_LIMIT
+            or gid >= _tarheader.UID_LIMIT
+            or size > limits.max_member_bytes
+        ):
+            return None  # the general way checks again and says what is wrong
+        return fields
+
+    def _plain_member(self, fields: _tarheader.Plain) -> Member:
+        """The member of a plain header (see `_plain`): what `_member` makes of it, made
+        without extension records, sparse maps, devices or hard links to consider."""
+        raw_name, mode, uid, gid, size, mtime, flag, linkname = fields
+        self.name_bytes += len(raw_name)
+        shown = raw_name.decode(*_FS)
+        path = "/" + shown
+        offset = self.stream.position
+        mtime_ns = mtime * 1_000_000_000
+        if flag == b"5":  # types 1-6 store no data, whatever the size field says
+            return Member(path, EntryType.DIR, mode & 0o7777, uid, gid, 0, mtime_ns, None,
+                          False, None, (), None, offset)  # fmt: skip
+        if flag == b"2":
+            return Member(path, EntryType.SYMLINK, 0o777, uid, gid, 0, mtime_ns,
+                          linkname.decode(*_FS), False, None, (), None, offset)  # fmt: skip
+        digest, head, content = self._content(size, None, self._captures(path), shown)
+        return Member(path, EntryType.FILE, mode & 0o7777, uid, gid, size, mtime_ns, None,
+                      False, None, (), digest, offset, content, head)  # fmt: skip
+
     def _member(
         self, header: Header, block: bytes, pending: _Pending, hash_content: bool
     ) -> Member | None:

@@ -126,6 +126,52 @@ def parse(block: bytes, src: str) -> Header:
     return Header(raw_name, mode, uid, gid, size, mtime, typeflag, linkname, major, minor, gnu)
 
 
+Plain = tuple[bytes, int, int, int, int, int, bytes, bytes]
+"""(name, mode, uid, gid, size, mtime, typeflag, linkname) of a header `plain` accepts."""
+
+_PLAIN_TYPES = frozenset((b"0", b"\0", b"5", b"2"))
+
+
+def plain(block: bytes) -> Plain | None:
+    """The fields of the commonest header, or None for anything else (then `parse`).
+
+    A plain header is a regular file, directory or symlink whose numeric fields are octal
+    digits and NUL padding and whose name is relative and clean: no empty, "." or ".."
+    component, no trailing "/". Its checksum must have been checked.
+    """
+    typeflag = block[156:157]
+    if typeflag not in _PLAIN_TYPES:
+        return None
+    m, u, g = (
+        block[100:108].rstrip(b"\0"),
+        block[108:116].rstrip(b"\0"),
+        block[116:124].rstrip(b"\0"),
+    )
+    z, t = block[124:136].rstrip(b"\0"), block[136:148].rstrip(b"\0")
+    if not (m.isdigit() and u.isdigit() and g.isdigit() and z.isdigit() and t.isdigit()):
+        return None
+    raw_name = block[0:100].split(b"\0", 1)[0]
+    if block[257:263] == _POSIX_MAGIC:
+        prefix = block[345:500].split(b"\0", 1)[0]
+        if prefix:
+            raw_name = prefix + b"/" + raw_name
+    if (
+        not raw_name
+        or raw_name[0] == 0x2F  # "/"
+        or raw_name[0] == 0x2E  # "."
+        or raw_name[-1] == 0x2F
+        or b"//" in raw_name
+        or b"/." in raw_name
+    ):
+        return None
+    try:
+        mode, uid, gid, size, mtime = int(m, 8), int(u, 8), int(g, 8), int(z, 8), int(t, 8)
+    except ValueError:  # an 8 or a 9
+        return None
+    linkname = block[157:257].split(b"\0", 1)[0]
+    return raw_name, mode, uid, gid, size, mtime, typeflag, linkname
+
+
 def gnu_sparse_slots(block: bytes, start: int, count: int, src: str, name: str) -> list[int]:
     """Offsets and lengths (flattened) from `count` GNU sparse slots of 24 bytes each.
 
@@ -156,4 +202,5 @@ __all__ = [
     "is_tar_header",
     "number",
     "parse",
+    "plain",
 ]
