@@ -35,6 +35,7 @@ _FILE_FLAGS = _INDEX[EntryType.FILE]
 _PREFIX = _digest.PREFIX
 _DIGEST_LEN = len(_PREFIX) + 64
 _NO_DIGEST = bytes(32)
+_JOIN = 1 << 14  # records joined at a time while a table is built
 _ENC = "utf-8"
 _ERRORS = "surrogateescape"  # os.fsencode/os.fsdecode: any file name round-trips
 
@@ -230,8 +231,13 @@ class EntryTable(MutableMapping[str, Entry]):
             if type(value) is not bytes:
                 whole[row] = value  # type: ignore[assignment]
                 values[row] = _TYPE_ONLY[value.type]  # type: ignore[union-attr]
-        self._fixed = bytearray().join(values)  # type: ignore[arg-type]
+        # joined a slice at a time: a join holds an 80-byte buffer record per item meanwhile
+        fixed = bytearray(len(values) * RECORD)
+        for at in range(0, len(values), _JOIN):
+            piece = b"".join(values[at : at + _JOIN])  # type: ignore[arg-type]
+            fixed[at * RECORD : at * RECORD + len(piece)] = piece
         del values
+        self._fixed = fixed
         self._whole = whole
         self._deleted: set[int] = set()
         self._added = added
