@@ -29,13 +29,6 @@ def workers() -> int:
         return os.cpu_count() or 1
 
 
-def _read_all(fd: int) -> bytes:
-    parts = []
-    while chunk := os.read(fd, 1 << 20):
-        parts.append(chunk)
-    return b"".join(parts)
-
-
 def _child(fn: Callable[[T], R], work: T, fd: int) -> None:
     try:
         data = pickle.dumps(fn(work), protocol=pickle.HIGHEST_PROTOCOL)
@@ -68,15 +61,20 @@ def fork_map(fn: Callable[[T], R], work: Sequence[T], *, size: int = 0) -> list[
         children.append((pid, r))
     results = [fn(work[0])]
     for (pid, r), w in zip(children, work[1:], strict=True):
+        # loaded from the pipe as it comes: a large result is never held twice (raw bytes
+        # beside the objects made from them)
         try:
-            data = _read_all(r)
+            with os.fdopen(r, "rb", buffering=1 << 16) as pipe:
+                try:
+                    result = pickle.load(pipe)  # noqa: S301 - our own child's output
+                    failed = False
+                except Exception:  # empty or torn: the child failed, redo its slice here
+                    failed = True
+                while pipe.read(1 << 20):  # let the child finish writing whatever is left
+                    pass
         finally:
-            os.close(r)
             os.waitpid(pid, 0)
-        try:
-            results.append(pickle.loads(data))  # noqa: S301 - our own child's output
-        except Exception:  # empty or torn: the child failed, redo its slice here
-            results.append(fn(w))
+        results.append(fn(w) if failed else result)
     return results
 
 

@@ -11,10 +11,11 @@ equal: the pair is reported modified and the reason is kept as a warning.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
+from imgdiff._entrytable import EntryTable, Merged
 from imgdiff._samecontent import differing
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import Aspect, Change, Entry, EntryType, ImageWarning, Status
@@ -57,7 +58,7 @@ def compare(
 ) -> Delta:
     """The delta from `old` to `new`; `classify` names the kind of each change."""
     pending: dict[str, list[Aspect]] = {}
-    modified: dict[str, list[Aspect]] = {}
+    modified: dict[str, tuple[list[Aspect], Entry, Entry]] = {}
     unchanged = mtime_only = 0
     olds, news = old.entries, new.entries
 
@@ -65,16 +66,21 @@ def compare(
         """Count a pair whose aspects are all known: modified, mtime only, or the same."""
         nonlocal unchanged, mtime_only
         if aspects:
-            modified[path] = aspects
+            modified[path] = aspects, a, b
         elif a.mtime_ns != b.mtime_ns:
             mtime_only += 1
         else:
             unchanged += 1
 
-    for path, a in olds.items():
-        b = news.get(path)
-        if b is None:
-            continue
+    merged = _merged(olds, news)
+    if merged is not None:
+        unchanged, mtime_only = merged.unchanged, merged.mtime_only
+    both: Iterable[tuple[str, Entry, Entry]] = (
+        merged.both
+        if merged is not None
+        else ((path, a, b) for path, a in olds.items() if (b := news.get(path)) is not None)
+    )
+    for path, a, b in both:
         aspects = _meta_aspects(a, b)
         same_size_files = a.type is EntryType.FILE and b.type is EntryType.FILE and a.size == b.size
         if same_size_files and (a.digest is None or b.digest is None or a.digest != b.digest):
@@ -92,16 +98,22 @@ def compare(
         shown = [path for path in pending if path in modified]
         old.fill_digests(shown)
         new.fill_digests(shown)
+        for path in shown:  # the entries now with their digests
+            modified[path] = modified[path][0], olds[path], news[path]
 
     changes: list[Change] = []
-    for path, a in olds.items():
-        if path not in news:
-            changes.append(Change(path, Status.REMOVED, (), a, None))
-    for path, b in news.items():
-        if path not in olds:
-            changes.append(Change(path, Status.ADDED, (), None, b))
-    for path, aspects in modified.items():
-        changes.append(Change(path, Status.MODIFIED, _order(aspects), olds[path], news[path]))
+    if merged is not None:
+        changes += (Change(p, Status.REMOVED, (), a, None) for p, a in merged.removed)
+        changes += (Change(p, Status.ADDED, (), None, b) for p, b in merged.added)
+    else:
+        for path, a in olds.items():
+            if path not in news:
+                changes.append(Change(path, Status.REMOVED, (), a, None))
+        for path, b in news.items():
+            if path not in olds:
+                changes.append(Change(path, Status.ADDED, (), None, b))
+    for path, (aspects, a, b) in modified.items():
+        changes.append(Change(path, Status.MODIFIED, _order(aspects), a, b))
     changes.sort(key=lambda c: c.path)
     if classify is not None:
         changes = [attrs.evolve(c, kind=classify(c)) for c in changes]
@@ -113,6 +125,14 @@ def compare(
         if c.kind == "elf-unparseable"
     )
     return Delta(old.info, new.info, tuple(changes), stats, warnings)
+
+
+def _merged(olds: Mapping[str, Entry], news: Mapping[str, Entry]) -> Merged | None:
+    """Both sides' sorted columns merged (equal records counted, not made into entries),
+    or None when they are not both `EntryTable`s that can be merged."""
+    if isinstance(olds, EntryTable) and isinstance(news, EntryTable) and olds.mergeable(news):
+        return olds.merge(news)
+    return None
 
 
 def _top(path: str) -> str:

@@ -12,7 +12,7 @@ import base64
 import json
 import os
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import attrs
 import zstandard
 
 from imgdiff import _digest, _parallel, _repr
+from imgdiff._entrytable import EntryStore, EntryTable
 from imgdiff._jsondoc import Types, check_types
 from imgdiff._progress import ReadCounts
 from imgdiff.cache import DigestCache
@@ -35,6 +36,12 @@ SCHEMA_FILES = "imgdiff.manifest/2"
 SCHEMAS = (SCHEMA, SCHEMA_FILES)
 _SAVED_HEAD = 1024  # enough for the ELF header and program headers classification reads
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+# An image read with at least this many entries keeps them as an `EntryTable` (about 100
+# bytes a path, entries made on access) rather than a dict of `Entry` (about 450), so
+# that a diff of two million-path images stays within 500 bytes a path. Smaller images
+# keep the dict: dict lookups and iteration cost less than making entries on demand.
+COMPACT_FROM = 200_000
 
 ProgressFn = Callable[[int, int], None]
 """Called with (bytes done, bytes total) while digests are computed."""
@@ -57,12 +64,13 @@ class ImageInfo:
         return attrs.asdict(self)
 
 
-def _normalise_hardlinks(entries: dict[str, Entry]) -> None:
+def _normalise_hardlinks(entries: MutableMapping[str, Entry]) -> None:
     """Name each hard-link group by its smallest path; drop groups of one."""
     groups: dict[str, list[str]] = {}
-    for path, entry in entries.items():
+    linked = entries.whole_entries() if isinstance(entries, EntryTable) else entries.values()
+    for entry in linked:
         if entry.hardlink is not None:
-            groups.setdefault(entry.hardlink, []).append(path)
+            groups.setdefault(entry.hardlink, []).append(entry.path)
     for members in groups.values():
         name = min(members) if len(members) > 1 else None
         for path in members:
@@ -70,12 +78,38 @@ def _normalise_hardlinks(entries: dict[str, Entry]) -> None:
                 entries[path] = attrs.evolve(entries[path], hardlink=name)
 
 
+def _keyed(read: ReadResult) -> MutableMapping[str, Entry]:
+    """The entries of a read by path: a dict, or an `EntryTable` from `COMPACT_FROM`
+    entries on when the reader kept them compact. The read gives them up."""
+    store, read.store = read.store, None
+    if isinstance(store, EntryTable):
+        return store
+    if store is None:
+        entries = {e.path: e for e in read.entries}
+        read.entries = []  # the manifest holds them from here on
+        return entries
+    if len(store) >= COMPACT_FROM:
+        return EntryTable.from_mapping(store, consume=True)
+    return dict(store.items())
+
+
+def _totals(entries: MutableMapping[str, Entry]) -> tuple[int, int]:
+    """(regular files, their bytes)."""
+    if isinstance(entries, EntryTable):
+        return entries.totals()
+    files = [e for e in entries.values() if e.type is EntryType.FILE]
+    return len(files), sum(e.size for e in files)
+
+
 class Manifest:
-    """The entries of one image, keyed by absolute path."""
+    """The entries of one image, keyed by absolute path.
+
+    `entries` is a dict, or for a large image an `EntryTable` that behaves as one (a
+    mapping of path to `Entry`) but makes each entry when it is asked for."""
 
     def __init__(
         self,
-        entries: dict[str, Entry],
+        entries: MutableMapping[str, Entry],
         info: ImageInfo,
         warnings: Sequence[ImageWarning] = (),
         *,
@@ -173,13 +207,10 @@ class Manifest:
     def _build(
         cls, image: Image, read: ReadResult, use_cache: bool, workers: int | None
     ) -> Manifest:
-        entries = {e.path: e for e in read.entries}
-        read.entries = []  # the manifest's dict holds them from here on
+        entries = _keyed(read)
         _normalise_hardlinks(entries)
-        files = [e for e in entries.values() if e.type is EntryType.FILE]
-        info = ImageInfo(
-            image.path, read.format, len(entries), len(files), sum(e.size for e in files)
-        )
+        files, size = _totals(entries)
+        info = ImageInfo(image.path, read.format, len(entries), files, size)
         cache = image.digest_cache() if use_cache else None
         manifest = cls(entries, info, image=image, read=read, cache=cache, workers=workers)
         manifest.warnings = read.warnings  # one list: readers of contents warn into it too
@@ -510,24 +541,36 @@ def _open(source: str | Image | Manifest, limits: Limits | None) -> Image | Mani
     return open_image(source, limits=limits)
 
 
-_Portable = tuple[list[tuple[Any, ...]], tuple[Any, ...]]
+_Portable = tuple[list[tuple[Any, ...]] | MutableMapping[str, Entry], tuple[Any, ...]]
 
 
 def _portable(read: ReadResult) -> _Portable:
-    """A read as builtin tuples: they pickle 5x faster than attrs instances, and a
-    worker sends them back through a pipe."""
+    """A read as builtin tuples (they pickle 5x faster than attrs instances), or its
+    compact store (a large one as an `EntryTable`: a few bytes objects), for a worker to
+    send back through a pipe."""
+    warnings = [(w.path, w.message) for w in read.warnings]
+    ids = [(p, *i) for p, i in read.file_ids.items()]
+    rest = (read.format, warnings, read.heads, read.captured, ids)
+    store = read.store
+    if store is not None:
+        if isinstance(store, EntryStore) and len(store) >= COMPACT_FROM:
+            read.store = None  # converted here, so the store is freed before a pipe is read
+            store = EntryTable.from_mapping(store, consume=True)
+        return store, rest
     rows = [
         (e.path, e.type.value, e.mode, e.uid, e.gid, e.size, e.mtime_ns, e.target,
          e.hardlink, e.rdev, e.xattrs, e.digest, e.implicit)
         for e in read.entries
     ]  # fmt: skip
-    warnings = [(w.path, w.message) for w in read.warnings]
-    ids = [(p, *i) for p, i in read.file_ids.items()]
-    return rows, (read.format, warnings, read.heads, read.captured, ids)
+    return rows, rest
 
 
 def _restored(portable: _Portable) -> ReadResult:
     rows, (fmt, warnings, heads, captured, ids) = portable
+    if not isinstance(rows, list):
+        read = _restored(([], (fmt, warnings, heads, captured, ids)))
+        read.store = rows
+        return read
     types = {t.value: t for t in EntryType}
     return ReadResult(
         fmt,

@@ -98,7 +98,7 @@ def _write(tmp_path: Path, data: bytes, name: str = "bad.tar") -> str:
 
 
 def _entries(path: str, limits: Limits | None = None) -> dict[str, imgdiff.Entry]:
-    return Manifest.read(path, use_cache=False, limits=limits).entries
+    return dict(Manifest.read(path, use_cache=False, limits=limits).entries)
 
 
 def test_dotdot_member_is_refused(tmp_path: Path) -> None:

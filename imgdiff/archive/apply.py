@@ -31,7 +31,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO
 
 import attrs
@@ -359,7 +359,7 @@ def tree_manifest(tree: str, *, use_cache: bool = True) -> Manifest:
     return Manifest.read(DirImage(tree, prune=lambda p: p == STATE_DIR), use_cache=use_cache)
 
 
-def differences(tree: Manifest, want: dict[str, Entry] | Manifest, name: str) -> list[str]:
+def differences(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str) -> list[str]:
     """What keeps `tree` from being the image `want` describes: "path (aspects)" lines.
 
     mtime alone is not a difference; the state directory and the parents apply created
@@ -678,7 +678,7 @@ def _commit(
     )
 
 
-def _do(t: Tree, state: State, op: Op, new: dict[str, Entry], placed: set[str]) -> None:
+def _do(t: Tree, state: State, op: Op, new: Mapping[str, Entry], placed: set[str]) -> None:
     """One commit step, idempotent: it looks at what exists before acting.
 
     OLD's file is kept in its undo slot as a hard link, not moved there: the new file is
@@ -719,7 +719,7 @@ def _do(t: Tree, state: State, op: Op, new: dict[str, Entry], placed: set[str]) 
 
 
 def _remember_placed(
-    t: Tree, ops: list[Op], new: dict[str, Entry], seen: dict[str, os.stat_result]
+    t: Tree, ops: list[Op], new: Mapping[str, Entry], seen: dict[str, os.stat_result]
 ) -> None:
     """Tell the tree's digest cache the digests of the files the commit touched, so that
     `check`, `verify` and the next apply need not read them again.
@@ -741,7 +741,7 @@ def _remember_placed(
 
 
 def _touched_differences(
-    t: Tree, ops: list[Op], new: dict[str, Entry], seen: dict[str, os.stat_result]
+    t: Tree, ops: list[Op], new: Mapping[str, Entry], seen: dict[str, os.stat_result]
 ) -> list[str]:
     """What keeps the paths the commit touched from being NEW's: "path (aspects)" lines.
 
@@ -817,7 +817,7 @@ def _same_inode(a: os.stat_result | None, b: os.stat_result | None) -> bool:
     return a is not None and b is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def _settle_parents(t: Tree, entries: dict[str, Entry]) -> None:
+def _settle_parents(t: Tree, entries: Mapping[str, Entry]) -> None:
     """Give the state directory's parents the metadata `entries` says (making the state
     directory, and working in it, changed their mtimes)."""
     for path in _ancestors(STATE_DIR):

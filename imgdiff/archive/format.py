@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO
 
 import attrs
@@ -241,7 +241,7 @@ def _old_entries(
 
 
 def _records(
-    raw: Any, entries: dict[str, Entry], bad: Callable[[str], BadInput], limits: Limits
+    raw: Any, entries: Mapping[str, Entry], bad: Callable[[str], BadInput], limits: Limits
 ) -> tuple[Record, ...]:
     if not isinstance(raw, list):
         raise bad("records is not a list")
@@ -287,7 +287,7 @@ def keeps_file(old: Entry | None, new: Entry) -> bool:
     )
 
 
-def check_tree(entries: dict[str, Entry], what: str, bad: Callable[[str], BadInput]) -> None:
+def check_tree(entries: Mapping[str, Entry], what: str, bad: Callable[[str], BadInput]) -> None:
     """Refuse a manifest no tree can be: a path under a non-directory (a symlink above a
     write is how archives escape), or a hard link that does not name a file of the same
     image leading its own group with the same bytes."""

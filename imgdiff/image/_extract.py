@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+from imgdiff._entrytable import EntryStore
 from imgdiff.errors import BadInput
 from imgdiff.image.base import ReadResult
 from imgdiff.model import Entry, EntryType
@@ -78,7 +79,8 @@ class Extraction:
         self.src = src
         # called with the bytes of each implicit directory's path, to bound them
         self.charge = charge
-        self.entries: dict[str, Entry] = {}
+        # compact: a plain entry is a record until someone asks for its `Entry`
+        self.entries = EntryStore()
         self._notes = result  # where warnings go
         self._heads = result.heads
         self._captured = result.captured
@@ -93,30 +95,34 @@ class Extraction:
         entries = self.entries
         parent = _parent(name)
         if parent:
-            above = entries.get(parent)
-            if (above is None or above.type is not _DIR) and not self._make_parents(parent, name):
+            above = entries.type_of(parent)
+            if above is not _DIR and not self._make_parents(parent, name):
                 return
-        old = entries.get(name)
         new_is_dir = m.type is _DIR and not m.hardlink
-        if old is not None and old.type is _DIR and not new_is_dir and name in self._with_children:
+        if not new_is_dir and name in self._with_children and entries.type_of(name) is _DIR:
             if not self._layered:
                 self._drop(name, "replaces a directory that is not empty")
                 return
             self.remove_under(name)
-        entry = self._link(m) if m.hardlink else self._entry(m)
-        if entry is None:
-            return
-        entries[name] = entry
+        if m.hardlink:
+            entry = self._link(m)
+            if entry is None:
+                return
+            entries[name] = entry
+            etype = entry.type
+        else:
+            etype = m.type
+            if etype is EntryType.SYMLINK or m.rdev is not None or m.xattrs:
+                entries[name] = Entry(
+                    name, etype, m.mode, m.uid, m.gid, m.size, m.mtime_ns,
+                    m.linkname if etype is EntryType.SYMLINK else None,
+                    None, m.rdev, m.xattrs, m.digest,
+                )  # fmt: skip
+            else:
+                entries.put(name, etype, m.mode, m.uid, m.gid, m.size, m.mtime_ns, m.digest)
         if parent:
             self._with_children.add(parent)
-        self._track_content(name, m, entry)
-
-    def _entry(self, m: Member) -> Entry:
-        return Entry(
-            m.name, m.type, m.mode, m.uid, m.gid, m.size, m.mtime_ns,
-            m.linkname if m.type is EntryType.SYMLINK else None,
-            None, m.rdev, m.xattrs, m.digest,
-        )  # fmt: skip
+        self._track_content(name, m, etype)
 
     def _drop(self, name: str, why: str) -> None:
         self._dropped.add(name)
@@ -158,10 +164,10 @@ class Extraction:
         missing = []
         path = parent
         while path:
-            found = entries.get(path)
+            found = entries.type_of(path)
             if found is not None:
-                if found.type is not _DIR:
-                    self._drop(name, f"lies under {path}, a {found.type.value}")
+                if found is not _DIR:
+                    self._drop(name, f"lies under {path}, a {found.value}")
                     return False
                 break
             missing.append(path)
@@ -169,15 +175,22 @@ class Extraction:
         if self.charge is not None:
             self.charge(sum(map(len, missing)), name)
         for path in reversed(missing):
-            entries[path] = Entry(path, _DIR, 0o755, implicit=True)
+            entries.put(path, _DIR, 0o755, 0, 0, 0, 0, None, True)
             above = _parent(path)
             if above:
                 self._with_children.add(above)
         return True
 
-    def _track_content(self, name: str, m: Member, entry: Entry) -> None:
+    def _track_content(self, name: str, m: Member, etype: EntryType) -> None:
         """Keep heads and captured contents in step with the file now at `name`."""
-        source = m.linkname if m.hardlink and entry.type is _FILE else None
+        heads, captured = self._heads, self._captured
+        if m.head is None and m.content is None and not m.hardlink:
+            if heads and name in heads:
+                del heads[name]
+            if captured and name in captured:
+                del captured[name]
+            return
+        source = m.linkname if m.hardlink and etype is _FILE else None
         head = self._heads.get(source) if source is not None else m.head
         if head is not None:
             self._heads[name] = head

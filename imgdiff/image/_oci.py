@@ -309,7 +309,7 @@ class OciImage(Image):
                     result.progress(len(tree.entries), 0)
                 if layer.digest is not None:
                     _check(self.path, layer.rel, win, layer.digest, layer.size)
-            result.entries = list(tree.entries.values())
+            result.store = tree.entries
         finally:
             store.close()
 

@@ -189,6 +189,14 @@ class Stream:
         self._pos += len(out)
         return out
 
+    def take(self, n: int) -> bytes | None:
+        """The next `n` bytes if they are all buffered already (consumed), else None."""
+        pos = self._pos
+        if len(self._buf) - pos < n:
+            return None
+        self._pos = pos + n
+        return self._buf[pos : pos + n]
+
     def chunks(self, n: int) -> Iterator[bytes]:
         """The next `n` bytes as pieces (zero-copy where possible); short at end of stream."""
         while n > 0:
@@ -207,7 +215,10 @@ class Stream:
     def skip(self, n: int) -> int:
         """Skip `n` bytes (seeking when the data is not compressed); returns bytes skipped."""
         avail = len(self._buf) - self._pos
-        if self.compression is None and n > avail and self._fh.seekable():
+        if n <= avail:
+            self._pos += n
+            return n
+        if self.compression is None and self._fh.seekable():
             here = self._fh.tell()
             end = self._fh.seek(0, 2)
             target = min(here + n - avail, end)

@@ -17,6 +17,7 @@ store `size` bytes.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -49,6 +50,25 @@ _PAX = (b"x", b"g", b"X")  # X: Solaris' extended header, the same records
 _ZEROS = memoryview(bytes(1 << 20))
 _EMPTY_DIGEST = _digest.of_bytes(b"")
 _SPARSE_LIMIT = 1 << 20  # numbers in one sparse map (an old-GNU extension block holds 42)
+_FS = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())  # what os.fsdecode uses
+
+
+def _decoded(raw: bytes) -> str:
+    """`os.fsdecode(raw)`, for bytes only."""
+    return raw.decode(*_FS)
+
+
+def _clean(raw: bytes) -> bool:
+    """True for a relative name without an empty, "." or ".." component (nor a trailing
+    "/"): its image path is "/" + the name as it stands."""
+    return (
+        raw != b""
+        and raw[0] != 0x2F  # "/"
+        and raw[0] != 0x2E  # "."
+        and raw[-1] != 0x2F
+        and b"//" not in raw
+        and b"/." not in raw
+    )
 
 
 def normalize(raw: bytes, src: str, warn: ReadResult | None = None) -> str | None:
@@ -57,6 +77,8 @@ def normalize(raw: bytes, src: str, warn: ReadResult | None = None) -> str | Non
     A leading ``/`` is dropped with a warning (as GNU tar does); a ``..`` component is
     hostile and refused.
     """
+    if _clean(raw):
+        return "/" + raw.decode(*_FS)
     name = os.fsdecode(raw)
     parts = [p for p in name.split("/") if p and p != "."]
     if ".." in parts:
@@ -79,9 +101,15 @@ class _Pending:
         self.name: bytes | None = None
         self.link: bytes | None = None
 
+    def idle(self) -> bool:
+        """True when no record waits for the next member (global ones aside: see `take`)."""
+        return not self.pax and not self.global_ and self.name is None and self.link is None
+
     def take(self) -> tuple[dict[str, bytes], _tarext.Records, bytes | None, bytes | None]:
         """The records for this member (global ones under local ones); resets the local."""
         local = self.pax
+        if not local and not self.global_ and self.name is None and self.link is None:
+            return {}, local, None, None
         merged = {**self.global_, **dict(local)} if self.global_ else dict(local)
         out = merged, local, self.name, self.link
         self.pax, self.name, self.link = [], None, None
@@ -121,10 +149,16 @@ class TarReader:
             block = self._header_block(first=count == 0)
             if block is None:
                 return
-            header = _tarheader.parse(block, self.name)
+            # the commonest member (see `_plain`) takes a short way; the rest the general one
+            fields = self._plain(block) if hash_content and pending.idle() else None
+            if fields is None:
+                header = _tarheader.parse(block, self.name)
             count += 1
             if count > self.limits.max_entries:
                 raise LimitExceeded(self.name, f"more than {self.limits.max_entries} members")
+            if fields is not None:
+                yield self._plain_member(fields)
+                continue
             if self._extension(header, pending):
                 continue
             member = self._member(header, block, pending, hash_content)
@@ -192,6 +226,44 @@ class TarReader:
             raise BadInput(self.name, "truncated tar archive (member content)", shown)
 
     # -- one member --------------------------------------------------------------------
+    def _plain(self, block: bytes) -> _tarheader.Plain | None:
+        """A plain header's fields (`_tarheader.plain`) when nothing about the member
+        needs the general way: no bound near, no value out of range. Consumes nothing."""
+        fields = _tarheader.plain(block)
+        if fields is None:
+            return None
+        raw_name, _, uid, gid, size, _, _, _ = fields
+        limits = self.limits
+        if (
+            len(raw_name) > limits.max_path_bytes
+            or raw_name.count(b"/") > limits.max_depth
+            or self.name_bytes + len(raw_name) > limits.ratio_floor
+            or uid >= _tarheader.UID_LIMIT
+            or gid >= _tarheader.UID_LIMIT
+            or size > limits.max_member_bytes
+        ):
+            return None  # the general way checks again and says what is wrong
+        return fields
+
+    def _plain_member(self, fields: _tarheader.Plain) -> Member:
+        """The member of a plain header (see `_plain`): what `_member` makes of it, made
+        without extension records, sparse maps, devices or hard links to consider."""
+        raw_name, mode, uid, gid, size, mtime, flag, linkname = fields
+        self.name_bytes += len(raw_name)
+        shown = raw_name.decode(*_FS)
+        path = "/" + shown
+        offset = self.stream.position
+        mtime_ns = mtime * 1_000_000_000
+        if flag == b"5":  # types 1-6 store no data, whatever the size field says
+            return Member(path, EntryType.DIR, mode & 0o7777, uid, gid, 0, mtime_ns, None,
+                          False, None, (), None, offset)  # fmt: skip
+        if flag == b"2":
+            return Member(path, EntryType.SYMLINK, 0o777, uid, gid, 0, mtime_ns,
+                          linkname.decode(*_FS), False, None, (), None, offset)  # fmt: skip
+        digest, head, content = self._content(size, None, self._captures(path), shown)
+        return Member(path, EntryType.FILE, mode & 0o7777, uid, gid, size, mtime_ns, None,
+                      False, None, (), digest, offset, content, head)  # fmt: skip
+
     def _member(
         self, header: Header, block: bytes, pending: _Pending, hash_content: bool
     ) -> Member | None:
@@ -199,12 +271,17 @@ class TarReader:
         src = self.name
         records, local, long_name, long_link = pending.take()
         raw_name = self._name(header, records, long_name)
-        shown = os.fsdecode(raw_name)
+        shown = _decoded(raw_name)
         flag = header.typeflag
         if flag in (b"0", b"\0") and raw_name.endswith(b"/"):
             flag = b"5"  # v7 and old GNU tars write a directory as a file named "dir/"
         etype = _TYPES.get(flag, EntryType.FILE)  # unknown types are regular files (POSIX)
-        uid, gid, mtime_ns = self._owner_and_time(header, records, shown)
+        if records:
+            uid, gid, mtime_ns = self._owner_and_time(header, records, shown)
+        else:  # the usual member: no PAX records to apply
+            uid, gid, mtime_ns = header.uid, header.gid, header.mtime * 1_000_000_000
+            if uid >= _tarheader.UID_LIMIT or gid >= _tarheader.UID_LIMIT:
+                raise BadInput(src, "uid or gid out of range in tar header", shown)
         stored = 0
         if flag not in _NO_DATA:
             stored = header.size
@@ -212,10 +289,14 @@ class TarReader:
                 stored = _tarext.pax_int(records["size"], "size", src, shown)
         if stored > self.limits.max_member_bytes:
             raise LimitExceeded(src, f"member claims {stored} bytes", shown)
-        path = normalize(raw_name, src, self.notes)
+        path = "/" + shown if _clean(raw_name) else normalize(raw_name, src, self.notes)
         offset = self.stream.position
         if etype is EntryType.FILE and flag != b"1":
-            sparse = self._sparse_map(flag, block, records, local, stored, shown)
+            sparse = (
+                self._sparse_map(flag, block, records, local, stored, shown)
+                if records or flag == b"S"
+                else None
+            )
             size, digest, head, content = self._file_data(path, stored, sparse, hash_content, shown)
         else:
             self._skip(stored, shown)
@@ -250,7 +331,7 @@ class TarReader:
         if "GNU.sparse.name" in records:  # sparse 0.1/1.0: the header names a placeholder
             placeholder = os.fsdecode(raw_name)
             raw_name = _tarext.pax_name(records["GNU.sparse.name"], "path", self.name, placeholder)
-        self._check_name(raw_name, os.fsdecode(raw_name))
+        self._check_name(raw_name)
         return raw_name
 
     def _file_data(
@@ -269,15 +350,21 @@ class TarReader:
         digest, head, content = self._content(stored, sparse, keep, shown)
         return (stored if sparse is None else sparse.real_size), digest, head, content
 
-    def _check_name(self, raw_name: bytes, shown: str) -> None:
+    def _check_name(self, raw_name: bytes) -> None:
         limits = self.limits
-        if len(raw_name) > limits.max_path_bytes:
-            raise LimitExceeded(self.name, f"member name of {len(raw_name)} bytes", shown[:200])
+        size = len(raw_name)
+        if size > limits.max_path_bytes:
+            shown = _decoded(raw_name)
+            raise LimitExceeded(self.name, f"member name of {size} bytes", shown[:200])
         if raw_name.count(b"/") > limits.max_depth:
+            shown = _decoded(raw_name)
             raise LimitExceeded(
                 self.name, f"member name deeper than {limits.max_depth}", shown[:200]
             )
-        self.charge_names(len(raw_name), shown)
+        if self.name_bytes + size <= limits.ratio_floor:
+            self.name_bytes += size  # what `charge_names` does, without a message to hand
+        else:
+            self.charge_names(size, _decoded(raw_name))
 
     def charge_names(self, size: int, shown: str) -> None:
         """Count `size` bytes of path names held in memory against the names bound.
@@ -410,6 +497,12 @@ class TarReader:
         """Digest, head and (if kept) bytes of a member's logical content."""
         if stored == 0 and sparse is None:
             return _EMPTY_DIGEST, None, b"" if keep else None
+        if sparse is None and not keep:
+            whole = self.stream.take(stored)
+            if whole is not None:  # all of it already buffered: one hash call, no pieces
+                first = bytes(whole[:HEAD_BYTES]) if whole.startswith(CONTENT_MAGICS) else None
+                self._skip_padding(stored, shown)
+                return _digest.of_bytes(whole), first, None
         hasher = _digest.new_hasher()
         kept: list[bytes] | None = [] if keep else None
         head: bytes | None = None
@@ -495,7 +588,7 @@ class TarImage(Image):
                 tree.add(m)
                 if progress is not None and not n & 255:
                     progress(n, fh.tell())
-            result.entries = list(tree.entries.values())
+            result.store = tree.entries
 
     @property
     def size(self) -> int:

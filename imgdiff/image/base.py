@@ -7,7 +7,7 @@ input becomes `BadInput` (naming the file and entry) or a recorded `ImageWarning
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, MutableMapping
 from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
@@ -69,7 +69,9 @@ class ReadResult:
     kept by streaming readers because their content cannot be read a second time
     cheaply; `captured` the contents of the files `capture` selected; `file_ids` the
     identity of each regular file a directory walk saw, for the digest cache and to
-    notice a file replaced before it is hashed.
+    notice a file replaced before it is hashed. A reader that keeps its entries compact
+    (`imgdiff._entrytable`) hands them over as `store`, by path, and leaves `entries`
+    empty; `all_entries` and `count` read either.
     """
 
     format: str
@@ -78,8 +80,17 @@ class ReadResult:
     heads: dict[str, bytes] = attrs.Factory(dict)
     captured: dict[str, bytes] = attrs.Factory(dict)
     file_ids: dict[str, FileId] = attrs.Factory(dict)
+    store: MutableMapping[str, Entry] | None = None
     # (entries read, archive bytes consumed), called now and then while reading, for a display
     progress: Callable[[int, int], None] | None = None
+
+    def all_entries(self) -> Iterable[Entry]:
+        """Every entry read, from `store` or `entries` (made one by one from a store)."""
+        return self.store.values() if self.store is not None else self.entries
+
+    def count(self) -> int:
+        """How many entries were read."""
+        return len(self.store) if self.store is not None else len(self.entries)
 
     def warn(self, path: str, message: str) -> None:
         """Record something read inexactly, to be reported beside the result."""
@@ -112,7 +123,7 @@ class Image:
         result = ReadResult(self.format, progress=progress)
         self._read(result, capture)
         if progress is not None:
-            progress(len(result.entries), self.size)
+            progress(result.count(), self.size)
         return result
 
     @property
@@ -161,9 +172,9 @@ class Image:
         if missing:
             again = self.read(missing.__contains__)
             # a hard link's member carries no content: capture its whole group, once more
-            groups = {e.hardlink for e in again.entries if e.path in missing and e.hardlink}
+            groups = {e.hardlink for e in again.all_entries() if e.path in missing and e.hardlink}
             if groups and not missing <= again.captured.keys():
-                linked = {e.path for e in again.entries if e.hardlink in groups}
+                linked = {e.path for e in again.all_entries() if e.hardlink in groups}
                 again = self.read((missing | linked).__contains__)
             read.captured.update((p, again.captured[p]) for p in missing if p in again.captured)
         return {p: read.captured[p] for p in wanted if p in read.captured}

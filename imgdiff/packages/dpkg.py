@@ -167,11 +167,12 @@ def read_dpkg(
     warnings: list[ImageWarning] = []
     suffixes = _SUFFIXES if only is None else (".list",)
     prefix, depth = INFO + "/", INFO.count("/") + 1
+    entries = manifest.entries
     info_files = [
         p
-        for p, e in manifest.entries.items()
-        if p.startswith(prefix) and p.endswith(suffixes) and e.type is EntryType.FILE
-        and p.count("/") == depth
+        for p in entries  # paths first: a large image's entries are made only when asked for
+        if p.startswith(prefix) and p.endswith(suffixes) and p.count("/") == depth
+        and entries[p].type is EntryType.FILE
     ]  # fmt: skip
     contents = manifest.read_files([STATUS, DIVERSIONS, *info_files])
     status = contents.get(STATUS)

@@ -176,9 +176,10 @@ class _Reader:
     def find(self) -> bool:
         """Collect metadata directories; False if the image has nothing pip-like at all."""
         any_named = False
-        for path, entry in self.entries.items():
+        for path in self.entries:  # paths first: a large image makes entries on demand
             if not path.endswith((_DIST_INFO, _EGG_INFO)):
                 continue
+            entry = self.entries[path]
             any_named = True
             egg = path.endswith(_EGG_INFO)
             if entry.type is EntryType.DIR:

@@ -263,7 +263,8 @@ class Inspector:
         space = _space(proc)
         if self.against is not None:
             real = (in_image(self.against, e.path) for e in found if not e.confirmed)
-            self.against.fill_digests([p for p in real if p in self.against.entries])
+            known = self.against.entries
+            self.against.fill_digests([p for p in real if p is not None and p in known])
         if space not in self.applied:
             self.applied[space] = read_applied(fs)
         applied = self.applied[space]

@@ -238,10 +238,11 @@ class ImageUnits:
     def of(cls, manifest: Manifest) -> ImageUnits:
         """The unit-directory entries of `manifest`."""
         found = []
-        for p, e in manifest.entries.items():
+        entries = manifest.entries
+        for p in entries:  # paths first: a large image makes entries on demand
             parent = posixpath.dirname(p)
             if parent in UNIT_DIRS or posixpath.dirname(parent) in UNIT_DIRS:
-                found.append((p, e))
+                found.append((p, entries[p]))
         return cls(manifest, tuple(found))
 
     def names(self) -> set[str]:
