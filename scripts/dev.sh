@@ -16,10 +16,11 @@ PY=${PYTHON:-python3}
 # and debian-goodies (checkrestart) are the peers the stale tests and benchmarks compare with;
 # libarchive-tools (bsdtar) writes archives the way most image pipelines do (sparse members,
 # doubled xattr records), rsync is the differential oracle for random tree pairs, and the
-# interpreter's own testsuite package carries CPython's tar test data (testtar.tar).
+# interpreter's own testsuite package carries CPython's tar test data (testtar.tar);
+# ostree makes the static deltas `python -m benchmarks report` compares imgdiff's with.
 PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 APT_PKGS=(python3-rpm rpm db-util dpkg-dev zstd xz-utils bzip2 gcc binutils attr umoci skopeo
-          needrestart debian-goodies libarchive-tools rsync "libpython$PYVER-testsuite")
+          needrestart debian-goodies libarchive-tools rsync ostree "libpython$PYVER-testsuite")
 
 need_apt=()
 for p in "${APT_PKGS[@]}"; do
@@ -37,7 +38,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev,fleet]'
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev,fleet,notebook]'
   touch "$stamp"
 fi
 
