@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -183,9 +184,7 @@ def processes(u: Update, live: str, n: int, changed: set[str]) -> Iterator[list[
     from benchmarks.bench_plan import running
 
     with running(live, n) as started:
-        yield [
-            Proc(s.popen.pid, s.unit, any(p in changed for p in s.kind.uses)) for s in started
-        ]
+        yield [Proc(s.popen.pid, s.unit, any(p in changed for p in s.kind.uses)) for s in started]
 
 
 def _restart_units(procs: Sequence[Proc], pids: set[int], units: set[str]) -> dict[str, int]:
@@ -213,7 +212,7 @@ def _checkrestart_pids() -> set[int]:
 def _needrestart_found() -> tuple[int, set[int]]:
     """Services, containers or sessions needrestart names, and the pids its verbose
     log says use outdated files."""
-    out = subprocess.run(NEEDRESTART + ["-v"], capture_output=True, text=True, check=False)
+    out = subprocess.run([*NEEDRESTART, "-v"], capture_output=True, text=True, check=False)
     kinds = ("NEEDRESTART-SVC", "NEEDRESTART-CONT", "NEEDRESTART-SESS")
     named = sum(1 for line in out.stdout.splitlines() if line.startswith(kinds))
     pids = {int(m.group(1)) for m in re.finditer(r"#(\d+) uses", out.stderr)}
@@ -315,13 +314,23 @@ def measure(u: Update, work: str, n: int, runs: int, level: int) -> dict[str, An
         "restarts": restarts,
         "verdict": plan["verdict"],
         "timings": {
-            "delta": {"imgdiff": before["imgdiff diff"], "peer": before["diff -rq"],
-                      "peer_name": "diff -rq --no-dereference"},
-            "stale": {"imgdiff": after["imgdiff stale"], "peer": after["checkrestart"],
-                      "peer_name": "checkrestart", "needrestart": after["needrestart"]},
-            "plan": {"imgdiff": before["imgdiff plan"], "peer": before["needrestart (before)"],
-                     "peer_name": "needrestart -b -r l"},
-        },  # fmt: skip
+            "delta": {
+                "imgdiff": before["imgdiff diff"],
+                "peer": before["diff -rq"],
+                "peer_name": "diff -rq --no-dereference",
+            },
+            "stale": {
+                "imgdiff": after["imgdiff stale"],
+                "peer": after["checkrestart"],
+                "peer_name": "checkrestart",
+                "needrestart": after["needrestart"],
+            },
+            "plan": {
+                "imgdiff": before["imgdiff plan"],
+                "peer": before["needrestart (before)"],
+                "peer_name": "needrestart -b -r l",
+            },
+        },
     }
 
 
@@ -586,7 +595,7 @@ def plots(doc: dict[str, Any], out: Path) -> list[str]:
 def _series_updates(series: str, corpus: str) -> list[Update]:
     out = []
     have = [s for s in STATES if os.path.isdir(os.path.join(series, s, "usr"))]
-    for a, b in zip(have, have[1:], strict=False):
+    for a, b in itertools.pairwise(have):
         out.append(
             Update(
                 f"{a}→{b}", STATES[b].replace(f"{a} + ", "+ "),
@@ -605,6 +614,22 @@ def _series_updates(series: str, corpus: str) -> list[Update]:
             )
         )  # fmt: skip
     return out
+
+
+def _example(work: str) -> Update:
+    """The built-in example pair with the demo's services installed in both images."""
+    from imgdiff import demo
+    from imgdiff.examples import build_example_pair
+
+    old, new = build_example_pair(os.path.join(work, "example"))
+    for image in (old, new):
+        demo.install_services(Path(image))
+        # the services (python -I) write bytecode where they run: once here, so that
+        # LIVE, a copy of OLD, stays OLD while they run in it
+        with demo.running(Path(image)):
+            pass
+    return Update("example", "the built-in example pair (imgdiff.examples)", old, new,
+                  None, None, None, demo=True)  # fmt: skip
 
 
 SERIES_NOTE = (
@@ -650,18 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache_home = os.environ.get("XDG_CACHE_HOME")
         os.environ["XDG_CACHE_HOME"] = os.path.join(work, "cache")  # our own digest cache
         if args.quick:
-            from imgdiff import demo
-            from imgdiff.examples import build_example_pair
-
-            old, new = build_example_pair(os.path.join(work, "example"))
-            for image in (old, new):
-                demo.install_services(Path(image))
-                # the services (python -I) write bytecode where they run: once here, so
-                # that LIVE, a copy of OLD, stays OLD while they run in it
-                with demo.running(Path(image)):
-                    pass
-            updates = [Update("example", "the built-in example pair (imgdiff.examples)",
-                              old, new, None, None, None, demo=True)]  # fmt: skip
+            updates = [_example(work)]
         else:
             updates = _series_updates(args.series, args.corpus)
             if not updates:
@@ -684,8 +698,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "quick": args.quick,
-        "command": "python -m benchmarks report" + (" --quick" if args.quick else "")
-        + f" --runs {runs}" + ("" if args.quick else f" --n {args.n}"),
+        "command": "python -m benchmarks report"
+        + (" --quick" if args.quick else "")
+        + f" --runs {runs}"
+        + ("" if args.quick else f" --n {args.n}"),
         "runs": runs,
         "machine": info,
         "load_end": os.getloadavg()[0],
