@@ -112,9 +112,12 @@ def _dpkg(tree: str) -> dict[tuple[str, str], str]:
 
 
 def _deb_size(name: str, arch: str, version: str, debs: str | None) -> int | None:
+    """The .deb's size: from the build's own copy, else from the host's apt lists
+    (mmdebstrap keeps no copy of the essential packages it unpacks first)."""
     if debs:
         path = Path(debs) / f"{name}_{version.replace(':', '%3a')}_{arch}.deb"
-        return path.stat().st_size if path.exists() else None
+        if path.exists():
+            return path.stat().st_size
     out = subprocess.run(
         ["apt-cache", "show", f"{name}:{arch}={version}"], capture_output=True, text=True,
         check=False,
@@ -164,27 +167,25 @@ def ostree_bytes(u: Update, work: str) -> int | None:
 
 @attrs.frozen
 class Proc:
-    """A process this report started in LIVE: its pid, unit (None: none) and whether it
-    uses a file the update changes (None: not known)."""
+    """A process this report started in LIVE: its pid and unit (None: none)."""
 
     pid: int
     unit: str | None
-    affected: bool | None
 
 
 @contextlib.contextmanager
-def processes(u: Update, live: str, n: int, changed: set[str]) -> Iterator[list[Proc]]:
+def processes(u: Update, live: str, n: int) -> Iterator[list[Proc]]:
     """Start the processes in LIVE; all stopped (and their cgroups removed) at exit."""
     if u.demo:
         from imgdiff import demo
 
         with demo.running(Path(live)) as pids:
-            yield [Proc(pid, f"{name}.service", None) for name, pid in pids.items()]
+            yield [Proc(pid, f"{name}.service") for name, pid in pids.items()]
         return
     from benchmarks.bench_plan import running
 
     with running(live, n) as started:
-        yield [Proc(s.popen.pid, s.unit, any(p in changed for p in s.kind.uses)) for s in started]
+        yield [Proc(s.popen.pid, s.unit) for s in started]
 
 
 def _restart_units(procs: Sequence[Proc], pids: set[int], units: set[str]) -> dict[str, int]:
@@ -243,7 +244,6 @@ def measure(u: Update, work: str, n: int, runs: int, level: int) -> dict[str, An
     """Everything the report says about one update, from this run."""
     print(f"[report] {u.name}: delta", file=sys.stderr)
     diff = _json([IMGDIFF, "diff", u.old, u.new, "--json"], ok=(0, 1))
-    changed = {c["path"] for c in diff["changes"] if c["status"] != "added"}
     deb_total, pkgs, missing = package_bytes(u)
     delta = os.path.join(work, "update.delta")
     packed = _json([IMGDIFF, "pack", u.old, u.new, "-o", delta, "--json"])
@@ -252,13 +252,15 @@ def measure(u: Update, work: str, n: int, runs: int, level: int) -> dict[str, An
         "full_image": full_image_bytes(u, work, level),
         "packages": deb_total,
         "imgdiff_delta": packed["size"],
+        # of which content records; the rest is NEW's manifest and the headers
+        "imgdiff_delta_records": sum(packed["record_bytes"].values()),
         "ostree_delta": ostree_bytes(u, work),
     }
     live = os.path.join(work, "live")
     subprocess.run(["cp", "-a", u.old, live], check=True)
     print(f"[report] {u.name}: processes", file=sys.stderr)
     try:
-        with processes(u, live, n, changed) as procs:
+        with processes(u, live, n) as procs:
             mine = {p.pid for p in procs}
             plan_argv = [IMGDIFF, "plan", u.old, u.new, "--root", live, "--json"]
             plan = _json(plan_argv)
@@ -285,7 +287,6 @@ def measure(u: Update, work: str, n: int, runs: int, level: int) -> dict[str, An
                 runs,
             )
             units = {p.unit for p in procs if p.unit}
-            needed = [p for p in procs if p.affected]
             restarts = {
                 "restart_everything": _restart_units(procs, mine, units),
                 "imgdiff_plan": _plan_counts(plan, procs),
@@ -293,8 +294,6 @@ def measure(u: Update, work: str, n: int, runs: int, level: int) -> dict[str, An
                 | {"named": need_named},
                 "checkrestart": _restart_units(procs, check_pids, set()),
             }
-            if not u.demo:
-                restarts["needed"] = _restart_units(procs, {p.pid for p in needed}, set())
             restarts["imgdiff_stale_after"] = _restart_units(procs, stale_pids, set())
             started = len(procs)
     finally:
@@ -489,27 +488,37 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {u['name']} | {_mb(b['full_image'])} | {_mb(b['packages'])} "
             f"| {_mb(b['imgdiff_delta'])} | {_mb(b['ostree_delta'])} | {vs_pkg} | {vs_os} |"
         )
+    last = doc["updates"][-1]["bytes"]
     lines += [
+        "",
+        "imgdiff's delta always carries NEW's whole manifest (so that a host can check the "
+        "result without NEW): "
+        f"{(last['imgdiff_delta'] - last['imgdiff_delta_records']) / 1e6:.2f} MB of the "
+        f"last update's {last['imgdiff_delta'] / 1e6:.2f} MB; when almost nothing "
+        "changes, that is most of it. Content records per update (MB): "
+        + ", ".join(
+            f"{u['name']} {u['bytes']['imgdiff_delta_records'] / 1e6:.2f}" for u in doc["updates"]
+        )
+        + ".",
         "",
         "## What restarts, per update (services / processes)",
         "",
         "A service is a unit, or a process with no unit (restarted alone); restarting a "
         "unit restarts every process in it. needrestart and checkrestart run after "
         "`imgdiff apply` has updated LIVE under the running processes; their pids are "
-        "mapped to the units an operator would restart. `needed` is known by construction "
-        "(the processes whose own executable or file the update changes).",
+        "mapped to the units an operator would restart: checkrestart, after the fact, is "
+        "the independent check of the plan imgdiff made before the update.",
         "",
         "| update | processes started | restart everything | imgdiff plan (before) "
-        "| needrestart (after) | checkrestart (after) | needed | imgdiff stale (after) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| needrestart (after) | checkrestart (after) | imgdiff stale (after) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for u in doc["updates"]:
         r = u["restarts"]
         lines.append(
             f"| {u['name']} | {u['processes_started']} | "
             + " | ".join(
-                _restart_cell(r.get(k))
-                for k in (*STRATEGIES_RESTART, "needed", "imgdiff_stale_after")
+                _restart_cell(r.get(k)) for k in (*STRATEGIES_RESTART, "imgdiff_stale_after")
             )
             + " |"
         )

@@ -76,8 +76,23 @@ def test_notebooks_are_stored_without_outputs(path: Path) -> None:
         assert "attachments" not in cell or not cell.attachments
 
 
+HAVE_CORPUS = Path("/var/tmp/imgdiff-corpus/old/usr/bin/python3.11").is_file()
+
+
 @needs_root
-def test_explore_update_finds_the_services_the_update_touches() -> None:
+@pytest.mark.parametrize(
+    "corpus",
+    [
+        pytest.param(None, id="real-pair", marks=pytest.mark.skipif(
+            not HAVE_CORPUS, reason="no real pair here: the example run covers the notebook")),
+        pytest.param("/nonexistent", id="example-pair"),
+    ],
+)  # fmt: skip
+def test_explore_update_finds_the_services_the_update_touches(
+    corpus: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if corpus is not None:  # the kernel inherits the environment
+        monkeypatch.setenv("IMGDIFF_CORPUS", corpus)
     probe = (
         "import json\nprint(json.dumps({'verdict': verdict.verdict.value, 'units': units, "
         "'web': WEB, 'tls': TLS, 'idle': IDLE, 'lenient': lenient.verdict.value, "
@@ -92,8 +107,12 @@ def test_explore_update_finds_the_services_the_update_touches() -> None:
     assert facts["lenient"] == "reboot"  # the web unit may not be restarted in place
     assert facts["changes"] > 0
     assert facts["tops"] >= 1
-    if facts["old"].startswith("/var/tmp/imgdiff-corpus"):  # the real pair: dpkg and pip
+    if corpus is None:  # the real pair: dpkg and pip changes
+        assert facts["old"] == "/var/tmp/imgdiff-corpus/old"
         assert facts["packages"] > 10
+    else:
+        assert facts["old"].endswith("/old")
+        assert not facts["old"].startswith("/var/tmp/imgdiff-corpus")
     assert images(nb) >= 1  # the delta by top directory and kind
     for pid in facts["pids"]:  # the last cell stopped them, and their cgroups are gone
         assert not Path(f"/proc/{pid}").exists()
