@@ -184,7 +184,8 @@ def processes(u: Update, live: str, n: int) -> Iterator[list[Proc]]:
         return
     from benchmarks.bench_plan import running
 
-    with running(live, n) as started:
+    # units of their own: bench_plan's names may be in use by a concurrent benchmark
+    with running(live, n, prefix=f"imgdiff-report-{os.getpid()}") as started:
         yield [Proc(s.popen.pid, s.unit) for s in started]
 
 
