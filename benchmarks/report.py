@@ -229,20 +229,22 @@ def _json(argv: Sequence[str], ok: tuple[int, ...] = (0,)) -> dict[str, Any]:
     return doc
 
 
-def rounds(cmds: dict[str, list[str]], runs: int) -> dict[str, float]:
-    """Minimum wall seconds of each command over `runs` rounds (one warm-up round); the
+def rounds(cmds: dict[str, list[str]], runs: int, warmup: int = 1) -> dict[str, float]:
+    """Minimum wall seconds of each command over `runs` rounds after `warmup` rounds; the
     commands take turns in each round so that all see the machine alike."""
     walls: dict[str, list[float]] = {k: [] for k in cmds}
-    for r in range(runs + 1):
+    for r in range(runs + warmup):
         for label, argv in cmds.items():
             wall = run_once(argv)[0]
-            if r:
+            if r >= warmup:
                 walls[label].append(wall)
     return {k: min(v) for k, v in walls.items()}
 
 
 def measure(u: Update, work: str, n: int, runs: int, level: int) -> dict[str, Any]:
-    """Everything the report says about one update, from this run."""
+    """Everything the report says about one update, from this run (for the example pair
+    of `--quick`, timing rounds without a warm-up round)."""
+    warmup = 0 if u.demo else 1
     print(f"[report] {u.name}: delta", file=sys.stderr)
     diff = _json([IMGDIFF, "diff", u.old, u.new, "--json"], ok=(0, 1))
     deb_total, pkgs, missing = package_bytes(u)
@@ -273,6 +275,7 @@ def measure(u: Update, work: str, n: int, runs: int, level: int) -> dict[str, An
                     "needrestart (before)": NEEDRESTART,
                 },
                 runs,
+                warmup,
             )
             _json([IMGDIFF, "apply", delta, live, "--json"])
             stale = _json([IMGDIFF, "stale", "--root", live, "--json"])
@@ -286,6 +289,7 @@ def measure(u: Update, work: str, n: int, runs: int, level: int) -> dict[str, An
                     "needrestart": NEEDRESTART,
                 },
                 runs,
+                warmup,
             )
             units = {p.unit for p in procs if p.unit}
             restarts = {
@@ -531,7 +535,9 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "## Time: imgdiff vs the peer for the same question (minimum wall s)",
         "",
-        f"{doc['runs']} interleaved rounds after a warm-up; the ratio is imgdiff ÷ peer, "
+        f"{doc['runs']} interleaved rounds "
+        f"{'(no warm-up: --quick)' if doc['quick'] else 'after a warm-up'}; "
+        "the ratio is imgdiff ÷ peer, "
         "from the same rounds. The plan does more than its peer (delta, packages, "
         "processes, verdict, before the update); needrestart only looks after it.",
         "",

@@ -83,7 +83,10 @@ def test_committed_report_has_every_update_of_the_series() -> None:
     names = [u["name"] for u in doc["updates"]]
     assert names[:3] == ["s0→s1", "s1→s2", "s2→s3"]
     for u in doc["updates"]:
-        assert set(u["bytes"]) == {"full_image", "packages", "imgdiff_delta", "ostree_delta"}
+        b = u["bytes"]
+        assert set(b) == {"full_image", "packages", "imgdiff_delta", "imgdiff_delta_records",
+                          "ostree_delta"}  # fmt: skip
+        assert 0 <= b["imgdiff_delta_records"] < b["imgdiff_delta"] < b["full_image"]
     text = (ROOT / "benchmarks/results/REPORT.md").read_text()
     assert "shared" in text
     for png in doc["plots"]:
