@@ -194,9 +194,9 @@ def _counts(n: int) -> list[tuple[Kind, int]]:
     return [*counts, (KINDS[-1], rest)]
 
 
-def _unit_of(i: int) -> str | None:
+def _unit_of(i: int, prefix: str = "bench-plan") -> str | None:
     slot = i % UNIT_CYCLE
-    return f"bench-plan-{slot + 1}.service" if slot < UNITS else None
+    return f"{prefix}-{slot + 1}.service" if slot < UNITS else None
 
 
 def _settled(pid: int, exe: str) -> bool:
@@ -241,16 +241,17 @@ def settle(root: str, started: Sequence[Started], timeout: float = 120) -> None:
 
 
 @contextlib.contextmanager
-def running(old: str, n: int) -> Iterator[list[Started]]:
-    """N processes inside OLD, in their units, set up; all killed, reaped and their
-    cgroups removed at exit."""
+def running(old: str, n: int, prefix: str = "bench-plan") -> Iterator[list[Started]]:
+    """N processes inside OLD, in their units (PREFIX-1..20.service: another prefix keeps
+    a concurrent run's cgroups apart), set up; all killed, reaped and their cgroups
+    removed at exit."""
     plan = [k for k, count in _counts(n) for _ in range(count)]
     random.Random(n).shuffle(plan)  # kinds interleaved over the units, the same each run
     started: list[Started] = []
     cgroups: dict[str, Path] = {}
     try:
         for i, kind in enumerate(plan):
-            unit = _unit_of(i)
+            unit = _unit_of(i, prefix)
             if unit is not None and unit not in cgroups:
                 cgroups[unit] = CGROUP2 / "system.slice" / unit
                 cgroups[unit].mkdir(exist_ok=True)

@@ -18,10 +18,11 @@ PY=${PYTHON:-python3}
 # and debian-goodies (checkrestart) are the peers the stale tests and benchmarks compare with;
 # libarchive-tools (bsdtar) writes archives the way most image pipelines do (sparse members,
 # doubled xattr records), rsync is the differential oracle for random tree pairs, and the
-# interpreter's own testsuite package carries CPython's tar test data (testtar.tar).
+# interpreter's own testsuite package carries CPython's tar test data (testtar.tar);
+# ostree makes the static deltas `python -m benchmarks report` compares imgdiff's with.
 PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 APT_PKGS=(python3-rpm rpm db-util dpkg-dev zstd xz-utils bzip2 gcc binutils attr umoci skopeo
-          needrestart debian-goodies libarchive-tools rsync "libpython$PYVER-testsuite")
+          needrestart debian-goodies libarchive-tools rsync ostree "libpython$PYVER-testsuite")
 
 need_apt=()
 for p in "${APT_PKGS[@]}"; do
@@ -34,7 +35,7 @@ if ((${#need_apt[@]})); then
 fi
 
 # the package's extras installed into the venv (pyproject.toml says what each is for)
-EXTRAS=(dev fleet docs)
+EXTRAS=(dev fleet docs notebook)
 stamp="$VENV/.imgdiff-setup"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -95,7 +94,6 @@ def test_to_pandas_without_pandas_names_the_extra_to_install(tree_pair: TreePair
     assert any(dep.startswith("pandas") for dep in project["optional-dependencies"]["pandas"])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pandas") is None, reason="pandas not installed")
 def test_to_pandas_gives_one_row_per_change(delta: imgdiff.Delta) -> None:
     frame = delta.to_pandas()
     assert list(frame["path"]) == [c.path for c in delta.changes]
