@@ -405,10 +405,10 @@ HEADLINES = (
      r"\| whole image .*?\| all (\d+) .*?\n\| imgdiff delta .*?\| (\d+) in (\d+) steps \|",
      "{1} of {0} processes ({2} steps)"),
     ("stale, 1000 procs", "results-stale.md",
-     r"\| 1000 procs \| `imgdiff stale --json \(found (\d+)\)` \| ([\d.]+) .*?\n",
+     r"\| 1000 procs \| `imgdiff stale --json` \| found (\d+) of \d+ \| ([\d.]+) \|",
      "found {0}; {1} s"),
     ("stale, 1000 procs: checkrestart", "results-stale.md",
-     r"\| 1000 procs \| `checkrestart \(found (\d+)\)` \| ([\d.]+) ", "found {0}; {1} s"),
+     r"\| 1000 procs \| `checkrestart` \| found (\d+) \| ([\d.]+) \|", "found {0}; {1} s"),
     ("verify a tree", "results-verify.md",
      r"copy of OLD vs NEW \| `imgdiff verify --json` \| ([\d.]+) .*?\| ([\d.]+x) \|",
      "{0} s; {1} of `diff -rq`"),
@@ -419,11 +419,15 @@ HEADLINES = (
      r"\| maps \(files \+ identity\) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+x) \|",
      "{1} ms vs psutil {0} ms ({2})"),
     ("scale, 1M-entry tars", "results-scale.md",
-     r"\| 1,000,000 \| ([\d.]+) \| (\d+) \|", "{0} s, {1} MiB peak"),
+     r"\| 1,000,000 \| after \| ([\d.]+) \| [\d.]+ \| (\d+) \| [\d.]+ \| (\d+) \|",
+     "{0} s, {1} MiB peak, {2} bytes per entry"),
     ("fleet, per host (2 workers)", "results-fleet.md",
      r"fleet, 2 workers: per host \(hosts phase / hosts\) \| ([\d.]+) ms", "{0} ms"),
     ("import tracer overhead", "results-trace.md",
      r"\*\*wall: import overhead ([\d.]+%)\*\*", "{0} of start-up with 284 imports"),
+    ("import tracer overhead, instructions", "results-trace.md",
+     r"\*\*instructions \(callgrind, user space\): import overhead ([\d.]+%)\*\*",
+     "{0} (callgrind: the machine's load does not move it)"),
 )  # fmt: skip
 
 
@@ -450,6 +454,43 @@ def _restart_cell(r: dict[str, Any] | None) -> str:
     return "n/a" if r is None else f"{r['services']} / {r['processes']}"
 
 
+HEADLINE_START, HEADLINE_END = "<!-- headline: start -->", "<!-- headline: end -->"
+README = HERE.parent / "README.md"
+
+
+def headline(doc: dict[str, Any]) -> list[str]:
+    """The headline table, between its markers: bytes to ship and what restarts, per
+    update (REPORT.md, the README and the docs' comparison page show it)."""
+    lines = [
+        HEADLINE_START,
+        "| update | full image MB | packages MB | imgdiff delta MB | OSTree delta MB "
+        "| restart everything | imgdiff plan | needrestart | checkrestart |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for u in doc["updates"]:
+        b, r = u["bytes"], u["restarts"]
+        lines.append(
+            f"| {u['name']} | {_mb(b['full_image'])} | {_mb(b['packages'])} "
+            f"| {_mb(b['imgdiff_delta'])} | {_mb(b['ostree_delta'])} | "
+            + " | ".join(_restart_cell(r.get(k)) for k in STRATEGIES_RESTART)
+            + " |"
+        )
+    lines += [
+        "",
+        "Restarts are services / processes of the ones started in OLD; imgdiff plans before "
+        "the update, needrestart and checkrestart look after it. "
+        f"From `{doc['command']}`, {doc['machine']['date']}.",
+        HEADLINE_END,
+    ]
+    return lines
+
+
+def with_headline(text: str, doc: dict[str, Any]) -> str:
+    """`text` with the block between the headline markers replaced by `doc`'s."""
+    start, end = text.index(HEADLINE_START), text.index(HEADLINE_END) + len(HEADLINE_END)
+    return text[:start] + "\n".join(headline(doc)) + text[end:]
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """REPORT.md from the JSON twin."""
     m = doc["machine"]
@@ -463,6 +504,10 @@ def markdown(doc: dict[str, Any]) -> str:
         f"at the end), so wall times are noisy. Peers: {peers}. Made by "
         f"`{doc['command']}` in {doc['elapsed_s']:.0f} s; every figure below comes from "
         "that one run (`report.json` holds them all).",
+        "",
+        "## Headline",
+        "",
+        *headline(doc),
         "",
         "## The updates",
         "",
@@ -730,6 +775,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc["plots"] = plots(doc, out)
     (out / "report.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     (out / "REPORT.md").write_text(markdown(doc))
+    if not args.quick and out == RESULTS:  # the README shows the committed run's headline
+        README.write_text(with_headline(README.read_text(), doc))
     print(f"wrote {out}/REPORT.md, report.json, {', '.join(doc['plots'])}", file=sys.stderr)
     return 0
 

@@ -91,3 +91,14 @@ def test_committed_report_has_every_update_of_the_series() -> None:
     assert "shared" in text
     for png in doc["plots"]:
         assert (ROOT / "benchmarks/results" / png).is_file()
+
+
+def test_readme_and_report_show_the_committed_runs_headline() -> None:
+    from benchmarks import report
+
+    doc = json.loads((ROOT / "benchmarks/results/report.json").read_text())
+    block = "\n".join(report.headline(doc))
+    assert block in (ROOT / "benchmarks/results/REPORT.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert block in readme, "README's headline is not the committed run's: run the report"
+    assert report.with_headline(readme, doc) == readme
