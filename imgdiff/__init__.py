@@ -18,10 +18,7 @@ stage. Every record is a frozen attrs class.
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-
+from imgdiff._lazy import install
 from imgdiff.errors import (
     AccessDenied,
     BadInput,
@@ -34,8 +31,6 @@ from imgdiff.errors import (
 # typing is not imported for its TYPE_CHECKING: every command pays for `import imgdiff`
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from imgdiff.archive.apply import apply, rollback
     from imgdiff.archive.pack import pack
     from imgdiff.delta import compare
@@ -124,30 +119,11 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'imgdiff' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = install(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:
     return sorted(__all__)
-
-
-class _Package(types.ModuleType):
-    """`imgdiff.verify` names the function even after the submodule of that name loads
-    (importing a submodule sets it as the package's attribute, over the lazy name)."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

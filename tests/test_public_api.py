@@ -63,7 +63,7 @@ def test_import_stays_cheap() -> None:
     # the namespace loads on first use: importing it must not pull in the stages
     code = "import imgdiff, sys; print(sorted(m for m in sys.modules if m.startswith('imgdiff')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['imgdiff', 'imgdiff.errors']"
+    assert out.stdout.strip() == "['imgdiff', 'imgdiff._lazy', 'imgdiff.errors']"
 
 
 def test_workers_1_never_forks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,10 +9,7 @@ process runs in a root) must not pull in the record classes and the loaders.
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-
+from imgdiff._lazy import install
 from imgdiff.errors import AccessDenied, NoSuchProcess
 
 TYPE_CHECKING = False
@@ -29,26 +26,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-class _Package(types.ModuleType):
-    """`imgdiff.runtime.stale` names the function, as it did when this package imported it
-    eagerly: importing the submodule of that name does not replace it."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name == "stale" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+__getattr__ = install(__name__, _LAZY)
 
 __all__ = [
     "AccessDenied",
