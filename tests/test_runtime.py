@@ -55,12 +55,17 @@ def _root_of(pid: int) -> str | None:
 
 
 def _wait_for_exe(pid: int, exe: str) -> None:
-    """Wait until `pid` has exec'd `exe` (the shell said ready just before exec)."""
+    """Wait until `pid` has exec'd `exe` (the shell said ready just before exec) and the
+    dynamic loader has mapped libc (the exe link changes at execve, before ld.so runs)."""
     for _ in range(500):
-        if os.readlink(f"/proc/{pid}/exe") == exe:
+        # exe first: the shell's own maps hold libc too
+        if (
+            os.readlink(f"/proc/{pid}/exe") == exe
+            and "libc.so" in Path(f"/proc/{pid}/maps").read_text()
+        ):
             return
         time.sleep(0.01)
-    raise AssertionError(f"{pid} never ran {exe}")
+    raise AssertionError(f"{pid} never ran {exe} with libc mapped")
 
 
 def test_replaced_library_marks_mapping_process_stale() -> None:
