@@ -178,7 +178,9 @@ def main() -> int:
                     *ours("tar", "diff --json", ["diff", ot, nt, "--json"]),
                 ]
             )
+        load_start = os.getloadavg()[0]
         results = [r for commands in cases for r in interleaved(commands, args.runs)]
+        load_end = os.getloadavg()[0]
     finally:
         shutil.rmtree(cache, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -190,8 +192,10 @@ def main() -> int:
             "`../shared/corpus/build-image-pair.sh`; page cache warm; within each case the "
             f"commands ran interleaved, {args.runs} rounds after one warm-up round; ratios "
             "are of fastest runs, to the first row of each case, from this one run; imgdiff "
-            "ran from compiled bytecode, as installed. The machine (2 cores) was shared "
-            "with other work while this ran: read the ratios, not the absolute times."
+            f"ran from compiled bytecode, as installed. Machine: {os.cpu_count()} cores, "
+            f"load average {load_start:.1f} at the start and {load_end:.1f} at the end (a "
+            "shared machine: other work slows the peers' system calls and imgdiff's Python "
+            "unevenly, so ratios move with the load; read them from one run)."
         )
         if args.before:
             head += (
