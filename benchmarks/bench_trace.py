@@ -9,6 +9,14 @@ hits all alike; medians are reported. The overhead is the issue's definition: (t
 the heavy program minus (traced - plain) of the empty one — the fixed start-up cost, reported on
 its own row — as a share of the plain heavy program's time. `--write` also writes
 benchmarks/results-trace.md.
+
+The garbage collector's phase: a program runs a full collection when an allocation crosses a
+threshold, so a few hundred more long-lived objects (the tracer's own) can add one full
+collection to a program that ended just short of it, or none at all; in the heavy program that
+one collection is 1.3% of its instructions. Whether it falls inside the run is luck of the
+program, not a cost of each import, so each round gives the heavy program (plain and traced
+alike) one of `PHASES` throwaway long-lived objects before its imports, which moves where the
+thresholds fall; the figures are over all phases, and the instruction count lists each.
 """
 
 from __future__ import annotations
@@ -90,50 +98,86 @@ def once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def instructions(argv: list[str], env: dict[str, str], out: Path) -> int:
+def instructions(argv: list[str], env: dict[str, str], out: Path) -> tuple[int, str]:
     """Instructions one run executes, counted by callgrind: the same count whatever else
-    the machine does (the process's own user-space work; system calls are not counted)."""
-    subprocess.run(
+    the machine does (the process's own user-space work; system calls are not counted);
+    and what the run printed."""
+    run = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
         check=True,
     )
     for line in out.read_text().splitlines():
         if line.startswith("totals:"):
-            return int(line.split()[1])
+            return int(line.split()[1]), run.stdout
     raise RuntimeError(f"{out}: no totals line")
 
 
-def counted_overhead(
-    cases: dict[tuple[str, str], tuple[list[str], dict[str, str]]], work: Path
-) -> str:
-    """The overhead by instructions, one callgrind run per case (the same definition)."""
+# long-lived objects the heavy program makes before its imports: a quarter of the collector's
+# first threshold (700) apart, so that each phase of its schedule is met once
+PHASES = (0, 175, 350, 525)
+
+Cases = dict[tuple[str, str], tuple[list[str], dict[str, str]]]
+
+
+def at_phase(cases: Cases, phase: int) -> Cases:
+    """The four programs, the heavy one given `phase` throwaway objects."""
+    return {
+        case: ([*argv, str(phase)] if case[0] == "heavy" else argv, env)
+        for case, (argv, env) in cases.items()
+    }
+
+
+def counted_overhead(cases: Cases, work: Path) -> str:
+    """The overhead by instructions (the same definition), one callgrind run per program and
+    phase; the empty program's fixed cost is counted once. The full collections are those of
+    the counted runs (valgrind's own environment variables move the collector's phase)."""
+    out = work / "callgrind.out"
     n = {
-        case: instructions(argv, env, work / "callgrind.out") for case, (argv, env) in cases.items()
+        case: instructions(argv, env, out)[0]
+        for case, (argv, env) in cases.items()
+        if case[0] == "empty"
     }
     fixed = n["empty", "traced"] - n["empty", "plain"]
-    extra = n["heavy", "traced"] - n["heavy", "plain"]
+    shares, parts = [], []
+    for phase in PHASES:
+        (plain, plain_out), (traced, traced_out) = (
+            instructions(argv, env, out)
+            for case, (argv, env) in at_phase(cases, phase).items()
+            if case[0] == "heavy"
+        )
+        shares.append((traced - plain - fixed) / plain * 100)
+        parts.append(
+            f"{phase}: {shares[-1]:.2f}% ({traced - plain - fixed:,} of {plain:,}; "
+            f"{plain_out.split()[1]} / {traced_out.split()[1]})"
+        )
     return (
         f"- **instructions (callgrind, user space): import overhead "
-        f"{(extra - fixed) / n['heavy', 'plain'] * 100:.2f}%** = ({extra / 1e6:.1f}M - "
-        f"{fixed / 1e6:.1f}M) / {n['heavy', 'plain'] / 1e6:.1f}M; a count the machine's other "
-        "work cannot change, unlike the clocks above"
+        f"{statistics.mean(shares):.2f}%**, the mean over the collector's phases; a count the "
+        "machine's other work cannot change, unlike the clocks above. By phase (throwaway "
+        f"objects: share, instructions traced - plain - fixed ({fixed:,}) of plain, full "
+        "collections plain / traced): " + "; ".join(parts)
     )
 
 
 def probe(
     heavy: Path, plain_env: dict[str, str], traced_env: dict[str, str]
-) -> tuple[str, dict[str, str]]:
-    """Untimed: the heavy program's module count, and its full collections plain and traced."""
-    full: dict[str, str] = {}
+) -> tuple[str, dict[int, dict[str, str]]]:
+    """Untimed: the heavy program's module count, and its full collections plain and traced
+    at each phase."""
+    full: dict[int, dict[str, str]] = {}
     loaded = ""
-    for how, env in (("plain", plain_env), ("traced", traced_env)):
-        out = subprocess.run(
-            [sys.executable, str(heavy)], env=env, capture_output=True, text=True, check=True
-        ).stdout.split()
-        loaded, full[how] = out[0], out[1]
+    for phase in PHASES:
+        full[phase] = {}
+        for how, env in (("plain", plain_env), ("traced", traced_env)):
+            out = subprocess.run(
+                [sys.executable, str(heavy), str(phase)],
+                env=env, capture_output=True, text=True, check=True,
+            ).stdout.split()  # fmt: skip
+            loaded, full[phase][how] = out[0], out[1]
     return loaded, full
 
 
@@ -161,6 +205,7 @@ def main() -> int:
         names = importable_stdlib()
         heavy = work / "heavy.py"
         heavy.write_text(
+            "import sys\n_phase = [[] for _ in range(int(sys.argv[1]))]\n"
             "import warnings\nwarnings.simplefilter('ignore')\n"
             + "".join(f"import {n}\n" for n in names)
             # the module count, and how many full collections the program's garbage collector
@@ -175,23 +220,26 @@ def main() -> int:
         skip = {"PYTHONPATH", "PYTHONDONTWRITEBYTECODE"}
         plain_env = {k: v for k, v in os.environ.items() if k not in skip}
         plain_env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+        # one hash seed: set and dict sizes, so the allocations the collector counts, repeat
+        plain_env["PYTHONHASHSEED"] = "0"
         traced_env = hooks.child_env(plain_env, str(spool_dir))
         loaded, full = probe(heavy, plain_env, traced_env)
 
-        cases = {
+        cases: Cases = {
             ("heavy", "plain"): ([sys.executable, str(heavy)], plain_env),
             ("heavy", "traced"): ([sys.executable, str(heavy)], traced_env),
             ("empty", "plain"): ([sys.executable, str(empty)], plain_env),
             ("empty", "traced"): ([sys.executable, str(empty)], traced_env),
         }
         runs: dict[tuple[str, str], list[tuple[float, float]]] = {case: [] for case in cases}
-        for argv, env in cases.values():  # warm the page cache, write the bytecode cache
+        for argv, env in at_phase(cases, 0).values():  # warm the page cache, write bytecode
             once(argv, env)
             once(argv, env)
         counted = counted_overhead(cases, work) if args.callgrind else ""
         records = 0
-        for _ in range(args.runs):
-            for case, (argv, env) in cases.items():  # same order each round: pairs stay close
+        for n in range(args.runs):
+            phased = at_phase(cases, PHASES[n % len(PHASES)])
+            for case, (argv, env) in phased.items():  # same order each round: pairs stay close
                 runs[case].append(once(argv, env))
                 for pid, start in spool.list_spool(str(spool_dir)):  # untimed housekeeping
                     if case == ("heavy", "traced"):
@@ -236,9 +284,9 @@ def main() -> int:
             f"{(extra - fixed) / max(records, 1) * 1000:.1f} us per record ({records} records)"
         )
     verdicts.append(
-        f"- full garbage collections in the heavy program: {full['plain']} plain, "
-        f"{full['traced']} traced (one is 1.3% of its instructions under callgrind; a few "
-        "hundred more long-lived objects, the tracer's own, can add one)"
+        "- full garbage collections in the heavy program (timed runs), plain / traced, by phase: "
+        + ", ".join(f"{p}: {full[p]['plain']} / {full[p]['traced']}" for p in PHASES)
+        + " (one is 1.3% of its instructions; see the note on phases)"
     )
     report = "\n".join([*rows, "", *verdicts, *([counted] if counted else [])])
     print(report)
@@ -252,7 +300,12 @@ def main() -> int:
             "cached (PYTHONPYCACHEPREFIX) for both, tracer.py included, as after an install. "
             f"{f'Pinned to CPU {args.cpu}. ' if args.cpu is not None else ''}"
             "Overhead = (traced - plain) of the heavy program minus the same for the empty "
-            "program, as a share of the plain heavy program. From one run on one machine. "
+            "program, as a share of the plain heavy program. Rounds rotate the heavy program "
+            f"through {len(PHASES)} phases of the garbage collector's schedule "
+            f"({', '.join(map(str, PHASES))} "
+            "throwaway long-lived objects made before its imports, the same plain and traced): "
+            "whether a full collection falls inside the run is luck of the program, and the "
+            "tracer's own few hundred objects can tip it either way. From one run on one machine. "
             "`--callgrind` adds the same overhead counted in instructions, one valgrind run "
             "per program: on a shared machine the clocks move by several percent between "
             "runs of the same build, the count does not.\n\n" + report + "\n"

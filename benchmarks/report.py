@@ -427,7 +427,7 @@ HEADLINES = (
      r"\*\*wall: import overhead ([\d.]+%)\*\*", "{0} of start-up with 284 imports"),
     ("import tracer overhead, instructions", "results-trace.md",
      r"\*\*instructions \(callgrind, user space\): import overhead ([\d.]+%)\*\*",
-     "{0} (callgrind: the machine's load does not move it)"),
+     "{0} (callgrind, mean over the collector's phases: the machine's load does not move it)"),
 )  # fmt: skip
 
 
