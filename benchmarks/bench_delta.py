@@ -26,7 +26,7 @@ from pathlib import Path
 
 import attrs
 
-from benchmarks.common import run_once
+from benchmarks.common import pair_arguments, run_once
 
 IMGDIFF = str(Path(sys.executable).with_name("imgdiff"))
 
@@ -106,20 +106,15 @@ def table(results: Sequence[Result]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--corpus", default=os.environ.get("CORPUS", "/var/tmp/imgdiff-corpus"))
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--write", action="store_true")
-    ap.add_argument("--before", help="an earlier source tree: its imgdiff runs beside this one")
-    ap.add_argument("--before-name", help="what --before is, for the table (a commit)")
-    args = ap.parse_args()
-    corpus = Path(args.corpus)
-    if not (corpus / "old").is_dir():
-        print(
-            f"no image pair in {corpus}: run ../shared/corpus/build-image-pair.sh", file=sys.stderr
-        )
+    def before(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--before", help="an earlier source tree: its imgdiff runs beside this")
+        ap.add_argument("--before-name", help="what --before is, for the table (a commit)")
+
+    parsed = pair_arguments(__doc__, before)
+    if parsed is None:
         return 2
-    old, new = str(corpus / "old"), str(corpus / "new")
+    args, old, new = parsed
+    corpus = Path(args.corpus)
     cache = tempfile.mkdtemp(prefix="imgdiff-bench-cache-")
     tmp = tempfile.mkdtemp(prefix="imgdiff-bench-x-")
     os.environ["XDG_CACHE_HOME"] = cache

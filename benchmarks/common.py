@@ -8,7 +8,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
@@ -66,13 +66,17 @@ def table(rows: Sequence[tuple[str, str, Timing, Timing | None]]) -> str:
     return "\n".join(out)
 
 
-def pair_arguments(doc: str | None) -> tuple[argparse.Namespace, str, str] | None:
-    """--corpus/--runs/--write parsed, and the corpus's OLD and NEW trees; None (after
-    saying how to build it) when the pair is missing."""
+def pair_arguments(
+    doc: str | None, more: Callable[[argparse.ArgumentParser], object] | None = None
+) -> tuple[argparse.Namespace, str, str] | None:
+    """--corpus/--runs/--write (and what `more` adds) parsed, and the corpus's OLD and NEW
+    trees; None (after saying how to build it) when the pair is missing."""
     ap = argparse.ArgumentParser(description=doc)
     ap.add_argument("--corpus", default=os.environ.get("CORPUS", "/var/tmp/imgdiff-corpus"))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--write", action="store_true")
+    if more is not None:
+        more(ap)
     args = ap.parse_args()
     corpus = Path(args.corpus)
     if not (corpus / "old").is_dir():
