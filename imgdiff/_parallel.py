@@ -59,7 +59,17 @@ def fork_map(fn: Callable[[T], R], work: Sequence[T], *, size: int = 0) -> list[
             _child(fn, w, wfd)
         os.close(wfd)
         children.append((pid, r))
-    results = [fn(work[0])]
+    try:
+        results = [fn(work[0])]
+    except BaseException:
+        # no child outlives the call: one blocked on a full pipe would wait forever
+        import signal  # only on this path
+
+        for pid, r in children:
+            os.kill(pid, signal.SIGKILL)
+            os.close(r)
+            os.waitpid(pid, 0)
+        raise
     for (pid, r), w in zip(children, work[1:], strict=True):
         # loaded from the pipe as it comes: a large result is never held twice (raw bytes
         # beside the objects made from them)

@@ -4,6 +4,9 @@ arrive; a child that fails has its slice redone in the parent."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+import pytest
 
 from imgdiff._entrytable import EntryTable
 from imgdiff._parallel import MIN_ITEMS, fork_map
@@ -41,3 +44,26 @@ def test_a_failing_child_has_its_slice_redone_here() -> None:
         return 2 * n
 
     assert fork_map(double, [1, 2, 3], size=MIN_ITEMS) == [2, 4, 6]
+
+
+def _children() -> set[int]:
+    return {
+        int(pid)
+        for task in os.listdir("/proc/self/task")
+        for pid in Path(f"/proc/self/task/{task}/children").read_text().split()
+    }
+
+
+def test_an_error_here_leaves_no_child_behind() -> None:
+    # the children write more than a pipe holds: unread, they would block for ever
+    before = _children()
+    parent = os.getpid()
+
+    def work(n: int) -> bytes:
+        if os.getpid() == parent:
+            raise ValueError("bad first slice")
+        return bytes(3 << 20)
+
+    with pytest.raises(ValueError, match="bad first slice"):
+        fork_map(work, [1, 2, 3], size=MIN_ITEMS)
+    assert _children() == before
