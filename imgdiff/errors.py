@@ -67,6 +67,8 @@ def one_line(message: str) -> str:
 
 def escape_path(path: str) -> str:
     """Render a path for a one-line message: control and undecodable bytes escaped."""
+    if path.isascii() and path.isprintable() and "\\" not in path:
+        return path  # nothing to escape (printable ASCII has no controls nor DEL)
     out = []
     for ch in path:
         code = ord(ch)

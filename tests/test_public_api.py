@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import imgdiff
+from imgdiff.errors import escape_path
 
 
 @pytest.mark.parametrize("name", imgdiff.__all__)
@@ -57,6 +58,18 @@ def test_process_errors_carry_the_pid() -> None:
     assert str(exc) == "42: gone while reading maps"
     with pytest.raises(imgdiff.ImgdiffError):
         raise imgdiff.AccessDenied(7, "7: maps: Permission denied")
+
+
+@pytest.mark.parametrize("code", range(0x80))
+def test_messages_escape_each_ascii_character_that_would_break_a_line(code: int) -> None:
+    ch = chr(code)
+    want = f"\\x{code:02x}" if code < 0x20 or code == 0x7F else "\\\\" if ch == "\\" else ch
+    assert escape_path(f"/etc/a{ch}b") == f"/etc/a{want}b"
+
+
+def test_messages_escape_undecodable_bytes_and_keep_other_text() -> None:
+    raw = os.fsdecode(b"/srv/caf\xe9/\xc3\xa9t\xc3\xa9")  # Latin-1 byte, then UTF-8
+    assert escape_path(raw) == "/srv/caf\\xe9/\u00e9t\u00e9"
 
 
 def test_import_stays_cheap() -> None:
