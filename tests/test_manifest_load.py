@@ -428,3 +428,72 @@ def test_uncompressed_json_is_not_a_manifest(tmp_path: Path) -> None:
     plain.write_bytes(b'{"schema":"imgdiff.manifest/1","entries":[]}')
     with pytest.raises(BadInput, match="not a readable manifest"):
         Manifest.load(plain)
+
+
+KEPT = ("/var/lib/dpkg/status", "/etc/systemd/system/app.service")
+
+
+def _pair_tree(root: Path, version: str) -> Path:
+    many = {f"usr/share/doc/p{i:04d}/copyright": f"text {i}\n" for i in range(600)}
+    tree = write_tree(
+        root,
+        {
+            **many,
+            "etc/app.conf": f"version = {version}\n",
+            ODD[1:]: f"odd {version}\n",
+            "usr/bin/tool": Path("/bin/true").read_bytes(),
+            "var/lib/dpkg/status": f"Package: app\nStatus: install ok installed\nVersion: {version}\n",  # noqa: E501
+            "etc/systemd/system/app.service": "[Service]\nExecStart=/usr/bin/tool\n",
+        },
+    )
+    os.link(tree / "etc/app.conf", tree / "etc/app.hard")
+    (tree / "usr/bin/link").symlink_to("tool")
+    os.setxattr(tree / "etc/app.conf", "user.note", version.encode())
+    os.mkfifo(tree / "etc/fifo")
+    return tree
+
+
+@pytest.fixture(scope="module")
+def saved_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("pair")
+    files = []
+    for side, version in (("old", "1"), ("new", "2")):
+        file = base / f"{side}.manifest"
+        Manifest.read(str(_pair_tree(base / side, version)), use_cache=False).save(file)
+        files.append(file)
+    return files[0], files[1]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_two_saved_manifests_read_as_a_pair_load_as_each_alone(
+    saved_pair: tuple[Path, Path], workers: int
+) -> None:
+    pair = Manifest.read_pair(str(saved_pair[0]), str(saved_pair[1]), workers=workers)
+    for got, file in zip(pair, saved_pair, strict=True):
+        alone = Manifest.load(file)
+        assert got.entries == alone.entries
+        assert got.info == alone.info
+        assert got.warnings == alone.warnings
+        assert got.identity == alone.identity
+        assert got.head(TOOL) == alone.head(TOOL) is not None
+        assert got.read_files(KEPT) == alone.read_files(KEPT)
+        assert set(got.read_files(KEPT)) == set(KEPT)
+        assert got.workers == workers
+    assert pair[0].read_files(["/var/lib/dpkg/status"]) != pair[1].read_files(
+        ["/var/lib/dpkg/status"]
+    )
+
+
+@pytest.mark.parametrize("bad", [("old",), ("new",), ("old", "new")])
+def test_a_bad_file_of_a_pair_is_named_as_when_read_one_after_the_other(
+    saved_pair: tuple[Path, Path], tmp_path: Path, bad: tuple[str, ...]
+) -> None:
+    files = []
+    for side, file in zip(("old", "new"), saved_pair, strict=True):
+        data = file.read_bytes()
+        target = tmp_path / f"{side}.manifest"
+        target.write_bytes(data[:-100] if side in bad else data)
+        files.append(str(target))
+    with pytest.raises(BadInput, match="not a readable manifest") as err:
+        Manifest.read_pair(files[0], files[1], workers=2)
+    assert err.value.source == files[("old", "new").index(bad[0])]
