@@ -50,42 +50,54 @@ def fork_map(fn: Callable[[T], R], work: Sequence[T], *, size: int = 0) -> list[
         return [fn(w) for w in work]
     sys.stdout.flush()
     sys.stderr.flush()
-    children: list[tuple[int, int]] = []
-    for w in work[1:]:
-        r, wfd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            os.close(r)
-            _child(fn, w, wfd)
-        os.close(wfd)
-        children.append((pid, r))
+    children: list[tuple[int, int]] = []  # (pid, read end), in work order, not yet reaped
     try:
+        for w in work[1:]:
+            r, wfd = os.pipe()
+            try:
+                pid = os.fork()
+            except BaseException:
+                os.close(r)
+                os.close(wfd)
+                raise
+            if pid == 0:  # pragma: no cover - runs in the child
+                os.close(r)
+                _child(fn, w, wfd)
+            os.close(wfd)
+            children.append((pid, r))
         results = [fn(work[0])]
+        for w in work[1:]:
+            pid, r = children[0]
+            # loaded from the pipe as it comes: a large result is never held twice (raw
+            # bytes beside the objects made from them)
+            try:
+                with os.fdopen(r, "rb", buffering=1 << 16) as pipe:
+                    try:
+                        result = pickle.load(pipe)  # noqa: S301 - our own child's output
+                        failed = False
+                    except Exception:  # empty or torn: the child failed, redo it here
+                        failed = True
+                    while pipe.read(1 << 20):  # let the child finish writing what is left
+                        pass
+            finally:
+                del children[0]  # its pipe is closed: a child still writing gets EPIPE
+                os.waitpid(pid, 0)
+            results.append(fn(w) if failed else result)
     except BaseException:
-        # no child outlives the call: one blocked on a full pipe would wait forever
-        import signal  # only on this path
-
-        for pid, r in children:
-            os.kill(pid, signal.SIGKILL)
-            os.close(r)
-            os.waitpid(pid, 0)
+        _reap(children)
         raise
-    for (pid, r), w in zip(children, work[1:], strict=True):
-        # loaded from the pipe as it comes: a large result is never held twice (raw bytes
-        # beside the objects made from them)
-        try:
-            with os.fdopen(r, "rb", buffering=1 << 16) as pipe:
-                try:
-                    result = pickle.load(pipe)  # noqa: S301 - our own child's output
-                    failed = False
-                except Exception:  # empty or torn: the child failed, redo its slice here
-                    failed = True
-                while pipe.read(1 << 20):  # let the child finish writing whatever is left
-                    pass
-        finally:
-            os.waitpid(pid, 0)
-        results.append(fn(w) if failed else result)
     return results
+
+
+def _reap(children: list[tuple[int, int]]) -> None:
+    """Kill and wait for children whose results will not be read: no child outlives the
+    call (one blocked on a full pipe would wait for ever)."""
+    import signal  # only on this path
+
+    for pid, r in children:
+        os.kill(pid, signal.SIGKILL)
+        os.close(r)
+        os.waitpid(pid, 0)
 
 
 def split(items: Sequence[T], parts: int) -> list[list[T]]:

@@ -67,3 +67,16 @@ def test_an_error_here_leaves_no_child_behind() -> None:
     with pytest.raises(ValueError, match="bad first slice"):
         fork_map(work, [1, 2, 3], size=MIN_ITEMS)
     assert _children() == before
+
+
+def test_an_error_redoing_a_failed_slice_leaves_no_child_behind() -> None:
+    before = _children()
+
+    def work(n: int) -> bytes:
+        if n == 2:  # fails in its child, and again when redone here
+            raise ValueError("slice 2 is bad")
+        return bytes(3 << 20)  # slice 3's child writes more than a pipe holds
+
+    with pytest.raises(ValueError, match="slice 2 is bad"):
+        fork_map(work, [1, 2, 3], size=MIN_ITEMS)
+    assert _children() == before
