@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -23,7 +24,8 @@ MAP_LIB = (
 
 
 class Processes:
-    """Start processes that print 'ready' once set up; kill and reap all of them at exit."""
+    """Start processes that print 'ready' once set up; kill and reap all of them at exit,
+    with whatever they forked: each starts a process group of its own, killed whole."""
 
     def __init__(self) -> None:
         self.started: list[subprocess.Popen[bytes]] = []
@@ -31,7 +33,9 @@ class Processes:
     def start(
         self, argv: Sequence[str], *, ready: bool = True, **kw: object
     ) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
+        proc = subprocess.Popen(  # type: ignore[call-overload]
+            list(argv), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, process_group=0, **kw
+        )
         self.started.append(proc)
         if ready:
             assert proc.stdout is not None
@@ -44,8 +48,9 @@ class Processes:
 
     def close(self) -> None:
         for proc in self.started:
-            if proc.poll() is None:
-                proc.kill()
+            # the group outlives its leader: children it forked (workers) are in it still
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
             if proc.stdout:
                 proc.stdout.close()
