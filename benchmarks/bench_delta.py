@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import json
 import os
 import shutil
 import statistics
@@ -29,6 +30,61 @@ import attrs
 from benchmarks.common import pair_arguments, run_once
 
 IMGDIFF = str(Path(sys.executable).with_name("imgdiff"))
+
+# where a cold `imgdiff diff --json --no-cache` spends its time: the same stages, timed one
+# by one in a child (the differing-bytes check timed through the name `delta` calls)
+PHASES = """
+import json, sys, time
+t0 = time.perf_counter()
+import imgdiff.cli, imgdiff.delta as delta, imgdiff.pipeline
+from imgdiff.manifest import Manifest
+from imgdiff.packages.view import annotate_owners, capture_predicate
+from imgdiff.report.json import document
+t1 = time.perf_counter()
+om, nm = Manifest.read_pair(sys.argv[1], sys.argv[2], use_cache=False, capture=capture_predicate())
+t2 = time.perf_counter()
+spent = []
+inner = delta.differing
+def timed(*args, **kw):
+    t = time.perf_counter()
+    try:
+        return inner(*args, **kw)
+    finally:
+        spent.append(time.perf_counter() - t)
+delta.differing = timed
+changes = delta.compare(om, nm, classify=delta.classifier(om, nm))
+t3 = time.perf_counter()
+owned = annotate_owners(changes, om, nm)
+t4 = time.perf_counter()
+text = json.dumps(document(owned))
+t5 = time.perf_counter()
+print(json.dumps({"imports": t1 - t0, "read": t2 - t1, "compare": t3 - t2,
+                  "bytes": sum(spent), "owners": t4 - t3, "json": t5 - t4}))
+"""
+PHASE_ROWS = (
+    ("start", "interpreter start-up (`python -c pass`)"),
+    ("imports", "imports (the modules `diff` loads; attrs among them)"),
+    ("read", "reading both trees (OLD in a forked worker)"),
+    ("compare", "comparing and classifying"),
+    ("bytes", "of which: byte-for-byte compare of same-size pairs (forked workers)"),
+    ("owners", "naming owning packages (dpkg databases)"),
+    ("json", "the JSON document"),
+)
+
+
+def phases(old: str, new: str, runs: int) -> str:
+    """Median milliseconds of each stage of a cold diff, as a Markdown table."""
+    got: dict[str, list[float]] = {key: [] for key, _ in PHASE_ROWS}
+    for _ in range(runs):
+        got["start"].append(run_once((sys.executable, "-c", "pass"))[0])
+        out = subprocess.run(
+            [sys.executable, "-c", PHASES, old, new], capture_output=True, text=True, check=True
+        ).stdout
+        for key, seconds in json.loads(out).items():
+            got[key].append(seconds)
+    rows = ["| stage of a cold diff | ms (median) |", "|---|---:|"]
+    rows += [f"| {label} | {statistics.median(got[key]) * 1000:.0f} |" for key, label in PHASE_ROWS]
+    return "\n".join(rows)
 
 
 @attrs.frozen
@@ -175,11 +231,12 @@ def main() -> int:
             )
         load_start = os.getloadavg()[0]
         results = [r for commands in cases for r in interleaved(commands, args.runs)]
+        stages = phases(old, new, args.runs)
         load_end = os.getloadavg()[0]
     finally:
         shutil.rmtree(cache, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    md = table(results)
+    md = table(results) + "\n\n" + stages
     print(md)
     if args.write:
         head = (
@@ -191,6 +248,10 @@ def main() -> int:
             f"load average {load_start:.1f} at the start and {load_end:.1f} at the end (a "
             "shared machine: other work slows the peers' system calls and imgdiff's Python "
             "unevenly, so ratios move with the load; read them from one run)."
+        )
+        head += (
+            " The second table times the stages of the cold diff one by one, in a child "
+            f"process of their own (medians of {args.runs} runs): where the time goes."
         )
         if args.before:
             head += (
