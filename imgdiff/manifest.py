@@ -183,14 +183,19 @@ class Manifest:
             if progress is not None and isinstance(x, Image)
         }
         if len(images) == 2 and (workers or _parallel.workers()) > 1:
+            parent = os.getpid()
 
-            def read(image: Image) -> _Portable:
-                return _portable(image.read(capture, reports.get(id(image))))
+            def read(image: Image) -> ReadResult | _Portable:
+                got = image.read(capture, reports.get(id(image)))
+                # a worker's read crosses the pipe as builtins; this process keeps its own
+                return got if os.getpid() == parent else _portable(got)
 
-            portable = _parallel.fork_map(read, images[::-1], size=_parallel.MIN_ITEMS)[::-1]
+            reads = _parallel.fork_map(read, images[::-1], size=_parallel.MIN_ITEMS)[::-1]
             built = [
-                cls._build(img, _restored(p), use_cache, workers)
-                for img, p in zip(images, portable, strict=True)
+                cls._build(
+                    img, r if isinstance(r, ReadResult) else _restored(r), use_cache, workers
+                )
+                for img, r in zip(images, reads, strict=True)
             ]
             return built[0], built[1]
         out = [
