@@ -56,6 +56,15 @@ class Processes:
                 proc.stdout.close()
 
 
+def children(pid: int | str = "self") -> list[int]:
+    """The pids of `pid`'s children (every thread's), sorted."""
+    return sorted(
+        int(child)
+        for task in os.listdir(f"/proc/{pid}/task")
+        for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+    )
+
+
 @contextmanager
 def processes() -> Iterator[Processes]:
     procs = Processes()

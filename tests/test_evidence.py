@@ -19,7 +19,7 @@ import pytest
 from imgdiff.cli import main
 from imgdiff.runtime import Snapshot, stale
 
-from .procs import Processes, build_chroot, processes, replace_file, scratch_dir
+from .procs import Processes, build_chroot, children, processes, replace_file, scratch_dir
 from .test_runtime import _wait_for_exe
 
 CORPUS = Path("/var/tmp/imgdiff-corpus")
@@ -369,8 +369,7 @@ def test_a_process_tree_with_no_unit_is_one_step_naming_its_main_pid_and_command
         shutil.copytree(old, new, symlinks=True)
         (libc,) = new.rglob("libc.so.6")
         replace_file(libc, libc.read_bytes() + b"\0")
-        workers = sorted(int(p) for p in Path(f"/proc/{master.pid}/task/{master.pid}/children")
-                         .read_text().split())  # fmt: skip
+        workers = children(master.pid)
         plan = plan_update(str(old), str(new), root=str(old), use_cache=False)
         assert main(["plan", str(old), str(new), "--root", str(old)]) == 0
         text = capsys.readouterr().out

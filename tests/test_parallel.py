@@ -4,13 +4,14 @@ arrive; a child that fails has its slice redone in the parent."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from imgdiff._entrytable import EntryTable
 from imgdiff._parallel import MIN_ITEMS, fork_map
 from imgdiff.model import Entry, EntryType
+
+from .procs import children
 
 
 def test_results_larger_than_a_pipe_come_back_from_children() -> None:
@@ -46,17 +47,9 @@ def test_a_failing_child_has_its_slice_redone_here() -> None:
     assert fork_map(double, [1, 2, 3], size=MIN_ITEMS) == [2, 4, 6]
 
 
-def _children() -> set[int]:
-    return {
-        int(pid)
-        for task in os.listdir("/proc/self/task")
-        for pid in Path(f"/proc/self/task/{task}/children").read_text().split()
-    }
-
-
 def test_an_error_here_leaves_no_child_behind() -> None:
     # the children write more than a pipe holds: unread, they would block for ever
-    before = _children()
+    before = children()
     parent = os.getpid()
 
     def work(n: int) -> bytes:
@@ -66,11 +59,11 @@ def test_an_error_here_leaves_no_child_behind() -> None:
 
     with pytest.raises(ValueError, match="bad first slice"):
         fork_map(work, [1, 2, 3], size=MIN_ITEMS)
-    assert _children() == before
+    assert children() == before
 
 
 def test_an_error_redoing_a_failed_slice_leaves_no_child_behind() -> None:
-    before = _children()
+    before = children()
 
     def work(n: int) -> bytes:
         if n == 2:  # fails in its child, and again when redone here
@@ -79,4 +72,4 @@ def test_an_error_redoing_a_failed_slice_leaves_no_child_behind() -> None:
 
     with pytest.raises(ValueError, match="slice 2 is bad"):
         fork_map(work, [1, 2, 3], size=MIN_ITEMS)
-    assert _children() == before
+    assert children() == before

@@ -24,6 +24,7 @@ from .conftest import gnu_tar, write_tree
 from .procs import (
     CGROUP2,
     build_chroot,
+    children,
     join_cgroup,
     processes,
     replace_file,
@@ -223,9 +224,9 @@ def test_changed_library_of_a_containers_init_needs_a_reboot(host: Host) -> None
 
 def _child_of(pid: int) -> int:
     for _ in range(500):
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        if children:
-            return int(children[0])
+        started = children(pid)
+        if started:
+            return started[0]
         time.sleep(0.01)
     raise AssertionError(f"{pid} started no child")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .procs import processes
+from .procs import children, processes
 
 _FORKS = (
     "import os, sys, time\n"
@@ -20,8 +20,7 @@ _FORKS = (
 def test_what_a_started_process_forked_is_killed_with_it() -> None:
     with processes() as procs:
         master = procs.python(_FORKS)
-        task = f"/proc/{master.pid}/task/{master.pid}/children"
-        (worker,) = (int(p) for p in Path(task).read_text().split())
+        (worker,) = children(master.pid)
     for _ in range(200):
         if not _alive(worker):
             break
