@@ -129,6 +129,7 @@ class Manifest:
         # that was meant to be kept but could not be read when it was saved
         self._kept: dict[str, bytes | None] | None = None
         self._cache = cache
+        self._cache_retained = False  # the cache has dropped files this read did not find
         self.hashed_files = 0  # files whose content was read (cache misses), for callers/tests
         # processes hashing may use (None: the CPUs available; 1: no fork, for threaded callers)
         self.workers = workers
@@ -365,6 +366,7 @@ class Manifest:
                     missing.append(e)
             todo = missing
         if not todo:
+            self._save_cache()
             return
         total = sum(e.size for e in todo)
         if progress:
@@ -403,8 +405,17 @@ class Manifest:
                     cache.put(fid.dev, fid.ino, e.size, e.mtime_ns, fid.ctime_ns, digest)
         if progress:
             progress(total, total)
-        if cache is not None:
-            cache.save()
+        self._save_cache()
+
+    def _save_cache(self) -> None:
+        """Write the digest cache, without the files this read of the tree did not find."""
+        cache = self._cache
+        if cache is None:
+            return
+        if not self._cache_retained:
+            cache.retain({(f.dev, f.ino) for f in self._read.file_ids.values()})
+            self._cache_retained = True
+        cache.save()
 
     @property
     def identity(self) -> str:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,20 @@ import imgdiff
 from imgdiff.results import ReasonCode, Verdict
 
 COMPRESSORS = {"": None, ".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}
+_SESSION_CACHE: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Digest caches of this run (and of every command it starts) in a directory of its own,
+    removed at the end: the user's `~/.cache/imgdiff` is neither read nor filled."""
+    path = tempfile.mkdtemp(prefix="imgdiff-test-cache-")
+    _SESSION_CACHE.append(path)
+    os.environ["XDG_CACHE_HOME"] = path
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for path in _SESSION_CACHE:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_tree(root: Path, files: Mapping[str, str | bytes]) -> Path:

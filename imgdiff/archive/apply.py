@@ -355,8 +355,10 @@ def _fsync_dir(path: str) -> None:
 
 # -- checking a tree against a manifest ----------------------------------------------------------
 def tree_manifest(tree: str, *, use_cache: bool = True) -> Manifest:
-    """The tree as an image, leaving out imgdiff's own state directory."""
-    return Manifest.read(DirImage(tree, prune=lambda p: p == STATE_DIR), use_cache=use_cache)
+    """The tree as an image, leaving out imgdiff's own state directory (whose files, staged
+    and undo copies, the digest cache need not keep)."""
+    image = DirImage(tree, prune=lambda p: p == STATE_DIR, cache_whole=True)
+    return Manifest.read(image, use_cache=use_cache)
 
 
 def differences(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str) -> list[str]:

@@ -150,7 +150,11 @@ class DirImage(Image):
         xattrs: bool = True,
         skip_virtual: bool = True,
         prune: Callable[[str], bool] | None = None,
+        cache_whole: bool | None = None,
     ) -> None:
+        """`prune`: image paths of directories listed but not descended into; `cache_whole`:
+        whether the digest cache may forget files this walk does not see (default: when
+        nothing is pruned; a caller pruning only what needs no cache may say True)."""
         super().__init__(path, limits=limits)
         if not os.path.isdir(path):
             raise BadInput(path, "not a directory")
@@ -161,6 +165,7 @@ class DirImage(Image):
         # directories (image paths) listed but not descended into, for callers that
         # compare only part of a tree (the drift check skips /var, /home, ...)
         self._prune = prune
+        self._cache_whole = prune is None if cache_whole is None else cache_whole
 
     def _read(self, result: ReadResult, capture: Capture | None) -> None:
         # contents are read on demand from the tree (`read_files`): nothing to capture
@@ -252,7 +257,7 @@ class DirImage(Image):
         return self._root_fd
 
     def digest_cache(self) -> DigestCache:
-        return DigestCache(self.root)
+        return DigestCache(self.root, whole_reads=self._cache_whole)
 
     def _open_recorded(self, entry: Entry, read: ReadResult) -> tuple[int, int] | str:
         """(descriptor, size) of the file the walk recorded at `entry.path`, or why not.
