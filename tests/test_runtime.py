@@ -165,6 +165,41 @@ def test_chrooted_process_paths_are_inside_its_root_and_compared_there(chroot_di
         assert (libc.path, "mapped") in {(r.path, r.via) for r in sp.reasons}
 
 
+def test_a_service_with_a_private_mount_namespace_over_our_root_is_the_hosts() -> None:
+    """systemd's PrivateTmp= and ProtectSystem= give a service a mount namespace of its
+    own over the host's root: it is no container, and what it maps is checked."""
+    with scratch_dir() as opt, processes() as procs, unit_cgroup() as (unit, cg):
+        lib = opt / "libz.so.1"
+        shutil.copy(LIBZ, lib)
+        private = opt / "private"
+        private.mkdir()
+        proc = procs.start([
+            "unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f"mount -t tmpfs tmpfs {private} && exec {sys.executable} -c \"$0\" \"$1\"",
+            MAP_LIB, str(lib),
+        ])  # fmt: skip
+        join_cgroup(cg, proc.pid)
+        assert os.readlink(f"/proc/{proc.pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+        (p,) = [q for q in Snapshot.capture("/").processes if q.pid == proc.pid]
+        assert (p.container, p.unit) == (None, unit)
+        replace_file(lib, lib.read_bytes() + b"\0")
+        assert _reasons(proc.pid) == [(str(lib), "mapped")]
+
+
+def test_a_process_in_its_own_mount_namespace_under_another_root_is_a_container(
+    chroot_dir: Path,
+) -> None:
+    with processes() as procs:
+        proc = procs.start([
+            "unshare", "--mount", "chroot", str(chroot_dir),
+            "/usr/bin/sh", "-c", "echo ready; exec /usr/bin/sleep 600",
+        ])  # fmt: skip
+        _wait_for_exe(proc.pid, f"{chroot_dir}/usr/bin/sleep")
+        assert proc.pid not in {q.pid for q in Snapshot.capture("/").processes}
+        (p,) = [q for q in Snapshot.capture(str(chroot_dir)).processes if q.pid == proc.pid]
+        assert p.container == os.readlink(f"/proc/{proc.pid}/ns/mnt")
+
+
 def test_vanished_process_is_not_an_error() -> None:
     proc = subprocess.Popen(["true"])
     proc.wait()

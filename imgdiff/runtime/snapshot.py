@@ -122,10 +122,38 @@ def _inside(path: str, root: str) -> tuple[str, bool]:
 _VfsIds = dict[tuple[str | None, str, str, int, int], tuple[int, int]]
 
 
+_Own = tuple[str | None, tuple[int, int] | None]  # our mount namespace, our root's (dev, ino)
+
+
+def _own(procfs: str) -> _Own:
+    """This process's mount namespace and the identity of its root directory."""
+    try:
+        st = os.stat(f"{procfs}/self/root")
+        root: tuple[int, int] | None = (st.st_dev, st.st_ino)
+    except OSError:
+        root = None
+    return _procfs.mount_namespace("self", procfs), root
+
+
+def _foreign(d: ProcDir, mnt_ns: str | None, own: _Own) -> bool:
+    """Whether a process lives in a mount namespace of its own whose "/" is not ours (a
+    container). A service with PrivateTmp=, ProtectSystem= and the like has a namespace
+    of its own, but its root is the host's very root directory (a bind mount keeps the
+    device and inode), and it is one of the host's processes."""
+    own_ns, own_root = own
+    if mnt_ns is None or mnt_ns == own_ns:
+        return False
+    try:
+        st = d.stat_target("root")
+    except AccessDenied:
+        return True
+    return own_root is None or (st.st_dev, st.st_ino) != own_root
+
+
 def _read_process(
     pid: int,
     procfs: str,
-    own_ns: str | None,
+    own: _Own,
     vfs_ids: _VfsIds | None = None,
     want_root: str | None = None,
 ) -> Process | None:
@@ -145,6 +173,7 @@ def _read_process(
         except AccessDenied:
             mnt_ns = None
         placement = place(d.read("cgroup"))
+        foreign = _foreign(d, mnt_ns, own)
         files: list[FileUse] = []
         exe: str | None = None
         try:
@@ -210,7 +239,7 @@ def _read_process(
         cwd=cwd,
         root=root,
         unit=placement.unit,
-        container=placement.container or (None if mnt_ns == own_ns or mnt_ns is None else mnt_ns),
+        container=placement.container or (mnt_ns if foreign else None),
         cgroup=placement.cgroup,
         mnt_ns=mnt_ns,
         files=tuple(_dedupe(files)),
@@ -222,16 +251,16 @@ _PARALLEL_FROM = 256  # processes; fewer are read faster than a fork returns
 
 
 def _read_slice(
-    work: tuple[list[int], str, str | None, str | None],
+    work: tuple[list[int], str, _Own, str | None],
 ) -> list[tuple[int, Process | None, str | None]]:
     """(pid, process or None, gap reason or None) for each pid of one slice."""
-    pids, procfs, own_ns, want_root = work
+    pids, procfs, own, want_root = work
     out: list[tuple[int, Process | None, str | None]] = []
     vfs_ids: _VfsIds = {}
     ours: bytes | None = None  # our mount table, read at the first access denied
     for pid in pids:
         try:
-            out.append((pid, _read_process(pid, procfs, own_ns, vfs_ids, want_root), None))
+            out.append((pid, _read_process(pid, procfs, own, vfs_ids, want_root), None))
         except NoSuchProcess:
             continue  # exited before or while it was read: nothing left to restart
         except AccessDenied as exc:
@@ -289,13 +318,14 @@ class Snapshot:
         reading /proc (default: the CPUs available, from 256 processes on); 1 reads in
         this process only, as threaded callers need."""
         want_root = _procfs.resolve_root(root)
-        own_ns = _procfs.mount_namespace("self", procfs)
+        own = _own(procfs)
+        own_ns = own[0]
         processes: list[Process] = []
         gaps: list[Gap] = []
         todo = sorted(pids) if pids is not None else _procfs.pids(procfs)
         # interleaved slices: neighbouring pids are often alike (a service's workers)
         n = (workers or _parallel.workers()) if len(todo) >= _PARALLEL_FROM else 1
-        slices = [(todo[i::n], procfs, own_ns, want_root) for i in range(n)]
+        slices = [(todo[i::n], procfs, own, want_root) for i in range(n)]
         read = [r for part in _parallel.fork_map(_read_slice, slices, size=len(todo)) for r in part]
         me = os.getpid()
         my_cmdline = next((p.cmdline for _, p, _ in read if p is not None and p.pid == me), None)
