@@ -608,7 +608,9 @@ def _snapshot(args: argparse.Namespace) -> int:
     if args.output:
         _writable(args.output)
     with _status(args, "reading /proc"):
-        snap = Snapshot.capture(args.root, spool=_spool(args.spool), exclude_self=True)
+        snap = Snapshot.capture(
+            args.root, spool=_spool(args.spool), exclude_self=True, compare_deleted=True
+        )
     if args.output:
         with _writing(args.output):
             snap.save(args.output)

@@ -104,7 +104,7 @@ class HostReport:
     ) -> HostReport:
         """A report of the processes of `root` now, and of the tree against `against` (an
         image or saved manifest) when given; `redact` drops command-line arguments."""
-        snap = Snapshot.capture(root, spool=spool, exclude_self=exclude_self)
+        snap = Snapshot.capture(root, spool=spool, exclude_self=exclude_self, compare_deleted=True)
         if redact:
             snap = redacted(snap)
         tree = None

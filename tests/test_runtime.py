@@ -200,6 +200,43 @@ def test_a_process_in_its_own_mount_namespace_under_another_root_is_a_container(
         assert p.container == os.readlink(f"/proc/{proc.pid}/ns/mnt")
 
 
+def test_a_snapshot_to_be_saved_compares_deleted_code_with_the_file_now_at_its_path(
+    tmp_path: Path,
+) -> None:
+    """A plan from a saved snapshot has no /proc to compare bytes through: the snapshot
+    does it when taken, so a same-bytes rewrite is no evidence there either."""
+    from imgdiff.runtime.inspect import recorded_deleted
+
+    def lib_use(snap: Snapshot, pid: int) -> Any:
+        (p,) = [q for q in snap.processes if q.pid == pid]
+        return next(f for f in p.files if f.path == str(lib))
+
+    with scratch_dir() as opt, processes() as procs:
+        lib = opt / "libz.so.1"
+        shutil.copy(LIBZ, lib)
+        user = procs.python(MAP_LIB, str(lib))
+        replace_file(lib, lib.read_bytes())  # the very same bytes, a new inode
+        same = lib_use(Snapshot.capture(pids=[user.pid], compare_deleted=True), user.pid)
+        assert (same.deleted, same.same_bytes) == (True, True)
+        Snapshot.capture(pids=[user.pid], compare_deleted=True).save(tmp_path / "s.json")
+        assert lib_use(Snapshot.load(tmp_path / "s.json"), user.pid) == same
+        assert recorded_deleted(same) is None
+        plain = lib_use(Snapshot.capture(pids=[user.pid]), user.pid)
+        assert plain.same_bytes is None
+        unsure = recorded_deleted(plain)
+        assert unsure is not None
+        assert not unsure.confirmed
+        replace_file(lib, lib.read_bytes() + b"\0")
+        other = lib_use(Snapshot.capture(pids=[user.pid], compare_deleted=True), user.pid)
+        assert other.same_bytes is False
+        found = recorded_deleted(other)
+        assert found is not None
+        assert found.confirmed
+        lib.unlink()
+        gone = lib_use(Snapshot.capture(pids=[user.pid], compare_deleted=True), user.pid)
+        assert gone.same_bytes is False
+
+
 def test_vanished_process_is_not_an_error() -> None:
     proc = subprocess.Popen(["true"])
     proc.wait()

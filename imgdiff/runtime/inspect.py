@@ -57,12 +57,18 @@ def _stale(path: str, via: str, detail: str, confirmed: bool = True) -> Evidence
 
 
 def recorded_deleted(use: FileUse) -> Evidence | None:
-    """What a saved snapshot alone says: the kernel marked the file "(deleted)" then."""
+    """What a saved snapshot alone says: the kernel marked the file "(deleted)" then, and
+    the file at its path had other bytes or none (confirmed), or was not compared."""
     if not use.deleted or use.path.startswith(_PSEUDO) or use.outside_root:
         return None
     if use.via == "open":
         return None  # rotated logs and unlinked temp files are not code
-    return _stale(use.path, use.via, "deleted when the snapshot was taken")
+    if use.same_bytes:
+        return None  # rewritten with the very same bytes: nothing to restart for
+    if use.same_bytes is None:
+        detail = "deleted or replaced when the snapshot was taken (bytes not compared)"
+        return _stale(use.path, use.via, detail, False)
+    return _stale(use.path, use.via, "deleted or replaced when the snapshot was taken")
 
 
 def check_use(

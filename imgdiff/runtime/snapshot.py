@@ -30,6 +30,8 @@ from imgdiff.systemd.cgroup import place
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from imgdiff.runtime.inspect import SameBytes
+
 SCHEMA = "imgdiff.snapshot/1"
 VIAS = ("exe", "mapped", "open", "imported", "import-graph", "elf-needed", "config", "deleted")
 
@@ -51,6 +53,10 @@ class FileUse:
     handle: str | None = None
     # for imports: the chain of importers the tracer saw ("a ← b ← (program or start-up)")
     detail: str = ""
+    # for code the kernel marked "(deleted)", compared when a snapshot to be saved was taken:
+    # True, the file now at its path has the very bytes the process holds; False, it has
+    # others or nothing is there; None, not compared
+    same_bytes: bool | None = None
 
     __repr__ = _repr.short_repr
 
@@ -150,15 +156,39 @@ def _foreign(d: ProcDir, mnt_ns: str | None, own: _Own) -> bool:
     return own_root is None or (st.st_dev, st.st_ino) != own_root
 
 
+def _compare_deleted(d: ProcDir, files: list[FileUse], same: SameBytes) -> list[FileUse]:
+    """The code the kernel marks "(deleted)" compared with what is at its path now (in the
+    process's root): a saved snapshot has no /proc to settle it with later."""
+    if not any(f.deleted and f.via != "open" and not f.outside_root for f in files):
+        return files
+    from imgdiff.fs.rootfs import RootFS
+
+    root_fd = d.open_root()
+    try:
+        fs = RootFS(root_fd)  # holds its own copy of the descriptor
+    finally:
+        os.close(root_fd)
+    out = []
+    with fs:
+        for f in files:
+            if f.deleted and f.via != "open" and not f.outside_root:
+                now = fs.stat(f.path)
+                f = attrs.evolve(f, same_bytes=False if now is None else same(d, fs, f, now))  # noqa: PLW2901
+            out.append(f)
+    return out
+
+
 def _read_process(
     pid: int,
     procfs: str,
     own: _Own,
     vfs_ids: _VfsIds | None = None,
     want_root: str | None = None,
+    same: SameBytes | None = None,
 ) -> Process | None:
     """The process `pid`; None for a kernel thread, a zombie, or a process whose root is
-    not `want_root` (when given: nothing more of it is read)."""
+    not `want_root` (when given: nothing more of it is read). With `same`, its code marked
+    "(deleted)" is compared with the files now at those paths (`FileUse.same_bytes`)."""
     with ProcDir(pid, procfs) as d:
         st = _procfs.parse_stat(d.read("stat"))
         if st.flags & _procfs.PF_KTHREAD:
@@ -227,6 +257,8 @@ def _read_process(
                     path, "open", fst.st_dev, fst.st_ino, deleted, outside, handle=f"fd/{fd_name}"
                 )
             )
+        if same is not None:
+            files = _compare_deleted(d, files, same)
         d.read("stat")  # still the same process: a reused pid would fail here (ESRCH)
     return Process(
         pid=pid,
@@ -251,16 +283,21 @@ _PARALLEL_FROM = 256  # processes; fewer are read faster than a fork returns
 
 
 def _read_slice(
-    work: tuple[list[int], str, _Own, str | None],
+    work: tuple[list[int], str, _Own, str | None, bool],
 ) -> list[tuple[int, Process | None, str | None]]:
     """(pid, process or None, gap reason or None) for each pid of one slice."""
-    pids, procfs, own, want_root = work
+    pids, procfs, own, want_root, compare = work
     out: list[tuple[int, Process | None, str | None]] = []
     vfs_ids: _VfsIds = {}
     ours: bytes | None = None  # our mount table, read at the first access denied
+    same = None
+    if compare:
+        from imgdiff.runtime.inspect import SameBytes
+
+        same = SameBytes()  # digests per inode: a library many processes map is read once
     for pid in pids:
         try:
-            out.append((pid, _read_process(pid, procfs, own, vfs_ids, want_root), None))
+            out.append((pid, _read_process(pid, procfs, own, vfs_ids, want_root, same), None))
         except NoSuchProcess:
             continue  # exited before or while it was read: nothing left to restart
         except AccessDenied as exc:
@@ -309,6 +346,7 @@ class Snapshot:
         spool: str | None = None,
         exclude_self: bool = False,
         workers: int | None = None,
+        compare_deleted: bool = False,
     ) -> Snapshot:
         """Read /proc now. Only processes whose root is `root` are kept ("/" : the host's
         own processes, containers in other mount namespaces excluded). `spool` is the
@@ -316,7 +354,10 @@ class Snapshot:
         `exclude_self` leaves out this process and its forked workers (the command line
         tool does: it is not what is being asked about). `workers` caps the processes
         reading /proc (default: the CPUs available, from 256 processes on); 1 reads in
-        this process only, as threaded callers need."""
+        this process only, as threaded callers need. `compare_deleted`, for a snapshot to
+        be saved and planned from later: code the kernel marks "(deleted)" is compared now
+        with the file at its path (`FileUse.same_bytes`), as a live plan would; without
+        it, a saved snapshot's deleted code is unconfirmed evidence."""
         want_root = _procfs.resolve_root(root)
         own = _own(procfs)
         own_ns = own[0]
@@ -325,7 +366,7 @@ class Snapshot:
         todo = sorted(pids) if pids is not None else _procfs.pids(procfs)
         # interleaved slices: neighbouring pids are often alike (a service's workers)
         n = (workers or _parallel.workers()) if len(todo) >= _PARALLEL_FROM else 1
-        slices = [(todo[i::n], procfs, own, want_root) for i in range(n)]
+        slices = [(todo[i::n], procfs, own, want_root, compare_deleted) for i in range(n)]
         read = [r for part in _parallel.fork_map(_read_slice, slices, size=len(todo)) for r in part]
         me = os.getpid()
         my_cmdline = next((p.cmdline for _, p, _ in read if p is not None and p.pid == me), None)
@@ -440,13 +481,18 @@ _PROCESS_TYPES: dict[str, type | tuple[type, ...]] = {
 _FILE_TYPES: dict[str, type | tuple[type, ...]] = {
     "path": str, "via": str, "dev": int, "ino": int, "deleted": bool, "outside_root": bool,
     "size": _OPT_INT, "mtime_ns": _OPT_INT, "handle": _OPT_STR, "detail": str,
+    "same_bytes": (bool, type(None)),
 }  # fmt: skip
+
+
+def _written(a: attrs.Attribute[Any], value: Any) -> bool:
+    return a.name != "same_bytes" or value is not None  # only where it was compared
 
 
 def _process_json(p: Process) -> dict[str, Any]:
     doc = attrs.asdict(p, recurse=False, filter=lambda a, _: a.name != "files")
     doc["cmdline"] = list(p.cmdline)
-    doc["files"] = [attrs.asdict(f) for f in p.files]
+    doc["files"] = [attrs.asdict(f, filter=_written) for f in p.files]
     return doc
 
 
