@@ -18,7 +18,7 @@ import attrs
 from imgdiff._entrytable import EntryTable, Merged
 from imgdiff._samecontent import differing
 from imgdiff.manifest import Manifest, ProgressFn
-from imgdiff.model import Aspect, Change, Entry, EntryType, ImageWarning, Status
+from imgdiff.model import Aspect, Change, Entry, EntryType, ImageWarning, Status, unread_paths
 from imgdiff.results import Delta, DeltaStats
 
 Classifier = Callable[[Change], str]
@@ -28,7 +28,7 @@ def _meta_aspects(a: Entry, b: Entry) -> list[Aspect]:
     aspects = []
     if a.type is not b.type:
         aspects.append(Aspect.TYPE)
-    if a.mode != b.mode and not (a.type is EntryType.SYMLINK and b.type is EntryType.SYMLINK):
+    if a.mode != b.mode and EntryType.SYMLINK not in (a.type, b.type):
         aspects.append(Aspect.MODE)  # a symlink's mode means nothing on Linux (always 0777)
     if a.uid != b.uid or a.gid != b.gid:
         aspects.append(Aspect.OWNER)
@@ -101,6 +101,8 @@ def compare(
         for path in shown:  # the entries now with their digests
             modified[path] = modified[path][0], olds[path], news[path]
 
+    unchanged, mtime_only = _unread_pairs(old, new, modified, unchanged, mtime_only)
+
     changes: list[Change] = []
     if merged is not None:
         changes += (Change(p, Status.REMOVED, (), a, None) for p, a in merged.removed)
@@ -118,13 +120,42 @@ def compare(
     if classify is not None:
         changes = [attrs.evolve(c, kind=classify(c)) for c in changes]
     stats = _stats(old, new, changes, unchanged, mtime_only)
-    warnings = tuple(old.warnings) + tuple(new.warnings)
+    # each side's once: a file that cannot be read is warned about at each attempt
+    warnings = tuple(dict.fromkeys(old.warnings)) + tuple(dict.fromkeys(new.warnings))
     warnings += tuple(
         ImageWarning(c.path, "ELF headers are malformed: classified elf-unparseable")
         for c in changes
         if c.kind == "elf-unparseable"
     )
     return Delta(old.info, new.info, tuple(changes), stats, warnings)
+
+
+def _unread_pairs(
+    old: Manifest,
+    new: Manifest,
+    modified: dict[str, tuple[list[Aspect], Entry, Entry]],
+    unchanged: int,
+    mtime_only: int,
+) -> tuple[int, int]:
+    """Pairs a reader could not see whole (a directory's entries, a symlink's target) are
+    never proven the same, as unreadable files are not: each becomes modified. Returns the
+    counts of unchanged and mtime-only pairs without them."""
+    for path in sorted(unread_paths(old.warnings) | unread_paths(new.warnings)):
+        a, b = old.entries.get(path), new.entries.get(path)
+        if a is None or b is None:
+            continue  # added or removed: reported as such
+        aspect = Aspect.TARGET if a.type is b.type is EntryType.SYMLINK else Aspect.CONTENT
+        if path in modified:
+            aspects = modified[path][0]
+            if Aspect.CONTENT not in aspects and Aspect.TARGET not in aspects:
+                aspects.append(aspect)
+            continue
+        if a.mtime_ns != b.mtime_ns:
+            mtime_only -= 1
+        else:
+            unchanged -= 1
+        modified[path] = [aspect], a, b
+    return unchanged, mtime_only
 
 
 def _merged(olds: Mapping[str, Entry], news: Mapping[str, Entry]) -> Merged | None:

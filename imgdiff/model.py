@@ -8,6 +8,7 @@ presentation. Results of the later stages are `results`'.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 import attrs
 
@@ -152,6 +153,26 @@ class ImageWarning:
     message: str
 
     __repr__ = _repr.short_repr
+
+
+# Warnings of a directory reader after which a path cannot be proven the same in another
+# image: its listing (`UNLISTED`: the directory), an entry of it (`UNSTATED`: its parent
+# directory) or a symlink's target (`UNREAD_LINK`: the link) was not read.
+UNLISTED = "unreadable directory: "
+UNSTATED = "vanished or unreadable: "
+UNREAD_LINK = "unreadable symlink: "
+
+
+def unread_paths(warnings: Iterable[ImageWarning]) -> set[str]:
+    """The paths whose contents (a directory's entries, a symlink's target) a read with
+    these warnings did not see whole."""
+    out = set()
+    for w in warnings:
+        if w.message.startswith((UNLISTED, UNREAD_LINK)):
+            out.add(w.path)
+        elif w.message.startswith(UNSTATED):
+            out.add(w.path.rsplit("/", 1)[0] or "/")
+    return out
 
 
 @attrs.frozen(slots=True)

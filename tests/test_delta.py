@@ -302,3 +302,17 @@ def test_manifest_command_on_a_far_future_file_exits_0(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0
+
+
+def test_a_symlink_mode_is_never_compared_even_across_a_type_change(tmp_path: Path) -> None:
+    old = write_tree(tmp_path / "old", {"f644": "x\n", "f777": "x\n"})
+    (old / "f777").chmod(0o777)
+    (old / "d").mkdir(mode=0o755)
+    new = tmp_path / "new"
+    new.mkdir()
+    for name in ("f644", "f777", "d"):
+        (new / name).symlink_to("t")
+    delta = imgdiff.diff(str(old), str(new), use_cache=False)
+    assert {c.path: c.aspects for c in delta.changes} == {
+        "/d": (Aspect.TYPE,), "/f644": (Aspect.TYPE,), "/f777": (Aspect.TYPE,),
+    }  # fmt: skip

@@ -71,6 +71,7 @@ def test_unreadable_file_is_a_warning_and_never_equal(public_dir: Path) -> None:
     assert doc["changes"][0]["aspects"] == ["content"]
     assert {w["path"] for w in doc["warnings"]} == {"/etc/secret"}
     assert all("unreadable" in w["message"] for w in doc["warnings"])
+    assert len(doc["warnings"]) == 2  # once per side, though each file was tried twice
 
 
 def test_diff_of_identical_trees_under_symlinked_path(tree_pair: TreePair, tmp_path: Path) -> None:
@@ -150,3 +151,40 @@ def test_walk_records_what_lstat_says_of_every_kind_of_entry(tmp_path: Path) -> 
     assert e["/f"].xattrs == (("user.note", b"v"),)
     assert e["/f2"].xattrs == (("user.note", b"v"),)  # the same inode
     assert e["/caf\xe9"].xattrs == ()
+
+
+def _diff_as_nobody(old: Path, new: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+         "-m", "imgdiff", "diff", str(old), str(new), "--json", "--no-cache", "--exit-code"],
+        capture_output=True,
+        check=False,
+        env={**os.environ, "HOME": "/nonexistent"},
+    )  # fmt: skip
+
+
+def test_a_directory_unreadable_on_both_sides_is_never_equal(public_dir: Path) -> None:
+    """Its entries were not seen: reported modified, as an unreadable file is, never a
+    silent "no differences"."""
+    old = write_tree(public_dir / "old", {"etc/private/key": "1\n", "etc/open": "x\n"})
+    new = write_tree(public_dir / "new", {"etc/private/key": "2\n", "etc/open": "x\n"})
+    for tree in (old, new):
+        (tree / "etc/private").chmod(0o000)
+    proc = _diff_as_nobody(old, new)
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert [(c["path"], c["status"], c["aspects"]) for c in doc["changes"]] == [
+        ("/etc/private", "modified", ["content"])
+    ]
+    assert doc["stats"]["unchanged"] + doc["stats"]["mtime_only"] == 2  # /etc, /etc/open
+    assert [w["path"] for w in doc["warnings"]] == ["/etc/private", "/etc/private"]
+
+
+def test_an_unreadable_tree_root_is_bad_input(public_dir: Path) -> None:
+    old = write_tree(public_dir / "old", {"a": "1\n"})
+    new = write_tree(public_dir / "new", {"a": "1\n"})
+    new.chmod(0o000)
+    proc = _diff_as_nobody(old, new)
+    assert proc.returncode == 3
+    assert proc.stderr.decode().count("\n") == 1
+    assert "unreadable directory" in proc.stderr.decode()

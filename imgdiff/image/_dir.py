@@ -17,7 +17,7 @@ from imgdiff.cache import DigestCache
 from imgdiff.errors import BadInput
 from imgdiff.fs import openat as _fs
 from imgdiff.image.base import HEAD_BYTES, Capture, FileId, Image, Limits, ReadResult
-from imgdiff.model import Entry, EntryType, ImageWarning
+from imgdiff.model import UNLISTED, UNREAD_LINK, UNSTATED, Entry, EntryType, ImageWarning
 
 _TYPES = {
     stat.S_IFREG: EntryType.FILE,
@@ -192,8 +192,10 @@ class DirImage(Image):
             # the directory is opened with O_NOFOLLOW: one swapped for a symlink since it
             # was listed is not read through
             rows = _scan(top, want_xattrs)
+            if isinstance(rows, int) and top == root:
+                raise BadInput(self.path, f"{UNLISTED}{os.strerror(rows)}")
             if isinstance(rows, int):
-                warn(top[strip:] or "/", f"unreadable directory: {os.strerror(rows)}")
+                warn(top[strip:] or "/", f"{UNLISTED}{os.strerror(rows)}")
                 continue
             prefix = top if top.endswith("/") else top + "/"
             for row in rows:
@@ -203,7 +205,7 @@ class DirImage(Image):
                 full = prefix + row[0]
                 ipath = full[strip:]
                 if len(row) == 2:
-                    warn(ipath, f"vanished or unreadable: {os.strerror(row[1])}")
+                    warn(ipath, f"{UNSTATED}{os.strerror(row[1])}")
                     continue
                 _, st_mode, uid, gid, size, mtime_ns, ino, dev, ctime_ns, nlink, rdev, xa = row
                 fmt = st_mode & 0o170000  # stat.S_IFMT
@@ -229,7 +231,7 @@ class DirImage(Image):
                         try:
                             target = os.readlink(full)
                         except OSError as exc:
-                            warn(ipath, f"unreadable symlink: {exc.strerror}")
+                            warn(ipath, f"{UNREAD_LINK}{exc.strerror}")
                     elif etype is char or etype is block:
                         device = (os.major(rdev), os.minor(rdev))
                 yield Entry(
