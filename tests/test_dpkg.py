@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import imgdiff
 from imgdiff import Manifest
 from imgdiff.packages import dpkg as dpkg_mod
 from imgdiff.packages.base import Package, PathResolver
@@ -109,6 +110,9 @@ def test_host_database_is_never_read(tmp_path: Path) -> None:
         ("3.0.17-1~deb12u2", "3.0.22-1~deb12u1", -1),
         ("1.0", "1.0", 0),
         ("1.0+b1", "1.0", 1),
+        ("a:b", "2.0", -1),  # not a Debian version (a damaged database): below every valid one
+        ("2.0", "a:b", 1),
+        ("a:b", "a:c", -1),
     ],
 )
 def test_debian_version_ordering(a: str, b: str, order: int) -> None:
@@ -238,3 +242,19 @@ def test_only_the_owners_asked_for_are_read(root: Path) -> None:
     assert {f for p in some.packages for f in p.files} == wanted - {
         "/usr/bin/demo-tool", "/usr/share/doc/demo-lib/nothing-here",
     }  # fmt: skip
+
+
+def test_a_version_debian_refuses_is_a_warning_and_the_delta_still_made(tmp_path: Path) -> None:
+    """python-debian raises on it: `imgdiff packages` exited 4 (internal error)."""
+    stanza = "Package: foo\nStatus: install ok installed\nVersion: {}\nArchitecture: amd64\n"
+    trees = []
+    for name, version in (("old", "a:b"), ("new", "2.0")):
+        tree = write_tree(tmp_path / name, {"var/lib/dpkg/status": stanza.format(version)})
+        (tree / "var/lib/dpkg/info").mkdir()
+        (tree / "var/lib/dpkg/info/foo:amd64.list").write_text("/.\n")
+        trees.append(str(tree))
+    delta = imgdiff.package_diff(*trees)[1]
+    assert [(c.name, c.old_version, c.new_version) for c in delta.changes] == [
+        ("foo", "a:b", "2.0")
+    ]
+    assert any("'a:b' is not a Debian version" in w.message for w in delta.warnings)

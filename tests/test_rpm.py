@@ -14,6 +14,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+import imgdiff
 from imgdiff import BadInput, Manifest
 from imgdiff.packages import _rpm_header
 from imgdiff.packages.base import Package, PackageDB, PathResolver
@@ -640,3 +641,20 @@ def test_package_delta_between_rpm_roots_names_the_upgrade(rpms: Fixtures) -> No
     by_path = {c.path: c for c in delta.changes}
     assert by_path["/usr/lib/sysimage/rpm/rpmdb.sqlite"].packages == ()
     assert "/usr/lib/sysimage/rpm/rpmdb.sqlite" in pdelta.unowned
+
+
+def test_an_unreadable_rpm_database_costs_diff_its_owners_not_its_answer(tmp_path: Path) -> None:
+    trees = []
+    for name, conf in (("old", "1\n"), ("new", "2\n")):
+        trees.append(
+            write_tree(
+                tmp_path / name,
+                {"var/lib/rpm/rpmdb.sqlite": "garbage\n", "etc/x": conf},
+            )
+        )
+    delta = imgdiff.diff(str(trees[0]), str(trees[1]), use_cache=False, owners=True)
+    assert [(c.path, c.packages) for c in delta.changes] == [("/etc/x", ())]
+    assert [w.path for w in delta.warnings] == ["/var/lib/rpm/rpmdb.sqlite"] * 2
+    assert "owners it names are not known" in delta.warnings[0].message
+    with pytest.raises(BadInput, match=r"rpmdb\.sqlite"):
+        imgdiff.package_diff(str(trees[0]), str(trees[1]), use_cache=False)

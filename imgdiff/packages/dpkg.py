@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Collection, Iterable, Iterator
+from typing import Any
 
 from imgdiff.manifest import Manifest
 from imgdiff.model import EntryType, ImageWarning
@@ -41,11 +42,26 @@ def wants(path: str) -> bool:
     )
 
 
-def compare_versions(a: str, b: str) -> int:
-    """Debian ordering (epochs, `~`, revisions): negative, zero or positive."""
+def _version(text: str) -> Any:
+    """The python-debian `Version` of `text`, or None when it is not a Debian version."""
     from debian.debian_support import Version
 
-    va, vb = Version(a), Version(b)
+    try:
+        return Version(text)
+    except ValueError:
+        return None
+
+
+def compare_versions(a: str, b: str) -> int:
+    """Debian ordering (epochs, `~`, revisions): negative, zero or positive.
+
+    Never raises: a version Debian's grammar refuses (a damaged database; `read_dpkg`
+    warns of it) sorts below every valid one, and two such compare as plain strings."""
+    va, vb = _version(a), _version(b)
+    if va is None or vb is None:
+        if va is not None or vb is not None:
+            return 1 if va is not None else -1
+        return (a > b) - (a < b)
     return -1 if va < vb else (1 if va > vb else 0)
 
 
@@ -198,6 +214,11 @@ def read_dpkg(
         if not version:
             warnings.append(ImageWarning(STATUS, f"{name}: no Version field: skipped"))
             continue
+        if only is None and _version(version) is None:  # (owners alone order nothing)
+            warnings.append(
+                ImageWarning(STATUS, f"{name}: {version!r} is not a Debian version: "
+                             "ordered below every valid one")
+            )  # fmt: skip
         key = f"{name}:{arch}"
         if key in seen:
             warnings.append(ImageWarning(STATUS, f"{name}: duplicate stanza: the first is used"))

@@ -15,7 +15,7 @@ from functools import cached_property
 
 import attrs
 
-from imgdiff.errors import Unsupported
+from imgdiff.errors import BadInput, Unsupported
 from imgdiff.manifest import Manifest
 from imgdiff.model import Change, EntryType, ImageWarning, Status
 from imgdiff.packages import dpkg, pip, rpm
@@ -60,8 +60,9 @@ def version_order(manager: str) -> Callable[[str, str], int]:
 class PackageView:
     """All package databases of one image, with a path → owners index."""
 
-    def __init__(self, dbs: Sequence[PackageDB]) -> None:
+    def __init__(self, dbs: Sequence[PackageDB], unread: Sequence[ImageWarning] = ()) -> None:
         self.dbs = tuple(dbs)
+        self.unread = tuple(unread)  # databases that could not be read at all, and why
 
     @classmethod
     def read(cls, manifest: Manifest, *, only: Collection[str] | None = None) -> PackageView:
@@ -69,15 +70,25 @@ class PackageView:
 
         `only`: the paths whose owners will be asked (`owners` is exact for those); the
         packages then list only files among them, with no digests, and reading costs
-        less (see `base.Reader`). Give a set: it is looked up once per listed path.
+        less (see `base.Reader`). Give a set: it is looked up once per listed path. A
+        database that cannot be read at all is then a warning in `unread`, not an error.
         """
         resolver = PathResolver(manifest)
         dbs = []
+        unread = []
         for manager in REGISTRY:
-            db = manager.read(manifest, resolver, only=only)
+            try:
+                db = manager.read(manifest, resolver, only=only)
+            except BadInput as exc:
+                if only is None:
+                    raise  # the packages themselves are asked for: no answer without them
+                # owners only annotate a file delta that is exact without them
+                why = f"{exc.reason}: the owners it names are not known"
+                unread.append(ImageWarning(exc.entry or "/", why))
+                continue
             if db is not None:
                 dbs.append(db)
-        return cls(dbs)
+        return cls(dbs, unread)
 
     @property
     def packages(self) -> Iterable[Package]:
@@ -229,7 +240,9 @@ def annotate_owners(delta: Delta, old: Manifest, new: Manifest) -> Delta:
             views.append(PackageView.read(manifest, only=only))
         except Unsupported:
             views.append(PackageView(()))
-    return annotate(delta, views[0], views[1])
+    annotated = annotate(delta, views[0], views[1])
+    unread = views[0].unread + views[1].unread
+    return attrs.evolve(annotated, warnings=annotated.warnings + unread) if unread else annotated
 
 
 def annotate(delta: Delta, old: PackageView, new: PackageView) -> Delta:
