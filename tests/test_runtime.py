@@ -405,6 +405,32 @@ def test_untraced_python_import_graph_finds_changed_module() -> None:
         assert not any(p.endswith("wsgiref/__init__.py") for p, _ in _reasons(other.pid))
 
 
+def test_a_release_switched_by_a_symlink_is_found_for_an_untraced_program() -> None:
+    """current -> releases/v1 switched to v2 after the start: every file it leads to now
+    is older than the process, which runs v1's."""
+    with scratch_dir() as opt, processes() as procs:
+        for v in ("v1", "v2"):
+            release = opt / "releases" / v
+            release.mkdir(parents=True)
+            (release / "app.py").write_text(
+                "import time, mymod\nprint('ready', flush=True)\ntime.sleep(600)\n"
+            )
+            (release / "mymod.py").write_text(f"X = {v!r}\n")
+        (opt / "current").symlink_to("releases/v1")
+        time.sleep(1.1)  # the files are older than the process, past the slack
+        user = procs.start([sys.executable, str(opt / "current/app.py")])
+        assert _reasons(user.pid) == []
+        time.sleep(1.1)
+        (opt / "current.new").symlink_to("releases/v2")
+        os.replace(opt / "current.new", opt / "current")
+        report = stale(Snapshot.capture(pids=[user.pid]))
+        (found,) = [r for p in report.processes for r in p.reasons]
+        assert (found.path, found.via, found.confirmed) == (
+            str(opt / "current/app.py"), "import-graph", False,
+        )  # fmt: skip
+        assert f"symlink {opt / 'current'} on its path" in found.detail
+
+
 AUDIT_GUARD = """
 import sys
 ROOT = sys.argv.pop(1)

@@ -117,6 +117,40 @@ class RootFS:
         except OSError:
             return normalise(path)
 
+    def links_on(self, path: str) -> list[tuple[str, os.stat_result]]:
+        """The symlinks resolving `path` inside the root goes through (the resolved path of
+        each, as `realpath` meets it, with its own lstat), in order; [] on a loop."""
+        found: list[tuple[str, os.stat_result]] = []
+
+        def readlink(parent: str, name: str, _last: bool) -> str | None:
+            where = child(parent, name)
+            target = self.readlink(where)
+            if target is not None and (st := self.lstat(where)) is not None:
+                found.append((where, st))
+            return target
+
+        try:
+            walk(path, readlink)
+        except OSError:
+            return []
+        return found
+
+    def lstat(self, path: str) -> os.stat_result | None:
+        """lstat of `path` inside the root (its directory resolved, itself not), or None."""
+        parent, _, name = path.rpartition("/")
+        if not name:
+            return self.stat(path)
+        try:
+            fd = self.open(parent or "/", os.O_PATH | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
     def path_of(self, fd: int) -> str | None:
         """The path inside the root of what `fd` (opened in this root) leads to, as the
         kernel names it (`/proc/self/fd`), or None where it cannot say: the root's own

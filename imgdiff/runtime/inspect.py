@@ -217,6 +217,8 @@ class Inspector:
         self._boot_time: float | None = None
         self.against = against  # the tree as it was before the update, when known
         self.applied: dict[Space, Applied | None] = {}
+        # per space and path: the symlinks on its way, and when each last changed
+        self.links: dict[Space, dict[str, list[tuple[str, float]]]] = {}
 
     @functools.cached_property
     def graphs(self) -> ProgramGraphs:
@@ -339,7 +341,27 @@ class Inspector:
                 out.append(
                     _stale(path, Via.IMPORT_GRAPH, "changed after the process started", False)
                 )
+            elif (link := self._link_since(space, fs, path, started)) is not None:
+                # a release switched by a symlink (current -> v2): the files it leads to now
+                # may all be older than the process, which read the ones it led to then
+                why = f"the symlink {link} on its path changed after the process started"
+                out.append(_stale(path, Via.IMPORT_GRAPH, why, False))
         return self.settle(proc, fs, out, graph.version)
+
+    def _link_since(self, space: Space, fs: RootFS, path: str, started: float) -> str | None:
+        """A symlink on the way to `path` made or replaced after `started`, or None (the
+        symlinks of each directory are looked up once per space)."""
+        cache = self.links.setdefault(space, {})
+        head = path.rpartition("/")[0] or "/"
+        if head not in cache:
+            cache[head] = [(link, st.st_ctime) for link, st in fs.links_on(head)]
+        if path not in cache:
+            st = fs.lstat(path)
+            is_link = st is not None and stat.S_ISLNK(st.st_mode)
+            cache[path] = [(path, st.st_ctime)] if st is not None and is_link else []
+        return next(
+            (link for link, ctime in cache[head] + cache[path] if ctime > started + 1), None
+        )
 
     def closure(self, proc: Process, fs: RootFS) -> ElfClosure:
         """The ELF closure of the process's executable (`proc.exe` set), inside its root."""
