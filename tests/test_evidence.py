@@ -140,6 +140,12 @@ def _rewrite_other(path: Path, keep_mtime: bool) -> None:
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+def _may_write_bytecode(**more: str) -> dict[str, str]:
+    """This environment, but free to write a bytecode cache beside the sources."""
+    skip = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    return {**{k: v for k, v in os.environ.items() if k not in skip}, **more}
+
+
 def test_bytecode_in_place_before_the_process_settles_a_same_bytes_rewrite() -> None:
     """A .pyc unchanged since before the start and valid for the source now (PEP 552:
     mtime and size, or the source's hash) settles a rewrite with the same bytes; one that
@@ -155,7 +161,7 @@ def test_bytecode_in_place_before_the_process_settles_a_same_bytes_rewrite() -> 
         for name, mode in modes.items():
             py_compile.compile(str(opt / f"{name}.py"), invalidation_mode=mode, doraise=True)
         time.sleep(2.1)  # the bytecode is older than the start, past the slack
-        proc = procs.start([sys.executable, "-B", str(script)])  # -B: leaves the cache alone
+        proc = procs.start([sys.executable, str(script)], env=_may_write_bytecode())
         time.sleep(1.1)
         _rewrite_same(opt / "ts_same.py", keep_mtime=True)
         _rewrite_other(opt / "ts_other.py", keep_mtime=False)
@@ -427,3 +433,40 @@ def test_a_python_process_whose_imports_cannot_be_computed_is_unknown_not_clean(
         u.startswith(f"pid {proc.pid}: import graph not computed") for u in strict.uninspected
     )
     assert lenient.verdict == "no-action"
+
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@pytest.mark.parametrize(
+    ("user", "flags", "env"),
+    [
+        ([], ["-B"], {}),
+        ([], [], {"PYTHONDONTWRITEBYTECODE": "1"}),
+        ([], ["-X", "pycache_prefix={opt}/c"], {}),
+        (NOBODY, [], {}),  # root's __pycache__, 0755
+    ],
+    ids=["-B", "PYTHONDONTWRITEBYTECODE", "pycache_prefix", "another-user"],
+)
+def test_bytecode_a_process_could_not_rewrite_settles_nothing(
+    user: list[str], flags: list[str], env: dict[str, str]
+) -> None:
+    """The .pyc was made for version B; the process imported A, compiled it in memory and
+    could not replace the .pyc. B put back (its mtime kept) matches the .pyc again, yet
+    the process runs A: no witness."""
+    with scratch_dir() as opt, processes() as procs:
+        script = _program(opt, ["mymod"])
+        module = opt / "mymod.py"
+        b_version = module.read_bytes()
+        py_compile.compile(str(module), doraise=True)
+        b_stat = module.stat()
+        time.sleep(2.1)  # the bytecode is older than the start, past the slack
+        module.write_bytes(b_version.replace(b"NAME", b"A_NAME"))  # A: another size
+        argv = [*user, sys.executable, *(f.format(opt=opt) for f in flags), str(script)]
+        proc = procs.start(argv, env=_may_write_bytecode(**env))
+        time.sleep(1.1)
+        replace_file(module, b_version)  # B again, as a package manager writes it
+        os.utime(module, ns=(b_stat.st_atime_ns, b_stat.st_mtime_ns))
+        report = stale(Snapshot.capture(pids=[proc.pid]))
+    found = {r.path: r for p in report.processes for r in p.reasons}
+    assert (found[str(module)].via, found[str(module)].confirmed) == ("import-graph", False)

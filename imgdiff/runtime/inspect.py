@@ -277,13 +277,14 @@ class Inspector:
             self.applied[space] = read_applied(fs)
         applied = self.applied[space]
         started = self.started(proc)
+        writer = proc.uid if self._writes_bytecode(proc) else None
         out = []
         for e in found:
             st = None if e.confirmed else self.stat(space, fs, e.path)
             if e.confirmed or st is None:
                 out.append(e)
                 continue
-            answer, witness = self._ask(fs, e.path, st, started, applied, version)
+            answer, witness = self._ask(fs, e.path, st, started, applied, version, writer)
             if answer == CHANGED:
                 out.append(attrs.evolve(e, detail=witness, confirmed=True))
             elif answer is None:
@@ -298,6 +299,7 @@ class Inspector:
         started: float,
         applied: Applied | None,
         version: str | None,
+        writer: int | None,
     ) -> tuple[Answer, str]:
         if self.against is not None:
             answer = by_image(self.against, path, lambda: self.same.now(fs, path, st))
@@ -307,7 +309,29 @@ class Inspector:
             answer = by_apply(applied, path, st, started)
             if answer is not None:
                 return answer, "bytes changed by the last imgdiff apply"
-        return by_bytecode(fs, path, st, started, version), ""
+        return by_bytecode(fs, path, st, started, version, writer), ""
+
+    def _writes_bytecode(self, proc: Process) -> bool:
+        """Whether the process may write its bytecode cache where the sources are: no -B,
+        no cache prefix, and (its environment read, never used) no PYTHONDONTWRITEBYTECODE
+        or PYTHONPYCACHEPREFIX. Unknown counts as no."""
+        from imgdiff.loaders.python.cmdline import parse_cmdline
+
+        invocation = parse_cmdline(proc.cmdline)
+        if invocation.no_bytecode_writes:
+            return False
+        if invocation.ignore_environment:
+            return True
+        try:
+            with open(f"{self.procfs}/{proc.pid}/environ", "rb") as fh:
+                environ = fh.read(1 << 20)
+        except OSError:
+            return False
+        for item in environ.split(b"\0"):
+            name, _, value = item.partition(b"=")
+            if value and name in (b"PYTHONDONTWRITEBYTECODE", b"PYTHONPYCACHEPREFIX"):
+                return False
+        return True
 
     def graph(self, proc: Process, fs: RootFS) -> ImportGraph:
         """The static import graph of a Python process's program (`proc.exe` set)."""

@@ -162,12 +162,22 @@ def pyc_names(path: str, version: str | None) -> list[str]:
 
 
 def by_bytecode(
-    fs: RootFS, path: str, st: os.stat_result, started: float, version: str | None
+    fs: RootFS,
+    path: str,
+    st: os.stat_result,
+    started: float,
+    version: str | None,
+    writer: int | None = None,
 ) -> Answer:
     """SAME when every cached bytecode file of the module was in place, unchanged, before
-    the process started and is valid for the source now (what CPython checks before it
-    uses one): the process ran that bytecode, and a restart would run it again. A
-    mismatch settles nothing (a process that cannot write the cache compiles in memory)."""
+    the process started, is valid for the source now (what CPython checks before it uses
+    one), and the process could have rewritten it: then the source it imported matched
+    that bytecode (CPython rewrites a file that does not match), it ran that bytecode, and
+    a restart would run it again. `writer` is the uid of a process free to write its
+    cache (no -B, no PYTHONDONTWRITEBYTECODE, no cache prefix); None settles nothing, for
+    such a process compiles a mismatch in memory and leaves the old file in place."""
+    if writer is None:
+        return None
     found = False
     for pyc in pyc_names(path, version):
         pst = fs.stat(pyc)
@@ -175,10 +185,35 @@ def by_bytecode(
             continue
         if not stat.S_ISREG(pst.st_mode) or pst.st_ctime >= started - _SLACK:
             return None  # written since the process started: says nothing of before
+        if not _writable(fs, posixpath.dirname(pyc), writer):
+            return None
         if not _valid_for(_header(fs, pyc), fs, path, st):
             return None
         found = True
     return SAME if found else None
+
+
+def _writable(fs: RootFS, directory: str, uid: int) -> bool:
+    """Whether `uid` may write into `directory` (its owner or anyone may, or root on a
+    filesystem mounted read-write). Group rights are not counted: the process's groups
+    are not known, and "not writable" only leaves evidence unconfirmed."""
+    st = fs.stat(directory)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return False
+    if uid == 0:
+        try:
+            fd = fs.open(directory, os.O_PATH | os.O_DIRECTORY)
+        except OSError:
+            return False
+        try:
+            return not os.fstatvfs(fd).f_flag & os.ST_RDONLY
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+    if st.st_uid == uid and st.st_mode & 0o300 == 0o300:
+        return True
+    return st.st_mode & 0o003 == 0o003
 
 
 def _header(fs: RootFS, pyc: str) -> bytes:

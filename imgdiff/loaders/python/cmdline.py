@@ -41,6 +41,7 @@ class Invocation:
     ignore_environment: bool = False  # -E or -I (imgdiff never reads it anyway)
     skip_first_line: bool = False  # -x
     frozen_modules: bool | None = None  # -X frozen_modules=on|off
+    no_bytecode_writes: bool = False  # -B, or -X pycache_prefix= (the cache is elsewhere)
     problem: str | None = None  # why the mode is EXITS or UNSUPPORTED
 
 
@@ -55,6 +56,7 @@ _FLAG_EFFECTS = {
     "s": ("no_user_site",),
     "E": ("ignore_environment",),
     "x": ("skip_first_line",),
+    "B": ("no_bytecode_writes",),
 }
 
 
@@ -89,6 +91,7 @@ def parse_cmdline(argv: Sequence[str]) -> Invocation:
             ignore_environment=flags.get("ignore_environment", False),
             skip_first_line=flags.get("skip_first_line", False),
             frozen_modules=frozen_modules,
+            no_bytecode_writes=flags.get("no_bytecode_writes", False),
         )
 
     i = 1
@@ -123,6 +126,8 @@ def parse_cmdline(argv: Sequence[str]) -> Invocation:
                     return make(RunMode.MODULE, value, argv[after:])
                 if ch == "X" and value.startswith("frozen_modules="):
                     frozen_modules = value.partition("=")[2] != "off"
+                if ch == "X" and value.startswith("pycache_prefix="):
+                    flags["no_bytecode_writes"] = True
                 i = after - 1
                 break
             if ch in _EXIT_OPTIONS:
