@@ -264,21 +264,22 @@ def test_far_future_mtime_is_hashed_but_not_cached(
 def test_digest_cache_skips_values_outside_its_record(tmp_path: Path) -> None:
     digest = _digest.of_bytes(b"x")
     cache = DigestCache(str(tmp_path), tmp_path / "cache")
+    dev = tmp_path.stat().st_dev  # a device on a disk: its files are cached
     unfit = [
-        (1, 2, 3, 2**63, 0),  # mtime after 2262
-        (1, 3, 3, -(2**63) - 1, 0),  # mtime before 1678
-        (1, 4, 3, 0, 2**64),  # ctime
-        (1, 5, 2**64, 0, 0),  # size
+        (dev, 2, 3, 2**63, 0),  # mtime after 2262
+        (dev, 3, 3, -(2**63) - 1, 0),  # mtime before 1678
+        (dev, 4, 3, 0, 2**64),  # ctime
+        (dev, 5, 2**64, 0, 0),  # size
         (2**64, 6, 3, 0, 0),  # dev
-        (1, -1, 3, 0, 0),  # ino
+        (dev, -1, 3, 0, 0),  # ino
     ]
     for key in unfit:
         cache.put(*key, digest)
-    cache.put(1, 7, 3, -(2**63), 2**63 - 1, digest)  # the extremes that do fit
+    cache.put(dev, 7, 3, -(2**63), 2**63 - 1, digest)  # the extremes that do fit
     cache.save()
     reloaded = DigestCache(str(tmp_path), tmp_path / "cache")
     assert [reloaded.get(*key) for key in unfit] == [None] * len(unfit)
-    assert reloaded.get(1, 7, 3, -(2**63), 2**63 - 1) == digest
+    assert reloaded.get(dev, 7, 3, -(2**63), 2**63 - 1) == digest
 
 
 def test_manifest_command_on_a_far_future_file_exits_0(tmp_path: Path) -> None:
