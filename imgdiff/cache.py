@@ -6,6 +6,11 @@ ctime cannot be set from user space, so a rewritten file never matches a stale e
 cache file per directory tree, written atomically (write, fsync, rename). The cache is a
 speed-up only: a missing, corrupt or foreign file is ignored and rebuilt.
 
+A digest is not kept for a file changed within the writeback window (`settle_window_ns`)
+before it was read: a process writing through a shared mapping moves mtime and ctime only
+at the first write to a page after it was written back, so until then the bytes can change
+under an unchanged stat (git's "racily clean" entries, for the same reason).
+
 It stays bounded: a read of the whole tree drops the records of files it no longer has
 (`retain`), and cache files of trees not used for `MAX_AGE_DAYS` are removed, a look at
 the directory at most once a day (`save`).
@@ -35,12 +40,25 @@ _SUFFIX = ".digests"
 MAX_AGE_DAYS = 30  # a tree's cache file unused this long is removed
 _DAY = 86400.0
 _STAMP = ".pruned"  # its mtime: when the directory was last pruned
+_SETTLE_FLOOR_NS = 30 * 10**9
+SETTLE_NS: int | None = None  # the writeback window for new caches; None: the kernel's
 
 
 def default_dir() -> Path:
     """`$XDG_CACHE_HOME/imgdiff`, or `~/.cache/imgdiff`."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "imgdiff"
+
+
+def settle_window_ns(vm: str = "/proc/sys/vm") -> int:
+    """How long a page dirtied through a mapping may stay dirty, and so keep taking writes
+    that change no time: dirty_expire_centisecs plus dirty_writeback_centisecs (the flusher's
+    period), never under 30 s (the kernel's default expiry)."""
+    total = 0
+    for name in ("dirty_expire_centisecs", "dirty_writeback_centisecs"):
+        with contextlib.suppress(OSError, ValueError), open(f"{vm}/{name}", "rb") as fh:
+            total += int(fh.read()) * 10**7
+    return max(total, _SETTLE_FLOOR_NS)
 
 
 Key = tuple[int, int]
@@ -112,6 +130,8 @@ class DigestCache:
         name = blake3.blake3(os.fsencode(real)).hexdigest()[:32]
         self.file = self.directory / f"{name}{_SUFFIX}"
         self.whole_reads = whole_reads
+        # a file changed this long before it was read is not cached
+        self.settle_ns = SETTLE_NS if SETTLE_NS is not None else settle_window_ns()
         self._entries: dict[Key, Value] = {}
         self._instances: dict[int, int | None] = {}  # disk_instance of each dev, asked once
         self._dirty = False
@@ -159,9 +179,25 @@ class DigestCache:
             return None
         return _digest.PREFIX + hit[3].hex()
 
-    def put(self, dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int, digest: str) -> None:
-        """Remember a digest just computed, unless its file's stat does not fit a record or
-        nothing tells its filesystem from the next one mounted there (`disk_instance`)."""
+    def put(
+        self,
+        dev: int,
+        ino: int,
+        size: int,
+        mtime_ns: int,
+        ctime_ns: int,
+        digest: str,
+        *,
+        read_after_ns: int | None,
+    ) -> None:
+        """Remember a digest just computed from bytes read after `read_after_ns`
+        (`time.time_ns()`), unless the file changed less than `settle_ns` before that,
+        its stat does not fit a record, or nothing tells its filesystem from the next one
+        mounted there (`disk_instance`). `read_after_ns` None: the caller wrote the bytes
+        itself, to a new file nobody else can have mapped."""
+        # every write fault moves ctime; the page then takes writes unseen until written back
+        if read_after_ns is not None and read_after_ns - ctime_ns < self.settle_ns:
+            return
         # Timestamps before 1678 or after 2262 overflow a signed 64-bit count of
         # nanoseconds (ext4 stores mtimes up to 2446; a tar member can carry any). Such
         # files are simply not cached: they are rare, so the speed-up lost is nothing,

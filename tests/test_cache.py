@@ -1,10 +1,11 @@
 """The digest cache stays bounded: records of files gone from the tree, and cache files of
 trees no longer used, are dropped. Its records are only of files whose filesystem can be
-told from the next one mounted in its place."""
+told from the next one mounted in its place, and settled: written back since last changed."""
 
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import subprocess
 import time
@@ -15,8 +16,9 @@ import pytest
 
 import imgdiff
 from imgdiff import Manifest, _digest
+from imgdiff import cache as cache_module
 from imgdiff.archive.apply import tree_manifest
-from imgdiff.cache import MAX_AGE_DAYS, DigestCache, default_dir
+from imgdiff.cache import MAX_AGE_DAYS, DigestCache, default_dir, settle_window_ns
 from imgdiff.image import DirImage
 from tests.conftest import write_tree
 
@@ -25,7 +27,7 @@ DAY = 86400
 
 
 @pytest.fixture(autouse=True)
-def _cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settled: None) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # caches in tmp_path/imgdiff
 
 
@@ -207,3 +209,57 @@ def test_files_on_a_filesystem_without_a_disk_are_not_cached(tmp_path: Path) -> 
     finally:
         _unmount(point)
     assert (first.hashed_files, again.hashed_files) == (3, 3)
+
+
+def _changed(old: Path, new: Path) -> list[str]:
+    with DirImage(str(old)) as a, DirImage(str(new)) as b:
+        return [c.path for c in imgdiff.compare(Manifest.read(a), Manifest.read(b)).changes]
+
+
+def test_a_file_written_through_a_shared_mapping_is_not_cached_while_pages_may_be_dirty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel moves mtime and ctime at a mapping's first write to a clean page, not at
+    the next ones to the same page until it is written back (30 s and more by default)."""
+    monkeypatch.setattr(cache_module, "SETTLE_NS", None)  # the kernel's window, not 0
+    old = write_tree(tmp_path / "old", {"f": "XAAAAAAA"})
+    new = write_tree(tmp_path / "new", {"f": "AAAAAAAA"})
+    fd = os.open(new / "f", os.O_RDWR)
+    try:
+        with mmap.mmap(fd, 8) as mapped:
+            mapped[0:1] = b"X"
+            assert _changed(old, new) == []  # both hashed, alike
+            seen = _stat_key(new / "f")
+            mapped[1:2] = b"Y"  # the page is still dirty: no time moves
+            assert _stat_key(new / "f") == seen
+            assert _changed(old, new) == ["/f"]
+    finally:
+        os.close(fd)
+
+
+def test_a_file_changed_before_the_writeback_window_is_cached(tmp_path: Path) -> None:
+    """The kernel's window (not the tests' 0): a file of an image whose times were pinned
+    years ago is hashed once; the files just written, every time."""
+    tree = write_tree(tmp_path / "tree", FILES)
+    point = tree / "image"
+    point.mkdir()
+    with _loop_mounted(_pinned_ext4(tmp_path, "v1", "version=1\n"), point):
+        cache = tmp_path / "imgdiff"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(cache_module, "SETTLE_NS", None)
+            counts = [_hash_all(tree, cache).hashed_files for _ in range(2)]
+        assert counts == [4, 3]
+
+
+def test_the_writeback_window_is_the_kernels_expiry_and_flusher_period_at_least_30_s(
+    tmp_path: Path,
+) -> None:
+    vm = tmp_path / "vm"
+    vm.mkdir()
+    assert settle_window_ns(str(vm)) == 30 * 10**9  # unreadable: the floor
+    (vm / "dirty_expire_centisecs").write_text("6000\n")
+    (vm / "dirty_writeback_centisecs").write_text("500\n")
+    assert settle_window_ns(str(vm)) == 65 * 10**9
+    (vm / "dirty_expire_centisecs").write_text("100\n")
+    assert settle_window_ns(str(vm)) == 30 * 10**9
+    assert settle_window_ns() >= 30 * 10**9

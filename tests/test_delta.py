@@ -158,6 +158,7 @@ def test_file_replaced_during_scan_is_reported_modified_with_warning(tree_pair: 
     assert any("replaced while" in w.message for w in delta.warnings)
 
 
+@pytest.mark.usefixtures("settled")
 def test_digest_cache_makes_second_diff_read_no_content(
     tree_pair: TreePair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -241,6 +242,7 @@ def _set_far_future_mtime(path: Path) -> int:
     pytest.skip("this filesystem clamps mtimes below 2**63 ns")
 
 
+@pytest.mark.usefixtures("settled")
 def test_far_future_mtime_is_hashed_but_not_cached(
     tree_pair: TreePair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -274,8 +276,10 @@ def test_digest_cache_skips_values_outside_its_record(tmp_path: Path) -> None:
         (dev, -1, 3, 0, 0),  # ino
     ]
     for key in unfit:
-        cache.put(*key, digest)
-    cache.put(dev, 7, 3, -(2**63), 2**63 - 1, digest)  # the extremes that do fit
+        cache.put(*key, digest, read_after_ns=None)
+    cache.put(
+        dev, 7, 3, -(2**63), 2**63 - 1, digest, read_after_ns=None
+    )  # the extremes that do fit
     cache.save()
     reloaded = DigestCache(str(tmp_path), tmp_path / "cache")
     assert [reloaded.get(*key) for key in unfit] == [None] * len(unfit)
