@@ -1,9 +1,15 @@
 """A persistent cache of content digests for files on mounted filesystems.
 
 A file's digest is reused only while its (dev, ino, size, mtime_ns, ctime_ns) are all
-unchanged; ctime cannot be set from user space, so a rewritten file never matches a stale
-entry. One cache file per directory tree, written atomically (write, fsync, rename).
-The cache is a speed-up only: a missing, corrupt or foreign file is ignored and rebuilt.
+unchanged and its device still holds the same attachment of the same disk (`disk_instance`);
+ctime cannot be set from user space, so a rewritten file never matches a stale entry. One
+cache file per directory tree, written atomically (write, fsync, rename). The cache is a
+speed-up only: a missing, corrupt or foreign file is ignored and rebuilt.
+
+A digest is not kept for a file changed within the writeback window (`settle_window_ns`)
+before it was read: a process writing through a shared mapping moves mtime and ctime only
+at the first write to a page after it was written back, so until then the bytes can change
+under an unchanged stat (git's "racily clean" entries, for the same reason).
 
 It stays bounded: a read of the whole tree drops the records of files it no longer has
 (`retain`), and cache files of trees not used for `MAX_AGE_DAYS` are removed, a look at
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import struct
 import time
 from collections.abc import Collection
@@ -23,7 +30,9 @@ import blake3
 
 from imgdiff import _digest
 
-_MAGIC = b"IMGDIFF-DIGESTS-1\n"
+_MAGIC = b"IMGDIFF-DIGESTS-2\n"  # then a u32 count of _DEV, the _DEVs, the _RECs
+_COUNT = struct.Struct("<I")
+_DEV = struct.Struct("<QQ")  # dev, its disk_instance when the records were written
 _REC = struct.Struct("<QQQqq32s")  # dev, ino, size, mtime_ns, ctime_ns, raw blake3
 _U64 = range(1 << 64)
 _I64 = range(-(1 << 63), 1 << 63)
@@ -31,6 +40,8 @@ _SUFFIX = ".digests"
 MAX_AGE_DAYS = 30  # a tree's cache file unused this long is removed
 _DAY = 86400.0
 _STAMP = ".pruned"  # its mtime: when the directory was last pruned
+_SETTLE_FLOOR_NS = 30 * 10**9
+SETTLE_NS: int | None = None  # the writeback window for new caches; None: the kernel's
 
 
 def default_dir() -> Path:
@@ -39,8 +50,71 @@ def default_dir() -> Path:
     return Path(base) / "imgdiff"
 
 
+def settle_window_ns(vm: str = "/proc/sys/vm") -> int:
+    """How long a page dirtied through a mapping may stay dirty, and so keep taking writes
+    that change no time: dirty_expire_centisecs plus dirty_writeback_centisecs (the flusher's
+    period), never under 30 s (the kernel's default expiry)."""
+    total = 0
+    for name in ("dirty_expire_centisecs", "dirty_writeback_centisecs"):
+        with contextlib.suppress(OSError, ValueError), open(f"{vm}/{name}", "rb") as fh:
+            total += int(fh.read()) * 10**7
+    return max(total, _SETTLE_FLOOR_NS)
+
+
 Key = tuple[int, int]
 Value = tuple[int, int, int, bytes]
+
+
+def disk_instance(
+    dev: int, sysfs: str = "/sys/dev/block", mountinfo: str = "/proc/self/mountinfo"
+) -> int | None:
+    """Which attachment of which disk the filesystem on device `dev` is read from: the
+    disk's `diskseq` (Linux 5.15+ numbers every disk attached, each loop attach anew), 0 for
+    a disk without one (an older kernel: a fixed disk keeps its filesystem), None when
+    nothing tells one instance from the next (a loop device before 5.15; no block device:
+    tmpfs, overlay, network and FUSE filesystems).
+
+    A reproducible image pins inode numbers, times and the filesystem UUID, and a second
+    loop mount reuses the first's device number: (dev, ino, ctime) cannot tell them apart.
+    """
+    if os.major(dev) == 0:  # an anonymous device (btrfs, tmpfs, overlay): the mount's source
+        found = _mounted_block_device(dev, mountinfo)
+        if found is None:
+            return None
+        dev = found
+    base = f"{sysfs}/{os.major(dev)}:{os.minor(dev)}"
+    if os.path.exists(base + "/partition"):
+        base += "/.."  # the sysfs directory of the partition's disk
+    try:
+        with open(base + "/diskseq", "rb") as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        pass
+    return 0 if os.path.isdir(base) and not os.path.exists(base + "/loop") else None
+
+
+def _mounted_block_device(dev: int, mountinfo: str) -> int | None:
+    """The block device mounted as anonymous device `dev` (btrfs's subvolumes), if any."""
+    from imgdiff.image._dir import _unescape_mountinfo  # that module imports this one
+
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, after = left.split(), right.split()
+        if len(fields) > 2 and fields[2] == want and len(after) > 1:
+            if not after[1].startswith("/"):
+                return None  # "tmpfs", "overlay", "server:/export": no device
+            try:
+                st = os.stat(_unescape_mountinfo(after[1]))
+            except OSError:
+                return None
+            return st.st_rdev if stat.S_ISBLK(st.st_mode) else None
+    return None
 
 
 class DigestCache:
@@ -56,12 +130,20 @@ class DigestCache:
         name = blake3.blake3(os.fsencode(real)).hexdigest()[:32]
         self.file = self.directory / f"{name}{_SUFFIX}"
         self.whole_reads = whole_reads
+        # a file changed this long before it was read is not cached
+        self.settle_ns = SETTLE_NS if SETTLE_NS is not None else settle_window_ns()
         self._entries: dict[Key, Value] = {}
+        self._instances: dict[int, int | None] = {}  # disk_instance of each dev, asked once
         self._dirty = False
         self._load()
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def _instance(self, dev: int) -> int | None:
+        if dev not in self._instances:
+            self._instances[dev] = disk_instance(dev)
+        return self._instances[dev]
 
     def _load(self) -> None:
         try:
@@ -70,15 +152,25 @@ class DigestCache:
                 mtime = os.fstat(fh.fileno()).st_mtime
         except OSError:
             return
-        if not data.startswith(_MAGIC) or (len(data) - len(_MAGIC)) % _REC.size:
-            return  # foreign or torn: start afresh
+        start = len(_MAGIC) + _COUNT.size
+        if not data.startswith(_MAGIC) or len(data) < start:
+            return  # foreign, of an older format, or torn: start afresh
+        (ndevs,) = _COUNT.unpack_from(data, len(_MAGIC))
+        body = start + ndevs * _DEV.size
+        if len(data) < body or (len(data) - body) % _REC.size:
+            return
         if time.time() - mtime > _DAY:
             # in use: not to be pruned as unused (a warm read writes nothing otherwise)
             with contextlib.suppress(OSError):
                 os.utime(self.file)
+        # records of a device now holding another disk, or another attachment, are dropped
+        devs = {d for d, seq in _DEV.iter_unpack(data[start:body]) if self._instance(d) == seq}
         entries = self._entries
-        for dev, ino, size, mtime, ctime, raw in _REC.iter_unpack(memoryview(data)[len(_MAGIC) :]):
-            entries[dev, ino] = (size, mtime, ctime, raw)
+        for dev, ino, size, mtime, ctime, raw in _REC.iter_unpack(memoryview(data)[body:]):
+            if dev in devs:
+                entries[dev, ino] = (size, mtime, ctime, raw)
+            else:
+                self._dirty = True
 
     def get(self, dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int) -> str | None:
         """The cached digest if the file is provably unchanged since it was hashed."""
@@ -87,8 +179,25 @@ class DigestCache:
             return None
         return _digest.PREFIX + hit[3].hex()
 
-    def put(self, dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int, digest: str) -> None:
-        """Remember a digest just computed (unless its file's stat does not fit a record)."""
+    def put(
+        self,
+        dev: int,
+        ino: int,
+        size: int,
+        mtime_ns: int,
+        ctime_ns: int,
+        digest: str,
+        *,
+        read_after_ns: int | None,
+    ) -> None:
+        """Remember a digest just computed from bytes read after `read_after_ns`
+        (`time.time_ns()`), unless the file changed less than `settle_ns` before that,
+        its stat does not fit a record, or nothing tells its filesystem from the next one
+        mounted there (`disk_instance`). `read_after_ns` None: the caller wrote the bytes
+        itself, to a new file nobody else can have mapped."""
+        # every write fault moves ctime; the page then takes writes unseen until written back
+        if read_after_ns is not None and read_after_ns - ctime_ns < self.settle_ns:
+            return
         # Timestamps before 1678 or after 2262 overflow a signed 64-bit count of
         # nanoseconds (ext4 stores mtimes up to 2446; a tar member can carry any). Such
         # files are simply not cached: they are rare, so the speed-up lost is nothing,
@@ -96,6 +205,8 @@ class DigestCache:
         if not (
             dev in _U64 and ino in _U64 and size in _U64 and mtime_ns in _I64 and ctime_ns in _I64
         ):
+            return
+        if self._instance(dev) is None:
             return
         raw = bytes.fromhex(digest[len(_digest.PREFIX) :])
         self._entries[dev, ino] = (size, mtime_ns, ctime_ns, raw)
@@ -117,7 +228,9 @@ class DigestCache:
             return
         self._prune_directory()
         pack = _REC.pack
-        body = b"".join(pack(d, i, *v) for (d, i), v in self._entries.items())
+        devs = {d for d, _ in self._entries}
+        head = _COUNT.pack(len(devs)) + b"".join(_DEV.pack(d, self._instance(d)) for d in devs)
+        body = head + b"".join(pack(d, i, *v) for (d, i), v in self._entries.items())
         tmp = self.file.with_suffix(f".tmp{os.getpid()}")
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -391,6 +392,7 @@ class Manifest:
             return image.hash_file(entry, read)
 
         image.prepare()
+        started = time.time_ns()  # before any byte is read: the digest cache's settle rule
         for results in _parallel.fork_map(run, slices, size=len(todo)):
             for path, digest, problem in results:
                 self.hashed_files += 1
@@ -402,7 +404,10 @@ class Manifest:
                 self.entries[path] = e.with_digest(digest)
                 fid = file_ids.get(path)
                 if cache is not None and fid is not None:
-                    cache.put(fid.dev, fid.ino, e.size, e.mtime_ns, fid.ctime_ns, digest)
+                    cache.put(
+                        fid.dev, fid.ino, e.size, e.mtime_ns, fid.ctime_ns, digest,
+                        read_after_ns=started,
+                    )  # fmt: skip
         if progress:
             progress(total, total)
         self._save_cache()

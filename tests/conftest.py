@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import imgdiff
+import imgdiff.cache
 from imgdiff.results import ReasonCode, Verdict
 
 COMPRESSORS = {"": None, ".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}
@@ -112,6 +113,13 @@ def tree_pair(tmp_path: Path) -> TreePair:
         return old, new
 
     return make
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files the test has just written count as settled for digest caches opened in this
+    process (no writeback window), so they are cached as files changed long ago are."""
+    monkeypatch.setattr(imgdiff.cache, "SETTLE_NS", 0)
 
 
 _IMGDIFF = os.path.dirname(imgdiff.__file__) + os.sep

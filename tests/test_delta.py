@@ -158,6 +158,7 @@ def test_file_replaced_during_scan_is_reported_modified_with_warning(tree_pair: 
     assert any("replaced while" in w.message for w in delta.warnings)
 
 
+@pytest.mark.usefixtures("settled")
 def test_digest_cache_makes_second_diff_read_no_content(
     tree_pair: TreePair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -241,6 +242,7 @@ def _set_far_future_mtime(path: Path) -> int:
     pytest.skip("this filesystem clamps mtimes below 2**63 ns")
 
 
+@pytest.mark.usefixtures("settled")
 def test_far_future_mtime_is_hashed_but_not_cached(
     tree_pair: TreePair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -264,21 +266,24 @@ def test_far_future_mtime_is_hashed_but_not_cached(
 def test_digest_cache_skips_values_outside_its_record(tmp_path: Path) -> None:
     digest = _digest.of_bytes(b"x")
     cache = DigestCache(str(tmp_path), tmp_path / "cache")
+    dev = tmp_path.stat().st_dev  # a device on a disk: its files are cached
     unfit = [
-        (1, 2, 3, 2**63, 0),  # mtime after 2262
-        (1, 3, 3, -(2**63) - 1, 0),  # mtime before 1678
-        (1, 4, 3, 0, 2**64),  # ctime
-        (1, 5, 2**64, 0, 0),  # size
+        (dev, 2, 3, 2**63, 0),  # mtime after 2262
+        (dev, 3, 3, -(2**63) - 1, 0),  # mtime before 1678
+        (dev, 4, 3, 0, 2**64),  # ctime
+        (dev, 5, 2**64, 0, 0),  # size
         (2**64, 6, 3, 0, 0),  # dev
-        (1, -1, 3, 0, 0),  # ino
+        (dev, -1, 3, 0, 0),  # ino
     ]
     for key in unfit:
-        cache.put(*key, digest)
-    cache.put(1, 7, 3, -(2**63), 2**63 - 1, digest)  # the extremes that do fit
+        cache.put(*key, digest, read_after_ns=None)
+    cache.put(
+        dev, 7, 3, -(2**63), 2**63 - 1, digest, read_after_ns=None
+    )  # the extremes that do fit
     cache.save()
     reloaded = DigestCache(str(tmp_path), tmp_path / "cache")
     assert [reloaded.get(*key) for key in unfit] == [None] * len(unfit)
-    assert reloaded.get(1, 7, 3, -(2**63), 2**63 - 1) == digest
+    assert reloaded.get(dev, 7, 3, -(2**63), 2**63 - 1) == digest
 
 
 def test_manifest_command_on_a_far_future_file_exits_0(tmp_path: Path) -> None:

@@ -723,22 +723,26 @@ def _do(t: Tree, state: State, op: Op, new: Mapping[str, Entry], placed: set[str
 def _remember_placed(
     t: Tree, ops: list[Op], new: Mapping[str, Entry], seen: dict[str, os.stat_result]
 ) -> None:
-    """Tell the tree's digest cache the digests of the files the commit touched, so that
+    """Tell the tree's digest cache the digests of the files the commit placed, so that
     `check`, `verify` and the next apply need not read them again.
 
-    Each is known: a placed file's bytes were checked in staging; a file whose metadata
-    alone was set, or a new name linked to a leader, holds bytes the base check proved
-    (or staging checked). Setting metadata moved their ctimes, which the cache keys on.
-    `seen`: their status as the check after the commit found it.
+    A placed file is a new inode whose bytes were checked in staging: nobody can have had
+    it mapped before. A file whose metadata alone was set, or an existing one a new name was
+    linked to, may be: its ctime just moved, so the cache's settle rule would not keep it.
+    (A name linked to a placed leader shares the leader's record.) `seen`: their status as
+    the check after the commit found it.
     """
     cache = DirImage(t.root).digest_cache()
     for op in ops:
         want = new.get(op.path)
-        if op.action not in ("place", "meta", "link") or want is None or want.digest is None:
+        if op.action != "place" or want is None or want.digest is None:
             continue
         st = seen.get(op.path)
         if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == want.size:
-            cache.put(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, want.digest)
+            cache.put(
+                st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, want.digest,
+                read_after_ns=None,
+            )  # fmt: skip
     cache.save()
 
 
