@@ -840,6 +840,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args, extra = parser.parse_known_args(argv)
     if extra:
         _verb_parsers(parser)[args.verb].error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.verb == "diff" and args.no_packages and args.package:
+        _verb_parsers(parser)["diff"].error(
+            "--package needs the owners --no-packages leaves unread: give one or the other"
+        )
     return args
 
 

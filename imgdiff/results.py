@@ -219,6 +219,9 @@ class Delta(Rendered):
     changes: tuple[Change, ...]
     stats: DeltaStats
     warnings: tuple[ImageWarning, ...] = ()
+    # True once each change's `packages` names its owners; False: they were not looked up
+    # (`diff --no-packages`), and the JSON leaves `packages` out rather than say "none"
+    owners: bool = False
 
     __repr__ = _repr.short_repr
 

@@ -290,6 +290,24 @@ def test_package_filter_and_packages_table_folds_on_a_narrow_terminal(
     assert "20250419~deb12u2" in new_column  # whole, over two lines
 
 
+def test_no_packages_leaves_owners_out_and_refuses_the_package_filter(
+    dpkg_pair: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = dpkg_pair
+    base = ["diff", str(old), str(new), "--no-cache", "--json"]
+    assert main(base) == 0
+    owned = json.loads(capsys.readouterr().out)["changes"]
+    assert any("dpkg:demo-tool:amd64" in c["packages"] for c in owned)
+    assert main([*base, "--no-packages"]) == 0
+    unread = json.loads(capsys.readouterr().out)["changes"]
+    assert unread
+    assert all("packages" not in c for c in unread)  # not looked up, which is not "none"
+    with pytest.raises(SystemExit) as exc:  # it would match nothing, silently
+        main([*base, "--no-packages", "--package", "demo-tool", "--exit-code"])
+    assert exc.value.code == 2
+    assert "--package needs the owners --no-packages leaves unread" in capsys.readouterr().err
+
+
 def test_table_puts_code_first_and_says_what_it_hides(
     tree_pair: TreePair, capsys: pytest.CaptureFixture[str]
 ) -> None:
