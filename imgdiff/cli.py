@@ -395,9 +395,9 @@ def _format(args: argparse.Namespace) -> str:
 
 
 def _emit(result: Any, args: argparse.Namespace, *, full: bool = False) -> int:
-    """A command's result on stdout: its JSON document, plain records (warnings on
-    stderr), or rendered for people (every result renders through `report`; `full` lists
-    every row)."""
+    """A command's result on stdout: its JSON document, plain records, or rendered for
+    people (every result renders through `report`; `full` lists every row); but for JSON,
+    read warnings go to stderr."""
     fmt = _format(args)
     if fmt == "json":
         from imgdiff.report.json import document, dumps
@@ -411,8 +411,10 @@ def _emit(result: Any, args: argparse.Namespace, *, full: bool = False) -> int:
         _warn(args, list(notes(result)))
     else:
         from imgdiff.report.console import render
+        from imgdiff.report.plain import warnings
 
         _stdout_console().print(render(result, full))
+        _warn(args, list(warnings(result)))  # as in plain: on stderr, -q and -v apply
     return EXIT_OK
 
 

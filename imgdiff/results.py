@@ -171,9 +171,10 @@ class Rendered:
         return document(self)
 
     def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
-        from imgdiff.report.console import render
+        from imgdiff.report.console import render, render_warnings
 
         yield render(self)
+        yield from render_warnings(self)  # the CLI writes them on stderr instead
 
     def _repr_html_(self) -> str:
         from imgdiff.report.notebook import to_html

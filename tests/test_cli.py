@@ -219,6 +219,32 @@ def test_warnings_go_to_stderr_one_line_each_and_q_silences_them(tmp_path: Path)
     assert quiet.stdout == done.stdout
 
 
+def test_table_warnings_go_to_stderr_first_50_unless_v_none_with_q(tmp_path: Path) -> None:
+    """60 members under a symlink: 60 warnings, written as plain writes them."""
+    real = [member("real/", type=tarfile.DIRTYPE), member("real/f", b"x")]
+    good = tmp_path / "a.tar"
+    good.write_bytes(crafted_tar(real))
+    bad = tmp_path / "b.tar"
+    under = [member(f"link/g{i:02}", b"y") for i in range(60)]
+    bad.write_bytes(
+        crafted_tar([*real, member("link", type=tarfile.SYMTYPE, linkname="real"), *under])
+    )
+    argv = ("diff", str(good), str(bad), "--no-cache", "--no-packages", "--format", "table")
+    done = run(*argv)
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stdout
+    assert "/link/g00" not in done.stdout
+    lines = done.stderr.splitlines()
+    assert len(lines) == 51
+    assert all(line.startswith("imgdiff: warning: /link/g") for line in lines[:50])
+    assert lines[50] == "imgdiff: 10 more warnings (-v shows them)"
+    verbose = run(*argv, "-v")
+    assert sum(line.startswith("imgdiff: warning: ") for line in verbose.stderr.splitlines()) == 60
+    quiet = run(*argv, "-q")
+    assert quiet.stderr == ""
+    assert quiet.stdout == done.stdout
+
+
 # -- diff filters and the table -----------------------------------------------------------
 
 
