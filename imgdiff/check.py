@@ -30,7 +30,7 @@ def check(
     want = _target(source, use_cache)
     files = differences(tree_manifest(tree, use_cache=use_cache), want, source)
     snap = snapshot if snapshot is not None else Snapshot.capture(tree, exclude_self=True)
-    report = stale(snap)
+    report = stale(snap, root=tree)  # the root checked, for its notes
     return CheckResult(tree, source, not files and not report.processes, tuple(files), report)
 
 

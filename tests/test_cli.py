@@ -155,6 +155,16 @@ def test_check_keeps_its_answer_as_the_exit_code(changed: tuple[Path, Path]) -> 
     assert main(["check", str(old), str(new), "-q", "--format", "plain"]) == 1
 
 
+def test_check_says_the_tree_it_checked_when_nothing_runs_in_it(
+    changed: tuple[Path, Path],
+) -> None:
+    old, new = changed
+    done = run("check", str(old), str(new), "--format", "plain", "--no-cache")
+    assert done.returncode == 1
+    assert f"imgdiff: warning: no process runs in {old}: nothing was checked" in done.stderr
+    assert "no process runs in /:" not in done.stderr
+
+
 # -- formats ------------------------------------------------------------------------------
 
 
