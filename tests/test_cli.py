@@ -363,6 +363,20 @@ def test_table_puts_code_first_and_says_what_it_hides(
     assert "251 of 251 changes shown" in capsys.readouterr().out
 
 
+def test_table_title_escapes_a_name_that_is_not_utf8(
+    changed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    old, new = changed
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/d\xe9r"))
+    odd.mkdir()
+    shutil.copytree(old, odd / "old", symlinks=True)
+    done = run("diff", str(odd / "old"), str(new), "--format", "table", "--no-cache")
+    assert done.returncode == 0, done.stderr
+    title = "".join(done.stdout.split())  # a title wraps at the table's width
+    assert f"{tmp_path}/d\\xe9r/old→{new}" in title
+    assert "\udce9" not in done.stdout  # no raw byte
+
+
 def test_identical_inputs_say_no_differences(
     tree_pair: TreePair, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -148,7 +148,8 @@ def render_delta(delta: Delta, full: bool = False) -> RenderableType:
 
     def table(width: int) -> RenderableType:
         narrow = width < _NARROW
-        t = Table(show_edge=False, title=f"{delta.old.path} → {delta.new.path}")
+        title = f"{escape_path(delta.old.path)} → {escape_path(delta.new.path)}"
+        t = Table(show_edge=False, title=title)
         t.add_column("status", no_wrap=True)
         t.add_column("kind", no_wrap=True)
         if not narrow:
