@@ -65,13 +65,13 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool = False) -> No
 def _output_options(parser: argparse.ArgumentParser, *, plain: bool = True) -> None:
     """--format (table, plain, json) and --json, its alias for json."""
     formats = ("table", "plain", "json") if plain else ("table", "json")
-    parser.add_argument(
-        "--format",
-        choices=formats,
-        default=None,
-        help="table for people, plain: one tab-separated record per line, json"
-        + (" (default: table on a terminal, plain otherwise)" if plain else ""),
-    )
+    text = (
+        "table for people, plain: one tab-separated record per line, json "
+        "(default: table on a terminal, plain otherwise)"
+        if plain
+        else "table for people (the default) or json"
+    )  # the formats accepted, and only those
+    parser.add_argument("--format", choices=formats, default=None, help=text)
     parser.add_argument(
         "--json", dest="format", action="store_const", const="json", help="same as --format json"
     )

@@ -467,6 +467,22 @@ def test_help_text_of_packages_and_manifest() -> None:
     assert "-o FILE, --output FILE" in manifest
 
 
+@pytest.mark.parametrize(
+    "verb", [["pack"], ["apply"], ["rollback"], ["demo"], ["fleet", "plan"], ["diff"]]
+)
+def test_help_names_exactly_the_formats_a_verb_accepts(
+    verb: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main([*verb, "--help"])
+    out = capsys.readouterr().out
+    accepted = re.search(r"\n +--format \{([a-z,]+)\}(.*?)\n +--json", out, re.DOTALL)
+    assert accepted is not None
+    named = {f for f in ("table", "plain", "json") if re.search(rf"\b{f}\b", accepted[2])}
+    assert named == set(accepted.group(1).split(","))
+
+
 def test_input_error_lists_every_accepted_kind(tmp_path: Path) -> None:
     junk = tmp_path / "notes.txt"
     junk.write_text("not an image\n")
