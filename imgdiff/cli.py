@@ -138,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
         help="print a completion script for bash or zsh (generated from this parser)",
     )
     _common_options(p, top=True)
-    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    # not required=True: `_parse` says so itself, after naming an unknown option first
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
 
     def verb(name: str, text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
@@ -840,12 +841,19 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """The arguments; one the verb does not know is reported with the verb's usage."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:
-        _verb_parsers(parser)[args.verb].error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.verb == "diff" and args.no_packages and args.package:
-        _verb_parsers(parser)["diff"].error(
-            "--package needs the owners --no-packages leaves unread: give one or the other"
+    if args.verb is None:  # `imgdiff --bogus`: the option is what is wrong
+        parser.error(
+            f"unrecognized arguments: {' '.join(extra)}"
+            if extra
+            else "the following arguments are required: VERB"
         )
+    verb = _verb_parsers(parser)[args.verb]
+    if extra:
+        verb.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "output", None) == "-":  # not a file named "-" in the current directory
+        verb.error("-o - is not supported: name a file (./- for one named '-')")
+    if args.verb == "diff" and args.no_packages and args.package:
+        verb.error("--package needs the owners --no-packages leaves unread: give one or the other")
     return args
 
 

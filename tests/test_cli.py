@@ -458,6 +458,30 @@ def test_unknown_option_after_a_verb_prints_that_verbs_usage() -> None:
     assert done.stderr.endswith("imgdiff verify: error: unrecognized arguments: --all\n")
 
 
+def test_an_unknown_option_before_any_verb_is_named() -> None:
+    done = run("--bogus")
+    assert done.returncode == 2
+    assert "imgdiff: error: unrecognized arguments: --bogus" in done.stderr
+    assert "required" not in done.stderr
+    assert "the following arguments are required: VERB" in run().stderr
+
+
+def test_output_dash_is_refused_not_a_file_named_dash(
+    changed: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old, _ = changed
+    monkeypatch.chdir(tmp_path)
+    for argv in (["manifest", str(old), "-o", "-"], ["snapshot", "--root", str(old), "-o", "-"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert "-o - is not supported" in capsys.readouterr().err
+    assert not (tmp_path / "-").exists()
+
+
 def test_help_text_of_packages_and_manifest() -> None:
     packages = run("packages", "--help", COLUMNS="300").stdout
     assert "docker-save" in packages
