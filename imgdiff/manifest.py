@@ -784,6 +784,14 @@ def _kept_bytes(value: Any, where: str) -> bytes:
         raise ValueError(f"{where} is not base64") from None
 
 
+def canonical(path: str) -> bool:
+    """True for an absolute path with no empty, `.` or `..` component (and not the root):
+    what a saved manifest's and a delta archive's paths must be."""
+    if path[:1] != "/" or path == "/" or path.endswith(("/", "/.", "/..")):
+        return False
+    return "//" not in path and "/./" not in path and "/../" not in path
+
+
 def entry_from_row(row: Any, limits: Limits) -> Entry:
     """An entry from its saved row (see `entry_row`), every column checked."""
     if not isinstance(row, list):
@@ -799,7 +807,7 @@ def entry_from_row(row: Any, limits: Limits) -> Entry:
         and type(path) is str
         and path.isascii()  # one byte per character, and no surrogate
         and len(path) <= most
-        and path[:1] == "/"
+        and canonical(path)
         and "\0" not in path
         and type(etype) is str
         and etype in _ENTRY_TYPES
@@ -827,6 +835,8 @@ def entry_from_row(row: Any, limits: Limits) -> Entry:
         raise ValueError("path is not absolute")
     if "\0" in path:
         raise ValueError("path holds a NUL")
+    if not canonical(path):
+        raise ValueError("path is not a plain absolute path (an empty, '.' or '..' component)")
     if not isinstance(etype, str) or etype not in _ENTRY_TYPES:
         raise ValueError(f"type is not one of {', '.join(_ENTRY_TYPES)}")
     _int(mode, "mode", 0, 0o7777)
