@@ -578,8 +578,10 @@ class CheckResult(Rendered):
     tree: str
     image: str
     ok: bool
-    files: tuple[str, ...]  # "path (how it differs)" for each path that is not NEW's
+    files: tuple[str, ...]  # "path (how it differs)" for each path that is not NEW's: text
     stale: StaleReport  # processes rooted in the tree that still use replaced files
+    # the same paths as records, from the image to the tree as `Verification` reads them
+    differences: tuple[Change, ...] = ()
 
     __repr__ = _repr.short_repr
 

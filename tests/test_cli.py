@@ -155,6 +155,28 @@ def test_check_keeps_its_answer_as_the_exit_code(changed: tuple[Path, Path]) -> 
     assert main(["check", str(old), str(new), "-q", "--format", "plain"]) == 1
 
 
+def test_check_json_gives_the_differences_as_records_beside_files_text(
+    changed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    old, new = changed
+    (old / "only-old").write_text("x\n")
+    done = run("check", str(old), str(new), "--json", "--no-cache")
+    assert done.returncode == 1
+    doc = json.loads(done.stdout)
+    assert doc["files"] == [
+        "/etc/tool.conf (content)",
+        "/only-old (only in the tree)",
+        "/usr/share/doc/tool/NEWS (missing from the tree)",
+    ]  # text, as ever
+    assert doc["differences"] == [
+        {"path": "/etc/tool.conf", "status": "modified", "aspects": ["content"]},
+        {"path": "/only-old", "status": "added", "aspects": []},
+        {"path": "/usr/share/doc/tool/NEWS", "status": "removed", "aspects": []},
+    ]  # as verify reads them: from the image to the tree
+    verify = json.loads(run("verify", str(old), str(new), "--json", "--exact").stdout)
+    assert verify["differences"] == doc["differences"]
+
+
 def test_check_says_the_tree_it_checked_when_nothing_runs_in_it(
     changed: tuple[Path, Path],
 ) -> None:

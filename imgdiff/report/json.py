@@ -230,12 +230,17 @@ def verification_doc(result: Verification) -> dict[str, Any]:
         "tree": result.tree,
         "image": result.image,
         "matches": result.matches,
-        "differences": [
-            {"path": c.path, "status": c.status.value, "aspects": [a.value for a in c.aspects]}
-            for c in result.differences
-        ],
+        "differences": _differences(result.differences),
         "ignored": list(result.ignored),
     }
+
+
+def _differences(changes: Sequence[Change]) -> list[dict[str, Any]]:
+    """How a tree differs from its image (`verify`'s and `check`'s "differences")."""
+    return [
+        {"path": c.path, "status": c.status.value, "aspects": [a.value for a in c.aspects]}
+        for c in changes
+    ]
 
 
 def dumps(doc: dict[str, Any]) -> str:
@@ -269,4 +274,5 @@ def check_doc(result: CheckResult) -> dict[str, Any]:
         "processes": stale_doc(result.stale)["processes"],
         "tree": result.tree,
         "image": result.image,
+        "differences": _differences(result.differences),
     }
