@@ -120,6 +120,9 @@ class Manifest:
     ) -> None:
         self.entries = entries
         self.info = info
+        # what was read, for messages: the file a saved manifest was loaded from (its
+        # `info.path` is the image it was made from, which a reader was not given)
+        self.source = info.path
         self.warnings = list(warnings)
         self._image = image
         # what reading `image` found beside the entries: heads, captured contents, file ids
@@ -267,7 +270,9 @@ class Manifest:
         if self._image is not None:
             return self._image.read_files(list(paths), self._read)
         if self._kept is None:
-            raise Unsupported(f"{self.info.path}: a saved manifest holds no file contents")
+            raise Unsupported(
+                f"{escape_path(self.source)}: a saved manifest holds no file contents"
+            )
         out = {}
         for path in paths:
             if path in self._kept:
@@ -276,7 +281,7 @@ class Manifest:
                     out[path] = data
             elif (e := self.entries.get(path)) is not None and e.type is EntryType.FILE:
                 raise Unsupported(
-                    f"{self.info.path}: {escape_path(path)}: a saved manifest keeps the "
+                    f"{escape_path(self.source)}: {escape_path(path)}: a saved manifest keeps the "
                     "contents of package databases and unit files only"
                 )
         return out
@@ -521,6 +526,7 @@ class Manifest:
             raise BadInput(source, f"malformed manifest: {exc}") from None
         info = attrs.evolve(info, format=f"{kind}({info.format})")
         manifest = cls(entries, info, warnings)
+        manifest.source = source
         manifest._heads = heads
         manifest._kept = kept
         return manifest

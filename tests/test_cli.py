@@ -177,6 +177,22 @@ def test_check_json_gives_the_differences_as_records_beside_files_text(
     assert verify["differences"] == doc["differences"]
 
 
+def test_a_saved_manifest_is_named_by_the_file_given_not_the_image_it_recorded(
+    changed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    old, new = changed
+    saved = tmp_path / "old.m"
+    assert run("manifest", str(old), "-o", str(saved), "--no-cache").returncode == 0
+    for argv in (["pack", str(saved), str(new)], ["pack", str(old), str(saved)]):
+        done = run(*argv, "-o", str(tmp_path / "d.idd"))
+        assert done.returncode == 3
+        assert done.stderr.startswith(f"imgdiff: {saved}: "), done.stderr
+    verify = json.loads(run("verify", str(old), str(saved), "--json", "--no-cache").stdout)
+    assert verify["image"] == str(saved)  # as check's: the argument as given
+    check = json.loads(run("check", str(old), str(saved), "--json", "--no-cache").stdout)
+    assert check["image"] == str(saved)
+
+
 def test_check_says_the_tree_it_checked_when_nothing_runs_in_it(
     changed: tuple[Path, Path],
 ) -> None:
