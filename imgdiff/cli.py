@@ -400,6 +400,7 @@ def _emit(result: Any, args: argparse.Namespace, *, full: bool = False) -> int:
     people (every result renders through `report`; `full` lists every row); but for JSON,
     read warnings go to stderr."""
     fmt = _format(args)
+    result = _as_given(args, result)
     if fmt == "json":
         from imgdiff.report.json import document, dumps
 
@@ -434,6 +435,7 @@ def _warn(args: argparse.Namespace, messages: Sequence[str]) -> None:
     with -q."""
     if args.quiet or not messages:
         return
+    messages = [_as_given(args, m) for m in messages]
     most = len(messages) if args.verbose else 50
     for message in messages[:most]:
         sys.stderr.write(f"imgdiff: warning: {one_line(message)}\n")
@@ -730,6 +732,7 @@ def _manifest(args: argparse.Namespace) -> int:
             args.image, use_cache=not args.no_cache, capture=keep, progress=reading
         )
         manifest.fill_digests(manifest.entries, progress=progress)
+    manifest.info = _as_given(args, manifest.info)
     with _writing(args.output):
         manifest.save(args.output, keep=keep)
     _warn(args, [f"{escape_path(w.path)}: {w.message}" for w in manifest.warnings])
@@ -822,9 +825,33 @@ def _stdin_image(args: argparse.Namespace) -> Iterator[None]:
         with open(path, "wb") as out:
             shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
         setattr(args, dashes[0], path)
+        args.stdin_copy = path  # shown as `-` wherever the user sees it (`_as_given`)
         yield
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _as_given(args: argparse.Namespace, shown: Any) -> Any:
+    """What the user sees (a message, a result record and the records in it) with the
+    temporary copy of stdin named `-`, the argument as given, rather than a random path."""
+    copy = getattr(args, "stdin_copy", None)
+    if copy is None:
+        return shown
+    if type(shown) is str:  # not a vocabulary's member (a str enum)
+        return shown.replace(escape_path(copy), "-") if copy != shown else "-"
+    if isinstance(shown, tuple):
+        items = tuple(_as_given(args, item) for item in shown)
+        return shown if all(a is b for a, b in zip(items, shown, strict=True)) else items
+    import attrs
+
+    if not attrs.has(type(shown)):
+        return shown
+    changed = {}
+    for field in attrs.fields(type(shown)):
+        value = getattr(shown, field.name)
+        if field.init and (given := _as_given(args, value)) is not value:
+            changed[field.alias] = given
+    return attrs.evolve(shown, **changed) if changed else shown
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -867,7 +894,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"imgdiff: {one_line(str(exc))}", file=sys.stderr)
+        print(f"imgdiff: {one_line(_as_given(args, str(exc)))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
@@ -880,7 +907,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         hint = "" if args.debug else " (--debug prints the traceback)"
         print(
-            f"imgdiff: internal error: {type(exc).__name__}: {one_line(str(exc))}{hint}",
+            f"imgdiff: internal error: {type(exc).__name__}: "
+            f"{one_line(_as_given(args, str(exc)))}{hint}",
             file=sys.stderr,
         )
         return EXIT_INTERNAL

@@ -578,6 +578,28 @@ def test_dash_reads_an_image_from_stdin(
     assert "one image only" in both.stderr
 
 
+def test_stdin_is_named_dash_everywhere_the_user_sees_it(
+    changed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    old, new = changed
+    data = gnu_tar(new, tmp_path / "new.tar", None).read_bytes()
+    runs = [run("diff", str(old), "-", "--json", "--no-cache", stdin=data) for _ in range(2)]
+    assert runs[0].stdout == runs[1].stdout  # no random temporary path
+    assert json.loads(runs[0].stdout)["new"]["path"] == "-"
+    table = run("diff", str(old), "-", "--format", "table", "--no-cache", stdin=data)
+    assert f"{old}→-" in "".join(table.stdout.split())  # the title, wrapped or not
+    assert "imgdiff-stdin" not in table.stdout
+    for argv in (["verify", str(new), "-"], ["check", str(new), "-"]):
+        assert json.loads(run(*argv, "--json", "--no-cache", stdin=data).stdout)["image"] == "-"
+    empty = run("diff", str(old), "-", stdin=b"")
+    assert empty.returncode == 3
+    assert empty.stderr == "imgdiff: -: empty file\n"
+    saved = tmp_path / "s.m"
+    assert run("manifest", "-", "-o", str(saved), stdin=data).returncode == 0
+    recorded = json.loads(run("diff", str(saved), str(new), "--json", "--no-cache").stdout)
+    assert recorded["old"]["path"] == "-"  # the image it was made from, as given
+
+
 def test_a_saved_manifest_from_stdin(changed: tuple[Path, Path], tmp_path: Path) -> None:
     old, new = changed
     saved = tmp_path / "old.manifest"
