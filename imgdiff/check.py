@@ -9,7 +9,7 @@ nothing; `cli` turns "no" into exit 1.
 
 from __future__ import annotations
 
-from imgdiff.archive.apply import differences, tree_manifest
+from imgdiff.archive.apply import describe, tree_changes, tree_manifest
 from imgdiff.archive.format import as_manifest
 from imgdiff.manifest import Manifest
 from imgdiff.results import CheckResult
@@ -28,10 +28,12 @@ def check(
 ) -> CheckResult:
     """Whether `tree` is exactly NEW and no process rooted in it runs replaced files."""
     want = _target(source, use_cache)
-    files = differences(tree_manifest(tree, use_cache=use_cache), want, source)
+    found = tree_changes(tree_manifest(tree, use_cache=use_cache), want, source)
+    files = describe(found)
     snap = snapshot if snapshot is not None else Snapshot.capture(tree, exclude_self=True)
-    report = stale(snap)
-    return CheckResult(tree, source, not files and not report.processes, tuple(files), report)
+    report = stale(snap, root=tree)  # the root checked, for its notes
+    ok = not found and not report.processes
+    return CheckResult(tree, source, ok, tuple(files), report, tuple(found))
 
 
 __all__ = ["check"]

@@ -65,13 +65,13 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool = False) -> No
 def _output_options(parser: argparse.ArgumentParser, *, plain: bool = True) -> None:
     """--format (table, plain, json) and --json, its alias for json."""
     formats = ("table", "plain", "json") if plain else ("table", "json")
-    parser.add_argument(
-        "--format",
-        choices=formats,
-        default=None,
-        help="table for people, plain: one tab-separated record per line, json"
-        + (" (default: table on a terminal, plain otherwise)" if plain else ""),
-    )
+    text = (
+        "table for people, plain: one tab-separated record per line, json "
+        "(default: table on a terminal, plain otherwise)"
+        if plain
+        else "table for people (the default) or json"
+    )  # the formats accepted, and only those
+    parser.add_argument("--format", choices=formats, default=None, help=text)
     parser.add_argument(
         "--json", dest="format", action="store_const", const="json", help="same as --format json"
     )
@@ -138,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
         help="print a completion script for bash or zsh (generated from this parser)",
     )
     _common_options(p, top=True)
-    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    # not required=True: `_parse` says so itself, after naming an unknown option first
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
 
     def verb(name: str, text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
@@ -395,10 +396,11 @@ def _format(args: argparse.Namespace) -> str:
 
 
 def _emit(result: Any, args: argparse.Namespace, *, full: bool = False) -> int:
-    """A command's result on stdout: its JSON document, plain records (warnings on
-    stderr), or rendered for people (every result renders through `report`; `full` lists
-    every row)."""
+    """A command's result on stdout: its JSON document, plain records, or rendered for
+    people (every result renders through `report`; `full` lists every row); but for JSON,
+    read warnings go to stderr."""
     fmt = _format(args)
+    result = _as_given(args, result)
     if fmt == "json":
         from imgdiff.report.json import document, dumps
 
@@ -411,8 +413,10 @@ def _emit(result: Any, args: argparse.Namespace, *, full: bool = False) -> int:
         _warn(args, list(notes(result)))
     else:
         from imgdiff.report.console import render
+        from imgdiff.report.plain import warnings
 
         _stdout_console().print(render(result, full))
+        _warn(args, list(warnings(result)))  # as in plain: on stderr, -q and -v apply
     return EXIT_OK
 
 
@@ -431,6 +435,7 @@ def _warn(args: argparse.Namespace, messages: Sequence[str]) -> None:
     with -q."""
     if args.quiet or not messages:
         return
+    messages = [_as_given(args, m) for m in messages]
     most = len(messages) if args.verbose else 50
     for message in messages[:most]:
         sys.stderr.write(f"imgdiff: warning: {one_line(message)}\n")
@@ -727,6 +732,7 @@ def _manifest(args: argparse.Namespace) -> int:
             args.image, use_cache=not args.no_cache, capture=keep, progress=reading
         )
         manifest.fill_digests(manifest.entries, progress=progress)
+    manifest.info = _as_given(args, manifest.info)
     with _writing(args.output):
         manifest.save(args.output, keep=keep)
     _warn(args, [f"{escape_path(w.path)}: {w.message}" for w in manifest.warnings])
@@ -819,9 +825,33 @@ def _stdin_image(args: argparse.Namespace) -> Iterator[None]:
         with open(path, "wb") as out:
             shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
         setattr(args, dashes[0], path)
+        args.stdin_copy = path  # shown as `-` wherever the user sees it (`_as_given`)
         yield
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _as_given(args: argparse.Namespace, shown: Any) -> Any:
+    """What the user sees (a message, a result record and the records in it) with the
+    temporary copy of stdin named `-`, the argument as given, rather than a random path."""
+    copy = getattr(args, "stdin_copy", None)
+    if copy is None:
+        return shown
+    if type(shown) is str:  # not a vocabulary's member (a str enum)
+        return shown.replace(escape_path(copy), "-") if copy != shown else "-"
+    if isinstance(shown, tuple):
+        items = tuple(_as_given(args, item) for item in shown)
+        return shown if all(a is b for a, b in zip(items, shown, strict=True)) else items
+    import attrs
+
+    if not attrs.has(type(shown)):
+        return shown
+    changed = {}
+    for field in attrs.fields(type(shown)):
+        value = getattr(shown, field.name)
+        if field.init and (given := _as_given(args, value)) is not value:
+            changed[field.alias] = given
+    return attrs.evolve(shown, **changed) if changed else shown
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -838,8 +868,19 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """The arguments; one the verb does not know is reported with the verb's usage."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    if args.verb is None:  # `imgdiff --bogus`: the option is what is wrong
+        parser.error(
+            f"unrecognized arguments: {' '.join(extra)}"
+            if extra
+            else "the following arguments are required: VERB"
+        )
+    verb = _verb_parsers(parser)[args.verb]
     if extra:
-        _verb_parsers(parser)[args.verb].error(f"unrecognized arguments: {' '.join(extra)}")
+        verb.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "output", None) == "-":  # not a file named "-" in the current directory
+        verb.error("-o - is not supported: name a file (./- for one named '-')")
+    if args.verb == "diff" and args.no_packages and args.package:
+        verb.error("--package needs the owners --no-packages leaves unread: give one or the other")
     return args
 
 
@@ -853,7 +894,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"imgdiff: {one_line(str(exc))}", file=sys.stderr)
+        print(f"imgdiff: {one_line(_as_given(args, str(exc)))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
@@ -866,7 +907,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         hint = "" if args.debug else " (--debug prints the traceback)"
         print(
-            f"imgdiff: internal error: {type(exc).__name__}: {one_line(str(exc))}{hint}",
+            f"imgdiff: internal error: {type(exc).__name__}: "
+            f"{one_line(_as_given(args, str(exc)))}{hint}",
             file=sys.stderr,
         )
         return EXIT_INTERNAL

@@ -121,6 +121,9 @@ class Manifest:
     ) -> None:
         self.entries = entries
         self.info = info
+        # what was read, for messages: the file a saved manifest was loaded from (its
+        # `info.path` is the image it was made from, which a reader was not given)
+        self.source = info.path
         self.warnings = list(warnings)
         self._image = image
         # what reading `image` found beside the entries: heads, captured contents, file ids
@@ -268,7 +271,9 @@ class Manifest:
         if self._image is not None:
             return self._image.read_files(list(paths), self._read)
         if self._kept is None:
-            raise Unsupported(f"{self.info.path}: a saved manifest holds no file contents")
+            raise Unsupported(
+                f"{escape_path(self.source)}: a saved manifest holds no file contents"
+            )
         out = {}
         for path in paths:
             if path in self._kept:
@@ -277,7 +282,7 @@ class Manifest:
                     out[path] = data
             elif (e := self.entries.get(path)) is not None and e.type is EntryType.FILE:
                 raise Unsupported(
-                    f"{self.info.path}: {escape_path(path)}: a saved manifest keeps the "
+                    f"{escape_path(self.source)}: {escape_path(path)}: a saved manifest keeps the "
                     "contents of package databases and unit files only"
                 )
         return out
@@ -526,6 +531,7 @@ class Manifest:
             raise BadInput(source, f"malformed manifest: {exc}") from None
         info = attrs.evolve(info, format=f"{kind}({info.format})")
         manifest = cls(entries, info, warnings)
+        manifest.source = source
         manifest._heads = heads
         manifest._kept = kept
         return manifest
@@ -789,6 +795,14 @@ def _kept_bytes(value: Any, where: str) -> bytes:
         raise ValueError(f"{where} is not base64") from None
 
 
+def canonical(path: str) -> bool:
+    """True for an absolute path with no empty, `.` or `..` component (and not the root):
+    what a saved manifest's and a delta archive's paths must be."""
+    if path[:1] != "/" or path == "/" or path.endswith(("/", "/.", "/..")):
+        return False
+    return "//" not in path and "/./" not in path and "/../" not in path
+
+
 def entry_from_row(row: Any, limits: Limits) -> Entry:
     """An entry from its saved row (see `entry_row`), every column checked."""
     if not isinstance(row, list):
@@ -804,7 +818,7 @@ def entry_from_row(row: Any, limits: Limits) -> Entry:
         and type(path) is str
         and path.isascii()  # one byte per character, and no surrogate
         and len(path) <= most
-        and path[:1] == "/"
+        and canonical(path)
         and "\0" not in path
         and type(etype) is str
         and etype in _ENTRY_TYPES
@@ -832,6 +846,8 @@ def entry_from_row(row: Any, limits: Limits) -> Entry:
         raise ValueError("path is not absolute")
     if "\0" in path:
         raise ValueError("path holds a NUL")
+    if not canonical(path):
+        raise ValueError("path is not a plain absolute path (an empty, '.' or '..' component)")
     if not isinstance(etype, str) or etype not in _ENTRY_TYPES:
         raise ValueError(f"type is not one of {', '.join(_ENTRY_TYPES)}")
     _int(mode, "mode", 0, 0o7777)

@@ -171,9 +171,10 @@ class Rendered:
         return document(self)
 
     def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
-        from imgdiff.report.console import render
+        from imgdiff.report.console import render, render_warnings
 
         yield render(self)
+        yield from render_warnings(self)  # the CLI writes them on stderr instead
 
     def _repr_html_(self) -> str:
         from imgdiff.report.notebook import to_html
@@ -219,6 +220,9 @@ class Delta(Rendered):
     changes: tuple[Change, ...]
     stats: DeltaStats
     warnings: tuple[ImageWarning, ...] = ()
+    # True once each change's `packages` names its owners; False: they were not looked up
+    # (`diff --no-packages`), and the JSON leaves `packages` out rather than say "none"
+    owners: bool = False
 
     __repr__ = _repr.short_repr
 
@@ -574,8 +578,10 @@ class CheckResult(Rendered):
     tree: str
     image: str
     ok: bool
-    files: tuple[str, ...]  # "path (how it differs)" for each path that is not NEW's
+    files: tuple[str, ...]  # "path (how it differs)" for each path that is not NEW's: text
     stale: StaleReport  # processes rooted in the tree that still use replaced files
+    # the same paths as records, from the image to the tree as `Verification` reads them
+    differences: tuple[Change, ...] = ()
 
     __repr__ = _repr.short_repr
 

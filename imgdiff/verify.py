@@ -85,7 +85,8 @@ def verify(
         live = tree if isinstance(tree, Manifest) else read_tree(tree, ignore, use_cache=use_cache)
         want = image if isinstance(image, Manifest) else Manifest.read(image, use_cache=use_cache)
     differences = tuple(c for c in compare(want, live).changes if not skip(c.path))
-    return Verification(live.info.path, want.info.path, differences, tuple(ignore), live)
+    # the image as given (a saved manifest: its file, not the image it was made from)
+    return Verification(live.info.path, want.source, differences, tuple(ignore), live)
 
 
 def same_paths(tree: Manifest, image: Manifest, ignore: Sequence[str] = DRIFT_IGNORE) -> bool:

@@ -155,6 +155,54 @@ def test_check_keeps_its_answer_as_the_exit_code(changed: tuple[Path, Path]) -> 
     assert main(["check", str(old), str(new), "-q", "--format", "plain"]) == 1
 
 
+def test_check_json_gives_the_differences_as_records_beside_files_text(
+    changed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    old, new = changed
+    (old / "only-old").write_text("x\n")
+    done = run("check", str(old), str(new), "--json", "--no-cache")
+    assert done.returncode == 1
+    doc = json.loads(done.stdout)
+    assert doc["files"] == [
+        "/etc/tool.conf (content)",
+        "/only-old (only in the tree)",
+        "/usr/share/doc/tool/NEWS (missing from the tree)",
+    ]  # text, as ever
+    assert doc["differences"] == [
+        {"path": "/etc/tool.conf", "status": "modified", "aspects": ["content"]},
+        {"path": "/only-old", "status": "added", "aspects": []},
+        {"path": "/usr/share/doc/tool/NEWS", "status": "removed", "aspects": []},
+    ]  # as verify reads them: from the image to the tree
+    verify = json.loads(run("verify", str(old), str(new), "--json", "--exact").stdout)
+    assert verify["differences"] == doc["differences"]
+
+
+def test_a_saved_manifest_is_named_by_the_file_given_not_the_image_it_recorded(
+    changed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    old, new = changed
+    saved = tmp_path / "old.m"
+    assert run("manifest", str(old), "-o", str(saved), "--no-cache").returncode == 0
+    for argv in (["pack", str(saved), str(new)], ["pack", str(old), str(saved)]):
+        done = run(*argv, "-o", str(tmp_path / "d.idd"))
+        assert done.returncode == 3
+        assert done.stderr.startswith(f"imgdiff: {saved}: "), done.stderr
+    verify = json.loads(run("verify", str(old), str(saved), "--json", "--no-cache").stdout)
+    assert verify["image"] == str(saved)  # as check's: the argument as given
+    check = json.loads(run("check", str(old), str(saved), "--json", "--no-cache").stdout)
+    assert check["image"] == str(saved)
+
+
+def test_check_says_the_tree_it_checked_when_nothing_runs_in_it(
+    changed: tuple[Path, Path],
+) -> None:
+    old, new = changed
+    done = run("check", str(old), str(new), "--format", "plain", "--no-cache")
+    assert done.returncode == 1
+    assert f"imgdiff: warning: no process runs in {old}: nothing was checked" in done.stderr
+    assert "no process runs in /:" not in done.stderr
+
+
 # -- formats ------------------------------------------------------------------------------
 
 
@@ -215,6 +263,32 @@ def test_warnings_go_to_stderr_one_line_each_and_q_silences_them(tmp_path: Path)
     assert warnings[0].startswith(f"imgdiff: warning: /{long}/g: ")
     assert done.stdout == f"added\tsymlink\t/{long}\n"
     quiet = run("diff", str(good), str(bad), "--no-cache", "--no-packages", "-q")
+    assert quiet.stderr == ""
+    assert quiet.stdout == done.stdout
+
+
+def test_table_warnings_go_to_stderr_first_50_unless_v_none_with_q(tmp_path: Path) -> None:
+    """60 members under a symlink: 60 warnings, written as plain writes them."""
+    real = [member("real/", type=tarfile.DIRTYPE), member("real/f", b"x")]
+    good = tmp_path / "a.tar"
+    good.write_bytes(crafted_tar(real))
+    bad = tmp_path / "b.tar"
+    under = [member(f"link/g{i:02}", b"y") for i in range(60)]
+    bad.write_bytes(
+        crafted_tar([*real, member("link", type=tarfile.SYMTYPE, linkname="real"), *under])
+    )
+    argv = ("diff", str(good), str(bad), "--no-cache", "--no-packages", "--format", "table")
+    done = run(*argv)
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stdout
+    assert "/link/g00" not in done.stdout
+    lines = done.stderr.splitlines()
+    assert len(lines) == 51
+    assert all(line.startswith("imgdiff: warning: /link/g") for line in lines[:50])
+    assert lines[50] == "imgdiff: 10 more warnings (-v shows them)"
+    verbose = run(*argv, "-v")
+    assert sum(line.startswith("imgdiff: warning: ") for line in verbose.stderr.splitlines()) == 60
+    quiet = run(*argv, "-q")
     assert quiet.stderr == ""
     assert quiet.stdout == done.stdout
 
@@ -290,6 +364,24 @@ def test_package_filter_and_packages_table_folds_on_a_narrow_terminal(
     assert "20250419~deb12u2" in new_column  # whole, over two lines
 
 
+def test_no_packages_leaves_owners_out_and_refuses_the_package_filter(
+    dpkg_pair: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    old, new = dpkg_pair
+    base = ["diff", str(old), str(new), "--no-cache", "--json"]
+    assert main(base) == 0
+    owned = json.loads(capsys.readouterr().out)["changes"]
+    assert any("dpkg:demo-tool:amd64" in c["packages"] for c in owned)
+    assert main([*base, "--no-packages"]) == 0
+    unread = json.loads(capsys.readouterr().out)["changes"]
+    assert unread
+    assert all("packages" not in c for c in unread)  # not looked up, which is not "none"
+    with pytest.raises(SystemExit) as exc:  # it would match nothing, silently
+        main([*base, "--no-packages", "--package", "demo-tool", "--exit-code"])
+    assert exc.value.code == 2
+    assert "--package needs the owners --no-packages leaves unread" in capsys.readouterr().err
+
+
 def test_table_puts_code_first_and_says_what_it_hides(
     tree_pair: TreePair, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -307,6 +399,20 @@ def test_table_puts_code_first_and_says_what_it_hides(
     assert "1 left out by the filters" in out
     assert main(["diff", str(old), str(new), "--format", "table", "--all"]) == 0
     assert "251 of 251 changes shown" in capsys.readouterr().out
+
+
+def test_table_title_escapes_a_name_that_is_not_utf8(
+    changed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    old, new = changed
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/d\xe9r"))
+    odd.mkdir()
+    shutil.copytree(old, odd / "old", symlinks=True)
+    done = run("diff", str(odd / "old"), str(new), "--format", "table", "--no-cache")
+    assert done.returncode == 0, done.stderr
+    title = "".join(done.stdout.split())  # a title wraps at the table's width
+    assert f"{tmp_path}/d\\xe9r/old→{new}" in title
+    assert "\udce9" not in done.stdout  # no raw byte
 
 
 def test_identical_inputs_say_no_differences(
@@ -390,6 +496,30 @@ def test_unknown_option_after_a_verb_prints_that_verbs_usage() -> None:
     assert done.stderr.endswith("imgdiff verify: error: unrecognized arguments: --all\n")
 
 
+def test_an_unknown_option_before_any_verb_is_named() -> None:
+    done = run("--bogus")
+    assert done.returncode == 2
+    assert "imgdiff: error: unrecognized arguments: --bogus" in done.stderr
+    assert "required" not in done.stderr
+    assert "the following arguments are required: VERB" in run().stderr
+
+
+def test_output_dash_is_refused_not_a_file_named_dash(
+    changed: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old, _ = changed
+    monkeypatch.chdir(tmp_path)
+    for argv in (["manifest", str(old), "-o", "-"], ["snapshot", "--root", str(old), "-o", "-"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert "-o - is not supported" in capsys.readouterr().err
+    assert not (tmp_path / "-").exists()
+
+
 def test_help_text_of_packages_and_manifest() -> None:
     packages = run("packages", "--help", COLUMNS="300").stdout
     assert "docker-save" in packages
@@ -397,6 +527,22 @@ def test_help_text_of_packages_and_manifest() -> None:
     manifest = run("manifest", "--help", COLUMNS="300").stdout
     assert "where to write it" in manifest
     assert "-o FILE, --output FILE" in manifest
+
+
+@pytest.mark.parametrize(
+    "verb", [["pack"], ["apply"], ["rollback"], ["demo"], ["fleet", "plan"], ["diff"]]
+)
+def test_help_names_exactly_the_formats_a_verb_accepts(
+    verb: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main([*verb, "--help"])
+    out = capsys.readouterr().out
+    accepted = re.search(r"\n +--format \{([a-z,]+)\}(.*?)\n +--json", out, re.DOTALL)
+    assert accepted is not None
+    named = {f for f in ("table", "plain", "json") if re.search(rf"\b{f}\b", accepted[2])}
+    assert named == set(accepted.group(1).split(","))
 
 
 def test_input_error_lists_every_accepted_kind(tmp_path: Path) -> None:
@@ -430,6 +576,28 @@ def test_dash_reads_an_image_from_stdin(
     both = run("diff", "-", "-", stdin=b"")
     assert both.returncode == 3
     assert "one image only" in both.stderr
+
+
+def test_stdin_is_named_dash_everywhere_the_user_sees_it(
+    changed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    old, new = changed
+    data = gnu_tar(new, tmp_path / "new.tar", None).read_bytes()
+    runs = [run("diff", str(old), "-", "--json", "--no-cache", stdin=data) for _ in range(2)]
+    assert runs[0].stdout == runs[1].stdout  # no random temporary path
+    assert json.loads(runs[0].stdout)["new"]["path"] == "-"
+    table = run("diff", str(old), "-", "--format", "table", "--no-cache", stdin=data)
+    assert f"{old}→-" in "".join(table.stdout.split())  # the title, wrapped or not
+    assert "imgdiff-stdin" not in table.stdout
+    for argv in (["verify", str(new), "-"], ["check", str(new), "-"]):
+        assert json.loads(run(*argv, "--json", "--no-cache", stdin=data).stdout)["image"] == "-"
+    empty = run("diff", str(old), "-", stdin=b"")
+    assert empty.returncode == 3
+    assert empty.stderr == "imgdiff: -: empty file\n"
+    saved = tmp_path / "s.m"
+    assert run("manifest", "-", "-o", str(saved), stdin=data).returncode == 0
+    recorded = json.loads(run("diff", str(saved), str(new), "--json", "--no-cache").stdout)
+    assert recorded["old"]["path"] == "-"  # the image it was made from, as given
 
 
 def test_a_saved_manifest_from_stdin(changed: tuple[Path, Path], tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 import attrs
@@ -48,7 +48,7 @@ from imgdiff.image import DirImage
 from imgdiff.image._dir import _TYPES as _STAT_TYPES
 from imgdiff.image._dir import mounts_below
 from imgdiff.manifest import ImageInfo, Manifest
-from imgdiff.model import Entry, EntryType
+from imgdiff.model import Change, Entry, EntryType, Status
 from imgdiff.results import ApplyResult
 
 STATE_DIR = "/var/lib/imgdiff"
@@ -362,7 +362,24 @@ def tree_manifest(tree: str, *, use_cache: bool = True) -> Manifest:
 
 
 def differences(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str) -> list[str]:
-    """What keeps `tree` from being the image `want` describes: "path (aspects)" lines.
+    """What keeps `tree` from being the image `want` describes: "path (aspects)" lines."""
+    return describe(tree_changes(tree, want, name))
+
+
+def describe(changes: Sequence[Change]) -> list[str]:
+    """`tree_changes` as text: "path (aspects)", "path (only in the tree)", ..."""
+    out = []
+    for c in changes:
+        how = {"added": "only in the tree", "removed": "missing from the tree"}.get(
+            c.status.value, ", ".join(a.value for a in c.aspects)
+        )
+        out.append(f"{escape_path(c.path)} ({how})")
+    return out
+
+
+def tree_changes(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str) -> list[Change]:
+    """How `tree` differs from the image `want` describes, read from the image to the tree
+    as `verify` reads it ("added": in the tree only).
 
     mtime alone is not a difference; the state directory and the parents apply created
     for it are not part of the tree. A `Manifest` given as `want` computes the digests
@@ -376,13 +393,11 @@ def differences(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str)
     else:
         files = sum(1 for e in want.values() if e.type is EntryType.FILE)
         wanted = Manifest(dict(want), ImageInfo(name, "manifest", len(want), files, 0))
-    out = []
-    for c in compare(tree, wanted).changes:
-        how = {"removed": "only in the tree", "added": "missing from the tree"}.get(
-            c.status.value, ", ".join(a.value for a in c.aspects)
-        )
-        out.append(f"{escape_path(c.path)} ({how})")
-    return out
+    flipped = {Status.ADDED: Status.REMOVED, Status.REMOVED: Status.ADDED}
+    return [
+        attrs.evolve(c, status=flipped.get(c.status, c.status), old=c.new, new=c.old)
+        for c in compare(tree, wanted).changes
+    ]
 
 
 def _ancestors(path: str) -> list[str]:

@@ -30,7 +30,7 @@ import zstandard
 
 from imgdiff.errors import BadInput, LimitExceeded
 from imgdiff.image.base import Limits
-from imgdiff.manifest import Manifest, entry_from_row, entry_row, identity_of
+from imgdiff.manifest import Manifest, canonical, entry_from_row, entry_row, identity_of
 from imgdiff.model import Entry, EntryType
 
 MAGIC = b"IMGDIFF-DELTA/1\n"
@@ -307,13 +307,6 @@ def check_tree(entries: Mapping[str, Entry], what: str, bad: Callable[[str], Bad
             or leader.digest != entry.digest
         ):
             raise bad(f"{what}: {path!r} is hard-linked to {group!r}, not a file of its group")
-
-
-def canonical(path: str) -> bool:
-    """True for an absolute path with no empty, `.` or `..` component (and not the root)."""
-    if path[:1] != "/" or path == "/" or path.endswith(("/", "/.", "/..")):
-        return False
-    return "//" not in path and "/./" not in path and "/../" not in path
 
 
 def is_delta(path: str) -> bool:

@@ -23,7 +23,7 @@ import zstandard
 
 from imgdiff import _digest, _parallel
 from imgdiff.archive.format import Header, Record, keeps_file, write_header
-from imgdiff.errors import BadInput, Unsupported
+from imgdiff.errors import BadInput, Unsupported, escape_path
 from imgdiff.image import Image
 from imgdiff.manifest import Manifest
 from imgdiff.model import Entry, EntryType
@@ -66,7 +66,7 @@ def pack(
     """Write the delta archive that turns OLD into NEW to `out`; returns its digest."""
     om, nm = Manifest.read_pair(old, new, workers=workers)
     if not nm.has_contents:
-        raise Unsupported(f"{nm.info.path}: a saved manifest holds no contents to pack")
+        raise Unsupported(f"{escape_path(nm.source)}: a saved manifest holds no contents to pack")
     om.fill_digests(om.entries)
     nm.fill_digests(nm.entries)
     old_entries = {
@@ -75,7 +75,9 @@ def pack(
     added = frozenset(p for p in nm.entries if p not in om.entries)
     for p in sorted(added | (old_entries.keys() & nm.entries.keys())):
         if creates_device(old_entries.get(p), nm.entries[p]):
-            raise Unsupported(f"{nm.info.path}: {p}: a delta never creates device nodes")
+            raise Unsupported(
+                f"{escape_path(nm.source)}: {escape_path(p)}: a delta never creates device nodes"
+            )
     jobs = _content_jobs(om, nm)
     done = 0
 
@@ -203,7 +205,7 @@ def _contents(m: Manifest, paths: list[str]) -> dict[str, bytes]:
         data = found.get(path)
         entry = m.entries[path]
         if data is None or len(data) != entry.size or _digest.of_bytes(data) != entry.digest:
-            raise BadInput(m.info.path, "changed or unreadable while the delta was made", path)
+            raise BadInput(m.source, "changed or unreadable while the delta was made", path)
     return found
 
 

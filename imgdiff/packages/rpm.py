@@ -95,7 +95,7 @@ def read_rpm(
         why = f"rpm bindings unavailable: a {found.backend} database has no fallback reader"
         warnings.append(ImageWarning(found.main, why))
         return PackageDB(MANAGER, (), found.main, tuple(warnings))
-    bad = functools.partial(BadInput, manifest.info.path, entry=found.main)
+    bad = functools.partial(BadInput, manifest.source, entry=found.main)
     # the database's readers load only for an image that has one (sqlite3 is not small)
     import tempfile
 

@@ -253,4 +253,4 @@ def annotate(delta: Delta, old: PackageView, new: PackageView) -> Delta:
         return tuple(f"{p.manager}:{p.key}" for p in view.owners(change.path))
 
     changes = tuple(attrs.evolve(c, packages=owners(c)) for c in delta.changes)
-    return attrs.evolve(delta, changes=changes)
+    return attrs.evolve(delta, changes=changes, owners=True)

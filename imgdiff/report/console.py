@@ -95,6 +95,19 @@ def _n(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
+def render_warnings(result: object, most: int = 50) -> Iterator[Text]:
+    """A result's read warnings under the rendering (the first `most`, then how many
+    more), as a library shows them; the CLI writes them on stderr instead."""
+    from imgdiff.report.plain import warnings
+
+    lines = list(warnings(result))
+    if lines:
+        yield Text(f"{_n(len(lines), 'warning')}:", style="bold red")
+    yield from (Text(f"  {line}") for line in lines[:most])
+    if len(lines) > most:
+        yield Text(f"  … {len(lines) - most} more (.warnings has them)")
+
+
 @render.register
 def render_delta(delta: Delta, full: bool = False) -> RenderableType:
     """The delta as the change table (executables, libraries, units and config first, docs
@@ -115,10 +128,6 @@ def render_delta(delta: Delta, full: bool = False) -> RenderableType:
         f"mtime-only {s.mtime_only}  unchanged {s.unchanged}  ",
         f"share of new image: {s.share_files:.1%} of files, {s.share_bytes:.1%} of bytes",
     )
-    warnings: list[RenderableType] = []
-    if delta.warnings:
-        warnings.append(Text(f"{_n(len(delta.warnings), 'warning')}:", style="bold red"))
-        warnings.extend(Text(f"  {escape_path(w.path)}: {w.message}") for w in delta.warnings[:50])
     total = s.added + s.removed + s.modified
     if total == 0:
         same = Text(
@@ -128,7 +137,7 @@ def render_delta(delta: Delta, full: bool = False) -> RenderableType:
         )
         if s.mtime_only:
             same.append(f" ({s.mtime_only} differ in mtime only)", style="")
-        return Group(same, *warnings)
+        return same
     kinds = Table(title="by kind", show_edge=False)
     kinds.add_column("kind")
     kinds.add_column("changes", justify="right")
@@ -139,7 +148,8 @@ def render_delta(delta: Delta, full: bool = False) -> RenderableType:
 
     def table(width: int) -> RenderableType:
         narrow = width < _NARROW
-        t = Table(show_edge=False, title=f"{delta.old.path} → {delta.new.path}")
+        title = f"{escape_path(delta.old.path)} → {escape_path(delta.new.path)}"
+        t = Table(show_edge=False, title=title)
         t.add_column("status", no_wrap=True)
         t.add_column("kind", no_wrap=True)
         if not narrow:
@@ -160,7 +170,7 @@ def render_delta(delta: Delta, full: bool = False) -> RenderableType:
         shown += f"; {len(delta.changes) - len(rows)} more match (--all lists them)"
     if len(delta.changes) < total:
         shown += f"; {total - len(delta.changes)} left out by the filters"
-    return Group(_Fitted(table), Text(shown, style="bold"), kinds, summary, *warnings)
+    return Group(_Fitted(table), Text(shown, style="bold"), kinds, summary)
 
 
 _PKG_STYLE = {
@@ -212,10 +222,6 @@ def render_packages(pdelta: PackageDelta, full: bool = False) -> RenderableType:
             Text(f"  {escape_path(m.path)} ({m.manager}:{m.package})")
             for m in pdelta.modified_locally
         )
-    parts.extend(
-        Text(f"warning: {escape_path(w.path)}: {w.message}", style="red")
-        for w in pdelta.warnings[:50]
-    )
     return Group(*parts)
 
 

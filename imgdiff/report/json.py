@@ -74,9 +74,9 @@ def entry_json(entry: Entry | None) -> dict[str, Any] | None:
     return doc
 
 
-def change_json(change: Change) -> dict[str, Any]:
-    """One element of "changes"."""
-    return {
+def change_json(change: Change, *, owners: bool = True) -> dict[str, Any]:
+    """One element of "changes"; `packages` (additive) only when `owners` were looked up."""
+    doc: dict[str, Any] = {
         "path": change.path,
         "status": change.status.value,
         "aspects": [a.value for a in change.aspects],
@@ -85,6 +85,9 @@ def change_json(change: Change) -> dict[str, Any]:
         "old": entry_json(change.old),
         "new": entry_json(change.new),
     }
+    if not owners:
+        del doc["packages"]
+    return doc
 
 
 def stats_json(stats: DeltaStats) -> dict[str, Any]:
@@ -105,7 +108,7 @@ def delta_doc(delta: Delta) -> dict[str, Any]:
         "old": delta.old.to_json(),
         "new": delta.new.to_json(),
         "stats": stats_json(delta.stats),
-        "changes": [change_json(c) for c in delta.changes],
+        "changes": [change_json(c, owners=delta.owners) for c in delta.changes],
         "warnings": _warnings(delta.warnings),
     }
 
@@ -227,12 +230,17 @@ def verification_doc(result: Verification) -> dict[str, Any]:
         "tree": result.tree,
         "image": result.image,
         "matches": result.matches,
-        "differences": [
-            {"path": c.path, "status": c.status.value, "aspects": [a.value for a in c.aspects]}
-            for c in result.differences
-        ],
+        "differences": _differences(result.differences),
         "ignored": list(result.ignored),
     }
+
+
+def _differences(changes: Sequence[Change]) -> list[dict[str, Any]]:
+    """How a tree differs from its image (`verify`'s and `check`'s "differences")."""
+    return [
+        {"path": c.path, "status": c.status.value, "aspects": [a.value for a in c.aspects]}
+        for c in changes
+    ]
 
 
 def dumps(doc: dict[str, Any]) -> str:
@@ -266,4 +274,5 @@ def check_doc(result: CheckResult) -> dict[str, Any]:
         "processes": stale_doc(result.stale)["processes"],
         "tree": result.tree,
         "image": result.image,
+        "differences": _differences(result.differences),
     }

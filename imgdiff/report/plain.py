@@ -144,10 +144,27 @@ def notes(result: object) -> Iterator[str]:
     yield from ()
 
 
-@notes.register
-def _delta_notes(result: Delta | PackageDelta) -> Iterator[str]:
+@functools.singledispatch
+def warnings(result: object) -> Iterator[str]:
+    """What a reader could not read exactly, one line each: on stderr in every format
+    but JSON (whose document holds them)."""
+    yield from ()
+
+
+@warnings.register
+def _read_warnings(result: Delta | PackageDelta) -> Iterator[str]:
     for w in result.warnings:
         yield f"{escape_path(w.path)}: {w.message}"
+
+
+@warnings.register
+def _plan_warnings(plan: Plan) -> Iterator[str]:
+    return _read_warnings(plan.delta)
+
+
+@notes.register
+def _delta_notes(result: Delta | PackageDelta | Plan) -> Iterator[str]:
+    return warnings(result)
 
 
 @notes.register
@@ -161,8 +178,3 @@ def _gaps(result: Snapshot | StaleReport) -> Iterator[str]:
 @notes.register
 def _check_notes(result: CheckResult) -> Iterator[str]:
     return _gaps(result.stale)
-
-
-@notes.register
-def _plan_notes(plan: Plan) -> Iterator[str]:
-    return _delta_notes(plan.delta)
