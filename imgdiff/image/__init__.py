@@ -57,9 +57,8 @@ def open_image(path: str, *, limits: Limits | None = None) -> Image:
     from imgdiff.image._tar import TarImage
     from imgdiff.image._tarheader import is_tar_header
 
-    if sniff_compression(head) is not None:
-        return TarImage(path, limits=limits)
-    if is_tar_header(head):  # an empty archive is all zero blocks
+    # a tar (an empty one is all zero blocks), compressed or not, may hold a container image
+    if sniff_compression(head) is not None or is_tar_header(head):
         from imgdiff.image._oci import OciImage, is_container_archive
 
         if is_container_archive(path):

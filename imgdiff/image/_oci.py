@@ -15,12 +15,14 @@ import json
 import os
 import platform
 import posixpath
+import tempfile
 from typing import Any, BinaryIO
 
 import attrs
 
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported
 from imgdiff.image._extract import Extraction, Member
+from imgdiff.image._stream import Stream, sniff_compression
 from imgdiff.image._tar import TarReader
 from imgdiff.image.base import Capture, Image, Limits, ReadResult
 from imgdiff.model import EntryType
@@ -105,9 +107,12 @@ class _BlobStore:
         self._fh: BinaryIO | None = None
         if os.path.isfile(path):
             self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+            compression = sniff_compression(self._fh.read(8))
+            self._fh.seek(0)
+            if compression is not None:
+                with self._fh:
+                    self._fh = _spooled(self._fh, path, limits, compression)
             reader = TarReader(self._fh, path, limits, ReadResult("index"))
-            if reader.compression is not None:
-                raise Unsupported(f"{path}: compressed container archives: decompress it first")
             self._members = {}
             for m in reader.members(hash_content=False):
                 if m.type is EntryType.FILE and not m.hardlink:
@@ -178,6 +183,28 @@ class _BlobStore:
             self._fh.close()
 
 
+def _spooled(fh: BinaryIO, path: str, limits: Limits, compression: str) -> BinaryIO:
+    """A compressed archive decompressed (verified, bounded by `limits`) into an unnamed
+    temporary file, gone once closed: blobs are read at their offsets, and `manifest.json`
+    comes after the layers it orders."""
+    try:
+        out = tempfile.TemporaryFile(prefix="imgdiff-")  # noqa: SIM115 - the caller closes it
+    except OSError as exc:
+        raise BadInput(path, f"cannot make a temporary file: {exc.strerror}") from None
+    try:
+        stream = Stream(fh, path, limits, compression)
+        for piece in stream.chunks(limits.max_total_bytes + 1):
+            out.write(piece)
+        out.seek(0)
+    except OSError as exc:
+        out.close()
+        raise BadInput(path, f"cannot decompress to a temporary file: {exc.strerror}") from None
+    except BaseException:
+        out.close()
+        raise
+    return out
+
+
 def _check(src: str, rel: str, win: _Window, digest: str, size: int | None) -> None:
     if size is not None and size >= 0 and win._size != size:
         raise BadInput(src, f"blob size {win._size} does not match descriptor size {size}", rel)
@@ -186,7 +213,8 @@ def _check(src: str, rel: str, win: _Window, digest: str, size: int | None) -> N
 
 
 def is_container_archive(path: str) -> bool:
-    """True if an uncompressed tar holds an OCI layout or a docker-save manifest.json."""
+    """True if a tar (plain or compressed) holds an OCI layout or a docker-save manifest.json
+    among its first members."""
     try:
         with open(path, "rb") as fh:
             reader = TarReader(fh, path, Limits(), ReadResult("index"))
