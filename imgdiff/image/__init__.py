@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from imgdiff.errors import BadInput
+from imgdiff.fs.inputs import open_regular_file
 from imgdiff.image._dir import DirImage
 from imgdiff.image.base import Image, Limits
 
@@ -47,7 +48,7 @@ def open_image(path: str, *, limits: Limits | None = None) -> Image:
     if not os.path.isfile(path):
         raise BadInput(path, "neither a directory nor a regular file")
     try:
-        with open(path, "rb") as fh:
+        with open(open_regular_file(path), "rb") as fh:
             head = fh.read(512)
     except OSError as exc:
         raise BadInput(path, f"cannot read: {exc.strerror}") from None

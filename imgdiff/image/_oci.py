@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 import attrs
 
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported
+from imgdiff.fs.inputs import open_regular_file
 from imgdiff.image._extract import Extraction, Member
 from imgdiff.image._stream import Stream, sniff_compression
 from imgdiff.image._tar import TarReader
@@ -216,7 +217,7 @@ def is_container_archive(path: str) -> bool:
     """True if a tar (plain or compressed) holds an OCI layout or a docker-save manifest.json
     among its first members."""
     try:
-        with open(path, "rb") as fh:
+        with open(open_regular_file(path), "rb") as fh:  # never a FIFO or a device
             reader = TarReader(fh, path, Limits(), ReadResult("index"))
             for i, m in enumerate(reader.members(hash_content=False)):
                 if m.name in ("/oci-layout", "/manifest.json"):
