@@ -211,3 +211,35 @@ def test_compressed_container_archives_read_as_the_image_they_hold(
         expected = Manifest.read(str(plain), use_cache=False)
         assert imgdiff.compare(expected, read).changes == ()
         assert "/etc/app/c.conf" in read
+
+
+def test_an_archive_with_several_images_is_read_by_archive_colon_ref(
+    two_layer_image: tuple[Path, Path], tmp_path: Path
+) -> None:
+    layout, _ = two_layer_image
+    oci = tmp_path / "layout.tar"
+    sh("tar", "-C", str(layout), "-cf", str(oci), ".")
+    with pytest.raises(BadInput, match=r"name one as PATH:REF \(v1, v2\)"):
+        Manifest.read(str(oci), use_cache=False)
+    packed = tmp_path / "packed.tar"
+    shutil.copyfile(oci, packed)
+    packed = compress(packed, "gzip")
+    for archive in (oci, packed):
+        for tag in ("v1", "v2"):
+            read = Manifest.read(f"{archive}:{tag}", use_cache=False)
+            assert read.info.format == "oci-archive"
+            expected = Manifest.read(f"{layout}:{tag}", use_cache=False)
+            assert imgdiff.compare(expected, read).changes == ()
+        with pytest.raises(BadInput, match="no image tagged 'v3'"):
+            Manifest.read(f"{archive}:v3", use_cache=False)
+    docker = tmp_path / "docker.tar"
+    sh("skopeo", "copy", "--insecure-policy", f"oci:{layout}:v2", f"docker-archive:{docker}:img:v2")
+    expected = Manifest.read(f"{layout}:v2", use_cache=False)
+    for ref in ("v2", "img:v2"):  # a docker-save image by its RepoTags, whole or the tag
+        read = Manifest.read(f"{docker}:{ref}", use_cache=False)
+        assert imgdiff.compare(expected, read).changes == ()
+    with pytest.raises(BadInput, match=r"no image tagged 'v1' in manifest\.json"):
+        Manifest.read(f"{docker}:v1", use_cache=False)
+    named = tmp_path / "odd:v1"  # a path that exists as given is never split at ":"
+    shutil.copyfile(docker, named)
+    assert imgdiff.compare(expected, Manifest.read(str(named), use_cache=False)).changes == ()

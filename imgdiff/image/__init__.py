@@ -28,16 +28,37 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _archive_and_ref(path: str) -> tuple[str, str] | None:
+    """("ARCHIVE", "REF") when `path` is a container archive's path, ":" and a reference
+    (which may hold ":" itself, as docker's "img:v2" does); None otherwise."""
+    at = path.find(":")
+    while at > 0:
+        archive, ref = path[:at], path[at + 1 :]
+        if ref and os.path.isfile(archive):
+            from imgdiff.image._oci import is_container_archive
+
+            return (archive, ref) if is_container_archive(archive) else None
+        at = path.find(":", at + 1)
+    return None
+
+
 def open_image(path: str, *, limits: Limits | None = None) -> Image:
     """A reader for the image at `path`, chosen by looking at its content."""
     try:
         st = os.stat(path)
     except OSError as exc:
+        # "LAYOUT:TAG" or "ARCHIVE:TAG", as skopeo spells them; a path that exists as given
+        # never gets here
         layout, sep, ref = path.rpartition(":")
         if sep and ref and os.path.isfile(os.path.join(layout, "oci-layout")):
             from imgdiff.image._oci import OciImage
 
-            return OciImage(layout, limits=limits, ref=ref)  # "LAYOUT:TAG", as skopeo spells it
+            return OciImage(layout, limits=limits, ref=ref)
+        archive = _archive_and_ref(path)
+        if archive is not None:
+            from imgdiff.image._oci import OciImage
+
+            return OciImage(archive[0], limits=limits, ref=archive[1])
         raise BadInput(path, f"cannot open: {exc.strerror}") from None
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "oci-layout")):

@@ -260,6 +260,10 @@ class OciImage(Image):
         if store.exists("manifest.json"):
             result.format = "docker-archive"
             doc = store.json("manifest.json")
+            if isinstance(doc, list) and self.ref is not None:  # chosen by one of its RepoTags
+                doc = [d for d in doc if isinstance(d, dict) and self._tagged(d.get("RepoTags"))]
+                if not doc:
+                    raise BadInput(self.path, f"no image tagged {self.ref!r} in manifest.json")
             if not isinstance(doc, list) or len(doc) != 1 or not isinstance(doc[0], dict):
                 raise BadInput(self.path, "manifest.json must describe exactly one image")
             layers = doc[0].get("Layers")
@@ -267,6 +271,14 @@ class OciImage(Image):
                 raise BadInput(self.path, "manifest.json has no Layers list")
             return [_Layer(x, None, None) for x in layers]
         raise BadInput(self.path, "neither index.json nor manifest.json: not a container image")
+
+    def _tagged(self, tags: Any) -> bool:
+        """True if docker-save `RepoTags` name `self.ref`: whole ("docker.io/library/img:v2"),
+        without the registry's part ("img:v2"), or its tag alone ("v2")."""
+        if not isinstance(tags, list):
+            return False
+        ends = (f":{self.ref}", f"/{self.ref}")
+        return any(isinstance(t, str) and (t == self.ref or t.endswith(ends)) for t in tags)
 
     def _oci_layers(self, store: _BlobStore) -> list[_Layer]:
         doc = store.json("index.json")
