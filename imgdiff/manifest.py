@@ -26,6 +26,7 @@ from imgdiff._jsondoc import Types, check_types
 from imgdiff._progress import ReadCounts
 from imgdiff.cache import DigestCache
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported, escape_path
+from imgdiff.fs.inputs import open_regular_file
 from imgdiff.image import Image, Limits, open_image
 from imgdiff.image.base import CONTENT_MAGICS, Capture, FileId, ReadResult
 from imgdiff.model import Entry, EntryType, ImageWarning
@@ -617,7 +618,7 @@ def identity_of(rows: list[list[Any]]) -> str:
 def is_manifest_file(path: str) -> bool:
     """True if `path` is a file written by `Manifest.save`."""
     try:
-        with open(path, "rb") as fh:
+        with open(open_regular_file(path), "rb") as fh:  # never a FIFO or a device
             if fh.read(4) != _ZSTD_MAGIC:
                 return False
             fh.seek(0)

@@ -36,8 +36,11 @@ def _no_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COLUMNS", raising=False)
 
 
-def run(*argv: str, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    """The installed `imgdiff` with stdout and stderr pipes (not a terminal)."""
+def run(
+    *argv: str, stdin: bytes | None = None, timeout: float | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The installed `imgdiff` with stdout and stderr pipes (not a terminal); `timeout`
+    seconds at most (`subprocess.TimeoutExpired` past them)."""
     done = subprocess.run(
         [IMGDIFF, *argv],
         input=stdin,
@@ -45,6 +48,7 @@ def run(*argv: str, stdin: bytes | None = None, **env: str) -> subprocess.Comple
         capture_output=True,
         env={k: v for k, v in os.environ.items() if k != "COLUMNS"} | env,
         check=False,
+        timeout=timeout,
     )
     return subprocess.CompletedProcess(
         done.args,
@@ -555,6 +559,31 @@ def test_input_error_lists_every_accepted_kind(tmp_path: Path) -> None:
     (line,) = done.stderr.splitlines()
     for kind in ("directory", "tar", "zstd", "OCI", "docker-save", "delta archive", "manifest"):
         assert kind in line
+
+
+@pytest.mark.parametrize(
+    ("verb", "where"),
+    [("diff", 0), ("diff", 1), ("verify", 1), ("packages", 0), ("apply", 0), ("stale", 0)],
+)
+@pytest.mark.parametrize("node", ["fifo", "/dev/null"])
+def test_a_fifo_or_device_is_refused_without_being_opened(
+    tmp_path: Path, verb: str, where: int, node: str
+) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    if node == "fifo":
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        node = str(fifo)
+    args = [str(tree), str(tree)]
+    args[where] = node
+    argv = ["stale", "--against", node] if verb == "stale" else [verb, *args]
+    # opened for reading, a FIFO without a writer blocks for ever: the timeout says so
+    done = run(*argv, timeout=30)
+    assert done.returncode == 3, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert f"{node}: " in line
+    assert "regular file" in line
 
 
 # -- stdin --------------------------------------------------------------------------------

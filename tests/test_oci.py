@@ -18,6 +18,7 @@ import imgdiff
 from imgdiff import BadInput, Manifest
 
 from .conftest import crafted_tar, member, write_tree
+from .tarzoo import compress
 
 pytestmark = pytest.mark.skipif(
     shutil.which("umoci") is None, reason="umoci is installed by scripts/dev.sh"
@@ -188,3 +189,57 @@ def test_hardlink_to_a_lower_layer_and_zstd_layers(tmp_path: Path) -> None:
     a, b = m["/usr/bin/python3.11"], m["/usr/bin/python3"]
     assert a.digest == b.digest
     assert a.hardlink == b.hardlink == "/usr/bin/python3"
+
+
+@pytest.mark.parametrize("tool", ["gzip", "bzip2", "xz", "zstd"])
+def test_compressed_container_archives_read_as_the_image_they_hold(
+    two_layer_image: tuple[Path, Path], tmp_path: Path, tool: str
+) -> None:
+    layout, _ = two_layer_image
+    docker = tmp_path / "docker.tar"
+    sh("skopeo", "copy", "--insecure-policy", f"oci:{layout}:v2", f"docker-archive:{docker}:img:v2")
+    single = tmp_path / "single"  # a layout of v2 alone: its archive needs no tag
+    sh("skopeo", "copy", "--insecure-policy", f"oci:{layout}:v2", f"oci:{single}:v2")
+    oci = tmp_path / "oci.tar"
+    sh("tar", "-C", str(single), "-cf", str(oci), ".")
+    for plain, fmt in ((docker, "docker-archive"), (oci, "oci-archive")):
+        copy = tmp_path / f"copy-{plain.name}"
+        shutil.copyfile(plain, copy)
+        packed = compress(copy, tool)
+        read = Manifest.read(str(packed), use_cache=False)
+        assert read.info.format == fmt
+        expected = Manifest.read(str(plain), use_cache=False)
+        assert imgdiff.compare(expected, read).changes == ()
+        assert "/etc/app/c.conf" in read
+
+
+def test_an_archive_with_several_images_is_read_by_archive_colon_ref(
+    two_layer_image: tuple[Path, Path], tmp_path: Path
+) -> None:
+    layout, _ = two_layer_image
+    oci = tmp_path / "layout.tar"
+    sh("tar", "-C", str(layout), "-cf", str(oci), ".")
+    with pytest.raises(BadInput, match=r"name one as PATH:REF \(v1, v2\)"):
+        Manifest.read(str(oci), use_cache=False)
+    packed = tmp_path / "packed.tar"
+    shutil.copyfile(oci, packed)
+    packed = compress(packed, "gzip")
+    for archive in (oci, packed):
+        for tag in ("v1", "v2"):
+            read = Manifest.read(f"{archive}:{tag}", use_cache=False)
+            assert read.info.format == "oci-archive"
+            expected = Manifest.read(f"{layout}:{tag}", use_cache=False)
+            assert imgdiff.compare(expected, read).changes == ()
+        with pytest.raises(BadInput, match="no image tagged 'v3'"):
+            Manifest.read(f"{archive}:v3", use_cache=False)
+    docker = tmp_path / "docker.tar"
+    sh("skopeo", "copy", "--insecure-policy", f"oci:{layout}:v2", f"docker-archive:{docker}:img:v2")
+    expected = Manifest.read(f"{layout}:v2", use_cache=False)
+    for ref in ("v2", "img:v2"):  # a docker-save image by its RepoTags, whole or the tag
+        read = Manifest.read(f"{docker}:{ref}", use_cache=False)
+        assert imgdiff.compare(expected, read).changes == ()
+    with pytest.raises(BadInput, match=r"no image tagged 'v1' in manifest\.json"):
+        Manifest.read(f"{docker}:v1", use_cache=False)
+    named = tmp_path / "odd:v1"  # a path that exists as given is never split at ":"
+    shutil.copyfile(docker, named)
+    assert imgdiff.compare(expected, Manifest.read(str(named), use_cache=False)).changes == ()

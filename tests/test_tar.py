@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import subprocess
 import tarfile
@@ -13,10 +14,14 @@ import pytest
 
 import imgdiff
 from imgdiff import BadInput, LimitExceeded, Limits, Manifest
+from imgdiff import _digest as imgdiff_digest
 from imgdiff.cli import main
 from imgdiff.image import TarImage, open_image
+from imgdiff.image._stream import decompressed
+from imgdiff.image.base import HEAD_BYTES
 
 from .conftest import COMPRESSORS, crafted_tar, gnu_tar, member, write_tree
+from .tarzoo import compress
 
 FILES: dict[str, str | bytes] = {
     "usr/bin/tool": b"\x7fELF" + b"\0" * 100,
@@ -260,3 +265,63 @@ def test_corrupt_header_checksum_mid_archive(rich_tree: Path, tmp_path: Path) ->
     data[at + 2] ^= 0x20  # "./Etc/app.conf": the stored checksum no longer matches
     with pytest.raises(BadInput, match=f"corrupt tar header at byte {at}"):
         _entries(_write(tmp_path, bytes(data), "hdr.tar"))
+
+
+def _elfs_near_boundaries(path: Path, step: int, fill: str) -> bytes:
+    """A tar of ten copies of /usr/bin/true, the data of the j-th starting 512*j bytes
+    before the (j+1)-th multiple of `step`, each after a pad of `fill` ("x" or random)."""
+    elf = Path("/usr/bin/true").read_bytes()
+    members = []
+    at = 0
+    for j in range(10):
+        pad = (j + 1) * step - 512 * j - at - 1024  # two headers before the ELF's data
+        members.append(member(f"pad{j}", b"x" * pad if fill == "x" else os.urandom(pad)))
+        members.append(member(f"elf{j}", elf))
+        at += 1024 + pad + len(elf) + (-len(elf) % 512)
+    path.write_bytes(crafted_tar(members))
+    return elf
+
+
+@pytest.mark.parametrize("suffix", list(COMPRESSORS))
+def test_heads_are_whole_wherever_decompressed_pieces_end(tmp_path: Path, suffix: str) -> None:
+    # Compressible pads put the decompressors' piece ends on 1 MiB multiples, random ones
+    # on zstd's 128 KiB blocks and elsewhere for the others: ELF data starts 0..4.5 KiB
+    # before them. A head cut at a piece's end made ELF files "elf-unparseable".
+    straddled = 0
+    for step, fill in ((1 << 20, "x"), (1 << 17, "random")):
+        plain = tmp_path / f"{fill}.tar"
+        elf = _elfs_near_boundaries(plain, step, fill)
+        tool = COMPRESSORS[suffix]
+        archive = compress(plain, tool) if tool else plain
+        with open(archive, "rb") as fh:  # where the pieces end, to know the sweep hits
+            ends = list(itertools.accumulate(len(p) for p in decompressed(fh, tool)))
+        read = TarImage(str(archive)).read()
+        entries = {e.path: e for e in read.all_entries()}
+        for j in range(10):
+            path = f"/elf{j}"
+            assert read.heads[path] == elf[:HEAD_BYTES], path
+            start = (j + 1) * step - 512 * j
+            straddled += any(start < end < start + HEAD_BYTES for end in ends)
+            assert entries[path].digest == imgdiff_digest.of_bytes(elf)
+        archive.unlink()
+    assert straddled, "no head crossed the end of a decompressed piece: the sweep missed"
+
+
+def test_sparse_head_includes_the_hole_after_a_short_first_segment(tmp_path: Path) -> None:
+    # GNU tar's raw hole detection maps 512-byte zero blocks of a file with holes: the
+    # first data segment is one block, and the rest of the head is hole
+    root = tmp_path / "root"
+    root.mkdir()
+    script = b"#!/bin/sh\necho sparse\n".ljust(512, b"#")
+    with open(root / "run", "wb") as fh:
+        fh.write(script)
+        fh.seek(1 << 20)
+        fh.write(b"tail\n")
+    archive = tmp_path / "sparse.tar"
+    subprocess.run(
+        ["tar", "--sparse", "--hole-detection=raw", "-C", str(root), "-cf", str(archive), "."],
+        check=True,
+    )
+    read = TarImage(str(archive)).read()
+    assert read.heads["/run"] == script + bytes(HEAD_BYTES - len(script))
+    assert imgdiff.diff(str(root), str(archive), use_cache=False).changes == ()

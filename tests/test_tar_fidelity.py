@@ -334,6 +334,47 @@ def test_bsdtar_doubled_xattr_records_are_read_once(fmt: str, tmp_path: Path) ->
     assert entry.xattrs == (("user.binary", b"\xff\x00binary\n="), ("user.k", b"v"))
 
 
+# names libarchive URL-encodes (a byte outside "!".."~", "%", "=") and one it leaves
+_ENCODED_NAMES = (b"user.\xfe", b"user.p%x=y", b"user.sp ace", b"user.%41", b"user.k")
+
+
+def test_bsdtar_url_encoded_xattr_names_read_as_the_files_names(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "f").write_text("x\n")
+    for n, xname in enumerate(_ENCODED_NAMES):
+        os.setxattr(root / "f", xname, str(n).encode())
+    archive = bsdtar_archive(root, tmp_path / "x.tar")
+    raw = archive.read_bytes()
+    assert b"LIBARCHIVE.xattr.user.%FE=" in raw
+    assert b"SCHILY.xattr.user.%FE=" in raw  # encoded in both records, not only the first
+    delta = imgdiff.diff(str(root), str(archive), use_cache=False, classify=False)
+    assert delta.changes == (), show(delta)
+    dest = tmp_path / "x"
+    dest.mkdir()
+    run(["bsdtar", "-xpf", str(archive), "-C", str(dest)])
+    # bsdtar -x sets each decoded name (and, from the SCHILY record, the encoded one too)
+    assert set(_ENCODED_NAMES) <= {os.fsencode(n) for n in os.listxattr(dest / "f")}
+
+
+def test_gnu_tar_xattr_names_with_percent_and_equals_read_as_gnu_tar_extracts_them(
+    tmp_path: Path,
+) -> None:
+    # GNU tar writes "%" and "=" in a SCHILY.xattr name as %25 and %3D, and decodes only
+    # those: "%41" is not "A" there
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "f").write_text("x\n")
+    for xname in (b"user.%41", b"user.100%", b"user.%fe", b"user.a=b"):
+        os.setxattr(root / "f", xname, b"v")
+    archive = gnu_archive(root, tmp_path / "x.tar", *GNU_FORMATS["posix"])
+    assert b"LIBARCHIVE" not in archive.read_bytes()
+    dest = tmp_path / "x"
+    extract_gnu(archive, dest)
+    assert_same_as_extraction(archive, dest)
+    assert_same_tree(root, dest)
+
+
 def test_gnu_tar_xattr_records_match_the_tree(tmp_path: Path) -> None:
     tree = _xattr_tree(tmp_path)
     archive = gnu_archive(tree.root, tmp_path / "x.tar", *GNU_FORMATS["posix"])

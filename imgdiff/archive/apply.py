@@ -43,6 +43,7 @@ from imgdiff.archive.format import Header, Record, keeps_file, read_header, reco
 from imgdiff.archive.pack import creates_device
 from imgdiff.delta import compare
 from imgdiff.errors import BadInput, ImgdiffError, escape_path
+from imgdiff.fs.inputs import open_regular_file
 from imgdiff.fs.openat import open_beneath
 from imgdiff.image import DirImage
 from imgdiff.image._dir import _TYPES as _STAT_TYPES
@@ -408,6 +409,14 @@ def _ancestors(path: str) -> list[str]:
 
 
 # -- apply ------------------------------------------------------------------------------------
+def _open_delta(path: str) -> BinaryIO:
+    """The delta archive at `path`, refused unless a regular file (a FIFO would block)."""
+    try:
+        return open(open_regular_file(path), "rb")
+    except OSError as exc:
+        raise BadInput(path, f"cannot open: {exc.strerror}") from None
+
+
 def apply(
     delta: str,
     tree: str,
@@ -422,7 +431,7 @@ def apply(
     try:
         root_mtime = os.stat(t.fd).st_mtime_ns  # the root has no entry: rollback restores it
         state = State(t)
-        with open(delta, "rb") as fh:
+        with _open_delta(delta) as fh:
             header = read_header(fh, delta)
             end = fh.tell()
             fh.seek(0)
@@ -494,7 +503,7 @@ def apply_chain(
     """
     heads = []
     for path in deltas:
-        with open(path, "rb") as fh:
+        with _open_delta(path) as fh:
             heads.append(read_header(fh, path))
     for i in range(1, len(heads)):
         before, after, path = heads[i - 1], heads[i], deltas[i]

@@ -29,6 +29,7 @@ import attrs
 import zstandard
 
 from imgdiff.errors import BadInput, LimitExceeded
+from imgdiff.fs.inputs import open_regular_file
 from imgdiff.image.base import Limits
 from imgdiff.manifest import Manifest, canonical, entry_from_row, entry_row, identity_of
 from imgdiff.model import Entry, EntryType
@@ -312,7 +313,7 @@ def check_tree(entries: Mapping[str, Entry], what: str, bad: Callable[[str], Bad
 def is_delta(path: str) -> bool:
     """True if `path` is a delta archive (by its magic, never its name)."""
     try:
-        with open(path, "rb") as fh:
+        with open(open_regular_file(path), "rb") as fh:  # never a FIFO or a device
             return fh.read(len(MAGIC)) == MAGIC
     except OSError:
         return False

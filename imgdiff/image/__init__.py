@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from imgdiff.errors import BadInput
+from imgdiff.fs.inputs import open_regular_file
 from imgdiff.image._dir import DirImage
 from imgdiff.image.base import Image, Limits
 
@@ -27,16 +28,37 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _archive_and_ref(path: str) -> tuple[str, str] | None:
+    """("ARCHIVE", "REF") when `path` is a container archive's path, ":" and a reference
+    (which may hold ":" itself, as docker's "img:v2" does); None otherwise."""
+    at = path.find(":")
+    while at > 0:
+        archive, ref = path[:at], path[at + 1 :]
+        if ref and os.path.isfile(archive):
+            from imgdiff.image._oci import is_container_archive
+
+            return (archive, ref) if is_container_archive(archive) else None
+        at = path.find(":", at + 1)
+    return None
+
+
 def open_image(path: str, *, limits: Limits | None = None) -> Image:
     """A reader for the image at `path`, chosen by looking at its content."""
     try:
         st = os.stat(path)
     except OSError as exc:
+        # "LAYOUT:TAG" or "ARCHIVE:TAG", as skopeo spells them; a path that exists as given
+        # never gets here
         layout, sep, ref = path.rpartition(":")
         if sep and ref and os.path.isfile(os.path.join(layout, "oci-layout")):
             from imgdiff.image._oci import OciImage
 
-            return OciImage(layout, limits=limits, ref=ref)  # "LAYOUT:TAG", as skopeo spells it
+            return OciImage(layout, limits=limits, ref=ref)
+        archive = _archive_and_ref(path)
+        if archive is not None:
+            from imgdiff.image._oci import OciImage
+
+            return OciImage(archive[0], limits=limits, ref=archive[1])
         raise BadInput(path, f"cannot open: {exc.strerror}") from None
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "oci-layout")):
@@ -47,7 +69,7 @@ def open_image(path: str, *, limits: Limits | None = None) -> Image:
     if not os.path.isfile(path):
         raise BadInput(path, "neither a directory nor a regular file")
     try:
-        with open(path, "rb") as fh:
+        with open(open_regular_file(path), "rb") as fh:
             head = fh.read(512)
     except OSError as exc:
         raise BadInput(path, f"cannot read: {exc.strerror}") from None
@@ -57,9 +79,8 @@ def open_image(path: str, *, limits: Limits | None = None) -> Image:
     from imgdiff.image._tar import TarImage
     from imgdiff.image._tarheader import is_tar_header
 
-    if sniff_compression(head) is not None:
-        return TarImage(path, limits=limits)
-    if is_tar_header(head):  # an empty archive is all zero blocks
+    # a tar (an empty one is all zero blocks), compressed or not, may hold a container image
+    if sniff_compression(head) is not None or is_tar_header(head):
         from imgdiff.image._oci import OciImage, is_container_archive
 
         if is_container_archive(path):

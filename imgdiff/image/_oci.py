@@ -15,12 +15,15 @@ import json
 import os
 import platform
 import posixpath
+import tempfile
 from typing import Any, BinaryIO
 
 import attrs
 
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported
+from imgdiff.fs.inputs import open_regular_file
 from imgdiff.image._extract import Extraction, Member
+from imgdiff.image._stream import Stream, sniff_compression
 from imgdiff.image._tar import TarReader
 from imgdiff.image.base import Capture, Image, Limits, ReadResult
 from imgdiff.model import EntryType
@@ -105,9 +108,12 @@ class _BlobStore:
         self._fh: BinaryIO | None = None
         if os.path.isfile(path):
             self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+            compression = sniff_compression(self._fh.read(8))
+            self._fh.seek(0)
+            if compression is not None:
+                with self._fh:
+                    self._fh = _spooled(self._fh, path, limits, compression)
             reader = TarReader(self._fh, path, limits, ReadResult("index"))
-            if reader.compression is not None:
-                raise Unsupported(f"{path}: compressed container archives: decompress it first")
             self._members = {}
             for m in reader.members(hash_content=False):
                 if m.type is EntryType.FILE and not m.hardlink:
@@ -178,6 +184,28 @@ class _BlobStore:
             self._fh.close()
 
 
+def _spooled(fh: BinaryIO, path: str, limits: Limits, compression: str) -> BinaryIO:
+    """A compressed archive decompressed (verified, bounded by `limits`) into an unnamed
+    temporary file, gone once closed: blobs are read at their offsets, and `manifest.json`
+    comes after the layers it orders."""
+    try:
+        out = tempfile.TemporaryFile(prefix="imgdiff-")  # noqa: SIM115 - the caller closes it
+    except OSError as exc:
+        raise BadInput(path, f"cannot make a temporary file: {exc.strerror}") from None
+    try:
+        stream = Stream(fh, path, limits, compression)
+        for piece in stream.chunks(limits.max_total_bytes + 1):
+            out.write(piece)
+        out.seek(0)
+    except OSError as exc:
+        out.close()
+        raise BadInput(path, f"cannot decompress to a temporary file: {exc.strerror}") from None
+    except BaseException:
+        out.close()
+        raise
+    return out
+
+
 def _check(src: str, rel: str, win: _Window, digest: str, size: int | None) -> None:
     if size is not None and size >= 0 and win._size != size:
         raise BadInput(src, f"blob size {win._size} does not match descriptor size {size}", rel)
@@ -186,9 +214,10 @@ def _check(src: str, rel: str, win: _Window, digest: str, size: int | None) -> N
 
 
 def is_container_archive(path: str) -> bool:
-    """True if an uncompressed tar holds an OCI layout or a docker-save manifest.json."""
+    """True if a tar (plain or compressed) holds an OCI layout or a docker-save manifest.json
+    among its first members."""
     try:
-        with open(path, "rb") as fh:
+        with open(open_regular_file(path), "rb") as fh:  # never a FIFO or a device
             reader = TarReader(fh, path, Limits(), ReadResult("index"))
             for i, m in enumerate(reader.members(hash_content=False)):
                 if m.name in ("/oci-layout", "/manifest.json"):
@@ -231,6 +260,10 @@ class OciImage(Image):
         if store.exists("manifest.json"):
             result.format = "docker-archive"
             doc = store.json("manifest.json")
+            if isinstance(doc, list) and self.ref is not None:  # chosen by one of its RepoTags
+                doc = [d for d in doc if isinstance(d, dict) and self._tagged(d.get("RepoTags"))]
+                if not doc:
+                    raise BadInput(self.path, f"no image tagged {self.ref!r} in manifest.json")
             if not isinstance(doc, list) or len(doc) != 1 or not isinstance(doc[0], dict):
                 raise BadInput(self.path, "manifest.json must describe exactly one image")
             layers = doc[0].get("Layers")
@@ -238,6 +271,14 @@ class OciImage(Image):
                 raise BadInput(self.path, "manifest.json has no Layers list")
             return [_Layer(x, None, None) for x in layers]
         raise BadInput(self.path, "neither index.json nor manifest.json: not a container image")
+
+    def _tagged(self, tags: Any) -> bool:
+        """True if docker-save `RepoTags` name `self.ref`: whole ("docker.io/library/img:v2"),
+        without the registry's part ("img:v2"), or its tag alone ("v2")."""
+        if not isinstance(tags, list):
+            return False
+        ends = (f":{self.ref}", f"/{self.ref}")
+        return any(isinstance(t, str) and (t == self.ref or t.endswith(ends)) for t in tags)
 
     def _oci_layers(self, store: _BlobStore) -> list[_Layer]:
         doc = store.json("index.json")

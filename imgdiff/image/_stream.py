@@ -60,13 +60,15 @@ def _pieces(fh: BinaryIO, size: int) -> Iterator[bytes]:
 
 def _members(
     fh: BinaryIO,
+    src: str,
     name: str,
     make: Callable[[], Any],
     step: Callable[[Any, bytes], tuple[bytes, bytes]],
     magic: bytes,
     in_size: int = _IN,
 ) -> Iterator[bytes]:
-    """Decompress a concatenation of members; `step` returns (output, input still owed)."""
+    """Decompress a concatenation of members; `step` returns (output, input still owed).
+    Errors name `src`."""
     dec: _Decomp = make()
     pending = b""
     members = 0
@@ -80,7 +82,7 @@ def _members(
                     if name == "xz" and not rest.strip(b"\0"):
                         pending = b""  # xz allows stream padding of zero bytes
                         break
-                    raise BadInput(fh.name, f"trailing garbage after {name} data")
+                    raise BadInput(src, f"trailing garbage after {name} data")
                 dec = make()
                 pending = rest
             out, pending = step(dec, pending)
@@ -93,9 +95,9 @@ def _members(
             break
         yield out
     if not dec.eof:
-        raise BadInput(fh.name, f"truncated {name} data")
+        raise BadInput(src, f"truncated {name} data")
     if dec.unused_data and not (name == "xz" and not dec.unused_data.strip(b"\0")):
-        raise BadInput(fh.name, f"trailing garbage after {name} data")
+        raise BadInput(src, f"trailing garbage after {name} data")
 
 
 def _gzip_step(dec: Any, data: bytes) -> tuple[bytes, bytes]:
@@ -120,21 +122,25 @@ def _raw(fh: BinaryIO) -> Iterator[bytes]:
     yield from _pieces(fh, _OUT)
 
 
-def decompressed(fh: BinaryIO, compression: str | None) -> Iterator[bytes]:
-    """Yield the decompressed content of `fh` in pieces of bounded size."""
+def decompressed(fh: BinaryIO, compression: str | None, src: str | None = None) -> Iterator[bytes]:
+    """Yield the decompressed content of `fh` in pieces of bounded size; errors name `src`
+    (by default the file's name, which is a number for a file opened from a descriptor)."""
+    src = src if src is not None else str(getattr(fh, "name", "?"))
     if compression is None:
         return _raw(fh)
     if compression == "gzip":
-        return _members(fh, "gzip", lambda: zlib.decompressobj(31), _gzip_step, b"\x1f\x8b")
+        return _members(fh, src, "gzip", lambda: zlib.decompressobj(31), _gzip_step, b"\x1f\x8b")
     if compression == "bzip2":
-        return _members(fh, "bzip2", bz2.BZ2Decompressor, _bz_xz_step, b"BZh")
+        return _members(fh, src, "bzip2", bz2.BZ2Decompressor, _bz_xz_step, b"BZh")
     if compression == "xz":
         make = lambda: lzma.LZMADecompressor(format=lzma.FORMAT_XZ)  # noqa: E731
-        return _members(fh, "xz", make, _bz_xz_step, b"\xfd7zXZ\x00")
+        return _members(fh, src, "xz", make, _bz_xz_step, b"\xfd7zXZ\x00")
     if compression == "zstd":
         zd = zstandard.ZstdDecompressor()
-        return _members(fh, "zstd", zd.decompressobj, _zstd_step, b"\x28\xb5\x2f\xfd", _ZSTD_IN)
-    raise BadInput(getattr(fh, "name", "?"), f"unknown compression {compression}")
+        return _members(
+            fh, src, "zstd", zd.decompressobj, _zstd_step, b"\x28\xb5\x2f\xfd", _ZSTD_IN
+        )
+    raise BadInput(src, f"unknown compression {compression}")
 
 
 class Stream:
@@ -144,7 +150,7 @@ class Stream:
         self.name = name
         self._fh = fh
         self._limits = limits
-        self._pieces = decompressed(fh, compression)
+        self._pieces = decompressed(fh, compression, name)
         self._buf = b""
         self._pos = 0
         self.total = 0  # decompressed bytes delivered so far

@@ -505,41 +505,51 @@ class TarReader:
                 return _digest.of_bytes(whole), first, None
         hasher = _digest.new_hasher()
         kept: list[bytes] | None = [] if keep else None
-        head: bytes | None = None
+        # the first HEAD_BYTES of the logical content, whatever pieces the stream gives
+        # them in (a member's data may start just before a decompressor's piece ends)
+        head = bytearray()
         if sparse is None:
-            head = self._stream_into(hasher, stored, kept, shown, first=True)
+            self._stream_into(hasher, stored, kept, head, shown)
         else:
             at = 0
             for offset, length in sparse.segments:
-                self._zeros_into(hasher, offset - at, kept, shown)
-                got = self._stream_into(hasher, length, kept, shown, first=offset == 0)
-                head = head if offset else got
+                self._zeros_into(hasher, offset - at, kept, head, shown)
+                self._stream_into(hasher, length, kept, head, shown)
                 at = offset + length
-            self._zeros_into(hasher, sparse.real_size - at, kept, shown)
+            self._zeros_into(hasher, sparse.real_size - at, kept, head, shown)
         self._skip_padding(stored, shown)
         content = self._keep(kept, shown) if kept is not None else None
-        return _digest.finish(hasher), head, content
+        first = bytes(head) if head.startswith(CONTENT_MAGICS) else None
+        return _digest.finish(hasher), first, content
 
     def _stream_into(
-        self, hasher: blake3.blake3, size: int, kept: list[bytes] | None, shown: str, *, first: bool
-    ) -> bytes | None:
-        """Hash `size` stored bytes; returns the head if `first` and the content has magic."""
+        self,
+        hasher: blake3.blake3,
+        size: int,
+        kept: list[bytes] | None,
+        head: bytearray,
+        shown: str,
+    ) -> None:
+        """Hash `size` stored bytes, topping `head` up to `HEAD_BYTES` from them."""
         update = hasher.update
-        head = None
         got = 0
         for piece in self.stream.chunks(size):
-            if first and got == 0 and piece.startswith(CONTENT_MAGICS):
-                head = bytes(piece[:HEAD_BYTES])
+            if len(head) < HEAD_BYTES:
+                head += piece[: HEAD_BYTES - len(head)]
             update(piece)
             got += len(piece)
             if kept is not None:
                 kept.append(bytes(piece))
         if got < size:
             raise BadInput(self.name, "truncated tar archive (member content)", shown)
-        return head
 
     def _zeros_into(
-        self, hasher: blake3.blake3, size: int, kept: list[bytes] | None, shown: str
+        self,
+        hasher: blake3.blake3,
+        size: int,
+        kept: list[bytes] | None,
+        head: bytearray,
+        shown: str,
     ) -> None:
         """Hash a hole of `size` zero bytes without allocating it."""
         if size <= 0:
@@ -547,6 +557,8 @@ class TarReader:
         self.hole_bytes += size
         limits = self.limits
         self._bounded(self.hole_bytes, limits.max_ratio, "sparse holes", shown, limits.hole_floor)
+        if len(head) < HEAD_BYTES:
+            head += _ZEROS[: min(size, HEAD_BYTES - len(head))]
         update = hasher.update
         whole, rest = divmod(size, len(_ZEROS))
         for _ in range(whole):

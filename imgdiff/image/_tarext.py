@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
+import re
 import urllib.parse
 from collections.abc import Iterable
 
@@ -86,23 +88,48 @@ def pax_uid(value: bytes, what: str, src: str, name: str) -> int:
     return pax_int(value, what, src, name, UID_LIMIT)
 
 
+def url_decoded(encoded: str) -> str:
+    """An xattr name as libarchive's `url_decode` reads a `LIBARCHIVE.xattr.` key: each
+    `%XX` (either case) is that byte, a `%` not followed by two hex digits is itself, and
+    the name ends at a decoded NUL (libarchive hands it on as a C string)."""
+    raw = urllib.parse.unquote_to_bytes(os.fsencode(encoded))
+    return os.fsdecode(raw.split(b"\0", 1)[0])
+
+
+def gnu_decoded(encoded: str) -> str:
+    """An xattr name as GNU tar reads a `SCHILY.xattr.` key (`xattr_decode_keyword`):
+    only `%25` and `%3D`, which GNU tar writes for `%` and `=`, are decoded."""
+    if "%" not in encoded:
+        return encoded
+    return re.sub("%(25|3D)", lambda m: "%" if m[1] == "25" else "=", encoded)
+
+
 def xattrs_of(records: dict[str, bytes], src: str, name: str) -> tuple[tuple[str, bytes], ...]:
     """Extended attributes from PAX records, each name once, sorted by name.
 
-    bsdtar writes every attribute twice, as `LIBARCHIVE.xattr.NAME` (URL-encoded name,
-    base64 value) and `SCHILY.xattr.NAME` (raw). GNU tar reads the SCHILY form, so it
-    wins where both are present.
+    bsdtar writes every attribute twice, as `LIBARCHIVE.xattr.KEY` (base64 value) and
+    `SCHILY.xattr.KEY` (raw value), KEY being the name URL-encoded in both (libarchive's
+    `url_encode`: bytes outside `!`..`~`, `%` and `=`). A pair with the same KEY is one
+    attribute, named by decoding KEY fully (`bsdtar -x` also sets one named KEY as it
+    stands from the SCHILY record, and GNU tar only that one, decoded its way: for a name
+    that needed encoding, neither is the file's). A SCHILY record alone (GNU tar, star) is
+    named as GNU tar decodes it, and wins over a LIBARCHIVE one naming the same
+    attribute, as GNU tar reads only the SCHILY form.
     """
     found: dict[str, bytes] = {}
     schily: set[str] = set()
     for key, value in records.items():
         if key.startswith(_XATTR_SCHILY):
             xname = key[len(_XATTR_SCHILY) :]
+            if _XATTR_LIBARCHIVE + xname in records:
+                xname = url_decoded(xname)
+            else:
+                xname = gnu_decoded(xname)
             found[xname] = value
             schily.add(xname)
         elif key.startswith(_XATTR_LIBARCHIVE):
+            xname = url_decoded(key[len(_XATTR_LIBARCHIVE) :])
             try:
-                xname = urllib.parse.unquote(key[len(_XATTR_LIBARCHIVE) :], errors="strict")
                 decoded = base64.b64decode(value + b"==", validate=False)
             except (ValueError, binascii.Error):
                 raise BadInput(src, "malformed LIBARCHIVE.xattr record", name) from None
