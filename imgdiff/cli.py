@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import time
 from contextlib import ExitStack, contextmanager
@@ -507,6 +508,16 @@ def _writable(path: str) -> None:
         raise BadInput(path, f"cannot write: no such directory {escape_path(parent)}")
     if os.path.isdir(path):
         raise BadInput(path, "cannot write: is a directory")
+    try:
+        st = os.lstat(path)
+    except OSError:
+        pass
+    else:
+        # outputs are written beside and renamed over the path: a device node, FIFO or
+        # symlink there would be replaced by a regular file (`-o /dev/null` took the node)
+        if not stat.S_ISREG(st.st_mode):
+            what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+            raise BadInput(path, f"cannot write: {what} (the output replaces what is there)")
     import tempfile
 
     try:  # a real probe: access(2) says yes to root on /proc or a read-only filesystem

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -447,6 +448,32 @@ def test_unwritable_output_is_bad_input_before_any_work(
     assert main(["snapshot", "-o", str(tmp_path)]) == 3
     assert "is a directory" in capsys.readouterr().err
     assert main(["pack", str(old), str(old), "-o", "/proc/x.idd"]) == 3
+
+
+def test_an_output_over_a_device_fifo_or_symlink_is_refused_and_left_alone(
+    changed: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outputs are renamed over their path: `pack -o /dev/null` replaced the node."""
+    old, new = changed
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    kept = tmp_path / "kept.manifest"
+    kept.write_text("mine\n")
+    link = tmp_path / "link"
+    link.symlink_to(kept)
+    for target in (null, fifo, link):
+        before = os.lstat(target)
+        assert main(["pack", str(old), str(new), "-o", str(target)]) == 3
+        assert main(["manifest", str(old), "-o", str(target)]) == 3
+        err = capsys.readouterr().err
+        assert err.startswith(f"imgdiff: {target}: cannot write: "), err
+        after = os.lstat(target)
+        assert (after.st_mode, after.st_ino, after.st_rdev) == (
+            before.st_mode, before.st_ino, before.st_rdev,
+        )  # fmt: skip
+    assert kept.read_text() == "mine\n"
 
 
 def test_debug_prints_the_traceback_of_an_internal_error(
