@@ -1080,3 +1080,66 @@ def test_delta_writing_into_another_mount_is_refused_before_the_tree_is_touched(
         subprocess.run(["umount", str(mounted)], check=True)
     apply(str(case.delta), str(case.tree))  # unmounted: the same delta applies
     assert_tree_is(case.new, case.tree, root_mtime=False)
+
+
+# -- 6. the state directory -------------------------------------------------------------
+
+
+def _state(tree: Path) -> Path:
+    return tree / STATE.lstrip("/")
+
+
+@pytest.mark.parametrize("name", [".journal.json.tmp", ".history.json.tmp", ".delta-header.tmp"])
+def test_symlink_planted_in_the_state_directory_never_sends_a_write_outside(
+    case: Case, name: str
+) -> None:
+    victim = case.tmp / "victim"
+    victim.write_bytes(b"precious\n")
+    _state(case.tree).mkdir(mode=0o700)
+    os.symlink(victim, _state(case.tree) / name)
+    apply(delta=str(case.delta), tree=str(case.tree))
+    assert victim.read_bytes() == b"precious\n"
+    assert_tree_is(case.new, case.tree, root_mtime=False)
+    rollback(tree=str(case.tree))
+    assert victim.read_bytes() == b"precious\n"
+    assert_tree_is(case.old, case.tree, root_mtime=True)
+
+
+def test_state_file_that_is_a_symlink_is_refused_not_read_through(case: Case) -> None:
+    secret = case.tmp / "secret"
+    secret.write_text('{"schema": "imgdiff.journal/1", "phase": "done"}')
+    _state(case.tree).mkdir(mode=0o700)
+    os.symlink(secret, _state(case.tree) / "journal.json")
+    case.before = listing(case.tree)
+    refused(case, case.delta, "journal.json")
+
+
+@pytest.mark.parametrize("what", ["var", "var/lib", "var/lib/imgdiff"])
+def test_state_directory_or_a_parent_that_is_a_symlink_is_refused_before_anything_is_made(
+    case: Case, what: str
+) -> None:
+    """The tree's /var (or /var/lib, or the state directory) leads outside it: nothing is
+    made there, not even the state directory's parents (os.makedirs used to)."""
+    outside = case.tmp / "outside"
+    outside.mkdir()
+    moved = case.tree / what
+    if moved.exists():
+        shutil.move(moved, outside / "moved")
+    os.symlink(outside, moved)
+    with pytest.raises(BadInput, match=f"/{what} is a symlink"):
+        apply(delta=str(case.delta), tree=str(case.tree))
+    assert [p.name for p in outside.iterdir()] == (["moved"] if what != "var/lib/imgdiff" else [])
+    assert os.path.islink(moved)
+
+
+@pytest.mark.parametrize("how", ["world-writable", "not ours"])
+def test_state_directory_writable_by_others_is_refused(case: Case, how: str) -> None:
+    _state(case.tree).mkdir(mode=0o700)
+    if how == "world-writable":
+        os.chmod(_state(case.tree), 0o777)
+    else:
+        os.chown(_state(case.tree), 1000, 1000)
+    case.before = listing(case.tree)
+    refused(case, case.delta, STATE, "writable by us alone")
+    with pytest.raises(BadInput, match="writable by us alone"):
+        rollback(tree=str(case.tree))

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import io
 import json
 import os
 import shutil
@@ -268,36 +270,109 @@ def set_meta_fd(f: int, entry: Entry) -> None:
 
 
 # -- state directory ---------------------------------------------------------------------------
+_STATE_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_STATE_MAX = 1 << 28  # a journal lists every path a delta touches
+
+
 class State:
-    """`TREE/var/lib/imgdiff`: journal, history, staging and undo areas."""
+    """`TREE/var/lib/imgdiff`: journal, history, staging and undo areas.
+
+    Reached only through one descriptor, opened from the tree's root a component at a
+    time with no symlink followed, and made there at the first write (a refused apply
+    leaves none); its files are created `O_EXCL | O_NOFOLLOW` through that descriptor, so
+    nothing planted in the tree (or carried by an image) can redirect a write. A state
+    directory that is not a directory of ours, writable by us alone, is refused.
+    """
 
     def __init__(self, tree: Tree) -> None:
         self.tree = tree
-        self.dir = tree.root + STATE_DIR
-        if os.path.lexists(self.dir):
-            self._check()
+        self.dir = tree.root + STATE_DIR  # for messages only: never opened by name
+        self.fd: int | None = None
+        self._open(create=False)
 
-    def _check(self) -> None:
-        st = os.lstat(self.dir)
-        if not stat.S_ISDIR(st.st_mode) or os.path.realpath(self.dir) != self.dir:
-            raise BadInput(self.tree.root, f"{STATE_DIR} is not a plain directory")
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
-    def ensure(self) -> None:
-        """Make the state directory, at the first write (a refused apply leaves none)."""
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        self._check()
+    def _open(self, *, create: bool) -> None:
+        names = STATE_DIR.strip("/").split("/")
+        fd = self.tree.fd
+        try:
+            for i, name in enumerate(names):
+                here = "/" + "/".join(names[: i + 1])
+                try:
+                    nxt = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        return
+                    os.mkdir(name, 0o700 if i == len(names) - 1 else 0o755, dir_fd=fd)
+                    nxt = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    raise BadInput(
+                        self.tree.root,
+                        f"{here} is a symlink or not a directory: imgdiff's state directory "
+                        f"({STATE_DIR}) must be a plain directory in the tree",
+                    ) from None
+                if fd != self.tree.fd:
+                    os.close(fd)
+                fd = nxt
+            st = os.fstat(fd)
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                raise BadInput(
+                    self.tree.root,
+                    f"{STATE_DIR} is owned by uid {st.st_uid} with mode "
+                    f"{stat.S_IMODE(st.st_mode):04o}: it must be ours and writable by us alone",
+                )
+        except BaseException:
+            if fd != self.tree.fd:
+                os.close(fd)
+            raise
+        self.fd = fd
+
+    def ensure(self) -> int:
+        """The state directory's descriptor, made at the first write."""
+        if self.fd is None:
+            self._open(create=True)
+        assert self.fd is not None
+        return self.fd
 
     def path(self, *parts: str) -> str:
         return "/".join((STATE_DIR, *parts))
 
-    def journal(self) -> dict[str, Any] | None:
+    def read(self, name: str) -> bytes | None:
+        """The bytes of the state file `name`, None if there is none."""
+        if self.fd is None:
+            return None
         try:
-            with open(os.path.join(self.dir, _JOURNAL), encoding="utf-8") as fh:
-                doc = json.load(fh)
+            f = os.open(name, _STATE_READ, dir_fd=self.fd)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            raise BadInput(self.dir, f"unreadable journal: {exc}") from None
+        except OSError as exc:
+            raise BadInput(self.dir, f"cannot open {name}: {exc.strerror}") from None
+        try:
+            st = os.fstat(f)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > _STATE_MAX:
+                raise BadInput(self.dir, f"{name} is not a regular file of a readable size")
+            return os.pread(f, st.st_size, 0)
+        finally:
+            os.close(f)
+
+    def _json(self, name: str, what: str) -> Any:
+        raw = self.read(name)
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise BadInput(self.dir, f"unreadable {what}: {exc}") from None
+
+    def journal(self) -> dict[str, Any] | None:
+        doc = self._json(_JOURNAL, "journal")
+        if doc is None:
+            return None
         if not isinstance(doc, dict) or doc.get("schema") != "imgdiff.journal/1":
             raise BadInput(self.dir, "not an imgdiff journal")
         return doc
@@ -307,32 +382,46 @@ class State:
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Replace the file `name` atomically: write, fsync, rename, fsync the directory."""
-        self.ensure()
-        tmp = os.path.join(self.dir, f".{name}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, os.path.join(self.dir, name))
-        _fsync_dir(self.dir)
+        fd = self.ensure()
+        tmp = f".{name}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=fd)  # a killed writer's, or anything planted there
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        f = os.open(tmp, flags, 0o600, dir_fd=fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(f, view) :]
+            os.fsync(f)
+        finally:
+            os.close(f)
+        os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+        os.fsync(fd)
 
     def history(self) -> list[dict[str, Any]]:
-        try:
-            with open(os.path.join(self.dir, _HISTORY), encoding="utf-8") as fh:
-                doc = json.load(fh)
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as exc:
-            raise BadInput(self.dir, f"unreadable history: {exc}") from None
+        doc = self._json(_HISTORY, "history")
         return doc if isinstance(doc, list) else []
 
-    def fresh(self, name: str) -> str:
-        """An empty directory `name` in the state directory (its old content removed)."""
-        self.ensure()
-        full = os.path.join(self.dir, name)
-        shutil.rmtree(full, ignore_errors=True)
-        os.mkdir(full, 0o700)
-        return full
+    def remove(self, name: str) -> None:
+        """Remove the state file or area `name` (a symlink itself, never its target)."""
+        if self.fd is None:
+            return
+        try:
+            st = os.lstat(name, dir_fd=self.fd)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=self.fd)
+        else:
+            os.unlink(name, dir_fd=self.fd)
+
+    def fresh(self, name: str) -> int:
+        """An empty directory `name` in the state directory (its old content removed),
+        opened: the caller closes the descriptor."""
+        fd = self.ensure()
+        self.remove(name)
+        os.mkdir(name, 0o700, dir_fd=fd)
+        return os.open(name, _DIR_FLAGS, dir_fd=fd)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -343,14 +432,6 @@ def sync_filesystem(fd: int) -> None:
     otherwise fsync each of thousands of files; `os.sync` where syncfs is missing."""
     if getattr(_libc, "syncfs", None) is None or _libc.syncfs(fd) != 0:
         os.sync()
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- checking a tree against a manifest ----------------------------------------------------------
@@ -404,10 +485,11 @@ def apply(
     """Apply `delta` to `tree` (which must be its OLD); see the module docstring."""
     say = progress or (lambda _: None)
     t = Tree(tree)
+    state: State | None = None
     try:
         root_mtime = os.stat(t.fd).st_mtime_ns  # the root has no entry: rollback restores it
         state = State(t)
-        with open(delta, "rb") as fh:
+        with _open_delta(delta) as fh:
             header = read_header(fh, delta)
             end = fh.tell()
             fh.seek(0)
@@ -442,7 +524,8 @@ def apply(
                     raise BadInput(delta, f"delta digest {got} is not the one asked for")
             except BaseException:
                 # refused before the commit: the tree stays OLD, /var/lib's mtime too
-                shutil.rmtree(os.path.join(state.dir, "staging"), ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    state.remove("staging")
                 _settle_parents(t, header.old_manifest)
                 raise
         journal = {
@@ -454,12 +537,14 @@ def apply(
             "new": header.new_identity,
             "ops": [[op.n, op.action, op.path, op.leader] for op in ops],
         }
-        shutil.rmtree(os.path.join(state.dir, "undo"), ignore_errors=True)  # the previous apply's
-        state.fresh("undo")
+        state.remove("undo")  # the previous apply's
+        os.close(state.fresh("undo"))
         state.write_bytes(_HEADER, raw_header)
         state.write_json(_JOURNAL, journal)
         return _commit(t, state, header, journal, resumed=False, say=say, use_cache=use_cache)
     finally:
+        if state is not None:
+            state.close()
         t.close()
 
 
@@ -477,10 +562,7 @@ def apply_chain(
     OLD must be the previous one's NEW. Each is then applied as `apply` does; `rollback`
     undoes the last one (the history lists them all).
     """
-    heads = []
-    for path in deltas:
-        with open(path, "rb") as fh:
-            heads.append(read_header(fh, path))
+    heads = [_read_delta_header(path) for path in deltas]
     for i in range(1, len(heads)):
         before, after, path = heads[i - 1], heads[i], deltas[i]
         if after.old_identity != before.new_identity:
@@ -494,6 +576,15 @@ def apply_chain(
         apply(path, tree, digest=pin, use_cache=use_cache, progress=progress)
         for path, pin in zip(deltas, pins, strict=True)
     ]
+
+
+def _open_delta(delta: str) -> BinaryIO:
+    return open(delta, "rb")
+
+
+def _read_delta_header(delta: str) -> Header:
+    with _open_delta(delta) as fh:
+        return read_header(fh, delta)
 
 
 def _already_applied(
@@ -577,8 +668,7 @@ def _staging(
     places = {op.path: op for op in ops if op.action == "place"}
     files = {p for p in places if header.new.entries[p].type is EntryType.FILE}
     old = header.old_manifest
-    staging = state.fresh("staging")
-    sfd = os.open(staging, _DIR_FLAGS)
+    sfd = state.fresh("staging")
     try:
         seen = set()
         for record, data in record_data(fh, header, delta):
@@ -674,7 +764,7 @@ def _commit(
          "applied": time.time()}
     )  # fmt: skip
     state.write_json(_HISTORY, history)
-    shutil.rmtree(os.path.join(state.dir, "staging"), ignore_errors=True)
+    state.remove("staging")
     return ApplyResult(
         t.root, journal["delta"], header.old_identity, header.new_identity, len(ops), resumed
     )
@@ -839,14 +929,16 @@ def rollback(
     """
     say = progress or (lambda _: None)
     t = Tree(tree)
+    state: State | None = None
     try:
         state = State(t)
-        source = delta if delta is not None else os.path.join(state.dir, _HEADER)
-        try:
-            with open(source, "rb") as fh:
-                header = read_header(fh, source)
-        except FileNotFoundError:
-            raise BadInput(tree, "no apply to roll back") from None
+        if delta is not None:
+            header = _read_delta_header(delta)
+        else:
+            raw = state.read(_HEADER)
+            if raw is None:
+                raise BadInput(tree, "no apply to roll back")
+            header = read_header(io.BytesIO(raw), state.dir + "/" + _HEADER)
         journal = state.journal()
         if journal is None or journal.get("new") != header.new_identity:
             raise BadInput(tree, "no apply of this delta to roll back")
@@ -871,18 +963,18 @@ def rollback(
             raise ImgdiffError(
                 f"{t.root}: after rollback the tree is not OLD ({', '.join(diffs[:5])})"
             )
-        os.unlink(os.path.join(state.dir, _JOURNAL))
+        state.remove(_JOURNAL)
         history = state.history()
         if history and history[-1].get("new") == header.new_identity:
             history.pop()
             state.write_json(_HISTORY, history)
-        for area in ("staging", "undo"):
-            shutil.rmtree(os.path.join(state.dir, area), ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(state.dir, _HEADER))
+        for name in ("staging", "undo", _HEADER):
+            state.remove(name)
         return ApplyResult(t.root, str(journal.get("delta")), header.old_identity,
                            header.new_identity, len(ops), False, True)  # fmt: skip
     finally:
+        if state is not None:
+            state.close()
         t.close()
 
 
@@ -910,7 +1002,7 @@ def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry], asides: dict[str
         here = t.lstat(op.path)
         if here is not None and not stat.S_ISDIR(here.st_mode) and t.lstat(staged) is None:
             if t.lstat(state.path("staging")) is None:
-                os.mkdir(os.path.join(state.dir, "staging"), 0o700)
+                os.mkdir("staging", 0o700, dir_fd=state.ensure())
             t.rename(op.path, staged)
     elif op.action == "link":
         assert op.leader is not None
