@@ -35,7 +35,7 @@ import pytest
 
 from imgdiff import _digest
 from imgdiff.archive import pack as packing
-from imgdiff.archive.apply import NotTheBase, apply, rollback
+from imgdiff.archive.apply import NotTheBase, apply, apply_chain, rollback
 from imgdiff.archive.format import Record, canonical
 from imgdiff.archive.pack import pack
 from imgdiff.check import check
@@ -1143,3 +1143,16 @@ def test_state_directory_writable_by_others_is_refused(case: Case, how: str) -> 
     refused(case, case.delta, STATE, "writable by us alone")
     with pytest.raises(BadInput, match="writable by us alone"):
         rollback(tree=str(case.tree))
+
+
+@pytest.mark.parametrize("what", ["missing", "directory"])
+def test_delta_that_cannot_be_opened_is_bad_input_naming_it(case: Case, what: str) -> None:
+    delta = case.tmp / "missing.delta" if what == "missing" else case.tmp
+    with pytest.raises(BadInput, match="cannot open"):
+        apply(delta=str(delta), tree=str(case.tree))
+    with pytest.raises(BadInput, match="cannot open"):
+        apply_chain([str(case.delta), str(delta)], str(case.tree))
+    assert_untouched(case.before, case.tree)
+    apply(delta=str(case.delta), tree=str(case.tree))
+    with pytest.raises(BadInput, match="cannot open"):
+        rollback(tree=str(case.tree), delta=str(delta))

@@ -579,7 +579,15 @@ def apply_chain(
 
 
 def _open_delta(delta: str) -> BinaryIO:
-    return open(delta, "rb")
+    """The delta archive opened for reading; one that cannot be is bad input."""
+    try:
+        fh = open(delta, "rb")  # noqa: SIM115 - the caller's `with` closes it
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            fh.close()
+            raise IsADirectoryError(errno.EISDIR, "not a regular file")
+    except OSError as exc:
+        raise BadInput(delta, f"cannot open: {exc.strerror or exc}") from None
+    return fh
 
 
 def _read_delta_header(delta: str) -> Header:
