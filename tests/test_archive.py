@@ -1156,3 +1156,81 @@ def test_delta_that_cannot_be_opened_is_bad_input_naming_it(case: Case, what: st
     apply(delta=str(case.delta), tree=str(case.tree))
     with pytest.raises(BadInput, match="cannot open"):
         rollback(tree=str(case.tree), delta=str(delta))
+
+
+def _small_pair(tmp: Path) -> tuple[Path, Path]:
+    """OLD and NEW of one changed file, with a /var/lib (copies of OLD are the trees)."""
+    old, new = tmp / "old", tmp / "new"
+    (old / "var/lib").mkdir(parents=True)
+    (old / "f").write_bytes(b"1\n")
+    clone(old, new)
+    (new / "f").write_bytes(b"2\n")
+    return old, new
+
+
+@pytest.mark.parametrize("where", ["both", "new"])
+def test_state_directory_in_the_images_is_left_out_of_the_delta(tmp_path: Path, where: str) -> None:
+    """Images taken from a host an apply updated hold /var/lib/imgdiff: pack leaves it out
+    of both, as apply and check leave it out of the tree (a NEW holding a journal.json
+    applied, then check said not NEW and rollback crashed; with both holding a history,
+    an exact copy of OLD was refused)."""
+    old, new = _small_pair(tmp_path)
+    for image in (old, new) if where == "both" else (new,):
+        _state(image).mkdir(mode=0o700)
+        (_state(image) / ("history.json" if where == "both" else "journal.json")).write_text("[]")
+    delta = tmp_path / "d.delta"
+    pack(str(old), str(new), delta)
+    p = parts(delta)
+    assert [q for q in (*p.new, *p.old) if q.startswith(STATE)] == []
+    assert check(str(new), str(delta)).ok
+    tree = clone(old, tmp_path / "tree")
+    apply(delta=str(delta), tree=str(tree))
+    assert check(str(tree), str(delta)).ok
+    rollback(tree=str(tree))
+    assert check(str(tree), str(old)).ok
+    assert_tree_is(old, tree, root_mtime=True)
+
+
+@pytest.mark.parametrize("how", ["state-dir-file", "parent-symlink", "parent-removed"])
+def test_delta_touching_the_state_directory_or_its_parents_is_refused_before_the_tree_is_touched(
+    case: Case, how: str
+) -> None:
+    """A forged delta that writes in the state directory, or a NEW that turns /var/lib
+    into a symlink or drops /var (the commit renamed /var/lib, holding the state
+    directory, into its own undo area: EINVAL, half applied), is refused."""
+
+    def edit(p: Parts) -> None:
+        if how == "state-dir-file":
+            p.new[STATE] = attrs.evolve(p.new["/var/lib"], path=STATE, mode=0o700)
+            _with_file(p, STATE + "/.history.json.tmp", b"[]")
+        elif how == "parent-symlink":
+            for q in [q for q in p.new if q.startswith("/var/lib")]:
+                p.old.setdefault(q, p.new.pop(q))
+            p.new["/var/lib"] = Entry(
+                "/var/lib", EntryType.SYMLINK, 0o777, 0, 0, 4, MTIME, "/tmp", None, None, (), None
+            )
+        else:
+            for q in [q for q in p.new if q.startswith("/var")]:
+                p.old.setdefault(q, p.new.pop(q))
+
+    hostile = rewrite(case.delta, case.tmp / "hostile.delta", edit)
+    refused(case, hostile, "imgdiff's state directory")
+    assert not _state(case.tree).exists()
+
+
+def test_delta_that_makes_var_is_applied_and_rolled_back(tmp_path: Path) -> None:
+    """OLD has no /var, NEW makes /var/log: the state directory's parents are made first
+    (by apply), and left by the rollback, whose check leaves them out."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    (old / "f").write_bytes(b"1\n")
+    clone(old, new)
+    (new / "var/log").mkdir(parents=True)
+    (new / "var/log/x").write_bytes(b"x\n")
+    delta = tmp_path / "d.delta"
+    pack(str(old), str(new), delta)
+    tree = clone(old, tmp_path / "tree")
+    apply(delta=str(delta), tree=str(tree))
+    assert check(str(tree), str(delta)).ok
+    rollback(tree=str(tree))
+    assert check(str(tree), str(old)).ok

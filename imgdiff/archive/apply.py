@@ -41,7 +41,15 @@ import blake3
 
 from imgdiff import _digest
 from imgdiff.archive.codec import MAX_BASE, decode
-from imgdiff.archive.format import Header, Record, keeps_file, read_header, record_data
+from imgdiff.archive.format import (
+    STATE_DIR,
+    Header,
+    Record,
+    in_state_dir,
+    keeps_file,
+    read_header,
+    record_data,
+)
 from imgdiff.archive.pack import creates_device
 from imgdiff.delta import compare
 from imgdiff.errors import BadInput, ImgdiffError, escape_path
@@ -53,7 +61,6 @@ from imgdiff.manifest import ImageInfo, Manifest
 from imgdiff.model import Entry, EntryType
 from imgdiff.results import ApplyResult
 
-STATE_DIR = "/var/lib/imgdiff"
 _JOURNAL = "journal.json"
 _HISTORY = "history.json"
 _HEADER = "delta-header"  # the applied delta's header: what rollback needs of it
@@ -445,18 +452,24 @@ def tree_manifest(tree: str, *, use_cache: bool = True) -> Manifest:
 def differences(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str) -> list[str]:
     """What keeps `tree` from being the image `want` describes: "path (aspects)" lines.
 
-    mtime alone is not a difference; the state directory and the parents apply created
-    for it are not part of the tree. A `Manifest` given as `want` computes the digests
-    the comparison needs from its own image.
+    mtime alone is not a difference; the state directory (left out of both, an image
+    taken from an updated host has one) and the parents apply created for it are not
+    part of the tree. A `Manifest` given as `want` computes the digests the comparison
+    needs from its own image; its state directory entries are dropped from it.
     """
-    for path in (STATE_DIR, *_ancestors(STATE_DIR)):
+    for path in _ancestors(STATE_DIR):
         if path not in want:
             tree.entries.pop(path, None)
+    tree.entries.pop(STATE_DIR, None)  # pruned: its contents were never read
     if isinstance(want, Manifest):
+        if STATE_DIR in want.entries:  # anything beneath it has it as a parent
+            for path in [p for p in want.entries if in_state_dir(p)]:
+                del want.entries[path]
         wanted = want
     else:
-        files = sum(1 for e in want.values() if e.type is EntryType.FILE)
-        wanted = Manifest(dict(want), ImageInfo(name, "manifest", len(want), files, 0))
+        kept = {p: e for p, e in want.items() if not in_state_dir(p)}
+        files = sum(1 for e in kept.values() if e.type is EntryType.FILE)
+        wanted = Manifest(kept, ImageInfo(name, "manifest", len(kept), files, 0))
     out = []
     for c in compare(tree, wanted).changes:
         how = {"removed": "only in the tree", "added": "missing from the tree"}.get(
@@ -516,6 +529,7 @@ def apply(
             _check_base(t, state, header, use_cache)
             ops = operations(header)
             _check_one_filesystem(t, ops)
+            _check_state_spared(t, ops)
             say("staging new files")
             try:
                 hasher = _staging(t, state, header, ops, raw_header, fh, delta, say)
@@ -652,6 +666,22 @@ def _check_one_filesystem(t: Tree, ops: list[Op]) -> None:
                 t.root,
                 f"{escape_path(op.path)} is in another mount ({escape_path(mount_of(where))}) "
                 f"than {STATE_DIR}: a delta is applied by renames within one mount",
+            )
+
+
+def _check_state_spared(t: Tree, ops: list[Op]) -> None:
+    """Refuse, before anything is written, a delta that would touch the state directory
+    or anything in it, or replace, remove or change the type of one of its parents: the
+    commit would move the journal and undo data it works from (or rename /var/lib into
+    its own undo area). A parent the delta makes as a directory, or whose metadata it
+    sets, is fine."""
+    parents = set(_ancestors(STATE_DIR))
+    for op in ops:
+        if in_state_dir(op.path) or (op.path in parents and op.action not in ("mkdir", "meta")):
+            raise BadInput(
+                t.root,
+                f"the delta would replace or remove {escape_path(op.path)}: imgdiff's state "
+                f"directory ({STATE_DIR}) and its parents must stay directories",
             )
 
 
@@ -998,6 +1028,8 @@ def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry], asides: dict[str
         if t.lstat(slot) is not None:
             t.rename(slot, op.path)  # over NEW's file, atomically, for a non-directory
     elif op.action == "mkdir":
+        if op.path in _ancestors(STATE_DIR):
+            return  # the state directory is in it: left, as a parent apply made would be
         # the apply may have died before making it, or a rerun already removed its parent
         with (
             contextlib.suppress(FileNotFoundError, NotADirectoryError),
