@@ -1234,3 +1234,56 @@ def test_delta_that_makes_var_is_applied_and_rolled_back(tmp_path: Path) -> None
     assert check(str(tree), str(delta)).ok
     rollback(tree=str(tree))
     assert check(str(tree), str(old)).ok
+
+
+def test_crash_at_each_step_of_a_second_apply_then_rollback_undoes_the_last_or_refuses(
+    tmp_path: Path,
+) -> None:
+    """Apply D2 on a tree at D1's NEW, crashed before each filesystem step in turn, then
+    roll back: the tree is D1's NEW (D2's commit undone, or refused with nothing done) or
+    D1's OLD (D1 was the last apply: killed while D2 staged). Killed after D1's undo data
+    went and before D2's journal came, rollback ran D1's journal without it and wrecked
+    the tree."""
+    t0 = tmp_path / "t0"
+    (t0 / "d").mkdir(parents=True)
+    (t0 / "var/lib").mkdir(parents=True)
+    (t0 / "v").write_bytes(b"0\n")
+    (t0 / "d/x").write_bytes(b"x\n")
+    t1 = clone(t0, tmp_path / "t1")
+    (t1 / "v").write_bytes(b"1\n")
+    (t1 / "n").write_bytes(b"n\n")
+    shutil.rmtree(t1 / "d")
+    t2 = clone(t1, tmp_path / "t2")
+    (t2 / "v").write_bytes(b"2\n")
+    for i in range(6):  # staged in slots D1's rollback uses too
+        (t2 / f"m{i}").write_bytes(b"m%d\n" % i)
+    d1, d2 = tmp_path / "d1.delta", tmp_path / "d2.delta"
+    pack(str(t0), str(t1), d1)
+    pack(str(t1), str(t2), d2)
+
+    def at_d1(name: str) -> Path:
+        tree = clone(t0, tmp_path / name)
+        apply(delta=str(d1), tree=str(tree))
+        return tree
+
+    counted = at_d1("count")
+    with crash_at(None) as steps:
+        apply(delta=str(d2), tree=str(counted))
+    failures = []
+    for step in range(len(steps)):
+        tree = at_d1(f"tree{step}")
+        with contextlib.suppress(Crash), crash_at(step):
+            apply(delta=str(d2), tree=str(tree))
+        try:
+            rollback(tree=str(tree))
+        except BadInput:
+            want = t1  # refused: D2's commit had not begun, and nothing was done
+        except Exception as exc:  # every step's outcome is collected
+            failures.append(f"before step {step} ({steps[step]}): {type(exc).__name__}: {exc}")
+            continue
+        else:
+            want = t1 if listing(tree)["/v"] != listing(t0)["/v"] else t0
+        if diff := listing_diff(listing(want), listing(tree), ignore_mtime=("/",)):
+            failures.append(f"before step {step} ({steps[step]}): not {want.name}: {diff[:3]}")
+        shutil.rmtree(tree)
+    assert failures == []

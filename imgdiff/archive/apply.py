@@ -551,7 +551,11 @@ def apply(
             "new": header.new_identity,
             "ops": [[op.n, op.action, op.path, op.leader] for op in ops],
         }
-        state.remove("undo")  # the previous apply's
+        # the previous apply's journal goes (durably) before its undo data: killed in
+        # between, a rollback refuses (no journal) rather than run it without its undo data
+        state.remove(_JOURNAL)
+        os.fsync(state.ensure())
+        state.remove("undo")
         os.close(state.fresh("undo"))
         state.write_bytes(_HEADER, raw_header)
         state.write_json(_JOURNAL, journal)
@@ -980,6 +984,8 @@ def rollback(
         journal = state.journal()
         if journal is None or journal.get("new") != header.new_identity:
             raise BadInput(tree, "no apply of this delta to roll back")
+        if journal.get("phase") == "done":
+            state.remove("staging")  # a later apply's, killed while staging: never placed
         ops = [Op(n, action, path, leader) for n, action, path, leader in journal["ops"]]
         old = header.old_manifest
         say(f"undoing {len(ops)} operations")
