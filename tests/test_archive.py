@@ -1287,3 +1287,29 @@ def test_crash_at_each_step_of_a_second_apply_then_rollback_undoes_the_last_or_r
             failures.append(f"before step {step} ({steps[step]}): not {want.name}: {diff[:3]}")
         shutil.rmtree(tree)
     assert failures == []
+
+
+@pytest.mark.parametrize("second", ["apply", "rollback"])
+def test_apply_or_rollback_while_an_apply_runs_on_the_tree_is_refused(
+    tmp_path: Path, crash_pair: tuple[Path, Path, Path], second: str
+) -> None:
+    """Two applies (or an apply and a rollback) at once on one tree left it half applied:
+    the second is refused while the first runs, and the first finishes."""
+    old, new, delta = crash_pair
+    tree = clone(old, tmp_path / "tree")
+    with reaped(_child("apply", delta, tree)) as proc:
+        assert wait_for(_journal(tree), proc, 60)
+        os.kill(proc.pid, signal.SIGSTOP)  # mid-commit, holding the tree
+        try:
+            run: Callable[[], object] = (
+                (lambda: apply(delta=str(delta), tree=str(tree)))
+                if second == "apply"
+                else (lambda: rollback(tree=str(tree)))
+            )
+            with pytest.raises(BadInput, match="another imgdiff apply or rollback is running"):
+                run()
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode(errors="replace")
+    assert_tree_is(new, tree, root_mtime=False)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import io
 import json
 import os
@@ -167,6 +168,16 @@ class Tree:
 
     def close(self) -> None:
         os.close(self.fd)
+
+    def lock(self) -> None:
+        """Hold the tree for this apply or rollback (an exclusive flock of the root's
+        descriptor, released when it is closed); another running on it is refused."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInput(
+                self.root, "another imgdiff apply or rollback is running on this tree"
+            ) from None
 
     @contextlib.contextmanager
     def keeping_directories(self) -> Iterator[None]:
@@ -500,6 +511,7 @@ def apply(
     t = Tree(tree)
     state: State | None = None
     try:
+        t.lock()
         root_mtime = os.stat(t.fd).st_mtime_ns  # the root has no entry: rollback restores it
         state = State(t)
         with _open_delta(delta) as fh:
@@ -973,6 +985,7 @@ def rollback(
     t = Tree(tree)
     state: State | None = None
     try:
+        t.lock()
         state = State(t)
         if delta is not None:
             header = _read_delta_header(delta)
