@@ -1313,3 +1313,18 @@ def test_apply_or_rollback_while_an_apply_runs_on_the_tree_is_refused(
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err.decode(errors="replace")
     assert_tree_is(new, tree, root_mtime=False)
+
+
+def test_directory_with_contents_that_became_a_symlink_rolls_back(tmp_path: Path) -> None:
+    """Rollback set OLD's directory metadata, O_NOFOLLOW, on what was still NEW's
+    symlink there (ELOOP, exit 4, every time)."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    (old / "d").mkdir(parents=True)
+    (old / "var/lib").mkdir(parents=True)
+    (old / "d/f").write_bytes(b"f\n")
+    clone(old, new)
+    shutil.rmtree(new / "d")
+    os.symlink("elsewhere", new / "d")
+    delta = tmp_path / "d.delta"
+    pack(str(old), str(new), delta)
+    round_trip(old, new, delta, clone(old, tmp_path / "tree"))

@@ -136,7 +136,7 @@ def operations(header: Header) -> list[Op]:
         else:
             places.append(p)
     for parent in touched_parents:  # renames change their parents' mtimes: set NEW's again
-        if parent != "/" and parent in new and parent not in dirmetas:
+        if parent in new and new[parent].type is EntryType.DIR and parent not in dirmetas:
             dirmetas.append(parent)
     ops: list[Op] = []
     for p in sorted(asides, key=lambda x: (-x.count("/"), x)):
@@ -1072,12 +1072,12 @@ def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry], asides: dict[str
         if _same_inode(t.lstat(op.path), t.lstat(op.leader)):
             t.unlink(op.path)  # NEW's link; the aside step puts OLD's back
     elif op.action == "meta" and was is not None:
-        # a path still set aside gets OLD's metadata back with its inode, from undo/
-        with (
-            contextlib.suppress(FileNotFoundError, NotADirectoryError),
-            t.parent(op.path) as (fd, name),
-        ):
-            _set_meta(fd, name, was)
+        # a path still set aside gets OLD's metadata back with its inode, from undo/; so
+        # does one whose type NEW changed (a directory NEW made a symlink: not set on that)
+        here = t.lstat(op.path)
+        if here is not None and _STAT_TYPES.get(stat.S_IFMT(here.st_mode)) is was.type:
+            with t.parent(op.path) as (fd, name):
+                _set_meta(fd, name, was)
 
 
 __all__ = [
