@@ -1328,3 +1328,16 @@ def test_directory_with_contents_that_became_a_symlink_rolls_back(tmp_path: Path
     delta = tmp_path / "d.delta"
     pack(str(old), str(new), delta)
     round_trip(old, new, delta, clone(old, tmp_path / "tree"))
+
+
+def test_xattrs_of_a_symlink_are_set(tmp_path: Path) -> None:
+    """They were never set, so apply failed its own check after the commit (exit 3)."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    (old / "var/lib").mkdir(parents=True)
+    (old / "f").write_bytes(b"1\n")
+    clone(old, new)
+    os.symlink("f", new / "l")
+    os.setxattr(new / "l", "trusted.label", b"x", follow_symlinks=False)
+    delta = tmp_path / "d.delta"
+    pack(str(old), str(new), delta)
+    round_trip(old, new, delta, clone(old, tmp_path / "tree"))

@@ -249,14 +249,12 @@ class Tree:
 
 def _set_meta(fd: int, name: str, entry: Entry) -> None:
     """Set owner, mode, xattrs and mtime as `entry` says, on `name` in directory `fd`."""
-    if entry.type is EntryType.SYMLINK:
+    if entry.type in (EntryType.SYMLINK, EntryType.CHAR, EntryType.BLOCK, EntryType.SOCKET):
+        # a symlink cannot be opened, and opening a device can fail or act (ptmx, tty):
+        # set metadata by name, never following the last component
         os.chown(name, entry.uid, entry.gid, dir_fd=fd, follow_symlinks=False)
-        os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=fd, follow_symlinks=False)
-        return
-    if entry.type in (EntryType.CHAR, EntryType.BLOCK, EntryType.SOCKET):
-        # opening a device can fail or act (ptmx, tty): set metadata by name, not by fd
-        os.chown(name, entry.uid, entry.gid, dir_fd=fd, follow_symlinks=False)
-        os.chmod(name, entry.mode, dir_fd=fd)
+        if entry.type is not EntryType.SYMLINK:  # a symlink's mode is always 0777
+            os.chmod(name, entry.mode, dir_fd=fd)
         by_name = f"/proc/self/fd/{fd}/{name}"
         want = dict(entry.xattrs)
         for key in os.listxattr(by_name, follow_symlinks=False):
