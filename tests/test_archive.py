@@ -22,6 +22,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -1341,3 +1342,16 @@ def test_xattrs_of_a_symlink_are_set(tmp_path: Path) -> None:
     delta = tmp_path / "d.delta"
     pack(str(old), str(new), delta)
     round_trip(old, new, delta, clone(old, tmp_path / "tree"))
+
+
+def test_pack_refuses_a_socket_new_adds_naming_it(tmp_path: Path) -> None:
+    """pack wrote the delta, and apply refused it every time (after staging)."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    (old / "f").write_bytes(b"1\n")
+    clone(old, new)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(new / "sock"))
+    with pytest.raises(ImgdiffError, match="/sock: a delta never creates sockets"):
+        pack(str(old), str(new), tmp_path / "d.delta")
+    assert not (tmp_path / "d.delta").exists()

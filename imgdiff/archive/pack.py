@@ -79,6 +79,12 @@ def pack(
     for p in sorted(added | (old_entries.keys() & nm.entries.keys())):
         if creates_device(old_entries.get(p), nm.entries[p]):
             raise Unsupported(f"{nm.info.path}: {p}: a delta never creates device nodes")
+        was = old_entries.get(p)
+        if nm.entries[p].type is EntryType.SOCKET and (
+            was is None or was.type is not EntryType.SOCKET
+        ):
+            # a socket is made by the program that listens on it: apply cannot stage one
+            raise Unsupported(f"{nm.info.path}: {p}: a delta never creates sockets")
     jobs = _content_jobs(om, nm)
     done = 0
 
