@@ -1355,3 +1355,33 @@ def test_pack_refuses_a_socket_new_adds_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ImgdiffError, match="/sock: a delta never creates sockets"):
         pack(str(old), str(new), tmp_path / "d.delta")
     assert not (tmp_path / "d.delta").exists()
+
+
+@pytest.mark.parametrize("how", ["joined", "split"])
+def test_tree_whose_hard_link_groups_differ_is_not_the_base_nor_new(
+    tmp_path: Path, how: str
+) -> None:
+    """Two OLD files made one inode (a mode change of one then changed both), or a group
+    split into two files, with the same bytes and metadata: the base check, check and
+    rollback's check took them as OLD or NEW."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    (old / "var/lib").mkdir(parents=True)
+    (old / "a").write_bytes(b"same\n")
+    if how == "joined":
+        (old / "b").write_bytes(b"same\n")
+    else:
+        os.link(old / "a", old / "b")
+    (old / "f").write_bytes(b"1\n")
+    clone(old, new)
+    (new / "f").write_bytes(b"2\n")
+    delta = tmp_path / "d.delta"
+    pack(str(old), str(new), delta)
+    tree = clone(old, tmp_path / "tree")
+    os.unlink(tree / "b")
+    if how == "joined":
+        os.link(tree / "a", tree / "b")
+    else:
+        shutil.copy2(tree / "a", tree / "b")
+    with pytest.raises(NotTheBase, match=r"/b \(hard link\)"):
+        apply(delta=str(delta), tree=str(tree))
+    assert "/b (hard link)" in check(str(tree), str(old)).files

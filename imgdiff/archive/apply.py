@@ -479,12 +479,28 @@ def differences(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str)
         kept = {p: e for p, e in want.items() if not in_state_dir(p)}
         files = sum(1 for e in kept.values() if e.type is EntryType.FILE)
         wanted = Manifest(kept, ImageInfo(name, "manifest", len(kept), files, 0))
-    out = []
+    found: dict[str, list[str]] = {}
     for c in compare(tree, wanted).changes:
         how = {"removed": "only in the tree", "added": "missing from the tree"}.get(
             c.status.value, ", ".join(a.value for a in c.aspects)
         )
-        out.append(f"{escape_path(c.path)} ({how})")
+        found[c.path] = [how]
+    for path in _regrouped(tree.entries, wanted.entries):
+        found.setdefault(path, []).append("hard link")
+    return [f"{escape_path(p)} ({', '.join(found[p])})" for p in sorted(found)]
+
+
+def _regrouped(tree: Mapping[str, Entry], want: Mapping[str, Entry]) -> set[str]:
+    """Files of both whose hard-link group differs (joined, split, or another leader): the
+    same bytes and metadata, but one write would change the others, or not."""
+    out = set()
+    for mine, other in ((tree, want), (want, tree)):
+        for path, entry in mine.items():
+            if entry.hardlink is None:
+                continue
+            there = other.get(path)
+            if there is not None and there.type is entry.type and there.hardlink != entry.hardlink:
+                out.add(path)
     return out
 
 
