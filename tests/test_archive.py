@@ -22,6 +22,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,7 +36,7 @@ import pytest
 
 from imgdiff import _digest, diff
 from imgdiff.archive import pack as packing
-from imgdiff.archive.apply import NotTheBase, apply, rollback
+from imgdiff.archive.apply import NotTheBase, apply, apply_chain, rollback
 from imgdiff.archive.format import Record, canonical
 from imgdiff.archive.pack import pack
 from imgdiff.check import check
@@ -1088,3 +1089,307 @@ def test_delta_writing_into_another_mount_is_refused_before_the_tree_is_touched(
         subprocess.run(["umount", str(mounted)], check=True)
     apply(str(case.delta), str(case.tree))  # unmounted: the same delta applies
     assert_tree_is(case.new, case.tree, root_mtime=False)
+
+
+# -- 6. the state directory -------------------------------------------------------------
+
+
+def _state(tree: Path) -> Path:
+    return tree / STATE.lstrip("/")
+
+
+@pytest.mark.parametrize("name", [".journal.json.tmp", ".history.json.tmp", ".delta-header.tmp"])
+def test_symlink_planted_in_the_state_directory_never_sends_a_write_outside(
+    case: Case, name: str
+) -> None:
+    victim = case.tmp / "victim"
+    victim.write_bytes(b"precious\n")
+    _state(case.tree).mkdir(mode=0o700)
+    os.symlink(victim, _state(case.tree) / name)
+    apply(delta=str(case.delta), tree=str(case.tree))
+    assert victim.read_bytes() == b"precious\n"
+    assert_tree_is(case.new, case.tree, root_mtime=False)
+    rollback(tree=str(case.tree))
+    assert victim.read_bytes() == b"precious\n"
+    assert_tree_is(case.old, case.tree, root_mtime=True)
+
+
+def test_state_file_that_is_a_symlink_is_refused_not_read_through(case: Case) -> None:
+    secret = case.tmp / "secret"
+    secret.write_text('{"schema": "imgdiff.journal/1", "phase": "done"}')
+    _state(case.tree).mkdir(mode=0o700)
+    os.symlink(secret, _state(case.tree) / "journal.json")
+    case.before = listing(case.tree)
+    refused(case, case.delta, "journal.json")
+
+
+@pytest.mark.parametrize("what", ["var", "var/lib", "var/lib/imgdiff"])
+def test_state_directory_or_a_parent_that_is_a_symlink_is_refused_before_anything_is_made(
+    case: Case, what: str
+) -> None:
+    """The tree's /var (or /var/lib, or the state directory) leads outside it: nothing is
+    made there, not even the state directory's parents (os.makedirs used to)."""
+    outside = case.tmp / "outside"
+    outside.mkdir()
+    moved = case.tree / what
+    if moved.exists():
+        shutil.move(moved, outside / "moved")
+    os.symlink(outside, moved)
+    with pytest.raises(BadInput, match=f"/{what} is a symlink"):
+        apply(delta=str(case.delta), tree=str(case.tree))
+    assert [p.name for p in outside.iterdir()] == (["moved"] if what != "var/lib/imgdiff" else [])
+    assert os.path.islink(moved)
+
+
+@pytest.mark.parametrize("how", ["world-writable", "not ours"])
+def test_state_directory_writable_by_others_is_refused(case: Case, how: str) -> None:
+    _state(case.tree).mkdir(mode=0o700)
+    if how == "world-writable":
+        os.chmod(_state(case.tree), 0o777)
+    else:
+        os.chown(_state(case.tree), 1000, 1000)
+    case.before = listing(case.tree)
+    refused(case, case.delta, STATE, "writable by us alone")
+    with pytest.raises(BadInput, match="writable by us alone"):
+        rollback(tree=str(case.tree))
+
+
+@pytest.mark.parametrize("what", ["missing", "directory"])
+def test_delta_that_cannot_be_opened_is_bad_input_naming_it(case: Case, what: str) -> None:
+    delta = case.tmp / "missing.delta" if what == "missing" else case.tmp
+    with pytest.raises(BadInput, match="cannot open"):
+        apply(delta=str(delta), tree=str(case.tree))
+    with pytest.raises(BadInput, match="cannot open"):
+        apply_chain([str(case.delta), str(delta)], str(case.tree))
+    assert_untouched(case.before, case.tree)
+    apply(delta=str(case.delta), tree=str(case.tree))
+    with pytest.raises(BadInput, match="cannot open"):
+        rollback(tree=str(case.tree), delta=str(delta))
+
+
+def _small_pair(tmp: Path) -> tuple[Path, Path]:
+    """OLD and NEW of one changed file, with a /var/lib (copies of OLD are the trees)."""
+    old, new = tmp / "old", tmp / "new"
+    (old / "var/lib").mkdir(parents=True)
+    (old / "f").write_bytes(b"1\n")
+    clone(old, new)
+    (new / "f").write_bytes(b"2\n")
+    return old, new
+
+
+@pytest.mark.parametrize("where", ["both", "new"])
+def test_state_directory_in_the_images_is_left_out_of_the_delta(tmp_path: Path, where: str) -> None:
+    """Images taken from a host an apply updated hold /var/lib/imgdiff: pack leaves it out
+    of both, as apply and check leave it out of the tree (a NEW holding a journal.json
+    applied, then check said not NEW and rollback crashed; with both holding a history,
+    an exact copy of OLD was refused)."""
+    old, new = _small_pair(tmp_path)
+    for image in (old, new) if where == "both" else (new,):
+        _state(image).mkdir(mode=0o700)
+        (_state(image) / ("history.json" if where == "both" else "journal.json")).write_text("[]")
+    delta = tmp_path / "d.delta"
+    pack(str(old), str(new), delta)
+    p = parts(delta)
+    assert [q for q in (*p.new, *p.old) if q.startswith(STATE)] == []
+    assert check(str(new), str(delta)).ok
+    tree = clone(old, tmp_path / "tree")
+    apply(delta=str(delta), tree=str(tree))
+    assert check(str(tree), str(delta)).ok
+    rollback(tree=str(tree))
+    assert check(str(tree), str(old)).ok
+    assert_tree_is(old, tree, root_mtime=True)
+
+
+@pytest.mark.parametrize("how", ["state-dir-file", "parent-symlink", "parent-removed"])
+def test_delta_touching_the_state_directory_or_its_parents_is_refused_before_the_tree_is_touched(
+    case: Case, how: str
+) -> None:
+    """A forged delta that writes in the state directory, or a NEW that turns /var/lib
+    into a symlink or drops /var (the commit renamed /var/lib, holding the state
+    directory, into its own undo area: EINVAL, half applied), is refused."""
+
+    def edit(p: Parts) -> None:
+        if how == "state-dir-file":
+            p.new[STATE] = attrs.evolve(p.new["/var/lib"], path=STATE, mode=0o700)
+            _with_file(p, STATE + "/.history.json.tmp", b"[]")
+        elif how == "parent-symlink":
+            for q in [q for q in p.new if q.startswith("/var/lib")]:
+                p.old.setdefault(q, p.new.pop(q))
+            p.new["/var/lib"] = Entry(
+                "/var/lib", EntryType.SYMLINK, 0o777, 0, 0, 4, MTIME, "/tmp", None, None, (), None
+            )
+        else:
+            for q in [q for q in p.new if q.startswith("/var")]:
+                p.old.setdefault(q, p.new.pop(q))
+
+    hostile = rewrite(case.delta, case.tmp / "hostile.delta", edit)
+    refused(case, hostile, "imgdiff's state directory")
+    assert not _state(case.tree).exists()
+
+
+def test_delta_that_makes_var_is_applied_and_rolled_back(tmp_path: Path) -> None:
+    """OLD has no /var, NEW makes /var/log: the state directory's parents are made first
+    (by apply), and left by the rollback, whose check leaves them out."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    (old / "f").write_bytes(b"1\n")
+    clone(old, new)
+    (new / "var/log").mkdir(parents=True)
+    (new / "var/log/x").write_bytes(b"x\n")
+    delta = tmp_path / "d.delta"
+    pack(str(old), str(new), delta)
+    tree = clone(old, tmp_path / "tree")
+    apply(delta=str(delta), tree=str(tree))
+    assert check(str(tree), str(delta)).ok
+    rollback(tree=str(tree))
+    assert check(str(tree), str(old)).ok
+
+
+def test_crash_at_each_step_of_a_second_apply_then_rollback_undoes_the_last_or_refuses(
+    tmp_path: Path,
+) -> None:
+    """Apply D2 on a tree at D1's NEW, crashed before each filesystem step in turn, then
+    roll back: the tree is D1's NEW (D2's commit undone, or refused with nothing done) or
+    D1's OLD (D1 was the last apply: killed while D2 staged). Killed after D1's undo data
+    went and before D2's journal came, rollback ran D1's journal without it and wrecked
+    the tree."""
+    t0 = tmp_path / "t0"
+    (t0 / "d").mkdir(parents=True)
+    (t0 / "var/lib").mkdir(parents=True)
+    (t0 / "v").write_bytes(b"0\n")
+    (t0 / "d/x").write_bytes(b"x\n")
+    t1 = clone(t0, tmp_path / "t1")
+    (t1 / "v").write_bytes(b"1\n")
+    (t1 / "n").write_bytes(b"n\n")
+    shutil.rmtree(t1 / "d")
+    t2 = clone(t1, tmp_path / "t2")
+    (t2 / "v").write_bytes(b"2\n")
+    for i in range(6):  # staged in slots D1's rollback uses too
+        (t2 / f"m{i}").write_bytes(b"m%d\n" % i)
+    d1, d2 = tmp_path / "d1.delta", tmp_path / "d2.delta"
+    pack(str(t0), str(t1), d1)
+    pack(str(t1), str(t2), d2)
+
+    def at_d1(name: str) -> Path:
+        tree = clone(t0, tmp_path / name)
+        apply(delta=str(d1), tree=str(tree))
+        return tree
+
+    counted = at_d1("count")
+    with crash_at(None) as steps:
+        apply(delta=str(d2), tree=str(counted))
+    failures = []
+    for step in range(len(steps)):
+        tree = at_d1(f"tree{step}")
+        with contextlib.suppress(Crash), crash_at(step):
+            apply(delta=str(d2), tree=str(tree))
+        try:
+            rollback(tree=str(tree))
+        except BadInput:
+            want = t1  # refused: D2's commit had not begun, and nothing was done
+        except Exception as exc:  # every step's outcome is collected
+            failures.append(f"before step {step} ({steps[step]}): {type(exc).__name__}: {exc}")
+            continue
+        else:
+            want = t1 if listing(tree)["/v"] != listing(t0)["/v"] else t0
+        if diff := listing_diff(listing(want), listing(tree), ignore_mtime=("/",)):
+            failures.append(f"before step {step} ({steps[step]}): not {want.name}: {diff[:3]}")
+        shutil.rmtree(tree)
+    assert failures == []
+
+
+@pytest.mark.parametrize("second", ["apply", "rollback"])
+def test_apply_or_rollback_while_an_apply_runs_on_the_tree_is_refused(
+    tmp_path: Path, crash_pair: tuple[Path, Path, Path], second: str
+) -> None:
+    """Two applies (or an apply and a rollback) at once on one tree left it half applied:
+    the second is refused while the first runs, and the first finishes."""
+    old, new, delta = crash_pair
+    tree = clone(old, tmp_path / "tree")
+    with reaped(_child("apply", delta, tree)) as proc:
+        assert wait_for(_journal(tree), proc, 60)
+        os.kill(proc.pid, signal.SIGSTOP)  # mid-commit, holding the tree
+        try:
+            run: Callable[[], object] = (
+                (lambda: apply(delta=str(delta), tree=str(tree)))
+                if second == "apply"
+                else (lambda: rollback(tree=str(tree)))
+            )
+            with pytest.raises(BadInput, match="another imgdiff apply or rollback is running"):
+                run()
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode(errors="replace")
+    assert_tree_is(new, tree, root_mtime=False)
+
+
+def test_directory_with_contents_that_became_a_symlink_rolls_back(tmp_path: Path) -> None:
+    """Rollback set OLD's directory metadata, O_NOFOLLOW, on what was still NEW's
+    symlink there (ELOOP, exit 4, every time)."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    (old / "d").mkdir(parents=True)
+    (old / "var/lib").mkdir(parents=True)
+    (old / "d/f").write_bytes(b"f\n")
+    clone(old, new)
+    shutil.rmtree(new / "d")
+    os.symlink("elsewhere", new / "d")
+    delta = tmp_path / "d.delta"
+    pack(str(old), str(new), delta)
+    round_trip(old, new, delta, clone(old, tmp_path / "tree"))
+
+
+def test_xattrs_of_a_symlink_are_set(tmp_path: Path) -> None:
+    """They were never set, so apply failed its own check after the commit (exit 3)."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    (old / "var/lib").mkdir(parents=True)
+    (old / "f").write_bytes(b"1\n")
+    clone(old, new)
+    os.symlink("f", new / "l")
+    os.setxattr(new / "l", "trusted.label", b"x", follow_symlinks=False)
+    delta = tmp_path / "d.delta"
+    pack(str(old), str(new), delta)
+    round_trip(old, new, delta, clone(old, tmp_path / "tree"))
+
+
+def test_pack_refuses_a_socket_new_adds_naming_it(tmp_path: Path) -> None:
+    """pack wrote the delta, and apply refused it every time (after staging)."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    (old / "f").write_bytes(b"1\n")
+    clone(old, new)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(new / "sock"))
+    with pytest.raises(ImgdiffError, match="/sock: a delta never creates sockets"):
+        pack(str(old), str(new), tmp_path / "d.delta")
+    assert not (tmp_path / "d.delta").exists()
+
+
+@pytest.mark.parametrize("how", ["joined", "split"])
+def test_tree_whose_hard_link_groups_differ_is_not_the_base_nor_new(
+    tmp_path: Path, how: str
+) -> None:
+    """Two OLD files made one inode (a mode change of one then changed both), or a group
+    split into two files, with the same bytes and metadata: the base check, check and
+    rollback's check took them as OLD or NEW."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    (old / "var/lib").mkdir(parents=True)
+    (old / "a").write_bytes(b"same\n")
+    if how == "joined":
+        (old / "b").write_bytes(b"same\n")
+    else:
+        os.link(old / "a", old / "b")
+    (old / "f").write_bytes(b"1\n")
+    clone(old, new)
+    (new / "f").write_bytes(b"2\n")
+    delta = tmp_path / "d.delta"
+    pack(str(old), str(new), delta)
+    tree = clone(old, tmp_path / "tree")
+    os.unlink(tree / "b")
+    if how == "joined":
+        os.link(tree / "a", tree / "b")
+    else:
+        shutil.copy2(tree / "a", tree / "b")
+    with pytest.raises(NotTheBase, match=r"/b \(hard link\)"):
+        apply(delta=str(delta), tree=str(tree))
+    assert "/b (hard link)" in check(str(tree), str(old)).files

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import fcntl
+import io
 import json
 import os
 import shutil
@@ -39,7 +42,15 @@ import blake3
 
 from imgdiff import _digest
 from imgdiff.archive.codec import MAX_BASE, decode
-from imgdiff.archive.format import Header, Record, keeps_file, read_header, record_data
+from imgdiff.archive.format import (
+    STATE_DIR,
+    Header,
+    Record,
+    in_state_dir,
+    keeps_file,
+    read_header,
+    record_data,
+)
 from imgdiff.archive.pack import creates_device
 from imgdiff.delta import compare
 from imgdiff.errors import BadInput, ImgdiffError, escape_path
@@ -52,7 +63,6 @@ from imgdiff.manifest import ImageInfo, Manifest
 from imgdiff.model import Change, Entry, EntryType, Status
 from imgdiff.results import ApplyResult
 
-STATE_DIR = "/var/lib/imgdiff"
 _JOURNAL = "journal.json"
 _HISTORY = "history.json"
 _HEADER = "delta-header"  # the applied delta's header: what rollback needs of it
@@ -127,7 +137,7 @@ def operations(header: Header) -> list[Op]:
         else:
             places.append(p)
     for parent in touched_parents:  # renames change their parents' mtimes: set NEW's again
-        if parent != "/" and parent in new and parent not in dirmetas:
+        if parent in new and new[parent].type is EntryType.DIR and parent not in dirmetas:
             dirmetas.append(parent)
     ops: list[Op] = []
     for p in sorted(asides, key=lambda x: (-x.count("/"), x)):
@@ -159,6 +169,16 @@ class Tree:
 
     def close(self) -> None:
         os.close(self.fd)
+
+    def lock(self) -> None:
+        """Hold the tree for this apply or rollback (an exclusive flock of the root's
+        descriptor, released when it is closed); another running on it is refused."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInput(
+                self.root, "another imgdiff apply or rollback is running on this tree"
+            ) from None
 
     @contextlib.contextmanager
     def keeping_directories(self) -> Iterator[None]:
@@ -230,14 +250,12 @@ class Tree:
 
 def _set_meta(fd: int, name: str, entry: Entry) -> None:
     """Set owner, mode, xattrs and mtime as `entry` says, on `name` in directory `fd`."""
-    if entry.type is EntryType.SYMLINK:
+    if entry.type in (EntryType.SYMLINK, EntryType.CHAR, EntryType.BLOCK, EntryType.SOCKET):
+        # a symlink cannot be opened, and opening a device can fail or act (ptmx, tty):
+        # set metadata by name, never following the last component
         os.chown(name, entry.uid, entry.gid, dir_fd=fd, follow_symlinks=False)
-        os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=fd, follow_symlinks=False)
-        return
-    if entry.type in (EntryType.CHAR, EntryType.BLOCK, EntryType.SOCKET):
-        # opening a device can fail or act (ptmx, tty): set metadata by name, not by fd
-        os.chown(name, entry.uid, entry.gid, dir_fd=fd, follow_symlinks=False)
-        os.chmod(name, entry.mode, dir_fd=fd)
+        if entry.type is not EntryType.SYMLINK:  # a symlink's mode is always 0777
+            os.chmod(name, entry.mode, dir_fd=fd)
         by_name = f"/proc/self/fd/{fd}/{name}"
         want = dict(entry.xattrs)
         for key in os.listxattr(by_name, follow_symlinks=False):
@@ -269,36 +287,109 @@ def set_meta_fd(f: int, entry: Entry) -> None:
 
 
 # -- state directory ---------------------------------------------------------------------------
+_STATE_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_STATE_MAX = 1 << 28  # a journal lists every path a delta touches
+
+
 class State:
-    """`TREE/var/lib/imgdiff`: journal, history, staging and undo areas."""
+    """`TREE/var/lib/imgdiff`: journal, history, staging and undo areas.
+
+    Reached only through one descriptor, opened from the tree's root a component at a
+    time with no symlink followed, and made there at the first write (a refused apply
+    leaves none); its files are created `O_EXCL | O_NOFOLLOW` through that descriptor, so
+    nothing planted in the tree (or carried by an image) can redirect a write. A state
+    directory that is not a directory of ours, writable by us alone, is refused.
+    """
 
     def __init__(self, tree: Tree) -> None:
         self.tree = tree
-        self.dir = tree.root + STATE_DIR
-        if os.path.lexists(self.dir):
-            self._check()
+        self.dir = tree.root + STATE_DIR  # for messages only: never opened by name
+        self.fd: int | None = None
+        self._open(create=False)
 
-    def _check(self) -> None:
-        st = os.lstat(self.dir)
-        if not stat.S_ISDIR(st.st_mode) or os.path.realpath(self.dir) != self.dir:
-            raise BadInput(self.tree.root, f"{STATE_DIR} is not a plain directory")
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
-    def ensure(self) -> None:
-        """Make the state directory, at the first write (a refused apply leaves none)."""
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        self._check()
+    def _open(self, *, create: bool) -> None:
+        names = STATE_DIR.strip("/").split("/")
+        fd = self.tree.fd
+        try:
+            for i, name in enumerate(names):
+                here = "/" + "/".join(names[: i + 1])
+                try:
+                    nxt = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        return
+                    os.mkdir(name, 0o700 if i == len(names) - 1 else 0o755, dir_fd=fd)
+                    nxt = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    raise BadInput(
+                        self.tree.root,
+                        f"{here} is a symlink or not a directory: imgdiff's state directory "
+                        f"({STATE_DIR}) must be a plain directory in the tree",
+                    ) from None
+                if fd != self.tree.fd:
+                    os.close(fd)
+                fd = nxt
+            st = os.fstat(fd)
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                raise BadInput(
+                    self.tree.root,
+                    f"{STATE_DIR} is owned by uid {st.st_uid} with mode "
+                    f"{stat.S_IMODE(st.st_mode):04o}: it must be ours and writable by us alone",
+                )
+        except BaseException:
+            if fd != self.tree.fd:
+                os.close(fd)
+            raise
+        self.fd = fd
+
+    def ensure(self) -> int:
+        """The state directory's descriptor, made at the first write."""
+        if self.fd is None:
+            self._open(create=True)
+        assert self.fd is not None
+        return self.fd
 
     def path(self, *parts: str) -> str:
         return "/".join((STATE_DIR, *parts))
 
-    def journal(self) -> dict[str, Any] | None:
+    def read(self, name: str) -> bytes | None:
+        """The bytes of the state file `name`, None if there is none."""
+        if self.fd is None:
+            return None
         try:
-            with open(os.path.join(self.dir, _JOURNAL), encoding="utf-8") as fh:
-                doc = json.load(fh)
+            f = os.open(name, _STATE_READ, dir_fd=self.fd)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            raise BadInput(self.dir, f"unreadable journal: {exc}") from None
+        except OSError as exc:
+            raise BadInput(self.dir, f"cannot open {name}: {exc.strerror}") from None
+        try:
+            st = os.fstat(f)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > _STATE_MAX:
+                raise BadInput(self.dir, f"{name} is not a regular file of a readable size")
+            return os.pread(f, st.st_size, 0)
+        finally:
+            os.close(f)
+
+    def _json(self, name: str, what: str) -> Any:
+        raw = self.read(name)
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise BadInput(self.dir, f"unreadable {what}: {exc}") from None
+
+    def journal(self) -> dict[str, Any] | None:
+        doc = self._json(_JOURNAL, "journal")
+        if doc is None:
+            return None
         if not isinstance(doc, dict) or doc.get("schema") != "imgdiff.journal/1":
             raise BadInput(self.dir, "not an imgdiff journal")
         return doc
@@ -308,32 +399,46 @@ class State:
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Replace the file `name` atomically: write, fsync, rename, fsync the directory."""
-        self.ensure()
-        tmp = os.path.join(self.dir, f".{name}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, os.path.join(self.dir, name))
-        _fsync_dir(self.dir)
+        fd = self.ensure()
+        tmp = f".{name}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=fd)  # a killed writer's, or anything planted there
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        f = os.open(tmp, flags, 0o600, dir_fd=fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(f, view) :]
+            os.fsync(f)
+        finally:
+            os.close(f)
+        os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+        os.fsync(fd)
 
     def history(self) -> list[dict[str, Any]]:
-        try:
-            with open(os.path.join(self.dir, _HISTORY), encoding="utf-8") as fh:
-                doc = json.load(fh)
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as exc:
-            raise BadInput(self.dir, f"unreadable history: {exc}") from None
+        doc = self._json(_HISTORY, "history")
         return doc if isinstance(doc, list) else []
 
-    def fresh(self, name: str) -> str:
-        """An empty directory `name` in the state directory (its old content removed)."""
-        self.ensure()
-        full = os.path.join(self.dir, name)
-        shutil.rmtree(full, ignore_errors=True)
-        os.mkdir(full, 0o700)
-        return full
+    def remove(self, name: str) -> None:
+        """Remove the state file or area `name` (a symlink itself, never its target)."""
+        if self.fd is None:
+            return
+        try:
+            st = os.lstat(name, dir_fd=self.fd)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=self.fd)
+        else:
+            os.unlink(name, dir_fd=self.fd)
+
+    def fresh(self, name: str) -> int:
+        """An empty directory `name` in the state directory (its old content removed),
+        opened: the caller closes the descriptor."""
+        fd = self.ensure()
+        self.remove(name)
+        os.mkdir(name, 0o700, dir_fd=fd)
+        return os.open(name, _DIR_FLAGS, dir_fd=fd)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -346,14 +451,6 @@ def sync_filesystem(fd: int) -> None:
         os.sync()
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # -- checking a tree against a manifest ----------------------------------------------------------
 def tree_manifest(tree: str, *, use_cache: bool = True) -> Manifest:
     """The tree as an image, leaving out imgdiff's own state directory (whose files, staged
@@ -364,41 +461,67 @@ def tree_manifest(tree: str, *, use_cache: bool = True) -> Manifest:
 
 def differences(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str) -> list[str]:
     """What keeps `tree` from being the image `want` describes: "path (aspects)" lines."""
-    return describe(tree_changes(tree, want, name))
+    changes = tree_changes(tree, want, name)
+    return describe(changes, regrouped(tree, want))
 
 
-def describe(changes: Sequence[Change]) -> list[str]:
-    """`tree_changes` as text: "path (aspects)", "path (only in the tree)", ..."""
-    out = []
+def describe(changes: Sequence[Change], links: Sequence[str] = ()) -> list[str]:
+    """`tree_changes` (and `regrouped`'s paths) as text: "path (aspects)", "path (only in
+    the tree)", "path (hard link)", ..., in path order."""
+    found: dict[str, list[str]] = {}
     for c in changes:
         how = {"added": "only in the tree", "removed": "missing from the tree"}.get(
             c.status.value, ", ".join(a.value for a in c.aspects)
         )
-        out.append(f"{escape_path(c.path)} ({how})")
-    return out
+        found[c.path] = [how]
+    for path in links:
+        found.setdefault(path, []).append("hard link")
+    return [f"{escape_path(p)} ({', '.join(found[p])})" for p in sorted(found)]
 
 
 def tree_changes(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str) -> list[Change]:
     """How `tree` differs from the image `want` describes, read from the image to the tree
     as `verify` reads it ("added": in the tree only).
 
-    mtime alone is not a difference; the state directory and the parents apply created
-    for it are not part of the tree. A `Manifest` given as `want` computes the digests
-    the comparison needs from its own image.
+    mtime alone is not a difference; the state directory (left out of both, an image
+    taken from an updated host has one) and the parents apply created for it are not
+    part of the tree. A `Manifest` given as `want` computes the digests the comparison
+    needs from its own image; its state directory entries are dropped from it.
     """
-    for path in (STATE_DIR, *_ancestors(STATE_DIR)):
+    for path in _ancestors(STATE_DIR):
         if path not in want:
             tree.entries.pop(path, None)
+    tree.entries.pop(STATE_DIR, None)  # pruned: its contents were never read
     if isinstance(want, Manifest):
+        if STATE_DIR in want.entries:  # anything beneath it has it as a parent
+            for path in [p for p in want.entries if in_state_dir(p)]:
+                del want.entries[path]
         wanted = want
     else:
-        files = sum(1 for e in want.values() if e.type is EntryType.FILE)
-        wanted = Manifest(dict(want), ImageInfo(name, "manifest", len(want), files, 0))
+        kept = {p: e for p, e in want.items() if not in_state_dir(p)}
+        files = sum(1 for e in kept.values() if e.type is EntryType.FILE)
+        wanted = Manifest(kept, ImageInfo(name, "manifest", len(kept), files, 0))
     flipped = {Status.ADDED: Status.REMOVED, Status.REMOVED: Status.ADDED}
     return [
         attrs.evolve(c, status=flipped.get(c.status, c.status), old=c.new, new=c.old)
         for c in compare(tree, wanted).changes
     ]
+
+
+def regrouped(tree: Manifest, want: Mapping[str, Entry] | Manifest) -> list[str]:
+    """Files of both whose hard-link group differs (joined, split, or another leader):
+    the same bytes and metadata, but one write would change the others, or not. (After
+    `tree_changes`, which leaves the state directory out of `tree`.)"""
+    wanted = want.entries if isinstance(want, Manifest) else want
+    out = set()
+    for mine, other in ((tree.entries, wanted), (wanted, tree.entries)):
+        for path, entry in mine.items():
+            if entry.hardlink is None or in_state_dir(path):
+                continue
+            there = other.get(path)
+            if there is not None and there.type is entry.type and there.hardlink != entry.hardlink:
+                out.add(path)
+    return sorted(out)
 
 
 def _ancestors(path: str) -> list[str]:
@@ -428,7 +551,9 @@ def apply(
     """Apply `delta` to `tree` (which must be its OLD); see the module docstring."""
     say = progress or (lambda _: None)
     t = Tree(tree)
+    state: State | None = None
     try:
+        t.lock()
         root_mtime = os.stat(t.fd).st_mtime_ns  # the root has no entry: rollback restores it
         state = State(t)
         with _open_delta(delta) as fh:
@@ -458,6 +583,7 @@ def apply(
             _check_base(t, state, header, use_cache)
             ops = operations(header)
             _check_one_filesystem(t, ops)
+            _check_state_spared(t, ops)
             say("staging new files")
             try:
                 hasher = _staging(t, state, header, ops, raw_header, fh, delta, say)
@@ -466,7 +592,8 @@ def apply(
                     raise BadInput(delta, f"delta digest {got} is not the one asked for")
             except BaseException:
                 # refused before the commit: the tree stays OLD, /var/lib's mtime too
-                shutil.rmtree(os.path.join(state.dir, "staging"), ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    state.remove("staging")
                 _settle_parents(t, header.old_manifest)
                 raise
         journal = {
@@ -478,12 +605,18 @@ def apply(
             "new": header.new_identity,
             "ops": [[op.n, op.action, op.path, op.leader] for op in ops],
         }
-        shutil.rmtree(os.path.join(state.dir, "undo"), ignore_errors=True)  # the previous apply's
-        state.fresh("undo")
+        # the previous apply's journal goes (durably) before its undo data: killed in
+        # between, a rollback refuses (no journal) rather than run it without its undo data
+        state.remove(_JOURNAL)
+        os.fsync(state.ensure())
+        state.remove("undo")
+        os.close(state.fresh("undo"))
         state.write_bytes(_HEADER, raw_header)
         state.write_json(_JOURNAL, journal)
         return _commit(t, state, header, journal, resumed=False, say=say, use_cache=use_cache)
     finally:
+        if state is not None:
+            state.close()
         t.close()
 
 
@@ -501,10 +634,7 @@ def apply_chain(
     OLD must be the previous one's NEW. Each is then applied as `apply` does; `rollback`
     undoes the last one (the history lists them all).
     """
-    heads = []
-    for path in deltas:
-        with _open_delta(path) as fh:
-            heads.append(read_header(fh, path))
+    heads = [_read_delta_header(path) for path in deltas]
     for i in range(1, len(heads)):
         before, after, path = heads[i - 1], heads[i], deltas[i]
         if after.old_identity != before.new_identity:
@@ -518,6 +648,11 @@ def apply_chain(
         apply(path, tree, digest=pin, use_cache=use_cache, progress=progress)
         for path, pin in zip(deltas, pins, strict=True)
     ]
+
+
+def _read_delta_header(delta: str) -> Header:
+    with _open_delta(delta) as fh:
+        return read_header(fh, delta)
 
 
 def _already_applied(
@@ -580,6 +715,22 @@ def _check_one_filesystem(t: Tree, ops: list[Op]) -> None:
             )
 
 
+def _check_state_spared(t: Tree, ops: list[Op]) -> None:
+    """Refuse, before anything is written, a delta that would touch the state directory
+    or anything in it, or replace, remove or change the type of one of its parents: the
+    commit would move the journal and undo data it works from (or rename /var/lib into
+    its own undo area). A parent the delta makes as a directory, or whose metadata it
+    sets, is fine."""
+    parents = set(_ancestors(STATE_DIR))
+    for op in ops:
+        if in_state_dir(op.path) or (op.path in parents and op.action not in ("mkdir", "meta")):
+            raise BadInput(
+                t.root,
+                f"the delta would replace or remove {escape_path(op.path)}: imgdiff's state "
+                f"directory ({STATE_DIR}) and its parents must stay directories",
+            )
+
+
 def _staging(
     t: Tree,
     state: State,
@@ -601,8 +752,7 @@ def _staging(
     places = {op.path: op for op in ops if op.action == "place"}
     files = {p for p in places if header.new.entries[p].type is EntryType.FILE}
     old = header.old_manifest
-    staging = state.fresh("staging")
-    sfd = os.open(staging, _DIR_FLAGS)
+    sfd = state.fresh("staging")
     try:
         seen = set()
         for record, data in record_data(fh, header, delta):
@@ -698,7 +848,7 @@ def _commit(
          "applied": time.time()}
     )  # fmt: skip
     state.write_json(_HISTORY, history)
-    shutil.rmtree(os.path.join(state.dir, "staging"), ignore_errors=True)
+    state.remove("staging")
     return ApplyResult(
         t.root, journal["delta"], header.old_identity, header.new_identity, len(ops), resumed
     )
@@ -867,17 +1017,22 @@ def rollback(
     """
     say = progress or (lambda _: None)
     t = Tree(tree)
+    state: State | None = None
     try:
+        t.lock()
         state = State(t)
-        source = delta if delta is not None else os.path.join(state.dir, _HEADER)
-        try:
-            with open(source, "rb") as fh:
-                header = read_header(fh, source)
-        except FileNotFoundError:
-            raise BadInput(tree, "no apply to roll back") from None
+        if delta is not None:
+            header = _read_delta_header(delta)
+        else:
+            raw = state.read(_HEADER)
+            if raw is None:
+                raise BadInput(tree, "no apply to roll back")
+            header = read_header(io.BytesIO(raw), state.dir + "/" + _HEADER)
         journal = state.journal()
         if journal is None or journal.get("new") != header.new_identity:
             raise BadInput(tree, "no apply of this delta to roll back")
+        if journal.get("phase") == "done":
+            state.remove("staging")  # a later apply's, killed while staging: never placed
         ops = [Op(n, action, path, leader) for n, action, path, leader in journal["ops"]]
         old = header.old_manifest
         say(f"undoing {len(ops)} operations")
@@ -899,18 +1054,18 @@ def rollback(
             raise ImgdiffError(
                 f"{t.root}: after rollback the tree is not OLD ({', '.join(diffs[:5])})"
             )
-        os.unlink(os.path.join(state.dir, _JOURNAL))
+        state.remove(_JOURNAL)
         history = state.history()
         if history and history[-1].get("new") == header.new_identity:
             history.pop()
             state.write_json(_HISTORY, history)
-        for area in ("staging", "undo"):
-            shutil.rmtree(os.path.join(state.dir, area), ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(state.dir, _HEADER))
+        for name in ("staging", "undo", _HEADER):
+            state.remove(name)
         return ApplyResult(t.root, str(journal.get("delta")), header.old_identity,
                            header.new_identity, len(ops), False, True)  # fmt: skip
     finally:
+        if state is not None:
+            state.close()
         t.close()
 
 
@@ -926,6 +1081,8 @@ def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry], asides: dict[str
         if t.lstat(slot) is not None:
             t.rename(slot, op.path)  # over NEW's file, atomically, for a non-directory
     elif op.action == "mkdir":
+        if op.path in _ancestors(STATE_DIR):
+            return  # the state directory is in it: left, as a parent apply made would be
         # the apply may have died before making it, or a rerun already removed its parent
         with (
             contextlib.suppress(FileNotFoundError, NotADirectoryError),
@@ -938,7 +1095,7 @@ def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry], asides: dict[str
         here = t.lstat(op.path)
         if here is not None and not stat.S_ISDIR(here.st_mode) and t.lstat(staged) is None:
             if t.lstat(state.path("staging")) is None:
-                os.mkdir(os.path.join(state.dir, "staging"), 0o700)
+                os.mkdir("staging", 0o700, dir_fd=state.ensure())
             t.rename(op.path, staged)
     elif op.action == "link":
         assert op.leader is not None
@@ -949,12 +1106,12 @@ def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry], asides: dict[str
         if _same_inode(t.lstat(op.path), t.lstat(op.leader)):
             t.unlink(op.path)  # NEW's link; the aside step puts OLD's back
     elif op.action == "meta" and was is not None:
-        # a path still set aside gets OLD's metadata back with its inode, from undo/
-        with (
-            contextlib.suppress(FileNotFoundError, NotADirectoryError),
-            t.parent(op.path) as (fd, name),
-        ):
-            _set_meta(fd, name, was)
+        # a path still set aside gets OLD's metadata back with its inode, from undo/; so
+        # does one whose type NEW changed (a directory NEW made a symlink: not set on that)
+        here = t.lstat(op.path)
+        if here is not None and _STAT_TYPES.get(stat.S_IFMT(here.st_mode)) is was.type:
+            with t.parent(op.path) as (fd, name):
+                _set_meta(fd, name, was)
 
 
 __all__ = [

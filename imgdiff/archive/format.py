@@ -276,6 +276,15 @@ def _identity(entries: dict[str, Entry]) -> str:
     return identity_of([entry_row(entries[p]) for p in sorted(entries)])
 
 
+STATE_DIR = "/var/lib/imgdiff"  # where `apply` keeps its journal, history, staging and undo
+
+
+def in_state_dir(path: str) -> bool:
+    """True for imgdiff's own state directory and what it holds: never part of an image
+    for a delta (`pack` leaves it out of both, `apply` and `check` of the tree)."""
+    return path == STATE_DIR or path.startswith(STATE_DIR + "/")
+
+
 def keeps_file(old: Entry | None, new: Entry) -> bool:
     """True if NEW's file at a path is OLD's very file (same bytes, same hard-link group):
     nothing to write there. A changed group needs a new inode, even with the same bytes."""
@@ -345,11 +354,13 @@ __all__ = [
     "ENCODINGS",
     "MAGIC",
     "SCHEMA",
+    "STATE_DIR",
     "Header",
     "Record",
     "as_manifest",
     "canonical",
     "check_tree",
+    "in_state_dir",
     "is_delta",
     "keeps_file",
     "read_header",

@@ -18,11 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import hdiffpatch
 import zstandard
 
 from imgdiff import _digest, _parallel
-from imgdiff.archive.format import Header, Record, keeps_file, write_header
+from imgdiff.archive.format import Header, Record, in_state_dir, keeps_file, write_header
 from imgdiff.errors import BadInput, Unsupported, escape_path
 from imgdiff.image import Image
 from imgdiff.manifest import Manifest
@@ -65,6 +66,8 @@ def pack(
 ) -> PackResult:
     """Write the delta archive that turns OLD into NEW to `out`; returns its digest."""
     om, nm = Manifest.read_pair(old, new, workers=workers)
+    for m in (om, nm):
+        _leave_out_state(m)
     if not nm.has_contents:
         raise Unsupported(f"{escape_path(nm.source)}: a saved manifest holds no contents to pack")
     om.fill_digests(om.entries)
@@ -77,6 +80,14 @@ def pack(
         if creates_device(old_entries.get(p), nm.entries[p]):
             raise Unsupported(
                 f"{escape_path(nm.source)}: {escape_path(p)}: a delta never creates device nodes"
+            )
+        was = old_entries.get(p)
+        if nm.entries[p].type is EntryType.SOCKET and (
+            was is None or was.type is not EntryType.SOCKET
+        ):
+            # a socket is made by the program that listens on it: apply cannot stage one
+            raise Unsupported(
+                f"{escape_path(nm.source)}: {escape_path(p)}: a delta never creates sockets"
             )
     jobs = _content_jobs(om, nm)
     done = 0
@@ -131,6 +142,35 @@ def pack(
         str(out), digest, size, om.identity, nm.identity, counts, sizes,
         len(old_entries) + len(added),
     )  # fmt: skip
+
+
+def _leave_out_state(m: Manifest) -> None:
+    """Drop imgdiff's own state directory from an image (one taken from a host an apply
+    updated has it): `apply` and `check` leave it out of the tree, so a delta carrying it
+    would be refused or leave a tree `check` says is not NEW."""
+    gone = [p for p in m.entries if in_state_dir(p)]
+    if not gone:
+        return
+    linked = any(m.entries[p].hardlink is not None for p in gone)
+    files = [m.entries[p] for p in gone if m.entries[p].type is EntryType.FILE]
+    for p in gone:
+        del m.entries[p]
+    if linked:  # a group with members outside: named by its smallest remaining path
+        groups: dict[str, list[str]] = {}
+        for p, e in m.entries.items():
+            if e.hardlink is not None:
+                groups.setdefault(e.hardlink, []).append(p)
+        for members in groups.values():
+            name = min(members) if len(members) > 1 else None
+            for p in members:
+                if m.entries[p].hardlink != name:
+                    m.entries[p] = attrs.evolve(m.entries[p], hardlink=name)
+    m.info = attrs.evolve(
+        m.info,
+        entries=m.info.entries - len(gone),
+        files=m.info.files - len(files),
+        bytes=m.info.bytes - sum(e.size for e in files),
+    )
 
 
 _Job = tuple[str, str | None, str | None]  # path, patch base, OLD path with the same bytes
