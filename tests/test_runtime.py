@@ -237,6 +237,27 @@ def test_a_snapshot_to_be_saved_compares_deleted_code_with_the_file_now_at_its_p
         assert gone.same_bytes is False
 
 
+def test_a_live_file_whose_name_ends_in_deleted_is_not_taken_for_an_unlinked_one() -> None:
+    """The kernel prints such a name just as it marks an unlinked file."""
+    with scratch_dir() as opt, processes() as procs:
+        lib = opt / "libz.so.1 (deleted)"
+        shutil.copy(LIBZ, lib)
+        exe = opt / "sleep (deleted)"
+        shutil.copy("/bin/sleep", exe)
+        user = procs.python(MAP_LIB, str(lib))
+        sleeper = procs.start(["sh", "-c", f"echo ready; exec '{exe}' 600"])
+        _wait_for_exe(sleeper.pid, str(exe))
+        (p,) = Snapshot.capture(pids=[sleeper.pid]).processes
+        assert p.exe == str(exe)
+        assert (p.files[0].path, p.files[0].deleted) == (str(exe), False)
+        (q,) = Snapshot.capture(pids=[user.pid]).processes
+        assert (str(lib), False) in {(f.path, f.deleted) for f in q.files}
+        assert _reasons(user.pid) == []
+        assert _reasons(sleeper.pid) == []
+        lib.unlink()  # now it is: "libz.so.1 (deleted) (deleted)"
+        assert _reasons(user.pid) == [(str(lib), "deleted")]
+
+
 def test_vanished_process_is_not_an_error() -> None:
     proc = subprocess.Popen(["true"])
     proc.wait()

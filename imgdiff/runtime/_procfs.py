@@ -20,7 +20,7 @@ _MAX_READ = 16 << 20
 _CHUNK = 1 << 16
 _READ = os.O_RDONLY | os.O_CLOEXEC
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_DELETED = " (deleted)"
+DELETED = " (deleted)"  # what the kernel appends to the path of an unlinked file
 
 
 def _domain_error(pid: int, what: str, exc: OSError) -> Exception:
@@ -130,9 +130,9 @@ def parse_maps(data: bytes) -> list[Mapping]:
     for (dev, inode), (path_b, ranges) in found.items():
         major, _, minor = dev.partition(b":")
         path = _unescape_maps(path_b.decode("utf-8", "surrogateescape"))
-        deleted = path.endswith(_DELETED)
+        deleted = path.endswith(DELETED)
         if deleted:
-            path = path[: -len(_DELETED)]
+            path = path[: -len(DELETED)]
         dev_ids = (int(major, 16), int(minor, 16))
         out.append(Mapping(path, dev_ids, int(inode), deleted, tuple(r.decode() for r in ranges)))
     return out
@@ -140,8 +140,8 @@ def parse_maps(data: bytes) -> list[Mapping]:
 
 def split_deleted(link: str) -> tuple[str, bool]:
     """A /proc symlink target and whether the kernel marked it deleted."""
-    if link.endswith(_DELETED):
-        return link[: -len(_DELETED)], True
+    if link.endswith(DELETED):
+        return link[: -len(DELETED)], True
     return link, False
 
 

@@ -156,6 +156,22 @@ def _foreign(d: ProcDir, mnt_ns: str | None, own: _Own) -> bool:
     return own_root is None or (st.st_dev, st.st_ino) != own_root
 
 
+def _named_deleted(d: ProcDir, use: FileUse) -> FileUse:
+    """`use` as it is when the file's own name ends in " (deleted)": the kernel prints a
+    live file so named just as it marks an unlinked one. The name is taken as it stands
+    when that path (inside the process's root) is the very file the process holds."""
+    if use.outside_root:
+        return use
+    literal = f"{use.path}{_procfs.DELETED}"
+    try:
+        st = os.stat(f"root{literal}", dir_fd=d.fd, follow_symlinks=False)
+    except (OSError, ValueError):
+        return use  # unlinked indeed (the usual case), or unreadable: as the kernel says
+    if (st.st_dev, st.st_ino) != (use.dev, use.ino):
+        return use
+    return attrs.evolve(use, path=literal, deleted=False)
+
+
 def _compare_deleted(d: ProcDir, files: list[FileUse], same: SameBytes) -> list[FileUse]:
     """The code the kernel marks "(deleted)" compared with what is at its path now (in the
     process's root): a saved snapshot has no /proc to settle it with later."""
@@ -257,6 +273,9 @@ def _read_process(
                     path, "open", fst.st_dev, fst.st_ino, deleted, outside, handle=f"fd/{fd_name}"
                 )
             )
+        files = [_named_deleted(d, f) if f.deleted else f for f in files]
+        if files and files[0].via == "exe":
+            exe = files[0].path
         if same is not None:
             files = _compare_deleted(d, files, same)
         d.read("stat")  # still the same process: a reused pid would fail here (ESRCH)
