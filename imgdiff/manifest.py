@@ -139,6 +139,18 @@ class Manifest:
         # processes hashing may use (None: the CPUs available; 1: no fork, for threaded callers)
         self.workers = workers
 
+    def close(self) -> None:
+        """Release what the image holds open (a directory's descriptor), so a mounted
+        image can be unmounted; reading on (a digest, a file) opens it again."""
+        if self._image is not None:
+            self._image.close()
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- construction ------------------------------------------------------------------
     @classmethod
     def read(

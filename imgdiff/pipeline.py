@@ -34,6 +34,13 @@ if TYPE_CHECKING:
 __all__ = ["STAGES", "Update", "diff", "package_diff", "plan_update", "read_update"]
 
 
+def _close_opened(given: tuple[str | Manifest, str | Manifest], read: tuple[Manifest, ...]) -> None:
+    """Close the manifests read here from paths (a caller's own manifests stay open)."""
+    for arg, manifest in zip(given, read, strict=True):
+        if not isinstance(arg, Manifest):
+            manifest.close()
+
+
 def _read(
     old: str | Manifest,
     new: str | Manifest,
@@ -105,11 +112,14 @@ def diff(
         workers=workers,
         reading=reading,
     )
-    if not owners:
-        return delta
-    from imgdiff.packages.view import annotate_owners
+    try:
+        if not owners:
+            return delta
+        from imgdiff.packages.view import annotate_owners
 
-    return annotate_owners(delta, om, nm)
+        return annotate_owners(delta, om, nm)
+    finally:
+        _close_opened((old, new), (om, nm))
 
 
 @attrs.frozen
@@ -122,6 +132,11 @@ class Update:
     packages: PackageDelta
     old_view: PackageView = attrs.field(eq=False)
     new_view: PackageView = attrs.field(eq=False)
+
+    def close(self) -> None:
+        """Release what both images hold open (`Manifest.close`)."""
+        self.old.close()
+        self.new.close()
 
 
 def read_update(
@@ -186,6 +201,7 @@ def package_diff(
     update = read_update(
         old, new, use_cache=use_cache, progress=progress, workers=workers, reading=reading
     )
+    _close_opened((old, new), (update.old, update.new))
     return update.delta, update.packages
 
 
@@ -252,77 +268,80 @@ def plan_update(
     from imgdiff.runtime.snapshot import Snapshot
 
     clock = _Stages(on_stage)
-    om, nm, delta = _read(
-        old,
-        new,
-        use_cache=use_cache,
-        progress=progress,
-        capture=plan_capture(),
-        workers=workers,
-        reading=reading,
-    )
-    clock.lap("delta")
-    # only OLD's packages matter here (conffiles of what runs, the drift's versions): the
-    # package-level delta is `imgdiff packages`' job
-    old_view = PackageView.read(om) if om.has_databases else None
-    clock.lap("packages")
-    units = read_units(om, nm, old_view)
-    unit_deps, removed_units, enabling, configs = (
-        units.dependencies,
-        units.removed,
-        units.enabling,
-        units.configs,
-    )
-    clock.lap("unit-files")
-    live = snapshot is None
-    snap, report = (
-        (Snapshot.capture(root, spool=spool, exclude_self=exclude_self, workers=workers), None)
-        if live
-        else load_host(str(snapshot))
-    )
-    clock.lap("snapshot")
-    policy = policy or Policy()
-    # a saved snapshot's programs are read from OLD's files, the ones the host runs
-    from_image = None if live else old_evidence(om, delta, policy)
-    with contextlib.closing(from_image) if from_image else contextlib.nullcontext():
-        impact = assess(
-            delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live,
-            stale=live, untraced=policy.untraced,
-            image=from_image.redacting() if from_image and report and report.redacted
-            else from_image,
-        )  # fmt: skip
-    clock.lap("impact")
-    # with allow_drift a drift changes nothing: the tree is not walked. A snapshot saved
-    # on another machine (or before a reboot) says nothing of the tree here, and a host
-    # report states its own tree (against OLD or not)
-    here = live or (report is None and snap.boot_id == boot_id())
-    drift = (
-        None
-        if policy.allow_drift
-        else check_drift(
-            root, om, nm, use_cache=use_cache, ignore=policy.drift_ignore, old_view=old_view
+    with contextlib.ExitStack() as opened:  # the images read here are closed after
+        om, nm, delta = _read(
+            old,
+            new,
+            use_cache=use_cache,
+            progress=progress,
+            capture=plan_capture(),
+            workers=workers,
+            reading=reading,
         )
-        if here
-        else report_drift(report, om)
-    )
-    clock.lap("drift")
-    running = {p.unit for p in snap.processes if p.unit}
-    enabling = {u: link for u, link in enabling.items() if u not in running}
-    verdict = decide(delta, impact, policy, drift, unit_deps, removed_units, enabling)
-    if root == "/" and ReasonCode.DRIFT in verdict.reason_codes:
-        hint = Reason(
-            "OLD was compared with this host's own root: if OLD is live in a chroot or "
-            "container, pass --root PATH (root= here); to patch a drifted root anyway, set "
-            "allow_drift = true in the policy",
-            ReasonCode.DRIFT_HINT,
+        opened.callback(om.close)
+        opened.callback(nm.close)
+        clock.lap("delta")
+        # only OLD's packages matter here (conffiles of what runs, the drift's versions): the
+        # package-level delta is `imgdiff packages`' job
+        old_view = PackageView.read(om) if om.has_databases else None
+        clock.lap("packages")
+        units = read_units(om, nm, old_view)
+        unit_deps, removed_units, enabling, configs = (
+            units.dependencies,
+            units.removed,
+            units.enabling,
+            units.configs,
         )
-        verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, hint))
-    clock.lap("verdict")
-    if not live:
-        assert from_image is not None
-        notes = saved_notes(from_image, report, here, drift, policy)
-        verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))
-    return Plan(verdict, delta, impact, drift, clock.seconds)
+        clock.lap("unit-files")
+        live = snapshot is None
+        snap, report = (
+            (Snapshot.capture(root, spool=spool, exclude_self=exclude_self, workers=workers), None)
+            if live
+            else load_host(str(snapshot))
+        )
+        clock.lap("snapshot")
+        policy = policy or Policy()
+        # a saved snapshot's programs are read from OLD's files, the ones the host runs
+        from_image = None if live else old_evidence(om, delta, policy)
+        with contextlib.closing(from_image) if from_image else contextlib.nullcontext():
+            impact = assess(
+                delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live,
+                stale=live, untraced=policy.untraced,
+                image=from_image.redacting() if from_image and report and report.redacted
+                else from_image,
+            )  # fmt: skip
+        clock.lap("impact")
+        # with allow_drift a drift changes nothing: the tree is not walked. A snapshot saved
+        # on another machine (or before a reboot) says nothing of the tree here, and a host
+        # report states its own tree (against OLD or not)
+        here = live or (report is None and snap.boot_id == boot_id())
+        drift = (
+            None
+            if policy.allow_drift
+            else check_drift(
+                root, om, nm, use_cache=use_cache, ignore=policy.drift_ignore, old_view=old_view
+            )
+            if here
+            else report_drift(report, om)
+        )
+        clock.lap("drift")
+        running = {p.unit for p in snap.processes if p.unit}
+        enabling = {u: link for u, link in enabling.items() if u not in running}
+        verdict = decide(delta, impact, policy, drift, unit_deps, removed_units, enabling)
+        if root == "/" and ReasonCode.DRIFT in verdict.reason_codes:
+            hint = Reason(
+                "OLD was compared with this host's own root: if OLD is live in a chroot or "
+                "container, pass --root PATH (root= here); to patch a drifted root anyway, set "
+                "allow_drift = true in the policy",
+                ReasonCode.DRIFT_HINT,
+            )
+            verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, hint))
+        clock.lap("verdict")
+        if not live:
+            assert from_image is not None
+            notes = saved_notes(from_image, report, here, drift, policy)
+            verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))
+        return Plan(verdict, delta, impact, drift, clock.seconds)
 
 
 def old_evidence(om: Manifest, delta: Delta, policy: Policy) -> ImageEvidence:

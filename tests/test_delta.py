@@ -321,3 +321,25 @@ def test_a_symlink_mode_is_never_compared_even_across_a_type_change(tmp_path: Pa
     assert {c.path: c.aspects for c in delta.changes} == {
         "/d": (Aspect.TYPE,), "/f644": (Aspect.TYPE,), "/f777": (Aspect.TYPE,),
     }  # fmt: skip
+
+
+def test_the_pipeline_leaves_no_descriptor_of_the_images_it_read_open(
+    tree_pair: TreePair,
+) -> None:
+    """A directory image holds its root open while read: left open, a library caller
+    leaked two descriptors a diff and could not unmount a mounted image until exit."""
+    old, new = tree_pair(BASE)
+    (new / "etc/app.conf").write_text("workers = 8\n")
+
+    def open_fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    imgdiff.diff(str(old), str(new), use_cache=False, owners=True)
+    imgdiff.package_diff(str(old), str(new), use_cache=False)
+    assert open_fds() <= before
+    with Manifest.read(str(old), use_cache=False) as m:
+        m.fill_digests(list(m.entries))
+        assert open_fds() > before  # the root, for the digests
+    assert open_fds() <= before
+    assert m.digest("/etc/app.conf") == _digest.of_bytes(b"workers = 4\n")  # opened again
