@@ -330,8 +330,8 @@ def plan_update(
         verdict = decide(delta, impact, policy, drift, unit_deps, removed_units, enabling)
         if root == "/" and ReasonCode.DRIFT in verdict.reason_codes:
             hint = Reason(
-                "OLD was compared with this host's own root: if OLD is live in a chroot or "
-                "container, pass --root PATH (root= here); to patch a drifted root anyway, set "
+                "OLD was compared with this host's own root (/): if OLD is live in a chroot "
+                "or container, pass --root PATH; to patch a drifted root anyway, set "
                 "allow_drift = true in the policy",
                 ReasonCode.DRIFT_HINT,
             )

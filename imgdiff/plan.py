@@ -418,6 +418,8 @@ def _restart(
             f"all {len(delta)} changes are documentation, manuals or translations",
             ReasonCode.INERT_ONLY,
         )
+        if len(delta)
+        else Reason("OLD and NEW hold the same files: nothing changes", ReasonCode.NO_CHANGES)
     )
     return VerdictKind.NO_ACTION, [why, *reasons]
 

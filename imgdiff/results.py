@@ -121,6 +121,7 @@ class ReasonCode(enum.StrEnum):
     # no-action
     UNUSED = "unused"
     INERT_ONLY = "inert-only"
+    NO_CHANGES = "no-changes"  # additive: OLD and NEW hold the same files
     # notes beside any verdict
     UNTRACED_PYTHON = "untraced-python"
     ALREADY_NEW = "already-new"

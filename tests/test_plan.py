@@ -873,3 +873,13 @@ def test_reasons_stay_strings_callers_can_compare_pickle_and_extend() -> None:
     own = Verdict("restart", ("my own note",))  # a caller's plain text: coded `other`
     assert own.reason_codes == (ReasonCode.OTHER,)
     assert own.to_json()["reason_codes"] == ["other"]
+
+
+def test_identical_images_say_so_not_that_all_zero_changes_are_documentation(
+    tmp_path: Path,
+) -> None:
+    tree = write_tree(tmp_path / "img", {"etc/app.conf": "x = 1\n", "usr/bin/app": "#!/bin/sh\n"})
+    result = plan_update(str(tree), str(tree), root=str(tree), use_cache=False)
+    assert result.verdict.verdict == "no-action"
+    assert result.verdict.reason_codes[0] == "no-changes"
+    assert result.verdict.reasons[0] == "OLD and NEW hold the same files: nothing changes"
