@@ -830,6 +830,7 @@ def _coded_verdicts(tmp_path: Path) -> list[Verdict]:
         decide(docs, nothing, enabled_units={"b.service": link}),
         decide(docs, nothing),
         decide(update, nothing),
+        decide(changed(), nothing),
     ]  # fmt: skip
 
 
