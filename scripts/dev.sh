@@ -19,10 +19,13 @@ PY=${PYTHON:-python3}
 # libarchive-tools (bsdtar) writes archives the way most image pipelines do (sparse members,
 # doubled xattr records), rsync is the differential oracle for random tree pairs, and the
 # interpreter's own testsuite package carries CPython's tar test data (testtar.tar);
-# ostree makes the static deltas `python -m benchmarks report` compares imgdiff's with.
+# ostree makes the static deltas `python -m benchmarks report` compares imgdiff's with;
+# e2fsprogs (mke2fs, debugfs) and mount/util-linux (losetup) build and loop-mount the
+# reproducible ext4 images of the digest cache tests.
 PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 APT_PKGS=(python3-rpm rpm db-util dpkg-dev zstd xz-utils bzip2 gcc binutils attr umoci skopeo
-          needrestart debian-goodies libarchive-tools rsync ostree "libpython$PYVER-testsuite")
+          needrestart debian-goodies libarchive-tools rsync ostree e2fsprogs mount util-linux
+          "libpython$PYVER-testsuite")
 
 need_apt=()
 for p in "${APT_PKGS[@]}"; do
