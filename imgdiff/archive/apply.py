@@ -406,9 +406,7 @@ class State:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         f = os.open(tmp, flags, 0o600, dir_fd=fd)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(f, view) :]
+            _write_all(f, data)
             os.fsync(f)
         finally:
             os.close(f)
@@ -798,12 +796,17 @@ def _write_file(sfd: int, name: str, entry: Entry, data: bytes) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     f = os.open(name, flags, 0o600, dir_fd=sfd)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(f, view) :]
+        _write_all(f, data)
         set_meta_fd(f, entry)  # made durable by one syncfs of the staging area, not per file
     finally:
         os.close(f)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` (a write may take part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _commit(
