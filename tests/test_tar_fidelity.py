@@ -43,6 +43,7 @@ from .tarzoo import (
     BSDTAR_FORMATS,
     FEATURES,
     GNU_FORMATS,
+    GNU_XATTRS,
     PRE1970_NS,
     TARFILE_FORMATS,
     Measured,
@@ -502,6 +503,16 @@ def test_acl_text_wins_over_a_raw_acl_xattr_record(raw_key: str, tmp_path: Path)
     )  # fmt: skip
 
 
+def test_raw_acl_xattr_record_alone_is_not_restored(tmp_path: Path) -> None:
+    records: list[tuple[str, bytes | str]] = [
+        ("SCHILY.xattr.system.posix_acl_access", _OTHER_RAW),
+        ("SCHILY.xattr.user.k", "v"),
+    ]
+    archive = write_bytes(tmp_path / "x.tar", tar_bytes(_acl_member(records, 0o644)))
+    _both_extractions(archive, tmp_path)
+    assert _read(archive).entries["/f"].xattrs == (("user.k", b"v"),)
+
+
 @pytest.mark.parametrize(
     ("text", "mode"),
     [
@@ -538,6 +549,27 @@ def test_acl_id_field_wins_over_the_name_as_numeric_owner_extraction(tmp_path: P
     archive = write_bytes(tmp_path / "x.tar", tar_bytes(_acl_member([("SCHILY.acl.access", text)])))
     extract_bsdtar(archive, tmp_path / "x")
     assert_same_as_extraction(archive, tmp_path / "x")
+
+
+def test_gnu_tar_acl_names_take_their_ids_from_the_raw_record(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "f").write_text("x\n")
+    named = pwd.getpwnam("daemon").pw_uid
+    set_acl(root / "f", [(ACL_USER_OBJ, 6, _U), (ACL_USER, 7, named), (ACL_GROUP_OBJ, 4, _U),
+                         (ACL_MASK, 7, _U), (ACL_OTHER, 0, _U)])  # fmt: skip
+    with_raw = gnu_archive(root, tmp_path / "x.tar", "--format=posix", "--acls", *GNU_XATTRS)
+    assert b"user:daemon:rwx\n" in with_raw.read_bytes()  # GNU tar writes the name only
+    delta = imgdiff.diff(str(root), str(with_raw), use_cache=False, classify=False)
+    assert delta.changes == (), show(delta)
+    assert delta.warnings == ()
+    # without the raw record the name says nothing numeric: not restored, and said so
+    text_only = gnu_archive(root, tmp_path / "y.tar", "--format=posix", "--acls")
+    delta = imgdiff.diff(str(root), str(text_only), use_cache=False, classify=False)
+    assert [(c.path, c.aspects) for c in delta.changes] == [("/f", (Aspect.XATTRS,))]
+    assert [(w.path, "'daemon' without a numeric id" in w.message) for w in delta.warnings] == [
+        ("/f", True)
+    ]
 
 
 @pytest.mark.parametrize(

@@ -318,7 +318,7 @@ class TarReader:
             rdev = self._rdev(header, records, shown)
         xattrs = _tarext.xattrs_of(records, src, shown) if records else ()
         mode = 0o777 if etype is EntryType.SYMLINK else header.mode & 0o7777
-        if records and _tarext.has_acls(records):
+        if records and _tarext.has_acls(records, xattrs):
             xattrs, mode = self._with_acls(records, xattrs, etype, mode, path, shown)
         return Member(
             path, etype, mode, uid, gid, size, mtime_ns, target, flag == b"1",

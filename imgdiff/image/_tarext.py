@@ -150,6 +150,7 @@ def xattrs_of(records: dict[str, bytes], src: str, name: str) -> tuple[tuple[str
 _ACL_ACCESS = "system.posix_acl_access"
 _ACL_DEFAULT = "system.posix_acl_default"
 _ACL_RECORDS = (("SCHILY.acl.access", _ACL_ACCESS), ("SCHILY.acl.default", _ACL_DEFAULT))
+ACL_XATTRS = frozenset((_ACL_ACCESS, _ACL_DEFAULT))
 
 # Linux's xattr form (include/uapi/linux/posix_acl_xattr.h): u32 version 2, then
 # (u16 tag, u16 perm, u32 id) entries, little-endian; id is 0xffffffff but for USER, GROUP
@@ -242,6 +243,19 @@ def acl_text(value: bytes, what: str, src: str, name: str) -> list[AclEntry]:
     return _acl_checked(entries, what, src, name) if entries else []
 
 
+def acl_binary(value: bytes, what: str, src: str, name: str) -> list[AclEntry]:
+    """The entries of an ACL in Linux's xattr form, checked."""
+    body = len(value) - _ACL_HEAD.size
+    if body < 0 or body % _ACL_ENTRY.size or _ACL_HEAD.unpack_from(value)[0] != 2:
+        raise BadInput(src, f"malformed {what} xattr", name)
+    entries: list[AclEntry] = []
+    for tag, perm, ident in _ACL_ENTRY.iter_unpack(value[_ACL_HEAD.size :]):
+        if tag not in (_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER) or perm > 7:
+            raise BadInput(src, f"malformed {what} xattr (tag {tag:#x}, perm {perm})", name)
+        entries.append((tag, perm, ident if tag in (_USER, _GROUP) else _NO_ID))
+    return _acl_checked(entries, what, src, name)
+
+
 def acl_xattr(entries: Iterable[tuple[int, int, int]]) -> bytes:
     """An ACL as Linux's xattr, entries sorted by tag, then id, as libacl sets them."""
     ordered = sorted(entries, key=lambda e: (e[0], e[2]))
@@ -263,13 +277,17 @@ def posix_acls(
 ) -> PosixAcls:
     """The member's xattrs and mode bits as ACL-restoring extraction leaves them.
 
-    bsdtar (as root) and GNU tar `--acls` set ACLs from the `SCHILY.acl.*` text. A
-    default ACL is set on a directory only, none on a symlink. An access ACL sets the
-    mode's rwx bits; one of just user::, group:: and other:: is those bits and no xattr
-    (Linux keeps no minimal ACL). Ids are numeric, as `--numeric-owner` reads them: a
-    name without one (GNU tar writes names only) is not restored, with a warning.
+    bsdtar (as root) and GNU tar `--acls` set ACLs from the `SCHILY.acl.*` text only and
+    never from a `system.posix_acl_*` xattr record, which both ignore, so that record is
+    dropped. A default ACL is set on a directory only, none on a symlink. An access ACL
+    sets the mode's rwx bits; one of just user::, group:: and other:: is those bits and
+    no xattr (Linux keeps no minimal ACL). Ids are numeric, as `--numeric-owner` reads
+    them: a name without one (GNU tar writes names only) takes the ids of the raw
+    record when the archive has one (GNU tar `--xattrs` writes it beside the text, with
+    the writer's ids), else the ACL is not restored, with a warning.
     """
-    found = dict(xattrs)
+    raw = {xname: value for xname, value in xattrs if xname in ACL_XATTRS}
+    found = {xname: value for xname, value in xattrs if xname not in ACL_XATTRS}
     perms: int | None = None
     warnings: list[str] = []
     for key, xname in _ACL_RECORDS:
@@ -281,8 +299,10 @@ def posix_acls(
         entries = acl_text(value, key, src, name)
         name_only = next((ident for _, _, ident in entries if isinstance(ident, str)), None)
         if name_only is not None:
-            warnings.append(f"{key} names {name_only!r} without a numeric id: not restored")
-            continue
+            if xname not in raw:
+                warnings.append(f"{key} names {name_only!r} without a numeric id: not restored")
+                continue
+            entries = acl_binary(raw[xname], xname, src, name)
         if not entries:
             continue
         if xname == _ACL_ACCESS:
@@ -293,9 +313,11 @@ def posix_acls(
     return PosixAcls(tuple(sorted(found.items())), perms, tuple(warnings))
 
 
-def has_acls(records: dict[str, bytes]) -> bool:
-    """Whether the member has ACL records."""
-    return any(key in records for key, _ in _ACL_RECORDS)
+def has_acls(records: dict[str, bytes], xattrs: tuple[tuple[str, bytes], ...]) -> bool:
+    """Whether the member has ACL records, as text or as a raw xattr record."""
+    return any(key in records for key, _ in _ACL_RECORDS) or any(
+        xname in ACL_XATTRS for xname, _ in xattrs
+    )
 
 
 class SparseMap:
@@ -374,10 +396,12 @@ def sparse_1_0_length(head: bytes, src: str, name: str, limit: int) -> int | Non
 
 
 __all__ = [
+    "ACL_XATTRS",
     "AclEntry",
     "PosixAcls",
     "Records",
     "SparseMap",
+    "acl_binary",
     "acl_text",
     "acl_xattr",
     "has_acls",
