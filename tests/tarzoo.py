@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tarfile
@@ -38,6 +39,7 @@ GNU_EXTRACT = (
     "--numeric-owner",
     "--same-owner",
     "-p",
+    "--acls",
     "--xattrs",
     "--xattrs-include=*",
 )
@@ -69,6 +71,25 @@ def extract_gnu(
     if check and proc.returncode != 0:
         raise AssertionError(f"GNU tar could not extract {archive}: {proc.stderr}")
     return proc
+
+
+def extract_bsdtar(archive: Path, dest: Path) -> subprocess.CompletedProcess[str]:
+    """Extract `archive` into `dest` (created) with bsdtar as root, numeric owners.
+
+    bsdtar exits 1 after a member it could not fully restore (an invalid ACL); the caller
+    reads that from the result.
+    """
+    if shutil.which("bsdtar") is None:
+        pytest.skip("bsdtar (libarchive-tools) is not installed")
+    dest.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        ["bsdtar", "--numeric-owner", "-xpf", str(archive), "-C", str(dest)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        preexec_fn=_umask_022,
+        check=False,
+    )
 
 
 def show(delta: Delta) -> str:
@@ -470,6 +491,31 @@ def _sparse(root: Path, rel: str, size: int, islands: Iterable[tuple[int, bytes]
             fh.seek(offset)
             fh.write(data)
     return image_path(rel)
+
+
+# POSIX ACL tags in Linux's xattr form, and the id of the entries that have none
+ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER = 1, 2, 4, 8, 0x10, 0x20
+ACL_NO_ID = 0xFFFFFFFF
+
+
+def acl_xattr(entries: Iterable[tuple[int, int, int]]) -> bytes:
+    """`system.posix_acl_*` bytes of (tag, perm, id) entries, in the given order (setfacl
+    sorts by tag, then id; the kernel keeps whatever order it is given)."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def set_acl(path: Path, access: Sequence[tuple[int, int, int]] = (),
+            default: Sequence[tuple[int, int, int]] = ()) -> None:  # fmt: skip
+    """Set ACLs as setfacl would (entries sorted); the kernel sets the mode's group bits
+    from the mask, or drops a minimal access ACL into the mode."""
+    if access:
+        os.setxattr(path, "system.posix_acl_access", acl_xattr(sorted(access, key=_by_tag_id)))
+    if default:
+        os.setxattr(path, "system.posix_acl_default", acl_xattr(sorted(default, key=_by_tag_id)))
+
+
+def _by_tag_id(entry: tuple[int, int, int]) -> tuple[int, int]:
+    return entry[0], entry[2]
 
 
 def pattern(n: int, seed: int = 0) -> bytes:

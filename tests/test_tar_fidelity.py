@@ -12,14 +12,16 @@ until it is fixed (strict: once fixed it fails as XPASS, so the mark goes with t
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import os
+import pwd
 import subprocess
 import sys
 import tarfile
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import blake3
@@ -30,19 +32,29 @@ from imgdiff import Aspect, BadInput, EntryType, Manifest, Status
 from imgdiff.cli import main
 
 from .tarzoo import (
+    ACL_GROUP,
+    ACL_GROUP_OBJ,
+    ACL_MASK,
+    ACL_NO_ID,
+    ACL_OTHER,
+    ACL_USER,
+    ACL_USER_OBJ,
     BASELINE,
     BSDTAR_FORMATS,
     FEATURES,
     GNU_FORMATS,
+    GNU_XATTRS,
     PRE1970_NS,
     TARFILE_FORMATS,
     Measured,
     Tree,
+    acl_xattr,
     assert_same_as_extraction,
     assert_same_tree,
     bsdtar_archive,
     compress,
     cpython_tar_data,
+    extract_bsdtar,
     extract_gnu,
     file_member,
     gnu_archive,
@@ -57,6 +69,7 @@ from .tarzoo import (
     probe,
     run,
     seal,
+    set_acl,
     show,
     tar_bytes,
     tarfile_archive,
@@ -380,6 +393,222 @@ def test_gnu_tar_xattr_records_match_the_tree(tmp_path: Path) -> None:
     archive = gnu_archive(tree.root, tmp_path / "x.tar", *GNU_FORMATS["posix"])
     delta = imgdiff.diff(str(tree.root), str(archive), use_cache=False, classify=False)
     assert delta.changes == (), show(delta)
+
+
+# POSIX ACLs: bsdtar and GNU tar `--acls` write SCHILY.acl.access/default text; bsdtar
+# (as root) and GNU tar `--acls` extraction make them system.posix_acl_* xattrs and set
+# the mode's group bits from the mask. Ids 4321/4322/8765 have no name on this machine.
+_U = ACL_NO_ID
+_ACCESS = [(ACL_USER_OBJ, 6, _U), (ACL_USER, 7, 4322), (ACL_USER, 5, 4321), (ACL_GROUP_OBJ, 4, _U),
+           (ACL_GROUP, 1, 8765), (ACL_MASK, 7, _U), (ACL_OTHER, 4, _U)]  # fmt: skip
+_DIR_ACCESS = [(ACL_USER_OBJ, 7, _U), (ACL_USER, 7, 4321), (ACL_GROUP_OBJ, 5, _U),
+               (ACL_MASK, 5, _U), (ACL_OTHER, 5, _U)]  # fmt: skip
+_DEFAULT = [(ACL_USER_OBJ, 7, _U), (ACL_USER, 6, 4322), (ACL_GROUP_OBJ, 5, _U),
+            (ACL_MASK, 7, _U), (ACL_OTHER, 0, _U)]  # fmt: skip
+_MINIMAL = [(ACL_USER_OBJ, 7, _U), (ACL_GROUP_OBJ, 5, _U), (ACL_OTHER, 0, _U)]
+
+
+def _acl_tree(root: Path, access: list[tuple[int, int, int]] = _ACCESS) -> Path:
+    root.mkdir()
+    (root / "f").write_text("x\n")
+    set_acl(root / "f", access)
+    restricted = root / "restricted"  # a mask below a named entry's rights
+    restricted.write_text("r\n")
+    set_acl(restricted, [(ACL_USER_OBJ, 6, _U), (ACL_USER, 7, 4321), (ACL_GROUP_OBJ, 6, _U),
+                         (ACL_MASK, 4, _U), (ACL_OTHER, 0, _U)])  # fmt: skip
+    (root / "minimal").write_text("m\n")
+    set_acl(root / "minimal", _MINIMAL)  # no xattr: mode bits only
+    (root / "d").mkdir()
+    set_acl(root / "d", _DIR_ACCESS, _DEFAULT)
+    (root / "inherits").mkdir()
+    set_acl(root / "inherits", default=_MINIMAL)
+    (root / "plain").write_text("p\n")
+    return root
+
+
+def _acl_archive(writer: str, root: Path, dest: Path) -> Path:
+    if writer == "gnu-acls":
+        return gnu_archive(root, dest, "--format=posix", "--acls")
+    return bsdtar_archive(root, dest, *BSDTAR_FORMATS[writer.removeprefix("bsdtar-")])
+
+
+def _extract_with(extractor: str, archive: Path, dest: Path) -> None:
+    if extractor == "bsdtar":
+        proc = extract_bsdtar(archive, dest)
+        assert proc.returncode == 0, proc.stderr
+    else:
+        extract_gnu(archive, dest)
+
+
+@pytest.mark.parametrize("extractor", ["bsdtar", "gnu"])
+@pytest.mark.parametrize("writer", ["bsdtar-default", "bsdtar-pax", "gnu-acls"])
+def test_posix_acls_read_as_extraction_restores_them(
+    writer: str, extractor: str, tmp_path: Path
+) -> None:
+    root = _acl_tree(tmp_path / "src")
+    archive = _acl_archive(writer, root, tmp_path / "x.tar")
+    raw = archive.read_bytes()
+    assert b"SCHILY.acl.access=" in raw
+    assert b"SCHILY.acl.default=" in raw
+    assert b"LIBARCHIVE.xattr.system.posix_acl" not in raw  # bsdtar writes the text only
+    dest = tmp_path / "x"
+    _extract_with(extractor, archive, dest)
+    assert_same_tree(root, dest)  # the oracle restores every ACL, and the mode with it
+    assert_same_as_extraction(archive, dest)
+    entries = _read(archive).entries
+    assert entries["/f"].mode == 0o674  # group bits from the mask, not group::
+    assert "system.posix_acl_access" not in dict(entries["/minimal"].xattrs)
+    assert entries["/minimal"].mode == 0o750
+
+
+def test_acl_entry_difference_is_an_xattrs_change(tmp_path: Path) -> None:
+    one = bsdtar_archive(_acl_tree(tmp_path / "a"), tmp_path / "a.tar")
+    other = [(t, 5 if i == 4322 else p, i) for t, p, i in _ACCESS]
+    two = bsdtar_archive(_acl_tree(tmp_path / "b", other), tmp_path / "b.tar")
+    delta = imgdiff.diff(str(one), str(two), use_cache=False, classify=False)
+    assert [(c.path, c.aspects) for c in delta.changes] == [("/f", (Aspect.XATTRS,))], show(delta)
+
+
+def _acl_member(records: Sequence[tuple[str, bytes | str]], mode: int = 0o600) -> bytes:
+    return pax_header(records) + file_member("f", b"x\n", mode=mode)
+
+
+def _both_extractions(archive: Path, tmp_path: Path) -> None:
+    """The archive reads as GNU tar --acls and bsdtar leave it (bsdtar may exit 1)."""
+    extract_gnu(archive, tmp_path / "gnu")
+    extract_bsdtar(archive, tmp_path / "bsdtar")
+    assert_same_tree(tmp_path / "gnu", tmp_path / "bsdtar")
+    assert_same_as_extraction(archive, tmp_path / "gnu")
+
+
+_TEXT_ACL = "user::rw-,user:4321:rwx,group::r--,mask::rwx,other::r--"
+_OTHER_RAW = acl_xattr([(ACL_USER_OBJ, 6, _U), (ACL_USER, 5, 9), (ACL_GROUP_OBJ, 4, _U),
+                        (ACL_MASK, 5, _U), (ACL_OTHER, 4, _U)])  # fmt: skip
+
+
+@pytest.mark.parametrize("raw_key", ["SCHILY.xattr.", "LIBARCHIVE.xattr."])
+def test_acl_text_wins_over_a_raw_acl_xattr_record(raw_key: str, tmp_path: Path) -> None:
+    raw = _OTHER_RAW if raw_key.startswith("SCHILY") else base64.b64encode(_OTHER_RAW)
+    records: list[tuple[str, bytes | str]] = [
+        ("SCHILY.acl.access", _TEXT_ACL),
+        (raw_key + "system.posix_acl_access", raw),
+    ]
+    archive = write_bytes(tmp_path / "x.tar", tar_bytes(_acl_member(records)))
+    _both_extractions(archive, tmp_path)
+    entry = _read(archive).entries["/f"]
+    assert entry.mode == 0o674
+    assert dict(entry.xattrs)["system.posix_acl_access"] == acl_xattr(
+        [(ACL_USER_OBJ, 6, _U), (ACL_USER, 7, 4321), (ACL_GROUP_OBJ, 4, _U),
+         (ACL_MASK, 7, _U), (ACL_OTHER, 4, _U)]
+    )  # fmt: skip
+
+
+def test_raw_acl_xattr_record_alone_is_not_restored(tmp_path: Path) -> None:
+    records: list[tuple[str, bytes | str]] = [
+        ("SCHILY.xattr.system.posix_acl_access", _OTHER_RAW),
+        ("SCHILY.xattr.user.k", "v"),
+    ]
+    archive = write_bytes(tmp_path / "x.tar", tar_bytes(_acl_member(records, 0o644)))
+    _both_extractions(archive, tmp_path)
+    assert _read(archive).entries["/f"].xattrs == (("user.k", b"v"),)
+
+
+@pytest.mark.parametrize(
+    ("text", "mode"),
+    [
+        ("user::rwx,group::rwx,other::rwx", 0o777),
+        ("user::r--\nuser:7:rwx\ngroup::r--\nmask::-w-\nother::--x\n", 0o421),
+    ],
+    ids=["minimal", "mask-below-group"],
+)
+def test_access_acl_sets_the_mode_bits(text: str, mode: int, tmp_path: Path) -> None:
+    archive = write_bytes(
+        tmp_path / "x.tar", tar_bytes(_acl_member([("SCHILY.acl.access", text)], 0o4600))
+    )
+    _both_extractions(archive, tmp_path)
+    assert _read(archive).entries["/f"].mode == 0o4000 | mode
+
+
+def test_default_acl_of_a_non_directory_is_not_restored(tmp_path: Path) -> None:
+    records = [
+        ("SCHILY.acl.access", "user::rwx,group::r-x,other::---"),
+        ("SCHILY.acl.default", "user::rwx,user:7:rwx,group::r--,mask::rwx,other::--x"),
+    ]
+    archive = write_bytes(tmp_path / "x.tar", tar_bytes(_acl_member(records)))
+    _both_extractions(archive, tmp_path)  # GNU tar drops it silently, bsdtar with an error
+    entry = _read(archive).entries["/f"]
+    assert (entry.mode, entry.xattrs) == (0o750, ())
+
+
+def test_acl_id_field_wins_over_the_name_as_numeric_owner_extraction(tmp_path: Path) -> None:
+    # bsdtar's "user:NAME:perms:ID": bsdtar --numeric-owner sets ID; by name (bsdtar without
+    # it, GNU tar always) it would be this machine's uid of NAME, which we do not follow
+    daemon = pwd.getpwnam("daemon").pw_uid
+    assert daemon != 4321
+    text = "user::rw-,user:daemon:rwx:4321,group::r--,mask::rwx,other::---"
+    archive = write_bytes(tmp_path / "x.tar", tar_bytes(_acl_member([("SCHILY.acl.access", text)])))
+    extract_bsdtar(archive, tmp_path / "x")
+    assert_same_as_extraction(archive, tmp_path / "x")
+
+
+def test_gnu_tar_acl_names_take_their_ids_from_the_raw_record(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "f").write_text("x\n")
+    named = pwd.getpwnam("daemon").pw_uid
+    set_acl(root / "f", [(ACL_USER_OBJ, 6, _U), (ACL_USER, 7, named), (ACL_GROUP_OBJ, 4, _U),
+                         (ACL_MASK, 7, _U), (ACL_OTHER, 0, _U)])  # fmt: skip
+    with_raw = gnu_archive(root, tmp_path / "x.tar", "--format=posix", "--acls", *GNU_XATTRS)
+    assert b"user:daemon:rwx\n" in with_raw.read_bytes()  # GNU tar writes the name only
+    delta = imgdiff.diff(str(root), str(with_raw), use_cache=False, classify=False)
+    assert delta.changes == (), show(delta)
+    assert delta.warnings == ()
+    # without the raw record the name says nothing numeric: not restored, and said so
+    text_only = gnu_archive(root, tmp_path / "y.tar", "--format=posix", "--acls")
+    delta = imgdiff.diff(str(root), str(text_only), use_cache=False, classify=False)
+    assert [(c.path, c.aspects) for c in delta.changes] == [("/f", (Aspect.XATTRS,))]
+    assert [(w.path, "'daemon' without a numeric id" in w.message) for w in delta.warnings] == [
+        ("/f", True)
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "user::rw-,group::r--",
+        "user::rw-,user::r--,group::r--,other::r--",
+        "user::rw-,user:7:rwx,group::r--,other::r--",
+        "user::rw-,user:7:rwx,user:7:r--,group::r--,mask::rwx,other::r--",
+        "user::rwz,group::r--,other::r--",
+        "user::rw-,user:x:rwx:12a,group::r--,mask::rwx,other::r--",
+        "user::rw-,user:x:rwx:4294967295,group::r--,mask::rwx,other::r--",
+        "owner::rw-,group::r--,other::r--",
+        "user:rw-,group::r--,other::r--",
+    ],
+    ids=[
+        "no-other",
+        "two-owners",
+        "no-mask",
+        "user-twice",
+        "bad-perms",
+        "bad-id",
+        "id-2**32-1",
+        "bad-tag",
+        "two-fields",
+    ],
+)
+def test_malformed_acl_text_is_bad_input(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = write_bytes(tmp_path / "x.tar", tar_bytes(_acl_member([("SCHILY.acl.access", text)])))
+    with pytest.raises(BadInput, match=r"SCHILY\.acl\.access"):
+        _read(archive)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["diff", str(archive), str(empty)]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert ": f: " in err
 
 
 # Sparse members. Which writers produce them (checked in the test, not assumed):

@@ -318,10 +318,29 @@ class TarReader:
             rdev = self._rdev(header, records, shown)
         xattrs = _tarext.xattrs_of(records, src, shown) if records else ()
         mode = 0o777 if etype is EntryType.SYMLINK else header.mode & 0o7777
+        if records and _tarext.has_acls(records, xattrs):
+            xattrs, mode = self._with_acls(records, xattrs, etype, mode, path, shown)
         return Member(
             path, etype, mode, uid, gid, size, mtime_ns, target, flag == b"1",
             rdev, xattrs, digest, offset, content, head,
         )  # fmt: skip
+
+    def _with_acls(
+        self,
+        records: dict[str, bytes],
+        xattrs: tuple[tuple[str, bytes], ...],
+        etype: EntryType,
+        mode: int,
+        path: str,
+        shown: str,
+    ) -> tuple[tuple[tuple[str, bytes], ...], int]:
+        """Xattrs and mode with the member's POSIX ACLs applied (`_tarext.posix_acls`)."""
+        acls = _tarext.posix_acls(records, xattrs, etype, self.name, shown)
+        for warning in acls.warnings:
+            self.notes.warn(path, warning)
+        if acls.perms is not None:
+            mode = mode & ~0o777 | acls.perms
+        return acls.xattrs, mode
 
     def _name(self, header: Header, records: dict[str, bytes], long_name: bytes | None) -> bytes:
         """The member's name: GNU long name, PAX `path` or sparse name over the header's."""

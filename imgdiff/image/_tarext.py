@@ -4,9 +4,11 @@ PAX records are `"%d %s=%s\\n"` (POSIX.1-2017 pax, "pax Extended Header"); GNU t
 sparse formats are described in its manual ("Storing Sparse Files"): 0.0 repeats
 `GNU.sparse.offset`/`GNU.sparse.numbytes` records, 0.1 lists them in `GNU.sparse.map`,
 1.0 stores the map as decimal lines at the start of the member's data, and the old GNU
-format keeps it in header slots and extension blocks. This module turns those bytes into
-values and checks them; it reads no stream itself (the 1.0 map and extension blocks are
-handed to it).
+format keeps it in header slots and extension blocks. POSIX ACLs are `SCHILY.acl.access`
+and `SCHILY.acl.default` in POSIX.1e text (star's, also written by GNU tar and bsdtar),
+made into the `system.posix_acl_*` xattrs Linux keeps them in. This module turns those
+bytes into values and checks them; it reads no stream itself (the 1.0 map and extension
+blocks are handed to it).
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import base64
 import binascii
 import os
 import re
+import struct
 import urllib.parse
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from imgdiff.errors import BadInput
 from imgdiff.image._tarheader import UID_LIMIT
+from imgdiff.model import EntryType
 
 Records = list[tuple[str, bytes]]
 """PAX records in archive order; a key may repeat (sparse 0.0 relies on it)."""
@@ -140,6 +145,181 @@ def xattrs_of(records: dict[str, bytes], src: str, name: str) -> tuple[tuple[str
     return tuple(sorted(found.items()))
 
 
+# -- POSIX ACLs ---------------------------------------------------------------------------
+
+_ACL_ACCESS = "system.posix_acl_access"
+_ACL_DEFAULT = "system.posix_acl_default"
+_ACL_RECORDS = (("SCHILY.acl.access", _ACL_ACCESS), ("SCHILY.acl.default", _ACL_DEFAULT))
+ACL_XATTRS = frozenset((_ACL_ACCESS, _ACL_DEFAULT))
+
+# Linux's xattr form (include/uapi/linux/posix_acl_xattr.h): u32 version 2, then
+# (u16 tag, u16 perm, u32 id) entries, little-endian; id is 0xffffffff but for USER, GROUP
+_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+_NO_ID = 0xFFFFFFFF
+_ACL_HEAD = struct.Struct("<I")
+_ACL_ENTRY = struct.Struct("<HHI")
+_TAG_WORDS = {"user": "user", "u": "user", "group": "group", "g": "group",
+              "mask": "mask", "m": "mask", "other": "other", "o": "other"}  # fmt: skip
+_PERMS = re.compile("([r-])([w-])([x-])")
+
+AclEntry = tuple[int, int, int | str]
+"""(tag, rwx bits, id): the id of a named entry is its user or group name when the text
+gives no number for it."""
+
+
+class PosixAcls(NamedTuple):
+    """What the ACL records of one member leave on disk."""
+
+    xattrs: tuple[tuple[str, bytes], ...]
+    """All the member's xattrs, the ACLs' among them, sorted by name."""
+    perms: int | None
+    """The mode's rwx bits an access ACL sets (owner, mask or else group, other)."""
+    warnings: tuple[str, ...]
+
+
+def _acl_id(text: str, what: str, src: str, name: str) -> int:
+    if not (text.isdigit() and text.isascii()) or int(text) >= _NO_ID:
+        raise BadInput(src, f"malformed {what} (bad id {text[:24]!r})", name)
+    return int(text)
+
+
+def _acl_perm(text: str, what: str, src: str, name: str) -> int:
+    match = _PERMS.fullmatch(text)
+    if match is None:
+        raise BadInput(src, f"malformed {what} (bad permissions {text[:24]!r})", name)
+    return sum(bit for bit, c in zip((4, 2, 1), match.groups(), strict=True) if c != "-")
+
+
+def _acl_entry(item: str, what: str, src: str, name: str) -> AclEntry:
+    """One `tag:qualifier:perms[:id]` entry; `mask` and `other` may leave out the qualifier."""
+    fields = item.split(":")
+    word = _TAG_WORDS.get(fields[0])
+    if word in ("mask", "other"):
+        if len(fields) == 3 and not fields[1]:
+            fields = [fields[0], fields[2]]
+        if len(fields) == 2:
+            tag = _MASK if word == "mask" else _OTHER
+            return tag, _acl_perm(fields[1], what, src, name), _NO_ID
+    elif word is not None and len(fields) in (3, 4):
+        qualifier, perm = fields[1], fields[2]
+        bits = _acl_perm(perm, what, src, name)
+        number = _acl_id(fields[3], what, src, name) if len(fields) == 4 else None
+        if not qualifier:
+            return (_USER_OBJ if word == "user" else _GROUP_OBJ), bits, _NO_ID
+        tag = _USER if word == "user" else _GROUP
+        if number is not None:  # star's id field: the number, as --numeric-owner reads it
+            return tag, bits, number
+        if qualifier.isdigit() and qualifier.isascii():
+            return tag, bits, _acl_id(qualifier, what, src, name)
+        return tag, bits, qualifier
+    raise BadInput(src, f"malformed {what} (entry {item[:40]!r})", name)
+
+
+def _acl_checked(entries: list[AclEntry], what: str, src: str, name: str) -> list[AclEntry]:
+    """`entries` if they form a valid ACL (acl_valid(3)), else bad input naming the fault."""
+    tags = [tag for tag, _, _ in entries]
+    named = [(tag, ident) for tag, _, ident in entries if tag in (_USER, _GROUP)]
+    if any(tags.count(t) != 1 for t in (_USER_OBJ, _GROUP_OBJ, _OTHER)):
+        fault = "needs exactly one user::, group:: and other:: entry"
+    elif tags.count(_MASK) > 1 or (named and _MASK not in tags):
+        fault = "needs one mask entry when it names users or groups"
+    elif len(set(named)) != len(named):
+        fault = "names a user or group twice"
+    else:
+        return entries
+    raise BadInput(src, f"invalid {what}: it {fault}", name)
+
+
+def acl_text(value: bytes, what: str, src: str, name: str) -> list[AclEntry]:
+    """The entries of a POSIX.1e ACL in text form, checked; [] for empty text.
+
+    Entries are separated by commas (bsdtar) or newlines (GNU tar). A named entry's id is
+    its fourth field when there is one (star's form, bsdtar writes it), else a numeric
+    qualifier, else the name itself, left for the caller.
+    """
+    text = value.decode("utf-8", "surrogateescape")
+    items = [item.strip(" \t") for item in re.split("[,\n]", text)]
+    entries = [_acl_entry(item, what, src, name) for item in items if item]
+    return _acl_checked(entries, what, src, name) if entries else []
+
+
+def acl_binary(value: bytes, what: str, src: str, name: str) -> list[AclEntry]:
+    """The entries of an ACL in Linux's xattr form, checked."""
+    body = len(value) - _ACL_HEAD.size
+    if body < 0 or body % _ACL_ENTRY.size or _ACL_HEAD.unpack_from(value)[0] != 2:
+        raise BadInput(src, f"malformed {what} xattr", name)
+    entries: list[AclEntry] = []
+    for tag, perm, ident in _ACL_ENTRY.iter_unpack(value[_ACL_HEAD.size :]):
+        if tag not in (_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER) or perm > 7:
+            raise BadInput(src, f"malformed {what} xattr (tag {tag:#x}, perm {perm})", name)
+        entries.append((tag, perm, ident if tag in (_USER, _GROUP) else _NO_ID))
+    return _acl_checked(entries, what, src, name)
+
+
+def acl_xattr(entries: Iterable[tuple[int, int, int]]) -> bytes:
+    """An ACL as Linux's xattr, entries sorted by tag, then id, as libacl sets them."""
+    ordered = sorted(entries, key=lambda e: (e[0], e[2]))
+    return _ACL_HEAD.pack(2) + b"".join(_ACL_ENTRY.pack(*e) for e in ordered)
+
+
+def _acl_perms(entries: Iterable[AclEntry]) -> int:
+    """The rwx bits of the mode an access ACL sets: the mask stands for the group bits."""
+    bits = {tag: perm for tag, perm, _ in entries if tag not in (_USER, _GROUP)}
+    return bits[_USER_OBJ] << 6 | bits.get(_MASK, bits[_GROUP_OBJ]) << 3 | bits[_OTHER]
+
+
+def posix_acls(
+    records: dict[str, bytes],
+    xattrs: tuple[tuple[str, bytes], ...],
+    etype: EntryType,
+    src: str,
+    name: str,
+) -> PosixAcls:
+    """The member's xattrs and mode bits as ACL-restoring extraction leaves them.
+
+    bsdtar (as root) and GNU tar `--acls` set ACLs from the `SCHILY.acl.*` text only and
+    never from a `system.posix_acl_*` xattr record, which both ignore, so that record is
+    dropped. A default ACL is set on a directory only, none on a symlink. An access ACL
+    sets the mode's rwx bits; one of just user::, group:: and other:: is those bits and
+    no xattr (Linux keeps no minimal ACL). Ids are numeric, as `--numeric-owner` reads
+    them: a name without one (GNU tar writes names only) takes the ids of the raw
+    record when the archive has one (GNU tar `--xattrs` writes it beside the text, with
+    the writer's ids), else the ACL is not restored, with a warning.
+    """
+    raw = {xname: value for xname, value in xattrs if xname in ACL_XATTRS}
+    found = {xname: value for xname, value in xattrs if xname not in ACL_XATTRS}
+    perms: int | None = None
+    warnings: list[str] = []
+    for key, xname in _ACL_RECORDS:
+        value = records.get(key)
+        if value is None or etype is EntryType.SYMLINK:
+            continue
+        if xname == _ACL_DEFAULT and etype is not EntryType.DIR:
+            continue
+        entries = acl_text(value, key, src, name)
+        name_only = next((ident for _, _, ident in entries if isinstance(ident, str)), None)
+        if name_only is not None:
+            if xname not in raw:
+                warnings.append(f"{key} names {name_only!r} without a numeric id: not restored")
+                continue
+            entries = acl_binary(raw[xname], xname, src, name)
+        if not entries:
+            continue
+        if xname == _ACL_ACCESS:
+            perms = _acl_perms(entries)
+            if len(entries) == 3:
+                continue
+        found[xname] = acl_xattr((tag, perm, int(ident)) for tag, perm, ident in entries)
+    return PosixAcls(tuple(sorted(found.items())), perms, tuple(warnings))
+
+
+def has_acls(records: dict[str, bytes], xattrs: tuple[tuple[str, bytes], ...]) -> bool:
+    """Whether the member has ACL records, as text or as a raw xattr record."""
+    return any(key in records for key, _ in _ACL_RECORDS) or any(
+        xname in ACL_XATTRS for xname, _ in xattrs
+    )
+
+
 class SparseMap:
     """Where a sparse member's stored data lies in the file: (offset, length) in order."""
 
@@ -216,13 +396,21 @@ def sparse_1_0_length(head: bytes, src: str, name: str, limit: int) -> int | Non
 
 
 __all__ = [
+    "ACL_XATTRS",
+    "AclEntry",
+    "PosixAcls",
     "Records",
     "SparseMap",
+    "acl_binary",
+    "acl_text",
+    "acl_xattr",
+    "has_acls",
     "pax_int",
     "pax_name",
     "pax_records",
     "pax_time",
     "pax_uid",
+    "posix_acls",
     "sparse_1_0_length",
     "sparse_decimals",
     "xattrs_of",
