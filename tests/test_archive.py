@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -63,6 +63,7 @@ from .archive_fixtures import (
     listing,
     listing_diff,
     many_files_pair,
+    meddle_at,
     parts,
     reaped,
     rewrite,
@@ -1393,3 +1394,96 @@ def test_tree_whose_hard_link_groups_differ_is_not_the_base_nor_new(
     with pytest.raises(NotTheBase, match=r"/b \(hard link\)"):
         apply(delta=str(delta), tree=str(tree))
     assert "/b (hard link)" in check(str(tree), str(old)).files
+
+
+# -- 7. paths the kernel will not let change --------------------------------------------
+
+
+@pytest.fixture
+def chattr() -> Iterator[Callable[[Path, str], None]]:
+    """`chattr FLAGS PATH` (the real tool); every flag set is cleared at the end, so the
+    test's directory can be removed. Skips where the filesystem has no such flags."""
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed")
+    done: list[Path] = []
+
+    def run(path: Path, flags: str) -> None:
+        proc = subprocess.run(["chattr", flags, str(path)], capture_output=True, check=False)
+        if proc.returncode:
+            pytest.skip(f"chattr {flags}: {proc.stderr.decode(errors='replace').strip()}")
+        done.append(path)
+
+    yield run
+    for path in done:
+        subprocess.run(["chattr", "-i", "-a", str(path)], capture_output=True, check=False)
+
+
+def _pinned_pair(tmp: Path) -> tuple[Path, Path, Path]:
+    """OLD (a, b, c, d/x, e/, /var/lib), NEW with a and b changed, c's mode changed, d/x
+    removed, e/new added; and the delta."""
+    old, new = tmp / "old", tmp / "new"
+    for d in ("var/lib", "d", "e"):
+        (old / d).mkdir(parents=True)
+    for name in ("a", "b", "c", "d/x"):
+        (old / name).write_bytes(b"1\n")
+    clone(old, new)
+    (new / "a").write_bytes(b"2\n")
+    (new / "b").write_bytes(b"2\n")
+    os.chmod(new / "c", 0o600)
+    (new / "d/x").unlink()
+    (new / "e/new").write_bytes(b"new\n")
+    delta = tmp / "d.delta"
+    pack(str(old), str(new), delta)
+    return old, new, delta
+
+
+@pytest.mark.parametrize(
+    ("path", "flags"),
+    [("b", "+i"), ("b", "+a"), ("c", "+a"), ("d", "+a"), ("e", "+i"), ("var/lib", "+i")],
+    ids=["replaced-immutable", "replaced-append-only", "mode-of-append-only",
+         "removed-from-append-only-dir", "added-to-immutable-dir", "state-parent-immutable"],
+)  # fmt: skip
+def test_immutable_or_append_only_path_the_delta_changes_is_refused_before_anything_is_written(
+    tmp_path: Path, chattr: Callable[[Path, str], None], path: str, flags: str
+) -> None:
+    """The commit died half way with EPERM (exit 4), the journal left in "commit"."""
+    old, new, delta = _pinned_pair(tmp_path)
+    tree = clone(old, tmp_path / "tree")
+    chattr(tree / path, flags)
+    before = listing(tree)
+    with pytest.raises(BadInput, match=f"/{path} is (immutable|append-only).*chattr -"):
+        apply(delta=str(delta), tree=str(tree))
+    assert listing_diff(before, listing(tree)) == []
+    assert not _state(tree).exists()
+    chattr(tree / path, flags.replace("+", "-"))
+    apply(delta=str(delta), tree=str(tree))
+    assert_tree_is(new, tree, root_mtime=False)
+
+
+@pytest.mark.parametrize("then", ["rollback", "apply"])
+def test_path_made_immutable_during_the_commit_stops_it_as_bad_input_and_the_journal_recovers(
+    tmp_path: Path, chattr: Callable[[Path, str], None], then: str
+) -> None:
+    """/b made immutable after the check, just as the commit begins: exit 3 naming it
+    (not 4), the journal kept; rollback (the flag still set) gives OLD, or apply again
+    once the flag is cleared finishes."""
+    old, new, delta = _pinned_pair(tmp_path)
+    counted = clone(old, tmp_path / "count")
+    with crash_at(None) as steps:
+        apply(delta=str(delta), tree=str(counted))
+    first_aside = steps.index("link")  # the commit's first step: /a kept in undo/
+    tree = clone(old, tmp_path / "tree")
+    with (
+        pytest.raises(BadInput, match=r"cannot change /b: .*immutable.*journal is kept") as info,
+        meddle_at(first_aside, lambda: chattr(tree / "b", "+i")),
+    ):
+        apply(delta=str(delta), tree=str(tree))
+    assert "\n" not in str(info.value)
+    assert _phase(tree) == "commit"
+    if then == "rollback":
+        rollback(tree=str(tree))
+        assert_tree_is(old, tree, root_mtime=True)
+    else:
+        chattr(tree / "b", "-i")
+        assert apply(delta=str(delta), tree=str(tree)).resumed
+        assert_tree_is(new, tree, root_mtime=False)

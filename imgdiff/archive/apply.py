@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import stat
+import struct
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
@@ -584,6 +585,7 @@ def apply(
             ops = operations(header)
             _check_one_filesystem(t, ops)
             _check_state_spared(t, ops)
+            _check_unpinned(t, ops)
             say("staging new files")
             try:
                 hasher = _staging(t, state, header, ops, raw_header, fh, delta, say)
@@ -715,6 +717,75 @@ def _check_one_filesystem(t: Tree, ops: list[Op]) -> None:
             )
 
 
+_FS_IOC_GETFLAGS = 0x80086601  # _IOR('f', 1, long); the kernel reads and writes an int
+_PINNED = {0x10: ("immutable", "i"), 0x20: ("append-only", "a")}  # FS_IMMUTABLE_FL, FS_APPEND_FL
+
+
+def _pinned(fd: int, name: str | None) -> tuple[str, str] | None:
+    """(what, chattr letter) when `name` in directory `fd` (`fd` itself for None) is
+    immutable or append-only: then it cannot be renamed, unlinked, linked to, have its
+    metadata set, nor (a directory) have names removed. None when it is neither, absent,
+    or a filesystem that has no such flags.
+
+    Only directories and regular files are opened: a symlink cannot be, a device may act.
+    """
+    f = fd
+    if name is not None:
+        try:
+            st = os.lstat(name, dir_fd=fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            return None
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+        f = os.open(name, flags, dir_fd=fd)
+    try:
+        (got,) = struct.unpack("=i", fcntl.ioctl(f, _FS_IOC_GETFLAGS, bytes(8))[:4])
+    except OSError as exc:
+        if exc.errno in (errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return None
+        raise
+    finally:
+        if f != fd:
+            os.close(f)
+    return next((how for bit, how in _PINNED.items() if got & bit), None)
+
+
+def _check_unpinned(t: Tree, ops: list[Op]) -> None:
+    """Refuse, before anything is written, a delta whose commit (or rollback) the kernel
+    would stop half way with EPERM: an immutable or append-only (`chattr +i`, `+a`) path
+    it replaces, removes, links to or changes, or directory it renames into or out of;
+    the tree's root and the state directory's chain likewise (rollback resets the root's
+    mtime; the state directory is made and written in)."""
+    own: dict[str, str] = {}  # path -> what the delta does to it
+    for op in ops:
+        if op.action != "mkdir":
+            own.setdefault(op.path, "would change it")
+        if op.action == "link" and op.leader is not None:
+            own.setdefault(op.leader, "would link a new name to it")
+        if op.action != "meta":
+            own.setdefault(op.path.rpartition("/")[0] or "/", "would rename or remove names in it")
+    for path in (*_ancestors(STATE_DIR), STATE_DIR):
+        own.setdefault(path, "keeps its state there")
+    own.setdefault("/", "would reset its mtime on a rollback")
+    with t.keeping_directories():
+        for path in sorted(own):
+            try:
+                if path == "/":
+                    how = _pinned(t.fd, None)
+                else:
+                    with t.parent(path) as (fd, name):
+                        how = _pinned(fd, name)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # beneath a path the delta makes
+            if how is not None:
+                raise BadInput(
+                    t.root,
+                    f"{escape_path(path)} is {how[0]} and the delta {own[path]}: "
+                    f"nothing was changed (chattr -{how[1]} it to apply)",
+                )
+
+
 def _check_state_spared(t: Tree, ops: list[Op]) -> None:
     """Refuse, before anything is written, a delta that would touch the state directory
     or anything in it, or replace, remove or change the type of one of its parents: the
@@ -823,12 +894,16 @@ def _commit(
     asides = next((i for i, op in enumerate(ops) if op.action != "aside"), len(ops))
     if any(op.action == "aside" for op in ops[asides:]):
         raise BadInput(state.dir, "journal lists an aside after the commit's first placement")
+    again = "`imgdiff rollback` returns to OLD, or run apply again once it can be changed"
     for op in ops[:asides]:
-        _do(t, state, op, new, placed)
+        with _permitted(t, op.path, again):
+            _do(t, state, op, new, placed)
     with t.keeping_directories():  # from here on no directory is renamed or removed
         for op in ops[asides:]:
-            _do(t, state, op, new, placed)
-        _settle_parents(t, new)
+            with _permitted(t, op.path, again):
+                _do(t, state, op, new, placed)
+        with _permitted(t, STATE_DIR, again):
+            _settle_parents(t, new)
         say("checking the tree is NEW")
         seen: dict[str, os.stat_result] = {}
         diffs = _touched_differences(t, ops, new, seen)
@@ -852,6 +927,20 @@ def _commit(
     return ApplyResult(
         t.root, journal["delta"], header.old_identity, header.new_identity, len(ops), resumed
     )
+
+
+@contextlib.contextmanager
+def _permitted(t: Tree, path: str, then: str) -> Iterator[None]:
+    """A step the kernel refuses (EPERM: an immutable or append-only path, set after the
+    check before the commit) is bad input naming the path; the journal stays, so `then`."""
+    try:
+        yield
+    except PermissionError as exc:
+        raise BadInput(
+            t.root,
+            f"cannot change {escape_path(path)}: {exc.strerror} (immutable or append-only? "
+            f"lsattr shows it); the journal is kept: {then}",
+        ) from None
 
 
 def _do(t: Tree, state: State, op: Op, new: Mapping[str, Entry], placed: set[str]) -> None:
@@ -1037,18 +1126,22 @@ def rollback(
         old = header.old_manifest
         say(f"undoing {len(ops)} operations")
         asides = {op.path: op.n for op in ops if op.action == "aside"}
+        again = "run rollback again once it can be changed"
         for op in reversed(ops):
-            _undo(t, state, op, old, asides)
+            with _permitted(t, op.path, again):
+                _undo(t, state, op, old, asides)
         # the renames back changed the mtimes of their directories: OLD's again, deepest first
         dirs = {op.path.rpartition("/")[0] for op in ops} | {op.path for op in ops}
         for path in sorted(dirs & old.keys(), key=lambda x: (-x.count("/"), x)):
             if old[path].type is EntryType.DIR:
-                with t.parent(path) as (fd, name):
+                with _permitted(t, path, again), t.parent(path) as (fd, name):
                     _set_meta(fd, name, old[path])
-        _settle_parents(t, old)
+        with _permitted(t, STATE_DIR, again):
+            _settle_parents(t, old)
         if isinstance(journal.get("root_mtime_ns"), int):
             mtime = journal["root_mtime_ns"]
-            os.utime(t.fd, ns=(mtime, mtime))
+            with _permitted(t, "/", again):
+                os.utime(t.fd, ns=(mtime, mtime))
         diffs = differences(tree_manifest(t.root), old, "OLD")
         if diffs:
             raise ImgdiffError(
