@@ -13,10 +13,11 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 
-from imgdiff.archive.format import as_manifest
+from imgdiff.archive.format import STATE_DIR, as_manifest
 from imgdiff.delta import compare
 from imgdiff.image._dir import DirImage
 from imgdiff.manifest import Manifest
+from imgdiff.model import Status
 from imgdiff.results import StepAction, Verdict, Verification
 from imgdiff.runtime.snapshot import Snapshot
 from imgdiff.runtime.stale import stale
@@ -31,6 +32,10 @@ DRIFT_IGNORE = (
 
 # package databases under ignored trees are still read: they say which update a tree is at
 DB_DIRS = ("/var/lib/dpkg", "/var/lib/rpm", "/usr/lib/sysimage/rpm")
+
+# imgdiff's own state (`apply`'s journal, history, undo data) is never part of a tree,
+# `--exact` or not; nor are the parents apply made for it where the image has none
+_STATE_PARENTS = tuple(STATE_DIR[:i] for i, c in enumerate(STATE_DIR) if c == "/" and i)
 
 
 class Ignore:
@@ -57,11 +62,15 @@ class Ignore:
         return self(path) and not any(d == path or d.startswith(path + "/") for d in DB_DIRS)
 
 
+def _own(ignore: Sequence[str]) -> Ignore:
+    return Ignore((*ignore, STATE_DIR + "/"))
+
+
 def read_tree(
     tree: str, ignore: Sequence[str] = DRIFT_IGNORE, *, use_cache: bool = True
 ) -> Manifest:
     """A live tree's manifest, without the trees `ignore` names (package databases kept)."""
-    return Manifest.read(DirImage(tree, prune=Ignore(ignore).prune), use_cache=use_cache)
+    return Manifest.read(DirImage(tree, prune=_own(ignore).prune), use_cache=use_cache)
 
 
 def verify(
@@ -75,7 +84,7 @@ def verify(
 
     `tree` may be a manifest `read_tree` made, to compare one tree with several images.
     """
-    skip = Ignore(ignore)
+    skip = _own(ignore)
     image = as_manifest(image)  # a delta archive stands for its NEW
     if isinstance(tree, str) and isinstance(image, str):  # both read at once (forked)
         live, want = Manifest.read_pair(
@@ -84,14 +93,19 @@ def verify(
     else:
         live = tree if isinstance(tree, Manifest) else read_tree(tree, ignore, use_cache=use_cache)
         want = image if isinstance(image, Manifest) else Manifest.read(image, use_cache=use_cache)
-    differences = tuple(c for c in compare(want, live).changes if not skip(c.path))
+    made = STATE_DIR in live.entries  # its parents, when the image lacks them, are apply's
+    differences = tuple(
+        c
+        for c in compare(want, live).changes
+        if not skip(c.path) and not (made and c.status is Status.ADDED and c.path in _STATE_PARENTS)
+    )
     # the image as given (a saved manifest: its file, not the image it was made from)
     return Verification(live.info.path, want.source, differences, tuple(ignore), live)
 
 
 def same_paths(tree: Manifest, image: Manifest, ignore: Sequence[str] = DRIFT_IGNORE) -> bool:
     """A quick necessary condition for `verify(...).matches`: the same paths exist."""
-    skip = Ignore(ignore)
+    skip = _own(ignore)
     return {p for p in tree.entries if not skip(p)} == {p for p in image.entries if not skip(p)}
 
 

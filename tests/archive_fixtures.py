@@ -573,6 +573,37 @@ def crash_at(step: int | None) -> Iterator[list[str]]:
             setattr(os, name, fn)
 
 
+@contextlib.contextmanager
+def meddle_at(step: int, action: Callable[[], None]) -> Iterator[None]:
+    """Within the block, `action` runs (once, unwatched) just before the `step`-th call
+    of an os function that changes a file: something else changing the tree right there.
+    """
+    calls = 0
+    saved = {name: getattr(os, name) for name in MUTATIONS}
+    me = threading.get_ident()
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def changing(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            if threading.get_ident() == me:
+                calls += 1
+                if calls == step + 1:
+                    for name, orig in saved.items():
+                        setattr(os, name, orig)
+                    action()
+            return fn(*args, **kwargs)
+
+        return changing
+
+    for name, fn in saved.items():
+        setattr(os, name, wrap(fn))
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(os, name, fn)
+
+
 def spread(total: int, count: int) -> list[int]:
     """`count` steps spread evenly over 0..total-1 (every step if there are fewer)."""
     if total <= count:

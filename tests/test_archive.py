@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -63,6 +63,7 @@ from .archive_fixtures import (
     listing,
     listing_diff,
     many_files_pair,
+    meddle_at,
     parts,
     reaped,
     rewrite,
@@ -78,7 +79,6 @@ from .tarzoo import MiB, measure
 pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
 
 CORPUS = Path("/var/tmp/imgdiff-corpus")
-STATE_PARENT_TIME = ".d..t...... var/lib/"  # rsync's line for /var/lib's mtime alone
 MTIME = 1_600_000_000_000_000_000
 
 # kinds of change (`archive_fixtures.KINDS`) apply gets wrong today, and how (none now:
@@ -96,21 +96,15 @@ def _digest_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # -- checks -----------------------------------------------------------------------------
 
 
-def assert_tree_is(
-    want: Path, tree: Path, *, root_mtime: bool, state_parent_mtime: bool = True
-) -> list[str]:
+def assert_tree_is(want: Path, tree: Path, *, root_mtime: bool) -> list[str]:
     """TREE is WANT for rsync, diff -r, the lstat listing and imgdiff.verify; returns
     rsync's lines. Without `root_mtime` the root's own mtime may differ (after an apply:
-    the root has no entry in a manifest, so nothing says what its mtime should be);
-    without `state_parent_mtime`, /var/lib's (where the state directory was made)."""
+    the root has no entry in a manifest, so nothing says what its mtime should be)."""
     lines = rsync_lines(want, tree)
     allowed = set() if root_mtime else {ROOT_TIME}
-    if not state_parent_mtime:
-        allowed.add(STATE_PARENT_TIME)
     assert [ln for ln in lines if ln not in allowed] == [], f"rsync would change {tree}"
     assert diff_r(want, tree) == []
     skip: tuple[str, ...] = () if root_mtime else ("/",)
-    skip += () if state_parent_mtime else ("/var/lib",)
     assert listing_diff(listing(want), listing(tree), ignore_mtime=skip) == []
     checked = verify(str(tree), str(want), ignore=(STATE + "/",))
     assert checked.matches, [f"{c.path} {c.status.value}" for c in checked.differences]
@@ -518,11 +512,11 @@ def _recover(verb: str, old: Path, new: Path, delta: Path, tree: Path) -> str:
             result = apply(delta=str(delta), tree=str(tree))
             assert result.resumed == (phase == "commit")
             assert_tree_is(new, tree, root_mtime=False)
-        elif phase is None:  # killed before the journal: nothing done, nothing to undo
-            with pytest.raises(BadInput, match="roll back"):
-                rollback(tree=str(tree), delta=str(delta))
-            # nothing restores /var/lib's mtime then (`test_refused_apply_...` has that)
-            assert_tree_is(old, tree, root_mtime=True, state_parent_mtime=False)
+        elif phase is None:  # killed before the journal: the staging (if any) goes
+            with contextlib.suppress(BadInput):  # "no apply to roll back": nothing staged
+                assert rollback(tree=str(tree), delta=str(delta)).operations == 0
+            assert_tree_is(old, tree, root_mtime=True)
+            assert not _state(tree).exists()
         else:
             rollback(tree=str(tree), delta=str(delta))
             assert_tree_is(old, tree, root_mtime=True)
@@ -1229,7 +1223,8 @@ def test_delta_touching_the_state_directory_or_its_parents_is_refused_before_the
 
 def test_delta_that_makes_var_is_applied_and_rolled_back(tmp_path: Path) -> None:
     """OLD has no /var, NEW makes /var/log: the state directory's parents are made first
-    (by apply), and left by the rollback, whose check leaves them out."""
+    (by apply), and removed by the rollback with the state directory (they were left,
+    with a history of [])."""
     old, new = tmp_path / "old", tmp_path / "new"
     old.mkdir()
     (old / "f").write_bytes(b"1\n")
@@ -1243,6 +1238,102 @@ def test_delta_that_makes_var_is_applied_and_rolled_back(tmp_path: Path) -> None
     assert check(str(tree), str(delta)).ok
     rollback(tree=str(tree))
     assert check(str(tree), str(old)).ok
+    assert not (tree / "var").exists()
+    assert_tree_is(old, tree, root_mtime=True)
+
+
+def _var_pair(tmp: Path, var: str) -> tuple[Path, Path, Path]:
+    """OLD (with /var/lib, with an empty /var, or with no /var: `var`), NEW with one file
+    changed and one added; and the delta."""
+    old, new = tmp / "old", tmp / "new"
+    old.mkdir()
+    if var != "none":
+        (old / var).mkdir(parents=True)
+    (old / "f").write_bytes(b"1\n")
+    for d in ("/", "/var", "/var/lib"):
+        if (old / d.lstrip("/")).exists():
+            os.utime(old / d.lstrip("/"), ns=(MTIME, MTIME))
+    clone(old, new)
+    (new / "f").write_bytes(b"2\n" * 100)
+    (new / "g").write_bytes(b"added\n" * 100)
+    delta = tmp / "d.delta"
+    pack(str(old), str(new), delta)
+    return old, new, delta
+
+
+VARS = ["var/lib", "var", "none"]
+
+
+@pytest.mark.parametrize("var", VARS)
+def test_rollback_after_a_kill_while_staging_gives_exactly_old(tmp_path: Path, var: str) -> None:
+    """Killed after staging a file, before the journal: rollback said "no apply to roll
+    back" and left the staging area, the state directory and its parents (/var/lib's
+    mtime moved). Now the staging goes, the tree is exactly OLD, and apply still works."""
+    old, _, delta = _var_pair(tmp_path, var)
+    counted = clone(old, tmp_path / "count")
+    with crash_at(None) as steps:
+        apply(delta=str(delta), tree=str(counted))
+    tree = clone(old, tmp_path / "tree")
+    with contextlib.suppress(Crash), crash_at(steps.index("fchown")):  # a staged file's
+        apply(delta=str(delta), tree=str(tree))
+    assert (_state(tree) / "staging").is_dir()
+    result = rollback(tree=str(tree))
+    assert (result.rolled_back, result.operations) == (True, 0)
+    assert result.delta_digest == _digest.of_bytes(delta.read_bytes())
+    assert_tree_is(old, tree, root_mtime=True)
+    assert not _state(tree).exists()
+    with pytest.raises(BadInput, match="no apply to roll back"):
+        rollback(tree=str(tree))
+    apply(delta=str(delta), tree=str(tree))
+    assert check(str(tree), str(delta)).ok
+
+
+@pytest.mark.parametrize("var", VARS)
+def test_delta_refused_while_staging_leaves_exactly_old(tmp_path: Path, var: str) -> None:
+    """A record that does not decode to NEW's bytes: the state directory (and the /var,
+    /var/lib apply made for it) stayed, and the mtimes it moved."""
+    old, _, delta = _var_pair(tmp_path, var)
+
+    def edit(p: Parts) -> None:
+        record, data = p.records[-1]
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x40
+        p.records[-1] = (record, bytes(flipped))
+
+    hostile = rewrite(delta, tmp_path / "hostile.delta", edit)
+    tree = clone(old, tmp_path / "tree")
+    with pytest.raises(BadInput):
+        apply(delta=str(hostile), tree=str(tree))
+    assert_tree_is(old, tree, root_mtime=True)
+    assert listing_diff(listing(old), listing(tree)) == []
+    assert not _state(tree).exists()
+
+
+@pytest.mark.parametrize("var", VARS)
+def test_rollback_of_the_only_apply_removes_the_state_it_made_and_keeps_an_earlier_history(
+    tmp_path: Path, var: str
+) -> None:
+    """The state directory (and /var, /var/lib apply made for it) stayed after a full
+    rollback, holding a history of []; after two applies, rolling back the second keeps
+    the first's history."""
+    old, new, delta = _var_pair(tmp_path, var)
+    newer = clone(new, tmp_path / "newer")
+    (newer / "f").write_bytes(b"3\n")
+    second = tmp_path / "second.delta"
+    pack(str(new), str(newer), second)
+    tree = clone(old, tmp_path / "tree")
+    apply(delta=str(delta), tree=str(tree))
+    apply(delta=str(second), tree=str(tree))
+    rollback(tree=str(tree))
+    assert check(str(tree), str(delta)).ok
+    history = json.loads((_state(tree) / "history.json").read_text())
+    assert [h["delta"] for h in history] == [_digest.of_bytes(delta.read_bytes())]
+    tree2 = clone(old, tmp_path / "tree2")
+    apply(delta=str(delta), tree=str(tree2))
+    rollback(tree=str(tree2))
+    assert_tree_is(old, tree2, root_mtime=True)
+    assert listing_diff(listing(old), listing(tree2)) == []
+    assert not _state(tree2).exists()
 
 
 def test_crash_at_each_step_of_a_second_apply_then_rollback_undoes_the_last_or_refuses(
@@ -1393,3 +1484,96 @@ def test_tree_whose_hard_link_groups_differ_is_not_the_base_nor_new(
     with pytest.raises(NotTheBase, match=r"/b \(hard link\)"):
         apply(delta=str(delta), tree=str(tree))
     assert "/b (hard link)" in check(str(tree), str(old)).files
+
+
+# -- 7. paths the kernel will not let change --------------------------------------------
+
+
+@pytest.fixture
+def chattr() -> Iterator[Callable[[Path, str], None]]:
+    """`chattr FLAGS PATH` (the real tool); every flag set is cleared at the end, so the
+    test's directory can be removed. Skips where the filesystem has no such flags."""
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed")
+    done: list[Path] = []
+
+    def run(path: Path, flags: str) -> None:
+        proc = subprocess.run(["chattr", flags, str(path)], capture_output=True, check=False)
+        if proc.returncode:
+            pytest.skip(f"chattr {flags}: {proc.stderr.decode(errors='replace').strip()}")
+        done.append(path)
+
+    yield run
+    for path in done:
+        subprocess.run(["chattr", "-i", "-a", str(path)], capture_output=True, check=False)
+
+
+def _pinned_pair(tmp: Path) -> tuple[Path, Path, Path]:
+    """OLD (a, b, c, d/x, e/, /var/lib), NEW with a and b changed, c's mode changed, d/x
+    removed, e/new added; and the delta."""
+    old, new = tmp / "old", tmp / "new"
+    for d in ("var/lib", "d", "e"):
+        (old / d).mkdir(parents=True)
+    for name in ("a", "b", "c", "d/x"):
+        (old / name).write_bytes(b"1\n")
+    clone(old, new)
+    (new / "a").write_bytes(b"2\n")
+    (new / "b").write_bytes(b"2\n")
+    os.chmod(new / "c", 0o600)
+    (new / "d/x").unlink()
+    (new / "e/new").write_bytes(b"new\n")
+    delta = tmp / "d.delta"
+    pack(str(old), str(new), delta)
+    return old, new, delta
+
+
+@pytest.mark.parametrize(
+    ("path", "flags"),
+    [("b", "+i"), ("b", "+a"), ("c", "+a"), ("d", "+a"), ("e", "+i"), ("var/lib", "+i")],
+    ids=["replaced-immutable", "replaced-append-only", "mode-of-append-only",
+         "removed-from-append-only-dir", "added-to-immutable-dir", "state-parent-immutable"],
+)  # fmt: skip
+def test_immutable_or_append_only_path_the_delta_changes_is_refused_before_anything_is_written(
+    tmp_path: Path, chattr: Callable[[Path, str], None], path: str, flags: str
+) -> None:
+    """The commit died half way with EPERM (exit 4), the journal left in "commit"."""
+    old, new, delta = _pinned_pair(tmp_path)
+    tree = clone(old, tmp_path / "tree")
+    chattr(tree / path, flags)
+    before = listing(tree)
+    with pytest.raises(BadInput, match=f"/{path} is (immutable|append-only).*chattr -"):
+        apply(delta=str(delta), tree=str(tree))
+    assert listing_diff(before, listing(tree)) == []
+    assert not _state(tree).exists()
+    chattr(tree / path, flags.replace("+", "-"))
+    apply(delta=str(delta), tree=str(tree))
+    assert_tree_is(new, tree, root_mtime=False)
+
+
+@pytest.mark.parametrize("then", ["rollback", "apply"])
+def test_path_made_immutable_during_the_commit_stops_it_as_bad_input_and_the_journal_recovers(
+    tmp_path: Path, chattr: Callable[[Path, str], None], then: str
+) -> None:
+    """/b made immutable after the check, just as the commit begins: exit 3 naming it
+    (not 4), the journal kept; rollback (the flag still set) gives OLD, or apply again
+    once the flag is cleared finishes."""
+    old, new, delta = _pinned_pair(tmp_path)
+    counted = clone(old, tmp_path / "count")
+    with crash_at(None) as steps:
+        apply(delta=str(delta), tree=str(counted))
+    first_aside = steps.index("link")  # the commit's first step: /a kept in undo/
+    tree = clone(old, tmp_path / "tree")
+    with (
+        pytest.raises(BadInput, match=r"cannot change /b: .*immutable.*journal is kept") as info,
+        meddle_at(first_aside, lambda: chattr(tree / "b", "+i")),
+    ):
+        apply(delta=str(delta), tree=str(tree))
+    assert "\n" not in str(info.value)
+    assert _phase(tree) == "commit"
+    if then == "rollback":
+        rollback(tree=str(tree))
+        assert_tree_is(old, tree, root_mtime=True)
+    else:
+        chattr(tree / "b", "-i")
+        assert apply(delta=str(delta), tree=str(tree)).resumed
+        assert_tree_is(new, tree, root_mtime=False)

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from imgdiff.archive.apply import apply
+from imgdiff.archive.pack import pack
 from imgdiff.cli import main
 from imgdiff.verify import verify
 
@@ -113,4 +115,29 @@ def test_verify_against_a_saved_manifest_and_after_an_update(
     assert after.matches, after.differences
     assert [c.path for c in verify(str(tree), str(saved), use_cache=False).differences] == [
         "/usr/bin/app"
+    ]
+
+
+@pytest.mark.parametrize("var", ["var/lib", "none"])
+def test_exact_leaves_out_imgdiffs_own_state_directory(
+    tmp_path: Path, var: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a clean apply `verify --exact` listed every /var/lib/imgdiff/* (and the /var,
+    /var/lib apply made for it) as added: like `check`, it leaves imgdiff's state out."""
+    old = write_tree(tmp_path / "old", {"etc/app.conf": "v1\n"})
+    if var != "none":
+        (old / var).mkdir(parents=True)
+    new = shutil.copytree(old, tmp_path / "new", symlinks=True)
+    (new / "etc/app.conf").write_text("v2\n")
+    delta = tmp_path / "d.idd"
+    pack(str(old), str(new), delta)
+    tree = shutil.copytree(old, tmp_path / "tree", symlinks=True)
+    apply(str(delta), str(tree))
+    assert (tree / "var/lib/imgdiff/journal.json").exists()
+    assert verify(str(tree), str(delta), ignore=()).differences == ()
+    doc = _verify_json(tree, new, "--exact", capsys=capsys)
+    assert (doc["matches"], doc["differences"]) == (True, [])
+    (tree / "var/lib/extra").write_text("x\n")  # the rest of /var/lib still counts
+    assert [c.path for c in verify(str(tree), str(delta), ignore=()).differences] == [
+        "/var/lib/extra"
     ]

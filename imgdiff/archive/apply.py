@@ -3,10 +3,11 @@
 The tree is first checked to be OLD (its manifest against the one the header rebuilds),
 and nothing is touched when it is not. Then, in `TREE/var/lib/imgdiff/`:
 
-1. staging: every new file, symlink and FIFO is written under `staging/`, its bytes
-   checked against NEW's digest, its metadata set as NEW's (owner, mode, xattrs, mtime),
-   and fsynced;
-2. a journal of the operations is written (fsync, rename, fsync);
+1. staging: a record of what apply makes for its state directory (so a refusal, or a
+   rollback after a kill, leaves exactly OLD), then every new file, symlink and FIFO is
+   written under `staging/`, its bytes checked against NEW's digest, its metadata set
+   as NEW's (owner, mode, xattrs, mtime), and fsynced;
+2. a journal of the operations is written (fsync, rename, fsync), taking over the record;
 3. commit: what is replaced or removed is renamed into `undo/` (no copy), staged files
    are renamed into place, directories made, hard links linked, metadata set, directory
    metadata last and deepest first;
@@ -33,6 +34,7 @@ import json
 import os
 import shutil
 import stat
+import struct
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
@@ -66,6 +68,7 @@ from imgdiff.results import ApplyResult
 _JOURNAL = "journal.json"
 _HISTORY = "history.json"
 _HEADER = "delta-header"  # the applied delta's header: what rollback needs of it
+_STAGING = "staging.json"  # an unfinished staging: what apply made for the state directory
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -295,10 +298,11 @@ class State:
     """`TREE/var/lib/imgdiff`: journal, history, staging and undo areas.
 
     Reached only through one descriptor, opened from the tree's root a component at a
-    time with no symlink followed, and made there at the first write (a refused apply
-    leaves none); its files are created `O_EXCL | O_NOFOLLOW` through that descriptor, so
-    nothing planted in the tree (or carried by an image) can redirect a write. A state
-    directory that is not a directory of ours, writable by us alone, is refused.
+    time with no symlink followed, and made there at the first write (a refused apply,
+    or the rollback of the only one, removes it); its files are created
+    `O_EXCL | O_NOFOLLOW` through that descriptor, so nothing planted in the tree (or
+    carried by an image) can redirect a write. A state directory that is not a
+    directory of ours, writable by us alone, is refused.
     """
 
     def __init__(self, tree: Tree) -> None:
@@ -393,6 +397,46 @@ class State:
         if not isinstance(doc, dict) or doc.get("schema") != "imgdiff.journal/1":
             raise BadInput(self.dir, "not an imgdiff journal")
         return doc
+
+    def staging_record(self) -> dict[str, Any] | None:
+        """The record an unfinished staging left (`_start_staging`), checked: its `made`
+        paths are removed by whoever takes the staging back."""
+        doc = self._json(_STAGING, "staging record")
+        if doc is None:
+            return None
+        chain = _state_chain()
+        made = doc.get("made") if isinstance(doc, dict) else None
+        if (
+            not isinstance(doc, dict)
+            or doc.get("schema") != "imgdiff.staging/1"
+            or not isinstance(made, list)
+            or made != [p for p in chain if p in made]
+            or not isinstance(doc.get("parent_mtime_ns"), int | None)
+        ):
+            raise BadInput(self.dir, "not an imgdiff staging record")
+        return doc
+
+    def unmake(self, made: Sequence[str], parent_mtime_ns: int | None) -> None:
+        """Remove the state directory with all it holds (the journal, when there is one,
+        last), and the parents of it in `made`, which apply made for it; give the parent
+        of the first one its mtime back. Only for a state directory apply made, holding
+        no history to keep."""
+        if self.fd is not None:
+            for name in sorted(os.listdir(self.fd), key=lambda n: n == _JOURNAL):
+                self.remove(name)
+            self.close()
+        t = self.tree
+        for path in reversed(made):
+            with contextlib.suppress(OSError), t.parent(path) as (pfd, name):
+                os.rmdir(name, dir_fd=pfd)  # left if something else was put in it
+        top = made[0].rpartition("/")[0] if made else ""
+        if parent_mtime_ns is None or not made or t.lstat(made[0]) is not None:
+            return
+        if not top:
+            os.utime(t.fd, ns=(parent_mtime_ns, parent_mtime_ns))
+            return
+        with t.parent(top) as (pfd, name):
+            os.utime(name, ns=(parent_mtime_ns,) * 2, dir_fd=pfd, follow_symlinks=False)
 
     def write_json(self, name: str, doc: dict[str, Any] | list[Any]) -> None:
         self.write_bytes(name, json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode())
@@ -522,6 +566,11 @@ def regrouped(tree: Manifest, want: Mapping[str, Entry] | Manifest) -> list[str]
     return sorted(out)
 
 
+def _state_chain() -> list[str]:
+    """/var, /var/lib, the state directory: what apply makes when missing, in order."""
+    return [*reversed(_ancestors(STATE_DIR)), STATE_DIR]
+
+
 def _ancestors(path: str) -> list[str]:
     out = []
     while (path := path.rpartition("/")[0]) not in ("", "/"):
@@ -577,21 +626,24 @@ def apply(
                 assert journal is not None
                 return ApplyResult(t.root, str(journal.get("delta")), header.old_identity,
                                    header.new_identity, 0, False)  # fmt: skip
+            got, _ = _digest.of_fd(fh.fileno(), os.fstat(fh.fileno()).st_size)
+            if digest is not None and got != _full(digest):
+                raise BadInput(delta, f"delta digest {got} is not the one asked for")
             say("checking the tree is the delta's base")
             _check_base(t, state, header, use_cache)
             ops = operations(header)
             _check_one_filesystem(t, ops)
             _check_state_spared(t, ops)
+            _check_unpinned(t, ops)
             say("staging new files")
+            record = _start_staging(t, state, header, got)
             try:
                 hasher = _staging(t, state, header, ops, raw_header, fh, delta, say)
-                got = _digest.finish(hasher)
-                if digest is not None and got != _full(digest):
-                    raise BadInput(delta, f"delta digest {got} is not the one asked for")
+                if _digest.finish(hasher) != got:
+                    raise BadInput(delta, "changed while it was read")
             except BaseException:
-                # refused before the commit: the tree stays OLD, /var/lib's mtime too
-                with contextlib.suppress(OSError):
-                    state.remove("staging")
+                # refused before the commit: the tree is OLD again, state and mtimes too
+                _drop_staging(t, state, record)
                 _settle_parents(t, header.old_manifest)
                 raise
         journal = {
@@ -602,20 +654,30 @@ def apply(
             "old": header.old_identity,
             "new": header.new_identity,
             "ops": [[op.n, op.action, op.path, op.leader] for op in ops],
+            # what apply made for the state directory: a rollback to no history removes it
+            "made": record["made"],
+            "parent_mtime_ns": record["parent_mtime_ns"],
         }
-        # the previous apply's journal goes (durably) before its undo data: killed in
-        # between, a rollback refuses (no journal) rather than run it without its undo data
-        state.remove(_JOURNAL)
-        os.fsync(state.ensure())
-        state.remove("undo")
-        os.close(state.fresh("undo"))
-        state.write_bytes(_HEADER, raw_header)
-        state.write_json(_JOURNAL, journal)
+        _write_journal(state, journal, raw_header)
         return _commit(t, state, header, journal, resumed=False, say=say, use_cache=use_cache)
     finally:
         if state is not None:
             state.close()
         t.close()
+
+
+def _write_journal(state: State, journal: dict[str, Any], raw_header: bytes) -> None:
+    """Replace the previous apply's journal, undo data and header with this one's."""
+    # the previous apply's journal goes (durably) before its undo data: killed in
+    # between, a rollback finds the staging record alone and removes the staging rather
+    # than run the journal without its undo data
+    state.remove(_JOURNAL)
+    os.fsync(state.ensure())
+    state.remove("undo")
+    os.close(state.fresh("undo"))
+    state.write_bytes(_HEADER, raw_header)
+    state.write_json(_JOURNAL, journal)
+    state.remove(_STAGING)  # the journal says it all from here on
 
 
 def apply_chain(
@@ -669,6 +731,41 @@ def _full(digest: str) -> str:
     return digest if digest.startswith(_digest.PREFIX) else _digest.PREFIX + digest
 
 
+def _start_staging(t: Tree, state: State, header: Header, delta_digest: str) -> dict[str, Any]:
+    """Write the staging record (making the state directory): which of /var, /var/lib
+    and the state directory the apply makes, and the mtime of the first one's parent
+    before, so that a refused staging, or a rollback after a kill, takes them back. An
+    unfinished staging's record keeps what it made (it saw the tree before)."""
+    earlier = state.staging_record()
+    if earlier is not None:
+        made, before = earlier["made"], earlier["parent_mtime_ns"]
+    else:
+        made = [p for p in _state_chain() if t.lstat(p) is None]
+        top = made[0].rpartition("/")[0] if made else None
+        st = None if top is None else os.fstat(t.fd) if not top else t.lstat(top)
+        before = None if st is None else st.st_mtime_ns
+    record = {
+        "schema": "imgdiff.staging/1",
+        "made": made,
+        "parent_mtime_ns": before,
+        "old": header.old_identity,
+        "new": header.new_identity,
+        "delta": delta_digest,
+    }
+    state.write_json(_STAGING, record)
+    return record
+
+
+def _drop_staging(t: Tree, state: State, record: dict[str, Any]) -> None:
+    """Take an unfinished staging back: its area and record, and the state directory
+    (with the parents it needed) when the staging made it."""
+    if STATE_DIR in record["made"]:
+        state.unmake(record["made"], record["parent_mtime_ns"])
+        return
+    state.remove("staging")
+    state.remove(_STAGING)
+
+
 def _check_base(t: Tree, state: State, header: Header, use_cache: bool) -> None:
     diffs = differences(tree_manifest(t.root, use_cache=use_cache), header.old_manifest, "OLD")
     if not diffs:
@@ -711,6 +808,75 @@ def _check_one_filesystem(t: Tree, ops: list[Op]) -> None:
                 f"{escape_path(op.path)} is in another mount ({escape_path(mount_of(where))}) "
                 f"than {STATE_DIR}: a delta is applied by renames within one mount",
             )
+
+
+_FS_IOC_GETFLAGS = 0x80086601  # _IOR('f', 1, long); the kernel reads and writes an int
+_PINNED = {0x10: ("immutable", "i"), 0x20: ("append-only", "a")}  # FS_IMMUTABLE_FL, FS_APPEND_FL
+
+
+def _pinned(fd: int, name: str | None) -> tuple[str, str] | None:
+    """(what, chattr letter) when `name` in directory `fd` (`fd` itself for None) is
+    immutable or append-only: then it cannot be renamed, unlinked, linked to, have its
+    metadata set, nor (a directory) have names removed. None when it is neither, absent,
+    or a filesystem that has no such flags.
+
+    Only directories and regular files are opened: a symlink cannot be, a device may act.
+    """
+    f = fd
+    if name is not None:
+        try:
+            st = os.lstat(name, dir_fd=fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            return None
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+        f = os.open(name, flags, dir_fd=fd)
+    try:
+        (got,) = struct.unpack("=i", fcntl.ioctl(f, _FS_IOC_GETFLAGS, bytes(8))[:4])
+    except OSError as exc:
+        if exc.errno in (errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return None
+        raise
+    finally:
+        if f != fd:
+            os.close(f)
+    return next((how for bit, how in _PINNED.items() if got & bit), None)
+
+
+def _check_unpinned(t: Tree, ops: list[Op]) -> None:
+    """Refuse, before anything is written, a delta whose commit (or rollback) the kernel
+    would stop half way with EPERM: an immutable or append-only (`chattr +i`, `+a`) path
+    it replaces, removes, links to or changes, or directory it renames into or out of;
+    the tree's root and the state directory's chain likewise (rollback resets the root's
+    mtime; the state directory is made and written in)."""
+    own: dict[str, str] = {}  # path -> what the delta does to it
+    for op in ops:
+        if op.action != "mkdir":
+            own.setdefault(op.path, "would change it")
+        if op.action == "link" and op.leader is not None:
+            own.setdefault(op.leader, "would link a new name to it")
+        if op.action != "meta":
+            own.setdefault(op.path.rpartition("/")[0] or "/", "would rename or remove names in it")
+    for path in (*_ancestors(STATE_DIR), STATE_DIR):
+        own.setdefault(path, "keeps its state there")
+    own.setdefault("/", "would reset its mtime on a rollback")
+    with t.keeping_directories():
+        for path in sorted(own):
+            try:
+                if path == "/":
+                    how = _pinned(t.fd, None)
+                else:
+                    with t.parent(path) as (fd, name):
+                        how = _pinned(fd, name)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # beneath a path the delta makes
+            if how is not None:
+                raise BadInput(
+                    t.root,
+                    f"{escape_path(path)} is {how[0]} and the delta {own[path]}: "
+                    f"nothing was changed (chattr -{how[1]} it to apply)",
+                )
 
 
 def _check_state_spared(t: Tree, ops: list[Op]) -> None:
@@ -826,12 +992,16 @@ def _commit(
     asides = next((i for i, op in enumerate(ops) if op.action != "aside"), len(ops))
     if any(op.action == "aside" for op in ops[asides:]):
         raise BadInput(state.dir, "journal lists an aside after the commit's first placement")
+    again = "`imgdiff rollback` returns to OLD, or run apply again once it can be changed"
     for op in ops[:asides]:
-        _do(t, state, op, new, placed)
+        with _permitted(t, op.path, again):
+            _do(t, state, op, new, placed)
     with t.keeping_directories():  # from here on no directory is renamed or removed
         for op in ops[asides:]:
-            _do(t, state, op, new, placed)
-        _settle_parents(t, new)
+            with _permitted(t, op.path, again):
+                _do(t, state, op, new, placed)
+        with _permitted(t, STATE_DIR, again):
+            _settle_parents(t, new)
         say("checking the tree is NEW")
         seen: dict[str, os.stat_result] = {}
         diffs = _touched_differences(t, ops, new, seen)
@@ -852,9 +1022,24 @@ def _commit(
     )  # fmt: skip
     state.write_json(_HISTORY, history)
     state.remove("staging")
+    state.remove(_STAGING)
     return ApplyResult(
         t.root, journal["delta"], header.old_identity, header.new_identity, len(ops), resumed
     )
+
+
+@contextlib.contextmanager
+def _permitted(t: Tree, path: str, then: str) -> Iterator[None]:
+    """A step the kernel refuses (EPERM: an immutable or append-only path, set after the
+    check before the commit) is bad input naming the path; the journal stays, so `then`."""
+    try:
+        yield
+    except PermissionError as exc:
+        raise BadInput(
+            t.root,
+            f"cannot change {escape_path(path)}: {exc.strerror} (immutable or append-only? "
+            f"lsattr shows it); the journal is kept: {then}",
+        ) from None
 
 
 def _do(t: Tree, state: State, op: Op, new: Mapping[str, Entry], placed: set[str]) -> None:
@@ -1024,52 +1209,93 @@ def rollback(
     try:
         t.lock()
         state = State(t)
-        if delta is not None:
-            header = _read_delta_header(delta)
+        journal = state.journal()
+        record = state.staging_record()
+        wanted = None if delta is None else _read_delta_header(delta)
+        if journal is None and record is not None:
+            # killed while staging, before its journal: the tree was never touched
+            if wanted is not None and wanted.new_identity != record.get("new"):
+                raise BadInput(tree, "no apply of this delta to roll back")
+            say("removing an unfinished apply's staging")
+            _drop_staging(t, state, record)
+            return _undone(t.root, record, 0)
+        if wanted is not None:
+            header = wanted
         else:
             raw = state.read(_HEADER)
             if raw is None:
                 raise BadInput(tree, "no apply to roll back")
             header = read_header(io.BytesIO(raw), state.dir + "/" + _HEADER)
-        journal = state.journal()
         if journal is None or journal.get("new") != header.new_identity:
             raise BadInput(tree, "no apply of this delta to roll back")
         if journal.get("phase") == "done":
-            state.remove("staging")  # a later apply's, killed while staging: never placed
+            # a later apply's, killed while staging: never placed
+            state.remove("staging")
+            state.remove(_STAGING)
         ops = [Op(n, action, path, leader) for n, action, path, leader in journal["ops"]]
         old = header.old_manifest
         say(f"undoing {len(ops)} operations")
         asides = {op.path: op.n for op in ops if op.action == "aside"}
+        again = "run rollback again once it can be changed"
         for op in reversed(ops):
-            _undo(t, state, op, old, asides)
-        # the renames back changed the mtimes of their directories: OLD's again, deepest first
-        dirs = {op.path.rpartition("/")[0] for op in ops} | {op.path for op in ops}
-        for path in sorted(dirs & old.keys(), key=lambda x: (-x.count("/"), x)):
-            if old[path].type is EntryType.DIR:
-                with t.parent(path) as (fd, name):
-                    _set_meta(fd, name, old[path])
-        _settle_parents(t, old)
-        if isinstance(journal.get("root_mtime_ns"), int):
-            mtime = journal["root_mtime_ns"]
-            os.utime(t.fd, ns=(mtime, mtime))
+            with _permitted(t, op.path, again):
+                _undo(t, state, op, old, asides)
+        _restore_directories(t, ops, old, journal.get("root_mtime_ns"), again)
         diffs = differences(tree_manifest(t.root), old, "OLD")
         if diffs:
             raise ImgdiffError(
                 f"{t.root}: after rollback the tree is not OLD ({', '.join(diffs[:5])})"
             )
-        state.remove(_JOURNAL)
-        history = state.history()
-        if history and history[-1].get("new") == header.new_identity:
-            history.pop()
-            state.write_json(_HISTORY, history)
-        for name in ("staging", "undo", _HEADER):
-            state.remove(name)
-        return ApplyResult(t.root, str(journal.get("delta")), header.old_identity,
-                           header.new_identity, len(ops), False, True)  # fmt: skip
+        _forget(t, state, header, journal)
+        return _undone(t.root, journal, len(ops))
     finally:
         if state is not None:
             state.close()
         t.close()
+
+
+def _restore_directories(
+    t: Tree, ops: list[Op], old: Mapping[str, Entry], root_mtime: object, again: str
+) -> None:
+    """The renames back changed the mtimes of their directories: OLD's metadata again,
+    deepest first, the state directory's parents' and the root's mtime too."""
+    dirs = {op.path.rpartition("/")[0] for op in ops} | {op.path for op in ops}
+    for path in sorted(dirs & old.keys(), key=lambda x: (-x.count("/"), x)):
+        if old[path].type is EntryType.DIR:
+            with _permitted(t, path, again), t.parent(path) as (fd, name):
+                _set_meta(fd, name, old[path])
+    with _permitted(t, STATE_DIR, again):
+        _settle_parents(t, old)
+    if isinstance(root_mtime, int):
+        with _permitted(t, "/", again):
+            os.utime(t.fd, ns=(root_mtime, root_mtime))
+
+
+def _undone(root: str, doc: dict[str, Any], operations: int) -> ApplyResult:
+    """A rollback's result, from the journal or staging record it undid."""
+    return ApplyResult(root, str(doc.get("delta")), str(doc.get("old")), str(doc.get("new")),
+                       operations, False, True)  # fmt: skip
+
+
+def _forget(t: Tree, state: State, header: Header, journal: dict[str, Any]) -> None:
+    """After a rollback: the history loses its last line, the state goes; the journal
+    last (without it, the rollback was done). A state directory the apply made goes
+    whole, with the parents made for it, when no earlier apply is left in the history."""
+    history = state.history()
+    if history and history[-1].get("new") == header.new_identity:
+        history.pop()
+        state.write_json(_HISTORY, history)
+    made = journal.get("made")
+    if not history and isinstance(made, list) and STATE_DIR in made:
+        before = journal.get("parent_mtime_ns")
+        state.unmake(
+            [p for p in _state_chain() if p in made], before if isinstance(before, int) else None
+        )
+        _settle_parents(t, header.old_manifest)
+        return
+    for name in ("staging", "undo", _HEADER, _STAGING):
+        state.remove(name)
+    state.remove(_JOURNAL)
 
 
 def _undo(t: Tree, state: State, op: Op, old: dict[str, Entry], asides: dict[str, int]) -> None:
