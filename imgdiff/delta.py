@@ -24,7 +24,7 @@ from imgdiff.results import Delta, DeltaStats
 Classifier = Callable[[Change], str]
 
 
-def _meta_aspects(a: Entry, b: Entry) -> list[Aspect]:
+def _meta_aspects(a: Entry, b: Entry, links: bool = False) -> list[Aspect]:
     aspects = []
     if a.type is not b.type:
         aspects.append(Aspect.TYPE)
@@ -41,6 +41,8 @@ def _meta_aspects(a: Entry, b: Entry) -> list[Aspect]:
             aspects.append(Aspect.CONTENT)  # device numbers are a device node's content
     if a.xattrs != b.xattrs:
         aspects.append(Aspect.XATTRS)
+    if links and a.type is b.type is EntryType.FILE and a.hardlink != b.hardlink:
+        aspects.append(Aspect.HARDLINK)  # groups are named by their smallest path
     return aspects
 
 
@@ -55,8 +57,11 @@ def compare(
     *,
     classify: Classifier | None = None,
     progress: ProgressFn | None = None,
+    links: bool = False,
 ) -> Delta:
-    """The delta from `old` to `new`; `classify` names the kind of each change."""
+    """The delta from `old` to `new`; `classify` names the kind of each change. `links`
+    also counts a file whose hard-link group differs (`Aspect.HARDLINK`), as a check that
+    a tree is exactly an image needs; a delta of images does not (same bytes, metadata)."""
     pending: dict[str, list[Aspect]] = {}
     modified: dict[str, tuple[list[Aspect], Entry, Entry]] = {}
     unchanged = mtime_only = 0
@@ -81,7 +86,7 @@ def compare(
         else ((path, a, b) for path, a in olds.items() if (b := news.get(path)) is not None)
     )
     for path, a, b in both:
-        aspects = _meta_aspects(a, b)
+        aspects = _meta_aspects(a, b, links)
         same_size_files = a.type is EntryType.FILE and b.type is EntryType.FILE and a.size == b.size
         if same_size_files and (a.digest is None or b.digest is None or a.digest != b.digest):
             pending[path] = aspects  # content still to compare

@@ -44,6 +44,9 @@ class Aspect(enum.StrEnum):
     TYPE = "type"
     TARGET = "target"
     XATTRS = "xattrs"
+    # additive, and only where asked for (`verify`): a file that is in another hard-link
+    # group (joined, split); `diff` counts the same bytes and metadata as unchanged
+    HARDLINK = "hardlink"
 
 
 class Kind(enum.StrEnum):

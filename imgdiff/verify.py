@@ -96,7 +96,7 @@ def verify(
     made = STATE_DIR in live.entries  # its parents, when the image lacks them, are apply's
     differences = tuple(
         c
-        for c in compare(want, live).changes
+        for c in compare(want, live, links=True).changes
         if not skip(c.path) and not (made and c.status is Status.ADDED and c.path in _STATE_PARENTS)
     )
     # the image as given (a saved manifest: its file, not the image it was made from)

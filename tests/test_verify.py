@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import imgdiff
 from imgdiff.archive.apply import apply
 from imgdiff.archive.pack import pack
 from imgdiff.cli import main
@@ -141,3 +142,20 @@ def test_exact_leaves_out_imgdiffs_own_state_directory(
     assert [c.path for c in verify(str(tree), str(delta), ignore=()).differences] == [
         "/var/lib/extra"
     ]
+
+
+def test_a_tree_whose_hard_links_differ_from_the_image_does_not_match(tmp_path: Path) -> None:
+    """Same bytes and metadata everywhere, but the image's two names of one inode are two
+    files in the tree: a write to one would no longer change the other."""
+    image = write_tree(tmp_path / "image", {"a": "h\n", "f": "1\n"})
+    os.link(image / "a", image / "b")
+    tree = tmp_path / "tree"
+    shutil.copytree(image, tree, symlinks=True)  # copies: two inodes
+    os.utime(tree / "b", ns=(os.stat(image / "b").st_atime_ns, os.stat(image / "b").st_mtime_ns))
+    result = verify(str(tree), str(image), use_cache=False)
+    assert not result.matches
+    assert [(c.path, c.status.value, [a.value for a in c.aspects]) for c in result.differences] == [
+        ("/a", "modified", ["hardlink"]),
+        ("/b", "modified", ["hardlink"]),
+    ]
+    assert imgdiff.diff(str(image), str(tree), use_cache=False).changes == ()
