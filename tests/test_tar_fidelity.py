@@ -1051,6 +1051,29 @@ def test_member_under_a_relative_symlink_is_not_an_entry_of_its_own(tmp_path: Pa
     assert any(w.path == "/a/x" for w in m.warnings), m.warnings
 
 
+def test_a_hard_link_whose_target_lies_under_a_symlink_is_dropped_as_bsdtar_does(
+    tmp_path: Path,
+) -> None:
+    """l -> s/t with s -> d: bsdtar will not resolve it ("Cannot extract through symlink")
+    and goes on; imgdiff refused the whole archive (hard link to missing target)."""
+    data = _tarfile_bytes(
+        [
+            (_info("d", tarfile.DIRTYPE, mode=0o755), None),
+            (_info("d/t"), b"x\n"),
+            (_info("s", tarfile.SYMTYPE, linkname="d"), None),
+            (_info("l", tarfile.LNKTYPE, linkname="s/t"), None),
+        ]
+    )
+    archive = write_bytes(tmp_path / "h.tar", data)
+    dest = tmp_path / "x"
+    proc = extract_bsdtar(archive, dest)
+    assert "Cannot extract through symlink" in proc.stderr
+    m = _read(archive)
+    assert "/l" not in m.entries
+    assert any(w.path == "/l" and "under /s, a symlink" in w.message for w in m.warnings)
+    assert_same_as_extraction(archive, dest)
+
+
 @pytest.mark.parametrize("children", [True, False], ids=["non-empty", "empty"])
 def test_file_member_over_a_directory_agrees_with_extraction(
     children: bool, tmp_path: Path

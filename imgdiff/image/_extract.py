@@ -134,6 +134,11 @@ class Extraction:
         if base is None and m.linkname in self._dropped:
             self._drop(m.name, f"links to {m.linkname}, which was dropped")
             return None
+        if base is None and m.linkname is not None and (link := self._through_link(m.linkname)):
+            # bsdtar refuses to resolve a link's target through a symlink, as any member
+            # under one (GNU tar follows an in-tree one: we do not copy it, see architecture)
+            self._drop(m.name, f"links to {m.linkname}, which lies under {link}, a symlink")
+            return None
         if base is None:
             raise BadInput(self.src, f"hard link to missing target {m.linkname!r}", m.name)
         if base.type is _DIR:
@@ -157,6 +162,14 @@ class Extraction:
             m.name, _FILE, base.mode, base.uid, base.gid, base.size, base.mtime_ns,
             None, group, None, base.xattrs, base.digest,
         )  # fmt: skip
+
+    def _through_link(self, path: str) -> str | None:
+        """The symlink entry among `path`'s parents, the nearest to the root, or None."""
+        at = 0
+        while (at := path.find("/", at + 1)) > 0:
+            if self.entries.type_of(path[:at]) is EntryType.SYMLINK:
+                return path[:at]
+        return None
 
     def _make_parents(self, parent: str, name: str) -> bool:
         """Create the implied directories above `name`; False if extraction cannot."""
