@@ -1577,3 +1577,30 @@ def test_path_made_immutable_during_the_commit_stops_it_as_bad_input_and_the_jou
         chattr(tree / "b", "-i")
         assert apply(delta=str(delta), tree=str(tree)).resumed
         assert_tree_is(new, tree, root_mtime=False)
+
+
+def test_a_sparse_file_stays_sparse_through_an_apply(tmp_path: Path) -> None:
+    """Staged files were written whole: a lastlog of a system with large uids is terabytes
+    of zeros. Aligned zero blocks are now holes."""
+    old = tmp_path / "old"
+    (old / "var/log").mkdir(parents=True)
+    (old / "var/lib").mkdir()
+    (old / "var/log/lastlog").write_bytes(b"")
+    new = tmp_path / "new"
+    shutil.copytree(old, new, symlinks=True)
+    size = 64 * MiB
+    with open(new / "var/log/lastlog", "r+b") as fh:
+        fh.write(b"head")
+        fh.seek(size - 4)
+        fh.write(b"tail")
+    assert os.stat(new / "var/log/lastlog").st_blocks * 512 < MiB
+    delta = tmp_path / "d.idd"
+    pack(str(old), str(new), str(delta))
+    tree = tmp_path / "tree"
+    shutil.copytree(old, tree, symlinks=True)
+    round_trip(old, new, delta, tree)
+    apply(delta=str(delta), tree=str(tree))
+    placed = tree / "var/log/lastlog"
+    assert placed.read_bytes() == (new / "var/log/lastlog").read_bytes()
+    assert os.stat(placed).st_size == size
+    assert os.stat(placed).st_blocks * 512 < MiB

@@ -962,13 +962,35 @@ def _write_file(sfd: int, name: str, entry: Entry, data: bytes) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     f = os.open(name, flags, 0o600, dir_fd=sfd)
     try:
-        _write_all(f, data)
+        _write_sparse(f, data)
         set_meta_fd(f, entry)  # made durable by one syncfs of the staging area, not per file
     finally:
         os.close(f)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+_HOLE = 1 << 16  # zero blocks of this size (aligned) are left as holes
+
+
+def _write_sparse(fd: int, data: bytes) -> None:
+    """Write `data`, leaving aligned blocks of zeros as holes (a sparse file stays sparse:
+    a lastlog of a system with large uids is terabytes of them), then set the size."""
+    view = memoryview(data)
+    zero = bytes(_HOLE)
+    start = 0  # of the data not yet written
+    for at in range(0, len(data) - _HOLE + 1, _HOLE):
+        end = at + _HOLE
+        if not data[at] and not data[end - 1] and data[at:end] == zero:
+            if start < at:
+                os.lseek(fd, start, os.SEEK_SET)
+                _write_all(fd, view[start:at])
+            start = at + _HOLE
+    if start < len(data):
+        os.lseek(fd, start, os.SEEK_SET)
+        _write_all(fd, view[start:])
+    os.ftruncate(fd, len(data))
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     """Write all of `data` (a write may take part of it)."""
     view = memoryview(data)
     while view:
