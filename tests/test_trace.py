@@ -33,6 +33,8 @@ def trace_argv(spool_dir: Path, *command: str) -> list[str]:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", tracer.SPOOL_DIR_ENV)}
+    # `-m imgdiff.trace` from this checkout, not the one an editable install may point at
+    env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env
 
@@ -553,7 +555,7 @@ def test_start_up_hook_still_runs_the_sitecustomize_it_shadows(
     other = write_py(tmp_path / "other", {"sitecustomize.py": hook})
     code = f"import sys; print({hooks.SITEHOOK_DIR!r} in sys.path)"
     argv = trace_argv(spool_dir, PY, "-c", code)
-    pid, out, err, status = run(argv, env=clean_env(PYTHONPATH=str(other)))
+    pid, out, err, status = run(argv, env=clean_env(PYTHONPATH=f"{other}{os.pathsep}{REPO}"))
     assert status == 0, err
     # the launcher (-m imgdiff.trace) has it too; then the traced python, hook dir gone
     assert out.splitlines() == ["site hook ran for -m", "site hook ran for -c", "False"]
