@@ -421,6 +421,37 @@ def test_tracer_does_not_follow_a_symlink_planted_at_its_spool_name(
     assert victim.read_text() == "precious\n"
 
 
+def test_program_file_that_reuses_the_spool_descriptor_number_is_never_written_or_emptied(
+    spool_dir: Path, tmp_path: Path
+) -> None:
+    code = textwrap.dedent(
+        """
+        import os, sys
+        os.closerange(3, 1024)  # a daemon's clean-up: the spool descriptor too
+        fds = [os.open(f"data{i}.txt", os.O_RDWR | os.O_CREAT, 0o644) for i in range(600)]
+        for fd in fds:
+            os.write(fd, b"program data\\n")
+        import wsgiref.simple_server
+        if sys.argv[1] == "exec":
+            os.execv("/bin/true", ["true"])
+        """
+    )
+    for how in ("exec", "stay"):
+        pid, _, err, status = run(trace_argv(spool_dir, PY, "-c", code, how), cwd=tmp_path)
+        assert (status, err) == (0, "")
+        assert {p.read_text() for p in tmp_path.glob("data*.txt")} == {"program data\n"}
+        if how == "stay":  # the spool file reopened by its path: the records go on there
+            assert "wsgiref.simple_server" in modules(spool_of(spool_dir, pid).records)
+
+
+def test_spool_descriptor_leaves_the_low_numbers_to_the_program(spool_dir: Path) -> None:
+    code = "import os; print(os.open(os.devnull, os.O_RDONLY))"
+    _, plain, err, status = run([PY, "-c", code])
+    assert status == 0, err
+    _, traced, err, status = run(trace_argv(spool_dir, PY, "-c", code))
+    assert (status, traced) == (0, plain), err
+
+
 def test_second_install_in_the_same_process_records_nothing_twice(spool_dir: Path) -> None:
     code = (
         "import imgdiff.trace.tracer as t, wsgiref; t.install(); t.install(); "

@@ -9,8 +9,10 @@ file naming, header and record lines, `/proc/self/stat` start time, boot id.
 record is written (one `write` to an `O_APPEND` file) as soon as its module has loaded, so a
 snapshot of a running service sees it; buffering would leave records unwritten for as long as
 an import that never returns (a module body that serves forever) and no timer can be had
-without a thread. An audit hook is used only where importlib cannot be hooked: a Python audit
-hook slows every id(), open() and .pyc load of the program for its whole life. This module must
+without a thread. The spool descriptor is checked (fstat: device and inode) before each
+write: a program may have closed it and got its number back for a file of its own. An audit
+hook is used only where importlib cannot be hooked: a Python audit hook slows every id(),
+open() and .pyc load of the program for its whole life. This module must
 stay cheap to load and run inside someone else's program: standard library only (no attrs, no
 json, no imgdiff package import — `_sitehook` loads this file by path), no threads, no imports
 while a hook runs, and it never raises into the traced program: an error disables tracing with
@@ -52,6 +54,9 @@ KINDS = frozenset(
 
 _OTHER_COPY_NAMES = ("imgdiff.trace.tracer", "_imgdiff_trace_tracer")
 _PENDING_MAX = 256  # loads begun and not (yet) finished that are kept track of
+# the spool descriptor is moved to the lowest free number from here: out of the way of programs
+# that close or reuse the low ones (daemons close every descriptor they did not open)
+_HIGH_FD = 512
 
 
 def spool_file_name(pid: int, start: int) -> str:
@@ -232,6 +237,9 @@ class _State:
         self.complained = False
         self.spool_dir = ""
         self.fd = -1
+        self.path = ""  # the spool file, and its (st_dev, st_ino): `fd` is written only when
+        self.ident = (-1, -1)  # it still is that file (`_spool_fd`)
+        self.fcntl: Any = None  # the module, imported at install (never while a hook runs)
         self.lines: list[str] = []  # every record of this process, kept for fork and exec
         # the __main__ module looked at last, weakly: a strong reference would keep __main__,
         # and every module it imported, alive past the interpreter's first clean-up pass at
@@ -279,6 +287,13 @@ def _install(spool_dir: str | None, hooks: str = "transient") -> None:
     try:
         import atexit  # builtin module: no file read
 
+        try:
+            import fcntl  # an extension module in some builds: loaded once, here
+
+            _state.fcntl = fcntl
+        except ImportError:
+            pass
+
         # absolute: a forked child opens its own file after the program may have chdir'ed
         _state.spool_dir = os.path.abspath(
             spool_dir or os.environ.get(SPOOL_DIR_ENV) or DEFAULT_SPOOL_DIR
@@ -316,12 +331,10 @@ def _other_copy_installed() -> bool:
 
 def _disable(exc: BaseException) -> None:
     _state.active = False
-    if _state.fd >= 0:
-        try:  # noqa: SIM105 - contextlib is not loaded at start-up; this module stays lean
-            os.close(_state.fd)
-        except OSError:
-            pass
-        _state.fd = -1
+    try:  # noqa: SIM105 - contextlib is not loaded at start-up; this module stays lean
+        _close_spool()
+    except OSError:
+        pass
     if not _state.complained:
         _state.complained = True
         try:  # noqa: SIM105 - as above
@@ -352,13 +365,12 @@ def _open_spool() -> None:
     start = read_start_time()
     path = os.path.join(_state.spool_dir, spool_file_name(pid, start))
     _ensure_dir(_state.spool_dir)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, _SPOOL_FLAGS | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         # this process image replaced an earlier one by exec (same pid and start time), or the
         # name was planted: reuse only a regular file of our own
-        fd = os.open(path, flags | os.O_NONBLOCK)
+        fd = os.open(path, _SPOOL_FLAGS | os.O_NONBLOCK)
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
             os.close(fd)
@@ -366,10 +378,9 @@ def _open_spool() -> None:
                 f"{path}: not a regular file owned by uid {os.geteuid()}"
             ) from None
         os.ftruncate(fd, 0)
-    old = _state.fd
-    _state.fd = fd
-    if old >= 0:
-        os.close(old)
+    _close_spool()  # a forked child's copy of its parent's
+    st = os.fstat(fd)
+    _state.fd, _state.path, _state.ident = _move_high(fd), path, (st.st_dev, st.st_ino)
     header = encode_header(
         pid,
         start,
@@ -381,10 +392,59 @@ def _open_spool() -> None:
     _write(header + "".join(_state.lines))
 
 
+_SPOOL_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def _move_high(fd: int) -> int:
+    """`fd` moved to the lowest free number from _HIGH_FD on (as it is when that fails)."""
+    fcntl = _state.fcntl
+    if fcntl is None:
+        return fd
+    try:
+        high: int = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
+    except OSError:  # a descriptor limit below _HIGH_FD
+        return fd
+    os.close(fd)
+    return high
+
+
+def _is_spool(fd: int) -> bool:
+    """Whether `fd` is still the spool file: a program may close it (daemons close every
+    descriptor) and get its number back for a file of its own."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return st.st_ino == _state.ident[1] and st.st_dev == _state.ident[0]
+
+
+def _spool_fd() -> int:
+    """The spool file's descriptor: `_state.fd` when it still is that file (one fstat), else
+    the file reopened by its path, as it was opened; raises when the path no longer leads to
+    that very file (removed, replaced, or out of reach after a chroot)."""
+    if _is_spool(_state.fd):
+        return _state.fd
+    _state.fd = -1  # another file's number now: never written, truncated or closed by us
+    fd = os.open(_state.path, _SPOOL_FLAGS | os.O_NONBLOCK)
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != _state.ident:
+        os.close(fd)
+        raise OSError(f"{_state.path}: spool file closed by the program and replaced")
+    _state.fd = _move_high(fd)
+    return _state.fd
+
+
+def _close_spool() -> None:
+    fd, _state.fd = _state.fd, -1
+    if fd >= 0 and _is_spool(fd):
+        os.close(fd)
+
+
 def _write(text: str) -> None:
     data = text.encode("ascii")
+    fd = _spool_fd()
     while data:
-        written = os.write(_state.fd, data)
+        written = os.write(fd, data)
         if not written:
             raise OSError("spool write wrote nothing")
         data = data[written:]
@@ -634,7 +694,7 @@ def _wrap_exec() -> None:
         def exec_(*args: Any, _original: Callable[..., Any] = original, **kw: Any) -> Any:
             if _state.active:
                 try:
-                    os.ftruncate(_state.fd, 0)
+                    os.ftruncate(_spool_fd(), 0)
                 except Exception as exc:
                     _disable(exc)
             try:
@@ -703,8 +763,7 @@ def _after_fork_child() -> None:
             # subprocess's fork (preexec_fn given), about to exec another program: no spool
             # file for it, and its preexec_fn must not write into the parent's
             _state.active = False
-            os.close(_state.fd)
-            _state.fd = -1
+            _close_spool()
             return
         _open_spool()  # header for the child, then every module it inherited
     except Exception as exc:
