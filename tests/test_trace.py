@@ -708,6 +708,10 @@ def test_reader_skips_garbage_lines_and_counts_them(spool_dir: Path) -> None:
         record_line().replace(b'"kind": "source"', b'"kind": "wat"'),
         record_line().replace(b'"ino": 2', b'"ino": -2'),
         record_line().replace(b'"dev": 1', b'"dev": true'),
+        record_line(path="/\ud800.py"),  # a lone surrogate no file name decodes to
+        record_line(module="m\udfff"),
+        tracer.encode_record("m", "/a.zip", None, "zip", "m\ud800.py").encode(),
+        record_line().replace(b'"kind"', b'"by": "\\ud8ff", "kind"'),
         b"x" * (spool.MAX_LINE_BYTES + 10),
         b"",
     ]

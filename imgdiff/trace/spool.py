@@ -276,6 +276,18 @@ def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _is_fs_text(*texts: str) -> bool:
+    """Whether each is text `os.fsdecode` can give (the tracer's paths are): JSON can also
+    spell lone surrogates no file name has, on which `os.fsencode` (a stat of the path, a
+    print) raises."""
+    try:
+        for text in texts:
+            text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _record(line: bytes) -> ImportRecord | None:
     r = _loads(line)
     if not isinstance(r, dict):
@@ -291,6 +303,7 @@ def _record(line: bytes) -> ImportRecord | None:
         and kind in KINDS
         and (member is None or isinstance(member, str))
         and (by is None or (isinstance(by, str) and len(by) <= 1024))
+        and _is_fs_text(module, path, member or "", by or "")
     ):
         return None
     identity: list[int | None] = []
