@@ -176,6 +176,33 @@ def test_module_imported_by_a_name_computed_at_run_time_is_recorded(
     assert_identity(found["plugins.csv_export"][0], app / "plugins/csv_export.py")
 
 
+@pytest.mark.parametrize("launch", ["exec", "in-process"])
+def test_module_the_program_loads_itself_from_a_spec_is_recorded_and_imports_nothing(
+    spool_dir: Path, tmp_path: Path, launch: str
+) -> None:
+    app = write_py(
+        tmp_path / "app",
+        {
+            "plug.py": "X = 1\n",
+            "after.py": "Y = 1\n",
+            "main.py": """
+                import importlib.util, os, sys
+                spec = importlib.util.spec_from_file_location("plug", os.path.abspath("plug.py"))
+                m = importlib.util.module_from_spec(spec)
+                sys.modules["plug"] = m
+                spec.loader.exec_module(m)
+                import after
+            """,
+        },
+    )
+    command = [PY, "main.py"] if launch == "exec" else ["main.py"]
+    pid, _, err, status = run(trace_argv(spool_dir, *command), cwd=app)
+    assert status == 0, err
+    found = modules(spool_of(spool_dir, pid).records)
+    assert_identity(found["plug"][0], app / "plug.py")
+    assert (found["plug"][0].by, found["after"][0].by) == ("", "")  # both: the program's
+
+
 def test_module_from_a_zip_file_is_recorded_as_archive_and_member(
     spool_dir: Path, tmp_path: Path
 ) -> None:

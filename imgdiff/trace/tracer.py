@@ -539,12 +539,14 @@ def _hook_importlib(how: str) -> str:
     "transient" (preferred): importlib's `_load_unlocked` calls `module_from_spec(spec)` before
     running a module and `_verbose_message("import {!r} # {!r}", name, ...)` once it loaded;
     both are module globals looked up at each call, so replacing them reaches every load (the
-    import statement, `__import__`, `importlib.import_module`, parent packages). Nothing of
-    this module stays on the stack while a module body runs: CPython 3.11 allocates frames in
-    16 KiB chunks and frees a chunk when its first frame returns, so one more frame per import
-    level can make a program's import-time calls allocate and free a chunk again and again
-    (the benchmark's program: 1,100 to 2,500 more mmap/munmap pairs for most frame sizes
-    tried, about +2% of its time).
+    import statement, `__import__`, `importlib.import_module`, parent packages). A program
+    that loads a module itself (`importlib.util.module_from_spec`, then the loader's
+    `exec_module`: plugins) gets no such message: its record is written at `module_from_spec`.
+    Nothing of this module stays on the stack while a module body runs: CPython 3.11 allocates
+    frames in 16 KiB chunks and frees a chunk when its first frame returns, so one more frame
+    per import level can make a program's import-time calls allocate and free a chunk again
+    and again (the benchmark's program: 1,100 to 2,500 more mmap/munmap pairs for most frame
+    sizes tried, about +2% of its time).
     "wrap": a wrapper around `_load_unlocked` itself, where the two are not found.
     Reloads (`_exec`) are always wrapped; they are rare.
     """
@@ -559,7 +561,11 @@ def _hook_importlib(how: str) -> str:
     if how == "transient" and loaded and {"module_from_spec", "_verbose_message"} <= set(names):
         before = getattr(bootstrap, "module_from_spec")  # noqa: B009 - a private name
         after = getattr(bootstrap, "_verbose_message")  # noqa: B009 - as above
-        setattr(bootstrap, "module_from_spec", _before_hook(before))  # noqa: B010 - as above
+        hook = _before_hook(before, load_unlocked.__code__)
+        setattr(bootstrap, "module_from_spec", hook)  # noqa: B010 - as above
+        util = sys.modules.get("importlib.util")  # its copy of the name, if loaded already
+        if getattr(util, "module_from_spec", None) is before:
+            setattr(util, "module_from_spec", hook)  # noqa: B010 - as above
         setattr(bootstrap, "_verbose_message", _after_hook(after, loaded[0]))  # noqa: B010
         how = "transient"
     else:
@@ -616,17 +622,23 @@ def _before_load(spec: Any) -> str:
     return "".join(_encode(name, _with_identity(describe_spec(spec)), by))
 
 
-def _before_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+def _before_hook(original: Callable[..., Any], load_unlocked: Any) -> Callable[..., Any]:
     loading = _state.loading
+    getframe = sys._getframe
 
     def module_from_spec(spec: Any) -> Any:
         if _state.active:
             try:
                 lines = _before_load(spec)
-                if lines:
+                if not lines:
+                    pass
+                elif getframe(1).f_code is load_unlocked:  # written once it has loaded
                     if len(loading) > _PENDING_MAX:  # specs made and never loaded
                         loading.clear()
                     loading[spec.name] = lines
+                else:  # the program loads it itself: no end of the load will be seen
+                    _state.lines.append(lines)
+                    _write(lines)
             except Exception as exc:
                 _disable(exc)
         return original(spec)
