@@ -513,6 +513,38 @@ def test_every_hook_flavour_records_packages_and_submodules(spool_dir: Path, hoo
         assert by["wsgiref.simple_server"] == ""  # the program (here: -c code)
 
 
+@pytest.mark.parametrize("hooks", ["transient", "wrap"])
+def test_import_is_attributed_to_a_module_of_its_own_thread(
+    spool_dir: Path, tmp_path: Path, hooks: str
+) -> None:
+    app = write_py(
+        tmp_path / "app",
+        {
+            "slow.py": "import __main__; __main__.started.set(); __main__.go.wait()\n",
+            "fast.py": "X = 1\n",
+        },
+    )
+    code = textwrap.dedent(
+        f"""
+        import sys, threading
+        sys.path[:0] = [{str(app)!r}, {str(REPO)!r}]
+        import imgdiff.trace.tracer as t
+        t._install({str(spool_dir)!r}, {hooks!r})
+        started, go = threading.Event(), threading.Event()
+        worker = threading.Thread(target=__import__, args=("slow",))
+        worker.start()
+        started.wait()  # slow's body runs in the worker
+        import fast
+        go.set()
+        worker.join()
+        """
+    )
+    pid, _, err, status = run([PY, "-c", code])
+    assert status == 0, err
+    found = modules(spool_of(spool_dir, pid).records)
+    assert (found["slow"][0].by, found["fast"][0].by) == ("", "")
+
+
 def test_tracing_keeps_no_frame_on_the_stack_while_a_module_body_runs(
     spool_dir: Path, tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ one line on stderr.
 
 from __future__ import annotations
 
+import _thread  # builtin
 import _weakref  # builtin, loaded at start-up (weakref.py is not)
 import os
 import stat
@@ -247,8 +248,9 @@ class _State:
         self.main: Callable[[], object] = _no_main
         self.main_paths: set[str] = set()  # files recorded as __main__
         self.hooks = ""  # how loads are seen: "transient", "wrap" or "audit" (`_hook_importlib`)
-        self.loading: dict[str, str] = {}  # record lines of loads begun, by module name
-        self.running: list[str] = []  # "wrap": modules whose body runs, innermost last
+        # record lines of loads begun, and the thread loading, by module name
+        self.loading: dict[str, tuple[str, int]] = {}
+        self.running: dict[int, list[str]] = {}  # "wrap": modules whose body runs, by thread
         self.pending: list[str] = []  # "audit": imports announced, not yet finished
 
 
@@ -457,14 +459,19 @@ def _encode(name: str, found: list[Found], by: str | None = None) -> list[str]:
 
 
 def _importer() -> str:
-    """The module whose body is running, so whose import statement asks for this load: the
-    innermost load begun and not finished ("transient": `loading`, in order; a failed load
-    leaves sys.modules), else the wrapper's stack; "" for the program itself or start-up."""
-    for name in reversed(_state.loading):
-        if name in sys.modules:
+    """The module whose body is running in this thread, so whose import statement asks for
+    this load: the innermost load begun and not finished ("transient": `loading`, in order; a
+    failed load leaves sys.modules), else the wrapper's stack; "" for the program itself or
+    start-up."""
+    thread = _get_ident()
+    for name, (_, loader) in reversed(_state.loading.items()):
+        if loader == thread and name in sys.modules:
             return name
-    running = _state.running
+    running = _state.running.get(thread)
     return running[-1] if running else ""
+
+
+_get_ident = _thread.get_ident
 
 
 def _append(lines: list[str]) -> None:
@@ -635,7 +642,7 @@ def _before_hook(original: Callable[..., Any], load_unlocked: Any) -> Callable[.
                 elif getframe(1).f_code is load_unlocked:  # written once it has loaded
                     if len(loading) > _PENDING_MAX:  # specs made and never loaded
                         loading.clear()
-                    loading[spec.name] = lines
+                    loading[spec.name] = (lines, _get_ident())
                 else:  # the program loads it itself: no end of the load will be seen
                     _state.lines.append(lines)
                     _write(lines)
@@ -656,10 +663,10 @@ def _after_hook(original: Callable[..., Any], loaded: str) -> Callable[..., Any]
     def _verbose_message(message: str, *args: Any, verbosity: int = 1) -> Any:
         if message is loaded and _state.active:
             try:
-                lines = loading.pop(args[0], None)
-                if lines:
-                    _state.lines.append(lines)
-                    _write(lines)
+                begun = loading.pop(args[0], None)
+                if begun:
+                    _state.lines.append(begun[0])
+                    _write(begun[0])
             except Exception as exc:
                 _disable(exc)
         if flags.verbose >= verbosity:
@@ -679,11 +686,15 @@ def _around_hook(original: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             _disable(exc)
             return original(spec, *args)
-        _state.running.append(spec.name)
+        thread = _get_ident()
+        running = _state.running.setdefault(thread, [])
+        running.append(spec.name)
         try:
             module = original(spec, *args)
         finally:
-            _state.running.pop()
+            running.pop()
+            if not running:
+                del _state.running[thread]
         if lines and _state.active:
             try:
                 _state.lines.append(lines)
