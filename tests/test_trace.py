@@ -402,6 +402,23 @@ def test_exec_into_traced_python_replaces_the_spool_with_the_new_image(spool_dir
         assert "wsgiref" not in found
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root")
+def test_imports_made_before_a_chroot_are_outside_the_new_root_not_deleted(
+    spool_dir: Path, tmp_path: Path
+) -> None:
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    code = (
+        f"import os, wsgiref; os.chroot({str(jail)!r}); os.chdir('/'); "
+        "print('ready', flush=True); import time; time.sleep(60)"
+    )
+    with running(trace_argv(spool_dir, PY, "-c", code)) as proc:
+        assert "wsgiref" in modules(spool_of(spool_dir, proc.pid).records)
+        stale = [PY, "-m", "imgdiff", "stale", "--root", str(jail), "--spool", str(spool_dir)]
+        _, out, err, status = run([*stale, "--exit-code"])
+        assert status == 0, (out, err)  # nothing stale: the host's files were imported
+
+
 # --- robustness in the traced program ------------------------------------------------------
 
 
@@ -715,6 +732,16 @@ def test_reader_returns_records_written_by_the_writer(spool_dir: Path) -> None:
         ImportRecord("a", "/a.py", 1, 2, 3, 4, "source"),
         ImportRecord("b", "/b.py", 1, 2, 3, 4, "source"),
     ]
+
+
+def test_reader_gives_each_record_the_root_it_was_made_under(spool_dir: Path) -> None:
+    header = tracer.encode_header(PID, START, BOOT_ID, "/usr/bin/python3", [], [], (8, 2))
+    chroot = tracer.encode_root((9, 77)).encode()
+    plant(spool_dir, header.encode() + record_line("a") + chroot + record_line("b"))
+    loaded = spool.load_spool(str(spool_dir), PID, START)
+    assert loaded is not None
+    assert [(r.module, r.root) for r in loaded.records] == [("a", (8, 2)), ("b", (9, 77))]
+    assert loaded.malformed == 0
 
 
 def test_reader_returns_none_without_a_file_for_that_process(spool_dir: Path) -> None:

@@ -408,7 +408,7 @@ class Snapshot:
             processes.append(proc)
         if spool is not None:
             boot = _procfs.boot_id(procfs)
-            processes = [_with_imports(p, spool, boot) for p in processes]
+            processes = [_with_imports(p, spool, boot, procfs) for p in processes]
         return cls(
             boot_id=_procfs.boot_id(procfs),
             taken_at=time.time(),
@@ -528,18 +528,34 @@ def _import_chain(module: str, importer: dict[str, str | None]) -> str:
     return " ← ".join(chain) + (" ← (program or start-up)" if by == "" else "")
 
 
-def _with_imports(proc: Process, spool: str, boot: str) -> Process:
-    """Join the tracer's records for this exact process (pid and start time)."""
+def _root_now(proc: Process, procfs: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the process's root directory, None when it cannot be told."""
+    try:
+        st = os.stat(f"{procfs}/{proc.pid}/root")
+        with open(f"{procfs}/{proc.pid}/stat", "rb") as f:
+            if _procfs.parse_stat(f.read()).start_time != proc.start_time:
+                return None  # the pid was reused meanwhile
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _with_imports(proc: Process, spool: str, boot: str, procfs: str = "/proc") -> Process:
+    """Join the tracer's records for this exact process (pid and start time). A record made
+    under another root than the process's now (it chroot'ed since) names a path outside it."""
     from imgdiff.trace.spool import read_spool
 
     records = read_spool(spool, proc.pid, proc.start_time, boot_id=boot, uid=proc.uid)
     if records is None:
         return proc
+    roots = {r.root for r in records} - {None}
+    root = _root_now(proc, procfs) if roots else None
     importer = {r.module: r.by for r in records}
     imported = tuple(
         FileUse(
             r.path, "imported", r.dev, r.ino, size=r.size, mtime_ns=r.mtime_ns,
             detail=_import_chain(r.module, importer),
+            outside_root=root is not None and r.root is not None and r.root != root,
         )
         for r in records
         if r.dev is not None and r.ino is not None  # namespace packages: directories only

@@ -67,6 +67,9 @@ class ImportRecord:
     kind: str
     member: str | None = None
     by: str | None = None  # the importing module ("": the program or start-up; None: unknown)
+    # (st_dev, st_ino) of the process's root directory when it imported (None: not recorded):
+    # a process that chroot'ed since saw `path` from another root than its own now
+    root: tuple[int, int] | None = None
 
 
 @attrs.frozen
@@ -137,13 +140,18 @@ def load_spool(
     records: list[ImportRecord] = []
     malformed = 0
     truncated = over_size
+    root = _root(header.get("root"))
     for line in lines[1:]:
         if len(records) >= MAX_RECORDS:
             truncated = True
             break
-        record = _record(line)
+        record = _record(line, root)
         if record is None:
-            malformed += 1
+            new = _root_line(line)
+            if new is not None:
+                root = new  # the process chroot'ed: later paths are seen from there
+            else:
+                malformed += 1
         else:
             records.append(record)
     return Spool(
@@ -288,7 +296,18 @@ def _is_fs_text(*texts: str) -> bool:
     return True
 
 
-def _record(line: bytes) -> ImportRecord | None:
+def _root(v: object) -> tuple[int, int] | None:
+    if isinstance(v, list) and len(v) == 2 and all(_is_int(n) and n >= 0 for n in v):
+        return (v[0], v[1])
+    return None
+
+
+def _root_line(line: bytes) -> tuple[int, int] | None:
+    r = _loads(line) if line.startswith(b'{"root": ') else None
+    return _root(r.get("root")) if isinstance(r, dict) and len(r) == 1 else None
+
+
+def _record(line: bytes, root: tuple[int, int] | None = None) -> ImportRecord | None:
     r = _loads(line)
     if not isinstance(r, dict):
         return None
@@ -313,4 +332,4 @@ def _record(line: bytes) -> ImportRecord | None:
             return None
         identity.append(v)
     dev, ino, size, mtime_ns = identity
-    return ImportRecord(module, path, dev, ino, size, mtime_ns, kind, member, by)
+    return ImportRecord(module, path, dev, ino, size, mtime_ns, kind, member, by, root)

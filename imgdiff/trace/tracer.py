@@ -106,15 +106,30 @@ def _json_str(s: str) -> str:
 
 
 def encode_header(
-    pid: int, start: int, boot_id: str, exe: str, argv: Sequence[str], orig_argv: Sequence[str]
+    pid: int,
+    start: int,
+    boot_id: str,
+    exe: str,
+    argv: Sequence[str],
+    orig_argv: Sequence[str],
+    root: tuple[int, int] | None = None,
 ) -> str:
-    """The first line of a spool file (with its newline)."""
+    """The first line of a spool file (with its newline); `root` is the (st_dev, st_ino) of
+    the process's root directory when the records that follow were made."""
     return (
         f'{{"v": {FORMAT_VERSION}, "pid": {pid}, "start": {start}, '
         f'"boot_id": {_json_str(boot_id)}, "exe": {_json_str(exe)}, '
         f'"argv": [{", ".join(_json_str(a) for a in argv)}], '
-        f'"orig_argv": [{", ".join(_json_str(a) for a in orig_argv)}]}}\n'
+        f'"orig_argv": [{", ".join(_json_str(a) for a in orig_argv)}]'
+        + ("" if root is None else f', "root": [{root[0]:d}, {root[1]:d}]')
+        + "}\n"
     )
+
+
+def encode_root(root: tuple[int, int]) -> str:
+    """The line that says the records after it were made under another root directory (the
+    process chroot'ed): paths in them are seen from there."""
+    return f'{{"root": [{root[0]:d}, {root[1]:d}]}}\n'
 
 
 def encode_record(
@@ -242,6 +257,7 @@ class _State:
         self.ident = (-1, -1)  # it still is that file (`_spool_fd`)
         self.fcntl: Any = None  # the module, imported at install (never while a hook runs)
         self.lines: list[str] = []  # every record of this process, kept for fork and exec
+        self.root: tuple[int, int] | None = None  # "/" (dev, ino) when `lines` begin
         # the __main__ module looked at last, weakly: a strong reference would keep __main__,
         # and every module it imported, alive past the interpreter's first clean-up pass at
         # exit (each is then cleared one by one: +5% of the finalisation's work)
@@ -300,6 +316,8 @@ def _install(spool_dir: str | None, hooks: str = "transient") -> None:
         _state.spool_dir = os.path.abspath(
             spool_dir or os.environ.get(SPOOL_DIR_ENV) or DEFAULT_SPOOL_DIR
         )
+        st = os.stat("/")
+        _state.root = (st.st_dev, st.st_ino)
         _open_spool()
         _state.active = True
         _record_loaded_modules()
@@ -311,6 +329,7 @@ def _install(spool_dir: str | None, hooks: str = "transient") -> None:
             sys.addaudithook(_audit)
             _state.hooks = "audit"
         _wrap_exec()
+        _wrap_chroot()
         os.register_at_fork(after_in_child=_after_fork_child)
         atexit.register(_at_exit)
     except Exception as exc:
@@ -390,6 +409,7 @@ def _open_spool() -> None:
         sys.executable or "",
         [str(a) for a in getattr(sys, "argv", [])],
         [str(a) for a in getattr(sys, "orig_argv", [])],
+        _state.root,
     )
     _write(header + "".join(_state.lines))
 
@@ -734,6 +754,27 @@ def _wrap_exec() -> None:
         exec_.__doc__ = original.__doc__
         exec_.__wrapped__ = original  # type: ignore[attr-defined]
         setattr(os, name, exec_)
+
+
+def _wrap_chroot() -> None:
+    """os.chroot: the records made after it name paths as seen from the new root; a line
+    says so (a reader looks them up there, and the earlier ones outside it)."""
+    original = os.chroot
+
+    def chroot(*args: Any, **kw: Any) -> Any:
+        result = original(*args, **kw)
+        if _state.active:
+            try:
+                st = os.stat("/")
+                _append([encode_root((st.st_dev, st.st_ino))])
+            except Exception as exc:
+                _disable(exc)
+        return result
+
+    chroot.__name__ = chroot.__qualname__ = "chroot"
+    chroot.__doc__ = original.__doc__
+    chroot.__wrapped__ = original  # type: ignore[attr-defined]
+    os.chroot = chroot
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
