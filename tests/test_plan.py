@@ -282,6 +282,33 @@ def test_changed_unit_file_adds_a_daemon_reload_step(host: Host) -> None:
     assert verdict.steps[0].action == "daemon-reload"
 
 
+def test_added_dropin_or_override_reloads_then_restarts_the_running_unit(host: Host) -> None:
+    """A drop-in or an /etc copy added for a running unit changes its effective
+    configuration as much as an edit to its unit file does."""
+    unit_file = "[Service]\nExecStart=/usr/bin/sleep 600\n"
+    prefix = host.unit.split("-")[0]
+    for tree in (host.old, host.new):
+        (tree / "usr/lib/systemd/system").mkdir(parents=True)
+        (tree / "usr/lib/systemd/system" / host.unit).write_text(unit_file)
+    for added in (
+        f"etc/systemd/system/{host.unit}.d/x.conf",
+        f"usr/lib/systemd/system/{host.unit}.d/x.conf",
+        "etc/systemd/system/service.d/x.conf",
+        f"etc/systemd/system/{prefix}-.service.d/x.conf",
+        f"etc/systemd/system/{host.unit}",
+    ):
+        path = host.new / added
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("[Service]\nNice=5\n")
+        verdict = host.plan()
+        path.unlink()
+        assert verdict.verdict == "restart", added
+        reload, restart = verdict.steps
+        assert reload.action == "daemon-reload"
+        assert (restart.action, restart.unit) == ("restart", host.unit), added
+        assert [e.path for e in restart.reasons] == ["/" + added]
+
+
 def test_python_module_change_plans_only_its_importer(tmp_path: Path) -> None:
     with scratch_dir() as opt, processes() as procs:
         script = _wsgi_app(opt)
