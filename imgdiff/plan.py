@@ -16,7 +16,7 @@ import posixpath
 import shlex
 import tomllib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 
@@ -71,6 +71,32 @@ def _strings(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: obje
         raise TypeError(f"{attribute.name} must be a list of strings, not {value!r}")
 
 
+def _abs_paths(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: object) -> None:
+    """Absolute paths (a relative one never matches, an empty one matches everything); a
+    pattern may also start with a wildcard."""
+    _strings(_, attribute, value)
+    for v in cast(tuple[str, ...], value):
+        if not v.startswith("/") and not (
+            attribute.name == "drift_ignore" and v[:1] in ("*", "?", "[")
+        ):
+            raise ValueError(f"{attribute.name}: {v!r} is not an absolute path")
+
+
+UNIT_TYPES = (".service", ".socket", ".timer", ".mount", ".target", ".scope", ".slice", ".path",
+              ".device", ".swap", ".automount")  # fmt: skip
+
+
+def _units(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: object) -> None:
+    """Unit names with their type (a bare "nginx" is no unit name: it would never match)."""
+    _strings(_, attribute, value)
+    for v in cast(tuple[str, ...], value):
+        name, dot, suffix = v.rpartition(".")
+        if not name or f"{dot}{suffix}" not in UNIT_TYPES:
+            raise ValueError(
+                f"{attribute.name}: {v!r} is not a unit name (NAME{'|'.join(UNIT_TYPES)})"
+            )
+
+
 # the fleet's keys (`imgdiff.fleet.waves.RolloutPolicy`), which one policy file may hold
 # beside the plan's: a single-host plan leaves them alone
 ROLLOUT_KEYS = frozenset({"max_unavailable", "canaries"})
@@ -95,7 +121,7 @@ class Policy:
     reimage_share: float = attrs.field(default=0.5, validator=_share)
     # paths whose change needs a reboot (prefixes), beyond the kernel/boot/firmware kinds
     reboot_paths: tuple[str, ...] = attrs.field(
-        default=("/boot/", "/efi/", "/usr/lib/modules/", "/lib/modules/"), validator=_strings
+        default=("/boot/", "/efi/", "/usr/lib/modules/", "/lib/modules/"), validator=_abs_paths
     )
     # "strict": an uninspected process may be affected (no-action becomes restart);
     # "lenient": it is only listed
@@ -103,7 +129,7 @@ class Policy:
         default="strict", validator=_one_of("strict", "lenient")
     )
     # units that must not be restarted in place (their restart means a reboot)
-    never_restart: tuple[str, ...] = attrs.field(default=(), validator=_strings)
+    never_restart: tuple[str, ...] = attrs.field(default=(), validator=_units)
     # when the host's PID 1 is systemd and only its own files changed, plan
     # `systemctl daemon-reexec` (systemd re-executes itself in place) instead of a reboot
     reexec_pid1: bool = attrs.field(default=False, validator=_flag)
@@ -113,7 +139,7 @@ class Policy:
     # what a running system changes by itself, left out of the drift check: "/dir/" is a
     # tree (not even walked), a pattern with * ? [ is matched with fnmatch, anything else
     # is one path
-    drift_ignore: tuple[str, ...] = attrs.field(default=DRIFT_IGNORE, validator=_strings)
+    drift_ignore: tuple[str, ...] = attrs.field(default=DRIFT_IGNORE, validator=_abs_paths)
     # untraced Python processes: "graph": their static import graph decides (imports of
     # names computed at run time are not seen; the verdict says how many were judged so);
     # "strict": every changed module on their sys.path counts as possibly imported

@@ -402,10 +402,20 @@ def test_policy_from_toml_and_bad_policy(tmp_path: Path) -> None:
         ('allow_drift = "yes"\n', "allow_drift must be true or false"),
         ("reimage_share = true\n", "reimage_share must be a number in (0, 1]"),
         ('never_restart = "db.service"\n', "never_restart must be a list of strings"),
+        # a typo that would never match, or match everything, is not silently a default
+        ('reboot_paths = ["opt/crit/"]\n', "reboot_paths: 'opt/crit/' is not an absolute path"),
+        ('reboot_paths = [""]\n', "reboot_paths: '' is not an absolute path"),
+        ('drift_ignore = ["etc/"]\n', "drift_ignore: 'etc/' is not an absolute path"),
+        ('drift_ignore = [""]\n', "drift_ignore: '' is not an absolute path"),
+        ('never_restart = ["db"]\n', "never_restart: 'db' is not a unit name"),
+        ('never_restart = [".service"]\n', "never_restart: '.service' is not a unit name"),
     ):
         bad.write_text(text)
         with pytest.raises(BadInput, match=re.escape(message)):
             Policy.load(bad)
+    fine = 'drift_ignore = ["/var/", "*.log"]\nnever_restart = ["a@1.service", "b.socket"]\n'
+    good.write_text(fine)
+    assert Policy.load(good).never_restart == ("a@1.service", "b.socket")
     bad.write_text("nonsense = 1\n")
     with pytest.raises(BadInput, match="unknown policy keys"):
         Policy.load(bad)
