@@ -513,6 +513,19 @@ def test_drift_walk_prunes_ignored_trees(tmp_path: Path) -> None:
     assert set(pruned.entries) == {"/var", "/etc", "/etc/a.conf"}
 
 
+def test_drift_ignore_of_one_path_does_not_hide_what_is_below_it(tmp_path: Path) -> None:
+    """ "/dir/" is a tree; "/etc/loc" is that one path: a file added below it is drift."""
+    from imgdiff.drift import check_drift
+
+    old = write_tree(tmp_path / "old", {"etc/a.conf": "1"})
+    new = write_tree(tmp_path / "new", {"etc/a.conf": "2"})
+    live = write_tree(tmp_path / "live", {"etc/a.conf": "1", "etc/loc/f": "local"})
+    one = check_drift(str(live), str(old), str(new), use_cache=False, ignore=("/etc/loc",))
+    assert one.differs == ("/etc/loc/f",)
+    tree = check_drift(str(live), str(old), str(new), use_cache=False, ignore=("/etc/loc/",))
+    assert tree.differs == ()
+
+
 def test_unit_files_of_an_archive_come_from_the_first_pass(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
