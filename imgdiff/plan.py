@@ -171,8 +171,8 @@ def _steps(
     by_unit: dict[str, list[ProcessImpact]] = {}
     bare: list[ProcessImpact] = []
     for p in affected:
-        if p.pid == 1:
-            continue  # the host's init is not restarted in place: the verdict reboots
+        if p.pid == 1 or p.init:
+            continue  # an init (the host's, a container's) is not restarted: the verdict reboots
         (by_unit.setdefault(p.unit, []) if p.unit else bare).append(p)
     steps = []
     for number, batch in enumerate(batches(by_unit, deps or {}), 1):

@@ -220,6 +220,7 @@ def test_changed_library_of_a_containers_init_needs_a_reboot(host: Host) -> None
     assert "PID 1 of its pid namespace" in reason
     assert "libc.so.6" in reason
     assert host.pid in {pid for s in verdict.steps for pid in s.pids}  # the plan it supersedes
+    assert init not in {pid for s in verdict.steps for pid in s.pids}  # never a step
 
 
 def _child_of(pid: int) -> int:
