@@ -173,7 +173,9 @@ def _steps(
     for p in affected:
         if p.pid == 1 or p.init:
             continue  # an init (the host's, a container's) is not restarted: the verdict reboots
-        (by_unit.setdefault(p.unit, []) if p.unit else bare).append(p)
+        # systemd cannot restart a scope (it did not start its processes): they are bare
+        unit = p.unit if p.unit and not p.unit.endswith(".scope") else None
+        (by_unit.setdefault(unit, []) if unit else bare).append(p)
     steps = []
     for number, batch in enumerate(batches(by_unit, deps or {}), 1):
         for unit in batch:

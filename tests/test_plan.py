@@ -223,6 +223,24 @@ def test_changed_library_of_a_containers_init_needs_a_reboot(host: Host) -> None
     assert init not in {pid for s in verdict.steps for pid in s.pids}  # never a step
 
 
+def test_a_scopes_processes_are_restarted_as_processes_not_as_the_scope(host: Host) -> None:
+    """systemd cannot restart a scope (a session, a `systemd-run --scope` command)."""
+    scope = f"imgdiff-test-{os.getpid()}.scope"
+    with processes() as procs, unit_cgroup(scope) as (_, cg):
+        proc = procs.start(
+            ["chroot", str(host.old), "/usr/bin/sh", "-c", "echo ready; exec /usr/bin/sleep 600"]
+        )
+        _wait_for_exe(proc.pid, f"{host.old}/usr/bin/sleep")
+        join_cgroup(cg, proc.pid)
+        libc = host.libc()
+        replace_file(libc, libc.read_bytes() + b"\0")
+        verdict = host.plan()
+    assert verdict.verdict == "restart"
+    (step,) = [s for s in verdict.steps if proc.pid in s.pids]
+    assert (step.unit, step.main_pid, step.command) == (None, proc.pid, "/usr/bin/sleep 600")
+    assert scope not in {s.unit for s in verdict.steps}
+
+
 def _child_of(pid: int) -> int:
     for _ in range(500):
         started = children(pid)
