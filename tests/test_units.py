@@ -26,6 +26,10 @@ UNITS: dict[str, str | bytes] = {
     # the admin's copy wins over the vendor's, and a drop-in resets then adds
     "etc/systemd/system/log.service": "[Unit]\nAfter=web.service\n",
     "etc/systemd/system/log.service.d/override.conf": "[Unit]\nAfter=\nAfter=cache.service\n",
+    # `Before=` orders the named unit after this one; a drop-in's reset drops it
+    "usr/lib/systemd/system/early.service": "[Unit]\nBefore=db.service\n",
+    "usr/lib/systemd/system/gone.service": "[Unit]\nBefore=db.service\n",
+    "usr/lib/systemd/system/gone.service.d/x.conf": "[Unit]\nBefore=\n",
     "etc/systemd/system/a.service": "[Unit]\nAfter=b.service\n",
     "etc/systemd/system/b.service": "[Unit]\nAfter=a.service\n",
     "etc/app.conf": "not a unit\n",
@@ -43,6 +47,8 @@ def test_precedence_and_dropins(tmp_path: Path) -> None:
     assert deps["log.service"] == {"cache.service"}
     assert deps["web.service"] == {"cache.service", "network.target"}
     assert deps["worker.service"] == {"web.service"}
+    assert deps["db.service"] == {"early.service"}
+    assert batches({"db.service", "early.service"}, deps) == [["early.service"], ["db.service"]]
 
 
 def test_batches_put_dependencies_first_even_through_units_outside_the_plan(
