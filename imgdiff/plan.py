@@ -23,7 +23,7 @@ import attrs
 from imgdiff.classify import is_runtime_inert
 from imgdiff.errors import BadInput
 from imgdiff.impact import PYTHON_KINDS
-from imgdiff.model import Change, Kind, Via
+from imgdiff.model import Change, EntryType, Kind, Via
 from imgdiff.results import (
     Delta,
     Drift,
@@ -332,7 +332,8 @@ def _reboot(
             ReasonCode.REBOOT_FILE_CHANGED,
         )
         for c in delta.changes
-        if c.kind in _REBOOT_KINDS or c.path.startswith(policy.reboot_paths)
+        if (c.kind in _REBOOT_KINDS or c.path.startswith(policy.reboot_paths))
+        and not _directory(c)  # a directory alone boots nothing: what is in it may
     ]
     for p in impact.affected:
         if p.pid == 1:
@@ -499,6 +500,12 @@ def _start_enabled(verdict: Verdict, enabled_units: Mapping[str, str]) -> Verdic
         ReasonCode.UNIT_ENABLED,
     )
     return _escalate(verdict, note, (*verdict.steps, *starts))
+
+
+def _directory(change: Change) -> bool:
+    """A change only to a directory (its entries are changes of their own)."""
+    sides = [e for e in (change.old, change.new) if e is not None]
+    return bool(sides) and all(e.type is EntryType.DIR for e in sides)
 
 
 def _n(count: int, one: str, many: str | None = None) -> str:

@@ -201,6 +201,16 @@ def test_kernel_change_needs_a_reboot_and_keeps_the_restart_plan(host: Host) -> 
     assert verdict.steps  # what the restart plan would have been
 
 
+def test_directories_alone_under_boot_need_no_reboot(host: Host) -> None:
+    (host.new / "boot/grub").mkdir(parents=True)
+    verdict = host.plan()
+    assert verdict.verdict == "no-action"
+    (host.new / "boot/grub/grub.cfg").write_text("set default=0\n")
+    verdict = host.plan()
+    assert verdict.verdict == "reboot"
+    assert verdict.reason_codes == ("reboot-file-changed",)  # the file, not its directories
+
+
 def test_changed_library_of_a_containers_init_needs_a_reboot(host: Host) -> None:
     """PID 1 of a pid namespace whose root is OLD (a container's init) maps libc: a libc
     change cannot be restarted around it."""
