@@ -11,6 +11,7 @@ never prints.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -23,13 +24,23 @@ from imgdiff.delta import classifier, compare
 from imgdiff.errors import Unsupported
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import ImageWarning
-from imgdiff.results import Delta, Drift, PackageDelta, Plan, Reason, ReasonCode
+from imgdiff.results import (
+    Delta,
+    Drift,
+    Impact,
+    PackageDelta,
+    Plan,
+    ProcessImpact,
+    Reason,
+    ReasonCode,
+)
 
 if TYPE_CHECKING:
     from imgdiff.hostreport import HostReport
     from imgdiff.impact import ConfigSources, ImageEvidence
     from imgdiff.packages.view import PackageView
     from imgdiff.plan import Policy
+    from imgdiff.runtime.snapshot import Snapshot
 
 __all__ = ["STAGES", "Update", "diff", "package_diff", "plan_update", "read_update"]
 
@@ -310,6 +321,7 @@ def plan_update(
                 image=from_image.redacting() if from_image and report and report.redacted
                 else from_image,
             )  # fmt: skip
+            impact = added_unit_config(impact, delta, snap, configs)
         clock.lap("impact")
         # with allow_drift a drift changes nothing: the tree is not walked. A snapshot saved
         # on another machine (or before a reboot) says nothing of the tree here, and a host
@@ -433,6 +445,46 @@ def read_units(om: Manifest, nm: Manifest, old_view: PackageView | None) -> Unit
     # what the processes were started from
     configs = ConfigSources.read(old_u.files() if om.has_databases else {}, old_view)
     return Units(deps, removed, enabling, configs)
+
+
+def added_unit_config(
+    impact: Impact, delta: Delta, snap: Snapshot, configs: ConfigSources
+) -> Impact:
+    """`impact` with the processes of units whose configuration gained a file: a drop-in
+    or an override NEW adds (`unitfiles.config_sources` names where one would go).
+    `assess` weighs only what a process could be using, so an added file is never its
+    evidence; the unit's next start reads it, so it is restarted after the reload."""
+    from imgdiff.model import Kind, Status, Via
+    from imgdiff.results import Evidence
+    from imgdiff.systemd.unitfiles import unit_file_name
+
+    added = [c for c in delta.changes if c.status is Status.ADDED and c.kind is Kind.SYSTEMD_UNIT]
+    if not added:
+        return impact
+    affected = {p.pid: p for p in impact.affected}
+    want = os.path.realpath(impact.root) if impact.root != "/" else "/"
+    for proc in snap.processes:
+        if proc.unit is None or proc.root != want:
+            continue
+        name = unit_file_name(proc.unit)
+        sources = configs.units.get(name, ())
+        found = tuple(
+            Evidence(c.path, Via.CONFIG, c.status, c.kind, f"applies to {name}")
+            for c in added
+            if any(c.path == s or (s.endswith("/") and c.path.startswith(s)) for s in sources)
+        )
+        if not found:
+            continue
+        before = affected.get(proc.pid)
+        affected[proc.pid] = (
+            attrs.evolve(before, evidence=(*before.evidence, *found))
+            if before is not None
+            else ProcessImpact(
+                proc.pid, proc.start_time, proc.unit, proc.exe, proc.cmdline, found,
+                init=proc.is_init, ppid=proc.ppid,
+            )
+        )  # fmt: skip
+    return attrs.evolve(impact, affected=tuple(affected.values()))
 
 
 def plan_capture() -> Callable[[str], bool]:

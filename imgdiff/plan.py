@@ -16,14 +16,14 @@ import posixpath
 import shlex
 import tomllib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 
 from imgdiff.classify import is_runtime_inert
 from imgdiff.errors import BadInput
 from imgdiff.impact import PYTHON_KINDS
-from imgdiff.model import Change, Kind, Via
+from imgdiff.model import Change, EntryType, Kind, Via
 from imgdiff.results import (
     Delta,
     Drift,
@@ -71,6 +71,32 @@ def _strings(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: obje
         raise TypeError(f"{attribute.name} must be a list of strings, not {value!r}")
 
 
+def _abs_paths(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: object) -> None:
+    """Absolute paths (a relative one never matches, an empty one matches everything); a
+    pattern may also start with a wildcard."""
+    _strings(_, attribute, value)
+    for v in cast(tuple[str, ...], value):
+        if not v.startswith("/") and not (
+            attribute.name == "drift_ignore" and v[:1] in ("*", "?", "[")
+        ):
+            raise ValueError(f"{attribute.name}: {v!r} is not an absolute path")
+
+
+UNIT_TYPES = (".service", ".socket", ".timer", ".mount", ".target", ".scope", ".slice", ".path",
+              ".device", ".swap", ".automount")  # fmt: skip
+
+
+def _units(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: object) -> None:
+    """Unit names with their type (a bare "nginx" is no unit name: it would never match)."""
+    _strings(_, attribute, value)
+    for v in cast(tuple[str, ...], value):
+        name, dot, suffix = v.rpartition(".")
+        if not name or f"{dot}{suffix}" not in UNIT_TYPES:
+            raise ValueError(
+                f"{attribute.name}: {v!r} is not a unit name (NAME{'|'.join(UNIT_TYPES)})"
+            )
+
+
 # the fleet's keys (`imgdiff.fleet.waves.RolloutPolicy`), which one policy file may hold
 # beside the plan's: a single-host plan leaves them alone
 ROLLOUT_KEYS = frozenset({"max_unavailable", "canaries"})
@@ -95,7 +121,7 @@ class Policy:
     reimage_share: float = attrs.field(default=0.5, validator=_share)
     # paths whose change needs a reboot (prefixes), beyond the kernel/boot/firmware kinds
     reboot_paths: tuple[str, ...] = attrs.field(
-        default=("/boot/", "/efi/", "/usr/lib/modules/", "/lib/modules/"), validator=_strings
+        default=("/boot/", "/efi/", "/usr/lib/modules/", "/lib/modules/"), validator=_abs_paths
     )
     # "strict": an uninspected process may be affected (no-action becomes restart);
     # "lenient": it is only listed
@@ -103,7 +129,7 @@ class Policy:
         default="strict", validator=_one_of("strict", "lenient")
     )
     # units that must not be restarted in place (their restart means a reboot)
-    never_restart: tuple[str, ...] = attrs.field(default=(), validator=_strings)
+    never_restart: tuple[str, ...] = attrs.field(default=(), validator=_units)
     # when the host's PID 1 is systemd and only its own files changed, plan
     # `systemctl daemon-reexec` (systemd re-executes itself in place) instead of a reboot
     reexec_pid1: bool = attrs.field(default=False, validator=_flag)
@@ -113,7 +139,7 @@ class Policy:
     # what a running system changes by itself, left out of the drift check: "/dir/" is a
     # tree (not even walked), a pattern with * ? [ is matched with fnmatch, anything else
     # is one path
-    drift_ignore: tuple[str, ...] = attrs.field(default=DRIFT_IGNORE, validator=_strings)
+    drift_ignore: tuple[str, ...] = attrs.field(default=DRIFT_IGNORE, validator=_abs_paths)
     # untraced Python processes: "graph": their static import graph decides (imports of
     # names computed at run time are not seen; the verdict says how many were judged so);
     # "strict": every changed module on their sys.path counts as possibly imported
@@ -145,9 +171,11 @@ def _steps(
     by_unit: dict[str, list[ProcessImpact]] = {}
     bare: list[ProcessImpact] = []
     for p in affected:
-        if p.pid == 1:
-            continue  # the host's init is not restarted in place: the verdict reboots
-        (by_unit.setdefault(p.unit, []) if p.unit else bare).append(p)
+        if p.pid == 1 or p.init:
+            continue  # an init (the host's, a container's) is not restarted: the verdict reboots
+        # systemd cannot restart a scope (it did not start its processes): they are bare
+        unit = p.unit if p.unit and not p.unit.endswith(".scope") else None
+        (by_unit.setdefault(unit, []) if unit else bare).append(p)
     steps = []
     for number, batch in enumerate(batches(by_unit, deps or {}), 1):
         for unit in batch:
@@ -304,7 +332,8 @@ def _reboot(
             ReasonCode.REBOOT_FILE_CHANGED,
         )
         for c in delta.changes
-        if c.kind in _REBOOT_KINDS or c.path.startswith(policy.reboot_paths)
+        if (c.kind in _REBOOT_KINDS or c.path.startswith(policy.reboot_paths))
+        and not _directory(c)  # a directory alone boots nothing: what is in it may
     ]
     for p in impact.affected:
         if p.pid == 1:
@@ -471,6 +500,12 @@ def _start_enabled(verdict: Verdict, enabled_units: Mapping[str, str]) -> Verdic
         ReasonCode.UNIT_ENABLED,
     )
     return _escalate(verdict, note, (*verdict.steps, *starts))
+
+
+def _directory(change: Change) -> bool:
+    """A change only to a directory (its entries are changes of their own)."""
+    sides = [e for e in (change.old, change.new) if e is not None]
+    return bool(sides) and all(e.type is EntryType.DIR for e in sides)
 
 
 def _n(count: int, one: str, many: str | None = None) -> str:

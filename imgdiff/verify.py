@@ -58,8 +58,10 @@ class Ignore:
         )
 
     def prune(self, path: str) -> bool:
-        """True for a directory not worth walking: ignored, and no package database below."""
-        return self(path) and not any(d == path or d.startswith(path + "/") for d in DB_DIRS)
+        """True for a directory not worth walking: in an ignored tree, and no package
+        database below. One path or a pattern ignores the directory, not what it holds."""
+        in_tree = path.startswith(self.trees) or path + "/" in self.trees
+        return in_tree and not any(d == path or d.startswith(path + "/") for d in DB_DIRS)
 
 
 def _own(ignore: Sequence[str]) -> Ignore:

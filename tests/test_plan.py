@@ -201,6 +201,16 @@ def test_kernel_change_needs_a_reboot_and_keeps_the_restart_plan(host: Host) -> 
     assert verdict.steps  # what the restart plan would have been
 
 
+def test_directories_alone_under_boot_need_no_reboot(host: Host) -> None:
+    (host.new / "boot/grub").mkdir(parents=True)
+    verdict = host.plan()
+    assert verdict.verdict == "no-action"
+    (host.new / "boot/grub/grub.cfg").write_text("set default=0\n")
+    verdict = host.plan()
+    assert verdict.verdict == "reboot"
+    assert verdict.reason_codes == ("reboot-file-changed",)  # the file, not its directories
+
+
 def test_changed_library_of_a_containers_init_needs_a_reboot(host: Host) -> None:
     """PID 1 of a pid namespace whose root is OLD (a container's init) maps libc: a libc
     change cannot be restarted around it."""
@@ -220,6 +230,25 @@ def test_changed_library_of_a_containers_init_needs_a_reboot(host: Host) -> None
     assert "PID 1 of its pid namespace" in reason
     assert "libc.so.6" in reason
     assert host.pid in {pid for s in verdict.steps for pid in s.pids}  # the plan it supersedes
+    assert init not in {pid for s in verdict.steps for pid in s.pids}  # never a step
+
+
+def test_a_scopes_processes_are_restarted_as_processes_not_as_the_scope(host: Host) -> None:
+    """systemd cannot restart a scope (a session, a `systemd-run --scope` command)."""
+    scope = f"imgdiff-test-{os.getpid()}.scope"
+    with processes() as procs, unit_cgroup(scope) as (_, cg):
+        proc = procs.start(
+            ["chroot", str(host.old), "/usr/bin/sh", "-c", "echo ready; exec /usr/bin/sleep 600"]
+        )
+        _wait_for_exe(proc.pid, f"{host.old}/usr/bin/sleep")
+        join_cgroup(cg, proc.pid)
+        libc = host.libc()
+        replace_file(libc, libc.read_bytes() + b"\0")
+        verdict = host.plan()
+    assert verdict.verdict == "restart"
+    (step,) = [s for s in verdict.steps if proc.pid in s.pids]
+    assert (step.unit, step.main_pid, step.command) == (None, proc.pid, "/usr/bin/sleep 600")
+    assert scope not in {s.unit for s in verdict.steps}
 
 
 def _child_of(pid: int) -> int:
@@ -280,6 +309,33 @@ def test_changed_unit_file_adds_a_daemon_reload_step(host: Host) -> None:
     verdict = host.plan()
     assert verdict.verdict == "restart"
     assert verdict.steps[0].action == "daemon-reload"
+
+
+def test_added_dropin_or_override_reloads_then_restarts_the_running_unit(host: Host) -> None:
+    """A drop-in or an /etc copy added for a running unit changes its effective
+    configuration as much as an edit to its unit file does."""
+    unit_file = "[Service]\nExecStart=/usr/bin/sleep 600\n"
+    prefix = host.unit.split("-")[0]
+    for tree in (host.old, host.new):
+        (tree / "usr/lib/systemd/system").mkdir(parents=True)
+        (tree / "usr/lib/systemd/system" / host.unit).write_text(unit_file)
+    for added in (
+        f"etc/systemd/system/{host.unit}.d/x.conf",
+        f"usr/lib/systemd/system/{host.unit}.d/x.conf",
+        "etc/systemd/system/service.d/x.conf",
+        f"etc/systemd/system/{prefix}-.service.d/x.conf",
+        f"etc/systemd/system/{host.unit}",
+    ):
+        path = host.new / added
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("[Service]\nNice=5\n")
+        verdict = host.plan()
+        path.unlink()
+        assert verdict.verdict == "restart", added
+        reload, restart = verdict.steps
+        assert reload.action == "daemon-reload"
+        assert (restart.action, restart.unit) == ("restart", host.unit), added
+        assert [e.path for e in restart.reasons] == ["/" + added]
 
 
 def test_python_module_change_plans_only_its_importer(tmp_path: Path) -> None:
@@ -375,10 +431,20 @@ def test_policy_from_toml_and_bad_policy(tmp_path: Path) -> None:
         ('allow_drift = "yes"\n', "allow_drift must be true or false"),
         ("reimage_share = true\n", "reimage_share must be a number in (0, 1]"),
         ('never_restart = "db.service"\n', "never_restart must be a list of strings"),
+        # a typo that would never match, or match everything, is not silently a default
+        ('reboot_paths = ["opt/crit/"]\n', "reboot_paths: 'opt/crit/' is not an absolute path"),
+        ('reboot_paths = [""]\n', "reboot_paths: '' is not an absolute path"),
+        ('drift_ignore = ["etc/"]\n', "drift_ignore: 'etc/' is not an absolute path"),
+        ('drift_ignore = [""]\n', "drift_ignore: '' is not an absolute path"),
+        ('never_restart = ["db"]\n', "never_restart: 'db' is not a unit name"),
+        ('never_restart = [".service"]\n', "never_restart: '.service' is not a unit name"),
     ):
         bad.write_text(text)
         with pytest.raises(BadInput, match=re.escape(message)):
             Policy.load(bad)
+    fine = 'drift_ignore = ["/var/", "*.log"]\nnever_restart = ["a@1.service", "b.socket"]\n'
+    good.write_text(fine)
+    assert Policy.load(good).never_restart == ("a@1.service", "b.socket")
     bad.write_text("nonsense = 1\n")
     with pytest.raises(BadInput, match="unknown policy keys"):
         Policy.load(bad)
@@ -474,6 +540,19 @@ def test_drift_walk_prunes_ignored_trees(tmp_path: Path) -> None:
     root = write_tree(tmp_path / "r", {"var/log/a.log": "x", "etc/a.conf": "y"})
     pruned = Manifest.read(DirImage(str(root), prune=lambda p: p == "/var"), use_cache=False)
     assert set(pruned.entries) == {"/var", "/etc", "/etc/a.conf"}
+
+
+def test_drift_ignore_of_one_path_does_not_hide_what_is_below_it(tmp_path: Path) -> None:
+    """ "/dir/" is a tree; "/etc/loc" is that one path: a file added below it is drift."""
+    from imgdiff.drift import check_drift
+
+    old = write_tree(tmp_path / "old", {"etc/a.conf": "1"})
+    new = write_tree(tmp_path / "new", {"etc/a.conf": "2"})
+    live = write_tree(tmp_path / "live", {"etc/a.conf": "1", "etc/loc/f": "local"})
+    one = check_drift(str(live), str(old), str(new), use_cache=False, ignore=("/etc/loc",))
+    assert one.differs == ("/etc/loc/f",)
+    tree = check_drift(str(live), str(old), str(new), use_cache=False, ignore=("/etc/loc/",))
+    assert tree.differs == ()
 
 
 def test_unit_files_of_an_archive_come_from_the_first_pass(

@@ -26,6 +26,10 @@ UNITS: dict[str, str | bytes] = {
     # the admin's copy wins over the vendor's, and a drop-in resets then adds
     "etc/systemd/system/log.service": "[Unit]\nAfter=web.service\n",
     "etc/systemd/system/log.service.d/override.conf": "[Unit]\nAfter=\nAfter=cache.service\n",
+    # `Before=` orders the named unit after this one; a drop-in's reset drops it
+    "usr/lib/systemd/system/early.service": "[Unit]\nBefore=db.service\n",
+    "usr/lib/systemd/system/gone.service": "[Unit]\nBefore=db.service\n",
+    "usr/lib/systemd/system/gone.service.d/x.conf": "[Unit]\nBefore=\n",
     "etc/systemd/system/a.service": "[Unit]\nAfter=b.service\n",
     "etc/systemd/system/b.service": "[Unit]\nAfter=a.service\n",
     "etc/app.conf": "not a unit\n",
@@ -43,6 +47,8 @@ def test_precedence_and_dropins(tmp_path: Path) -> None:
     assert deps["log.service"] == {"cache.service"}
     assert deps["web.service"] == {"cache.service", "network.target"}
     assert deps["worker.service"] == {"web.service"}
+    assert deps["db.service"] == {"early.service"}
+    assert batches({"db.service", "early.service"}, deps) == [["early.service"], ["db.service"]]
 
 
 def test_batches_put_dependencies_first_even_through_units_outside_the_plan(
@@ -105,6 +111,15 @@ def test_config_sources_name_what_a_service_reads(tmp_path: Path) -> None:
     # specifiers, variables and `..` are not guessed at; the executable is not config
     assert not any(p.startswith(("%", "$")) or "shadow" in p or p == "/usr/bin/web" for p in web)
     assert "/etc/x" not in web
+    # where a drop-in or override added later would change it
+    for later in (
+        "/etc/systemd/system/web.service", "/run/systemd/system/web.service.d/",
+        "/usr/lib/systemd/system/service.d/", "/lib/systemd/system/web.service.d/",
+    ):  # fmt: skip
+        assert later in web
+    assert "/etc/systemd/system/a-.service.d/" in config_sources({
+        "/usr/lib/systemd/system/a-b.service": b"[Service]\n"
+    })["a-b.service"]  # fmt: skip
     assert "/etc/getty/" in sources["getty@.service"]
     assert unit_file_name("getty@tty1.service") == "getty@.service"
     assert unit_file_name("web.service") == "web.service"
@@ -136,7 +151,7 @@ def test_hostile_unit_files_are_parsed_without_errors(tmp_path: Path) -> None:
     }
     m = Manifest.read(str(write_tree(tmp_path / "img", tree)), use_cache=False)
     sources = config_sources(m.read_files([p for p in m.entries if is_unit_file(p)]))
-    assert sources["quote.service"] == (
+    assert sources["quote.service"][:4] == (
         "/etc/systemd/system/quote.service", "/etc/quote/", "/etc/default/quote",
         "/etc/sysconfig/quote",
     )  # fmt: skip

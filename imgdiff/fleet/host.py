@@ -144,7 +144,7 @@ def plan_host(ctx: FleetContext, path: str) -> HostVerdict:
 def judge(ctx: FleetContext, snap: Snapshot, report: Any, root: str) -> Verdict:
     """`plan_update`'s saved-snapshot path, on the shared context."""
     from imgdiff.impact import assess
-    from imgdiff.pipeline import report_drift, saved_notes
+    from imgdiff.pipeline import added_unit_config, report_drift, saved_notes
     from imgdiff.plan import decide
 
     policy = ctx.policy
@@ -153,6 +153,7 @@ def judge(ctx: FleetContext, snap: Snapshot, report: Any, root: str) -> Verdict:
         ctx.delta, snap, root=root, configs=ctx.configs, import_graphs=False,
         elf_needed=False, stale=False, untraced=policy.untraced, image=image,
     )  # fmt: skip
+    impact = added_unit_config(impact, ctx.delta, snap, ctx.configs)
     drift = None if policy.allow_drift else report_drift(report, ctx.old_identity)
     running = {p.unit for p in snap.processes if p.unit}
     enabling = {u: link for u, link in ctx.enabling.items() if u not in running}

@@ -3,9 +3,10 @@
 Unit files are read from the image (never from the host's systemd), with systemd's
 precedence (`/etc` over `/run` over `/usr/lib`, `/lib` as its usr-merged twin) and
 drop-ins (`NAME.d/*.conf`). `After=`, `Requires=`, `Requisite=` and `BindsTo=` order a
-unit after the ones it names; `PartOf=`/`BindsTo=` also tie a restart of the named unit
-to this one (`dependencies`, `batches`). Alias links name the unit a cgroup carries
-(`aliases`); `config_sources` lists the files a service's unit files name;
+unit after the ones it names, `Before=` the ones it names after it; `PartOf=`/`BindsTo=`
+also tie a restart of the named unit to this one (`dependencies`, `batches`). Alias
+links name the unit a cgroup carries (`aliases`); `config_sources` lists the files a
+service's unit files name;
 `ImageUnits` gathers an image's unit-directory entries once and says which units it
 defines and enables. Parsing only: nothing is executed, no unit is loaded.
 """
@@ -50,7 +51,7 @@ def parse_unit(text: str, section_name: str = "Unit") -> dict[str, list[str]]:
     """
     out: dict[str, list[str]] = {}
     for key, value in _directives(text, section_name):
-        if key in (*_ORDER_KEYS, "PartOf"):
+        if key in (*_ORDER_KEYS, "PartOf", "Before"):
             if not value.strip():
                 out[key] = [""]
             else:
@@ -136,6 +137,8 @@ def dependencies(
         for other in parsed.get("PartOf", []) + parsed.get("BindsTo", []):
             # restarting `other` restarts this unit too: it comes after `other`
             mine.add(alias.get(other, other))
+        for later in parsed.get("Before", []):  # `Before=x` here is `After=` this in x
+            deps.setdefault(alias.get(later, later), set()).add(alias.get(unit, unit))
     return deps
 
 
@@ -158,7 +161,23 @@ def config_sources(files: Mapping[str, bytes]) -> dict[str, tuple[str, ...]]:
         name = unit.rpartition(".")[0].partition("@")[0]
         if unit.endswith(".service") and name:
             paths += [f"/etc/{name}/", f"/etc/default/{name}", f"/etc/sysconfig/{name}"]
+        paths += _unit_config_paths(unit)
         out[unit] = tuple(dict.fromkeys(paths))
+    return out
+
+
+def _unit_config_paths(unit: str) -> list[str]:
+    """Where a file added later changes `unit`'s configuration: its unit file in every
+    unit directory (an /etc copy overrides the vendor's) and its drop-in directories:
+    `UNIT.d/`, the dash-prefix ones (`foo-.service.d/` for `foo-bar.service`) and the
+    unit type's (`service.d/`)."""
+    stem, _, suffix = unit.rpartition(".")
+    parts = stem.split("-")
+    prefixes = [f"{'-'.join(parts[:i])}-.{suffix}" for i in range(1, len(parts))]
+    out = []
+    for d in UNIT_DIRS:
+        out.append(f"{d}/{unit}")
+        out += [f"{d}/{name}.d/" for name in (unit, *prefixes, suffix)]
     return out
 
 
