@@ -202,7 +202,8 @@ def assess(
     spell = _speller(paths)
     changed = _changed(delta)
     configs = configs or ConfigSources()
-    tree = _Tree(changed)
+    # what a unit or command line names is read at the next start: an added one counts
+    tree = _Tree({c.path: c for c in delta.changes})
     want = os.path.realpath(root) if root != "/" else "/"
     live = _LiveReader(
         changed, procfs, import_graphs, elf_needed, stale, untraced == "strict", spell

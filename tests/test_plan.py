@@ -1003,3 +1003,18 @@ def test_env_file_named_through_the_lib_link_restarts_its_unit(tmp_path: Path) -
         verdict = box.plan()
         assert verdict.verdict == "restart"
         assert ("/usr/lib/app/env", "config") in _evidence(verdict)
+
+
+def test_env_file_new_adds_restarts_the_unit_that_names_it(host: Host) -> None:
+    """EnvironmentFile=-/etc/app.env is optional: NEW adding it changes the next start."""
+    (host.old / "etc/systemd/system").mkdir(parents=True)
+    (host.old / "etc/systemd/system" / host.unit).write_text(
+        "[Service]\nEnvironmentFile=-/etc/app.env\nExecStart=/usr/bin/sleep 600\n"
+    )
+    shutil.copytree(host.old / "etc", host.new / "etc", dirs_exist_ok=True)
+    (host.new / "etc/app.env").write_text("OPTS=-x\n")
+    verdict = host.plan()
+    assert verdict.verdict == "restart"
+    assert [(e.path, e.via, e.status) for e in verdict.steps[0].reasons] == [
+        ("/etc/app.env", "config", "added")
+    ]
