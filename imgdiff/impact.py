@@ -14,13 +14,14 @@ from __future__ import annotations
 import bisect
 import os
 import posixpath
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import attrs
 
 from imgdiff.cmdline import path_arguments
 from imgdiff.errors import AccessDenied, ImgdiffError, NoSuchProcess
+from imgdiff.fs.imagepaths import ImagePaths
 from imgdiff.fs.rootfs import RootFS
 from imgdiff.loaders.elf import (
     ElfClosure,
@@ -40,6 +41,17 @@ PYTHON_KINDS = frozenset({Kind.PYTHON_SOURCE, Kind.PYTHON_BYTECODE, Kind.PYTHON_
 
 if TYPE_CHECKING:
     from imgdiff.loaders.python.finder import ImportGraph
+
+Spell = Callable[[str], tuple[str, ...]]
+"""A path as a process or unit names it -> the paths whose change changes what it names."""
+
+
+def _as_named(path: str) -> tuple[str, ...]:
+    return (path,)
+
+
+def _speller(paths: ImagePaths | None) -> Spell:
+    return paths.spellings if paths is not None else _as_named
 
 
 @attrs.frozen
@@ -83,11 +95,10 @@ class ConfigSources:
             out += [(p, f"named by {unit}") for p in self.units.get(unit, ())]
         if proc.exe is not None:
             out += self.packages.get(proc.exe, ())
-        # exact files only: an argument like "/" or "/etc/" is no evidence of reading all
+        # exact files only: an argument like "/" or "/etc/" is no evidence of reading all;
+        # the program as named, too: through a symlink NEW moves it is another program
         out += [
-            (a, "on its command line")
-            for a in path_arguments(proc.cmdline[1:])
-            if not a.endswith("/")
+            (a, "on its command line") for a in path_arguments(proc.cmdline) if not a.endswith("/")
         ]
         return out
 
@@ -132,10 +143,26 @@ class _Tree:
         return found
 
 
-def _config_evidence(proc: Process, configs: ConfigSources, tree: _Tree) -> list[Evidence]:
+def _config_evidence(
+    proc: Process, configs: ConfigSources, tree: _Tree, spell: Spell
+) -> list[Evidence]:
     out = []
     for named, detail in configs.named(proc):
-        out += [_of(tree.changed[path], Via.CONFIG, detail) for path in tree.matches(named)]
+        for name in spell(named):
+            out += [_of(tree.changed[path], Via.CONFIG, detail) for path in tree.matches(name)]
+    return out
+
+
+def _needed(closure: ElfClosure, changed: Mapping[str, Change], spell: Spell) -> dict[str, str]:
+    """{changed path: loading chain} of a closure's dependencies. Each is joined with the
+    delta as it resolves in the images: on a usr-merged root the loader's
+    /lib/x86_64-linux-gnu/libc.so.6 is the link /usr/lib/x86_64-linux-gnu/libc.so.6 and
+    the file it leads to, a change to either is one to the library."""
+    out: dict[str, str] = {}
+    for path in sorted(closure.dependency_paths()):
+        for name in spell(path):
+            if name in changed and name not in out:
+                out[name] = _needed_chain(closure, path)
     return out
 
 
@@ -151,6 +178,7 @@ def assess(
     stale: bool = True,
     untraced: Literal["graph", "strict"] = "graph",
     image: ImageEvidence | None = None,
+    paths: ImagePaths | None = None,
 ) -> Impact:
     """Join a delta with the processes of a live snapshot whose root is `root`.
 
@@ -166,12 +194,20 @@ def assess(
     `image` (for a saved snapshot, with `import_graphs` and `elf_needed` off) reads import
     graphs and ELF closures from the OLD image's files instead; a process whose evidence
     it could not compute is listed as uninspected, never taken as clean.
+
+    `paths` (OLD's and NEW's entries) resolves the paths closures and configuration name
+    through the images' symlinks before they are joined with the delta; without it they
+    are joined as spelled.
     """
+    spell = _speller(paths)
     changed = _changed(delta)
     configs = configs or ConfigSources()
-    tree = _Tree(changed)
+    # what a unit or command line names is read at the next start: an added one counts
+    tree = _Tree({c.path: c for c in delta.changes})
     want = os.path.realpath(root) if root != "/" else "/"
-    live = _LiveReader(changed, procfs, import_graphs, elf_needed, stale, untraced == "strict")
+    live = _LiveReader(
+        changed, procfs, import_graphs, elf_needed, stale, untraced == "strict", spell
+    )
     untraced_python: list[int] = []
     affected: list[ProcessImpact] = []
     gaps = list(snapshot.gaps)
@@ -193,7 +229,7 @@ def assess(
                 attrs.evolve(e, detail=detail) if detail else e
                 for e in _evidence([use.path], via, changed)
             ]
-        found += _config_evidence(proc, configs, tree)
+        found += _config_evidence(proc, configs, tree, spell)
         if not stale:  # no /proc to look into: what the snapshot recorded
             for use in proc.files:
                 if (r := recorded_deleted(use)) is not None:
@@ -215,7 +251,7 @@ def assess(
                 )
             )  # fmt: skip
     if want == "/" and elf_needed and not init_seen:
-        guessed = _init_evidence(changed, "/")
+        guessed = _init_evidence(changed, "/", spell)
         if guessed is not None:
             affected.append(guessed)
     elif want == "/" and image is not None and not init_seen:
@@ -275,17 +311,19 @@ def _changed(delta: Delta) -> dict[str, Change]:
     return {c.path: c for c in delta.changes if c.status is not Status.ADDED}
 
 
-def _init_evidence(changed: dict[str, Change], root: str) -> ProcessImpact | None:
+def _init_evidence(
+    changed: dict[str, Change], root: str, spell: Spell = _as_named
+) -> ProcessImpact | None:
     with RootFS(root) as fs:
         if not fs.is_file(INIT_PROGRAM):
             return None
         closure = elf_closure(fs, INIT_PROGRAM, load_loader_config(fs))
     real = dict(closure.real_paths).get(INIT_PROGRAM, INIT_PROGRAM)
     detail = f"PID 1 not readable: assumed from {INIT_PROGRAM}"
-    found = _evidence(dict.fromkeys([INIT_PROGRAM, real]), Via.EXE, changed)
+    found = _evidence(dict.fromkeys([*spell(INIT_PROGRAM), real]), Via.EXE, changed)
     found += [
-        attrs.evolve(e, detail=_needed_chain(closure, e.path))
-        for e in _evidence(sorted(closure.dependency_paths()), Via.ELF_NEEDED, changed)
+        _of(changed[path], Via.ELF_NEEDED, chain)
+        for path, chain in _needed(closure, changed, spell).items()
     ]
     if not found:
         return None
@@ -351,8 +389,9 @@ class _LiveReader:
         elf_needed: bool,
         stale: bool,
         untraced_strict: bool,
+        spell: Spell = _as_named,
     ) -> None:
-        self.changed = changed
+        self.changed, self.spell = changed, spell
         self.import_graphs, self.elf_needed, self.stale = import_graphs, elf_needed, stale
         self.python_changes = (
             sorted(p for p, c in changed.items() if c.kind in PYTHON_KINDS)
@@ -384,11 +423,7 @@ class _LiveReader:
             ckey = ((proc.root, proc.mnt_ns), proc.exe)
             if ckey not in self.closures:
                 closure = self.inspector.closure(proc, fs)
-                self.closures[ckey] = {
-                    path: _needed_chain(closure, path)
-                    for path in closure.dependency_paths()
-                    if path in self.changed
-                }
+                self.closures[ckey] = _needed(closure, self.changed, self.spell)
             out += [
                 _of(self.changed[path], Via.ELF_NEEDED, detail)
                 for path, detail in self.closures[ckey].items()
@@ -416,8 +451,10 @@ class ImageEvidence:
         *,
         untraced_strict: bool = False,
         why_not: str = "OLD is not a directory",
+        paths: ImagePaths | None = None,
     ) -> None:
         self.changed = _changed(delta)
+        self.paths = paths  # closures joined through the images' symlinks (not shared)
         self.root = image
         self.identity = _image_identity(image) if image is not None else why_not
         self.why_not = why_not
@@ -494,11 +531,10 @@ class ImageEvidence:
                 inspector.closures[ckey] = elf_closure(
                     fs, exe, inspector.loaders[space], cache=inspector.facts
                 )
-            closure = inspector.closures[ckey]
+            needed = _needed(inspector.closures[ckey], self.changed, _speller(self.paths))
             return tuple(
-                _of(self.changed[path], Via.ELF_NEEDED, _needed_chain(closure, path))
-                for path in sorted(closure.dependency_paths())
-                if path in self.changed
+                _of(self.changed[path], Via.ELF_NEEDED, chain)
+                for path, chain in sorted(needed.items())
             )
         _, _, program, argv, cwd = key
         assert isinstance(program, str)
@@ -517,7 +553,9 @@ class ImageEvidence:
         """PID 1 as OLD's files say it would be (`init_evidence` inside OLD), for a
         snapshot of a host's root that could not read it; computed once."""
         if self._init is False:
-            self._init = _init_evidence(self.changed, self.root) if self.root else None
+            self._init = (
+                _init_evidence(self.changed, self.root, _speller(self.paths)) if self.root else None
+            )
         return self._init if isinstance(self._init, ProcessImpact) else None
 
     def shareable(self) -> ImageEvidence:
@@ -525,7 +563,7 @@ class ImageEvidence:
         self.init_impact()  # computed here, where OLD is
         copy = ImageEvidence.__new__(ImageEvidence)
         copy.__dict__.update(self.__dict__)
-        copy.root, copy._fs, copy._inspector = None, None, None
+        copy.root, copy._fs, copy._inspector, copy.paths = None, None, None, None
         copy.shared = self.root is not None
         copy.known = dict(self.known)
         return copy

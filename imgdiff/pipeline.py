@@ -22,6 +22,7 @@ from imgdiff._progress import ReadCounts
 from imgdiff.archive.format import as_manifest, is_delta
 from imgdiff.delta import classifier, compare
 from imgdiff.errors import Unsupported
+from imgdiff.fs.imagepaths import ImagePaths
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import ImageWarning
 from imgdiff.results import (
@@ -313,11 +314,12 @@ def plan_update(
         clock.lap("snapshot")
         policy = policy or Policy()
         # a saved snapshot's programs are read from OLD's files, the ones the host runs
-        from_image = None if live else old_evidence(om, delta, policy)
+        paths = ImagePaths(om.entries, nm.entries)
+        from_image = None if live else old_evidence(om, delta, policy, paths)
         with contextlib.closing(from_image) if from_image else contextlib.nullcontext():
             impact = assess(
                 delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live,
-                stale=live, untraced=policy.untraced,
+                stale=live, untraced=policy.untraced, paths=paths,
                 image=from_image.redacting() if from_image and report and report.redacted
                 else from_image,
             )  # fmt: skip
@@ -356,7 +358,9 @@ def plan_update(
         return Plan(verdict, delta, impact, drift, clock.seconds)
 
 
-def old_evidence(om: Manifest, delta: Delta, policy: Policy) -> ImageEvidence:
+def old_evidence(
+    om: Manifest, delta: Delta, policy: Policy, paths: ImagePaths | None = None
+) -> ImageEvidence:
     """Where a saved snapshot's import graphs and ELF closures come from: OLD's own files
     when OLD was read as a directory just now, else nowhere (its processes are unknown)."""
     from imgdiff.impact import ImageEvidence
@@ -367,6 +371,7 @@ def old_evidence(om: Manifest, delta: Delta, policy: Policy) -> ImageEvidence:
         om.info.path if tree else None,
         untraced_strict=policy.untraced == "strict",
         why_not=f"OLD ({om.info.format}) is not a directory: its programs' files were not read",
+        paths=paths,
     )
 
 

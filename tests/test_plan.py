@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -9,7 +10,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -963,3 +964,136 @@ def test_identical_images_say_so_not_that_all_zero_changes_are_documentation(
     assert result.verdict.verdict == "no-action"
     assert result.verdict.reason_codes[0] == "no-changes"
     assert result.verdict.reasons[0] == "OLD and NEW hold the same files: nothing changes"
+
+
+class Merged:
+    """A usr-merged OLD (/lib, /bin and /lib64 are links into /usr) whose unit `unit`
+    runs `argv` chrooted; NEW is a copy the test changes before `plan`."""
+
+    def __init__(self, old: Path, new: Path, unit: str, change: Callable[[Path], None]) -> None:
+        self.old, self.new, self.unit, self.change = old, new, unit, change
+
+    def plan(self) -> Verdict:
+        shutil.rmtree(self.new, ignore_errors=True)
+        shutil.copytree(self.old, self.new, symlinks=True)
+        self.change(self.new)
+        return plan_update(
+            str(self.old), str(self.new), root=str(self.old), use_cache=False
+        ).verdict
+
+
+@contextlib.contextmanager
+def usr_merged(
+    tmp_path: Path,
+    setup: Callable[[Path, str], None],
+    argv: list[str],
+    change: Callable[[Path], None],
+) -> Iterator[Merged]:
+    """OLD built as Debian 12 lays it out (libc.so.6 a link to its versioned file),
+    `setup(OLD, UNIT)` run on it, `argv` started in it in the unit UNIT."""
+    with scratch_dir("/srv") as old, processes() as procs, unit_cgroup() as (unit, cg):
+        lib = old / "usr/lib/x86_64-linux-gnu"
+        lib.mkdir(parents=True)
+        (old / "usr/bin").mkdir()
+        (old / "usr/lib64").mkdir()
+        shutil.copy2("/bin/sleep", old / "usr/bin/sleep")
+        shutil.copy2(os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6"), lib / "libc-2.36.so")
+        (lib / "libc.so.6").symlink_to("libc-2.36.so")
+        shutil.copy2(os.path.realpath("/lib64/ld-linux-x86-64.so.2"), old / "usr/lib64")
+        for top in ("bin", "lib", "lib64"):
+            (old / top).symlink_to(f"usr/{top}")
+        setup(old, unit)
+        proc = procs.start(["chroot", str(old), *argv], ready=False)
+        exe = os.path.realpath(f"{old}/{argv[0]}")
+        for _ in range(500):  # exec'd, and the loader has mapped libc
+            if (
+                os.readlink(f"/proc/{proc.pid}/exe") == exe
+                and "libc-" in Path(f"/proc/{proc.pid}/maps").read_text()
+            ):
+                break
+            time.sleep(0.01)
+        join_cgroup(cg, proc.pid)
+        yield Merged(old, tmp_path / "new", unit, change)
+
+
+def _unit(root: Path, unit: str, text: str) -> None:
+    units = root / "usr/lib/systemd/system"
+    units.mkdir(parents=True, exist_ok=True)
+    (units / unit).write_text(f"[Service]\n{text}")
+
+
+def _evidence(verdict: Verdict) -> set[tuple[str, str]]:
+    return {(e.path, e.via) for s in verdict.steps for e in s.reasons}
+
+
+def test_library_link_new_repoints_on_a_usr_merged_root_restarts_its_user(
+    tmp_path: Path,
+) -> None:
+    """The loader finds /lib/x86_64-linux-gnu/libc.so.6 through /lib -> usr/lib; NEW
+    points the link /usr/lib/x86_64-linux-gnu/libc.so.6 at another file."""
+
+    def repoint(new: Path) -> None:
+        lib = new / "usr/lib/x86_64-linux-gnu"
+        (lib / "libc-2.37.so").write_bytes((lib / "libc-2.36.so").read_bytes() + b"\0")
+        (lib / "libc.so.6").unlink()
+        (lib / "libc.so.6").symlink_to("libc-2.37.so")
+
+    with usr_merged(tmp_path, lambda old, unit: None, ["/bin/sleep", "600"], repoint) as box:
+        verdict = box.plan()
+        assert verdict.verdict == "restart"
+        assert [s.unit for s in verdict.steps] == [box.unit]
+        assert ("/usr/lib/x86_64-linux-gnu/libc.so.6", "elf-needed") in _evidence(verdict)
+
+
+def test_program_named_through_a_link_new_repoints_restarts_its_unit(tmp_path: Path) -> None:
+    """The unit runs /opt/app/current/bin/app, current -> releases/v1; NEW points current
+    at releases/v2: a restart would run another program."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "opt/app/releases/v1/bin").mkdir(parents=True)
+        shutil.copy2("/bin/sleep", old / "opt/app/releases/v1/bin/app")
+        (old / "opt/app/current").symlink_to("releases/v1")
+
+    def release(new: Path) -> None:
+        shutil.copytree(new / "opt/app/releases/v1", new / "opt/app/releases/v2")
+        with open(new / "opt/app/releases/v2/bin/app", "ab") as f:
+            f.write(b"\0")
+        (new / "opt/app/current").unlink()
+        (new / "opt/app/current").symlink_to("releases/v2")
+
+    with usr_merged(tmp_path, setup, ["/opt/app/current/bin/app", "600"], release) as box:
+        verdict = box.plan()
+        assert verdict.verdict == "restart"
+        assert ("/opt/app/current", "config") in _evidence(verdict)
+
+
+def test_env_file_named_through_the_lib_link_restarts_its_unit(tmp_path: Path) -> None:
+    """EnvironmentFile=/lib/app/env is /usr/lib/app/env on a usr-merged root."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "usr/lib/app").mkdir()
+        (old / "usr/lib/app/env").write_text("A=1\n")
+        _unit(old, unit, "EnvironmentFile=/lib/app/env\nExecStart=/bin/sleep 600\n")
+
+    def change(new: Path) -> None:
+        (new / "usr/lib/app/env").write_text("A=2\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], change) as box:
+        verdict = box.plan()
+        assert verdict.verdict == "restart"
+        assert ("/usr/lib/app/env", "config") in _evidence(verdict)
+
+
+def test_env_file_new_adds_restarts_the_unit_that_names_it(host: Host) -> None:
+    """EnvironmentFile=-/etc/app.env is optional: NEW adding it changes the next start."""
+    (host.old / "etc/systemd/system").mkdir(parents=True)
+    (host.old / "etc/systemd/system" / host.unit).write_text(
+        "[Service]\nEnvironmentFile=-/etc/app.env\nExecStart=/usr/bin/sleep 600\n"
+    )
+    shutil.copytree(host.old / "etc", host.new / "etc", dirs_exist_ok=True)
+    (host.new / "etc/app.env").write_text("OPTS=-x\n")
+    verdict = host.plan()
+    assert verdict.verdict == "restart"
+    assert [(e.path, e.via, e.status) for e in verdict.steps[0].reasons] == [
+        ("/etc/app.env", "config", "added")
+    ]
