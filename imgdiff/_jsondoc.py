@@ -5,6 +5,7 @@ They raise `TypeError` or `ValueError` naming the key; callers turn that into `B
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Collection
 from typing import Any
 
@@ -35,3 +36,15 @@ def check_types(doc: Any, types: Types, what: str, required: Collection[str] = (
     for key in required:
         if key not in doc:
             raise ValueError(f"{what} key {key!r} is missing")
+
+
+def check_root(path: str, what: str) -> None:
+    """`path` must be absolute and normalised, as `/proc/PID/root` reads: a relative one
+    would be read against the reader's working directory, not the host's."""
+    if (
+        not path.startswith("/")
+        or path.startswith("//")  # POSIX leaves "//" implementation-defined
+        or posixpath.normpath(path) != path
+        or "\0" in path
+    ):
+        raise ValueError(f"{what} {path!r} is not an absolute, normalised path")

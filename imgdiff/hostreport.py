@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from imgdiff._jsondoc import Types, as_list, check_types
+from imgdiff._jsondoc import Types, as_list, check_root, check_types
 from imgdiff.errors import BadInput
 from imgdiff.runtime import _procfs
 from imgdiff.runtime.snapshot import SCHEMA as SNAPSHOT_SCHEMA
@@ -103,7 +103,9 @@ class HostReport:
         exclude_self: bool = False,
     ) -> HostReport:
         """A report of the processes of `root` now, and of the tree against `against` (an
-        image or saved manifest) when given; `redact` drops command-line arguments."""
+        image or saved manifest) when given; `redact` drops command-line arguments. The
+        report's root is `root` as its processes' roots read (absolute, symlinks resolved)."""
+        root = _procfs.resolve_root(root)
         snap = Snapshot.capture(root, spool=spool, exclude_self=exclude_self, compare_deleted=True)
         if redact:
             snap = redacted(snap)
@@ -226,6 +228,7 @@ def from_json(doc: Any, name: str) -> HostReport:
         check_types(doc, _REPORT_TYPES, "report", required=tuple(_REPORT_TYPES))
         if doc["schema"] != SCHEMA:
             raise ValueError(f"schema is {doc['schema']!r}, not {SCHEMA}")
+        check_root(doc["root"], "report key 'root'")
         host = doc["host"]
         check_types(host, _HOST_TYPES, "host", required=("hostname", "boot_id"))
         sources = host.get("sources", {})

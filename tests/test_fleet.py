@@ -154,12 +154,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(old, new, reports, app, idle)
 
 
-def _hostile(where: Path) -> list[Path]:
-    bad = [where / "x-notjson.json", where / "x-types.json", where / "x-huge.json"]
+def _hostile(where: Path, base: Path) -> list[Path]:
+    bad = [where / n for n in ("x-notjson.json", "x-types.json", "x-huge.json", "x-relroot.json")]
     bad[0].write_bytes(b"\x00not json at all")
     bad[1].write_text(json.dumps({"schema": "imgdiff.report/1", "host": [], "root": 7}))
     with open(bad[2], "wb") as fh:
         fh.truncate(MAX_REPORT_BYTES + 1)
+    # a relative root: read against the planner's working directory, it matched nothing
+    _variant(json.loads(base.read_text()), bad[3], "rel1", lambda d: d.update(root="srv/x"))
     return bad
 
 
@@ -172,7 +174,7 @@ def _host_part(doc: dict[str, Any]) -> dict[str, Any]:
 def test_every_host_gets_exactly_the_single_host_plan(
     world: World, cluster: Cluster, tmp_path: Path
 ) -> None:
-    bad = _hostile(tmp_path)
+    bad = _hostile(tmp_path, world.reports / "h00.json")
     good = sorted(world.reports.glob("*.json"))
     with distributed.Client(cluster.address) as client:
         fv = imgdiff.fleet.plan(
@@ -207,12 +209,14 @@ def test_every_host_gets_exactly_the_single_host_plan(
         "x-types.json": f"{bad[1]}: malformed host report: report key 'host' has a list",
         "x-huge.json": f"{bad[2]}: too large for a report: {MAX_REPORT_BYTES + 1} bytes "
         f"(at most {MAX_REPORT_BYTES})",
+        "x-relroot.json": f"{bad[3]}: malformed host report: report key 'root' 'srv/x' is not "
+        "an absolute, normalised path",
     }
-    assert all(h["verdict"] is None and h["wave"] is None for h in doc["hosts"][-3:])
+    assert all(h["verdict"] is None and h["wave"] is None for h in doc["hosts"][-4:])
     # summary
     s = doc["summary"]
-    assert s["hosts"] == 11
-    assert s["verdicts"] == {"no-action": 1, "restart": 5, "reboot": 1, "reimage": 1, "error": 3}
+    assert s["hosts"] == 12
+    assert s["verdicts"] == {"no-action": 1, "restart": 5, "reboot": 1, "reimage": 1, "error": 4}
     assert s["units"] == {world.app: 4}  # h00..h03 restart it; the redacted host has no step
     assert s["drifted"] == [str(world.reports / "h06.json")]
     assert s["top_reasons"][0]["code"] == "saved-snapshot"

@@ -3,6 +3,7 @@ statement (drift, missed updates, redaction), and hostile report files refused."
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -63,6 +64,34 @@ def fleetling(tmp_path: Path) -> Iterator[Fleetling]:
 
 def _doc(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+class Served:
+    """A real report of a chroot running python3.11 (tree against itself: it matches)."""
+
+    def __init__(self, live: Path, report: Path) -> None:
+        self.live, self.report = live, report
+        self.doc: dict[str, Any] = _doc(report)
+
+    def edited(self, where: Path, change: Any) -> Path:
+        """A copy of the report with `change(doc)` applied."""
+        doc = copy.deepcopy(self.doc)
+        change(doc)
+        where.write_text(json.dumps(doc))
+        return where
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp("served")
+    with scratch_dir("/srv") as live, processes() as procs:
+        python_root(live)
+        proc = procs.start(["chroot", str(live), PYTHON, "-c", SERVICE])
+        _wait_for_exe(proc.pid, f"{live}{PYTHON}")
+        report = tmp / "host.json"
+        assert main(["report", "--root", str(live), "--against", str(live),
+                     "-o", str(report), "-q"]) == 0  # fmt: skip
+        yield Served(live, report)
 
 
 def test_report_states_identity_drift_and_missed_updates_written_0600(
@@ -203,3 +232,42 @@ def test_a_zstd_bomb_is_refused_at_the_bound(tmp_path: Path) -> None:
     broken.write_bytes(bomb.read_bytes()[:64])
     with pytest.raises(BadInput):
         load_host(str(broken))
+
+
+def test_a_report_is_written_with_its_root_absolute(
+    served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report --root` relative to the working directory: the report says the root its
+    processes' roots read (absolute), not a path only that directory gives meaning to."""
+    monkeypatch.chdir(served.live.parent)
+    out = tmp_path / "rel.json"
+    assert main(["report", "--root", served.live.name, "-o", str(out), "-q"]) == 0
+    doc = _doc(out)
+    assert doc["root"] == str(served.live)
+    assert {p["root"] for p in doc["snapshot"]["processes"]} == {str(served.live)}
+
+
+@pytest.mark.parametrize("root", ["srv/x", "", "/srv/x/", "/srv/./x", "/srv/../x", "//srv", "/a\0"])
+def test_a_root_that_is_not_absolute_and_normalised_is_bad_input(
+    served: Served, tmp_path: Path, root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Read against the planner's working directory, a relative root matched none of the
+    host's processes: no-action for a host that must restart."""
+
+    def report_root(doc: dict[str, Any]) -> None:
+        doc["root"] = root
+
+    def process_root(doc: dict[str, Any]) -> None:
+        doc["snapshot"]["processes"][0]["root"] = root
+
+    for name, change, key in (
+        ("r.json", report_root, "report key 'root'"),
+        ("p.json", process_root, "key 'root'"),
+    ):
+        bad = served.edited(tmp_path / name, change)
+        with pytest.raises(BadInput, match=f"^{bad}: malformed .*{key} .* is not an absolute"):
+            load_host(str(bad))
+    argv = ["plan", str(served.live), str(served.live), "--snapshot", str(tmp_path / "r.json")]
+    assert main(argv) == 3
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"imgdiff: {tmp_path / 'r.json'}: malformed host report: report key")

@@ -21,6 +21,7 @@ import attrs
 
 from imgdiff import _parallel, _repr
 from imgdiff._jsondoc import as_list as _list
+from imgdiff._jsondoc import check_root
 from imgdiff._jsondoc import check_types as _check_types
 from imgdiff.errors import AccessDenied, BadInput, NoSuchProcess
 from imgdiff.runtime import _procfs
@@ -472,7 +473,9 @@ class Snapshot:
                 if not all(isinstance(a, str) for a in cmdline):
                     raise ValueError("cmdline holds a non-string")
                 fields = {k: v for k, v in p.items() if k not in ("files", "cmdline")}
-                procs.append(Process(**fields, cmdline=tuple(cmdline), files=tuple(files)))
+                proc = Process(**fields, cmdline=tuple(cmdline), files=tuple(files))
+                check_root(proc.root, f"process {proc.pid}: key 'root'")
+                procs.append(proc)
             gaps = []
             for g in _list(doc.get("gaps", []), "gaps"):
                 _check_types(g, {"pid": int, "reason": str}, "gap")
