@@ -21,6 +21,7 @@ import attrs
 
 from imgdiff._jsondoc import Types, as_list, check_root, check_types
 from imgdiff.errors import BadInput
+from imgdiff.fs.inputs import open_regular_file
 from imgdiff.runtime import _procfs
 from imgdiff.runtime.snapshot import SCHEMA as SNAPSHOT_SCHEMA
 from imgdiff.runtime.snapshot import Snapshot
@@ -265,9 +266,11 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 def read_document(path: str, max_bytes: int = MAX_REPORT_BYTES) -> Any:
     """The JSON document in a report or snapshot file (plain, or zstd-compressed),
-    at most `max_bytes` of JSON; too large, unreadable or not JSON: `BadInput`."""
+    at most `max_bytes` of JSON; too large, not a regular file, unreadable or not JSON:
+    `BadInput`."""
     try:
-        with open(path, "rb") as fh:
+        # a FIFO or device among the reports: refused unopened (opening one may block)
+        with open(open_regular_file(path), "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size > max_bytes:
                 raise BadInput(path, f"too large for a report: {size} bytes (at most {max_bytes})")

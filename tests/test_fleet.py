@@ -27,7 +27,7 @@ from imgdiff.hostreport import MAX_REPORT_BYTES  # noqa: E402
 from imgdiff.pipeline import plan_update  # noqa: E402
 from imgdiff.report.json import verdict_doc  # noqa: E402
 
-from .procs import join_cgroup, processes, scratch_dir, unit_cgroup  # noqa: E402
+from .procs import fifo, join_cgroup, processes, scratch_dir, unit_cgroup  # noqa: E402
 from .pyroot import PYTHON, SERVICE, python_root  # noqa: E402
 from .test_runtime import _wait_for_exe  # noqa: E402
 
@@ -162,7 +162,7 @@ def _hostile(where: Path, base: Path) -> list[Path]:
         fh.truncate(MAX_REPORT_BYTES + 1)
     # a relative root: read against the planner's working directory, it matched nothing
     _variant(json.loads(base.read_text()), bad[3], "rel1", lambda d: d.update(root="srv/x"))
-    return bad
+    return [*bad, where / "x-fifo.json"]  # a FIFO: opened, it waits for a writer forever
 
 
 def _host_part(doc: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +176,7 @@ def test_every_host_gets_exactly_the_single_host_plan(
 ) -> None:
     bad = _hostile(tmp_path, world.reports / "h00.json")
     good = sorted(world.reports.glob("*.json"))
-    with distributed.Client(cluster.address) as client:
+    with distributed.Client(cluster.address) as client, fifo(bad[-1]):
         fv = imgdiff.fleet.plan(
             str(world.old), str(world.new), [str(world.reports), *map(str, bad)],
             client=client, use_cache=False,
@@ -211,12 +211,13 @@ def test_every_host_gets_exactly_the_single_host_plan(
         f"(at most {MAX_REPORT_BYTES})",
         "x-relroot.json": f"{bad[3]}: malformed host report: report key 'root' 'srv/x' is not "
         "an absolute, normalised path",
+        "x-fifo.json": f"{bad[4]}: not readable: not a regular file",
     }
-    assert all(h["verdict"] is None and h["wave"] is None for h in doc["hosts"][-4:])
+    assert all(h["verdict"] is None and h["wave"] is None for h in doc["hosts"][-5:])
     # summary
     s = doc["summary"]
-    assert s["hosts"] == 12
-    assert s["verdicts"] == {"no-action": 1, "restart": 5, "reboot": 1, "reimage": 1, "error": 4}
+    assert s["hosts"] == 13
+    assert s["verdicts"] == {"no-action": 1, "restart": 5, "reboot": 1, "reimage": 1, "error": 5}
     assert s["units"] == {world.app: 4}  # h00..h03 restart it; the redacted host has no step
     assert s["drifted"] == [str(world.reports / "h06.json")]
     assert s["top_reasons"][0]["code"] == "saved-snapshot"

@@ -20,7 +20,7 @@ from imgdiff.hostreport import MAX_REPORT_BYTES, HostReport, load_host
 from imgdiff.pipeline import plan_update
 
 from .debs import build_deb, dpkg
-from .procs import processes, scratch_dir
+from .procs import fifo, processes, scratch_dir
 from .pyroot import PYTHON, SERVICE, python_root
 from .test_runtime import _wait_for_exe
 
@@ -205,6 +205,18 @@ def test_a_huge_report_is_refused_unread(
     assert main(argv) == 3
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"imgdiff: {huge}: too large for a report")
+
+
+def test_a_fifo_is_refused_unopened(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Opening a FIFO for reading waits for a writer: plan --snapshot hung forever."""
+    (tmp_path / "a").mkdir()
+    with fifo(tmp_path / "h.json", after=5) as pipe:
+        with pytest.raises(BadInput, match="not readable: not a regular file"):
+            load_host(str(pipe))
+        argv = ["plan", str(tmp_path / "a"), str(tmp_path / "a"), "--snapshot", str(pipe)]
+        assert main(argv) == 3
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == f"imgdiff: {pipe}: not readable: not a regular file"
 
 
 def test_a_compressed_report_reads_as_the_plain_one(fleetling: Fleetling, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from imgdiff._jsondoc import as_list as _list
 from imgdiff._jsondoc import check_root
 from imgdiff._jsondoc import check_types as _check_types
 from imgdiff.errors import AccessDenied, BadInput, NoSuchProcess
+from imgdiff.fs.inputs import open_regular_file
 from imgdiff.runtime import _procfs
 from imgdiff.runtime._procfs import ProcDir, sees_our_mounts
 from imgdiff.systemd.cgroup import place
@@ -448,7 +449,7 @@ class Snapshot:
         """Read a snapshot written by `save` (or `imgdiff snapshot --json`)."""
         name = os.fspath(path)
         try:
-            with open(path, encoding="ascii") as fh:
+            with open(open_regular_file(name), encoding="ascii") as fh:  # never a FIFO
                 doc = json.load(fh)
         except (OSError, ValueError) as exc:
             raise BadInput(name, f"not a readable snapshot: {exc}") from None
