@@ -224,6 +224,44 @@ def test_every_host_gets_exactly_the_single_host_plan(
     assert s["top_reasons"][0]["hosts"] == 8
 
 
+def test_a_plain_snapshot_of_this_boot_has_this_root_checked_as_plan_does(
+    world: World, cluster: Cluster, tmp_path: Path
+) -> None:
+    """`plan --root / --snapshot` walks / for a snapshot of this very boot (docs/fleet.md):
+    the fleet did not, and said its root could not be checked ("another machine or
+    boot"). Of another boot, neither checks."""
+    here = tmp_path / "here.json"
+    assert main(["snapshot", "-o", str(here)]) == 0
+    other = tmp_path / "other.json"
+    doc = json.loads(here.read_text())
+    doc["boot_id"] = "00000000-0000-0000-0000-000000000000"
+    other.write_text(json.dumps(doc))
+    with distributed.Client(cluster.address) as client:
+        fv = imgdiff.fleet.plan(
+            str(world.old), str(world.new), [str(here), str(other)], client=client,
+            use_cache=False,
+        )  # fmt: skip
+    hosts = fv.to_json()["hosts"]
+    for path, host in zip((here, other), hosts, strict=True):
+        single = plan_update(str(world.old), str(world.new), snapshot=str(path), use_cache=False)
+        expected = verdict_doc(single.verdict)
+        del expected["schema"]
+        # / is live: how many of its paths differ changes from one walk to the next
+        for d in (expected, host):
+            d["reasons"] = [
+                str(r)
+                for r, c in zip(d.pop("reasons"), d["reason_codes"], strict=True)
+                if c != "drift"
+            ]
+        assert _host_part(host) == expected, path.name
+    # / is not the little python root OLD is: it drifted; the other boot is not checked
+    assert hosts[0]["verdict"] == "reimage"
+    assert "drift-hint" in hosts[0]["reason_codes"]
+    assert "drift-not-checked" not in hosts[0]["reason_codes"]
+    assert hosts[1]["reason_codes"][-1] == "drift-not-checked"
+    assert "drift" in fv.timings
+
+
 def test_waves_cover_every_class_with_canaries_then_respect_max_unavailable(
     world: World, cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
