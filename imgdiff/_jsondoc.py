@@ -6,7 +6,7 @@ They raise `TypeError` or `ValueError` naming the key; callers turn that into `B
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 Types = dict[str, type | tuple[type, ...]]
@@ -19,9 +19,16 @@ def as_list(value: Any, what: str) -> list[Any]:
     return value
 
 
-def check_types(doc: Any, types: Types, what: str, required: Collection[str] = ()) -> None:
+def check_types(
+    doc: Any,
+    types: Types,
+    what: str,
+    required: Collection[str] = (),
+    minimums: Mapping[str, int] | None = None,
+) -> None:
     """Every key known and of its JSON type (a bool is not an int here); every one of
-    `required` present."""
+    `required` present; an integer no less than its `minimums` entry (the schema's
+    "minimum": a pid of -1 would reach the verdict's steps)."""
     if not isinstance(doc, dict):
         raise TypeError(f"a {what} is not an object")
     for key, value in doc.items():
@@ -36,6 +43,10 @@ def check_types(doc: Any, types: Types, what: str, required: Collection[str] = (
     for key in required:
         if key not in doc:
             raise ValueError(f"{what} key {key!r} is missing")
+    for key, low in (minimums or {}).items():
+        value = doc.get(key)
+        if isinstance(value, int) and value < low:
+            raise ValueError(f"{what} key {key!r} is {value}, less than {low}")
 
 
 def check_root(path: str, what: str) -> None:

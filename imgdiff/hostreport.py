@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -216,6 +217,9 @@ _REPORT_TYPES: Types = {
 }  # fmt: skip
 
 
+_IDENTITY = re.compile(r"blake3:[0-9a-f]{64}")  # a manifest's identity
+
+
 def _strings(value: Any, what: str) -> tuple[str, ...]:
     items = as_list(value, what)
     if not all(isinstance(v, str) for v in items):
@@ -244,7 +248,9 @@ def from_json(doc: Any, name: str) -> HostReport:
         tree = None
         if doc["tree"] is not None:
             t = doc["tree"]
-            check_types(t, _TREE_TYPES, "tree", required=tuple(_TREE_TYPES))
+            check_types(t, _TREE_TYPES, "tree", tuple(_TREE_TYPES), {"differs_total": 0})
+            if not _IDENTITY.fullmatch(t["identity"]):
+                raise ValueError(f"tree key 'identity' {t['identity']!r} is not blake3:<hex>")
             tree = TreeState(
                 t["against"],
                 t["identity"],

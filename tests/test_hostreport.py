@@ -283,3 +283,48 @@ def test_a_root_that_is_not_absolute_and_normalised_is_bad_input(
     assert main(argv) == 3
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"imgdiff: {tmp_path / 'r.json'}: malformed host report: report key")
+
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+Where = tuple[str | int, ...]
+
+
+def _bounds(schema: dict[str, Any], node: dict[str, Any], at: Where = ()) -> Iterator[Any]:
+    """(where in a document, the schema's "minimum" or "pattern" there) for every bound
+    the schema sets on a value, arrays entered at their first item."""
+    if "$ref" in node:
+        node = schema["$defs"][node["$ref"].removeprefix("#/$defs/")]
+    for bound in ("minimum", "pattern"):
+        if bound in node:
+            yield at, bound, node[bound]
+    for key, sub in node.get("properties", {}).items():
+        yield from _bounds(schema, sub, (*at, key))
+    if isinstance(node.get("items"), dict):
+        yield from _bounds(schema, node["items"], (*at, 0))
+
+
+@pytest.mark.parametrize("name", ["report", "snapshot"])
+def test_every_bound_of_the_schema_is_checked_when_read(
+    served: Served, tmp_path: Path, name: str
+) -> None:
+    """A value the schema's "minimum" or "pattern" refuses is bad input naming the file
+    and the key (a pid of -1 was accepted, and the verdict then broke its own schema)."""
+    import jsonschema
+
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    base = served.doc if name == "report" else served.doc["snapshot"]
+    validator = jsonschema.Draft202012Validator(schema)
+    assert not list(validator.iter_errors(base))
+    bounds = list(_bounds(schema, schema))
+    assert len(bounds) >= 9  # clock_ticks, pid, ppid, start_time, uid, root, dev, ino, size
+    for at, bound, value in bounds:
+        doc = copy.deepcopy(base)
+        parent = doc
+        for step in at[:-1]:
+            parent = parent[step]
+        parent[at[-1]] = value - 1 if bound == "minimum" else "x"
+        assert list(validator.iter_errors(doc)), at  # the schema refuses it
+        bad = tmp_path / f"{'-'.join(map(str, at))}.json"
+        bad.write_text(json.dumps(doc))
+        with pytest.raises(BadInput, match=f"^{bad}: malformed .*key '{at[-1]}'"):
+            load_host(str(bad))
