@@ -5,7 +5,8 @@ They raise `TypeError` or `ValueError` naming the key; callers turn that into `B
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import posixpath
+from collections.abc import Collection, Mapping
 from typing import Any
 
 Types = dict[str, type | tuple[type, ...]]
@@ -18,9 +19,16 @@ def as_list(value: Any, what: str) -> list[Any]:
     return value
 
 
-def check_types(doc: Any, types: Types, what: str, required: Collection[str] = ()) -> None:
+def check_types(
+    doc: Any,
+    types: Types,
+    what: str,
+    required: Collection[str] = (),
+    minimums: Mapping[str, int] | None = None,
+) -> None:
     """Every key known and of its JSON type (a bool is not an int here); every one of
-    `required` present."""
+    `required` present; an integer no less than its `minimums` entry (the schema's
+    "minimum": a pid of -1 would reach the verdict's steps)."""
     if not isinstance(doc, dict):
         raise TypeError(f"a {what} is not an object")
     for key, value in doc.items():
@@ -35,3 +43,19 @@ def check_types(doc: Any, types: Types, what: str, required: Collection[str] = (
     for key in required:
         if key not in doc:
             raise ValueError(f"{what} key {key!r} is missing")
+    for key, low in (minimums or {}).items():
+        value = doc.get(key)
+        if isinstance(value, int) and value < low:
+            raise ValueError(f"{what} key {key!r} is {value}, less than {low}")
+
+
+def check_root(path: str, what: str) -> None:
+    """`path` must be absolute and normalised, as `/proc/PID/root` reads: a relative one
+    would be read against the reader's working directory, not the host's."""
+    if (
+        not path.startswith("/")
+        or path.startswith("//")  # POSIX leaves "//" implementation-defined
+        or posixpath.normpath(path) != path
+        or "\0" in path
+    ):
+        raise ValueError(f"{what} {path!r} is not an absolute, normalised path")

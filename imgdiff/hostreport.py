@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
-from imgdiff._jsondoc import Types, as_list, check_types
+from imgdiff._jsondoc import Types, as_list, check_root, check_types
 from imgdiff.errors import BadInput
+from imgdiff.fs.inputs import open_regular_file
 from imgdiff.runtime import _procfs
 from imgdiff.runtime.snapshot import SCHEMA as SNAPSHOT_SCHEMA
 from imgdiff.runtime.snapshot import Snapshot
@@ -103,7 +105,9 @@ class HostReport:
         exclude_self: bool = False,
     ) -> HostReport:
         """A report of the processes of `root` now, and of the tree against `against` (an
-        image or saved manifest) when given; `redact` drops command-line arguments."""
+        image or saved manifest) when given; `redact` drops command-line arguments. The
+        report's root is `root` as its processes' roots read (absolute, symlinks resolved)."""
+        root = _procfs.resolve_root(root)
         snap = Snapshot.capture(root, spool=spool, exclude_self=exclude_self, compare_deleted=True)
         if redact:
             snap = redacted(snap)
@@ -213,6 +217,9 @@ _REPORT_TYPES: Types = {
 }  # fmt: skip
 
 
+_IDENTITY = re.compile(r"blake3:[0-9a-f]{64}")  # a manifest's identity
+
+
 def _strings(value: Any, what: str) -> tuple[str, ...]:
     items = as_list(value, what)
     if not all(isinstance(v, str) for v in items):
@@ -226,6 +233,7 @@ def from_json(doc: Any, name: str) -> HostReport:
         check_types(doc, _REPORT_TYPES, "report", required=tuple(_REPORT_TYPES))
         if doc["schema"] != SCHEMA:
             raise ValueError(f"schema is {doc['schema']!r}, not {SCHEMA}")
+        check_root(doc["root"], "report key 'root'")
         host = doc["host"]
         check_types(host, _HOST_TYPES, "host", required=("hostname", "boot_id"))
         sources = host.get("sources", {})
@@ -240,7 +248,9 @@ def from_json(doc: Any, name: str) -> HostReport:
         tree = None
         if doc["tree"] is not None:
             t = doc["tree"]
-            check_types(t, _TREE_TYPES, "tree", required=tuple(_TREE_TYPES))
+            check_types(t, _TREE_TYPES, "tree", tuple(_TREE_TYPES), {"differs_total": 0})
+            if not _IDENTITY.fullmatch(t["identity"]):
+                raise ValueError(f"tree key 'identity' {t['identity']!r} is not blake3:<hex>")
             tree = TreeState(
                 t["against"],
                 t["identity"],
@@ -262,9 +272,11 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 def read_document(path: str, max_bytes: int = MAX_REPORT_BYTES) -> Any:
     """The JSON document in a report or snapshot file (plain, or zstd-compressed),
-    at most `max_bytes` of JSON; too large, unreadable or not JSON: `BadInput`."""
+    at most `max_bytes` of JSON; too large, not a regular file, unreadable or not JSON:
+    `BadInput`."""
     try:
-        with open(path, "rb") as fh:
+        # a FIFO or device among the reports: refused unopened (opening one may block)
+        with open(open_regular_file(path), "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size > max_bytes:
                 raise BadInput(path, f"too large for a report: {size} bytes (at most {max_bytes})")

@@ -34,6 +34,7 @@ from imgdiff.results import (
     ProcessImpact,
     Reason,
     ReasonCode,
+    Verdict,
 )
 
 if TYPE_CHECKING:
@@ -341,21 +342,29 @@ def plan_update(
         clock.lap("drift")
         running = {p.unit for p in snap.processes if p.unit}
         enabling = {u: link for u, link in enabling.items() if u not in running}
-        verdict = decide(delta, impact, policy, drift, unit_deps, removed_units, enabling)
-        if root == "/" and ReasonCode.DRIFT in verdict.reason_codes:
-            hint = Reason(
-                "OLD was compared with this host's own root (/): if OLD is live in a chroot "
-                "or container, pass --root PATH; to patch a drifted root anyway, set "
-                "allow_drift = true in the policy",
-                ReasonCode.DRIFT_HINT,
-            )
-            verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, hint))
+        verdict = hint_drift(
+            decide(delta, impact, policy, drift, unit_deps, removed_units, enabling), root
+        )
         clock.lap("verdict")
         if not live:
             assert from_image is not None
             notes = saved_notes(from_image, report, here, drift, policy)
             verdict = attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))
         return Plan(verdict, delta, impact, drift, clock.seconds)
+
+
+def hint_drift(verdict: Verdict, root: str) -> Verdict:
+    """The verdict, with a hint when the root that drifted is "/" (perhaps not the one
+    meant)."""
+    if root != "/" or ReasonCode.DRIFT not in verdict.reason_codes:
+        return verdict
+    hint = Reason(
+        "OLD was compared with this host's own root (/): if OLD is live in a chroot "
+        "or container, pass --root PATH; to patch a drifted root anyway, set "
+        "allow_drift = true in the policy",
+        ReasonCode.DRIFT_HINT,
+    )
+    return attrs.evolve(verdict, reasons=(*verdict.reasons, hint))
 
 
 def old_evidence(

@@ -123,3 +123,28 @@ def build_chroot(root: Path, programs: Sequence[str]) -> None:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if not dest.exists():
                 shutil.copy2(os.path.realpath(src), dest)
+
+
+@contextmanager
+def fifo(path: Path, after: float = 30.0) -> Iterator[Path]:
+    """A FIFO at `path`. A reader that opened it (the bug a test looks for) is sent EOF
+    every second from `after` seconds on, so the test fails instead of hanging."""
+    import threading
+
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def unblock() -> None:
+        if done.wait(after):
+            return
+        while not done.wait(1.0):
+            with contextlib.suppress(OSError):  # ENXIO: no reader waits
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+    thread = threading.Thread(target=unblock, daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        done.set()
+        thread.join()

@@ -27,7 +27,7 @@ from imgdiff.hostreport import MAX_REPORT_BYTES  # noqa: E402
 from imgdiff.pipeline import plan_update  # noqa: E402
 from imgdiff.report.json import verdict_doc  # noqa: E402
 
-from .procs import join_cgroup, processes, scratch_dir, unit_cgroup  # noqa: E402
+from .procs import fifo, join_cgroup, processes, scratch_dir, unit_cgroup  # noqa: E402
 from .pyroot import PYTHON, SERVICE, python_root  # noqa: E402
 from .test_runtime import _wait_for_exe  # noqa: E402
 
@@ -154,13 +154,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(old, new, reports, app, idle)
 
 
-def _hostile(where: Path) -> list[Path]:
-    bad = [where / "x-notjson.json", where / "x-types.json", where / "x-huge.json"]
+def _hostile(where: Path, base: Path) -> list[Path]:
+    bad = [where / n for n in ("x-notjson.json", "x-types.json", "x-huge.json", "x-relroot.json")]
     bad[0].write_bytes(b"\x00not json at all")
     bad[1].write_text(json.dumps({"schema": "imgdiff.report/1", "host": [], "root": 7}))
     with open(bad[2], "wb") as fh:
         fh.truncate(MAX_REPORT_BYTES + 1)
-    return bad
+    # a relative root: read against the planner's working directory, it matched nothing
+    _variant(json.loads(base.read_text()), bad[3], "rel1", lambda d: d.update(root="srv/x"))
+    return [*bad, where / "x-fifo.json"]  # a FIFO: opened, it waits for a writer forever
 
 
 def _host_part(doc: dict[str, Any]) -> dict[str, Any]:
@@ -172,9 +174,9 @@ def _host_part(doc: dict[str, Any]) -> dict[str, Any]:
 def test_every_host_gets_exactly_the_single_host_plan(
     world: World, cluster: Cluster, tmp_path: Path
 ) -> None:
-    bad = _hostile(tmp_path)
+    bad = _hostile(tmp_path, world.reports / "h00.json")
     good = sorted(world.reports.glob("*.json"))
-    with distributed.Client(cluster.address) as client:
+    with distributed.Client(cluster.address) as client, fifo(bad[-1]):
         fv = imgdiff.fleet.plan(
             str(world.old), str(world.new), [str(world.reports), *map(str, bad)],
             client=client, use_cache=False,
@@ -207,16 +209,57 @@ def test_every_host_gets_exactly_the_single_host_plan(
         "x-types.json": f"{bad[1]}: malformed host report: report key 'host' has a list",
         "x-huge.json": f"{bad[2]}: too large for a report: {MAX_REPORT_BYTES + 1} bytes "
         f"(at most {MAX_REPORT_BYTES})",
+        "x-relroot.json": f"{bad[3]}: malformed host report: report key 'root' 'srv/x' is not "
+        "an absolute, normalised path",
+        "x-fifo.json": f"{bad[4]}: not readable: not a regular file",
     }
-    assert all(h["verdict"] is None and h["wave"] is None for h in doc["hosts"][-3:])
+    assert all(h["verdict"] is None and h["wave"] is None for h in doc["hosts"][-5:])
     # summary
     s = doc["summary"]
-    assert s["hosts"] == 11
-    assert s["verdicts"] == {"no-action": 1, "restart": 5, "reboot": 1, "reimage": 1, "error": 3}
+    assert s["hosts"] == 13
+    assert s["verdicts"] == {"no-action": 1, "restart": 5, "reboot": 1, "reimage": 1, "error": 5}
     assert s["units"] == {world.app: 4}  # h00..h03 restart it; the redacted host has no step
     assert s["drifted"] == [str(world.reports / "h06.json")]
     assert s["top_reasons"][0]["code"] == "saved-snapshot"
     assert s["top_reasons"][0]["hosts"] == 8
+
+
+def test_a_plain_snapshot_of_this_boot_has_this_root_checked_as_plan_does(
+    world: World, cluster: Cluster, tmp_path: Path
+) -> None:
+    """`plan --root / --snapshot` walks / for a snapshot of this very boot (docs/fleet.md):
+    the fleet did not, and said its root could not be checked ("another machine or
+    boot"). Of another boot, neither checks."""
+    here = tmp_path / "here.json"
+    assert main(["snapshot", "-o", str(here)]) == 0
+    other = tmp_path / "other.json"
+    doc = json.loads(here.read_text())
+    doc["boot_id"] = "00000000-0000-0000-0000-000000000000"
+    other.write_text(json.dumps(doc))
+    with distributed.Client(cluster.address) as client:
+        fv = imgdiff.fleet.plan(
+            str(world.old), str(world.new), [str(here), str(other)], client=client,
+            use_cache=False,
+        )  # fmt: skip
+    hosts = fv.to_json()["hosts"]
+    for path, host in zip((here, other), hosts, strict=True):
+        single = plan_update(str(world.old), str(world.new), snapshot=str(path), use_cache=False)
+        expected = verdict_doc(single.verdict)
+        del expected["schema"]
+        # / is live: how many of its paths differ changes from one walk to the next
+        for d in (expected, host):
+            d["reasons"] = [
+                str(r)
+                for r, c in zip(d.pop("reasons"), d["reason_codes"], strict=True)
+                if c != "drift"
+            ]
+        assert _host_part(host) == expected, path.name
+    # / is not the little python root OLD is: it drifted; the other boot is not checked
+    assert hosts[0]["verdict"] == "reimage"
+    assert "drift-hint" in hosts[0]["reason_codes"]
+    assert "drift-not-checked" not in hosts[0]["reason_codes"]
+    assert hosts[1]["reason_codes"][-1] == "drift-not-checked"
+    assert "drift" in fv.timings
 
 
 def test_waves_cover_every_class_with_canaries_then_respect_max_unavailable(
@@ -234,9 +277,13 @@ def test_waves_cover_every_class_with_canaries_then_respect_max_unavailable(
 
     tight, reimage = waves('max_unavailable = "10%"\n')
     # one canary per (verdict, units) class: restart of the app, no-action, reboot, and
-    # restart with no unit (the redacted host's uninspected process)
-    assert tight[0] == ("canary", [socket.gethostname(), "idle1", "init1", "redact1"])
-    assert tight[1:] == [
+    # restart with no unit (the redacted host's uninspected process); the reboot takes
+    # the app down too, so the app's restart canary waits for the next wave
+    assert tight[:2] == [
+        ("canary", ["idle1", "init1", "redact1"]),
+        ("canary", [socket.gethostname()]),
+    ]
+    assert tight[2:] == [
         ("restart", ["app1"]),
         ("restart", ["app2"]),
         ("restart", ["app3"]),

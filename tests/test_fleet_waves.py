@@ -38,6 +38,36 @@ def test_canaries_then_batches_bounded_per_unit() -> None:
     assert restart == [["w1", "d1"], ["w2", "w3"], ["w4", "w5"], ["w6", "w7"]]
 
 
+def test_canaries_are_under_the_same_bound_as_later_waves() -> None:
+    """Three hosts run each of web and tls: one at a time may restart either. One canary
+    per class put A, B and C together: web and tls each restarted on two hosts at once."""
+    hosts = [
+        _host("A", "restart", ("tls.service", "web.service")),
+        _host("B", "restart", ("web.service",)),
+        _host("C", "restart", ("tls.service",)),
+        _host("D", "restart", ("tls.service", "web.service")),
+    ]
+    assert _names(hosts, RolloutPolicy()) == [
+        ("canary", ["A"]),
+        ("canary", ["B", "C"]),
+        ("restart", ["D"]),
+    ]
+    # a reboot takes down every unit its host runs, and is one of the hosts that may
+    # reboot at once (a tenth of 12: one); a host that needs nothing takes nothing down
+    hosts = [_host("r0", "reboot", runs=("web.service",))]
+    hosts += [_host("r1", "reboot", runs=("db.service",))]
+    hosts += [_host(f"w{n}", "restart", ("web.service",)) for n in range(4)]
+    hosts += [_host(f"i{n}", "no-action", runs=("db.service",)) for n in range(6)]
+    assert _names(hosts, RolloutPolicy(canaries=2)) == [
+        ("canary", ["r0", "i0", "i1"]),
+        ("canary", ["r1", "w0"]),
+        ("canary", ["w1"]),
+        ("no-action", ["i2", "i3", "i4", "i5"]),
+        ("restart", ["w2"]),
+        ("restart", ["w3"]),
+    ]
+
+
 def test_reboots_in_waves_of_their_own_and_reimage_apart() -> None:
     hosts = [_host(f"r{n}", "reboot", runs=(f"u{n % 2}.service",)) for n in range(6)]
     hosts += [_host("gone", "reimage", ("u0.service",))]

@@ -3,6 +3,7 @@ statement (drift, missed updates, redaction), and hostile report files refused."
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from imgdiff.hostreport import MAX_REPORT_BYTES, HostReport, load_host
 from imgdiff.pipeline import plan_update
 
 from .debs import build_deb, dpkg
-from .procs import processes, scratch_dir
+from .procs import fifo, processes, scratch_dir
 from .pyroot import PYTHON, SERVICE, python_root
 from .test_runtime import _wait_for_exe
 
@@ -63,6 +64,34 @@ def fleetling(tmp_path: Path) -> Iterator[Fleetling]:
 
 def _doc(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+class Served:
+    """A real report of a chroot running python3.11 (tree against itself: it matches)."""
+
+    def __init__(self, live: Path, report: Path) -> None:
+        self.live, self.report = live, report
+        self.doc: dict[str, Any] = _doc(report)
+
+    def edited(self, where: Path, change: Any) -> Path:
+        """A copy of the report with `change(doc)` applied."""
+        doc = copy.deepcopy(self.doc)
+        change(doc)
+        where.write_text(json.dumps(doc))
+        return where
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp("served")
+    with scratch_dir("/srv") as live, processes() as procs:
+        python_root(live)
+        proc = procs.start(["chroot", str(live), PYTHON, "-c", SERVICE])
+        _wait_for_exe(proc.pid, f"{live}{PYTHON}")
+        report = tmp / "host.json"
+        assert main(["report", "--root", str(live), "--against", str(live),
+                     "-o", str(report), "-q"]) == 0  # fmt: skip
+        yield Served(live, report)
 
 
 def test_report_states_identity_drift_and_missed_updates_written_0600(
@@ -178,6 +207,18 @@ def test_a_huge_report_is_refused_unread(
     assert line.startswith(f"imgdiff: {huge}: too large for a report")
 
 
+def test_a_fifo_is_refused_unopened(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Opening a FIFO for reading waits for a writer: plan --snapshot hung forever."""
+    (tmp_path / "a").mkdir()
+    with fifo(tmp_path / "h.json", after=5) as pipe:
+        with pytest.raises(BadInput, match="not readable: not a regular file"):
+            load_host(str(pipe))
+        argv = ["plan", str(tmp_path / "a"), str(tmp_path / "a"), "--snapshot", str(pipe)]
+        assert main(argv) == 3
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == f"imgdiff: {pipe}: not readable: not a regular file"
+
+
 def test_a_compressed_report_reads_as_the_plain_one(fleetling: Fleetling, tmp_path: Path) -> None:
     plain, packed = tmp_path / "h.json", tmp_path / "h.json.zst"
     report = HostReport.capture(str(fleetling.live), str(fleetling.old), use_cache=False)
@@ -203,3 +244,87 @@ def test_a_zstd_bomb_is_refused_at_the_bound(tmp_path: Path) -> None:
     broken.write_bytes(bomb.read_bytes()[:64])
     with pytest.raises(BadInput):
         load_host(str(broken))
+
+
+def test_a_report_is_written_with_its_root_absolute(
+    served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report --root` relative to the working directory: the report says the root its
+    processes' roots read (absolute), not a path only that directory gives meaning to."""
+    monkeypatch.chdir(served.live.parent)
+    out = tmp_path / "rel.json"
+    assert main(["report", "--root", served.live.name, "-o", str(out), "-q"]) == 0
+    doc = _doc(out)
+    assert doc["root"] == str(served.live)
+    assert {p["root"] for p in doc["snapshot"]["processes"]} == {str(served.live)}
+
+
+@pytest.mark.parametrize("root", ["srv/x", "", "/srv/x/", "/srv/./x", "/srv/../x", "//srv", "/a\0"])
+def test_a_root_that_is_not_absolute_and_normalised_is_bad_input(
+    served: Served, tmp_path: Path, root: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Read against the planner's working directory, a relative root matched none of the
+    host's processes: no-action for a host that must restart."""
+
+    def report_root(doc: dict[str, Any]) -> None:
+        doc["root"] = root
+
+    def process_root(doc: dict[str, Any]) -> None:
+        doc["snapshot"]["processes"][0]["root"] = root
+
+    for name, change, key in (
+        ("r.json", report_root, "report key 'root'"),
+        ("p.json", process_root, "key 'root'"),
+    ):
+        bad = served.edited(tmp_path / name, change)
+        with pytest.raises(BadInput, match=f"^{bad}: malformed .*{key} .* is not an absolute"):
+            load_host(str(bad))
+    argv = ["plan", str(served.live), str(served.live), "--snapshot", str(tmp_path / "r.json")]
+    assert main(argv) == 3
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"imgdiff: {tmp_path / 'r.json'}: malformed host report: report key")
+
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+Where = tuple[str | int, ...]
+
+
+def _bounds(schema: dict[str, Any], node: dict[str, Any], at: Where = ()) -> Iterator[Any]:
+    """(where in a document, the schema's "minimum" or "pattern" there) for every bound
+    the schema sets on a value, arrays entered at their first item."""
+    if "$ref" in node:
+        node = schema["$defs"][node["$ref"].removeprefix("#/$defs/")]
+    for bound in ("minimum", "pattern"):
+        if bound in node:
+            yield at, bound, node[bound]
+    for key, sub in node.get("properties", {}).items():
+        yield from _bounds(schema, sub, (*at, key))
+    if isinstance(node.get("items"), dict):
+        yield from _bounds(schema, node["items"], (*at, 0))
+
+
+@pytest.mark.parametrize("name", ["report", "snapshot"])
+def test_every_bound_of_the_schema_is_checked_when_read(
+    served: Served, tmp_path: Path, name: str
+) -> None:
+    """A value the schema's "minimum" or "pattern" refuses is bad input naming the file
+    and the key (a pid of -1 was accepted, and the verdict then broke its own schema)."""
+    import jsonschema
+
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    base = served.doc if name == "report" else served.doc["snapshot"]
+    validator = jsonschema.Draft202012Validator(schema)
+    assert not list(validator.iter_errors(base))
+    bounds = list(_bounds(schema, schema))
+    assert len(bounds) >= 9  # clock_ticks, pid, ppid, start_time, uid, root, dev, ino, size
+    for at, bound, value in bounds:
+        doc = copy.deepcopy(base)
+        parent = doc
+        for step in at[:-1]:
+            parent = parent[step]
+        parent[at[-1]] = value - 1 if bound == "minimum" else "x"
+        assert list(validator.iter_errors(doc)), at  # the schema refuses it
+        bad = tmp_path / f"{'-'.join(map(str, at))}.json"
+        bad.write_text(json.dumps(doc))
+        with pytest.raises(BadInput, match=f"^{bad}: malformed .*key '{at[-1]}'"):
+            load_host(str(bad))

@@ -35,7 +35,8 @@ class FleetVerdict:
     waves: tuple[Wave, ...]
     rollout: RolloutPolicy = attrs.field(factory=RolloutPolicy)
     # seconds: "images" (OLD and NEW read once), "programs" (their graphs and closures),
-    # "hosts" (every host planned on the cluster)
+    # "drift" (this machine's root, for a plain snapshot of its boot), "hosts" (every
+    # host planned on the cluster)
     timings: dict[str, float] = attrs.field(factory=dict)
 
     def wave_of(self) -> dict[int, int]:
@@ -173,10 +174,10 @@ def plan(
     # the cluster first: an unreachable scheduler is said before the images are read
     with contextlib.nullcontext(client) if client is not None else engine.connect(scheduler) as c:
         t0 = time.perf_counter()
-        ctx, image = prepare(old, new, policy, use_cache=use_cache)
+        ctx, image, check_here = prepare(old, new, policy, use_cache=use_cache)
         timings = {"images": time.perf_counter() - t0}
         try:
-            hosts = engine.run(ctx, image, paths, c, progress, timings)
+            hosts = engine.run(ctx, image, paths, c, progress, timings, check_here)
         finally:
             image.close()
     return FleetVerdict(tuple(hosts), summary(hosts), waves(hosts, rollout), rollout, timings)

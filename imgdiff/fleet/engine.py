@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import attrs
+
 from imgdiff.errors import BadInput, Unsupported
 from imgdiff.fleet.host import (
     FleetContext,
@@ -25,6 +27,7 @@ from imgdiff.fleet.host import (
     program_keys,
 )
 from imgdiff.impact import ImageEvidence
+from imgdiff.results import Drift
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a named scheduler
 MAX_CHUNK = 32  # hosts per task at most: the last tasks' imbalance stays small
@@ -105,7 +108,7 @@ def chunks(paths: Sequence[str], workers: int) -> list[list[str]]:
     return [list(paths[i : i + size]) for i in range(0, len(paths), size)]
 
 
-def _keys_task(paths: list[str], image: ImageEvidence) -> set[tuple[object, ...]]:
+def _keys_task(paths: list[str], image: ImageEvidence) -> tuple[set[tuple[object, ...]], set[str]]:
     return program_keys(paths, image)
 
 
@@ -120,9 +123,12 @@ def run(
     client: Any,
     progress: Callable[[int, int], None] | None = None,
     timings: dict[str, float] | None = None,
+    check_here: Callable[[], Drift] | None = None,
 ) -> list[HostVerdict]:
     """Every host's verdict, in the order of `paths`; `timings` is given the seconds of
-    each phase ("programs": finding and computing them, "hosts": planning the hosts)."""
+    each phase ("programs": finding and computing them, "drift": this machine's root
+    checked by `check_here`, when a plain snapshot of its boot is among the reports,
+    "hosts": planning the hosts)."""
     import time
 
     t0 = time.perf_counter()
@@ -133,10 +139,18 @@ def run(
         return []
     # 1. which programs the hosts run: computed once from OLD, here, for all of them
     probe = client.scatter(image.shareable(), broadcast=True)
-    for keys in client.gather(client.map(_keys_task, parts, image=probe, pure=False)):
+    boots: set[str] = set()
+    for keys, seen in client.gather(client.map(_keys_task, parts, image=probe, pure=False)):
+        boots |= seen
         for key in keys:
             image.compute(key)
     t1 = time.perf_counter()
+    # a plain snapshot of this boot has this machine's root checked, as `plan` does
+    if ctx.boot_id in boots and check_here is not None and not ctx.policy.allow_drift:
+        ctx = attrs.evolve(ctx, drift_here=check_here())
+        if timings is not None:
+            timings["drift"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
     # 2. the context, with what was computed, sent to each worker once
     shared = client.scatter(context_with(ctx, image), broadcast=True)
     futures = client.map(_plan_task, parts, ctx=shared, pure=False)

@@ -10,7 +10,7 @@ context to workers and calls `plan_host` there.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -18,7 +18,7 @@ import attrs
 from imgdiff.errors import BadInput, ImgdiffError
 from imgdiff.impact import ConfigSources, ImageEvidence
 from imgdiff.plan import Policy
-from imgdiff.results import Delta, Verdict
+from imgdiff.results import Delta, Drift, Verdict
 from imgdiff.runtime.snapshot import Process, Snapshot
 
 
@@ -34,6 +34,10 @@ class FleetContext:
     policy: Policy
     old_identity: str  # OLD's manifest identity: a report's tree state is against it or not
     image: ImageEvidence  # graphs and closures from OLD (a shareable copy on workers)
+    # the planning machine's boot: a plain snapshot of it has "/" checked here, as `plan`
+    # does, once for all of them (`drift_here`, set when some host needs it)
+    boot_id: str = ""
+    drift_here: Drift | None = None
 
 
 @attrs.frozen
@@ -52,11 +56,15 @@ class HostVerdict:
 
 def prepare(
     old: str, new: str, policy: Policy | None = None, *, use_cache: bool = True
-) -> tuple[FleetContext, ImageEvidence]:
-    """Read OLD and NEW once: the context, and the image evidence still open on OLD
-    (fill it with `program_keys`' keys, then ship `context_with(...)`)."""
+) -> tuple[FleetContext, ImageEvidence, Callable[[], Drift]]:
+    """Read OLD and NEW once: the context, the image evidence still open on OLD (fill it
+    with `program_keys`' keys, then ship `context_with(...)`), and the check of this
+    machine's root against them (for `drift_here`, when a plain snapshot of this boot
+    is among the reports)."""
+    from imgdiff.drift import check_drift
     from imgdiff.packages.view import PackageView
     from imgdiff.pipeline import _read, old_evidence, plan_capture, read_units
+    from imgdiff.runtime._procfs import boot_id
 
     policy = policy or Policy()
     om, nm, delta = _read(old, new, use_cache=use_cache, progress=None, capture=plan_capture())
@@ -66,9 +74,15 @@ def prepare(
     image = old_evidence(om, delta, policy)
     ctx = FleetContext(
         delta, units.configs, units.dependencies, frozenset(units.removed), units.enabling,
-        policy, om.identity, image,
+        policy, om.identity, image, boot_id(),
     )  # fmt: skip
-    return ctx, image
+
+    def check_here() -> Drift:
+        return check_drift(
+            "/", om, nm, use_cache=use_cache, ignore=policy.drift_ignore, old_view=old_view
+        )
+
+    return ctx, image, check_here
 
 
 def context_with(ctx: FleetContext, image: ImageEvidence) -> FleetContext:
@@ -92,11 +106,16 @@ def _key_process(doc: Any) -> Process | None:
     )  # fmt: skip
 
 
-def program_keys(paths: list[str], image: ImageEvidence) -> set[tuple[object, ...]]:
-    """The evidence keys the processes of these reports need (a quick read: JSON only)."""
+def program_keys(
+    paths: list[str], image: ImageEvidence
+) -> tuple[set[tuple[object, ...]], set[str]]:
+    """The evidence keys the processes of these reports need, and the boot ids of the
+    plain snapshots among them (a quick read: JSON only)."""
     from imgdiff.hostreport import read_document
+    from imgdiff.runtime.snapshot import SCHEMA as SNAPSHOT_SCHEMA
 
     keys: set[tuple[object, ...]] = set()
+    boots: set[str] = set()
     for path in paths:
         try:
             doc = read_document(path)
@@ -104,12 +123,14 @@ def program_keys(paths: list[str], image: ImageEvidence) -> set[tuple[object, ..
             continue  # said when the host is planned
         if isinstance(doc, dict) and isinstance(doc.get("snapshot"), dict):
             doc = doc["snapshot"]
+        elif isinstance(doc, dict) and doc.get("schema") == SNAPSHOT_SCHEMA:
+            boots.add(str(doc.get("boot_id")))
         procs = doc.get("processes") if isinstance(doc, dict) else None
         for p in procs if isinstance(procs, list) else ():
             proc = _key_process(p)
             if proc is not None:
                 keys.update(image.keys(proc))
-    return keys
+    return keys, boots
 
 
 def plan_host(ctx: FleetContext, path: str) -> HostVerdict:
@@ -144,7 +165,7 @@ def plan_host(ctx: FleetContext, path: str) -> HostVerdict:
 def judge(ctx: FleetContext, snap: Snapshot, report: Any, root: str) -> Verdict:
     """`plan_update`'s saved-snapshot path, on the shared context."""
     from imgdiff.impact import assess
-    from imgdiff.pipeline import added_unit_config, report_drift, saved_notes
+    from imgdiff.pipeline import added_unit_config, hint_drift, report_drift, saved_notes
     from imgdiff.plan import decide
 
     policy = ctx.policy
@@ -154,9 +175,20 @@ def judge(ctx: FleetContext, snap: Snapshot, report: Any, root: str) -> Verdict:
         elf_needed=False, stale=False, untraced=policy.untraced, image=image,
     )  # fmt: skip
     impact = added_unit_config(impact, ctx.delta, snap, ctx.configs)
-    drift = None if policy.allow_drift else report_drift(report, ctx.old_identity)
+    # a plain snapshot of the planning machine's boot: its "/" was checked there
+    here = report is None and snap.boot_id == ctx.boot_id
+    if here and not policy.allow_drift and ctx.drift_here is None:
+        raise RuntimeError("this machine's root was not checked for drift")
+    drift = (
+        None
+        if policy.allow_drift
+        else ctx.drift_here
+        if here
+        else report_drift(report, ctx.old_identity)
+    )
     running = {p.unit for p in snap.processes if p.unit}
     enabling = {u: link for u, link in ctx.enabling.items() if u not in running}
     verdict = decide(ctx.delta, impact, policy, drift, ctx.unit_deps, ctx.removed_units, enabling)
-    notes = saved_notes(ctx.image, report, False, drift, policy)
+    verdict = hint_drift(verdict, root)
+    notes = saved_notes(ctx.image, report, here, drift, policy)
     return attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))

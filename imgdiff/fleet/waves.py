@@ -1,7 +1,8 @@
 """Rollout waves and the fleet summary, from every host's verdict.
 
 This module owns the order in which hosts are updated: canaries first (a few hosts
-covering every distinct (verdict, units) class), then the hosts that need nothing, then
+covering every distinct (verdict, units) class, in as many waves as the bound below
+needs), then the hosts that need nothing, then
 restart batches in which at most `max_unavailable` of the hosts running any one unit
 restart it at once, then reboots in waves of their own under the same bound (a rebooting
 host takes down every unit it runs); hosts to reimage, and hosts whose report could not
@@ -21,6 +22,7 @@ from imgdiff.fleet.host import HostVerdict
 from imgdiff.results import StepAction, VerdictKind
 
 _TOP_REASONS = 10
+_REBOOTING = "(rebooting hosts)"  # not a unit: bounds how many hosts reboot in one wave
 
 
 def _fraction(_: object, attribute: attrs.Attribute[float], value: object) -> None:
@@ -93,8 +95,17 @@ def waves(hosts: Sequence[HostVerdict], rollout: RolloutPolicy) -> tuple[Wave, .
             canaries.append(i)
     chosen = set(canaries)
     out: list[Wave] = []
-    if canaries:
-        out.append(Wave(1, "canary", tuple(canaries)))
+    # canaries are under the bound of the waves after them: what a restart restarts, what
+    # a reboot takes down (every unit, and one of at most `everyone` hosts)
+    canary_limit = limit | {_REBOOTING: everyone}
+
+    def down(i: int) -> tuple[str, ...]:
+        if kind[i] is VerdictKind.REBOOT:
+            return (*hosts[i].running, _REBOOTING)
+        return restarted_units(hosts[i]) if kind[i] is VerdictKind.RESTART else ()
+
+    for batch in _batches(canaries, down, canary_limit, None):
+        out.append(Wave(len(out) + 1, "canary", batch))
     idle = [i for i in ok if kind[i] is VerdictKind.NO_ACTION and i not in chosen]
     if idle:
         out.append(Wave(len(out) + 1, "no-action", tuple(idle)))

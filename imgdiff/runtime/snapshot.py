@@ -21,8 +21,10 @@ import attrs
 
 from imgdiff import _parallel, _repr
 from imgdiff._jsondoc import as_list as _list
+from imgdiff._jsondoc import check_root
 from imgdiff._jsondoc import check_types as _check_types
 from imgdiff.errors import AccessDenied, BadInput, NoSuchProcess
+from imgdiff.fs.inputs import open_regular_file
 from imgdiff.runtime import _procfs
 from imgdiff.runtime._procfs import ProcDir, sees_our_mounts
 from imgdiff.systemd.cgroup import place
@@ -447,7 +449,7 @@ class Snapshot:
         """Read a snapshot written by `save` (or `imgdiff snapshot --json`)."""
         name = os.fspath(path)
         try:
-            with open(path, encoding="ascii") as fh:
+            with open(open_regular_file(name), encoding="ascii") as fh:  # never a FIFO
                 doc = json.load(fh)
         except (OSError, ValueError) as exc:
             raise BadInput(name, f"not a readable snapshot: {exc}") from None
@@ -459,12 +461,13 @@ class Snapshot:
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
             raise BadInput(name, f"not an {SCHEMA} document")
         try:
+            _check_types(doc, _SNAPSHOT_TYPES, "snapshot", _SNAPSHOT_REQUIRED, {"clock_ticks": 1})
             procs = []
             for p in _list(doc["processes"], "processes"):
-                _check_types(p, _PROCESS_TYPES, "process")
+                _check_types(p, _PROCESS_TYPES, "process", minimums=_PROCESS_MINIMUMS)
                 files = []
                 for f in _list(p["files"], "files"):
-                    _check_types(f, _FILE_TYPES, "file")
+                    _check_types(f, _FILE_TYPES, "file", minimums=_FILE_MINIMUMS)
                     files.append(FileUse(**f))
                 if any(f.via not in VIAS for f in files):
                     raise ValueError("unknown via")
@@ -472,7 +475,9 @@ class Snapshot:
                 if not all(isinstance(a, str) for a in cmdline):
                     raise ValueError("cmdline holds a non-string")
                 fields = {k: v for k, v in p.items() if k not in ("files", "cmdline")}
-                procs.append(Process(**fields, cmdline=tuple(cmdline), files=tuple(files)))
+                proc = Process(**fields, cmdline=tuple(cmdline), files=tuple(files))
+                check_root(proc.root, f"process {proc.pid}: key 'root'")
+                procs.append(proc)
             gaps = []
             for g in _list(doc.get("gaps", []), "gaps"):
                 _check_types(g, {"pid": int, "reason": str}, "gap")
@@ -485,13 +490,21 @@ class Snapshot:
                 gaps=tuple(gaps),
                 clock_ticks=int(doc.get("clock_ticks", 100)),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise BadInput(name, f"malformed snapshot: {exc}") from None
 
 
 _OPT_STR = (str, type(None))
 _OPT_INT = (int, type(None))
-# the JSON type of every field a saved snapshot may hold (other keys: bad input)
+# the JSON type of every field a saved snapshot may hold (other keys: bad input), and the
+# least value of the integers docs/schemas/snapshot.schema.json bounds
+_SNAPSHOT_TYPES: dict[str, type | tuple[type, ...]] = {
+    "schema": str, "boot_id": str, "taken_at": (int, float), "host": str, "clock_ticks": int,
+    "processes": list, "gaps": list,
+}  # fmt: skip
+_SNAPSHOT_REQUIRED = ("schema", "boot_id", "taken_at", "host", "processes")
+_PROCESS_MINIMUMS = {"pid": 0, "ppid": 0, "start_time": 0, "uid": 0}
+_FILE_MINIMUMS = {"dev": 0, "ino": 0, "size": 0}
 _PROCESS_TYPES: dict[str, type | tuple[type, ...]] = {
     "pid": int, "ppid": int, "start_time": int, "uid": int, "comm": str, "exe": _OPT_STR,
     "cmdline": list, "cwd": _OPT_STR, "root": str, "unit": _OPT_STR, "container": _OPT_STR,
