@@ -563,7 +563,7 @@ class ImageEvidence:
         self.init_impact()  # computed here, where OLD is
         copy = ImageEvidence.__new__(ImageEvidence)
         copy.__dict__.update(self.__dict__)
-        copy.root, copy._fs, copy._inspector, copy.paths = None, None, None, None
+        copy.root, copy._fs, copy._inspector = None, None, None
         copy.shared = self.root is not None
         copy.known = dict(self.known)
         return copy

@@ -395,3 +395,34 @@ def test_a_well_formed_but_odd_report_is_unknown_not_a_crash(
     assert "not found in the root" in gap  # the NUL ends the path: /app is not in OLD
     assert normal.verdict is not None
     assert [s.unit for s in normal.verdict.steps] == [world.app]
+
+
+def test_a_library_reached_through_usr_merge_links_is_judged_as_plan_judges_it(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The fleet joins what a closure names with the delta through OLD's and NEW's
+    symlinks, as plan does (/lib -> usr/lib, libc.so.6 repointed by NEW)."""
+    from .test_plan import usr_merged
+
+    def repoint(new: Path) -> None:
+        lib = new / "usr/lib/x86_64-linux-gnu"
+        (lib / "libc-2.37.so").write_bytes((lib / "libc-2.36.so").read_bytes() + b"\0")
+        (lib / "libc.so.6").unlink()
+        (lib / "libc.so.6").symlink_to("libc-2.37.so")
+
+    with usr_merged(tmp_path, lambda old, unit: None, ["/bin/sleep", "600"], repoint) as box:
+        box.plan()  # makes NEW
+        snap = tmp_path / "r.json"
+        assert main(["report", "--root", str(box.old), "-o", str(snap)]) == 0
+        single = plan_update(
+            str(box.old), str(box.new), root=str(box.old), snapshot=str(snap), use_cache=False
+        ).verdict
+        with distributed.Client(cluster.address) as client:
+            fv = imgdiff.fleet.plan(
+                str(box.old), str(box.new), [str(snap)], client=client, use_cache=False
+            )
+    (host,) = fv.to_json()["hosts"]
+    expected = verdict_doc(single)
+    del expected["schema"]
+    assert _host_part(host) == expected
+    assert host["verdict"] == "restart"

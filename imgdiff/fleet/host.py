@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from imgdiff.errors import BadInput, ImgdiffError
+from imgdiff.fs.imagepaths import ImagePaths
 from imgdiff.impact import ConfigSources, ImageEvidence
 from imgdiff.plan import Policy
 from imgdiff.results import Delta, Drift, Verdict
@@ -38,6 +39,8 @@ class FleetContext:
     # does, once for all of them (`drift_here`, set when some host needs it)
     boot_id: str = ""
     drift_here: Drift | None = None
+    # what a path names in OLD and NEW, through their symlinks (as plan_update's)
+    paths: ImagePaths | None = None
 
 
 @attrs.frozen
@@ -71,10 +74,11 @@ def prepare(
     # the same reads as plan_update's, in the same order
     old_view = PackageView.read(om) if om.has_databases else None
     units = read_units(om, nm, old_view)
-    image = old_evidence(om, delta, policy)
+    paths = ImagePaths(om.entries, nm.entries)
+    image = old_evidence(om, delta, policy, paths)
     ctx = FleetContext(
         delta, units.configs, units.dependencies, frozenset(units.removed), units.enabling,
-        policy, om.identity, image, boot_id(),
+        policy, om.identity, image, boot_id(), paths=paths,
     )  # fmt: skip
 
     def check_here() -> Drift:
@@ -172,7 +176,7 @@ def judge(ctx: FleetContext, snap: Snapshot, report: Any, root: str) -> Verdict:
     image = ctx.image.redacting() if report is not None and report.redacted else ctx.image
     impact = assess(
         ctx.delta, snap, root=root, configs=ctx.configs, import_graphs=False,
-        elf_needed=False, stale=False, untraced=policy.untraced, image=image,
+        elf_needed=False, stale=False, untraced=policy.untraced, image=image, paths=ctx.paths,
     )  # fmt: skip
     impact = added_unit_config(impact, ctx.delta, snap, ctx.configs)
     # a plain snapshot of the planning machine's boot: its "/" was checked there

@@ -21,7 +21,12 @@ class ImagePaths:
     """Paths resolved inside each of a few images' entries (OLD's, then NEW's)."""
 
     def __init__(self, *images: Mapping[str, Entry]) -> None:
-        self.images = images
+        # only symlinks decide a resolution: a few thousand targets an image, small
+        # enough to ship to the fleet's workers with the rest of the shared context
+        self.images = tuple(
+            {p: e.target for p, e in entries.items() if e.type is EntryType.SYMLINK and e.target}
+            for entries in images
+        )
         self._memo: dict[str, tuple[str, ...]] = {}
 
     def spellings(self, path: str) -> tuple[str, ...]:
@@ -46,15 +51,16 @@ class ImagePaths:
         return result
 
 
-def _resolve(entries: Mapping[str, Entry], path: str) -> tuple[list[str], str]:
-    """The symlinks `path` crosses in `entries` (in order) and the path it resolves to."""
+def _resolve(links: Mapping[str, str], path: str) -> tuple[list[str], str]:
+    """The symlinks `path` crosses among `links` (path -> target; in order) and the path
+    it resolves to."""
     crossed: list[str] = []
 
     def readlink(parent: str, name: str, _last: bool) -> str | None:
-        entry = entries.get(child(parent, name))
-        if entry is None or entry.type is not EntryType.SYMLINK or not entry.target:
-            return None
-        crossed.append(child(parent, name))
-        return entry.target
+        at = child(parent, name)
+        target = links.get(at)
+        if target is not None:
+            crossed.append(at)
+        return target
 
     return crossed, walk(path, readlink)
