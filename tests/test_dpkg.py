@@ -314,3 +314,28 @@ def test_many_folded_lines_are_read_in_linear_time(tmp_path: Path) -> None:
     stanzas = list(dpkg_mod._stanzas(status, []))
     assert time.monotonic() - start < 2
     assert stanzas[0]["description"].count("\n") == 100_000
+
+
+_ODD_NAMES = ("/usr/share/odd/a\x0cb", "/usr/share/odd/c\x1cd", "/usr/share/odd/e\x85f",
+              "/usr/share/odd/g\u2028h", "/usr/share/odd/i\x0bj")  # fmt: skip
+
+
+def test_a_file_name_splitlines_would_split_keeps_its_owner(tmp_path: Path) -> None:
+    """The .list, .md5sums and diversions were split with `str.splitlines`."""
+    root = new_root(tmp_path / "root")
+    files = {name: name.encode() for name in _ODD_NAMES}
+    dpkg(root, "-i", str(build_deb(tmp_path, "odd", "1", files, arch="all")))
+    subprocess.run(
+        ["dpkg-divert", f"--root={root}", "--package", "other", "--rename",
+         "--divert", _ODD_NAMES[1] + ".moved\x0c", "--add", _ODD_NAMES[1]],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    odd = _db(str(root))["odd"]
+    for name in _ODD_NAMES:
+        owner = subprocess.run(
+            ["dpkg", f"--root={root}", "-S", name], check=True, capture_output=True
+        ).stdout
+        assert f"odd: {name}\n".encode() in owner
+    want = {*_ODD_NAMES[:1], _ODD_NAMES[1] + ".moved\x0c", *_ODD_NAMES[2:]}
+    assert want <= set(odd.files)
+    assert want == {p for p, _ in odd.file_digests}

@@ -83,7 +83,11 @@ def _decode_status(data: bytes, warnings: list[ImageWarning]) -> str:
 
 
 def _lines(data: bytes) -> list[str]:
-    return data.decode("utf-8", "surrogateescape").splitlines()
+    """The lines of a `.list`, `.md5sums` or `diversions` file: split at "\\n" only, as
+    dpkg does (`splitlines` also splits at \\x0c, \\x1c, U+0085, U+2028..., which a
+    file name may hold)."""
+    lines = data.decode("utf-8", "surrogateescape").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def _depends(value: str) -> tuple[str, ...]:
