@@ -339,3 +339,28 @@ def test_a_file_name_splitlines_would_split_keeps_its_owner(tmp_path: Path) -> N
     want = {*_ODD_NAMES[:1], _ODD_NAMES[1] + ".moved\x0c", *_ODD_NAMES[2:]}
     assert want <= set(odd.files)
     assert want == {p for p, _ in odd.file_digests}
+
+
+def test_a_conffile_name_with_spaces_keeps_them(tmp_path: Path) -> None:
+    """Conffiles lines were split at whitespace: the name lost all after its first space."""
+    root = new_root(tmp_path / "root")
+    spaced, gone = "/etc/sp/my file.conf", "/etc/sp/old  one.conf"
+    v1 = {spaced: b"1\n", gone: b"old\n", "/etc/sp/plain.conf": b"1\n"}
+    dpkg(root, "-i", str(build_deb(tmp_path, "sp", "1", v1, conffiles=tuple(v1), arch="all")))
+    v2 = {spaced: b"2\n", "/etc/sp/plain.conf": b"2\n"}  # `gone` becomes obsolete
+    dpkg(root, "--force-confnew", "-i",
+         str(build_deb(tmp_path, "sp", "2", v2, conffiles=tuple(v2), arch="all")))  # fmt: skip
+    assert f" {gone} ".encode() in (root / "var/lib/dpkg/status").read_bytes()
+    assert b" obsolete\n" in (root / "var/lib/dpkg/status").read_bytes()
+    new = tmp_path / "new"
+    shutil.copytree(root, new, symlinks=True)
+    (new / spaced.lstrip("/")).write_bytes(b"edited\n")
+    sp = _db(str(new))["sp"]
+    assert set(sp.config_files) == {spaced, gone, "/etc/sp/plain.conf"}
+    assert (spaced, "md5:" + hashlib.md5(b"2\n").hexdigest()) in sp.file_digests
+    verify = subprocess.run(
+        ["dpkg", f"--root={new}", "--verify", "sp"], check=False, capture_output=True, text=True
+    ).stdout  # exits 1: a file is modified
+    assert spaced in verify  # the peer: the edited conffile is modified
+    delta = imgdiff.package_diff(str(root), str(new))[1]
+    assert [m.path for m in delta.modified_locally] == [spaced]

@@ -296,7 +296,8 @@ def read_dpkg(
                 files=owned(files, name),
                 config_files=owned((p for p, _ in conffiles), name),
                 depends=_depends(para.get("pre-depends", "") + "," + para.get("depends", "")),
-                file_digests=tuple((owned.one(p, name), d) for p, d in md5s),
+                # (dpkg records a conffile in the .md5sums too when the .deb ships none)
+                file_digests=tuple(dict.fromkeys((owned.one(p, name), d) for p, d in md5s)),
             )
         )
     return PackageDB(MANAGER, tuple(packages), STATUS, tuple(warnings))
@@ -339,12 +340,21 @@ class _Owned:
         return tuple(out)
 
 
+_CONFFILE_FLAGS = ("remove-on-upgrade", "obsolete")  # after the hash, in this order from the end
+
+
 def _conffiles(value: str) -> list[tuple[str, str]]:
+    """(path, hash) of each `Conffiles` line. As dpkg's `f_conffiles` reads it: the hash
+    is the last space-separated word, after an optional `obsolete` then
+    `remove-on-upgrade` flag; the name is everything before it, spaces and all."""
     out = []
-    for line in value.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].startswith("/"):
-            out.append((parts[0], parts[1]))  # a third word ("obsolete"/"remove-on-upgrade")
+    for line in value.split("\n"):  # the status was split at "\\n" only: so is this
+        name, _, word = line[1:].rstrip().rpartition(" ")  # line[0]: the folding blank
+        for flag in _CONFFILE_FLAGS:
+            if word == flag:
+                name, _, word = name.rpartition(" ")
+        if name.startswith("/") and word:
+            out.append((name, word))
     return out
 
 
