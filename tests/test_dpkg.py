@@ -364,3 +364,28 @@ def test_a_conffile_name_with_spaces_keeps_them(tmp_path: Path) -> None:
     assert spaced in verify  # the peer: the edited conffile is modified
     delta = imgdiff.package_diff(str(root), str(new))[1]
     assert [m.path for m in delta.modified_locally] == [spaced]
+
+
+def test_a_package_removed_but_not_purged_is_removed(tmp_path: Path) -> None:
+    """Its config-files stanza ("rc") was matched with the installed one: `rebuilt`."""
+    old = new_root(tmp_path / "old")
+    files = {"/usr/bin/foo": b"foo\n", "/etc/foo.conf": b"c\n"}
+    dpkg(old, "-i", str(build_deb(tmp_path, "foo", "1.0", files, conffiles=("/etc/foo.conf",))))
+    new = tmp_path / "new"
+    shutil.copytree(old, new, symlinks=True)
+    dpkg(new, "-r", "foo")
+    state = subprocess.run(
+        ["dpkg-query", f"--root={new}", "-W", "-f", "${db:Status-Abbrev}", "foo"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert state.strip() == "rc"
+    delta = imgdiff.package_diff(str(old), str(new))[1]
+    assert [(c.name, c.change) for c in delta.changes] == [("foo", "removed")]
+    assert "/usr/bin/foo" in delta.changes[0].paths
+    assert _db(str(new))["foo"].files == ("/etc/foo.conf",)  # its conffile is still its own
+    owner = subprocess.run(["dpkg", f"--root={new}", "-S", "/etc/foo.conf"],
+                           check=True, capture_output=True, text=True).stdout  # fmt: skip
+    assert owner == "foo: /etc/foo.conf\n"
+    back = imgdiff.package_diff(str(new), str(old))[1]
+    assert [(c.name, c.change) for c in back.changes] == [("foo", "added")]
+    assert imgdiff.package_diff(str(new), str(new))[1].changes == ()

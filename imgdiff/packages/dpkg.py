@@ -298,6 +298,7 @@ def read_dpkg(
                 depends=_depends(para.get("pre-depends", "") + "," + para.get("depends", "")),
                 # (dpkg records a conffile in the .md5sums too when the .deb ships none)
                 file_digests=tuple(dict.fromkeys((owned.one(p, name), d) for p, d in md5s)),
+                installed=state[2] != "config-files",
             )
         )
     return PackageDB(MANAGER, tuple(packages), STATUS, tuple(warnings))

@@ -124,14 +124,15 @@ class PackageView:
 
 
 def _by_key(view: PackageView) -> dict[tuple[str, str], Package]:
-    """Packages by (manager, lineage); by exact key where two share a lineage in one image
-    (python3.11 and python3.12 site directories side by side)."""
+    """Installed packages by (manager, lineage); by exact key where two share a lineage in
+    one image (python3.11 and python3.12 site directories side by side)."""
+    installed = [p for p in view.packages if p.installed]
     lineages: dict[tuple[str, str], int] = {}
-    for p in view.packages:
+    for p in installed:
         lineages[p.manager, p.lineage] = lineages.get((p.manager, p.lineage), 0) + 1
     return {
         (p.manager, p.lineage if lineages[p.manager, p.lineage] == 1 else p.key): p
-        for p in view.packages
+        for p in installed
     }
 
 
