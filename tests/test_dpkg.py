@@ -389,3 +389,19 @@ def test_a_package_removed_but_not_purged_is_removed(tmp_path: Path) -> None:
     back = imgdiff.package_diff(str(new), str(old))[1]
     assert [(c.name, c.change) for c in back.changes] == [("foo", "added")]
     assert imgdiff.package_diff(str(new), str(new))[1].changes == ()
+
+
+def test_an_upgrade_that_changes_the_architecture_is_an_upgrade(tmp_path: Path) -> None:
+    """amd64 -> all was a removal and an addition; dpkg upgrades the package."""
+    old = new_root(tmp_path / "old")
+    files = {"/usr/share/foo/x": b"1\n"}
+    dpkg(old, "-i", str(build_deb(tmp_path, "foo", "1.0-1", files, arch="amd64")))
+    new = tmp_path / "new"
+    shutil.copytree(old, new, symlinks=True)
+    files = {"/usr/share/foo/x": b"2\n"}
+    dpkg(new, "-i", str(build_deb(tmp_path, "foo", "1.1-1", files, arch="all")))
+    assert _query(f"{new}/var/lib/dpkg") == ["foo 1.1-1"]
+    delta = imgdiff.package_diff(str(old), str(new))[1]
+    assert [(c.name, c.arch, c.change, c.old_version, c.new_version) for c in delta.changes] == [
+        ("foo", "all", "upgraded", "1.0-1", "1.1-1")
+    ]
