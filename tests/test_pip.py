@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import imgdiff
 from imgdiff.manifest import Manifest
 from imgdiff.packages import pip
 from imgdiff.packages.base import Package, PackageDB, PathResolver
@@ -549,3 +551,21 @@ def test_two_interpreters_side_by_side_keep_two_distributions(
     _, pdelta = package_diff(str(tmp_path / "old"), str(tmp_path / "new"), use_cache=False)
     added = sorted(c.location for c in pdelta.changes if c.change == "added")
     assert added == ["/" + s for s in sites]
+
+
+def test_a_distribution_kept_in_one_site_and_added_in_another_is_one_addition(
+    tmp_path: Path, wheels: dict[str, Path]
+) -> None:
+    """The kept one was keyed by lineage in OLD, by site in NEW: added, added, removed."""
+    other = "/usr/local/lib/python3.12/dist-packages"
+    old = _install(tmp_path / "old", wheels["alpha_lib-1.0"])
+    new = tmp_path / "new"
+    shutil.copytree(old, new, symlinks=True)
+    subprocess.run(
+        [*PIP, "install", "--no-deps", "--target", f"{new}{other}", str(wheels["alpha_lib-1.0"])],
+        check=True, env=PIP_ENV,
+    )  # fmt: skip
+    delta = imgdiff.package_diff(str(old), str(new))[1]
+    assert [(c.name, c.change, c.location) for c in delta.changes] == [
+        ("alpha-lib", "added", other)
+    ]

@@ -40,6 +40,9 @@ class Package:
     # where a pip distribution is installed (its site directory); "" for dpkg and rpm.
     # pip's `arch` holds the same directory, as `imgdiff.packages/1` has always said.
     location: str = ""
+    # False for a dpkg package removed but not purged ("rc", config-files): it still owns
+    # its conffiles, but is not installed, so the package delta counts it absent
+    installed: bool = True
 
     @property
     def key(self) -> str:

@@ -83,7 +83,11 @@ def _decode_status(data: bytes, warnings: list[ImageWarning]) -> str:
 
 
 def _lines(data: bytes) -> list[str]:
-    return data.decode("utf-8", "surrogateescape").splitlines()
+    """The lines of a `.list`, `.md5sums` or `diversions` file: split at "\\n" only, as
+    dpkg does (`splitlines` also splits at \\x0c, \\x1c, U+0085, U+2028..., which a
+    file name may hold)."""
+    lines = data.decode("utf-8", "surrogateescape").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def _depends(value: str) -> tuple[str, ...]:
@@ -118,16 +122,57 @@ Stanza = dict[str, str]
 python-debian gives them (a folded value keeps its newlines and leading blanks)."""
 
 
-def _stanzas(text: str) -> Iterator[Stanza]:
-    """The stanzas of a status file, in order, as python-debian reads them."""
+def _stanzas(text: str, warnings: list[ImageWarning], source: str = STATUS) -> Iterator[Stanza]:
+    """The stanzas of a status file, in order, as python-debian reads them; where it
+    raises (a folded line holding a character it takes for a line break: `\\r`, `\\x0c`,
+    U+0085, U+2028), split as dpkg does instead (`_dpkg_stanzas`)."""
     plain = _plain_stanzas(text)
     if plain is not None:
         yield from plain
         return
     from debian import deb822  # the general parser costs 35 ms to import: only when needed
 
-    for para in deb822.Deb822.iter_paragraphs(io.StringIO(text), use_apt_pkg=False):
-        yield {key.lower(): value for key, value in para.items()}
+    try:
+        paras = [
+            {key.lower(): value for key, value in para.items()}
+            for para in deb822.Deb822.iter_paragraphs(io.StringIO(text), use_apt_pkg=False)
+        ]
+    except ValueError:
+        yield from _dpkg_stanzas(text, warnings, source)
+        return
+    yield from paras
+
+
+def _fields(lines: list[str]) -> Stanza | None:
+    """One stanza's `Key: value` lines and their folded continuations as fields, or None
+    when a line is neither (or the stanza opens with a continuation)."""
+    fields: dict[str, list[str]] = {}
+    value: list[str] | None = None
+    for line in lines:
+        if line[0] in " \t":  # (lines are never empty here)
+            if value is None:
+                return None
+            value.append(line)  # joined once below: `+=` on the value was quadratic
+            continue
+        m = _FIELD.fullmatch(line)
+        if m is None:
+            return None
+        value = fields[m.group(1).lower()] = [m.group(2).strip()]
+    return {key: "\n".join(parts) for key, parts in fields.items()}
+
+
+def _runs(text: str) -> Iterator[list[str]]:
+    """Runs of non-blank lines, split at "\\n" only (as dpkg reads the file)."""
+    run: list[str] = []
+    for line in text.split("\n"):
+        if not line or line.isspace():
+            if run:
+                yield run
+            run = []
+        else:
+            run.append(line)
+    if run:
+        yield run
 
 
 def _plain_stanzas(text: str) -> list[Stanza] | None:
@@ -143,29 +188,26 @@ def _plain_stanzas(text: str) -> list[Stanza] | None:
     if "\r" in text or _ODD_SPACE.search(text) is not None:
         return None
     out: list[Stanza] = []
-    stanza: Stanza | None = None
-    key = ""
-    for line in text.split("\n"):
-        if not line or line.isspace():
-            stanza = None
-            continue
-        first = line[0]
-        if first in " \t":  # one character: never the empty string
-            if stanza is None:
-                return None
-            stanza[key] += "\n" + line
-            continue
-        if first == "#" or line.startswith("-----"):
+    for run in _runs(text):
+        if any(line.startswith(("#", "-----")) for line in run):
             return None
-        m = _FIELD.fullmatch(line)
-        if m is None:
+        fields = _fields(run)
+        if fields is None:
             return None
-        if stanza is None:
-            stanza = {}
-            out.append(stanza)
-        key = m.group(1).lower()
-        stanza[key] = m.group(2).strip()
+        out.append(fields)
     return out
+
+
+def _dpkg_stanzas(text: str, warnings: list[ImageWarning], source: str) -> Iterator[Stanza]:
+    """The stanzas of a status file python-debian refuses, split at "\\n" only as dpkg
+    does (a `\\r` or U+2028 stays in its value); a stanza that is not fields and folded
+    lines is skipped, with a warning."""
+    for n, run in enumerate(_runs(text), 1):
+        fields = _fields(run)
+        if fields is None:
+            warnings.append(ImageWarning(source, f"stanza {n} is not fields: skipped"))
+        else:
+            yield fields
 
 
 def read_dpkg(
@@ -198,7 +240,7 @@ def read_dpkg(
     owned = _Owned(_diversions(contents.get(DIVERSIONS)), resolver, only)
     packages: list[Package] = []
     seen: set[str] = set()
-    for n, para in enumerate(_stanzas(_decode_status(status, warnings))):
+    for n, para in enumerate(_stanzas(_decode_status(status, warnings), warnings)):
         if n >= _MAX_STANZAS:
             warnings.append(ImageWarning(STATUS, f"more than {_MAX_STANZAS} stanzas: rest ignored"))
             break
@@ -254,7 +296,9 @@ def read_dpkg(
                 files=owned(files, name),
                 config_files=owned((p for p, _ in conffiles), name),
                 depends=_depends(para.get("pre-depends", "") + "," + para.get("depends", "")),
-                file_digests=tuple((owned.one(p, name), d) for p, d in md5s),
+                # (dpkg records a conffile in the .md5sums too when the .deb ships none)
+                file_digests=tuple(dict.fromkeys((owned.one(p, name), d) for p, d in md5s)),
+                installed=state[2] != "config-files",
             )
         )
     return PackageDB(MANAGER, tuple(packages), STATUS, tuple(warnings))
@@ -297,12 +341,21 @@ class _Owned:
         return tuple(out)
 
 
+_CONFFILE_FLAGS = ("remove-on-upgrade", "obsolete")  # after the hash, in this order from the end
+
+
 def _conffiles(value: str) -> list[tuple[str, str]]:
+    """(path, hash) of each `Conffiles` line. As dpkg's `f_conffiles` reads it: the hash
+    is the last space-separated word, after an optional `obsolete` then
+    `remove-on-upgrade` flag; the name is everything before it, spaces and all."""
     out = []
-    for line in value.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].startswith("/"):
-            out.append((parts[0], parts[1]))  # a third word ("obsolete"/"remove-on-upgrade")
+    for line in value.split("\n"):  # the status was split at "\\n" only: so is this
+        name, _, word = line[1:].rstrip().rpartition(" ")  # line[0]: the folding blank
+        for flag in _CONFFILE_FLAGS:
+            if word == flag:
+                name, _, word = name.rpartition(" ")
+        if name.startswith("/") and word:
+            out.append((name, word))
     return out
 
 

@@ -123,16 +123,52 @@ class PackageView:
         return tuple(p for p in self.packages if p.manager == manager and name in p.depends)
 
 
-def _by_key(view: PackageView) -> dict[tuple[str, str], Package]:
-    """Packages by (manager, lineage); by exact key where two share a lineage in one image
-    (python3.11 and python3.12 site directories side by side)."""
-    lineages: dict[tuple[str, str], int] = {}
-    for p in view.packages:
-        lineages[p.manager, p.lineage] = lineages.get((p.manager, p.lineage), 0) + 1
-    return {
-        (p.manager, p.lineage if lineages[p.manager, p.lineage] == 1 else p.key): p
-        for p in view.packages
-    }
+def _pairs(old: PackageView, new: PackageView) -> list[tuple[Package | None, Package | None]]:
+    """Installed packages of both images, paired: by exact key first; then, among those
+    left, by lineage (a site directory's Python version left out), then by name where the
+    manager has an arch (dpkg amd64 -> all, rpm x86_64 -> noarch is an upgrade, as the
+    managers take it): each only when each image has exactly one package of it, so
+    Multi-Arch: same packages and side-by-side interpreters still pair by exact key."""
+    olds = [p for p in old.packages if p.installed]
+    news = [p for p in new.packages if p.installed]
+    new_by = {(p.manager, p.key): p for p in news}
+    pairs: list[tuple[Package | None, Package | None]] = []
+    left_old = []
+    for o in olds:
+        n = new_by.pop((o.manager, o.key), None)
+        if n is None:
+            left_old.append(o)
+        else:
+            pairs.append((o, n))
+    left_new = list(new_by.values())
+    identities: tuple[Callable[[Package], str], ...] = (
+        lambda p: p.lineage,
+        lambda p: p.name if p.arch and not p.location else p.key,
+    )
+    for ident in identities:
+        counts: dict[tuple[str, str, str], int] = {}
+        for side, pkgs in (("o", olds), ("n", news)):
+            for p in pkgs:
+                counts[side, p.manager, ident(p)] = counts.get((side, p.manager, ident(p)), 0) + 1
+        single_new = {
+            (p.manager, ident(p)): p for p in left_new if counts["n", p.manager, ident(p)] == 1
+        }
+        still_old = []
+        for o in left_old:
+            n = (
+                single_new.pop((o.manager, ident(o)), None)
+                if counts["o", o.manager, ident(o)] == 1
+                else None
+            )
+            if n is None:
+                still_old.append(o)
+            else:
+                pairs.append((o, n))
+                left_new.remove(n)
+        left_old = still_old
+    pairs.extend((o, None) for o in left_old)
+    pairs.extend((None, n) for n in left_new)
+    return pairs
 
 
 def compare_views(
@@ -140,10 +176,10 @@ def compare_views(
 ) -> PackageDelta:
     """Join two package views with the file-level delta between their images."""
     changed = {c.path for c in delta.changes}
-    old_by, new_by = _by_key(old), _by_key(new)
     changes = []
-    for key in sorted(old_by.keys() | new_by.keys()):
-        o, n = old_by.get(key), new_by.get(key)
+    pairs = _pairs(old, new)
+    pairs.sort(key=lambda pair: _order(pair[1] or pair[0]))
+    for o, n in pairs:
         pkg = n or o
         assert pkg is not None
         files = set(o.files if o else ()) | set(n.files if n else ())
@@ -181,6 +217,11 @@ def compare_views(
     if new_manifest is not None:
         local, unchecked = _modified_locally(new, delta, new_manifest)
     return PackageDelta(tuple(changes), unowned, local, old.warnings + new.warnings + unchecked)
+
+
+def _order(pkg: Package | None) -> tuple[str, str, str]:
+    assert pkg is not None
+    return pkg.manager, pkg.lineage, pkg.key
 
 
 _HASHES = {
