@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import random
 import shutil
 import subprocess
@@ -405,3 +406,26 @@ def test_an_upgrade_that_changes_the_architecture_is_an_upgrade(tmp_path: Path) 
     assert [(c.name, c.arch, c.change, c.old_version, c.new_version) for c in delta.changes] == [
         ("foo", "all", "upgraded", "1.0-1", "1.1-1")
     ]
+
+
+def test_an_admindir_that_is_a_symlink_inside_the_image_is_followed_there(
+    root: Path, tmp_path: Path
+) -> None:
+    """dpkg --root follows /var/lib/dpkg -> ../../srv/dpkg; the database was ignored."""
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved, symlinks=True)
+    (moved / "srv").mkdir(exist_ok=True)
+    os.rename(moved / "var/lib/dpkg", moved / "srv/dpkg")
+    (moved / "var/lib/dpkg").symlink_to("../../srv/dpkg")
+    want = _db(str(root))
+    got = _db(str(moved))
+    assert {n: (p.version, p.files, p.config_files) for n, p in got.items()} == {
+        n: (p.version, p.files, p.config_files) for n, p in want.items()
+    }
+    query = subprocess.run(
+        ["dpkg-query", f"--root={moved}", "-W", "-f", "${Package} ${Version}\n"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split("\n")  # fmt: skip
+    assert {f"{n} {p.version}" for n, p in got.items()} <= set(query)
+    tarred = gnu_tar(moved, tmp_path / "moved.tar")
+    assert set(_db(str(tarred))) == set(want)

@@ -13,6 +13,7 @@ their package.
 from __future__ import annotations
 
 import io
+import posixpath
 import re
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
@@ -219,12 +220,15 @@ def read_dpkg(
     only those of their files and config files, with no digests: the `.md5sums` are not
     read and only listed paths with one of their names are normalised.
     """
-    status_entry = manifest.entries.get(STATUS)
+    # /var/lib/dpkg may be a symlink inside the image (dpkg --root follows it)
+    admin = posixpath.dirname(resolver.normalise(STATUS))
+    status_path, info_dir = f"{admin}/status", f"{admin}/info"
+    status_entry = manifest.entries.get(status_path)
     if status_entry is None or status_entry.type is not EntryType.FILE:
         return None
     warnings: list[ImageWarning] = []
     suffixes = _SUFFIXES if only is None else (".list",)
-    prefix, depth = INFO + "/", INFO.count("/") + 1
+    prefix, depth = info_dir + "/", info_dir.count("/") + 1
     entries = manifest.entries
     info_files = [
         p
@@ -232,7 +236,9 @@ def read_dpkg(
         if p.startswith(prefix) and p.endswith(suffixes) and p.count("/") == depth
         and entries[p].type is EntryType.FILE
     ]  # fmt: skip
-    contents = manifest.read_files([STATUS, DIVERSIONS, *info_files])
+    contents = manifest.read_files([status_path, f"{admin}/diversions", *info_files])
+    if admin != ADMINDIR:  # read under the link's target, looked up under the usual names
+        contents = {ADMINDIR + p[len(admin) :]: data for p, data in contents.items()}
     status = contents.get(STATUS)
     if status is None:
         warnings.append(ImageWarning(STATUS, "unreadable"))
