@@ -295,7 +295,7 @@ def _file_entry(**change: object) -> dict[str, object]:
         (lambda d: d.update(boot_id=7), "snapshot key 'boot_id' has a int"),
         (lambda d: d.update(taken_at=10**400), "int too large to convert to float"),
         (lambda d: d.update(gaps=[{"pid": 1}]), "malformed snapshot"),
-        (lambda d: d.pop("boot_id"), "boot_id"),
+        (lambda d: d.pop("processes"), "snapshot key 'processes' is missing"),  # core
     ],
 )
 def test_malformed_snapshot_is_bad_input(
@@ -635,3 +635,32 @@ def test_a_fifo_in_place_of_a_replaced_file_is_never_opened() -> None:
     assert [(r.path, r.via, r.detail) for r in proc.reasons] == [
         (str(conf), "open", "replaced on disk")
     ]
+
+
+def test_a_snapshot_with_only_the_core_keys_is_read_and_its_unknowns_are_gaps(
+    tmp_path: Path,
+) -> None:
+    """contract.md: only pid, ppid, exe, cmdline, unit, root, start_time and files (path,
+    via) are core; a file without its identity leaves its process unknown, not clean."""
+    core = {"pid", "ppid", "exe", "cmdline", "unit", "root", "start_time", "files"}
+    with scratch_dir() as opt, processes() as procs:
+        lib = opt / "libz.so.1"
+        shutil.copy(LIBZ, lib)
+        user = procs.python(MAP_LIB, str(lib))
+        doc = Snapshot.capture(pids=[user.pid]).to_json()
+    doc = {"schema": doc["schema"], "processes": doc["processes"], "gaps": []}
+    for p in doc["processes"]:
+        for key in set(p) - core:
+            del p[key]
+        p["files"] = [{"path": f["path"], "via": f["via"]} for f in p["files"]]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc))
+    snap = Snapshot.load(path)
+    (p,) = snap.processes
+    assert (p.pid, p.uid, p.comm, p.cwd, snap.boot_id) == (user.pid, 0, "", None, "")
+    assert [g.pid for g in snap.gaps] == [user.pid]
+    assert "replaced files not known" in snap.gaps[0].reason
+    del doc["processes"][0]["root"]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(BadInput, match="process key 'root' is missing"):
+        Snapshot.load(path)

@@ -463,11 +463,14 @@ class Snapshot:
         try:
             _check_types(doc, _SNAPSHOT_TYPES, "snapshot", _SNAPSHOT_REQUIRED, {"clock_ticks": 1})
             procs = []
+            gaps = []
             for p in _list(doc["processes"], "processes"):
-                _check_types(p, _PROCESS_TYPES, "process", minimums=_PROCESS_MINIMUMS)
+                _check_types(p, _PROCESS_TYPES, "process", _PROCESS_REQUIRED, _PROCESS_MINIMUMS)
                 files = []
+                unknown = False  # written before files carried their identity
                 for f in _list(p["files"], "files"):
-                    _check_types(f, _FILE_TYPES, "file", minimums=_FILE_MINIMUMS)
+                    _check_types(f, _FILE_TYPES, "file", ("path", "via"), _FILE_MINIMUMS)
+                    unknown = unknown or ("deleted" not in f and f["via"] != "imported")
                     files.append(FileUse(**f))
                 if any(f.via not in VIAS for f in files):
                     raise ValueError("unknown via")
@@ -475,19 +478,21 @@ class Snapshot:
                 if not all(isinstance(a, str) for a in cmdline):
                     raise ValueError("cmdline holds a non-string")
                 fields = {k: v for k, v in p.items() if k not in ("files", "cmdline")}
+                fields = {**_PROCESS_DEFAULTS, **fields}
                 proc = Process(**fields, cmdline=tuple(cmdline), files=tuple(files))
                 check_root(proc.root, f"process {proc.pid}: key 'root'")
                 procs.append(proc)
-            gaps = []
+                if unknown:  # its replaced files are not known: never taken as none
+                    gaps.append(Gap(proc.pid, _NO_IDENTITIES))
             for g in _list(doc.get("gaps", []), "gaps"):
                 _check_types(g, {"pid": int, "reason": str}, "gap")
                 gaps.append(Gap(**g))
             return cls(
-                boot_id=str(doc["boot_id"]),
-                taken_at=float(doc["taken_at"]),
-                host=str(doc["host"]),
+                boot_id=str(doc.get("boot_id", "")),  # unknown: another boot, as it may be
+                taken_at=float(doc.get("taken_at", 0.0)),
+                host=str(doc.get("host", "")),
                 processes=tuple(procs),
-                gaps=tuple(gaps),
+                gaps=tuple(sorted(gaps, key=lambda g: g.pid)),
                 clock_ticks=int(doc.get("clock_ticks", 100)),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
@@ -502,7 +507,14 @@ _SNAPSHOT_TYPES: dict[str, type | tuple[type, ...]] = {
     "schema": str, "boot_id": str, "taken_at": (int, float), "host": str, "clock_ticks": int,
     "processes": list, "gaps": list,
 }  # fmt: skip
-_SNAPSHOT_REQUIRED = ("schema", "boot_id", "taken_at", "host", "processes")
+# contract.md's core keys; the others were added since, and older files are read with
+# these defaults (a file without its identity makes its process a gap: not known clean)
+_SNAPSHOT_REQUIRED = ("schema", "processes")
+_PROCESS_REQUIRED = ("pid", "ppid", "exe", "cmdline", "unit", "root", "start_time", "files")
+_PROCESS_DEFAULTS: dict[str, Any] = {
+    "uid": 0, "comm": "", "cwd": None, "container": None, "cgroup": "", "mnt_ns": None,
+}  # fmt: skip
+_NO_IDENTITIES = "saved without file identities (an older snapshot): replaced files not known"
 _PROCESS_MINIMUMS = {"pid": 0, "ppid": 0, "start_time": 0, "uid": 0}
 _FILE_MINIMUMS = {"dev": 0, "ino": 0, "size": 0}
 _PROCESS_TYPES: dict[str, type | tuple[type, ...]] = {
