@@ -258,6 +258,29 @@ def test_a_live_file_whose_name_ends_in_deleted_is_not_taken_for_an_unlinked_one
         assert _reasons(user.pid) == [(str(lib), "deleted")]
 
 
+def test_a_process_chrooted_through_a_bind_mount_of_the_root_is_in_it(chroot_dir: Path) -> None:
+    """The same directory reached through a bind mount: /proc/PID/root names the mount,
+    --root names the directory; the process was left out of the plan."""
+    with scratch_dir("/srv") as mount_point:
+        subprocess.run(["mount", "--bind", str(chroot_dir), str(mount_point)], check=True)
+        try:
+            with processes() as procs:
+                proc = procs.start(
+                    ["chroot", str(mount_point), "/usr/bin/sh", "-c",
+                     "echo ready; exec /usr/bin/sleep 600"]
+                )  # fmt: skip
+                _wait_for_exe(proc.pid, f"{mount_point}/usr/bin/sleep")
+                found = [
+                    q for q in Snapshot.capture(str(chroot_dir)).processes if q.pid == proc.pid
+                ]
+                (p,) = found
+                assert p.root == str(chroot_dir)
+                assert p.exe == "/usr/bin/sleep"
+                assert not any(f.outside_root for f in p.files if f.via != "open")
+        finally:
+            subprocess.run(["umount", str(mount_point)], check=True)
+
+
 def test_vanished_process_is_not_an_error() -> None:
     proc = subprocess.Popen(["true"])
     proc.wait()

@@ -196,6 +196,15 @@ def _compare_deleted(d: ProcDir, files: list[FileUse], same: SameBytes) -> list[
     return out
 
 
+def _same_dir(d: ProcDir, want: tuple[int, int]) -> bool:
+    """Whether the process's root is the directory `want` (device, inode) names."""
+    try:
+        st = d.stat_target("root")
+    except AccessDenied:
+        return False
+    return (st.st_dev, st.st_ino) == want
+
+
 def _read_process(
     pid: int,
     procfs: str,
@@ -203,6 +212,7 @@ def _read_process(
     vfs_ids: _VfsIds | None = None,
     want_root: str | None = None,
     same: SameBytes | None = None,
+    want_id: tuple[int, int] | None = None,
 ) -> Process | None:
     """The process `pid`; None for a kernel thread, a zombie, or a process whose root is
     not `want_root` (when given: nothing more of it is read). With `same`, its code marked
@@ -212,8 +222,11 @@ def _read_process(
         if st.flags & _procfs.PF_KTHREAD:
             return None
         root = d.readlink("root")
+        named = root  # as the kernel prints it: the process's paths are relative to this
         if want_root is not None and root != want_root:
-            return None
+            if want_id is None or not _same_dir(d, want_id):
+                return None
+            root = want_root  # the same directory reached another way (a bind mount of it)
         uid, ns_pid = _procfs.parse_status(d.read("status"))
         cmdline = tuple(os.fsdecode(a) for a in d.read("cmdline").split(b"\0")[:-1])
         try:
@@ -226,7 +239,7 @@ def _read_process(
         exe: str | None = None
         try:
             raw_exe, exe_deleted = _procfs.split_deleted(d.readlink("exe"))
-            exe, outside = _inside(raw_exe, root)
+            exe, outside = _inside(raw_exe, named)
             est = d.stat_target("exe")
             files.append(
                 FileUse(exe, "exe", est.st_dev, est.st_ino, exe_deleted, outside, handle="exe")
@@ -236,7 +249,7 @@ def _read_process(
                 return None  # a zombie: nothing left mapped
             raise
         try:
-            cwd: str | None = _inside(d.readlink("cwd"), root)[0]
+            cwd: str | None = _inside(d.readlink("cwd"), named)[0]
         except NoSuchProcess:
             cwd = None
         ids: _VfsIds = {} if vfs_ids is None else vfs_ids
@@ -253,7 +266,7 @@ def _read_process(
                     dev, ino = ids[key] = mst.st_dev, mst.st_ino
                 except (NoSuchProcess, AccessDenied):
                     pass
-            path, outside = _inside(m.path, root)
+            path, outside = _inside(m.path, named)
             if exe is not None and (dev, ino) == (files[0].dev, files[0].ino):
                 continue  # the executable's own mapping
             handle = f"map_files/{m.ranges[0]}"
@@ -269,7 +282,7 @@ def _read_process(
             if not stat.S_ISREG(fst.st_mode):
                 continue
             raw, deleted = _procfs.split_deleted(target)
-            path, outside = _inside(raw, root)
+            path, outside = _inside(raw, named)
             files.append(
                 FileUse(
                     path, "open", fst.st_dev, fst.st_ino, deleted, outside, handle=f"fd/{fd_name}"
@@ -304,10 +317,10 @@ _PARALLEL_FROM = 256  # processes; fewer are read faster than a fork returns
 
 
 def _read_slice(
-    work: tuple[list[int], str, _Own, str | None, bool],
+    work: tuple[list[int], str, _Own, str | None, bool, tuple[int, int] | None],
 ) -> list[tuple[int, Process | None, str | None]]:
     """(pid, process or None, gap reason or None) for each pid of one slice."""
-    pids, procfs, own, want_root, compare = work
+    pids, procfs, own, want_root, compare, want_id = work
     out: list[tuple[int, Process | None, str | None]] = []
     vfs_ids: _VfsIds = {}
     ours: bytes | None = None  # our mount table, read at the first access denied
@@ -318,7 +331,8 @@ def _read_slice(
         same = SameBytes()  # digests per inode: a library many processes map is read once
     for pid in pids:
         try:
-            out.append((pid, _read_process(pid, procfs, own, vfs_ids, want_root, same), None))
+            proc = _read_process(pid, procfs, own, vfs_ids, want_root, same, want_id)
+            out.append((pid, proc, None))
         except NoSuchProcess:
             continue  # exited before or while it was read: nothing left to restart
         except AccessDenied as exc:
@@ -387,7 +401,11 @@ class Snapshot:
         todo = sorted(pids) if pids is not None else _procfs.pids(procfs)
         # interleaved slices: neighbouring pids are often alike (a service's workers)
         n = (workers or _parallel.workers()) if len(todo) >= _PARALLEL_FROM else 1
-        slices = [(todo[i::n], procfs, own, want_root, compare_deleted) for i in range(n)]
+        want_id = None  # a chroot's directory also reached through a bind mount of it
+        if want_root != "/":
+            wst = os.stat(want_root)
+            want_id = (wst.st_dev, wst.st_ino)
+        slices = [(todo[i::n], procfs, own, want_root, compare_deleted, want_id) for i in range(n)]
         read = [r for part in _parallel.fork_map(_read_slice, slices, size=len(todo)) for r in part]
         me = os.getpid()
         my_cmdline = next((p.cmdline for _, p, _ in read if p is not None and p.pid == me), None)
