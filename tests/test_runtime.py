@@ -17,7 +17,7 @@ import pytest
 from imgdiff import BadInput
 from imgdiff.cli import main
 from imgdiff.runtime import Snapshot, stale
-from imgdiff.runtime._procfs import parse_maps, parse_stat, parse_status
+from imgdiff.runtime._procfs import anyone_in, parse_maps, parse_stat, parse_status
 
 from .procs import (
     MAP_LIB,
@@ -274,6 +274,7 @@ def test_a_process_chrooted_through_a_bind_mount_of_the_root_is_in_it(chroot_dir
                     q for q in Snapshot.capture(str(chroot_dir)).processes if q.pid == proc.pid
                 ]
                 (p,) = found
+                assert anyone_in(str(chroot_dir), besides=os.getpid())  # the CLI's short cut
                 assert p.root == str(chroot_dir)
                 assert p.exe == "/usr/bin/sleep"
                 assert not any(f.outside_root for f in p.files if f.via != "open")

@@ -258,13 +258,22 @@ def anyone_in(root: str, procfs: str = "/proc", *, besides: int | None = None) -
     `root`, or one whose root cannot be read. False means that reading every process in
     `root` finds none and no gap either, which one readlink per process tells."""
     want = resolve_root(root)
+    want_id = None
+    if want != "/":
+        st = os.stat(want)
+        want_id = (st.st_dev, st.st_ino)
     ours: bytes | None = None
     for pid in pids(procfs):
         if pid == besides:
             continue
         try:
-            if root_of(pid, procfs) == want:
+            found = root_of(pid, procfs)
+            if found == want:
                 return True
+            if want_id is not None and found != "/":  # a bind mount of it (`Snapshot`)
+                st = os.stat(f"{procfs}/{pid}/root")
+                if (st.st_dev, st.st_ino) == want_id:
+                    return True
         except AccessDenied:
             ours = ours if ours is not None else mountinfo("self", procfs) or b""
             if want != "/" and sees_our_mounts(pid, procfs, ours):
