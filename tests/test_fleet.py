@@ -402,15 +402,9 @@ def test_a_library_reached_through_usr_merge_links_is_judged_as_plan_judges_it(
 ) -> None:
     """The fleet joins what a closure names with the delta through OLD's and NEW's
     symlinks, as plan does (/lib -> usr/lib, libc.so.6 repointed by NEW)."""
-    from .test_plan import usr_merged
+    from .test_plan import repoint_libc, usr_merged
 
-    def repoint(new: Path) -> None:
-        lib = new / "usr/lib/x86_64-linux-gnu"
-        (lib / "libc-2.37.so").write_bytes((lib / "libc-2.36.so").read_bytes() + b"\0")
-        (lib / "libc.so.6").unlink()
-        (lib / "libc.so.6").symlink_to("libc-2.37.so")
-
-    with usr_merged(tmp_path, lambda old, unit: None, ["/bin/sleep", "600"], repoint) as box:
+    with usr_merged(tmp_path, lambda old, unit: None, ["/bin/sleep", "600"], repoint_libc) as box:
         box.plan()  # makes NEW
         snap = tmp_path / "r.json"
         assert main(["report", "--root", str(box.old), "-o", str(snap)]) == 0

@@ -1016,6 +1016,14 @@ def usr_merged(
         yield Merged(old, tmp_path / "new", unit, change)
 
 
+def repoint_libc(new: Path) -> None:
+    """NEW's libc.so.6 link points at another file (other bytes), as an upgrade leaves it."""
+    lib = new / "usr/lib/x86_64-linux-gnu"
+    (lib / "libc-2.37.so").write_bytes((lib / "libc-2.36.so").read_bytes() + b"\0")
+    (lib / "libc.so.6").unlink()
+    (lib / "libc.so.6").symlink_to("libc-2.37.so")
+
+
 def _unit(root: Path, unit: str, text: str) -> None:
     units = root / "usr/lib/systemd/system"
     units.mkdir(parents=True, exist_ok=True)
@@ -1032,13 +1040,7 @@ def test_library_link_new_repoints_on_a_usr_merged_root_restarts_its_user(
     """The loader finds /lib/x86_64-linux-gnu/libc.so.6 through /lib -> usr/lib; NEW
     points the link /usr/lib/x86_64-linux-gnu/libc.so.6 at another file."""
 
-    def repoint(new: Path) -> None:
-        lib = new / "usr/lib/x86_64-linux-gnu"
-        (lib / "libc-2.37.so").write_bytes((lib / "libc-2.36.so").read_bytes() + b"\0")
-        (lib / "libc.so.6").unlink()
-        (lib / "libc.so.6").symlink_to("libc-2.37.so")
-
-    with usr_merged(tmp_path, lambda old, unit: None, ["/bin/sleep", "600"], repoint) as box:
+    with usr_merged(tmp_path, lambda old, unit: None, ["/bin/sleep", "600"], repoint_libc) as box:
         verdict = box.plan()
         assert verdict.verdict == "restart"
         assert [s.unit for s in verdict.steps] == [box.unit]
