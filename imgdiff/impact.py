@@ -257,7 +257,10 @@ def assess(
     elif want == "/" and image is not None and not init_seen:
         affected += filter(None, [image.init_impact()])  # the host's PID 1 runs OLD's init
     gaps += live.unknown  # not computed is unknown, never clean
-    return Impact(tuple(affected), considered, tuple(gaps), tuple(untraced_python), root)
+    # a process whose evidence was not computed was not judged by an import graph either
+    unknown = {g.pid for g in gaps}
+    judged = tuple(pid for pid in untraced_python if pid not in unknown)
+    return Impact(tuple(affected), considered, tuple(gaps), judged, root)
 
 
 def _from_image(image: ImageEvidence | None, proc: Process, gaps: list[Gap]) -> list[Evidence]:

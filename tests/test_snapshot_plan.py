@@ -128,6 +128,8 @@ def test_snapshot_plan_with_an_archive_old_is_unknown_not_clean(
     assert strict.verdict == "restart"
     assert f"pid {pyhost.pid}: evidence not computed: OLD (tar)" in strict.uninspected[0]
     assert "uninspected" in strict.reason_codes
+    # not also counted among those judged by static import graphs: none was computed
+    assert "untraced-python" not in strict.reason_codes
     assert strict.reason_codes[-1] == "saved-snapshot"
     lenient = plan(Policy(unknown="lenient"))
     assert lenient.verdict == "no-action"
