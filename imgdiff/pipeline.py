@@ -470,7 +470,7 @@ def added_unit_config(
     evidence; the unit's next start reads it, so it is restarted after the reload."""
     from imgdiff.model import Kind, Status, Via
     from imgdiff.results import Evidence
-    from imgdiff.systemd.unitfiles import unit_file_name
+    from imgdiff.systemd.unitfiles import unit_config_paths, unit_file_name
 
     added = [c for c in delta.changes if c.status is Status.ADDED and c.kind is Kind.SYSTEMD_UNIT]
     if not added:
@@ -482,6 +482,8 @@ def added_unit_config(
             continue
         name = unit_file_name(proc.unit)
         sources = configs.units.get(name, ())
+        if name != proc.unit:  # an instance: its own drop-ins and overrides count too
+            sources = (*sources, *unit_config_paths(proc.unit))
         found = tuple(
             Evidence(c.path, Via.CONFIG, c.status, c.kind, f"applies to {name}")
             for c in added

@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -337,6 +338,35 @@ def test_added_dropin_or_override_reloads_then_restarts_the_running_unit(host: H
         assert reload.action == "daemon-reload"
         assert (restart.action, restart.unit) == ("restart", host.unit), added
         assert [e.path for e in restart.reasons] == ["/" + added]
+
+
+def test_a_dropin_added_for_a_running_template_instance_restarts_it(tmp_path: Path) -> None:
+    """getty@tty1.service reads getty@.service and getty@tty1.service.d/ too."""
+    template = f"imgdiff-test-{uuid.uuid4().hex[:8]}@.service"
+    instance = template.replace("@.", "@a.")
+    with (
+        scratch_dir("/srv") as old,
+        processes() as procs,
+        unit_cgroup(instance) as (unit, cg),
+    ):
+        build_chroot(old, ["sleep", "sh"])
+        units = old / "usr/lib/systemd/system"
+        units.mkdir(parents=True)
+        (units / template).write_text("[Service]\nExecStart=/usr/bin/sleep 600\n")
+        proc = procs.start(
+            ["chroot", str(old), "/usr/bin/sh", "-c", "echo ready; exec /usr/bin/sleep 600"]
+        )
+        _wait_for_exe(proc.pid, f"{old}/usr/bin/sleep")
+        join_cgroup(cg, proc.pid)
+        new = tmp_path / "new"
+        shutil.copytree(old, new, symlinks=True)
+        dropin = new / f"etc/systemd/system/{instance}.d/x.conf"
+        dropin.parent.mkdir(parents=True)
+        dropin.write_text("[Service]\nNice=5\n")
+        verdict = plan_update(str(old), str(new), root=str(old), use_cache=False).verdict
+    reload, restart = verdict.steps
+    assert reload.action == "daemon-reload"
+    assert (restart.action, restart.unit) == ("restart", unit)
 
 
 def test_python_module_change_plans_only_its_importer(tmp_path: Path) -> None:

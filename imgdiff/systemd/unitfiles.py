@@ -161,12 +161,12 @@ def config_sources(files: Mapping[str, bytes]) -> dict[str, tuple[str, ...]]:
         name = unit.rpartition(".")[0].partition("@")[0]
         if unit.endswith(".service") and name:
             paths += [f"/etc/{name}/", f"/etc/default/{name}", f"/etc/sysconfig/{name}"]
-        paths += _unit_config_paths(unit)
+        paths += unit_config_paths(unit)
         out[unit] = tuple(dict.fromkeys(paths))
     return out
 
 
-def _unit_config_paths(unit: str) -> list[str]:
+def unit_config_paths(unit: str) -> list[str]:
     """Where a file added later changes `unit`'s configuration: its unit file in every
     unit directory (an /etc copy overrides the vendor's) and its drop-in directories:
     `UNIT.d/`, the dash-prefix ones (`foo-.service.d/` for `foo-bar.service`) and the
