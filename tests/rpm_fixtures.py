@@ -28,6 +28,7 @@ class Spec:
     # (path in the package, content as a printf format, %files prefix such as "%config")
     files: tuple[tuple[str, str, str], ...] = ()
     dirs: tuple[str, ...] = ()  # %dir entries (owned, empty)
+    arch: str = "noarch"  # BuildArch (files are data: any arch builds here)
 
     @property
     def nvr(self) -> str:
@@ -42,7 +43,7 @@ class Spec:
             *([f"Epoch: {self.epoch}"] if self.epoch is not None else []),
             f"Summary: imgdiff test package {self.name}",
             "License: MIT",
-            "BuildArch: noarch",
+            f"BuildArch: {self.arch}",
             *[f"Requires: {r}" for r in self.requires],
             "%description",
             f"imgdiff test package {self.name}.",
@@ -73,7 +74,7 @@ def build(spec: Spec, topdir: Path) -> Path:
         check=True,
         capture_output=True,
     )
-    return topdir / "RPMS" / "noarch" / f"{spec.nvr}.noarch.rpm"
+    return topdir / "RPMS" / spec.arch / f"{spec.nvr}.{spec.arch}.rpm"
 
 
 def rpm_cmd(root: Path, dbpath: str, *args: str) -> list[str]:

@@ -643,6 +643,29 @@ def test_package_delta_between_rpm_roots_names_the_upgrade(rpms: Fixtures) -> No
     assert "/usr/lib/sysimage/rpm/rpmdb.sqlite" in pdelta.unowned
 
 
+def test_an_arch_change_is_an_upgrade_as_rpm_makes_it(rpms: Fixtures) -> None:
+    """rpm -U replaces arc-1.0-1.x86_64 by arc-1.1-1.noarch: one package, upgraded (it was
+    a removal and an addition)."""
+    from imgdiff.pipeline import package_diff
+
+    files = (("/usr/share/arc/data", "arc\\n", ""),)
+    before = build(Spec("arc", "1.0", files=files, arch="x86_64"), rpms.tmp / "arc")
+    after = build(Spec("arc", "1.1", files=files), rpms.tmp / "arc")
+    old, new = rpms.tmp / "arc-old", rpms.tmp / "arc-new"
+    install(old, "/var/lib/rpm", [before])
+    install(new, "/var/lib/rpm", [after])
+    query = subprocess.run(
+        ["rpm", "--root", str(new), "--dbpath", "/var/lib/rpm", "-q", "arc"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert query == "arc-1.1-1.noarch"
+    _, pdelta = package_diff(str(old), str(new), use_cache=False)
+    (change,) = [c for c in pdelta.changes if c.manager == "rpm"]
+    assert (change.name, change.change, change.old_version, change.new_version) == (
+        "arc", "upgraded", "1.0-1", "1.1-1",
+    )  # fmt: skip
+
+
 def test_an_unreadable_rpm_database_costs_diff_its_owners_not_its_answer(tmp_path: Path) -> None:
     trees = []
     for name, conf in (("old", "1\n"), ("new", "2\n")):
