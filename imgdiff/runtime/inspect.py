@@ -189,13 +189,17 @@ def live_root(proc: Process, procfs: str = "/proc") -> Iterator[tuple[ProcDir, R
     with ProcDir(proc.pid, procfs) as d:
         if parse_stat(d.read("stat")).start_time != proc.start_time:
             raise NoSuchProcess(proc.pid, f"{proc.pid}: pid reused")
-        root_fd = d.open_root()
-        try:
-            fs = RootFS(root_fd)  # holds its own copy of the descriptor
-        finally:
-            os.close(root_fd)
-        with fs:
+        with process_root(d) as fs:
             yield d, fs
+
+
+def process_root(d: ProcDir) -> RootFS:
+    """The root of the process `d` reads, as a `RootFS` (closed by the caller)."""
+    root_fd = d.open_root()
+    try:
+        return RootFS(root_fd)  # holds its own copy of the descriptor
+    finally:
+        os.close(root_fd)
 
 
 Space = tuple[str, str | None]  # (root, mount namespace): processes that see the same files

@@ -151,11 +151,7 @@ def _foreign(d: ProcDir, mnt_ns: str | None, own: _Own) -> bool:
     own_ns, own_root = own
     if mnt_ns is None or mnt_ns == own_ns:
         return False
-    try:
-        st = d.stat_target("root")
-    except AccessDenied:
-        return True
-    return own_root is None or (st.st_dev, st.st_ino) != own_root
+    return own_root is None or not _same_dir(d, own_root)
 
 
 def _named_deleted(d: ProcDir, use: FileUse) -> FileUse:
@@ -179,15 +175,10 @@ def _compare_deleted(d: ProcDir, files: list[FileUse], same: SameBytes) -> list[
     process's root): a saved snapshot has no /proc to settle it with later."""
     if not any(f.deleted and f.via != "open" and not f.outside_root for f in files):
         return files
-    from imgdiff.fs.rootfs import RootFS
+    from imgdiff.runtime.inspect import process_root
 
-    root_fd = d.open_root()
-    try:
-        fs = RootFS(root_fd)  # holds its own copy of the descriptor
-    finally:
-        os.close(root_fd)
     out = []
-    with fs:
+    with process_root(d) as fs:
         for f in files:
             if f.deleted and f.via != "open" and not f.outside_root:
                 now = fs.stat(f.path)
