@@ -29,6 +29,7 @@ from pathlib import Path
 import blake3
 
 from imgdiff import _digest
+from imgdiff.runtime._procfs import mount_lines
 
 _MAGIC = b"IMGDIFF-DIGESTS-2\n"  # then a u32 count of _DEV, the _DEVs, the _RECs
 _COUNT = struct.Struct("<I")
@@ -95,22 +96,13 @@ def disk_instance(
 
 def _mounted_block_device(dev: int, mountinfo: str) -> int | None:
     """The block device mounted as anonymous device `dev` (btrfs's subvolumes), if any."""
-    from imgdiff.image._dir import _unescape_mountinfo  # that module imports this one
-
     want = f"{os.major(dev)}:{os.minor(dev)}"
-    try:
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        fields, after = left.split(), right.split()
-        if len(fields) > 2 and fields[2] == want and len(after) > 1:
-            if not after[1].startswith("/"):
+    for m in mount_lines(mountinfo):
+        if m.dev == want and m.source:
+            if not m.source.startswith("/"):
                 return None  # "tmpfs", "overlay", "server:/export": no device
             try:
-                st = os.stat(_unescape_mountinfo(after[1]))
+                st = os.stat(m.source)
             except OSError:
                 return None
             return st.st_rdev if stat.S_ISBLK(st.st_mode) else None

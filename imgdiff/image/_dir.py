@@ -8,7 +8,6 @@ changed under it. Devices, FIFOs and sockets are recorded and never opened.
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Callable, Collection, Iterator
 
@@ -18,6 +17,7 @@ from imgdiff.errors import BadInput
 from imgdiff.fs import openat as _fs
 from imgdiff.image.base import HEAD_BYTES, Capture, FileId, Image, Limits, ReadResult
 from imgdiff.model import UNLISTED, UNREAD_LINK, UNSTATED, Entry, EntryType, ImageWarning
+from imgdiff.runtime._procfs import mount_lines
 
 _TYPES = {
     stat.S_IFREG: EntryType.FILE,
@@ -42,11 +42,6 @@ VIRTUAL_FS = frozenset({
 })  # fmt: skip
 
 
-def _unescape_mountinfo(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo octal
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 def virtual_mounts(root: str, mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
     """Mount points strictly below `root` with a virtual filesystem: {path: fstype}."""
     return {p: t for p, t in mounts_below(root, mountinfo).items() if t in VIRTUAL_FS}
@@ -54,23 +49,8 @@ def virtual_mounts(root: str, mountinfo: str = "/proc/self/mountinfo") -> dict[s
 
 def mounts_below(root: str, mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
     """Every mount point strictly below `root` (bind mounts too): {path: fstype}."""
-    out: dict[str, str] = {}
-    try:
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return out
     prefix = root.rstrip("/") + "/"
-    for line in lines:
-        left, sep, right = line.partition(" - ")
-        fields = left.split()
-        if not sep or len(fields) < 5 or not right:
-            continue
-        point = _unescape_mountinfo(fields[4])
-        fstype = right.split()[0]
-        if point.startswith(prefix):
-            out[point] = fstype
-    return out
+    return {m.point: m.fstype for m in mount_lines(mountinfo) if m.point.startswith(prefix)}
 
 
 def _read_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:

@@ -314,6 +314,46 @@ def mountinfo(pid: int | str, procfs: str = "/proc") -> bytes | None:
         return None
 
 
+class MountLine:
+    """One line of a mountinfo table, the fields imgdiff uses (paths unescaped); a plain
+    slotted class, as `Stat` and `Mapping` are."""
+
+    __slots__ = ("dev", "fstype", "point", "source")
+
+    def __init__(self, dev: str, point: str, fstype: str, source: str) -> None:
+        self.dev = dev  # "major:minor" of the mounted filesystem (anonymous: major 0)
+        self.point = point
+        self.fstype = fstype
+        self.source = source  # "" when the line names none
+
+
+def _unescape_mountinfo(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal
+    if "\\" not in field:
+        return field
+    import re  # rarely needed: `imgdiff stale`'s short cut loads this module, not re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_lines(path: str = "/proc/self/mountinfo") -> list[MountLine]:
+    """A mountinfo table parsed (lines it cannot read skipped); [] when unreadable."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields, after = left.split(), right.split()
+        if not sep or len(fields) < 5 or not after:
+            continue
+        source = _unescape_mountinfo(after[1]) if len(after) > 1 else ""
+        out.append(MountLine(fields[2], _unescape_mountinfo(fields[4]), after[0], source))
+    return out
+
+
 def sees_our_mounts(pid: int, procfs: str = "/proc", ours: bytes | None = None) -> bool:
     """True if the process sees exactly the mounts this process sees, at the same places.
 
