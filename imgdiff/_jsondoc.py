@@ -5,9 +5,10 @@ They raise `TypeError` or `ValueError` naming the key; callers turn that into `B
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Collection, Mapping
 from typing import Any
+
+from imgdiff.fs.paths import canonical
 
 Types = dict[str, type | tuple[type, ...]]
 
@@ -52,10 +53,5 @@ def check_types(
 def check_root(path: str, what: str) -> None:
     """`path` must be absolute and normalised, as `/proc/PID/root` reads: a relative one
     would be read against the reader's working directory, not the host's."""
-    if (
-        not path.startswith("/")
-        or path.startswith("//")  # POSIX leaves "//" implementation-defined
-        or posixpath.normpath(path) != path
-        or "\0" in path
-    ):
+    if (path != "/" and not canonical(path)) or "\0" in path:
         raise ValueError(f"{what} {path!r} is not an absolute, normalised path")

@@ -27,6 +27,7 @@ from imgdiff._progress import ReadCounts
 from imgdiff.cache import DigestCache
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported, escape_path
 from imgdiff.fs.inputs import open_regular_file
+from imgdiff.fs.paths import canonical
 from imgdiff.image import Image, Limits, open_image
 from imgdiff.image.base import CONTENT_MAGICS, Capture, FileId, ReadResult
 from imgdiff.model import Entry, EntryType, ImageWarning
@@ -806,14 +807,6 @@ def _kept_bytes(value: Any, where: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except ValueError:  # binascii.Error, or a non-ASCII string
         raise ValueError(f"{where} is not base64") from None
-
-
-def canonical(path: str) -> bool:
-    """True for an absolute path with no empty, `.` or `..` component (and not the root):
-    what a saved manifest's and a delta archive's paths must be."""
-    if path[:1] != "/" or path == "/" or path.endswith(("/", "/.", "/..")):
-        return False
-    return "//" not in path and "/./" not in path and "/../" not in path
 
 
 def entry_from_row(row: Any, limits: Limits) -> Entry:

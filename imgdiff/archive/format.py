@@ -30,8 +30,9 @@ import zstandard
 
 from imgdiff.errors import BadInput, LimitExceeded
 from imgdiff.fs.inputs import open_regular_file
+from imgdiff.fs.paths import canonical
 from imgdiff.image.base import Limits
-from imgdiff.manifest import Manifest, canonical, entry_from_row, entry_row, identity_of
+from imgdiff.manifest import Manifest, entry_from_row, entry_row, identity_of
 from imgdiff.model import Entry, EntryType
 
 MAGIC = b"IMGDIFF-DELTA/1\n"

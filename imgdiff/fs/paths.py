@@ -35,3 +35,12 @@ def child(directory: str, name: str) -> str:
     (`/opt/app/bin/../lib/libx.so.1`, as `ldd` prints it).
     """
     return f"{directory.rstrip('/')}/{name}"
+
+
+def canonical(path: str) -> bool:
+    """True for an absolute path with no empty, `.` or `..` component (and not the root):
+    what `normalise` leaves unchanged, told without building it (a saved manifest's every
+    path is asked). What saved manifests', delta archives' and reports' paths must be."""
+    if path[:1] != "/" or path == "/" or path.endswith(("/", "/.", "/..")):
+        return False
+    return "//" not in path and "/./" not in path and "/../" not in path
