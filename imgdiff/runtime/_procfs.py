@@ -305,6 +305,17 @@ def boot_time(procfs: str = "/proc") -> float:
     return 0.0
 
 
+def read_environ(pid: int, procfs: str = "/proc") -> list[tuple[bytes, bytes]] | None:
+    """A process's environment as it started (bounded): (NAME, value) in order, a name
+    given twice twice; None when unreadable. Data to look at, never to use."""
+    try:
+        with open(f"{procfs}/{pid}/environ", "rb") as fh:
+            data = fh.read(1 << 20)
+    except OSError:
+        return None
+    return [(n, v) for n, _, v in (i.partition(b"=") for i in data.split(b"\0") if i)]
+
+
 def mountinfo(pid: int | str, procfs: str = "/proc") -> bytes | None:
     """A process's mount table as it sees it (bounded); None when unreadable."""
     try:

@@ -25,7 +25,7 @@ from imgdiff.errors import AccessDenied, NoSuchProcess
 from imgdiff.fs.rootfs import RootFS
 from imgdiff.model import Via
 from imgdiff.results import Evidence
-from imgdiff.runtime._procfs import ProcDir, boot_time, parse_stat
+from imgdiff.runtime._procfs import ProcDir, boot_time, parse_stat, read_environ
 from imgdiff.runtime.settle import (
     CHANGED,
     Answer,
@@ -223,6 +223,8 @@ class Inspector:
         self.applied: dict[Space, Applied | None] = {}
         # per space and path: the symlinks on its way, and when each last changed
         self.links: dict[Space, dict[str, list[tuple[str, float]]]] = {}
+        # per process: may it write its bytecode cache (settle asks once per question)
+        self.writers: dict[tuple[int, int], bool] = {}
 
     @functools.cached_property
     def graphs(self) -> ProgramGraphs:
@@ -319,6 +321,12 @@ class Inspector:
         """Whether the process may write its bytecode cache where the sources are: no -B,
         no cache prefix, and (its environment read, never used) no PYTHONDONTWRITEBYTECODE
         or PYTHONPYCACHEPREFIX. Unknown counts as no."""
+        known = self.writers.get(proc.key)
+        if known is None:
+            known = self.writers[proc.key] = self._may_write_bytecode(proc)
+        return known
+
+    def _may_write_bytecode(self, proc: Process) -> bool:
         from imgdiff.loaders.python.cmdline import parse_cmdline
 
         invocation = parse_cmdline(proc.cmdline)
@@ -326,16 +334,11 @@ class Inspector:
             return False
         if invocation.ignore_environment:
             return True
-        try:
-            with open(f"{self.procfs}/{proc.pid}/environ", "rb") as fh:
-                environ = fh.read(1 << 20)
-        except OSError:
+        environ = read_environ(proc.pid, self.procfs)
+        if environ is None:
             return False
-        for item in environ.split(b"\0"):
-            name, _, value = item.partition(b"=")
-            if value and name in (b"PYTHONDONTWRITEBYTECODE", b"PYTHONPYCACHEPREFIX"):
-                return False
-        return True
+        said = (b"PYTHONDONTWRITEBYTECODE", b"PYTHONPYCACHEPREFIX")
+        return not any(value and name in said for name, value in environ)
 
     def graph(self, proc: Process, fs: RootFS) -> ImportGraph:
         """The static import graph of a Python process's program (`proc.exe` set)."""
