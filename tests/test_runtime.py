@@ -318,6 +318,8 @@ def _file_entry(**change: object) -> dict[str, object]:
         (lambda d: d.update(processes="x"), "snapshot key 'processes' has a str"),
         (lambda d: d.update(boot_id=7), "snapshot key 'boot_id' has a int"),
         (lambda d: d.update(taken_at=10**400), "int too large to convert to float"),
+        (lambda d: d.update(taken_at=float("nan")), "taken_at is nan"),
+        (lambda d: d.update(taken_at=float("-inf")), "taken_at is -inf"),
         (lambda d: d.update(gaps=[{"pid": 1}]), "malformed snapshot"),
         (lambda d: d.pop("processes"), "snapshot key 'processes' is missing"),  # core
     ],
@@ -334,6 +336,33 @@ def test_malformed_snapshot_is_bad_input(
     with pytest.raises(BadInput, match="malformed snapshot") as err:
         Snapshot.load(bad)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda p: p.update(exe="usr/bin/x"), "its exe 'usr/bin/x' is not an absolute path"),
+        (lambda p: p.update(cwd="srv"), "its cwd 'srv' is not an absolute path"),
+        (lambda p: p["files"].append(_file_entry(path="x.so", deleted=False)), "its file 'x.so'"),
+    ],
+)
+def test_a_saved_process_with_a_relative_path_is_a_gap_not_clean(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], reason: str
+) -> None:
+    """/proc gives only absolute paths; a relative one matches no image path, so the
+    process would pass for one that uses nothing changed."""
+    good = tmp_path / "good.json"
+    Snapshot.capture(pids=[os.getpid()]).save(good)
+    doc = json.loads(good.read_text())
+    assert Snapshot.load(good).gaps == ()
+    change(doc["processes"][0])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    snap = Snapshot.load(bad)
+    assert [p.pid for p in snap.processes] == [os.getpid()]
+    (gap,) = snap.gaps
+    assert gap.pid == os.getpid()
+    assert gap.reason.startswith(reason)
 
 
 def test_stale_cli_json(capsys: pytest.CaptureFixture[str]) -> None:

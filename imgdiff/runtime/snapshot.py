@@ -11,6 +11,7 @@ become `Gap`s with the reason: never a crash, never silently "clean".
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import time
@@ -493,12 +494,17 @@ class Snapshot:
                 procs.append(proc)
                 if unknown:  # its replaced files are not known: never taken as none
                     gaps.append(Gap(proc.pid, _NO_IDENTITIES))
+                elif relative := _relative(proc):  # it would match no image path
+                    gaps.append(Gap(proc.pid, f"{relative} is not an absolute path"))
             for g in _list(doc.get("gaps", []), "gaps"):
                 _check_types(g, {"pid": int, "reason": str}, "gap")
                 gaps.append(Gap(**g))
+            taken_at = float(doc.get("taken_at", 0.0))
+            if not math.isfinite(taken_at):
+                raise ValueError(f"taken_at is {taken_at}")
             return cls(
                 boot_id=str(doc.get("boot_id", "")),  # unknown: another boot, as it may be
-                taken_at=float(doc.get("taken_at", 0.0)),
+                taken_at=taken_at,
                 host=str(doc.get("host", "")),
                 processes=tuple(procs),
                 gaps=tuple(sorted(gaps, key=lambda g: g.pid)),
@@ -536,6 +542,16 @@ _FILE_TYPES: dict[str, type | tuple[type, ...]] = {
     "size": _OPT_INT, "mtime_ns": _OPT_INT, "handle": _OPT_STR, "detail": str,
     "same_bytes": (bool, type(None)),
 }  # fmt: skip
+
+
+def _relative(proc: Process) -> str:
+    """The first of a process's paths that is not absolute, as /proc never gives one
+    (described), or ""."""
+    named = [("exe", proc.exe), ("cwd", proc.cwd), *(("file", f.path) for f in proc.files)]
+    for key, path in named:
+        if path is not None and not path.startswith("/"):
+            return f"its {key} {path!r}"
+    return ""
 
 
 def _written(a: attrs.Attribute[Any], value: Any) -> bool:
