@@ -9,7 +9,7 @@ nothing; `cli` turns "no" into exit 1.
 
 from __future__ import annotations
 
-from imgdiff.archive.apply import describe, regrouped, tree_changes, tree_manifest
+from imgdiff.archive.apply import describe, tree_changes, tree_manifest
 from imgdiff.archive.format import as_manifest
 from imgdiff.manifest import Manifest
 from imgdiff.results import CheckResult
@@ -30,11 +30,10 @@ def check(
     want = _target(source, use_cache)
     live = tree_manifest(tree, use_cache=use_cache)
     found = tree_changes(live, want, source)
-    links = regrouped(live, want)
-    files = describe(found, links)
+    files = describe(found)
     snap = snapshot if snapshot is not None else Snapshot.capture(tree, exclude_self=True)
     report = stale(snap, root=tree)  # the root checked, for its notes
-    ok = not found and not links and not report.processes
+    ok = not found and not report.processes
     return CheckResult(tree, source, ok, tuple(files), report, tuple(found))
 
 

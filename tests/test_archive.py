@@ -1483,7 +1483,12 @@ def test_tree_whose_hard_link_groups_differ_is_not_the_base_nor_new(
         shutil.copy2(tree / "a", tree / "b")
     with pytest.raises(NotTheBase, match=r"/b \(hard link\)"):
         apply(delta=str(delta), tree=str(tree))
-    assert "/b (hard link)" in check(str(tree), str(old)).files
+    checked = check(str(tree), str(old))
+    assert not checked.ok
+    # the JSON's records say what its lines say (they had no record for a group)
+    assert checked.files == ("/a (hard link)", "/b (hard link)")
+    by_path = [(c.path, c.aspects) for c in checked.differences]
+    assert by_path == [("/a", (Aspect.HARDLINK,)), ("/b", (Aspect.HARDLINK,))]
 
 
 # -- 7. paths the kernel will not let change --------------------------------------------

@@ -62,7 +62,7 @@ from imgdiff.image import DirImage
 from imgdiff.image._dir import _TYPES as _STAT_TYPES
 from imgdiff.image._dir import mounts_below
 from imgdiff.manifest import ImageInfo, Manifest
-from imgdiff.model import Change, Entry, EntryType, Status
+from imgdiff.model import Aspect, Change, Entry, EntryType, Status
 from imgdiff.results import ApplyResult
 
 _JOURNAL = "journal.json"
@@ -503,27 +503,28 @@ def tree_manifest(tree: str, *, use_cache: bool = True) -> Manifest:
 
 def differences(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str) -> list[str]:
     """What keeps `tree` from being the image `want` describes: "path (aspects)" lines."""
-    changes = tree_changes(tree, want, name)
-    return describe(changes, regrouped(tree, want))
+    return describe(tree_changes(tree, want, name))
 
 
-def describe(changes: Sequence[Change], links: Sequence[str] = ()) -> list[str]:
-    """`tree_changes` (and `regrouped`'s paths) as text: "path (aspects)", "path (only in
-    the tree)", "path (hard link)", ..., in path order."""
-    found: dict[str, list[str]] = {}
+_SPELLED = {Aspect.HARDLINK: "hard link"}
+
+
+def describe(changes: Sequence[Change]) -> list[str]:
+    """`tree_changes` as text: "path (aspects)", "path (only in the tree)", "path (hard
+    link)", ..., in path order."""
+    found: dict[str, str] = {}
     for c in changes:
-        how = {"added": "only in the tree", "removed": "missing from the tree"}.get(
-            c.status.value, ", ".join(a.value for a in c.aspects)
+        found[c.path] = {"added": "only in the tree", "removed": "missing from the tree"}.get(
+            c.status.value, ", ".join(_SPELLED.get(a, a.value) for a in c.aspects)
         )
-        found[c.path] = [how]
-    for path in links:
-        found.setdefault(path, []).append("hard link")
-    return [f"{escape_path(p)} ({', '.join(found[p])})" for p in sorted(found)]
+    return [f"{escape_path(p)} ({found[p]})" for p in sorted(found)]
 
 
 def tree_changes(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str) -> list[Change]:
     """How `tree` differs from the image `want` describes, read from the image to the tree
-    as `verify` reads it ("added": in the tree only).
+    as `verify` reads it ("added": in the tree only), hard-link groups included: files
+    of both whose group differs (joined, split) hold the same bytes and metadata, but one
+    write would change the others, or not.
 
     mtime alone is not a difference; the state directory (left out of both, an image
     taken from an updated host has one) and the parents apply created for it are not
@@ -546,24 +547,8 @@ def tree_changes(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str
     flipped = {Status.ADDED: Status.REMOVED, Status.REMOVED: Status.ADDED}
     return [
         attrs.evolve(c, status=flipped.get(c.status, c.status), old=c.new, new=c.old)
-        for c in compare(tree, wanted).changes
+        for c in compare(tree, wanted, links=True).changes
     ]
-
-
-def regrouped(tree: Manifest, want: Mapping[str, Entry] | Manifest) -> list[str]:
-    """Files of both whose hard-link group differs (joined, split, or another leader):
-    the same bytes and metadata, but one write would change the others, or not. (After
-    `tree_changes`, which leaves the state directory out of `tree`.)"""
-    wanted = want.entries if isinstance(want, Manifest) else want
-    out = set()
-    for mine, other in ((tree.entries, wanted), (wanted, tree.entries)):
-        for path, entry in mine.items():
-            if entry.hardlink is None or in_state_dir(path):
-                continue
-            there = other.get(path)
-            if there is not None and there.type is entry.type and there.hardlink != entry.hardlink:
-                out.add(path)
-    return sorted(out)
 
 
 def _state_chain() -> list[str]:
