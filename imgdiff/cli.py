@@ -109,6 +109,8 @@ class _PrintCompletion(argparse.Action):
                 named = {str(action.metavar), *action.option_strings}
                 if action.dest in _IMAGE_ARGS or named & paths or action.dest == "deltas":
                     action.complete = shtab.FILE  # type: ignore[attr-defined]  # read by shtab
+                elif isinstance(action.type, _Vocabulary):  # --kind, --status: one value
+                    action.choices = action.type.members()  # shtab offers choices; we exit
         sys.stdout.write(shtab.complete(parser, values))
         parser.exit(0)
 

@@ -720,6 +720,8 @@ def test_completion_scripts_come_from_the_parser(tmp_path: Path) -> None:
     assert completed("di") == "diff"
     assert completed("plan --exit") == "--exit-code"
     assert completed("stale --br") == "--brief"
+    assert completed("diff --kind elf-l") == "elf-library"  # a closed vocabulary's values
+    assert completed("diff --status ad") == "added"
     assert "_shtab_compgen_files" in bash.stdout  # image arguments complete file names
     zsh = run("--print-completion", "zsh")
     assert zsh.returncode == 0
