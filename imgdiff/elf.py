@@ -30,6 +30,8 @@ import attrs
 from imgdiff.errors import ImgdiffError, escape_path
 
 if TYPE_CHECKING:  # pyelftools costs ~23 ms to import: only `read_elf_info` loads it
+    from collections.abc import Iterator
+
     from elftools.construct import Container
     from elftools.elf.structs import ELFStructs
 
@@ -399,22 +401,44 @@ def _file_offset(loads: list[Container], vaddr: int) -> int | None:
     return None
 
 
+_DYN_CHUNK: Final = 64  # dynamic entries read at a time: most files end within the first
+
+
+def _dynamic_entries(
+    rd: _Reader, lay: _Layout, structs: ELFStructs, dyn: Container
+) -> Iterator[Container]:
+    """The entries of the PT_DYNAMIC segment before its DT_NULL.
+
+    The loader reads entries up to DT_NULL, whatever p_filesz says: `ld
+    --spare-dynamic-tags=N` leaves thousands of DT_NULL slots after it (p_filesz counts
+    them), and the entries past the first DT_NULL are never read. So entries are read in
+    chunks until DT_NULL, the end of the segment or MAX_DYNAMIC_ENTRIES entries before any
+    DT_NULL (hostile: refused).
+    """
+    entsize = _DYN_SIZE[lay.elf_class]
+    count = dyn.p_filesz // entsize
+    at = 0
+    while at < count:
+        if at >= MAX_DYNAMIC_ENTRIES:
+            raise ElfParseError(f"dynamic segment of more than {MAX_DYNAMIC_ENTRIES} entries")
+        chunk = min(_DYN_CHUNK, count - at)
+        raw = rd.read(dyn.p_offset + at * entsize, chunk * entsize, "dynamic segment")
+        for offset in range(0, len(raw), entsize):
+            entry = structs.Elf_Dyn.parse(raw[offset : offset + entsize])
+            if entry.d_tag == "DT_NULL":
+                return
+            yield entry
+        at += chunk
+
+
 def _read_dynamic(
     rd: _Reader, lay: _Layout, structs: ELFStructs, dyn: Container, loads: list[Container]
 ) -> ElfInfo:
     """SONAME, NEEDED, RPATH and RUNPATH from the PT_DYNAMIC segment."""
-    entsize = _DYN_SIZE[lay.elf_class]
-    count = dyn.p_filesz // entsize
-    if count > MAX_DYNAMIC_ENTRIES:
-        raise ElfParseError(f"dynamic segment of {count} entries")
-    raw = rd.read(dyn.p_offset, count * entsize, "dynamic segment")
     singles: dict[str, int] = {}
     needed: list[int] = []
-    for at in range(0, len(raw), entsize):
-        entry = structs.Elf_Dyn.parse(raw[at : at + entsize])
+    for entry in _dynamic_entries(rd, lay, structs, dyn):
         tag = entry.d_tag
-        if tag == "DT_NULL":
-            break
         if tag == "DT_NEEDED":
             needed.append(entry.d_val)
         elif tag in ("DT_SONAME", "DT_RPATH", "DT_RUNPATH", "DT_STRTAB", "DT_STRSZ"):

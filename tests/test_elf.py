@@ -295,6 +295,22 @@ def test_built_library_soname_and_build_id(demo: Demo) -> None:
     assert info == readelf_info(demo.lib)
 
 
+def test_spare_dynamic_slots_after_dt_null_are_not_counted(demo: Demo, tmp_path: Path) -> None:
+    # ld --spare-dynamic-tags=9000 leaves 9000 DT_NULL slots: a valid program (the loader
+    # reads up to the first DT_NULL), whose p_filesz counts more than MAX_DYNAMIC_ENTRIES
+    spare = tmp_path / "spare"
+    subprocess.run(
+        ["gcc", "main.c", "-L.", "-l:libdemo.so.1", "-Wl,--spare-dynamic-tags=9000",
+         "-o", str(spare)],
+        cwd=demo.lib.parent, check=True, capture_output=True,
+    )  # fmt: skip
+    assert segment(spare.read_bytes(), PT_DYNAMIC).p_filesz // 16 > MAX_DYNAMIC_ENTRIES
+    info = info_of(spare)
+    assert "libdemo.so.1" in info.needed
+    assert info.interpreter is not None
+    assert elf_kind(head_of(spare), str(spare)) == "elf-executable"
+
+
 def test_rpath_and_runpath_are_split_verbatim(demo: Demo) -> None:
     rp = info_of(demo.exe_rpath)
     assert rp.rpath == ("/opt/demo", "$ORIGIN/../lib")
@@ -451,13 +467,18 @@ def corruption_cases() -> dict[str, tuple[Callable[[bytearray], bytes], str]]:
         set_u64(d, segment(d, PT_DYNAMIC).at + 8, len(d) + 100)  # p_offset
         return bytes(d)
 
+    def no_dt_null(d: bytearray, filesz: int) -> bytes:
+        # the segment moved to the end of the file: DT_DEBUG entries and never a DT_NULL
+        dynamic = segment(d, PT_DYNAMIC)
+        set_u64(d, dynamic.at + 8, len(d))  # p_offset
+        set_u64(d, dynamic.at + 32, filesz)  # p_filesz
+        return bytes(d) + struct.pack("<qQ", 21, 0) * (MAX_DYNAMIC_ENTRIES + 1)
+
     def dynamic_huge_count(d: bytearray) -> bytes:
-        set_u64(d, segment(d, PT_DYNAMIC).at + 32, (MAX_DYNAMIC_ENTRIES + 1) * 16)  # p_filesz
-        return bytes(d)
+        return no_dt_null(d, (MAX_DYNAMIC_ENTRIES + 1) * 16)
 
     def dynamic_count_2_to_the_60(d: bytearray) -> bytes:
-        set_u64(d, segment(d, PT_DYNAMIC).at + 32, 1 << 60)
-        return bytes(d)
+        return no_dt_null(d, 1 << 60)
 
     def needed_beyond_strtab(d: bytearray) -> bytes:
         at, _ = dyn_entry(d, DT_NEEDED)
