@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import os
 import posixpath
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -25,14 +26,21 @@ from imgdiff.fs.imagepaths import ImagePaths
 from imgdiff.fs.rootfs import RootFS
 from imgdiff.loaders.elf import (
     ElfClosure,
+    LoaderConfig,
     elf_closure,
     load_loader_config,
 )
-from imgdiff.model import Change, Kind, Status, Via
+from imgdiff.model import Aspect, Change, EntryType, Kind, Status, Via
 from imgdiff.packages.view import PackageView
 from imgdiff.results import Delta, Evidence, Impact, ProcessImpact
 from imgdiff.runtime._procfs import ProcDir
-from imgdiff.runtime.inspect import Inspector, is_python, recorded_deleted
+from imgdiff.runtime.inspect import (
+    Inspector,
+    SameBytes,
+    is_pseudo,
+    is_python,
+    recorded_deleted,
+)
 from imgdiff.runtime.snapshot import Gap, Process, Snapshot
 from imgdiff.systemd import unitfiles
 
@@ -40,6 +48,7 @@ _CONFIG_DIRS = ("/etc/",)
 PYTHON_KINDS = frozenset({Kind.PYTHON_SOURCE, Kind.PYTHON_BYTECODE, Kind.PYTHON_EXTENSION})
 
 if TYPE_CHECKING:
+    from imgdiff.loaders.elf import FactsCache
     from imgdiff.loaders.python.finder import ImportGraph
 
 Spell = Callable[[str], tuple[str, ...]]
@@ -153,16 +162,74 @@ def _config_evidence(
     return out
 
 
-def _needed(closure: ElfClosure, changed: Mapping[str, Change], spell: Spell) -> dict[str, str]:
-    """{changed path: loading chain} of a closure's dependencies. Each is joined with the
-    delta as it resolves in the images: on a usr-merged root the loader's
+@attrs.frozen
+class _Needed:
+    """A changed dependency of a closure: its loading chain, and when the loader picks
+    it or another file for the same name depending on the CPU (glibc-hwcaps, `$PLATFORM`),
+    the paths of this candidate (`own`) and of all of them (`variants`)."""
+
+    chain: str
+    own: frozenset[str] = frozenset()
+    variants: frozenset[str] = frozenset()
+
+
+def _needed(closure: ElfClosure, changed: Mapping[str, Change], spell: Spell) -> dict[str, _Needed]:
+    """{changed path: how it is needed} of a closure's dependencies. Each is joined with
+    the delta as it resolves in the images: on a usr-merged root the loader's
     /lib/x86_64-linux-gnu/libc.so.6 is the link /usr/lib/x86_64-linux-gnu/libc.so.6 and
     the file it leads to, a change to either is one to the library."""
-    out: dict[str, str] = {}
+    out: dict[str, _Needed] = {}
+    groups = _variant_groups(closure)
     for path in sorted(closure.dependency_paths()):
         for name in spell(path):
             if name in changed and name not in out:
-                out[name] = _needed_chain(closure, path)
+                own, variants = groups.get(path, (frozenset(), frozenset()))
+                out[name] = _Needed(_needed_chain(closure, path), own, variants)
+    return out
+
+
+def _variant_groups(closure: ElfClosure) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """Path (as found and as resolved) -> (its own spellings, those of every candidate
+    for its name), for the names whose file depends on the CPU."""
+    real = dict(closure.real_paths)
+    by_name: dict[str, dict[str, None]] = {}
+    for name, path in (*closure.libraries, *closure.alternatives):
+        by_name.setdefault(name, {})[path] = None
+    out: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+    for candidates in by_name.values():
+        if len(candidates) < 2:
+            continue
+        spelt = {path: frozenset({path, real.get(path, path)}) for path in candidates}
+        every = frozenset().union(*spelt.values())
+        for own in spelt.values():
+            for path in own:
+                out[path] = (own, every)
+    return out
+
+
+_CPU_DEPENDENT = "which of its variants the loader picks depends on the CPU"
+
+
+def _needed_evidence(
+    needed: Mapping[str, _Needed], changed: Mapping[str, Change], mapped: frozenset[str]
+) -> list[Evidence]:
+    """Evidence of a closure's changed dependencies for a process mapping `mapped` (its
+    files' paths; empty when not known). A dependency the CPU chooses among variants is
+    settled by what the process maps: the variant it maps is its, the others are not
+    (its next start, on the same CPU, picks the same one); when it maps none of them,
+    the evidence is unconfirmed and says so."""
+    out = []
+    for path, how in needed.items():
+        e = _of(changed[path], Via.ELF_NEEDED, how.chain)
+        if how.variants:
+            if not mapped.isdisjoint(how.own):
+                pass  # the variant this process runs
+            elif not mapped.isdisjoint(how.variants):
+                continue  # it runs another variant of this library
+            else:
+                detail = f"{how.chain}; {_CPU_DEPENDENT}" if how.chain else _CPU_DEPENDENT
+                e = attrs.evolve(e, detail=detail, confirmed=False)
+        out.append(e)
     return out
 
 
@@ -179,6 +246,7 @@ def assess(
     untraced: Literal["graph", "strict"] = "graph",
     image: ImageEvidence | None = None,
     paths: ImagePaths | None = None,
+    new: NewResolution | None = None,
 ) -> Impact:
     """Join a delta with the processes of a live snapshot whose root is `root`.
 
@@ -197,16 +265,18 @@ def assess(
 
     `paths` (OLD's and NEW's entries) resolves the paths closures and configuration name
     through the images' symlinks before they are joined with the delta; without it they
-    are joined as spelled.
+    are joined as spelled. `new` says where NEW's loader finds what each closure needs
+    (a library NEW adds that shadows the one in use); without it that is not looked at.
     """
     spell = _speller(paths)
     changed = _changed(delta)
+    code = _code(changed)
     configs = configs or ConfigSources()
     # what a unit or command line names is read at the next start: an added one counts
     tree = _Tree({c.path: c for c in delta.changes})
     want = os.path.realpath(root) if root != "/" else "/"
     live = _LiveReader(
-        changed, procfs, import_graphs, elf_needed, stale, untraced == "strict", spell
+        changed, procfs, import_graphs, elf_needed, stale, untraced == "strict", spell, new
     )
     untraced_python: list[int] = []
     affected: list[ProcessImpact] = []
@@ -227,7 +297,7 @@ def assess(
             detail = "held open" if via == "config" else use.detail
             found += [
                 attrs.evolve(e, detail=detail) if detail else e
-                for e in _evidence([use.path], via, changed)
+                for e in _evidence([use.path], via, code if via in CODE_VIAS else changed)
             ]
         found += _config_evidence(proc, configs, tree, spell)
         if not stale:  # no /proc to look into: what the snapshot recorded
@@ -314,6 +384,21 @@ def _changed(delta: Delta) -> dict[str, Change]:
     return {c.path: c for c in delta.changes if c.status is not Status.ADDED}
 
 
+_CODE_ASPECTS = frozenset({Aspect.CONTENT, Aspect.TYPE, Aspect.TARGET})
+CODE_VIAS = frozenset({Via.EXE, Via.MAPPED, Via.ELF_NEEDED})
+
+
+def _code(changed: Mapping[str, Change]) -> dict[str, Change]:
+    """The changes that change code a process runs or will load (`CODE_VIAS`): other
+    bytes, another file type or symlink target. A mode, owner or xattr change alone
+    leaves the mapped bytes what they were: no evidence for code."""
+    return {
+        p: c
+        for p, c in changed.items()
+        if c.status is not Status.MODIFIED or not _CODE_ASPECTS.isdisjoint(c.aspects)
+    }
+
+
 def _init_evidence(
     changed: dict[str, Change], root: str, spell: Spell = _as_named
 ) -> ProcessImpact | None:
@@ -323,11 +408,9 @@ def _init_evidence(
         closure = elf_closure(fs, INIT_PROGRAM, load_loader_config(fs))
     real = dict(closure.real_paths).get(INIT_PROGRAM, INIT_PROGRAM)
     detail = f"PID 1 not readable: assumed from {INIT_PROGRAM}"
-    found = _evidence(dict.fromkeys([*spell(INIT_PROGRAM), real]), Via.EXE, changed)
-    found += [
-        _of(changed[path], Via.ELF_NEEDED, chain)
-        for path, chain in _needed(closure, changed, spell).items()
-    ]
+    code = _code(changed)
+    found = _evidence(dict.fromkeys([*spell(INIT_PROGRAM), real]), Via.EXE, code)
+    found += _needed_evidence(_needed(closure, code, spell), code, frozenset())
     if not found:
         return None
     # a guess, not an observation: the evidence is unconfirmed and says what it assumed
@@ -379,6 +462,175 @@ def _needed_chain(closure: ElfClosure, path: str) -> str:
     return "needed by " + " ← ".join(names) if hops else ""
 
 
+def _closure_unknown(closure: ElfClosure) -> str | None:
+    """Why a closure cannot clear a process (what its program loads is not all known)."""
+    if not closure.incomplete:
+        return None
+    more = len(closure.incomplete) - 1
+    also = f" (and {more} more)" if more else ""
+    return f"ELF closure not known: {closure.incomplete[0]}{also}"
+
+
+_LD_SO_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf")
+_LIBRARY_NAME = re.compile(r"\.so(?:\.|$)")
+
+
+def _touches_resolution(changes: Iterable[Change]) -> bool:
+    """Whether the delta can make a needed name resolve to another file: the loader's
+    cache or configuration changed, or a library-like path, or a symlink in a library
+    directory, was added, removed, or changed type or target."""
+    for c in changes:
+        if c.path.startswith(_LD_SO_FILES):
+            return True
+        moved = c.status is not Status.MODIFIED or not {Aspect.TYPE, Aspect.TARGET}.isdisjoint(
+            c.aspects
+        )
+        if not moved:
+            continue
+        name = posixpath.basename(c.path)
+        if _LIBRARY_NAME.search(name) or "/glibc-hwcaps/" in c.path:
+            return True
+        links = (e for e in (c.old, c.new) if e is not None and e.type is EntryType.SYMLINK)
+        if any(links) and any(part.startswith("lib") for part in c.path.split("/")):
+            return True
+    return False
+
+
+class NewResolution:
+    """Where NEW's loader finds what a program's closure needs, where the delta can move
+    it: a needed name that resolves to another file in NEW (a library NEW adds that
+    shadows the one in use: a glibc-hwcaps variant, a directory its ld.so.conf and cache
+    add) is loaded at the next start even though no file in use changed.
+
+    NEW is read as a tree when it is a directory (`new_root`): each program's closure is
+    computed there once, through the same search (`elf_closure`), and compared by name
+    with the closure in use. Otherwise only the delta is known: a file NEW adds with the
+    base name of a needed name, elsewhere than where it is found now, is unconfirmed
+    evidence (whether NEW's loader picks it is not known).
+    """
+
+    def __init__(self, delta: Delta | None, new_root: str | None, spell: Spell = _as_named) -> None:
+        changes = delta.changes if delta is not None else ()
+        self.changes = {c.path: c for c in changes}
+        self.wanted = _touches_resolution(changes)
+        self.new_root = new_root if self.wanted else None
+        self.spell = spell
+        self.added: dict[str, list[str]] = {}
+        for c in changes:
+            if c.status is Status.ADDED and c.entry.type is not EntryType.DIR:
+                self.added.setdefault(posixpath.basename(c.path), []).append(c.path)
+        self._fs: RootFS | None = None
+        self._config: LoaderConfig | None = None
+        self._facts: FactsCache | None = None
+        self.closures: dict[str, ElfClosure] = {}  # program -> its closure in NEW
+        self.digests = SameBytes()  # per inode: OLD's and NEW's files compared once
+
+    def evidence(self, closure: ElfClosure, fs: RootFS) -> list[Evidence]:
+        """What NEW's resolution of `closure`'s names (computed in `fs`) changes."""
+        if not self.wanted or not closure.libraries:
+            return []
+        if self.new_root is None:
+            return self._by_name(closure)
+        new = self._closure(closure.root_object)
+        if not new.libraries:
+            return []  # not in NEW, or not a program there: its own change says so
+        real_old, real_new = dict(closure.real_paths), dict(new.real_paths)
+        old_found = _candidates(closure)
+        new_found = _candidates(new)
+        out: list[Evidence] = []
+        for name, (old_path, old_variants) in old_found.items():
+            if name not in new_found:
+                continue  # not found in NEW: the removal that caused it is in the delta
+            new_path, new_variants = new_found[name]
+            known = {real_old.get(p, p) for p in (old_path, *old_variants)}
+            was = real_old.get(old_path, old_path)
+            chain = _needed_chain(closure, old_path)
+            now = real_new.get(new_path, new_path)
+            if now != was and not self._same(fs, was, now):
+                detail = f"{name} resolves to {new_path} in NEW, no longer to {old_path}"
+                out += self._of(new_path, now, f"{detail}; {chain}" if chain else detail, True)
+            for variant in new_variants:
+                now = real_new.get(variant, variant)
+                if now in known or self._same(fs, was, now):
+                    continue
+                detail = (
+                    f"NEW adds {variant}, a variant of {name} the loader picks instead of "
+                    f"{old_path} on a CPU that supports it"
+                )
+                out += self._of(variant, now, detail, False)
+        return out
+
+    def _by_name(self, closure: ElfClosure) -> list[Evidence]:
+        known = closure.dependency_paths()
+        out: list[Evidence] = []
+        for name, path in closure.libraries:
+            for added in self.added.get(posixpath.basename(name), ()):
+                if added in known:
+                    continue
+                detail = (
+                    f"NEW adds {added} with the name of {name} (found at {path}); NEW was "
+                    "not read as a tree: whether its loader picks it is not known"
+                )
+                out += self._of(added, added, detail, False)
+        return out
+
+    def _of(self, path: str, real: str, detail: str, confirmed: bool) -> list[Evidence]:
+        """Evidence on the change that moves the name: the file NEW finds, else the
+        loader's cache or configuration."""
+        spelt = [*self.spell(path), real]
+        cache = [p for p in sorted(self.changes) if p.startswith(_LD_SO_FILES)]
+        for candidate in (*spelt, *cache):
+            c = self.changes.get(candidate)
+            if c is not None:
+                return [attrs.evolve(_of(c, Via.ELF_NEEDED, detail), confirmed=confirmed)]
+        return []
+
+    def _closure(self, program: str) -> ElfClosure:
+        known = self.closures.get(program)
+        if known is None:
+            from imgdiff.loaders.elf import FactsCache
+
+            assert self.new_root is not None
+            if self._fs is None:
+                self._fs = RootFS(self.new_root)
+                self._config = load_loader_config(self._fs)
+                self._facts = FactsCache()
+            assert self._config is not None
+            known = self.closures[program] = elf_closure(
+                self._fs, program, self._config, cache=self._facts
+            )
+        return known
+
+    def _same(self, fs: RootFS, old: str, new: str) -> bool:
+        """Whether OLD's file (in `fs`) and NEW's have the same bytes."""
+        if self._fs is None:
+            return False
+        digest = self._digest(fs, old)
+        return digest is not None and digest == self._digest(self._fs, new)
+
+    def _digest(self, fs: RootFS, path: str) -> str | None:
+        st = fs.stat(path)
+        return self.digests.now(fs, path, st) if st is not None else None
+
+    def close(self) -> None:
+        """Close NEW's root, if open."""
+        if self._fs is not None:
+            self._fs.close()
+            self._fs = None
+
+
+def _candidates(closure: ElfClosure) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Needed name -> (the file found for it, the CPU-dependent variants)."""
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for name, path in closure.libraries:
+        out.setdefault(name, (path, ()))
+    for name, path in closure.alternatives:
+        if name in out:
+            found, variants = out[name]
+            out[name] = (found, (*variants, path))
+    return out
+
+
 class _LiveReader:
     """Evidence read inside a live process's root, through one `Inspector` (its caches
     are shared across processes of the same root and mount namespace); `closures` keeps
@@ -393,6 +645,7 @@ class _LiveReader:
         stale: bool,
         untraced_strict: bool,
         spell: Spell = _as_named,
+        new: NewResolution | None = None,
     ) -> None:
         self.changed, self.spell = changed, spell
         self.import_graphs, self.elf_needed, self.stale = import_graphs, elf_needed, stale
@@ -401,10 +654,13 @@ class _LiveReader:
             if untraced_strict
             else []
         )
+        self.code = _code(changed)
         self.inspector = Inspector(procfs)
-        self.unknown: list[Gap] = []  # processes whose import graph could not be computed
-        # (space, exe) -> {changed dependency: "needed by … ← exe"}
-        self.closures: dict[tuple[object, ...], dict[str, str]] = {}
+        self.unknown: list[Gap] = []  # processes whose graph or closure is not known
+        # (space, exe) -> its changed dependencies, or why its closure is incomplete
+        self.closures: dict[tuple[object, ...], dict[str, _Needed] | str] = {}
+        self.new = new or NewResolution(None, None)
+        self.resolved: dict[tuple[object, ...], list[Evidence]] = {}
 
     def evidence(self, proc: Process) -> list[Evidence]:
         want_graph = self.import_graphs and is_python(proc) and not proc.traced
@@ -422,15 +678,28 @@ class _LiveReader:
             if (why := self.inspector.graph_unknown(proc, fs)) is not None:
                 self.unknown.append(Gap(proc.pid, why))
             out += _graph_evidence(graph, self.changed, self.python_changes)
-        if self.elf_needed and proc.exe is not None:
+        # a program run from a memfd (runc re-executes itself so) has no file to read:
+        # what it maps is matched as `mapped`, and no update changes what it runs
+        if (
+            self.elf_needed
+            and proc.exe is not None
+            and not is_pseudo(proc.exe)
+            and (self.code or self.new.wanted)
+        ):
             ckey = ((proc.root, proc.mnt_ns), proc.exe)
             if ckey not in self.closures:
                 closure = self.inspector.closure(proc, fs)
-                self.closures[ckey] = _needed(closure, self.changed, self.spell)
-            out += [
-                _of(self.changed[path], Via.ELF_NEEDED, detail)
-                for path, detail in self.closures[ckey].items()
-            ]
+                self.closures[ckey] = _closure_unknown(closure) or _needed(
+                    closure, self.code, self.spell
+                )
+                self.resolved[ckey] = self.new.evidence(closure, fs)
+            needed = self.closures[ckey]
+            if isinstance(needed, str):  # not computed is unknown, never clean
+                self.unknown.append(Gap(proc.pid, needed))
+            else:
+                mapped = frozenset(u.path for u in proc.files if u.via in ("exe", "mapped"))
+                out += _needed_evidence(needed, self.code, mapped)
+            out += self.resolved[ckey]
         return out
 
 
@@ -455,8 +724,12 @@ class ImageEvidence:
         untraced_strict: bool = False,
         why_not: str = "OLD is not a directory",
         paths: ImagePaths | None = None,
+        new: NewResolution | None = None,
     ) -> None:
         self.changed = _changed(delta)
+        self.code = _code(self.changed)
+        # where NEW's loader finds the names (a NEW that is no directory: by the delta)
+        self.new = new if new is not None else NewResolution(delta, None, _speller(paths))
         self.paths = paths  # closures joined through the images' symlinks (not shared)
         self.root = image
         self.identity = _image_identity(image) if image is not None else why_not
@@ -467,8 +740,8 @@ class ImageEvidence:
             else []
         )
         self.wants_python = any(c.kind in PYTHON_KINDS for c in self.changed.values())
-        relevant = any(c.kind != Kind.DOCS for c in self.changed.values())
-        self.wants_elf = relevant
+        relevant = any(c.kind != Kind.DOCS for c in self.code.values())
+        self.wants_elf = relevant or self.new.wanted
         # key -> evidence, or the reason it could not be computed
         self.known: dict[tuple[object, ...], tuple[Evidence, ...] | str] = {}
         self._inspector: Inspector | None = None
@@ -480,7 +753,7 @@ class ImageEvidence:
     def keys(self, proc: Process) -> list[tuple[object, ...]]:
         """The cache keys this process's evidence is made of (none when it needs none)."""
         out: list[tuple[object, ...]] = []
-        if proc.exe is None or not proc.exe.startswith("/"):
+        if proc.exe is None or not proc.exe.startswith("/") or is_pseudo(proc.exe):
             return out  # no program to read (a snapshot's paths are absolute)
         if self.wants_python and is_python(proc) and not proc.traced:
             out.append((self.identity, "graph", proc.exe, proc.cmdline, proc.cwd))
@@ -534,11 +807,15 @@ class ImageEvidence:
                 inspector.closures[ckey] = elf_closure(
                     fs, exe, inspector.loaders[space], cache=inspector.facts
                 )
-            needed = _needed(inspector.closures[ckey], self.changed, _speller(self.paths))
-            return tuple(
-                _of(self.changed[path], Via.ELF_NEEDED, chain)
-                for path, chain in sorted(needed.items())
-            )
+            closure = inspector.closures[ckey]
+            unknown = _closure_unknown(closure)
+            if unknown is not None:  # not computed is unknown, never clean
+                return unknown
+            # the process's own maps are not asked here (the evidence is per program): a
+            # dependency the CPU chooses is unconfirmed
+            needed = dict(sorted(_needed(closure, self.code, _speller(self.paths)).items()))
+            found = _needed_evidence(needed, self.code, frozenset())
+            return (*found, *self.new.evidence(closure, fs))
         _, _, program, argv, cwd = key
         assert isinstance(program, str)
         assert isinstance(argv, tuple)
@@ -567,6 +844,7 @@ class ImageEvidence:
         copy = ImageEvidence.__new__(ImageEvidence)
         copy.__dict__.update(self.__dict__)
         copy.root, copy._fs, copy._inspector = None, None, None
+        copy.new = NewResolution(None, None)  # NEW's tree stays here: the cache answers
         copy.shared = self.root is not None
         copy.known = dict(self.known)
         return copy

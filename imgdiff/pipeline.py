@@ -39,7 +39,7 @@ from imgdiff.results import (
 
 if TYPE_CHECKING:
     from imgdiff.hostreport import HostReport
-    from imgdiff.impact import ConfigSources, ImageEvidence
+    from imgdiff.impact import ConfigSources, ImageEvidence, NewResolution
     from imgdiff.packages.view import PackageView
     from imgdiff.plan import Policy
     from imgdiff.runtime.snapshot import Snapshot
@@ -274,7 +274,7 @@ def plan_update(
     threaded callers)."""
     from imgdiff.drift import check_drift
     from imgdiff.hostreport import load_host
-    from imgdiff.impact import assess
+    from imgdiff.impact import NewResolution, assess
     from imgdiff.packages.view import PackageView
     from imgdiff.plan import Policy, decide
     from imgdiff.runtime._procfs import boot_id
@@ -316,11 +316,16 @@ def plan_update(
         policy = policy or Policy()
         # a saved snapshot's programs are read from OLD's files, the ones the host runs
         paths = ImagePaths(om.entries, nm.entries)
-        from_image = None if live else old_evidence(om, delta, policy, paths)
+        # where NEW's loader finds what the closures need: NEW's own files when it is a
+        # directory, else the delta's added files by name
+        new_tree = nm.info.path if nm.info.format == "dir" and nm.has_contents else None
+        new_lookup = NewResolution(delta, new_tree, paths.spellings)
+        opened.callback(new_lookup.close)
+        from_image = None if live else old_evidence(om, delta, policy, paths, new_lookup)
         with contextlib.closing(from_image) if from_image else contextlib.nullcontext():
             impact = assess(
                 delta, snap, root=root, configs=configs, import_graphs=live, elf_needed=live,
-                stale=live, untraced=policy.untraced, paths=paths,
+                stale=live, untraced=policy.untraced, paths=paths, new=new_lookup,
                 image=from_image.redacting() if from_image and report and report.redacted
                 else from_image,
             )  # fmt: skip
@@ -368,7 +373,11 @@ def hint_drift(verdict: Verdict, root: str) -> Verdict:
 
 
 def old_evidence(
-    om: Manifest, delta: Delta, policy: Policy, paths: ImagePaths | None = None
+    om: Manifest,
+    delta: Delta,
+    policy: Policy,
+    paths: ImagePaths | None = None,
+    new: NewResolution | None = None,
 ) -> ImageEvidence:
     """Where a saved snapshot's import graphs and ELF closures come from: OLD's own files
     when OLD was read as a directory just now, else nowhere (its processes are unknown)."""
@@ -381,6 +390,7 @@ def old_evidence(
         untraced_strict=policy.untraced == "strict",
         why_not=f"OLD ({om.info.format}) is not a directory: its programs' files were not read",
         paths=paths,
+        new=new,
     )
 
 

@@ -47,6 +47,14 @@ if TYPE_CHECKING:
 
 # pseudo files that look like paths: never "deleted" in a way a restart changes
 _PSEUDO = ("/memfd:", "/dev/", "/SYSV", "/proc/", "/sys/", "/anon_hugepage", "/[")
+
+
+def is_pseudo(path: str) -> bool:
+    """Whether a path the kernel names is no file of the root (a memfd, an anonymous or
+    System V mapping, a device): nothing a package installs, so nothing an update moves."""
+    return path.startswith(_PSEUDO)
+
+
 # open files there are run-time state (logs, caches, spools), not code or configuration
 _RUNTIME_STATE = ("/var/", "/run/", "/tmp/", "/home/", "/root/", "/srv/", "/mnt/", "/media/")  # noqa: S108 - prefixes compared, nothing created
 STALE = "stale"  # the status of evidence that the live file is not the one in use

@@ -135,7 +135,10 @@ class ElfClosure:
     assumes: possible dependencies, their own needs followed too. `edges` are (needer, needed)
     path pairs. `interpreter` is PT_INTERP as written in the program. `unresolved` lists
     names the loader would not find (the program would not start); `notes` say why, and
-    what was skipped or unreadable.
+    what was skipped or unreadable. `incomplete` says why the closure may lack files the
+    loader maps (empty when it is the whole answer): the program could not be read, its
+    interpreter or a needed name was not found in the root (a running program found them
+    elsewhere: a relative RUNPATH, LD_LIBRARY_PATH), or a bound cut the walk short.
     """
 
     root_object: str
@@ -146,6 +149,7 @@ class ElfClosure:
     unresolved: tuple[str, ...] = ()
     real_paths: tuple[tuple[str, str], ...] = ()
     notes: tuple[str, ...] = ()
+    incomplete: tuple[str, ...] = ()
 
     def dependency_paths(self) -> frozenset[str]:
         """Paths whose change affects the next start of the program, its own aside.
@@ -219,6 +223,7 @@ class _Closure:
         self.config = config
         self.facts = facts
         self.notes: dict[str, None] = {}  # ordered, without repeats
+        self.incomplete: dict[str, None] = {}  # why files may be missing, ordered
         self.unresolved: dict[str, None] = {}
         self.objects: list[_Object] = []
         self.by_name: dict[str, int] = {}
@@ -241,6 +246,12 @@ class _Closure:
         self.platform_used = False
 
     # ----------------------------------------------------------------- notes and files
+
+    def gap(self, text: str) -> None:
+        """Note what leaves the closure incomplete (`ElfClosure.incomplete`)."""
+        if len(self.incomplete) < MAX_NOTES:
+            self.incomplete[text] = None
+        self.note(text)
 
     def note(self, text: str) -> None:
         if len(self.notes) < MAX_NOTES:
@@ -270,7 +281,7 @@ class _Closure:
         """Charge one file or directory to the search; False once MAX_PROBES are spent."""
         self.probe_budget -= 1
         if self.probe_budget == -1:
-            self.note(f"more than {MAX_PROBES} files and directories looked at; incomplete")
+            self.gap(f"more than {MAX_PROBES} files and directories looked at; incomplete")
         return self.probe_budget >= 0
 
     def probe(self, path: str) -> _Probe:
@@ -562,7 +573,7 @@ class _Closure:
 
     def unresolved_name(self, name: str, needer: _Object, why: str) -> None:
         self.unresolved[name] = None
-        self.note(f"{escape_path(needer.path)} needs {escape_path(name)}: {why}")
+        self.gap(f"{escape_path(needer.path)} needs {escape_path(name)}: {why}")
 
     def run(self, path: str) -> ElfClosure:
         main = self._probe(path, library=False)
@@ -575,7 +586,7 @@ class _Closure:
         elif facts is not None and facts.error is None:
             main = attrs.evolve(main, status="fatal", reason="invalid ELF class")
         if main.status != "ok":
-            self.note(f"{escape_path(path)}: {main.reason or 'not found'}; no closure")
+            self.gap(f"{escape_path(path)}: {main.reason or 'not found'}; no closure")
             return self.result(path, None)
         root = self.add(main, None)
         self.register(root, main, path)
@@ -591,7 +602,7 @@ class _Closure:
                 self.register(obj, interp, interpreter)
                 self.edge(root, interp.path)
             else:
-                self.note(
+                self.gap(
                     f"interpreter {escape_path(interpreter)}: "
                     f"{interp.reason or 'not found'}; the program cannot start"
                 )
@@ -599,7 +610,7 @@ class _Closure:
         while queue:
             obj = queue.popleft()
             if obj.depth >= MAX_DEPTH:
-                self.note(f"{escape_path(obj.path)}: depth limit {MAX_DEPTH}; needs not followed")
+                self.gap(f"{escape_path(obj.path)}: depth limit {MAX_DEPTH}; needs not followed")
                 continue
             for name in obj.info.needed:
                 if not self.need(name, obj, queue):
@@ -719,7 +730,7 @@ class _Closure:
                 self.edge(obj, probe.path)
                 continue
             if len(self.objects) >= MAX_OBJECTS:
-                self.note(f"more than {MAX_OBJECTS} objects; closure truncated")
+                self.gap(f"more than {MAX_OBJECTS} objects; closure truncated")
                 return False
             new = self.add(probe, obj)
             if is_variant:
@@ -742,6 +753,7 @@ class _Closure:
             unresolved=tuple(self.unresolved),
             real_paths=tuple(self.real_paths.items()),
             notes=tuple(self.notes),
+            incomplete=tuple(self.incomplete),
         )
 
 
