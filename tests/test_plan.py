@@ -1129,3 +1129,38 @@ def test_env_file_new_adds_restarts_the_unit_that_names_it(host: Host) -> None:
     assert [(e.path, e.via, e.status) for e in verdict.steps[0].reasons] == [
         ("/etc/app.env", "config", "added")
     ]
+
+
+def _restarted(verdict: Verdict) -> dict[str | None, set[tuple[str, str, str]]]:
+    """unit -> (path, via, detail) of each restart step's evidence."""
+    return {
+        s.unit: {(e.path, e.via, e.detail) for e in s.reasons}
+        for s in verdict.steps
+        if s.action == "restart"
+    }
+
+
+def _edit(path: str, text: str = "changed\n") -> Callable[[Path], None]:
+    """A change to NEW: `path` (inside it) written with `text`."""
+
+    def change(new: Path) -> None:
+        target = new / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+    return change
+
+
+def test_a_comment_inside_a_continued_exec_line_is_skipped(tmp_path: Path) -> None:
+    """systemd.syntax(7): a comment line after a backslash is ignored and the line goes
+    on: /etc/app.conf is still an argument of ExecStart=."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/app.conf").write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep \\\n# a comment\n; another\n  /etc/app.conf\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/app.conf")) as box:
+        assert _restarted(box.plan()) == {
+            box.unit: {("/etc/app.conf", "config", f"named by {box.unit}")}
+        }

@@ -76,6 +76,17 @@ def test_parse_ignores_other_sections_and_comments() -> None:
     assert parse_unit(text) == {"Requires": ["x.service", "y.service"]}
 
 
+def test_a_comment_inside_a_continuation_is_skipped(tmp_path: Path) -> None:
+    """systemd.syntax(7): comment lines after a backslash are ignored, the line goes on."""
+    tree = {
+        "usr/lib/systemd/system/bb.service": "[Unit]\nAfter=\\\n# a comment\n  cc.service\n",
+        "usr/lib/systemd/system/cc.service": "[Unit]\n",
+    }
+    m = Manifest.read(str(write_tree(tmp_path / "img", tree)), use_cache=False)
+    deps = dependencies(m.read_files([p for p in m.entries if is_unit_file(p)]))
+    assert deps["bb.service"] == {"cc.service"}
+
+
 SERVICE = (
     "[Unit]\nDescription=web\n"
     "[Service]\n"

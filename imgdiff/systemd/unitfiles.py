@@ -60,11 +60,18 @@ def parse_unit(text: str, section_name: str = "Unit") -> dict[str, list[str]]:
 
 
 def _directives(text: str, section_name: str) -> Iterator[tuple[str, str]]:
-    """(key, raw value) of one section, continuation lines joined."""
+    """(key, raw value) of one section, continuation lines joined.
+
+    A comment line inside a continuation is skipped and the continuation goes on past it
+    (systemd.syntax(7)).
+    """
     section = ""
     pending = ""
     for raw in text.splitlines():
-        line = pending + raw.strip()
+        stripped = raw.strip()
+        if stripped[:1] in ("#", ";"):
+            continue
+        line = pending + stripped
         pending = ""
         if line.endswith("\\"):
             pending = line[:-1] + " "
