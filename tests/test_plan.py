@@ -1164,3 +1164,28 @@ def test_a_comment_inside_a_continued_exec_line_is_skipped(tmp_path: Path) -> No
         assert _restarted(box.plan()) == {
             box.unit: {("/etc/app.conf", "config", f"named by {box.unit}")}
         }
+
+
+def test_an_empty_assignment_in_a_dropin_resets_what_the_unit_names(tmp_path: Path) -> None:
+    """`ExecStart=` or `EnvironmentFile=` alone in a drop-in empties the list: the
+    files the unit file named before it are no longer read."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        for name in ("a.conf", "b.conf", "env"):
+            (old / "etc" / name).write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600 /etc/a.conf\nEnvironmentFile=/etc/env\n")
+        dropin = old / f"etc/systemd/system/{unit}.d/o.conf"
+        dropin.parent.mkdir(parents=True)
+        dropin.write_text(
+            "[Service]\nExecStart=\nExecStart=/bin/sleep 600 /etc/b.conf\nEnvironmentFile=\n"
+        )
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/a.conf")) as box:
+        assert box.plan().verdict == "no-action"
+        box.change = _edit("/etc/env")
+        assert box.plan().verdict == "no-action"
+        box.change = _edit("/etc/b.conf")
+        assert _restarted(box.plan()) == {
+            box.unit: {("/etc/b.conf", "config", f"named by {box.unit}")}
+        }

@@ -155,15 +155,16 @@ def config_sources(files: Mapping[str, bytes]) -> dict[str, tuple[str, ...]]:
     These are the unit file and its drop-ins themselves, `EnvironmentFile=`, absolute
     path arguments of `ExecStart=` (and of the other `Exec*=` lines),
     `ConfigurationDirectory=` (under /etc), and by convention `/etc/NAME/`,
-    `/etc/default/NAME` and `/etc/sysconfig/NAME` for `NAME.service`. A path ending in
-    "/" stands for everything below it. Parsing only: nothing is run or expanded
+    `/etc/default/NAME` and `/etc/sysconfig/NAME` for `NAME.service`; an empty
+    assignment in a later file resets that setting's list. A path ending in "/" stands for
+    everything below it. Parsing only: nothing is run or expanded
     (a `%`-specifier or `$VAR` argument is skipped).
     """
     out: dict[str, tuple[str, ...]] = {}
     for unit, (path, dropins) in _chosen(files).items():
         paths = [path, *dropins]
-        for source in (path, *dropins):
-            for key, value in _directives(_text(files[source]), "Service"):
+        for key, values in _settings((path, *dropins), files).items():
+            for value in values:
                 paths.extend(_named_paths(key, value))
         name = unit.rpartition(".")[0].partition("@")[0]
         if unit.endswith(".service") and name:
@@ -194,6 +195,19 @@ def unit_file_name(unit: str) -> str:
     if "@" in name:
         name = name.partition("@")[0] + "@"
     return f"{name}{dot}{suffix}"
+
+
+def _settings(sources: Iterable[str], files: Mapping[str, bytes]) -> dict[str, list[str]]:
+    """key -> the values of the [Service] section of `sources` (in order) that apply:
+    an empty assignment (`ExecStart=` in a drop-in) resets the list, as systemd does."""
+    out: dict[str, list[str]] = {}
+    for source in sources:
+        for key, value in _directives(_text(files[source]), "Service"):
+            if value:
+                out.setdefault(key, []).append(value)
+            else:
+                out[key] = []
+    return out
 
 
 def _named_paths(key: str, value: str) -> list[str]:
