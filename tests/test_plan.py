@@ -1189,3 +1189,71 @@ def test_an_empty_assignment_in_a_dropin_resets_what_the_unit_names(tmp_path: Pa
         assert _restarted(box.plan()) == {
             box.unit: {("/etc/b.conf", "config", f"named by {box.unit}")}
         }
+
+
+def test_a_dropin_masked_by_a_link_to_dev_null_names_nothing(tmp_path: Path) -> None:
+    """/etc/…/UNIT.d/10.conf -> /dev/null masks the vendor's drop-in of that name."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/c.conf").write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600\n")
+        vendor = old / f"usr/lib/systemd/system/{unit}.d/10.conf"
+        vendor.parent.mkdir()
+        vendor.write_text("[Service]\nEnvironmentFile=/etc/c.conf\n")
+        mask = old / f"etc/systemd/system/{unit}.d/10.conf"
+        mask.parent.mkdir(parents=True)
+        mask.symlink_to("/dev/null")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/c.conf")) as box:
+        assert box.plan().verdict == "no-action"
+
+
+def _mask_link(new: Path, unit: str) -> None:
+    link = new / "etc/systemd/system" / unit
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to("/dev/null")
+
+
+def _mask_empty(new: Path, unit: str) -> None:
+    empty = new / "etc/systemd/system" / unit
+    empty.parent.mkdir(parents=True, exist_ok=True)
+    empty.write_text("")
+
+
+@pytest.mark.parametrize("mask", [_mask_link, _mask_empty])
+def test_a_running_unit_new_masks_is_stopped(
+    tmp_path: Path, mask: Callable[[Path, str], None]
+) -> None:
+    """A link to /dev/null or an empty unit file masks the unit (systemd.unit(5)): it
+    cannot restart, it is stopped."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/a.conf").write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600 /etc/a.conf\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], lambda new: None) as box:
+        box.change = lambda new: mask(new, box.unit)
+        verdict = box.plan()
+        assert [(s.action, s.unit) for s in verdict.steps] == [
+            ("daemon-reload", None), ("stop", box.unit)
+        ]  # fmt: skip
+        assert verdict.reason_codes[-1] == "unit-removed"
+
+
+@pytest.mark.parametrize("mask", [_mask_link, _mask_empty])
+def test_a_unit_masked_in_old_reads_the_same_either_way(
+    tmp_path: Path, mask: Callable[[Path, str], None]
+) -> None:
+    """Masked in OLD by a link or by an empty file: its vendor file is not what it
+    names (the link's mask was not seen, the vendor file was read)."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/a.conf").write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600 /etc/a.conf\n")
+        mask(old, unit)
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/a.conf")) as box:
+        assert box.plan().verdict == "no-action"

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import attrs
 
 from imgdiff.cmdline import path_arguments, plain_path
+from imgdiff.fs.paths import child
+from imgdiff.fs.walk import walk
 from imgdiff.model import Entry, EntryType
 
 if TYPE_CHECKING:
@@ -286,17 +288,34 @@ class ImageUnits:
         return cls(manifest, tuple(found))
 
     def names(self) -> set[str]:
-        """Units the image defines: unit files and alias links in the unit directories (a
-        link to /dev/null masks a unit: it is not defined)."""
-        return {
-            posixpath.basename(p)
-            for p, e in self.entries
-            if posixpath.dirname(p) in UNIT_DIRS
-            and (
-                e.type is EntryType.FILE
-                or (e.type is EntryType.SYMLINK and e.target != "/dev/null")
-            )
-        }
+        """Units the image defines: unit files and alias links in the unit directories. A
+        unit whose file of highest precedence is empty or a link to /dev/null is masked
+        (systemd.unit(5)): it is not defined."""
+        top: dict[str, tuple[str, Entry]] = {}
+        for d in reversed(UNIT_DIRS):  # later (higher-precedence) dirs overwrite earlier ones
+            for p, e in self.entries:
+                if posixpath.dirname(p) == d and e.type in (EntryType.FILE, EntryType.SYMLINK):
+                    top[posixpath.basename(p)] = (p, e)
+        return {name for name, (p, e) in top.items() if not self._masks(p, e)}
+
+    def _masks(self, path: str, entry: Entry) -> bool:
+        """True for an empty unit file or drop-in and for a link leading to /dev/null."""
+        if entry.type is EntryType.FILE:
+            return entry.size == 0
+        return entry.type is EntryType.SYMLINK and self._resolve(path) == "/dev/null"
+
+    def _resolve(self, path: str) -> str | None:
+        """Where `path` leads inside the image (None for a symlink loop)."""
+        entries = self.manifest.entries
+
+        def readlink(parent: str, name: str, _last: bool) -> str | None:
+            e = entries.get(child(parent, name))
+            return e.target if e is not None and e.type is EntryType.SYMLINK else None
+
+        try:
+            return walk(path, readlink)
+        except OSError:
+            return None
 
     def enabled(self) -> dict[str, str]:
         """unit -> the `.wants`/`.requires` link that enables it (`systemctl enable`)."""
@@ -309,11 +328,17 @@ class ImageUnits:
         return found
 
     def files(self) -> dict[str, bytes]:
-        """The image's unit files and drop-ins: regular files only (a directory or alias
-        symlink among them would make a streamed archive be read again for nothing)."""
-        return self.manifest.read_files(
+        """The image's unit files and drop-ins: regular files, and masks (a link to
+        /dev/null) as the empty files systemd takes them for. Other links are not read
+        (an alias symlink among them would make a streamed archive be read again for
+        nothing)."""
+        found = self.manifest.read_files(
             p for p, e in self.entries if e.type is EntryType.FILE and is_unit_file(p)
         )
+        for p, e in self.entries:
+            if e.type is EntryType.SYMLINK and is_unit_file(p) and self._masks(p, e):
+                found[p] = b""
+        return found
 
     def alias_links(self) -> dict[str, str]:
         """Symlinks in the unit directories (path -> target), for `aliases`."""
