@@ -70,8 +70,14 @@ class ConfigSources:
     config_paths: frozenset[str] = frozenset()
 
     @classmethod
-    def read(cls, files: Mapping[str, bytes], view: PackageView | None) -> ConfigSources:
-        """From an image's unit files (path → bytes) and its package view."""
+    def read(
+        cls,
+        files: Mapping[str, bytes],
+        view: PackageView | None,
+        alias: Mapping[str, str] | None = None,
+    ) -> ConfigSources:
+        """From an image's unit files (path → bytes), its package view and its unit
+        aliases (`unitfiles.aliases`)."""
         exes: dict[str, tuple[tuple[str, str], ...]] = {}
         if view is not None:
             for pkg in view.packages:
@@ -82,17 +88,29 @@ class ConfigSources:
                     for path in pkg.files:
                         exes[path] = exes.get(path, ()) + named
         return cls(
-            unitfiles.config_sources(files),
+            unitfiles.config_sources(files, alias),
             exes,
             view.config_paths if view is not None else frozenset(),
         )
+
+    def of_unit(self, unit: str) -> tuple[str, tuple[str, ...]]:
+        """(the name its unit files are known by, the paths they name) for a running
+        unit: an instance with no unit file or drop-ins of its own is known by its
+        template's, and also reads what is added later for its own name."""
+        if unit in self.units:
+            return unit, self.units[unit]
+        name = unitfiles.unit_file_name(unit)
+        sources = self.units.get(name, ())
+        if name != unit:
+            sources = (*sources, *unitfiles.unit_config_paths(unit))
+        return name, sources
 
     def named(self, proc: Process) -> list[tuple[str, str]]:
         """(path or tree, detail) that the process's unit, package and command line name."""
         out: list[tuple[str, str]] = []
         if proc.unit is not None:
-            unit = unitfiles.unit_file_name(proc.unit)
-            out += [(p, f"named by {unit}") for p in self.units.get(unit, ())]
+            unit, sources = self.of_unit(proc.unit)
+            out += [(p, f"named by {unit}") for p in sources]
         if proc.exe is not None:
             out += self.packages.get(proc.exe, ())
         # exact files only: an argument like "/" or "/etc/" is no evidence of reading all;

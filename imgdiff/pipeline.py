@@ -457,7 +457,11 @@ def read_units(om: Manifest, nm: Manifest, old_view: PackageView | None) -> Unit
     if nm.has_databases:
         deps = unitfiles.dependencies(new_u.files(), unitfiles.aliases(new_u.alias_links()))
     # what the processes were started from
-    configs = ConfigSources.read(old_u.files() if om.has_databases else {}, old_view)
+    configs = (
+        ConfigSources.read(old_u.files(), old_view, unitfiles.aliases(old_u.alias_links()))
+        if om.has_databases
+        else ConfigSources.read({}, old_view)
+    )
     return Units(deps, removed, enabling, configs)
 
 
@@ -470,7 +474,6 @@ def added_unit_config(
     evidence; the unit's next start reads it, so it is restarted after the reload."""
     from imgdiff.model import Kind, Status, Via
     from imgdiff.results import Evidence
-    from imgdiff.systemd.unitfiles import unit_config_paths, unit_file_name
 
     added = [c for c in delta.changes if c.status is Status.ADDED and c.kind is Kind.SYSTEMD_UNIT]
     if not added:
@@ -480,10 +483,7 @@ def added_unit_config(
     for proc in snap.processes:
         if proc.unit is None or proc.root != want:
             continue
-        name = unit_file_name(proc.unit)
-        sources = configs.units.get(name, ())
-        if name != proc.unit:  # an instance: its own drop-ins and overrides count too
-            sources = (*sources, *unit_config_paths(proc.unit))
+        name, sources = configs.of_unit(proc.unit)
         found = tuple(
             Evidence(c.path, Via.CONFIG, c.status, c.kind, f"applies to {name}")
             for c in added

@@ -1018,10 +1018,12 @@ def usr_merged(
     setup: Callable[[Path, str], None],
     argv: list[str],
     change: Callable[[Path], None],
+    unit_name: str | None = None,
 ) -> Iterator[Merged]:
     """OLD built as Debian 12 lays it out (libc.so.6 a link to its versioned file),
-    `setup(OLD, UNIT)` run on it, `argv` started in it in the unit UNIT."""
-    with scratch_dir("/srv") as old, processes() as procs, unit_cgroup() as (unit, cg):
+    `setup(OLD, UNIT)` run on it, `argv` started in it in the unit UNIT (`unit_name`, or
+    a new name)."""
+    with scratch_dir("/srv") as old, processes() as procs, unit_cgroup(unit_name) as (unit, cg):
         lib = old / "usr/lib/x86_64-linux-gnu"
         lib.mkdir(parents=True)
         (old / "usr/bin").mkdir()
@@ -1257,3 +1259,68 @@ def test_a_unit_masked_in_old_reads_the_same_either_way(
 
     with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/a.conf")) as box:
         assert box.plan().verdict == "no-action"
+
+
+def test_an_instance_with_its_own_unit_file_is_loaded_from_it(tmp_path: Path) -> None:
+    """systemd looks for `food@bar.service` itself before its template `food@.service`."""
+    instance = f"imgdiff-test-{uuid.uuid4().hex[:8]}@bar.service"
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        for name in ("a.conf", "b.conf"):
+            (old / "etc" / name).write_text("a\n")
+        _unit(old, unit.replace("@bar.", "@."), "ExecStart=/bin/sleep 600 /etc/a.conf\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600 /etc/b.conf\n")
+
+    argv = ["/bin/sleep", "600"]
+    with usr_merged(tmp_path, setup, argv, _edit("/etc/a.conf"), instance) as box:
+        assert box.plan().verdict == "no-action"
+        box.change = _edit("/etc/b.conf")
+        assert _restarted(box.plan()) == {
+            instance: {("/etc/b.conf", "config", f"named by {instance}")}
+        }
+
+
+def test_dropins_under_an_alias_name_apply_to_the_unit(tmp_path: Path) -> None:
+    """With ALIAS.service -> UNIT, `ALIAS.service.d/*.conf` configures UNIT."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/b.conf").write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600\n")
+        (old / "usr/lib/systemd/system" / f"alias-{unit}").symlink_to(unit)
+        dropin = old / f"etc/systemd/system/alias-{unit}.d/x.conf"
+        dropin.parent.mkdir(parents=True)
+        dropin.write_text("[Service]\nEnvironmentFile=/etc/b.conf\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/b.conf")) as box:
+        assert _restarted(box.plan()) == {
+            box.unit: {("/etc/b.conf", "config", f"named by {box.unit}")}
+        }
+        added = f"/etc/systemd/system/alias-{box.unit}.d/y.conf"
+        box.change = _edit(added, "[Service]\nNice=5\n")
+        verdict = box.plan()
+        assert [(s.action, s.unit) for s in verdict.steps] == [
+            ("daemon-reload", None), ("restart", box.unit)
+        ]  # fmt: skip
+        assert _restarted(verdict)[box.unit] == {(added, "config", f"applies to {box.unit}")}
+
+
+@pytest.mark.parametrize("dropins", ["service.d", "imgdiff-.service.d", "imgdiff-test-.service.d"])
+def test_type_and_dash_prefix_dropins_old_has_name_what_the_unit_reads(
+    tmp_path: Path, dropins: str
+) -> None:
+    """`service.d/` applies to every service, `imgdiff-.service.d/` to imgdiff-*.service."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/b.conf").write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600\n")
+        dropin = old / "usr/lib/systemd/system" / dropins / "10.conf"
+        dropin.parent.mkdir()
+        dropin.write_text("[Service]\nEnvironmentFile=/etc/b.conf\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/b.conf")) as box:
+        assert _restarted(box.plan()) == {
+            box.unit: {("/etc/b.conf", "config", f"named by {box.unit}")}
+        }

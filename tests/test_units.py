@@ -169,3 +169,26 @@ def test_hostile_unit_files_are_parsed_without_errors(tmp_path: Path) -> None:
     assert "/etc/\udcffx" in sources["binary.service"]  # bytes kept, as manifest paths are
     assert sources["huge.service"].count("/etc/y") == 1  # deduplicated
     assert "cont.service" in sources
+
+
+def test_dropins_of_every_name_apply_the_most_specific_first(tmp_path: Path) -> None:
+    """systemd.unit(5): drop-ins of the unit's name, its template, dash prefixes, aliases
+    and type; of two with one file name the more specific name's wins, whatever its
+    directory."""
+    d = "usr/lib/systemd/system"
+    tree = {
+        f"{d}/a-b@.service": "[Unit]\n",
+        f"{d}/a-b@x.service.d/1.conf": "[Unit]\nAfter=one.service\n",
+        f"{d}/a-b@.service.d/2.conf": "[Unit]\nAfter=two.service\n",
+        f"{d}/a-.service.d/3.conf": "[Unit]\nAfter=three.service\n",
+        f"{d}/alias.service.d/4.conf": "[Unit]\nAfter=four.service\n",
+        f"{d}/service.d/5.conf": "[Unit]\nAfter=five.service\n",
+        "etc/systemd/system/service.d/1.conf": "[Unit]\nAfter=hidden.service\n",
+    }
+    m = Manifest.read(str(write_tree(tmp_path / "img", tree)), use_cache=False)
+    files = m.read_files([p for p in m.entries if is_unit_file(p)])
+    deps = dependencies(files, {"alias.service": "a-b@x.service"})
+    assert deps["a-b@x.service"] == {
+        f"{n}.service" for n in ("one", "two", "three", "four", "five")
+    }
+    assert deps["a-b@.service"] == {f"{n}.service" for n in ("two", "three", "five", "hidden")}

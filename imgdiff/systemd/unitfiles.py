@@ -88,26 +88,64 @@ def _directives(text: str, section_name: str) -> Iterator[tuple[str, str]]:
             yield key.strip(), value.strip()
 
 
-def _chosen(files: Mapping[str, bytes]) -> dict[str, tuple[str, list[str]]]:
-    """unit name -> (its unit file, its drop-ins in order), with systemd's precedence."""
-    chosen: dict[str, str] = {}
+def _chosen(
+    files: Mapping[str, bytes], alias: Mapping[str, str] | None = None
+) -> dict[str, tuple[str, list[str]]]:
+    """unit name -> (its unit file, its drop-ins in the order they apply), as systemd
+    finds them (systemd.unit(5)).
+
+    The unit file is the one of highest precedence under the unit's own name, for an
+    instance (`getty@tty1.service`) its template's when it has none. Drop-ins are the
+    `.conf` files of `NAME.d/` for the unit's name, its template's, its dash prefixes'
+    (`foo-.service.d/` for `foo-bar.service`), its aliases' (`alias`: alias -> unit) and
+    its type's (`service.d/`); of two with the same file name, the one found first (the
+    more specific name, then the higher-precedence directory) wins, and they apply in
+    file-name order. Units are the file names in the unit directories and the instances
+    with drop-ins of their own.
+    """
+    top: dict[str, str] = {}
     for d in reversed(UNIT_DIRS):  # later (higher-precedence) dirs overwrite earlier ones
         for path in files:
             if posixpath.dirname(path) == d:
-                chosen[posixpath.basename(path)] = path
-    # drop-ins apply in file-name order; a name in a higher-precedence dir masks the same
-    # name in a lower one
-    dropins: dict[str, dict[str, str]] = {}
-    for d in reversed(UNIT_DIRS):
-        for path in files:
-            parent = posixpath.dirname(path)
-            if parent.endswith(".d") and posixpath.dirname(parent) == d:
-                unit = posixpath.basename(parent)[:-2]
-                dropins.setdefault(unit, {})[posixpath.basename(path)] = path
-    return {
-        unit: (path, [p for _, p in sorted(dropins.get(unit, {}).items())])
-        for unit, path in chosen.items()
-    }
+                top[posixpath.basename(path)] = path
+    confs: dict[tuple[str, str], list[str]] = {}  # (unit dir, drop-in dir's name) -> files
+    for path in files:
+        parent = posixpath.dirname(path)
+        if parent.endswith(".d") and posixpath.dirname(parent) in UNIT_DIRS:
+            key = (posixpath.dirname(parent), posixpath.basename(parent)[:-2])
+            confs.setdefault(key, []).append(path)
+    instances = {name for _, name in confs if name not in top and unit_file_name(name) in top}
+    also: dict[str, list[str]] = {}
+    for name, real in sorted((alias or {}).items()):
+        also.setdefault(real, []).append(name)
+    out = {}
+    for unit in (*top, *sorted(instances)):
+        found: dict[str, str] = {}
+        for d, name in _dropin_dirs(unit, also.get(unit, ())):
+            for path in confs.get((d, name), ()):
+                found.setdefault(posixpath.basename(path), path)
+        out[unit] = (top.get(unit) or top[unit_file_name(unit)], [found[b] for b in sorted(found)])
+    return out
+
+
+def _dropin_dirs(unit: str, aliases: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(unit dir, name) of each `name.d/` whose drop-ins apply to `unit`, in the order
+    systemd looks: each of its names in every directory, then its type's."""
+    out = []
+    for name in (unit, *aliases):
+        for d in UNIT_DIRS:
+            out += [(d, n) for n in _specific_names(name)]
+    return out + [(d, unit.rpartition(".")[2]) for d in UNIT_DIRS]
+
+
+def _specific_names(unit: str) -> list[str]:
+    """`unit`, its template (for an instance) and its dash prefixes, longest first:
+    `foo-bar@a.service`, `foo-bar@.service`, `foo-.service`."""
+    stem, _, suffix = unit.rpartition(".")
+    parts = stem.partition("@")[0].split("-")
+    prefixes = [f"{'-'.join(parts[:i])}-.{suffix}" for i in range(len(parts) - 1, 0, -1)]
+    template = unit_file_name(unit)
+    return list(dict.fromkeys([unit, template, *prefixes]))
 
 
 def aliases(links: Mapping[str, str]) -> dict[str, str]:
@@ -134,7 +172,7 @@ def dependencies(
     names go through `alias` (see `aliases`) to the units they stand for."""
     alias = alias or {}
     deps: dict[str, set[str]] = {}
-    for unit, (path, dropins) in _chosen(files).items():
+    for unit, (path, dropins) in _chosen(files, alias).items():
         parsed = {k: _after_reset(v) for k, v in parse_unit(_text(files[path])).items()}
         for dropin in dropins:
             for key, names in parse_unit(_text(files[dropin])).items():
@@ -151,7 +189,9 @@ def dependencies(
     return deps
 
 
-def config_sources(files: Mapping[str, bytes]) -> dict[str, tuple[str, ...]]:
+def config_sources(
+    files: Mapping[str, bytes], alias: Mapping[str, str] | None = None
+) -> dict[str, tuple[str, ...]]:
     """unit -> the paths its unit files name as what the service reads.
 
     These are the unit file and its drop-ins themselves, `EnvironmentFile=`, absolute
@@ -163,7 +203,10 @@ def config_sources(files: Mapping[str, bytes]) -> dict[str, tuple[str, ...]]:
     (a `%`-specifier or `$VAR` argument is skipped).
     """
     out: dict[str, tuple[str, ...]] = {}
-    for unit, (path, dropins) in _chosen(files).items():
+    also: dict[str, list[str]] = {}
+    for name, real in (alias or {}).items():
+        also.setdefault(real, []).append(name)
+    for unit, (path, dropins) in _chosen(files, alias).items():
         paths = [path, *dropins]
         for key, values in _settings((path, *dropins), files).items():
             for value in values:
@@ -171,28 +214,26 @@ def config_sources(files: Mapping[str, bytes]) -> dict[str, tuple[str, ...]]:
         name = unit.rpartition(".")[0].partition("@")[0]
         if unit.endswith(".service") and name:
             paths += [f"/etc/{name}/", f"/etc/default/{name}", f"/etc/sysconfig/{name}"]
-        paths += unit_config_paths(unit)
+        for name in (unit, *also.get(unit, ())):
+            paths += unit_config_paths(name)
         out[unit] = tuple(dict.fromkeys(paths))
     return out
 
 
 def unit_config_paths(unit: str) -> list[str]:
     """Where a file added later changes `unit`'s configuration: its unit file in every
-    unit directory (an /etc copy overrides the vendor's) and its drop-in directories:
-    `UNIT.d/`, the dash-prefix ones (`foo-.service.d/` for `foo-bar.service`) and the
-    unit type's (`service.d/`)."""
-    stem, _, suffix = unit.rpartition(".")
-    parts = stem.split("-")
-    prefixes = [f"{'-'.join(parts[:i])}-.{suffix}" for i in range(1, len(parts))]
+    unit directory (an /etc copy overrides the vendor's; for an instance, its template's
+    too) and its drop-in directories: `UNIT.d/`, the template's, the dash-prefix ones
+    (`foo-.service.d/` for `foo-bar.service`) and the unit type's (`service.d/`)."""
     out = []
     for d in UNIT_DIRS:
-        out.append(f"{d}/{unit}")
-        out += [f"{d}/{name}.d/" for name in (unit, *prefixes, suffix)]
-    return out
+        out += [f"{d}/{name}" for name in dict.fromkeys([unit, unit_file_name(unit)])]
+    return out + [f"{d}/{name}.d/" for d, name in _dropin_dirs(unit)]
 
 
 def unit_file_name(unit: str) -> str:
-    """The file a unit is loaded from: `getty@tty1.service` comes from `getty@.service`."""
+    """The template of an instance (`getty@.service` for `getty@tty1.service`), the
+    file it is loaded from when it has none of its own; any other unit's own name."""
     name, dot, suffix = unit.rpartition(".")
     if "@" in name:
         name = name.partition("@")[0] + "@"
