@@ -22,6 +22,7 @@ import attrs
 from imgdiff.cmdline import path_arguments
 from imgdiff.errors import AccessDenied, ImgdiffError, NoSuchProcess
 from imgdiff.fs.imagepaths import ImagePaths
+from imgdiff.fs.paths import glob_head, glob_match, is_glob
 from imgdiff.fs.rootfs import RootFS
 from imgdiff.loaders.elf import (
     ElfClosure,
@@ -144,15 +145,21 @@ def _open_via(path: str, config_paths: frozenset[str]) -> Via:
 
 
 class _Tree:
-    """The changed paths, sorted, for exact and below-a-directory lookups."""
+    """The changed paths, sorted, for exact, below-a-directory and wildcard lookups."""
 
     def __init__(self, changed: Mapping[str, Change]) -> None:
         self.changed = changed
         self.sorted = sorted(changed)
 
     def matches(self, path: str) -> list[str]:
+        if is_glob(path):  # EnvironmentFile=/etc/x/*.env: the changed paths it matches
+            head = glob_head(path)
+            return [p for p in self._below(head) if glob_match(path, p)]
         if not path.endswith("/"):
             return [path] if path in self.changed else []
+        return self._below(path)
+
+    def _below(self, path: str) -> list[str]:
         found = []
         for i in range(bisect.bisect_left(self.sorted, path), len(self.sorted)):
             if not self.sorted[i].startswith(path):

@@ -1324,3 +1324,22 @@ def test_type_and_dash_prefix_dropins_old_has_name_what_the_unit_reads(
         assert _restarted(box.plan()) == {
             box.unit: {("/etc/b.conf", "config", f"named by {box.unit}")}
         }
+
+
+def test_an_env_file_wildcard_matches_the_images_files(tmp_path: Path) -> None:
+    """systemd.exec(5): `EnvironmentFile=` takes a wildcard expression; it matches OLD's
+    and NEW's paths (never the host's), a `*` crossing no `/` nor matching a leading dot."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc/envd/sub").mkdir(parents=True)
+        for name in ("x.env", "x.conf", ".hidden.env", "sub/z.env"):
+            (old / "etc/envd" / name).write_text("A=1\n")
+        _unit(old, unit, "EnvironmentFile=-/etc/envd/*.env\nExecStart=/bin/sleep 600\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/envd/x.conf")) as box:
+        for unused in ("/etc/envd/x.conf", "/etc/envd/.hidden.env", "/etc/envd/sub/z.env"):
+            box.change = _edit(unused)
+            assert box.plan().verdict == "no-action", unused
+        for used in ("/etc/envd/x.env", "/etc/envd/y.env"):  # changed, added
+            box.change = _edit(used)
+            assert _restarted(box.plan()) == {box.unit: {(used, "config", f"named by {box.unit}")}}

@@ -194,7 +194,8 @@ def config_sources(
 ) -> dict[str, tuple[str, ...]]:
     """unit -> the paths its unit files name as what the service reads.
 
-    These are the unit file and its drop-ins themselves, `EnvironmentFile=`, absolute
+    These are the unit file and its drop-ins themselves, `EnvironmentFile=` (a wildcard
+    pattern kept as one, see `imgdiff.fs.paths.glob_match`), absolute
     path arguments of `ExecStart=` (and of the other `Exec*=` lines),
     `ConfigurationDirectory=` (under /etc), and by convention `/etc/NAME/`,
     `/etc/default/NAME` and `/etc/sysconfig/NAME` for `NAME.service`; an empty
@@ -254,9 +255,9 @@ def _settings(sources: Iterable[str], files: Mapping[str, bytes]) -> dict[str, l
 
 
 def _named_paths(key: str, value: str) -> list[str]:
-    if key == "EnvironmentFile":
+    if key == "EnvironmentFile":  # "absolute filename or wildcard expression"
         path = value.lstrip("-")
-        return [path] if plain_path(path) else []
+        return [path] if plain_path(path.replace("*", "").replace("?", "")) else []
     if key == "ConfigurationDirectory":
         return [f"/etc/{d.strip('/')}/" for d in value.split() if plain_path(f"/{d}")]
     if key.startswith("Exec"):
