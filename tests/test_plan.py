@@ -1343,3 +1343,33 @@ def test_an_env_file_wildcard_matches_the_images_files(tmp_path: Path) -> None:
         for used in ("/etc/envd/x.env", "/etc/envd/y.env"):  # changed, added
             box.change = _edit(used)
             assert _restarted(box.plan()) == {box.unit: {(used, "config", f"named by {box.unit}")}}
+
+
+def test_a_program_the_start_runs_is_named_by_the_unit(tmp_path: Path) -> None:
+    """`ExecStart=/usr/bin/wrapper /bin/sleep 600`: the wrapper execs the service, which
+    no longer runs it, but the next start does; so for `ExecStartPre=`. The program of
+    `ExecReload=` runs later, from what is on disk then: it is not the running service's."""
+
+    def setup(old: Path, unit: str) -> None:
+        for prog in ("wrapper", "prepre", "reload"):
+            shutil.copy2(old / "usr/bin/sleep", old / "usr/bin" / prog)
+        _unit(
+            old, unit,
+            "ExecStartPre=-/usr/bin/prepre\nExecStart=/usr/bin/wrapper /bin/sleep 600\n"
+            "ExecReload=/usr/bin/reload\n",
+        )  # fmt: skip
+
+    def grow(prog: str) -> Callable[[Path], None]:
+        def change(new: Path) -> None:
+            with open(new / "usr/bin" / prog, "ab") as f:
+                f.write(b"\0")
+
+        return change
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], grow("reload")) as box:
+        assert box.plan().verdict == "no-action"
+        for prog in ("wrapper", "prepre"):
+            box.change = grow(prog)
+            assert _restarted(box.plan()) == {
+                box.unit: {(f"/usr/bin/{prog}", "config", f"named by {box.unit}")}
+            }

@@ -119,8 +119,11 @@ def test_config_sources_name_what_a_service_reads(tmp_path: Path) -> None:
         "/etc/web-more/sub/", "/etc/y", "/etc/web/", "/etc/default/web",
     ):  # fmt: skip
         assert named in web
-    # specifiers, variables and `..` are not guessed at; the executable is not config
-    assert not any(p.startswith(("%", "$")) or "shadow" in p or p == "/usr/bin/web" for p in web)
+    # specifiers, variables and `..` are not guessed at; the programs a start runs count,
+    # not those run later, nor argv[0] given apart (`@`)
+    assert not any(p.startswith(("%", "$")) or "shadow" in p or p == "/bin/kill" for p in web)
+    assert "/usr/bin/web" in web
+    assert "/usr/bin/web-check" in web
     assert "/etc/x" not in web
     # where a drop-in or override added later would change it
     for later in (

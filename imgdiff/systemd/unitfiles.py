@@ -36,6 +36,9 @@ UNIT_DIRS = (
 )
 _ORDER_KEYS = ("After", "Requires", "Requisite", "BindsTo")
 _MAX_UNIT_BYTES = 1 << 20
+# the command lines a start runs: their programs count as read (ExecReload=, ExecStop=
+# and the like run later, from whatever is on disk then)
+_START_LINES = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")
 
 
 def is_unit_file(path: str) -> bool:
@@ -196,7 +199,9 @@ def config_sources(
 
     These are the unit file and its drop-ins themselves, `EnvironmentFile=` (a wildcard
     pattern kept as one, see `imgdiff.fs.paths.glob_match`), absolute
-    path arguments of `ExecStart=` (and of the other `Exec*=` lines),
+    path arguments of `ExecStart=` (and of the other `Exec*=` lines) and the programs of
+    the lines a start runs (`ExecCondition=`, `ExecStartPre=`, `ExecStart=`,
+    `ExecStartPost=`),
     `ConfigurationDirectory=` (under /etc), and by convention `/etc/NAME/`,
     `/etc/default/NAME` and `/etc/sysconfig/NAME` for `NAME.service`; an empty
     assignment in a later file resets that setting's list. A path ending in "/" stands for
@@ -261,11 +266,19 @@ def _named_paths(key: str, value: str) -> list[str]:
     if key == "ConfigurationDirectory":
         return [f"/etc/{d.strip('/')}/" for d in value.split() if plain_path(f"/{d}")]
     if key.startswith("Exec"):
+        command = value.lstrip("@-:+!|")
         try:
-            words = shlex.split(value.lstrip("@-:+!|"))
+            words = shlex.split(command)
         except ValueError:
             return []
-        return path_arguments(words[1:])
+        if not words:
+            return []
+        # `@` gives argv[0] apart from the program: a name, not a file the service reads
+        args = words[2:] if "@" in value[: len(value) - len(command)] else words[1:]
+        named = path_arguments(args)
+        if key in _START_LINES and plain_path(words[0]):  # a wrapper the start runs
+            named.insert(0, words[0])
+        return named
     return []
 
 
