@@ -69,6 +69,8 @@ class ConfigSources:
     packages: Mapping[str, tuple[tuple[str, str], ...]] = attrs.field(factory=dict)
     # every path some package marks as configuration: an open one is `config`, not `open`
     config_paths: frozenset[str] = frozenset()
+    # unit -> its unit file or drop-in not read completely (`unitfiles.oversized`)
+    unread: Mapping[str, str] = attrs.field(factory=dict)
 
     @classmethod
     def read(
@@ -92,6 +94,7 @@ class ConfigSources:
             unitfiles.config_sources(files, alias),
             exes,
             view.config_paths if view is not None else frozenset(),
+            unitfiles.oversized(files, alias),
         )
 
     def of_unit(self, unit: str) -> tuple[str, tuple[str, ...]]:
@@ -105,6 +108,17 @@ class ConfigSources:
         if name != unit:
             sources = (*sources, *unitfiles.unit_config_paths(unit))
         return name, sources
+
+    def not_read(self, proc: Process) -> str | None:
+        """Why what the process's unit names is not all known: a unit file or drop-in of
+        it was not read completely; None when it was."""
+        if proc.unit is None:
+            return None
+        path = self.unread.get(self.of_unit(proc.unit)[0])
+        if path is None:
+            return None
+        size = unitfiles.MAX_UNIT_BYTES >> 20
+        return f"unit file over {size} MiB, not read completely: {path}"
 
     def named(self, proc: Process) -> list[tuple[str, str]]:
         """(path or tree, detail) that the process's unit, package and command line name."""
@@ -255,6 +269,8 @@ def assess(
                 for e in _evidence([use.path], via, changed)
             ]
         found += _config_evidence(proc, configs, tree, spell)
+        if (why := configs.not_read(proc)) is not None:  # what it names is not all known
+            gaps.append(Gap(proc.pid, why))
         if not stale:  # no /proc to look into: what the snapshot recorded
             for use in proc.files:
                 if (r := recorded_deleted(use)) is not None:

@@ -305,6 +305,8 @@ def plan_update(
             units.enabling,
             units.configs,
         )
+        if units.warnings:
+            delta = attrs.evolve(delta, warnings=(*delta.warnings, *units.warnings))
         clock.lap("unit-files")
         live = snapshot is None
         snap, report = (
@@ -439,6 +441,7 @@ class Units:
     removed: set[str]  # units OLD defines and NEW does not
     enabling: dict[str, str]  # unit -> the link by which NEW newly enables it
     configs: ConfigSources  # what the processes were started from (OLD's)
+    warnings: tuple[ImageWarning, ...] = ()  # unit files not read completely
 
 
 def read_units(om: Manifest, nm: Manifest, old_view: PackageView | None) -> Units:
@@ -454,15 +457,24 @@ def read_units(om: Manifest, nm: Manifest, old_view: PackageView | None) -> Unit
         removed = old_u.names() - new_u.names()
         before = old_u.enabled()
         enabling = {u: link for u, link in new_u.enabled().items() if u not in before}
+    big: dict[str, None] = {}
     if nm.has_databases:
-        deps = unitfiles.dependencies(new_u.files(), unitfiles.aliases(new_u.alias_links()))
+        files, alias = new_u.files(), unitfiles.aliases(new_u.alias_links())
+        deps = unitfiles.dependencies(files, alias)
+        big.update(dict.fromkeys(unitfiles.oversized(files, alias).values()))
     # what the processes were started from
     configs = (
         ConfigSources.read(old_u.files(), old_view, unitfiles.aliases(old_u.alias_links()))
         if om.has_databases
         else ConfigSources.read({}, old_view)
     )
-    return Units(deps, removed, enabling, configs)
+    big.update(dict.fromkeys(configs.unread.values()))
+    size = unitfiles.MAX_UNIT_BYTES >> 20
+    warnings = tuple(
+        ImageWarning(p, f"unit file over {size} MiB: only its first {size} MiB were read")
+        for p in big
+    )
+    return Units(deps, removed, enabling, configs, warnings)
 
 
 def added_unit_config(

@@ -1373,3 +1373,31 @@ def test_a_program_the_start_runs_is_named_by_the_unit(tmp_path: Path) -> None:
             assert _restarted(box.plan()) == {
                 box.unit: {(f"/usr/bin/{prog}", "config", f"named by {box.unit}")}
             }
+
+
+def test_a_unit_file_not_read_completely_leaves_its_processes_uninspected(
+    tmp_path: Path,
+) -> None:
+    """Past `MAX_UNIT_BYTES` a unit file is not parsed: what it names is not all known, so
+    its processes are not taken as naming nothing, and the plan warns."""
+    from imgdiff.systemd.unitfiles import MAX_UNIT_BYTES
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/a.conf").write_text("a\n")
+        padding = "# padding\n" * (MAX_UNIT_BYTES // 10 + 1)
+        _unit(old, unit, f"{padding}ExecStart=/bin/sleep 600\nEnvironmentFile=/etc/a.conf\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/a.conf")) as box:
+        unit_file = f"/usr/lib/systemd/system/{box.unit}"
+        strict = box.plan()  # the default policy: an uninspected process may be affected
+        assert (strict.verdict, strict.reason_codes) == ("restart", ("uninspected",))
+        result = plan_update(
+            str(box.old), str(box.new), root=str(box.old), use_cache=False,
+            policy=Policy(unknown="lenient"),
+        )  # fmt: skip
+        (pid,) = [g.pid for g in result.impact.uninspected]
+        assert result.verdict.uninspected == (
+            f"pid {pid}: unit file over 1 MiB, not read completely: {unit_file}",
+        )
+        assert [w.path for w in result.delta.warnings] == [unit_file]

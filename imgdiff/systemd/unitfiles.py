@@ -35,7 +35,7 @@ UNIT_DIRS = (
     "/lib/systemd/system",
 )
 _ORDER_KEYS = ("After", "Requires", "Requisite", "BindsTo")
-_MAX_UNIT_BYTES = 1 << 20
+MAX_UNIT_BYTES = 1 << 20  # what is parsed of one unit file or drop-in
 # the command lines a start runs: their programs count as read (ExecReload=, ExecStop=
 # and the like run later, from whatever is on disk then)
 _START_LINES = ("ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost")
@@ -226,6 +226,17 @@ def config_sources(
     return out
 
 
+def oversized(files: Mapping[str, bytes], alias: Mapping[str, str] | None = None) -> dict[str, str]:
+    """unit -> the first of its unit file and drop-ins over `MAX_UNIT_BYTES`: of those,
+    only the first `MAX_UNIT_BYTES` are parsed, so what the unit names is not all known."""
+    out = {}
+    for unit, (path, dropins) in _chosen(files, alias).items():
+        big = next((p for p in (path, *dropins) if len(files[p]) > MAX_UNIT_BYTES), None)
+        if big is not None:
+            out[unit] = big
+    return out
+
+
 def unit_config_paths(unit: str) -> list[str]:
     """Where a file added later changes `unit`'s configuration: its unit file in every
     unit directory (an /etc copy overrides the vendor's; for an instance, its template's
@@ -290,7 +301,7 @@ def _after_reset(names: list[str]) -> list[str]:
 
 
 def _text(data: bytes) -> str:
-    return data[:_MAX_UNIT_BYTES].decode("utf-8", "surrogateescape")  # as paths are
+    return data[:MAX_UNIT_BYTES].decode("utf-8", "surrogateescape")  # as paths are
 
 
 def batches(units: Collection[str], deps: Mapping[str, Iterable[str]]) -> list[list[str]]:
