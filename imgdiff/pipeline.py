@@ -441,7 +441,7 @@ class Units:
     removed: set[str]  # units OLD defines and NEW does not
     enabling: dict[str, str]  # unit -> the link by which NEW newly enables it
     configs: ConfigSources  # what the processes were started from (OLD's)
-    warnings: tuple[ImageWarning, ...] = ()  # unit files not read completely
+    warnings: tuple[ImageWarning, ...] = ()  # unit files not read (completely)
 
 
 def read_units(om: Manifest, nm: Manifest, old_view: PackageView | None) -> Units:
@@ -458,23 +458,23 @@ def read_units(om: Manifest, nm: Manifest, old_view: PackageView | None) -> Unit
         before = old_u.enabled()
         enabling = {u: link for u, link in new_u.enabled().items() if u not in before}
     big: dict[str, None] = {}
+    notes: list[ImageWarning] = []
     if nm.has_databases:
-        files, alias = new_u.files(), unitfiles.aliases(new_u.alias_links())
+        (files, unread), alias = new_u.read(), unitfiles.aliases(new_u.alias_links())
         deps = unitfiles.dependencies(files, alias)
         big.update(dict.fromkeys(unitfiles.oversized(files, alias).values()))
+        notes += unread
     # what the processes were started from
-    configs = (
-        ConfigSources.read(old_u.files(), old_view, unitfiles.aliases(old_u.alias_links()))
-        if om.has_databases
-        else ConfigSources.read({}, old_view)
-    )
+    old_files, unread = old_u.read() if om.has_databases else ({}, ())
+    configs = ConfigSources.read(old_files, old_view, unitfiles.aliases(old_u.alias_links()))
+    notes += unread
     big.update(dict.fromkeys(configs.unread.values()))
     size = unitfiles.MAX_UNIT_BYTES >> 20
-    warnings = tuple(
+    notes += [
         ImageWarning(p, f"unit file over {size} MiB: only its first {size} MiB were read")
         for p in big
-    )
-    return Units(deps, removed, enabling, configs, warnings)
+    ]
+    return Units(deps, removed, enabling, configs, tuple(notes))
 
 
 def added_unit_config(

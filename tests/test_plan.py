@@ -1401,3 +1401,29 @@ def test_a_unit_file_not_read_completely_leaves_its_processes_uninspected(
             f"pid {pid}: unit file over 1 MiB, not read completely: {unit_file}",
         )
         assert [w.path for w in result.delta.warnings] == [unit_file]
+
+
+def test_a_linked_unit_file_is_read_inside_the_image(tmp_path: Path) -> None:
+    """/etc/systemd/system/UNIT -> /opt/units/UNIT (`systemctl link`): the unit is read
+    from where the link leads in the image, never from the host's file of that path."""
+    host_units = tmp_path / "host-units"
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc/systemd/system").mkdir(parents=True)
+        (old / "opt/units").mkdir(parents=True)
+        for name in ("a.conf", "b.conf"):
+            (old / "etc" / name).write_text("a\n")
+        (old / "opt/units" / unit).write_text("[Service]\nExecStart=/bin/sleep 600 /etc/a.conf\n")
+        # ../ past the image's root stays at its root, as in a chroot
+        (old / "etc/systemd/system" / unit).symlink_to(f"../../../../../../opt/units/{unit}")
+        host_units.mkdir()  # a drop-in linked to a path only the host has
+        (host_units / "host.conf").write_text("[Service]\nEnvironmentFile=/etc/b.conf\n")
+        (old / f"etc/systemd/system/{unit}.d").mkdir()
+        (old / f"etc/systemd/system/{unit}.d/host.conf").symlink_to(host_units / "host.conf")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/a.conf")) as box:
+        assert _restarted(box.plan()) == {
+            box.unit: {("/etc/a.conf", "config", f"named by {box.unit}")}
+        }
+        box.change = _edit("/etc/b.conf")  # named only by the host's file
+        assert box.plan().verdict == "no-action"

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 import attrs
 
 from imgdiff.cmdline import path_arguments, plain_path
+from imgdiff.errors import Unsupported
 from imgdiff.fs.paths import child
 from imgdiff.fs.walk import walk
-from imgdiff.model import Entry, EntryType
+from imgdiff.model import Entry, EntryType, ImageWarning
 
 if TYPE_CHECKING:
     from imgdiff.manifest import Manifest
@@ -394,17 +395,50 @@ class ImageUnits:
         return found
 
     def files(self) -> dict[str, bytes]:
-        """The image's unit files and drop-ins: regular files, and masks (a link to
-        /dev/null) as the empty files systemd takes them for. Other links are not read
-        (an alias symlink among them would make a streamed archive be read again for
-        nothing)."""
+        """The image's unit files and drop-ins (`read`)."""
+        return self.read()[0]
+
+    def read(self) -> tuple[dict[str, bytes], tuple[ImageWarning, ...]]:
+        """The image's unit files and drop-ins, and warnings on the links among them
+        that could not be read.
+
+        Regular files; masks (a link to /dev/null) as the empty files systemd takes them
+        for; and links to a file of the same name (a linked unit, `systemctl link`, or a
+        drop-in kept elsewhere) with the contents of the file they lead to, resolved
+        inside the image, never outside it. Alias links (another unit's name) are not
+        read: `aliases` names them, and reading them would make a streamed archive be
+        read again for nothing.
+        """
         found = self.manifest.read_files(
             p for p, e in self.entries if e.type is EntryType.FILE and is_unit_file(p)
         )
+        linked: dict[str, str] = {}
         for p, e in self.entries:
-            if e.type is EntryType.SYMLINK and is_unit_file(p) and self._masks(p, e):
+            if e.type is not EntryType.SYMLINK or not is_unit_file(p):
+                continue
+            if self._masks(p, e):
                 found[p] = b""
-        return found
+            elif (real := self._resolve(p)) is not None and (
+                posixpath.basename(real) == posixpath.basename(p)
+                or posixpath.dirname(p) not in UNIT_DIRS  # a drop-in: any name
+            ):
+                linked[p] = real
+        outside = {real for real in linked.values() if real not in found}
+        warnings: list[ImageWarning] = []
+        try:
+            found.update(self.manifest.read_files(outside) if outside else {})
+        except Unsupported as exc:  # a saved manifest keeps unit directories' files only
+            warnings += [
+                ImageWarning(p, f"linked unit file not read: {exc}")
+                for p, real in linked.items()
+                if real in outside
+            ]
+        for p, real in linked.items():
+            if real in found:
+                found[p] = found[real]
+        for real in outside:  # read for a link: not a unit file where it is
+            found.pop(real, None)
+        return found, tuple(warnings)
 
     def alias_links(self) -> dict[str, str]:
         """Symlinks in the unit directories (path -> target), for `aliases`."""
