@@ -1427,3 +1427,17 @@ def test_a_linked_unit_file_is_read_inside_the_image(tmp_path: Path) -> None:
         }
         box.change = _edit("/etc/b.conf")  # named only by the host's file
         assert box.plan().verdict == "no-action"
+
+
+def test_a_c_escape_in_an_exec_argument_is_decoded(tmp_path: Path) -> None:
+    """`"/etc/x\\x2econf"` is /etc/x.conf to systemd (C escapes, systemd.syntax(7))."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/x.conf").write_text("a\n")
+        _unit(old, unit, 'ExecStart=/bin/sleep 600 "/etc/x\\x2econf"\n')
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/x.conf")) as box:
+        assert _restarted(box.plan()) == {
+            box.unit: {("/etc/x.conf", "config", f"named by {box.unit}")}
+        }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from imgdiff import Manifest
 from imgdiff.systemd.unitfiles import (
     aliases,
@@ -12,6 +14,7 @@ from imgdiff.systemd.unitfiles import (
     dependencies,
     is_unit_file,
     parse_unit,
+    split_command,
     unit_file_name,
 )
 
@@ -195,3 +198,22 @@ def test_dropins_of_every_name_apply_the_most_specific_first(tmp_path: Path) -> 
         f"{n}.service" for n in ("one", "two", "three", "four", "five")
     }
     assert deps["a-b@.service"] == {f"{n}.service" for n in ("two", "three", "five", "hidden")}
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('/bin/x "/etc/x\\x2econf"', ["/bin/x", "/etc/x.conf"]),
+        ("/bin/x '/etc/a b' \"/etc/c'd\" a\\ b", ["/bin/x", "/etc/a b", "/etc/c'd", "a b"]),
+        ('"\\a\\b\\f\\n\\r\\t\\v\\\\\\"\\\'\\s"', ["\a\b\f\n\r\t\v\\\"' "]),
+        ('"\\x41\\101\\u00e9\\U0001F600" \\xe9', ["AAé\U0001f600", "\udce9"]),
+        ("/bin/x \\q", None),  # unknown escape: systemd rejects the line
+        ('/bin/x "\\x00"', None),
+        ('/bin/x "open', None),
+    ],
+)
+def test_exec_lines_are_split_and_unescaped_as_systemd_does(
+    line: str, words: list[str] | None
+) -> None:
+    """systemd.service(5) "Command lines": quotes, and C escapes in and out of them."""
+    assert split_command(line) == words

@@ -14,7 +14,6 @@ defines and enables. Parsing only: nothing is executed, no unit is loaded.
 from __future__ import annotations
 
 import posixpath
-import shlex
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
@@ -279,10 +278,7 @@ def _named_paths(key: str, value: str) -> list[str]:
         return [f"/etc/{d.strip('/')}/" for d in value.split() if plain_path(f"/{d}")]
     if key.startswith("Exec"):
         command = value.lstrip("@-:+!|")
-        try:
-            words = shlex.split(command)
-        except ValueError:
-            return []
+        words = split_command(command)
         if not words:
             return []
         # `@` gives argv[0] apart from the program: a name, not a file the service reads
@@ -292,6 +288,79 @@ def _named_paths(key: str, value: str) -> list[str]:
             named.insert(0, words[0])
         return named
     return []
+
+
+_ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "s": 32}
+_WHITESPACE = " \t\n\r"
+
+
+def split_command(command: str) -> list[str] | None:
+    """The words of an `Exec*=` command line as systemd splits them (systemd.service(5),
+    "Command lines"; systemd.syntax(7)): separated by whitespace, `"…"` and `'…'` quote,
+    and C escapes are decoded in and out of quotes (`\\a \\b \\f \\n \\r \\t \\v
+    \\\\ \\" \\' \\s \\xNN \\NNN \\uNNNN \\UNNNNNNNN`; a byte as a raw byte of the path).
+    None when systemd would reject the line: an unknown escape, a NUL, an open quote."""
+    words: list[str] = []
+    word: bytearray | None = None
+    quote = ""
+    i, n = 0, len(command)
+    while i < n:
+        c = command[i]
+        i += 1
+        if not quote and c in _WHITESPACE:
+            if word is not None:
+                words.append(word.decode("utf-8", "surrogateescape"))
+                word = None
+            continue
+        if word is None:
+            word = bytearray()
+        if c == "\\":
+            if i == n:
+                return None
+            decoded = _unescape(command, i)
+            if decoded is None:
+                return None
+            data, i = decoded
+            word += data
+        elif quote and c == quote:
+            quote = ""
+        elif not quote and c in "\"'":
+            quote = c
+        else:
+            word += c.encode("utf-8", "surrogateescape")
+    if quote:
+        return None
+    if word is not None:
+        words.append(word.decode("utf-8", "surrogateescape"))
+    return words
+
+
+def _unescape(text: str, i: int) -> tuple[bytes, int] | None:
+    """The bytes of the C escape whose letter is at `text[i]`, and where it ends; None
+    for one systemd rejects (unknown, incomplete or NUL)."""
+    c = text[i]
+    if c in _WHITESPACE:  # an escaped separator is itself
+        return c.encode(), i + 1
+    if c in _ESCAPES:
+        return bytes([_ESCAPES[c]]), i + 1
+    if c in "\\\"'":
+        return c.encode(), i + 1
+    for letter, digits, base in (("x", 2, 16), ("u", 4, 16), ("U", 8, 16), ("", 3, 8)):
+        if c == letter or (not letter and c in "01234567"):
+            start = i + len(letter)
+            code = text[start : start + digits]
+            try:
+                value = int(code, base) if len(code) == digits and code.isascii() else -1
+            except ValueError:
+                return None
+            if value <= 0 or value > 0x10FFFF or (not letter and value > 0xFF):
+                return None
+            if letter in ("x", ""):  # a byte
+                return bytes([value]), start + digits
+            if 0xD800 <= value <= 0xDFFF:
+                return None
+            return chr(value).encode(), start + digits
+    return None
 
 
 def _after_reset(names: list[str]) -> list[str]:
