@@ -71,6 +71,8 @@ class ConfigSources:
     config_paths: frozenset[str] = frozenset()
     # unit -> its unit file or drop-in not read completely (`unitfiles.oversized`)
     unread: Mapping[str, str] = attrs.field(factory=dict)
+    # unit -> where a file added later changes it (`unitfiles.override_paths`)
+    overrides: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
 
     @classmethod
     def read(
@@ -95,19 +97,22 @@ class ConfigSources:
             exes,
             view.config_paths if view is not None else frozenset(),
             unitfiles.oversized(files, alias),
+            unitfiles.override_paths(files, alias),
         )
 
     def of_unit(self, unit: str) -> tuple[str, tuple[str, ...]]:
         """(the name its unit files are known by, the paths they name) for a running
         unit: an instance with no unit file or drop-ins of its own is known by its
-        template's, and also reads what is added later for its own name."""
-        if unit in self.units:
-            return unit, self.units[unit]
-        name = unitfiles.unit_file_name(unit)
-        sources = self.units.get(name, ())
-        if name != unit:
-            sources = (*sources, *unitfiles.unit_config_paths(unit))
-        return name, sources
+        template's."""
+        name = unit if unit in self.units else unitfiles.unit_file_name(unit)
+        return name, self.units.get(name, ())
+
+    def later(self, unit: str) -> tuple[str, ...]:
+        """Where a file added later changes a running unit's configuration: for an
+        instance known by its template's name, the places of its own name too."""
+        name = self.of_unit(unit)[0]
+        own = unitfiles.unit_config_paths(unit) if name != unit else ()
+        return (*self.overrides.get(name, ()), *own)
 
     def not_read(self, proc: Process) -> str | None:
         """Why what the process's unit names is not all known: a unit file or drop-in of

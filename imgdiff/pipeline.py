@@ -495,7 +495,8 @@ def added_unit_config(
     for proc in snap.processes:
         if proc.unit is None or proc.root != want:
             continue
-        name, sources = configs.of_unit(proc.unit)
+        name, named = configs.of_unit(proc.unit)
+        sources = (*named, *configs.later(proc.unit))
         found = tuple(
             Evidence(c.path, Via.CONFIG, c.status, c.kind, f"applies to {name}")
             for c in added

@@ -1441,3 +1441,27 @@ def test_a_c_escape_in_an_exec_argument_is_decoded(tmp_path: Path) -> None:
         assert _restarted(box.plan()) == {
             box.unit: {("/etc/x.conf", "config", f"named by {box.unit}")}
         }
+
+
+def test_a_vendor_unit_file_an_etc_copy_shadows_is_not_what_the_unit_reads(
+    tmp_path: Path,
+) -> None:
+    """/etc/systemd/system/UNIT overrides /usr/lib/systemd/system/UNIT: NEW editing the
+    vendor's file changes nothing the unit runs from (a reload, no restart); adding one
+    where it would apply (an /etc copy, a drop-in) still counts."""
+
+    def setup(old: Path, unit: str) -> None:
+        _unit(old, unit, "ExecStart=/bin/sleep 600\n")
+        (old / "etc/systemd/system").mkdir(parents=True)
+        shutil.copy2(old / "usr/lib/systemd/system" / unit, old / "etc/systemd/system" / unit)
+
+    def vendor(new: Path) -> None:
+        with open(new / "usr/lib/systemd/system" / box.unit, "a") as f:
+            f.write("Environment=A=1\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], vendor) as box:
+        verdict = box.plan()
+        assert [(s.action, s.unit) for s in verdict.steps] == [("daemon-reload", None)]
+        dropin = f"/etc/systemd/system/{box.unit}.d/x.conf"
+        box.change = _edit(dropin, "[Service]\nNice=5\n")
+        assert _restarted(box.plan()) == {box.unit: {(dropin, "config", f"applies to {box.unit}")}}

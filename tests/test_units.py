@@ -13,6 +13,7 @@ from imgdiff.systemd.unitfiles import (
     config_sources,
     dependencies,
     is_unit_file,
+    override_paths,
     parse_unit,
     split_command,
     unit_file_name,
@@ -128,13 +129,16 @@ def test_config_sources_name_what_a_service_reads(tmp_path: Path) -> None:
     assert "/usr/bin/web" in web
     assert "/usr/bin/web-check" in web
     assert "/etc/x" not in web
-    # where a drop-in or override added later would change it
-    for later in (
+    # where a drop-in or override added later would change it: not read now
+    files = m.read_files([p for p in m.entries if is_unit_file(p)])
+    later = override_paths(files)["web.service"]
+    for where in (
         "/etc/systemd/system/web.service", "/run/systemd/system/web.service.d/",
         "/usr/lib/systemd/system/service.d/", "/lib/systemd/system/web.service.d/",
     ):  # fmt: skip
-        assert later in web
-    assert "/etc/systemd/system/a-.service.d/" in config_sources({
+        assert where in later
+        assert where not in web
+    assert "/etc/systemd/system/a-.service.d/" in override_paths({
         "/usr/lib/systemd/system/a-b.service": b"[Service]\n"
     })["a-b.service"]  # fmt: skip
     assert "/etc/getty/" in sources["getty@.service"]

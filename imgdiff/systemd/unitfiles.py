@@ -206,12 +206,10 @@ def config_sources(
     `/etc/default/NAME` and `/etc/sysconfig/NAME` for `NAME.service`; an empty
     assignment in a later file resets that setting's list. A path ending in "/" stands for
     everything below it. Parsing only: nothing is run or expanded
-    (a `%`-specifier or `$VAR` argument is skipped).
+    (a `%`-specifier or `$VAR` argument is skipped). Where a file added later would
+    change the configuration is `override_paths`' answer.
     """
     out: dict[str, tuple[str, ...]] = {}
-    also: dict[str, list[str]] = {}
-    for name, real in (alias or {}).items():
-        also.setdefault(real, []).append(name)
     for unit, (path, dropins) in _chosen(files, alias).items():
         paths = [path, *dropins]
         for key, values in _settings((path, *dropins), files).items():
@@ -220,10 +218,27 @@ def config_sources(
         name = unit.rpartition(".")[0].partition("@")[0]
         if unit.endswith(".service") and name:
             paths += [f"/etc/{name}/", f"/etc/default/{name}", f"/etc/sysconfig/{name}"]
-        for name in (unit, *also.get(unit, ())):
-            paths += unit_config_paths(name)
         out[unit] = tuple(dict.fromkeys(paths))
     return out
+
+
+def override_paths(
+    files: Mapping[str, bytes], alias: Mapping[str, str] | None = None
+) -> dict[str, tuple[str, ...]]:
+    """unit (as `config_sources` names them) -> where a file added later changes its
+    configuration (`unit_config_paths` of its name and of its aliases'). A file there
+    that is not added (a vendor unit file an /etc copy shadows, edited) is not read."""
+    also: dict[str, list[str]] = {}
+    for name, real in (alias or {}).items():
+        also.setdefault(real, []).append(name)
+    return {
+        unit: tuple(
+            dict.fromkeys(
+                p for name in (unit, *also.get(unit, ())) for p in unit_config_paths(name)
+            )
+        )
+        for unit in _chosen(files, alias)
+    }
 
 
 def oversized(files: Mapping[str, bytes], alias: Mapping[str, str] | None = None) -> dict[str, str]:
