@@ -1465,3 +1465,20 @@ def test_a_vendor_unit_file_an_etc_copy_shadows_is_not_what_the_unit_reads(
         dropin = f"/etc/systemd/system/{box.unit}.d/x.conf"
         box.change = _edit(dropin, "[Service]\nNice=5\n")
         assert _restarted(box.plan()) == {box.unit: {(dropin, "config", f"applies to {box.unit}")}}
+
+
+def test_a_saved_manifest_without_a_linked_units_file_warns(host: Host, tmp_path: Path) -> None:
+    """A saved manifest keeps the unit directories' files only: a unit linked from
+    /opt is not there to read, and the plan says so instead of taking it as empty."""
+    from imgdiff import Manifest
+
+    (host.old / "opt/units").mkdir(parents=True)
+    (host.old / "opt/units" / host.unit).write_text("[Service]\nExecStart=/usr/bin/sleep 600\n")
+    (host.old / "etc/systemd/system").mkdir(parents=True)
+    link = f"/etc/systemd/system/{host.unit}"
+    (host.old / link.lstrip("/")).symlink_to(f"/opt/units/{host.unit}")
+    saved = str(tmp_path / "old.manifest")
+    Manifest.read(str(host.old), use_cache=False).save(saved)
+    result = plan_update(saved, str(host.new), root=str(host.old), use_cache=False)
+    (warning,) = [w for w in result.delta.warnings if w.path == link]
+    assert warning.message.startswith("linked unit file not read: ")
