@@ -1,14 +1,17 @@
 """An image's systemd unit files: restart order, aliases, configuration, enabled units.
 
-Unit files are read from the image (never from the host's systemd), with systemd's
-precedence (`/etc` over `/run` over `/usr/lib`, `/lib` as its usr-merged twin) and
-drop-ins (`NAME.d/*.conf`). `After=`, `Requires=`, `Requisite=` and `BindsTo=` order a
-unit after the ones it names, `Before=` the ones it names after it; `PartOf=`/`BindsTo=`
-also tie a restart of the named unit to this one (`dependencies`, `batches`). Alias
-links name the unit a cgroup carries (`aliases`); `config_sources` lists the files a
-service's unit files name;
-`ImageUnits` gathers an image's unit-directory entries once and says which units it
-defines and enables. Parsing only: nothing is executed, no unit is loaded.
+Unit files are read from the image (never from the host's systemd), as systemd finds
+and reads them: precedence (`/etc` over `/run` over `/usr/lib`, `/lib` as its usr-merged
+twin), an instance's own file before its template's, drop-ins of every name of a unit
+(its own, template, dash prefixes, aliases, type), masks (empty or -> /dev/null), linked
+units resolved inside the image, continuation and comment lines, and `Exec*=` quoting
+and C escapes (`split_command`). `After=`, `Requires=`, `Requisite=` and `BindsTo=`
+order a unit after the ones it names, `Before=` the ones it names after it;
+`PartOf=`/`BindsTo=` also tie a restart of the named unit to this one (`dependencies`,
+`batches`). Alias links name the unit a cgroup carries (`aliases`); `config_sources`
+lists the files a service's unit files name, `override_paths` where a file added later
+changes it; `ImageUnits` gathers an image's unit-directory entries once and says which
+units it defines and enables. Parsing only: nothing is executed, no unit is loaded.
 """
 
 from __future__ import annotations
