@@ -23,6 +23,7 @@ import attrs
 from imgdiff.cmdline import path_arguments
 from imgdiff.errors import AccessDenied, ImgdiffError, NoSuchProcess
 from imgdiff.fs.imagepaths import ImagePaths
+from imgdiff.fs.paths import glob_head, glob_match, is_glob
 from imgdiff.fs.rootfs import RootFS
 from imgdiff.loaders.elf import (
     ElfClosure,
@@ -77,10 +78,20 @@ class ConfigSources:
     packages: Mapping[str, tuple[tuple[str, str], ...]] = attrs.field(factory=dict)
     # every path some package marks as configuration: an open one is `config`, not `open`
     config_paths: frozenset[str] = frozenset()
+    # unit -> its unit file or drop-in not read completely (`unitfiles.oversized`)
+    unread: Mapping[str, str] = attrs.field(factory=dict)
+    # unit -> where a file added later changes it (`unitfiles.override_paths`)
+    overrides: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
 
     @classmethod
-    def read(cls, files: Mapping[str, bytes], view: PackageView | None) -> ConfigSources:
-        """From an image's unit files (path → bytes) and its package view."""
+    def read(
+        cls,
+        files: Mapping[str, bytes],
+        view: PackageView | None,
+        alias: Mapping[str, str] | None = None,
+    ) -> ConfigSources:
+        """From an image's unit files (path → bytes), its package view and its unit
+        aliases (`unitfiles.aliases`)."""
         exes: dict[str, tuple[tuple[str, str], ...]] = {}
         if view is not None:
             for pkg in view.packages:
@@ -91,17 +102,44 @@ class ConfigSources:
                     for path in pkg.files:
                         exes[path] = exes.get(path, ()) + named
         return cls(
-            unitfiles.config_sources(files),
+            unitfiles.config_sources(files, alias),
             exes,
             view.config_paths if view is not None else frozenset(),
+            unitfiles.oversized(files, alias),
+            unitfiles.override_paths(files, alias),
         )
+
+    def of_unit(self, unit: str) -> tuple[str, tuple[str, ...]]:
+        """(the name its unit files are known by, the paths they name) for a running
+        unit: an instance with no unit file or drop-ins of its own is known by its
+        template's."""
+        name = unit if unit in self.units else unitfiles.unit_file_name(unit)
+        return name, self.units.get(name, ())
+
+    def later(self, unit: str) -> tuple[str, ...]:
+        """Where a file added later changes a running unit's configuration: for an
+        instance known by its template's name, the places of its own name too."""
+        name = self.of_unit(unit)[0]
+        own = unitfiles.unit_config_paths(unit) if name != unit else ()
+        return (*self.overrides.get(name, ()), *own)
+
+    def not_read(self, proc: Process) -> str | None:
+        """Why what the process's unit names is not all known: a unit file or drop-in of
+        it was not read completely; None when it was."""
+        if proc.unit is None:
+            return None
+        path = self.unread.get(self.of_unit(proc.unit)[0])
+        if path is None:
+            return None
+        size = unitfiles.MAX_UNIT_BYTES >> 20
+        return f"unit file over {size} MiB, not read completely: {path}"
 
     def named(self, proc: Process) -> list[tuple[str, str]]:
         """(path or tree, detail) that the process's unit, package and command line name."""
         out: list[tuple[str, str]] = []
         if proc.unit is not None:
-            unit = unitfiles.unit_file_name(proc.unit)
-            out += [(p, f"named by {unit}") for p in self.units.get(unit, ())]
+            unit, sources = self.of_unit(proc.unit)
+            out += [(p, f"named by {unit}") for p in sources]
         if proc.exe is not None:
             out += self.packages.get(proc.exe, ())
         # exact files only: an argument like "/" or "/etc/" is no evidence of reading all;
@@ -135,15 +173,21 @@ def _open_via(path: str, config_paths: frozenset[str]) -> Via:
 
 
 class _Tree:
-    """The changed paths, sorted, for exact and below-a-directory lookups."""
+    """The changed paths, sorted, for exact, below-a-directory and wildcard lookups."""
 
     def __init__(self, changed: Mapping[str, Change]) -> None:
         self.changed = changed
         self.sorted = sorted(changed)
 
     def matches(self, path: str) -> list[str]:
+        if is_glob(path):  # EnvironmentFile=/etc/x/*.env: the changed paths it matches
+            head = glob_head(path)
+            return [p for p in self._below(head) if glob_match(path, p)]
         if not path.endswith("/"):
             return [path] if path in self.changed else []
+        return self._below(path)
+
+    def _below(self, path: str) -> list[str]:
         found = []
         for i in range(bisect.bisect_left(self.sorted, path), len(self.sorted)):
             if not self.sorted[i].startswith(path):
@@ -300,6 +344,8 @@ def assess(
                 for e in _evidence([use.path], via, code if via in CODE_VIAS else changed)
             ]
         found += _config_evidence(proc, configs, tree, spell)
+        if (why := configs.not_read(proc)) is not None:  # what it names is not all known
+            gaps.append(Gap(proc.pid, why))
         if not stale:  # no /proc to look into: what the snapshot recorded
             for use in proc.files:
                 if (r := recorded_deleted(use)) is not None:

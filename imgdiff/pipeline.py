@@ -305,6 +305,8 @@ def plan_update(
             units.enabling,
             units.configs,
         )
+        if units.warnings:
+            delta = attrs.evolve(delta, warnings=(*delta.warnings, *units.warnings))
         clock.lap("unit-files")
         live = snapshot is None
         snap, report = (
@@ -449,6 +451,7 @@ class Units:
     removed: set[str]  # units OLD defines and NEW does not
     enabling: dict[str, str]  # unit -> the link by which NEW newly enables it
     configs: ConfigSources  # what the processes were started from (OLD's)
+    warnings: tuple[ImageWarning, ...] = ()  # unit files not read (completely)
 
 
 def read_units(om: Manifest, nm: Manifest, old_view: PackageView | None) -> Units:
@@ -464,11 +467,24 @@ def read_units(om: Manifest, nm: Manifest, old_view: PackageView | None) -> Unit
         removed = old_u.names() - new_u.names()
         before = old_u.enabled()
         enabling = {u: link for u, link in new_u.enabled().items() if u not in before}
+    big: dict[str, None] = {}
+    notes: list[ImageWarning] = []
     if nm.has_databases:
-        deps = unitfiles.dependencies(new_u.files(), unitfiles.aliases(new_u.alias_links()))
+        (files, unread), alias = new_u.read(), unitfiles.aliases(new_u.alias_links())
+        deps = unitfiles.dependencies(files, alias)
+        big.update(dict.fromkeys(unitfiles.oversized(files, alias).values()))
+        notes += unread
     # what the processes were started from
-    configs = ConfigSources.read(old_u.files() if om.has_databases else {}, old_view)
-    return Units(deps, removed, enabling, configs)
+    old_files, unread = old_u.read() if om.has_databases else ({}, ())
+    configs = ConfigSources.read(old_files, old_view, unitfiles.aliases(old_u.alias_links()))
+    notes += unread
+    big.update(dict.fromkeys(configs.unread.values()))
+    size = unitfiles.MAX_UNIT_BYTES >> 20
+    notes += [
+        ImageWarning(p, f"unit file over {size} MiB: only its first {size} MiB were read")
+        for p in big
+    ]
+    return Units(deps, removed, enabling, configs, tuple(notes))
 
 
 def added_unit_config(
@@ -480,7 +496,6 @@ def added_unit_config(
     evidence; the unit's next start reads it, so it is restarted after the reload."""
     from imgdiff.model import Kind, Status, Via
     from imgdiff.results import Evidence
-    from imgdiff.systemd.unitfiles import unit_config_paths, unit_file_name
 
     added = [c for c in delta.changes if c.status is Status.ADDED and c.kind is Kind.SYSTEMD_UNIT]
     if not added:
@@ -490,10 +505,8 @@ def added_unit_config(
     for proc in snap.processes:
         if proc.unit is None or proc.root != want:
             continue
-        name = unit_file_name(proc.unit)
-        sources = configs.units.get(name, ())
-        if name != proc.unit:  # an instance: its own drop-ins and overrides count too
-            sources = (*sources, *unit_config_paths(proc.unit))
+        name, named = configs.of_unit(proc.unit)
+        sources = (*named, *configs.later(proc.unit))
         found = tuple(
             Evidence(c.path, Via.CONFIG, c.status, c.kind, f"applies to {name}")
             for c in added

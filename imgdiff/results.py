@@ -579,7 +579,9 @@ class CheckResult(Rendered):
     tree: str
     image: str
     ok: bool
-    files: tuple[str, ...]  # "path (how it differs)" for each path that is not NEW's: text
+    # "path (how it differs)" for each path that is not NEW's: text, its path escaped
+    # (`escape_path`) as in a message; renderers show it as it is
+    files: tuple[str, ...]
     stale: StaleReport  # processes rooted in the tree that still use replaced files
     # the same paths as records, from the image to the tree as `Verification` reads them
     differences: tuple[Change, ...] = ()

@@ -65,3 +65,21 @@ def test_check_says_no_while_a_process_maps_a_replaced_library_then_yes(
         sleeper.wait(timeout=10)
         assert check(str(tree), str(delta)).ok
         assert main(["check", str(tree), str(new)]) == 0  # NEW as an image says the same
+
+
+def test_a_path_that_is_not_new_is_escaped_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cli.md: an undecodable byte becomes `\\xNN`, in every format as `verify` shows it;
+    `check`'s lines were escaped twice (`\\\\xe9`)."""
+    name = os.fsdecode(b"caf\xe9")
+    image, tree = tmp_path / "img", tmp_path / "tree"
+    (image / "etc").mkdir(parents=True)
+    (image / "etc" / name).write_text("x")
+    shutil.copytree(image, tree)
+    (tree / "etc" / name).write_text("X")
+    for fmt in ("plain", "table"):
+        assert main(["check", str(tree), str(image), "--format", fmt, "-q"]) == 1
+        out = capsys.readouterr().out
+        assert "/etc/caf\\xe9 (content)" in out, fmt
+        assert "\\\\" not in out, fmt

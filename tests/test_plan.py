@@ -1018,10 +1018,12 @@ def usr_merged(
     setup: Callable[[Path, str], None],
     argv: list[str],
     change: Callable[[Path], None],
+    unit_name: str | None = None,
 ) -> Iterator[Merged]:
     """OLD built as Debian 12 lays it out (libc.so.6 a link to its versioned file),
-    `setup(OLD, UNIT)` run on it, `argv` started in it in the unit UNIT."""
-    with scratch_dir("/srv") as old, processes() as procs, unit_cgroup() as (unit, cg):
+    `setup(OLD, UNIT)` run on it, `argv` started in it in the unit UNIT (`unit_name`, or
+    a new name)."""
+    with scratch_dir("/srv") as old, processes() as procs, unit_cgroup(unit_name) as (unit, cg):
         lib = old / "usr/lib/x86_64-linux-gnu"
         lib.mkdir(parents=True)
         (old / "usr/bin").mkdir()
@@ -1129,3 +1131,354 @@ def test_env_file_new_adds_restarts_the_unit_that_names_it(host: Host) -> None:
     assert [(e.path, e.via, e.status) for e in verdict.steps[0].reasons] == [
         ("/etc/app.env", "config", "added")
     ]
+
+
+def _restarted(verdict: Verdict) -> dict[str | None, set[tuple[str, str, str]]]:
+    """unit -> (path, via, detail) of each restart step's evidence."""
+    return {
+        s.unit: {(e.path, e.via, e.detail) for e in s.reasons}
+        for s in verdict.steps
+        if s.action == "restart"
+    }
+
+
+def _edit(path: str, text: str = "changed\n") -> Callable[[Path], None]:
+    """A change to NEW: `path` (inside it) written with `text`."""
+
+    def change(new: Path) -> None:
+        target = new / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+    return change
+
+
+def test_a_comment_inside_a_continued_exec_line_is_skipped(tmp_path: Path) -> None:
+    """systemd.syntax(7): a comment line after a backslash is ignored and the line goes
+    on: /etc/app.conf is still an argument of ExecStart=."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/app.conf").write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep \\\n# a comment\n; another\n  /etc/app.conf\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/app.conf")) as box:
+        assert _restarted(box.plan()) == {
+            box.unit: {("/etc/app.conf", "config", f"named by {box.unit}")}
+        }
+
+
+def test_an_empty_assignment_in_a_dropin_resets_what_the_unit_names(tmp_path: Path) -> None:
+    """`ExecStart=` or `EnvironmentFile=` alone in a drop-in empties the list: the
+    files the unit file named before it are no longer read."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        for name in ("a.conf", "b.conf", "env"):
+            (old / "etc" / name).write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600 /etc/a.conf\nEnvironmentFile=/etc/env\n")
+        dropin = old / f"etc/systemd/system/{unit}.d/o.conf"
+        dropin.parent.mkdir(parents=True)
+        dropin.write_text(
+            "[Service]\nExecStart=\nExecStart=/bin/sleep 600 /etc/b.conf\nEnvironmentFile=\n"
+        )
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/a.conf")) as box:
+        assert box.plan().verdict == "no-action"
+        box.change = _edit("/etc/env")
+        assert box.plan().verdict == "no-action"
+        box.change = _edit("/etc/b.conf")
+        assert _restarted(box.plan()) == {
+            box.unit: {("/etc/b.conf", "config", f"named by {box.unit}")}
+        }
+
+
+def test_a_dropin_masked_by_a_link_to_dev_null_names_nothing(tmp_path: Path) -> None:
+    """/etc/…/UNIT.d/10.conf -> /dev/null masks the vendor's drop-in of that name."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/c.conf").write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600\n")
+        vendor = old / f"usr/lib/systemd/system/{unit}.d/10.conf"
+        vendor.parent.mkdir()
+        vendor.write_text("[Service]\nEnvironmentFile=/etc/c.conf\n")
+        mask = old / f"etc/systemd/system/{unit}.d/10.conf"
+        mask.parent.mkdir(parents=True)
+        mask.symlink_to("/dev/null")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/c.conf")) as box:
+        assert box.plan().verdict == "no-action"
+
+
+def _mask_link(new: Path, unit: str) -> None:
+    link = new / "etc/systemd/system" / unit
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to("/dev/null")
+
+
+def _mask_empty(new: Path, unit: str) -> None:
+    empty = new / "etc/systemd/system" / unit
+    empty.parent.mkdir(parents=True, exist_ok=True)
+    empty.write_text("")
+
+
+@pytest.mark.parametrize("mask", [_mask_link, _mask_empty])
+def test_a_running_unit_new_masks_is_stopped(
+    tmp_path: Path, mask: Callable[[Path, str], None]
+) -> None:
+    """A link to /dev/null or an empty unit file masks the unit (systemd.unit(5)): it
+    cannot restart, it is stopped."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/a.conf").write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600 /etc/a.conf\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], lambda new: None) as box:
+        box.change = lambda new: mask(new, box.unit)
+        verdict = box.plan()
+        assert [(s.action, s.unit) for s in verdict.steps] == [
+            ("daemon-reload", None), ("stop", box.unit)
+        ]  # fmt: skip
+        assert verdict.reason_codes[-1] == "unit-removed"
+
+
+@pytest.mark.parametrize("mask", [_mask_link, _mask_empty])
+def test_a_unit_masked_in_old_reads_the_same_either_way(
+    tmp_path: Path, mask: Callable[[Path, str], None]
+) -> None:
+    """Masked in OLD by a link or by an empty file: its vendor file is not what it
+    names (the link's mask was not seen, the vendor file was read)."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/a.conf").write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600 /etc/a.conf\n")
+        mask(old, unit)
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/a.conf")) as box:
+        assert box.plan().verdict == "no-action"
+
+
+def test_an_instance_with_its_own_unit_file_is_loaded_from_it(tmp_path: Path) -> None:
+    """systemd looks for `food@bar.service` itself before its template `food@.service`."""
+    instance = f"imgdiff-test-{uuid.uuid4().hex[:8]}@bar.service"
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        for name in ("a.conf", "b.conf"):
+            (old / "etc" / name).write_text("a\n")
+        _unit(old, unit.replace("@bar.", "@."), "ExecStart=/bin/sleep 600 /etc/a.conf\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600 /etc/b.conf\n")
+
+    argv = ["/bin/sleep", "600"]
+    with usr_merged(tmp_path, setup, argv, _edit("/etc/a.conf"), instance) as box:
+        assert box.plan().verdict == "no-action"
+        box.change = _edit("/etc/b.conf")
+        assert _restarted(box.plan()) == {
+            instance: {("/etc/b.conf", "config", f"named by {instance}")}
+        }
+
+
+def test_dropins_under_an_alias_name_apply_to_the_unit(tmp_path: Path) -> None:
+    """With ALIAS.service -> UNIT, `ALIAS.service.d/*.conf` configures UNIT."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/b.conf").write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600\n")
+        (old / "usr/lib/systemd/system" / f"alias-{unit}").symlink_to(unit)
+        dropin = old / f"etc/systemd/system/alias-{unit}.d/x.conf"
+        dropin.parent.mkdir(parents=True)
+        dropin.write_text("[Service]\nEnvironmentFile=/etc/b.conf\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/b.conf")) as box:
+        assert _restarted(box.plan()) == {
+            box.unit: {("/etc/b.conf", "config", f"named by {box.unit}")}
+        }
+        added = f"/etc/systemd/system/alias-{box.unit}.d/y.conf"
+        box.change = _edit(added, "[Service]\nNice=5\n")
+        verdict = box.plan()
+        assert [(s.action, s.unit) for s in verdict.steps] == [
+            ("daemon-reload", None), ("restart", box.unit)
+        ]  # fmt: skip
+        assert _restarted(verdict)[box.unit] == {(added, "config", f"applies to {box.unit}")}
+
+
+@pytest.mark.parametrize("dropins", ["service.d", "imgdiff-.service.d", "imgdiff-test-.service.d"])
+def test_type_and_dash_prefix_dropins_old_has_name_what_the_unit_reads(
+    tmp_path: Path, dropins: str
+) -> None:
+    """`service.d/` applies to every service, `imgdiff-.service.d/` to imgdiff-*.service."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/b.conf").write_text("a\n")
+        _unit(old, unit, "ExecStart=/bin/sleep 600\n")
+        dropin = old / "usr/lib/systemd/system" / dropins / "10.conf"
+        dropin.parent.mkdir()
+        dropin.write_text("[Service]\nEnvironmentFile=/etc/b.conf\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/b.conf")) as box:
+        assert _restarted(box.plan()) == {
+            box.unit: {("/etc/b.conf", "config", f"named by {box.unit}")}
+        }
+
+
+def test_an_env_file_wildcard_matches_the_images_files(tmp_path: Path) -> None:
+    """systemd.exec(5): `EnvironmentFile=` takes a wildcard expression; it matches OLD's
+    and NEW's paths (never the host's), a `*` crossing no `/` nor matching a leading dot."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc/envd/sub").mkdir(parents=True)
+        for name in ("x.env", "x.conf", ".hidden.env", "sub/z.env"):
+            (old / "etc/envd" / name).write_text("A=1\n")
+        _unit(old, unit, "EnvironmentFile=-/etc/envd/*.env\nExecStart=/bin/sleep 600\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/envd/x.conf")) as box:
+        for unused in ("/etc/envd/x.conf", "/etc/envd/.hidden.env", "/etc/envd/sub/z.env"):
+            box.change = _edit(unused)
+            assert box.plan().verdict == "no-action", unused
+        for used in ("/etc/envd/x.env", "/etc/envd/y.env"):  # changed, added
+            box.change = _edit(used)
+            assert _restarted(box.plan()) == {box.unit: {(used, "config", f"named by {box.unit}")}}
+
+
+def test_a_program_the_start_runs_is_named_by_the_unit(tmp_path: Path) -> None:
+    """`ExecStart=/usr/bin/wrapper /bin/sleep 600`: the wrapper execs the service, which
+    no longer runs it, but the next start does; so for `ExecStartPre=`. The program of
+    `ExecReload=` runs later, from what is on disk then: it is not the running service's."""
+
+    def setup(old: Path, unit: str) -> None:
+        for prog in ("wrapper", "prepre", "reload"):
+            shutil.copy2(old / "usr/bin/sleep", old / "usr/bin" / prog)
+        _unit(
+            old, unit,
+            "ExecStartPre=-/usr/bin/prepre\nExecStart=/usr/bin/wrapper /bin/sleep 600\n"
+            "ExecReload=/usr/bin/reload\n",
+        )  # fmt: skip
+
+    def grow(prog: str) -> Callable[[Path], None]:
+        def change(new: Path) -> None:
+            with open(new / "usr/bin" / prog, "ab") as f:
+                f.write(b"\0")
+
+        return change
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], grow("reload")) as box:
+        assert box.plan().verdict == "no-action"
+        for prog in ("wrapper", "prepre"):
+            box.change = grow(prog)
+            assert _restarted(box.plan()) == {
+                box.unit: {(f"/usr/bin/{prog}", "config", f"named by {box.unit}")}
+            }
+
+
+def test_a_unit_file_not_read_completely_leaves_its_processes_uninspected(
+    tmp_path: Path,
+) -> None:
+    """Past `MAX_UNIT_BYTES` a unit file is not parsed: what it names is not all known, so
+    its processes are not taken as naming nothing, and the plan warns."""
+    from imgdiff.systemd.unitfiles import MAX_UNIT_BYTES
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/a.conf").write_text("a\n")
+        padding = "# padding\n" * (MAX_UNIT_BYTES // 10 + 1)
+        _unit(old, unit, f"{padding}ExecStart=/bin/sleep 600\nEnvironmentFile=/etc/a.conf\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/a.conf")) as box:
+        unit_file = f"/usr/lib/systemd/system/{box.unit}"
+        strict = box.plan()  # the default policy: an uninspected process may be affected
+        assert (strict.verdict, strict.reason_codes) == ("restart", ("uninspected",))
+        result = plan_update(
+            str(box.old), str(box.new), root=str(box.old), use_cache=False,
+            policy=Policy(unknown="lenient"),
+        )  # fmt: skip
+        (pid,) = [g.pid for g in result.impact.uninspected]
+        assert result.verdict.uninspected == (
+            f"pid {pid}: unit file over 1 MiB, not read completely: {unit_file}",
+        )
+        assert [w.path for w in result.delta.warnings] == [unit_file]
+
+
+def test_a_linked_unit_file_is_read_inside_the_image(tmp_path: Path) -> None:
+    """/etc/systemd/system/UNIT -> /opt/units/UNIT (`systemctl link`): the unit is read
+    from where the link leads in the image, never from the host's file of that path."""
+    host_units = tmp_path / "host-units"
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc/systemd/system").mkdir(parents=True)
+        (old / "opt/units").mkdir(parents=True)
+        for name in ("a.conf", "b.conf"):
+            (old / "etc" / name).write_text("a\n")
+        (old / "opt/units" / unit).write_text("[Service]\nExecStart=/bin/sleep 600 /etc/a.conf\n")
+        # ../ past the image's root stays at its root, as in a chroot
+        (old / "etc/systemd/system" / unit).symlink_to(f"../../../../../../opt/units/{unit}")
+        host_units.mkdir()  # a drop-in linked to a path only the host has
+        (host_units / "host.conf").write_text("[Service]\nEnvironmentFile=/etc/b.conf\n")
+        (old / f"etc/systemd/system/{unit}.d").mkdir()
+        (old / f"etc/systemd/system/{unit}.d/host.conf").symlink_to(host_units / "host.conf")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/a.conf")) as box:
+        assert _restarted(box.plan()) == {
+            box.unit: {("/etc/a.conf", "config", f"named by {box.unit}")}
+        }
+        box.change = _edit("/etc/b.conf")  # named only by the host's file
+        assert box.plan().verdict == "no-action"
+
+
+def test_a_c_escape_in_an_exec_argument_is_decoded(tmp_path: Path) -> None:
+    """`"/etc/x\\x2econf"` is /etc/x.conf to systemd (C escapes, systemd.syntax(7))."""
+
+    def setup(old: Path, unit: str) -> None:
+        (old / "etc").mkdir()
+        (old / "etc/x.conf").write_text("a\n")
+        _unit(old, unit, 'ExecStart=/bin/sleep 600 "/etc/x\\x2econf"\n')
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], _edit("/etc/x.conf")) as box:
+        assert _restarted(box.plan()) == {
+            box.unit: {("/etc/x.conf", "config", f"named by {box.unit}")}
+        }
+
+
+def test_a_vendor_unit_file_an_etc_copy_shadows_is_not_what_the_unit_reads(
+    tmp_path: Path,
+) -> None:
+    """/etc/systemd/system/UNIT overrides /usr/lib/systemd/system/UNIT: NEW editing the
+    vendor's file changes nothing the unit runs from (a reload, no restart); adding one
+    where it would apply (an /etc copy, a drop-in) still counts."""
+
+    def setup(old: Path, unit: str) -> None:
+        _unit(old, unit, "ExecStart=/bin/sleep 600\n")
+        (old / "etc/systemd/system").mkdir(parents=True)
+        shutil.copy2(old / "usr/lib/systemd/system" / unit, old / "etc/systemd/system" / unit)
+
+    def vendor(new: Path) -> None:
+        with open(new / "usr/lib/systemd/system" / box.unit, "a") as f:
+            f.write("Environment=A=1\n")
+
+    with usr_merged(tmp_path, setup, ["/bin/sleep", "600"], vendor) as box:
+        verdict = box.plan()
+        assert [(s.action, s.unit) for s in verdict.steps] == [("daemon-reload", None)]
+        dropin = f"/etc/systemd/system/{box.unit}.d/x.conf"
+        box.change = _edit(dropin, "[Service]\nNice=5\n")
+        assert _restarted(box.plan()) == {box.unit: {(dropin, "config", f"applies to {box.unit}")}}
+
+
+def test_a_saved_manifest_without_a_linked_units_file_warns(host: Host, tmp_path: Path) -> None:
+    """A saved manifest keeps the unit directories' files only: a unit linked from
+    /opt is not there to read, and the plan says so instead of taking it as empty."""
+    from imgdiff import Manifest
+
+    (host.old / "opt/units").mkdir(parents=True)
+    (host.old / "opt/units" / host.unit).write_text("[Service]\nExecStart=/usr/bin/sleep 600\n")
+    (host.old / "etc/systemd/system").mkdir(parents=True)
+    link = f"/etc/systemd/system/{host.unit}"
+    (host.old / link.lstrip("/")).symlink_to(f"/opt/units/{host.unit}")
+    saved = str(tmp_path / "old.manifest")
+    Manifest.read(str(host.old), use_cache=False).save(saved)
+    result = plan_update(saved, str(host.new), root=str(host.old), use_cache=False)
+    (warning,) = [w for w in result.delta.warnings if w.path == link]
+    assert warning.message.startswith("linked unit file not read: ")

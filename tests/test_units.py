@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from imgdiff import Manifest
 from imgdiff.systemd.unitfiles import (
     aliases,
@@ -11,7 +13,9 @@ from imgdiff.systemd.unitfiles import (
     config_sources,
     dependencies,
     is_unit_file,
+    override_paths,
     parse_unit,
+    split_command,
     unit_file_name,
 )
 
@@ -76,6 +80,17 @@ def test_parse_ignores_other_sections_and_comments() -> None:
     assert parse_unit(text) == {"Requires": ["x.service", "y.service"]}
 
 
+def test_a_comment_inside_a_continuation_is_skipped(tmp_path: Path) -> None:
+    """systemd.syntax(7): comment lines after a backslash are ignored, the line goes on."""
+    tree = {
+        "usr/lib/systemd/system/bb.service": "[Unit]\nAfter=\\\n# a comment\n  cc.service\n",
+        "usr/lib/systemd/system/cc.service": "[Unit]\n",
+    }
+    m = Manifest.read(str(write_tree(tmp_path / "img", tree)), use_cache=False)
+    deps = dependencies(m.read_files([p for p in m.entries if is_unit_file(p)]))
+    assert deps["bb.service"] == {"cc.service"}
+
+
 SERVICE = (
     "[Unit]\nDescription=web\n"
     "[Service]\n"
@@ -108,16 +123,22 @@ def test_config_sources_name_what_a_service_reads(tmp_path: Path) -> None:
         "/etc/web-more/sub/", "/etc/y", "/etc/web/", "/etc/default/web",
     ):  # fmt: skip
         assert named in web
-    # specifiers, variables and `..` are not guessed at; the executable is not config
-    assert not any(p.startswith(("%", "$")) or "shadow" in p or p == "/usr/bin/web" for p in web)
+    # specifiers, variables and `..` are not guessed at; the programs a start runs count,
+    # not those run later, nor argv[0] given apart (`@`)
+    assert not any(p.startswith(("%", "$")) or "shadow" in p or p == "/bin/kill" for p in web)
+    assert "/usr/bin/web" in web
+    assert "/usr/bin/web-check" in web
     assert "/etc/x" not in web
-    # where a drop-in or override added later would change it
-    for later in (
+    # where a drop-in or override added later would change it: not read now
+    files = m.read_files([p for p in m.entries if is_unit_file(p)])
+    later = override_paths(files)["web.service"]
+    for where in (
         "/etc/systemd/system/web.service", "/run/systemd/system/web.service.d/",
         "/usr/lib/systemd/system/service.d/", "/lib/systemd/system/web.service.d/",
     ):  # fmt: skip
-        assert later in web
-    assert "/etc/systemd/system/a-.service.d/" in config_sources({
+        assert where in later
+        assert where not in web
+    assert "/etc/systemd/system/a-.service.d/" in override_paths({
         "/usr/lib/systemd/system/a-b.service": b"[Service]\n"
     })["a-b.service"]  # fmt: skip
     assert "/etc/getty/" in sources["getty@.service"]
@@ -158,3 +179,45 @@ def test_hostile_unit_files_are_parsed_without_errors(tmp_path: Path) -> None:
     assert "/etc/\udcffx" in sources["binary.service"]  # bytes kept, as manifest paths are
     assert sources["huge.service"].count("/etc/y") == 1  # deduplicated
     assert "cont.service" in sources
+
+
+def test_dropins_of_every_name_apply_the_most_specific_first(tmp_path: Path) -> None:
+    """systemd.unit(5): drop-ins of the unit's name, its template, dash prefixes, aliases
+    and type; of two with one file name the more specific name's wins, whatever its
+    directory."""
+    d = "usr/lib/systemd/system"
+    tree = {
+        f"{d}/a-b@.service": "[Unit]\n",
+        f"{d}/a-b@x.service.d/1.conf": "[Unit]\nAfter=one.service\n",
+        f"{d}/a-b@.service.d/2.conf": "[Unit]\nAfter=two.service\n",
+        f"{d}/a-.service.d/3.conf": "[Unit]\nAfter=three.service\n",
+        f"{d}/alias.service.d/4.conf": "[Unit]\nAfter=four.service\n",
+        f"{d}/service.d/5.conf": "[Unit]\nAfter=five.service\n",
+        "etc/systemd/system/service.d/1.conf": "[Unit]\nAfter=hidden.service\n",
+    }
+    m = Manifest.read(str(write_tree(tmp_path / "img", tree)), use_cache=False)
+    files = m.read_files([p for p in m.entries if is_unit_file(p)])
+    deps = dependencies(files, {"alias.service": "a-b@x.service"})
+    assert deps["a-b@x.service"] == {
+        f"{n}.service" for n in ("one", "two", "three", "four", "five")
+    }
+    assert deps["a-b@.service"] == {f"{n}.service" for n in ("two", "three", "five", "hidden")}
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('/bin/x "/etc/x\\x2econf"', ["/bin/x", "/etc/x.conf"]),
+        ("/bin/x '/etc/a b' \"/etc/c'd\" a\\ b", ["/bin/x", "/etc/a b", "/etc/c'd", "a b"]),
+        ('"\\a\\b\\f\\n\\r\\t\\v\\\\\\"\\\'\\s"', ["\a\b\f\n\r\t\v\\\"' "]),
+        ('"\\x41\\101\\u00e9\\U0001F600" \\xe9', ["AAé\U0001f600", "\udce9"]),
+        ("/bin/x \\q", None),  # unknown escape: systemd rejects the line
+        ('/bin/x "\\x00"', None),
+        ('/bin/x "open', None),
+    ],
+)
+def test_exec_lines_are_split_and_unescaped_as_systemd_does(
+    line: str, words: list[str] | None
+) -> None:
+    """systemd.service(5) "Command lines": quotes, and C escapes in and out of them."""
+    assert split_command(line) == words

@@ -9,6 +9,9 @@ file system.
 from __future__ import annotations
 
 import posixpath
+from fnmatch import fnmatchcase
+
+_WILDCARDS = "*?["
 
 
 def normalise(path: str) -> str:
@@ -44,3 +47,24 @@ def canonical(path: str) -> bool:
     if path[:1] != "/" or path == "/" or path.endswith(("/", "/.", "/..")):
         return False
     return "//" not in path and "/./" not in path and "/../" not in path
+
+
+def is_glob(path: str) -> bool:
+    """True when `path` holds a `*` or `?` wildcard: a glob(3) pattern (its `[…]`
+    classes too). A `[` alone is taken literally: `/usr/bin/[` is a file."""
+    return "*" in path or "?" in path
+
+
+def glob_head(pattern: str) -> str:
+    """What every path `pattern` matches starts with: the text before its first wildcard."""
+    return pattern[: min((i for c in _WILDCARDS if (i := pattern.find(c)) >= 0), default=None)]
+
+
+def glob_match(pattern: str, path: str) -> bool:
+    """True when `path` matches the glob(3) `pattern`, lexically: component by
+    component, a wildcard never crosses `/` nor matches a leading `.` (no GLOB_PERIOD)."""
+    pats, parts = pattern.split("/"), path.split("/")
+    return len(pats) == len(parts) and all(
+        fnmatchcase(part, pat) and (pat.startswith(".") or not part.startswith("."))
+        for pat, part in zip(pats, parts, strict=True)
+    )

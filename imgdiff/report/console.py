@@ -681,7 +681,7 @@ def render_check(result: CheckResult, full: bool = False) -> RenderableType:
         )
     most = len(result.files) if full else 200
     lines = [f"{escape_path(result.tree)} is not ready:"]
-    lines += [f"  not NEW: {escape_path(f)}" for f in result.files[:most]]
+    lines += [f"  not NEW: {f}" for f in result.files[:most]]  # escaped once already
     if len(result.files) > most:
         lines.append(f"  … and {len(result.files) - most} more paths (--all lists them)")
     lines += [

@@ -132,7 +132,7 @@ def _check(result: CheckResult) -> Iterator[str]:
         yield _row("ok", result.tree)
         return
     for f in result.files:
-        yield _row("not-new", f)
+        yield "not-new\t" + f  # a message already: its path escaped once (`describe`)
     for line in _stale(result.stale):
         yield "stale\t" + line
 
