@@ -333,16 +333,7 @@ def assess(
         considered += 1
         if is_python(proc) and not proc.traced:
             untraced_python.append(proc.pid)
-        found: list[Evidence] = []
-        for use in proc.files:
-            if use.outside_root:
-                continue
-            via = _open_via(use.path, configs.config_paths) if use.via == "open" else Via(use.via)
-            detail = "held open" if via == "config" else use.detail
-            found += [
-                attrs.evolve(e, detail=detail) if detail else e
-                for e in _evidence([use.path], via, code if via in CODE_VIAS else changed)
-            ]
+        found = _file_evidence(proc, configs, changed, code)
         found += _config_evidence(proc, configs, tree, spell)
         if (why := configs.not_read(proc)) is not None:  # what it names is not all known
             gaps.append(Gap(proc.pid, why))
@@ -377,6 +368,24 @@ def assess(
     unknown = {g.pid for g in gaps}
     judged = tuple(pid for pid in untraced_python if pid not in unknown)
     return Impact(tuple(affected), considered, tuple(gaps), judged, root)
+
+
+def _file_evidence(
+    proc: Process, configs: ConfigSources, changed: dict[str, Change], code: dict[str, Change]
+) -> list[Evidence]:
+    """Evidence from the files the snapshot recorded the process using (code evidence
+    only from `code`'s changes)."""
+    found: list[Evidence] = []
+    for use in proc.files:
+        if use.outside_root:
+            continue
+        via = _open_via(use.path, configs.config_paths) if use.via == "open" else Via(use.via)
+        detail = "held open" if via == "config" else use.detail
+        found += [
+            attrs.evolve(e, detail=detail) if detail else e
+            for e in _evidence([use.path], via, code if via in CODE_VIAS else changed)
+        ]
+    return found
 
 
 def _from_image(image: ImageEvidence | None, proc: Process, gaps: list[Gap]) -> list[Evidence]:
