@@ -215,6 +215,21 @@ def parse_header(head: bytes) -> ElfHeader | None:
     )
 
 
+def _header_beyond(head: bytes) -> ElfHeader | None:
+    """A sound ELF header whose program header table begins in `head` and runs on past it
+    (a saved manifest keeps 1 KiB; each `patchelf --add-needed` may add a header): its
+    program header types unknown, read as absent, so the kind rests on e_type, the name
+    and the entry point. None when the header is broken or the table starts past `head`
+    (where nothing tells a table at the end of a file from one past it)."""
+    try:
+        lay = _layout(head)
+    except ElfParseError:
+        return None
+    if lay is None or not lay.phoff < len(head) < lay.phoff + lay.phnum * lay.phentsize:
+        return None  # not ELF, the table is there and malformed, or it starts past head
+    return ElfHeader(lay.elf_class, lay.endian, lay.machine, lay.e_type, False, False, lay.entry)
+
+
 def _library_name(path: str) -> bool:
     """Named `*.so` or `*.so.*`, like every shared library and plugin on Linux."""
     name = path.rpartition("/")[2]
@@ -231,11 +246,16 @@ def elf_kind(head: bytes, path: str | None = None) -> str | None:
     can be run, yet they are libraries. 'elf-object' for ET_REL (kernel modules included;
     `imgdiff.classify` recognises those by path), 'elf-core' for ET_CORE, and
     'elf-unparseable' when the magic is there but the header is broken or of no known type.
+    A program header table that runs on past `head` is not broken: the kind is then
+    decided as if it held no PT_INTERP (the same kind in practice: PIE executables have
+    an entry point).
     """
     try:
         header = parse_header(head)
     except ElfParseError:
-        return "elf-unparseable"
+        header = _header_beyond(head)
+        if header is None:
+            return "elf-unparseable"
     if header is None:
         return None
     if header.e_type == ET_EXEC:

@@ -24,7 +24,7 @@ PY=${PYTHON:-python3}
 # reproducible ext4 images of the digest cache tests.
 PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 APT_PKGS=(python3-rpm rpm db-util dpkg-dev zstd xz-utils bzip2 gcc binutils attr umoci skopeo
-          needrestart debian-goodies libarchive-tools rsync ostree e2fsprogs mount util-linux
+          needrestart debian-goodies libarchive-tools rsync ostree e2fsprogs mount util-linux patchelf
           "libpython$PYVER-testsuite")
 
 need_apt=()

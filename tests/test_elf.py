@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import platform
 import random
@@ -11,6 +12,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -222,6 +224,46 @@ def test_static_and_static_pie_executables_are_executables(demo: Demo) -> None:
 def test_built_library_is_library_and_program_is_executable(demo: Demo) -> None:
     assert elf_kind(head_of(demo.lib), "plugin-without-so-name") == "elf-library"
     assert elf_kind(head_of(demo.exe_runpath), "/usr/bin/demo") == "elf-executable"
+
+
+def test_program_headers_past_a_saved_head_do_not_make_a_library_malformed(
+    demo: Demo, tmp_path: Path
+) -> None:
+    """patchelf (as auditwheel, Nix and conda use it) grows the program header table past
+    the 1 KiB a saved manifest keeps of each ELF file: the same library is elf-library
+    from the tree, its tar and its saved manifest (the manifest said elf-unparseable)."""
+    if shutil.which("patchelf") is None:
+        pytest.skip("patchelf is not installed (scripts/dev.sh installs it)")
+    tree = tmp_path / "tree"
+    (tree / "usr/lib").mkdir(parents=True)
+    lib = tree / "usr/lib/libgrown.so.1"
+    shutil.copy2(demo.lib, lib)
+    for n in range(12):  # each run adds a program header here: 9 + 12 of 56 bytes > 1 KiB
+        subprocess.run(["patchelf", "--add-needed", f"libdep{n}.so", str(lib)], check=True)
+    header = parse_header(lib.read_bytes()[:4096])
+    assert header is not None
+    assert len(lib.read_bytes()[:1024]) == 1024
+    with pytest.raises(ElfParseError, match="beyond the first 1024 bytes"):
+        parse_header(lib.read_bytes()[:1024])  # what the manifest keeps of it
+    saved = tmp_path / "tree.manifest"
+    subprocess.run([sys.executable, "-m", "imgdiff", "manifest", str(tree), "-o", str(saved)],
+                   check=True)  # fmt: skip
+    subprocess.run(["tar", "-C", str(tree), "-cf", str(tmp_path / "tree.tar"), "."], check=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    kinds = []
+    for image in (tree, tmp_path / "tree.tar", saved):
+        out = subprocess.run(
+            [sys.executable, "-m", "imgdiff", "diff", str(empty), str(image), "--json"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert "malformed" not in out.stderr
+        (found,) = [
+            c for c in json.loads(out.stdout)["changes"] if c["path"] == str(lib)[len(str(tree)) :]
+        ]
+        kinds.append(found["kind"])
+    assert kinds == ["elf-library"] * 3
 
 
 def test_relocatable_object_is_object_even_named_ko(demo: Demo) -> None:
