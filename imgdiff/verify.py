@@ -96,9 +96,15 @@ def verify(
         live = tree if isinstance(tree, Manifest) else read_tree(tree, ignore, use_cache=use_cache)
         want = image if isinstance(image, Manifest) else Manifest.read(image, use_cache=use_cache)
     made = STATE_DIR in live.entries  # its parents, when the image lacks them, are apply's
+    try:
+        changes = compare(want, live, links=True).changes
+    finally:  # what was opened here is closed (a tree on its own mount can be unmounted)
+        for given, read in ((tree, live), (image, want)):
+            if not isinstance(given, Manifest):
+                read.close()
     differences = tuple(
         c
-        for c in compare(want, live, links=True).changes
+        for c in changes
         if not skip(c.path) and not (made and c.status is Status.ADDED and c.path in _STATE_PARENTS)
     )
     # the image as given (a saved manifest: its file, not the image it was made from)

@@ -326,6 +326,8 @@ class State:
                     nxt = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
                     if not create:
+                        if fd != self.tree.fd:  # the parent reached so far
+                            os.close(fd)
                         return
                     os.mkdir(name, 0o700 if i == len(names) - 1 else 0o755, dir_fd=fd)
                     nxt = os.open(name, _DIR_FLAGS, dir_fd=fd)
@@ -504,6 +506,13 @@ def tree_manifest(tree: str, *, use_cache: bool = True) -> Manifest:
 def differences(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str) -> list[str]:
     """What keeps `tree` from being the image `want` describes: "path (aspects)" lines."""
     return describe(tree_changes(tree, want, name))
+
+
+def tree_differences(tree: str, want: Mapping[str, Entry], name: str, use_cache: bool) -> list[str]:
+    """`differences` of the tree at `tree` (read here, and closed after: a tree on its own
+    mount can be unmounted once apply or rollback returns)."""
+    with tree_manifest(tree, use_cache=use_cache) as live:
+        return differences(live, want, name)
 
 
 _SPELLED = {Aspect.HARDLINK: "hard link"}
@@ -709,7 +718,7 @@ def _already_applied(
         return False
     if (journal.get("old"), journal.get("new")) != (header.old_identity, header.new_identity):
         return False
-    return not differences(tree_manifest(t.root, use_cache=use_cache), header.new.entries, "NEW")
+    return not tree_differences(t.root, header.new.entries, "NEW", use_cache)
 
 
 def _full(digest: str) -> str:
@@ -752,7 +761,7 @@ def _drop_staging(t: Tree, state: State, record: dict[str, Any]) -> None:
 
 
 def _check_base(t: Tree, state: State, header: Header, use_cache: bool) -> None:
-    diffs = differences(tree_manifest(t.root, use_cache=use_cache), header.old_manifest, "OLD")
+    diffs = tree_differences(t.root, header.old_manifest, "OLD", use_cache)
     if not diffs:
         return
     known = [h for h in state.history() if isinstance(h, dict)]
@@ -1248,7 +1257,7 @@ def rollback(
             with _permitted(t, op.path, again):
                 _undo(t, state, op, old, asides)
         _restore_directories(t, ops, old, journal.get("root_mtime_ns"), again)
-        diffs = differences(tree_manifest(t.root), old, "OLD")
+        diffs = tree_differences(t.root, old, "OLD", True)
         if diffs:
             raise ImgdiffError(
                 f"{t.root}: after rollback the tree is not OLD ({', '.join(diffs[:5])})"
