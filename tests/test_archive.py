@@ -283,6 +283,13 @@ def test_apply_rollback_verify_and_check_leave_no_descriptor_on_the_tree(tmp_pat
     assert _fds_under(tree) == []
 
 
+def test_pack_leaves_no_descriptor_on_old_or_new(tmp_path: Path) -> None:
+    """pack read both directories and kept their roots open: two descriptors a call."""
+    old, new, _ = _every_kind(tmp_path, ["content"])
+    pack(str(old), str(new), tmp_path / "again.delta")
+    assert _fds_under(old) == _fds_under(new) == []
+
+
 def test_apply_twice_in_a_row_then_roll_back_the_last(tmp_path: Path) -> None:
     v0 = tmp_path / "v0"
     tree_spec = build_old(v0)

@@ -66,6 +66,21 @@ def pack(
 ) -> PackResult:
     """Write the delta archive that turns OLD into NEW to `out`; returns its digest."""
     om, nm = Manifest.read_pair(old, new, workers=workers)
+    try:
+        return _write(om, nm, out, workers, progress)
+    finally:  # the images read here from paths (a caller's image or manifest stays open)
+        for given, read in ((old, om), (new, nm)):
+            if isinstance(given, str):
+                read.close()
+
+
+def _write(
+    om: Manifest,
+    nm: Manifest,
+    out: str | Path,
+    workers: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> PackResult:
     for m in (om, nm):
         _leave_out_state(m)
     if not nm.has_contents:
