@@ -425,8 +425,17 @@ class Drift:
 
     __repr__ = _repr.short_repr
 
+    @property
+    def behind(self) -> tuple[str, ...]:
+        """The packages the live root is behind OLD on (missed updates)."""
+        return tuple(p for p in self.packages if p.endswith(MISSED_UPDATE))
+
     def _summary(self) -> str:
         return f"Drift({len(self.differs)} paths differ, matches_new={self.matches_new})"
+
+
+# how a package the live root is behind the image on ends (`drift`, host reports' `behind`)
+MISSED_UPDATE = "(live is older: a missed update)"
 
 
 @attrs.frozen
