@@ -109,6 +109,8 @@ def read_policy_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             return tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise BadInput(os.fspath(path), f"not a readable policy: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (tomllib decodes before it parses)
+        raise BadInput(os.fspath(path), f"not a readable policy: not UTF-8: {exc}") from None
 
 
 @attrs.frozen

@@ -481,6 +481,26 @@ def test_policy_from_toml_and_bad_policy(tmp_path: Path) -> None:
         Policy.load(bad)
 
 
+def test_a_policy_file_that_is_not_utf8_is_bad_input_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tomllib decodes before it parses: a Latin-1 comment was an internal error (exit 4,
+    UnicodeDecodeError) where any other unreadable policy is bad input (exit 3)."""
+    policy = tmp_path / "policy.toml"
+    policy.write_bytes("reimage_share = 0.3  # \u00e9t\u00e9\n".encode("latin-1"))
+    with pytest.raises(BadInput, match="not a readable policy: not UTF-8"):
+        Policy.load(policy)
+    tree = tmp_path / "t"
+    tree.mkdir()
+    for verb in (
+        ["verify", str(tree), str(tree)],
+        ["plan", str(tree), str(tree), "--root", str(tree)],
+    ):
+        capsys.readouterr()
+        assert main([*verb, "--policy", str(policy)]) == 3, verb[0]
+        assert f"{policy}: not a readable policy: not UTF-8" in capsys.readouterr().err
+
+
 def test_uninspected_processes_escalate_only_under_strict(host: Host) -> None:
     from imgdiff.pipeline import diff
     from imgdiff.plan import decide
