@@ -11,10 +11,12 @@ tell which update the tree is at. It decides nothing about what to do: that is `
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Sequence
 
 from imgdiff.archive.format import STATE_DIR, as_manifest
 from imgdiff.delta import compare
+from imgdiff.fs.inputs import fspath
 from imgdiff.image._dir import DirImage
 from imgdiff.manifest import Manifest
 from imgdiff.model import Status
@@ -76,8 +78,8 @@ def read_tree(
 
 
 def verify(
-    tree: str | Manifest,
-    image: str | Manifest,
+    tree: str | os.PathLike[str] | Manifest,
+    image: str | os.PathLike[str] | Manifest,
     *,
     ignore: Sequence[str] = DRIFT_IGNORE,
     use_cache: bool = True,
@@ -86,8 +88,8 @@ def verify(
 
     `tree` may be a manifest `read_tree` made, to compare one tree with several images.
     """
-    skip = _own(ignore)
-    image = as_manifest(image)  # a delta archive stands for its NEW
+    tree, skip = fspath(tree), _own(ignore)
+    image = as_manifest(fspath(image))  # a delta archive stands for its NEW
     if isinstance(tree, str) and isinstance(image, str):  # both read at once (forked)
         live, want = Manifest.read_pair(
             DirImage(tree, prune=skip.prune), image, use_cache=use_cache

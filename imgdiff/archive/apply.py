@@ -56,7 +56,7 @@ from imgdiff.archive.format import (
 from imgdiff.archive.pack import creates_device
 from imgdiff.delta import compare
 from imgdiff.errors import BadInput, ImgdiffError, escape_path
-from imgdiff.fs.inputs import open_regular_file
+from imgdiff.fs.inputs import fspath, open_regular_file
 from imgdiff.fs.openat import open_beneath
 from imgdiff.image import DirImage
 from imgdiff.image._dir import _TYPES as _STAT_TYPES
@@ -582,14 +582,15 @@ def _open_delta(path: str) -> BinaryIO:
 
 
 def apply(
-    delta: str,
-    tree: str,
+    delta: str | os.PathLike[str],
+    tree: str | os.PathLike[str],
     *,
     digest: str | None = None,
     use_cache: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> ApplyResult:
     """Apply `delta` to `tree` (which must be its OLD); see the module docstring."""
+    delta, tree = fspath(delta), fspath(tree)
     say = progress or (lambda _: None)
     t = Tree(tree)
     state: State | None = None
@@ -1212,13 +1213,17 @@ def _settle_parents(t: Tree, entries: Mapping[str, Entry]) -> None:
 
 # -- rollback -----------------------------------------------------------------------------------
 def rollback(
-    tree: str, delta: str | None = None, *, progress: Callable[[str], None] | None = None
+    tree: str | os.PathLike[str],
+    delta: str | os.PathLike[str] | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
 ) -> ApplyResult:
     """Undo the last apply on `tree` (interrupted or completed): the tree is OLD again.
 
     The header of the applied delta is kept in the state directory; `delta`, when given,
     must be that delta.
     """
+    tree, delta = fspath(tree), fspath(delta)
     say = progress or (lambda _: None)
     t = Tree(tree)
     state: State | None = None

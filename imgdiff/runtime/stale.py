@@ -11,9 +11,11 @@ looking is `inspect`'s; this module only says which processes are stale.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from imgdiff.errors import AccessDenied, BadInput, NoSuchProcess
+from imgdiff.fs.inputs import fspath
 from imgdiff.results import StaleProcess, StaleReport
 from imgdiff.runtime import _procfs
 from imgdiff.runtime.inspect import Inspector, is_python
@@ -26,9 +28,9 @@ if TYPE_CHECKING:
 def stale(
     snapshot: Snapshot,
     *,
-    procfs: str = "/proc",
+    procfs: str | os.PathLike[str] = "/proc",
     against: Manifest | None = None,
-    root: str = "/",
+    root: str | os.PathLike[str] = "/",
 ) -> StaleReport:
     """Check every process of a live snapshot against the files now in its root.
 
@@ -43,6 +45,7 @@ def stale(
     taken for, for the report. `procfs` must be where a proc file system is mounted
     (`BadInput` otherwise: read anywhere else, every process would look clean).
     """
+    procfs, root = fspath(procfs), fspath(root)
     if not _procfs.is_procfs(procfs):
         # read elsewhere, every process would look gone since the snapshot: all clear
         raise BadInput(procfs, "not a mounted proc file system")
