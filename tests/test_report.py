@@ -99,6 +99,29 @@ def test_to_pandas_gives_one_row_per_change(delta: imgdiff.Delta) -> None:
     assert list(frame["path"]) == [c.path for c in delta.changes]
 
 
+def test_an_empty_frame_has_the_columns_of_a_full_one(tree_pair: TreePair) -> None:
+    """An identical pair's delta and a no-action verdict gave frames with no columns at
+    all, so `frame.groupby(["kind", "status"])` or `frame[["unit", "pid", "via",
+    "path"]]` raised KeyError exactly when nothing changed."""
+    old, new = tree_pair(FILES)
+    same = imgdiff.diff(str(old), str(old), use_cache=False).to_pandas()
+    (new / "etc/a.conf").write_text("a = 2\n")
+    full = imgdiff.diff(str(old), str(new), use_cache=False).to_pandas()
+    assert len(same) == 0
+    assert len(full) == 1
+    assert list(same.columns) == list(full.columns)
+    assert same.groupby(["kind", "status"]).size().empty
+    reason = imgdiff.Evidence(
+        "/etc/a.conf", imgdiff.Via.CONFIG, imgdiff.Status.MODIFIED, imgdiff.Kind.CONFIG, "held"
+    )
+    restart = imgdiff.Verdict("restart", (), (imgdiff.Step("a.service", (), (reason,)),))
+    none = imgdiff.Verdict("no-action", ()).to_pandas()
+    assert len(none) == 0
+    assert len(restart.to_pandas()) == 1
+    assert list(none.columns) == list(restart.to_pandas().columns)
+    assert none[["unit", "pid", "via", "path"]].empty
+
+
 def test_cli_json_on_a_pipe_is_clean_json(tree_pair: TreePair) -> None:
     old, new = tree_pair(FILES)
     (new / "etc/a.conf").write_text("a = 3\n")
