@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from imgdiff import _repr
-from imgdiff.model import Change, ImageWarning, Status, Via
+from imgdiff.model import Change, ImageWarning, Kind, Status, Via
 
 if TYPE_CHECKING:
     from imgdiff.manifest import ImageInfo, Manifest
@@ -243,13 +243,15 @@ class Delta(Rendered):
         return frozenset(c.path for c in self.changes)
 
     def by_status(self, status: Status | str) -> tuple[Change, ...]:
-        """The changes with the given status."""
+        """The changes with the given status (ValueError for one that is no `Status`)."""
         status = Status(status)
         return tuple(c for c in self.changes if c.status is status)
 
-    def by_kind(self, *kinds: str) -> tuple[Change, ...]:
-        """The changes whose kind is one of `kinds`."""
-        return tuple(c for c in self.changes if c.kind in kinds)
+    def by_kind(self, *kinds: Kind | str) -> tuple[Change, ...]:
+        """The changes whose kind is one of `kinds` (ValueError for one that is no `Kind`:
+        a misspelt kind would otherwise find nothing, as if none had changed)."""
+        wanted = {Kind(k) for k in kinds}
+        return tuple(c for c in self.changes if c.kind in wanted)
 
     def to_pandas(self) -> Any:
         """A `pandas.DataFrame`, one row per change (pandas is not a dependency)."""

@@ -122,6 +122,20 @@ def test_an_empty_frame_has_the_columns_of_a_full_one(tree_pair: TreePair) -> No
     assert none[["unit", "pid", "via", "path"]].empty
 
 
+def test_by_kind_refuses_a_kind_that_does_not_exist_as_by_status_does(
+    delta: imgdiff.Delta,
+) -> None:
+    """by_kind("elf_library") (a typo) answered (), as if nothing of that kind changed,
+    where by_status("changed") is a ValueError and the CLI's --kind a usage error."""
+    assert "/etc/a.conf" in [c.path for c in delta.by_kind("config")]
+    assert delta.by_kind(imgdiff.Kind.CONFIG, "docs") == delta.by_kind("config", "docs")
+    for typo in ("elf_library", "shared-library"):
+        with pytest.raises(ValueError, match=f"'{typo}' is not a valid Kind"):
+            delta.by_kind("config", typo)
+    with pytest.raises(ValueError, match="'changed' is not a valid Status"):
+        delta.by_status("changed")
+
+
 def test_cli_json_on_a_pipe_is_clean_json(tree_pair: TreePair) -> None:
     old, new = tree_pair(FILES)
     (new / "etc/a.conf").write_text("a = 3\n")
