@@ -136,6 +136,15 @@ def test_by_kind_refuses_a_kind_that_does_not_exist_as_by_status_does(
         delta.by_status("changed")
 
 
+def test_a_snapshot_renders_as_html_in_a_notebook_as_every_result_does() -> None:
+    """The README says results render as HTML in a notebook; a Snapshot had no
+    `_repr_html_`, so Jupyter showed its repr."""
+    snap = imgdiff.Snapshot.capture(pids=[os.getpid()], workers=1)
+    page = snap._repr_html_()
+    assert page.lstrip().startswith("<!DOCTYPE html>")
+    assert str(os.getpid()) in page
+
+
 def test_cli_json_on_a_pipe_is_clean_json(tree_pair: TreePair) -> None:
     old, new = tree_pair(FILES)
     (new / "etc/a.conf").write_text("a = 3\n")

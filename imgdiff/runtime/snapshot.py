@@ -436,6 +436,12 @@ class Snapshot:
         """Processes by (pid, start_time)."""
         return {p.key: p for p in self.processes}
 
+    def _repr_html_(self) -> str:
+        """The snapshot in a notebook: its console table as HTML, as every result."""
+        from imgdiff.report.notebook import to_html
+
+        return to_html(self)
+
     # -- persistence ------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         """The `imgdiff.snapshot/1` document."""
