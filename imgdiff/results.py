@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -183,9 +184,19 @@ class Rendered:
         return to_html(self)
 
 
-@attrs.frozen(unsafe_hash=False)  # holds dicts: unhashable by design, not by accident
+def _counts(value: Mapping[str, int]) -> Mapping[str, int]:
+    """A read-only view of a copy: a frozen record's counts stay what they were."""
+    return MappingProxyType(dict(value))
+
+
+def _counts_by(value: Mapping[str, Mapping[str, int]]) -> Mapping[str, Mapping[str, int]]:
+    return MappingProxyType({k: _counts(v) for k, v in value.items()})
+
+
+@attrs.frozen(unsafe_hash=False)  # holds mappings: unhashable by design, not by accident
 class DeltaStats:
-    """Counts and bytes by status; shares of the new image that changed."""
+    """Counts and bytes by status; shares of the new image that changed. `by_top` and
+    `by_kind` are read-only mappings (given as dicts)."""
 
     added: int
     removed: int
@@ -197,10 +208,16 @@ class DeltaStats:
     modified_bytes: int
     share_files: float
     share_bytes: float
-    by_top: dict[str, dict[str, int]]
-    by_kind: dict[str, int]
+    by_top: Mapping[str, Mapping[str, int]] = attrs.field(converter=_counts_by)
+    by_kind: Mapping[str, int] = attrs.field(converter=_counts)
 
     __repr__ = _repr.short_repr
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as its fields, the mappings as dicts (a read-only view pickles not)."""
+        values = attrs.astuple(self, recurse=False)
+        by_top = {k: dict(v) for k, v in self.by_top.items()}
+        return DeltaStats, (*values[:-2], by_top, dict(self.by_kind))
 
     def _summary(self) -> str:
         return f"DeltaStats(added={self.added}, removed={self.removed}, modified={self.modified})"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
+import pickle
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
+import attrs
 import pytest
 from rich.console import Console
 
@@ -143,6 +146,30 @@ def test_a_snapshot_renders_as_html_in_a_notebook_as_every_result_does() -> None
     page = snap._repr_html_()
     assert page.lstrip().startswith("<!DOCTYPE html>")
     assert str(os.getpid()) in page
+
+
+def test_a_deltas_stats_cannot_be_edited_and_still_pickle_and_serialise(
+    delta: imgdiff.Delta,
+) -> None:
+    """stats.by_kind and stats.by_top of a frozen Delta were plain dicts: an edit showed
+    up in its to_json()."""
+    stats = delta.stats
+    doc = delta.to_json()
+    with pytest.raises(TypeError):
+        stats.by_kind["kernel"] = 99  # type: ignore[index]
+    with pytest.raises(TypeError):
+        stats.by_top["/etc"]["added"] = 99  # type: ignore[index]
+    assert delta.to_json() == doc
+    assert doc["stats"]["by_kind"] == {"config": 2}
+    assert doc["stats"]["by_top"] == {"/etc": {"added": 1, "modified": 1}}
+    assert json.loads(json.dumps(doc)) == doc
+    assert stats.by_kind == {"config": 2}  # a mapping that compares as the dict did
+    again = pickle.loads(pickle.dumps(delta))  # workers get deltas pickled (fleet, Dask)
+    assert again == delta
+    assert again.stats.to_json() == stats.to_json()
+    with pytest.raises(TypeError):
+        again.stats.by_kind["kernel"] = 99
+    assert copy.deepcopy(stats) == stats == attrs.evolve(stats)
 
 
 def test_cli_json_on_a_pipe_is_clean_json(tree_pair: TreePair) -> None:
