@@ -13,7 +13,8 @@ One namespace for everything a caller needs, as psutil and attrs have:
   `PermissionError`).
 
 Names load on first use, so `import imgdiff` stays cheap for a command that needs one
-stage. Every record is a frozen attrs class.
+stage. Every record is a frozen attrs class (`Manifest` aside: the reader of one image,
+holding it open until `close()`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ import os
 import sys
 from contextlib import contextmanager
 
+from imgdiff.fs.inputs import directory
+from imgdiff.fs.outputs import writable
+
 TYPE_CHECKING = False  # not typing's: `imgdiff` builds this parser at every start-up
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -66,8 +69,8 @@ def run_report(args: argparse.Namespace) -> int:
     from imgdiff import cli
     from imgdiff.hostreport import HostReport
 
-    cli._directory(args.root)
-    cli._writable(args.output)
+    directory(args.root)
+    writable(args.output)
     with cli._status(args, "reading /proc" + (" and the tree" if args.against else "")):
         report = HostReport.capture(
             args.root,
@@ -104,7 +107,7 @@ def run_fleet(args: argparse.Namespace) -> int:
     from imgdiff.report.json import dumps
 
     if args.output:
-        cli._writable(args.output)
+        writable(args.output)
     policy, rollout = (None, None)
     # as plan's --policy, $IMGDIFF_POLICY, then the system policy; the fleet keys beside
     path = args.policy or os.environ.get("IMGDIFF_POLICY") or None

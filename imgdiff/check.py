@@ -28,8 +28,8 @@ def check(
 ) -> CheckResult:
     """Whether `tree` is exactly NEW and no process rooted in it runs replaced files."""
     want = _target(source, use_cache)
-    live = tree_manifest(tree, use_cache=use_cache)
-    found = tree_changes(live, want, source)
+    with want, tree_manifest(tree, use_cache=use_cache) as live:  # closed: TREE may be unmounted
+        found = tree_changes(live, want, source)
     files = describe(found)
     snap = snapshot if snapshot is not None else Snapshot.capture(tree, exclude_self=True)
     report = stale(snap, root=tree)  # the root checked, for its notes

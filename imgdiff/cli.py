@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import stat
 import sys
 import time
 from contextlib import ExitStack, contextmanager
 
 from imgdiff import __version__
 from imgdiff.errors import BadInput, ImgdiffError, escape_path, one_line
+from imgdiff.fs.inputs import directory
+from imgdiff.fs.outputs import writable
 from imgdiff.report import draws_on_stderr
 
 # Start-up is part of the answer for `stale` and `snapshot` (a cron job, a monitoring
@@ -494,41 +495,6 @@ def _status(args: argparse.Namespace, text: str) -> Any:
     return rc.stderr_console(quiet=args.quiet).status(text)
 
 
-def _directory(path: str) -> None:
-    if not os.path.lexists(path):
-        raise BadInput(path, "no such directory")
-    if not os.path.isdir(path):
-        if not os.path.lexists(path):
-            raise BadInput(path, "no such directory")
-        raise BadInput(path, "not a directory")
-
-
-def _writable(path: str) -> None:
-    """Refuse an output path that cannot be written before any work is done."""
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise BadInput(path, f"cannot write: no such directory {escape_path(parent)}")
-    if os.path.isdir(path):
-        raise BadInput(path, "cannot write: is a directory")
-    try:
-        st = os.lstat(path)
-    except OSError:
-        pass
-    else:
-        # outputs are written beside and renamed over the path: a device node, FIFO or
-        # symlink there would be replaced by a regular file (`-o /dev/null` took the node)
-        if not stat.S_ISREG(st.st_mode):
-            what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
-            raise BadInput(path, f"cannot write: {what} (the output replaces what is there)")
-    import tempfile
-
-    try:  # a real probe: access(2) says yes to root on /proc or a read-only filesystem
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as exc:
-        raise BadInput(path, f"cannot write in {escape_path(parent)}: {exc.strerror}") from None
-
-
 @contextmanager
 def _writing(path: str) -> Iterator[None]:
     """An OSError while writing `path` is bad input naming it (a full disk, a read-only
@@ -618,13 +584,13 @@ def _empty_stale(args: argparse.Namespace) -> int:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
-    _directory(args.root)
+    directory(args.root)
     if not args.output and _format(args) != "table" and _nobody_in_root(args):
         return _empty_snapshot(args)
     from imgdiff.runtime import Snapshot
 
     if args.output:
-        _writable(args.output)
+        writable(args.output)
     with _status(args, "reading /proc"):
         snap = Snapshot.capture(
             args.root, spool=_spool(args.spool), exclude_self=True, compare_deleted=True
@@ -638,7 +604,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _stale(args: argparse.Namespace) -> int:
-    _directory(args.root)
+    directory(args.root)
     plain = args.brief or _format(args) != "table"
     if not args.against and plain and _nobody_in_root(args):
         return _empty_stale(args)
@@ -668,7 +634,7 @@ def _plan(args: argparse.Namespace) -> int:
     from imgdiff.pipeline import plan_update
     from imgdiff.results import VerdictKind
 
-    _directory(args.root)
+    directory(args.root)
     policy = _policy(args)
     with ExitStack() as stack:
         shown: dict[str, Any] = {"progress": None, "on_stage": None, "reading": None}
@@ -711,7 +677,7 @@ def _verify(args: argparse.Namespace) -> int:
     from imgdiff.plan import Policy
     from imgdiff.verify import verify
 
-    _directory(args.tree)
+    directory(args.tree)
     ignore = () if args.exact else (_policy(args) or Policy()).drift_ignore
     with _status(args, "reading the tree and the image"):
         result = verify(args.tree, args.image, ignore=ignore, use_cache=not args.no_cache)
@@ -738,7 +704,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _manifest(args: argparse.Namespace) -> int:
     from imgdiff.manifest import Manifest, saved_files
 
-    _writable(args.output)
+    writable(args.output)
     keep = saved_files()  # kept from a streamed archive on its one pass
     with _reading(args) as (reading, progress):
         manifest = Manifest.read(
@@ -755,7 +721,7 @@ def _manifest(args: argparse.Namespace) -> int:
 def _pack(args: argparse.Namespace) -> int:
     from imgdiff.archive.pack import pack
 
-    _writable(args.output)
+    writable(args.output)
     with _progress(args, "encoding") as progress:
         result = pack(args.old, args.new, args.output, progress=progress)
     return _emit(result, args)
@@ -764,7 +730,7 @@ def _pack(args: argparse.Namespace) -> int:
 def _apply(args: argparse.Namespace) -> int:
     from imgdiff.archive.apply import apply_chain
 
-    _directory(args.tree)
+    directory(args.tree)
     if args.digest is not None and len(args.digest) != len(args.deltas):
         raise BadInput(args.tree, "give --digest once per delta, or not at all")
     with _status(args, "applying") as status:
@@ -781,7 +747,7 @@ def _apply(args: argparse.Namespace) -> int:
 def _rollback(args: argparse.Namespace) -> int:
     from imgdiff.archive.apply import rollback
 
-    _directory(args.tree)
+    directory(args.tree)
     with _status(args, "rolling back") as status:
         result = rollback(args.tree, progress=status.update)
     return _emit(result, args)
@@ -790,7 +756,7 @@ def _rollback(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from imgdiff.check import check
 
-    _directory(args.tree)
+    directory(args.tree)
     with _status(args, "checking the tree and its processes"):
         result = check(args.tree, args.image, use_cache=not args.no_cache)
     _emit(result, args)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from imgdiff.manifest import Manifest
 from imgdiff.packages.view import PackageView, version_order
-from imgdiff.results import Drift
+from imgdiff.results import MISSED_UPDATE, Drift
 from imgdiff.verify import DRIFT_IGNORE, read_tree, same_paths, verify
 
 
@@ -68,7 +68,7 @@ def _package_drift(live: PackageView, old: PackageView) -> tuple[str, ...]:
         elif b is None:
             other.append(f"{name} {a} is installed live but not in OLD")
         elif version_order(manager)(a, b) < 0:
-            behind.append(f"{name} {a} live, {b} in OLD (live is older: a missed update)")
+            behind.append(f"{name} {a} live, {b} in OLD {MISSED_UPDATE}")
         else:
             other.append(f"{name} {a} live, {b} in OLD (live is newer)")
     return (*behind, *other)

@@ -23,6 +23,7 @@ import attrs
 from imgdiff._jsondoc import Types, as_list, check_root, check_types
 from imgdiff.errors import BadInput
 from imgdiff.fs.inputs import open_regular_file
+from imgdiff.results import MISSED_UPDATE
 from imgdiff.runtime import _procfs
 from imgdiff.runtime.snapshot import SCHEMA as SNAPSHOT_SCHEMA
 from imgdiff.runtime.snapshot import Snapshot
@@ -30,7 +31,6 @@ from imgdiff.runtime.snapshot import Snapshot
 SCHEMA = "imgdiff.report/1"
 MAX_DIFFERS = 10_000  # differing paths kept in a report (the total is kept beside them)
 MAX_REPORT_BYTES = 256 << 20  # a larger file is refused unread
-_MISSED = "(live is older: a missed update)"  # how `drift` words a package behind the image
 
 
 @attrs.frozen
@@ -79,7 +79,7 @@ class TreeState:
     @property
     def behind(self) -> tuple[str, ...]:
         """The packages the host is behind the image on (missed updates)."""
-        return tuple(p for p in self.packages if p.endswith(_MISSED))
+        return tuple(p for p in self.packages if p.endswith(MISSED_UPDATE))
 
 
 @attrs.frozen

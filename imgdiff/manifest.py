@@ -26,7 +26,7 @@ from imgdiff._jsondoc import Types, check_types
 from imgdiff._progress import ReadCounts
 from imgdiff.cache import DigestCache
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported, escape_path
-from imgdiff.fs.inputs import open_regular_file
+from imgdiff.fs.inputs import fspath, open_regular_file
 from imgdiff.fs.paths import canonical
 from imgdiff.image import Image, Limits, open_image
 from imgdiff.image.base import CONTENT_MAGICS, Capture, FileId, ReadResult
@@ -156,7 +156,7 @@ class Manifest:
     @classmethod
     def read(
         cls,
-        source: str | Image,
+        source: str | os.PathLike[str] | Image,
         *,
         use_cache: bool = True,
         limits: Limits | None = None,
@@ -181,8 +181,8 @@ class Manifest:
     @classmethod
     def read_pair(
         cls,
-        old: str | Image | Manifest,
-        new: str | Image | Manifest,
+        old: str | os.PathLike[str] | Image | Manifest,
+        new: str | os.PathLike[str] | Image | Manifest,
         *,
         use_cache: bool = True,
         limits: Limits | None = None,
@@ -574,7 +574,10 @@ def saved_files() -> Capture:
     return lambda path: wants(path) or is_unit_file(path)
 
 
-def _open(source: str | Image | Manifest, limits: Limits | None) -> Image | Manifest:
+def _open(
+    source: str | os.PathLike[str] | Image | Manifest, limits: Limits | None
+) -> Image | Manifest:
+    source = fspath(source)
     if not isinstance(source, str):
         return source
     if is_manifest_file(source):

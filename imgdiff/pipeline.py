@@ -23,6 +23,7 @@ from imgdiff.archive.format import as_manifest, is_delta
 from imgdiff.delta import classifier, compare
 from imgdiff.errors import Unsupported
 from imgdiff.fs.imagepaths import ImagePaths
+from imgdiff.fs.inputs import directory, fspath
 from imgdiff.manifest import Manifest, ProgressFn
 from imgdiff.model import ImageWarning
 from imgdiff.results import (
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from imgdiff.runtime.snapshot import Snapshot
 
 __all__ = ["STAGES", "Update", "diff", "package_diff", "plan_update", "read_update"]
+
+ImageArg = str | os.PathLike[str] | Manifest  # an image's path (any form), or its manifest
 
 
 def _close_opened(given: tuple[str | Manifest, str | Manifest], read: tuple[Manifest, ...]) -> None:
@@ -95,8 +98,8 @@ def _read(
 
 
 def diff(
-    old: str | Manifest,
-    new: str | Manifest,
+    old: ImageArg,
+    new: ImageArg,
     *,
     use_cache: bool = True,
     classify: bool = True,
@@ -110,6 +113,7 @@ def diff(
     from the package databases only what that takes). `workers` caps the forked
     processes (default: the CPUs available; 1: none, for threaded callers). `progress`
     is told the bytes hashed and `reading` counts the entries read, for a display."""
+    old, new = fspath(old), fspath(new)
     capture = None
     if owners:
         from imgdiff.packages.view import capture_predicate
@@ -153,8 +157,8 @@ class Update:
 
 
 def read_update(
-    old: str | Manifest,
-    new: str | Manifest,
+    old: ImageArg,
+    new: ImageArg,
     *,
     use_cache: bool = True,
     progress: ProgressFn | None = None,
@@ -166,6 +170,7 @@ def read_update(
     delta. `capture` selects more files to keep from streamed archives (beside the
     package databases). A manifest saved without package databases (version 1, a delta
     archive's) gives an empty view, and a warning says so."""
+    old, new = fspath(old), fspath(new)
     # the package stages are imported when used: `imgdiff diff --no-packages` starts small
     from imgdiff.packages.view import PackageView, annotate, capture_predicate, compare_views
 
@@ -202,8 +207,8 @@ def read_update(
 
 
 def package_diff(
-    old: str | Manifest,
-    new: str | Manifest,
+    old: ImageArg,
+    new: ImageArg,
     *,
     use_cache: bool = True,
     progress: ProgressFn | None = None,
@@ -211,6 +216,7 @@ def package_diff(
     reading: ReadCounts | None = None,
 ) -> tuple[Delta, PackageDelta]:
     """The file-level delta (owners named) and the package-level delta of two images."""
+    old, new = fspath(old), fspath(new)
     update = read_update(
         old, new, use_cache=use_cache, progress=progress, workers=workers, reading=reading
     )
@@ -250,13 +256,13 @@ class _Stages:
 
 
 def plan_update(
-    old: str,
-    new: str,
+    old: str | os.PathLike[str],
+    new: str | os.PathLike[str],
     *,
-    root: str = "/",
-    snapshot: str | None = None,
+    root: str | os.PathLike[str] = "/",
+    snapshot: str | os.PathLike[str] | None = None,
     policy: Policy | None = None,
-    spool: str | None = None,
+    spool: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
     progress: ProgressFn | None = None,
     on_stage: Callable[[str], None] | None = None,
@@ -271,7 +277,7 @@ def plan_update(
     policy decides); the verdict says which. `on_stage` is told what each stage does as
     it starts (for a progress display); `exclude_self` leaves the calling process out of
     the snapshot (the CLI does); `workers` caps the forked processes (1: none, for
-    threaded callers)."""
+    threaded callers). A `root` that is not a directory is `BadInput`."""
     from imgdiff.drift import check_drift
     from imgdiff.hostreport import load_host
     from imgdiff.impact import NewResolution, assess
@@ -280,6 +286,8 @@ def plan_update(
     from imgdiff.runtime._procfs import boot_id
     from imgdiff.runtime.snapshot import Snapshot
 
+    old, new, snapshot, spool = fspath(old), fspath(new), fspath(snapshot), fspath(spool)
+    root = directory(root)
     clock = _Stages(on_stage)
     with contextlib.ExitStack() as opened:  # the images read here are closed after
         om, nm, delta = _read(

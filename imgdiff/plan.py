@@ -66,6 +66,12 @@ def _flag(_: object, attribute: attrs.Attribute[bool], value: object) -> None:
         raise TypeError(f"{attribute.name} must be true or false, not {value!r}")
 
 
+def _tuple(value: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """A list given for a tuple of strings (as TOML gives one, or a caller) as the tuple;
+    anything else as given, for the validator to refuse."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 def _strings(_: object, attribute: attrs.Attribute[tuple[str, ...]], value: object) -> None:
     if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
         raise TypeError(f"{attribute.name} must be a list of strings, not {value!r}")
@@ -109,19 +115,24 @@ def read_policy_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             return tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise BadInput(os.fspath(path), f"not a readable policy: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (tomllib decodes before it parses)
+        raise BadInput(os.fspath(path), f"not a readable policy: not UTF-8: {exc}") from None
 
 
 @attrs.frozen
 class Policy:
     """How cautious the verdict is; every field has a documented default. Values are
-    checked on construction (ValueError or TypeError), so a policy is valid or absent."""
+    checked on construction (ValueError or TypeError), so a policy is valid or absent;
+    a list of strings may be given where a tuple is kept."""
 
     # share of the new image's files added or modified above which patching in place is
     # riskier than shipping the whole image
     reimage_share: float = attrs.field(default=0.5, validator=_share)
     # paths whose change needs a reboot (prefixes), beyond the kernel/boot/firmware kinds
     reboot_paths: tuple[str, ...] = attrs.field(
-        default=("/boot/", "/efi/", "/usr/lib/modules/", "/lib/modules/"), validator=_abs_paths
+        default=("/boot/", "/efi/", "/usr/lib/modules/", "/lib/modules/"),
+        converter=_tuple,
+        validator=_abs_paths,
     )
     # "strict": an uninspected process may be affected (no-action becomes restart);
     # "lenient": it is only listed
@@ -129,7 +140,7 @@ class Policy:
         default="strict", validator=_one_of("strict", "lenient")
     )
     # units that must not be restarted in place (their restart means a reboot)
-    never_restart: tuple[str, ...] = attrs.field(default=(), validator=_units)
+    never_restart: tuple[str, ...] = attrs.field(default=(), converter=_tuple, validator=_units)
     # when the host's PID 1 is systemd and only its own files changed, plan
     # `systemctl daemon-reexec` (systemd re-executes itself in place) instead of a reboot
     reexec_pid1: bool = attrs.field(default=False, validator=_flag)
@@ -139,7 +150,9 @@ class Policy:
     # what a running system changes by itself, left out of the drift check: "/dir/" is a
     # tree (not even walked), a pattern with * ? [ is matched with fnmatch, anything else
     # is one path
-    drift_ignore: tuple[str, ...] = attrs.field(default=DRIFT_IGNORE, validator=_abs_paths)
+    drift_ignore: tuple[str, ...] = attrs.field(
+        default=DRIFT_IGNORE, converter=_tuple, validator=_abs_paths
+    )
     # untraced Python processes: "graph": their static import graph decides (imports of
     # names computed at run time are not seen; the verdict says how many were judged so);
     # "strict": every changed module on their sys.path counts as possibly imported

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from imgdiff import _repr
-from imgdiff.model import Change, ImageWarning, Status, Via
+from imgdiff.model import Change, ImageWarning, Kind, Status, Via
 
 if TYPE_CHECKING:
     from imgdiff.manifest import ImageInfo, Manifest
@@ -183,9 +184,19 @@ class Rendered:
         return to_html(self)
 
 
-@attrs.frozen(unsafe_hash=False)  # holds dicts: unhashable by design, not by accident
+def _counts(value: Mapping[str, int]) -> Mapping[str, int]:
+    """A read-only view of a copy: a frozen record's counts stay what they were."""
+    return MappingProxyType(dict(value))
+
+
+def _counts_by(value: Mapping[str, Mapping[str, int]]) -> Mapping[str, Mapping[str, int]]:
+    return MappingProxyType({k: _counts(v) for k, v in value.items()})
+
+
+@attrs.frozen(unsafe_hash=False)  # holds mappings: unhashable by design, not by accident
 class DeltaStats:
-    """Counts and bytes by status; shares of the new image that changed."""
+    """Counts and bytes by status; shares of the new image that changed. `by_top` and
+    `by_kind` are read-only mappings (given as dicts)."""
 
     added: int
     removed: int
@@ -197,10 +208,16 @@ class DeltaStats:
     modified_bytes: int
     share_files: float
     share_bytes: float
-    by_top: dict[str, dict[str, int]]
-    by_kind: dict[str, int]
+    by_top: Mapping[str, Mapping[str, int]] = attrs.field(converter=_counts_by)
+    by_kind: Mapping[str, int] = attrs.field(converter=_counts)
 
     __repr__ = _repr.short_repr
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as its fields, the mappings as dicts (a read-only view pickles not)."""
+        values = attrs.astuple(self, recurse=False)
+        by_top = {k: dict(v) for k, v in self.by_top.items()}
+        return DeltaStats, (*values[:-2], by_top, dict(self.by_kind))
 
     def _summary(self) -> str:
         return f"DeltaStats(added={self.added}, removed={self.removed}, modified={self.modified})"
@@ -243,13 +260,15 @@ class Delta(Rendered):
         return frozenset(c.path for c in self.changes)
 
     def by_status(self, status: Status | str) -> tuple[Change, ...]:
-        """The changes with the given status."""
+        """The changes with the given status (ValueError for one that is no `Status`)."""
         status = Status(status)
         return tuple(c for c in self.changes if c.status is status)
 
-    def by_kind(self, *kinds: str) -> tuple[Change, ...]:
-        """The changes whose kind is one of `kinds`."""
-        return tuple(c for c in self.changes if c.kind in kinds)
+    def by_kind(self, *kinds: Kind | str) -> tuple[Change, ...]:
+        """The changes whose kind is one of `kinds` (ValueError for one that is no `Kind`:
+        a misspelt kind would otherwise find nothing, as if none had changed)."""
+        wanted = {Kind(k) for k in kinds}
+        return tuple(c for c in self.changes if c.kind in wanted)
 
     def to_pandas(self) -> Any:
         """A `pandas.DataFrame`, one row per change (pandas is not a dependency)."""
@@ -425,8 +444,17 @@ class Drift:
 
     __repr__ = _repr.short_repr
 
+    @property
+    def behind(self) -> tuple[str, ...]:
+        """The packages the live root is behind OLD on (missed updates)."""
+        return tuple(p for p in self.packages if p.endswith(MISSED_UPDATE))
+
     def _summary(self) -> str:
         return f"Drift({len(self.differs)} paths differ, matches_new={self.matches_new})"
+
+
+# how a package the live root is behind the image on ends (`drift`, host reports' `behind`)
+MISSED_UPDATE = "(live is older: a missed update)"
 
 
 @attrs.frozen

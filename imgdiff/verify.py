@@ -11,10 +11,12 @@ tell which update the tree is at. It decides nothing about what to do: that is `
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Sequence
 
 from imgdiff.archive.format import STATE_DIR, as_manifest
 from imgdiff.delta import compare
+from imgdiff.fs.inputs import fspath
 from imgdiff.image._dir import DirImage
 from imgdiff.manifest import Manifest
 from imgdiff.model import Status
@@ -76,8 +78,8 @@ def read_tree(
 
 
 def verify(
-    tree: str | Manifest,
-    image: str | Manifest,
+    tree: str | os.PathLike[str] | Manifest,
+    image: str | os.PathLike[str] | Manifest,
     *,
     ignore: Sequence[str] = DRIFT_IGNORE,
     use_cache: bool = True,
@@ -86,8 +88,8 @@ def verify(
 
     `tree` may be a manifest `read_tree` made, to compare one tree with several images.
     """
-    skip = _own(ignore)
-    image = as_manifest(image)  # a delta archive stands for its NEW
+    tree, skip = fspath(tree), _own(ignore)
+    image = as_manifest(fspath(image))  # a delta archive stands for its NEW
     if isinstance(tree, str) and isinstance(image, str):  # both read at once (forked)
         live, want = Manifest.read_pair(
             DirImage(tree, prune=skip.prune), image, use_cache=use_cache
@@ -96,9 +98,15 @@ def verify(
         live = tree if isinstance(tree, Manifest) else read_tree(tree, ignore, use_cache=use_cache)
         want = image if isinstance(image, Manifest) else Manifest.read(image, use_cache=use_cache)
     made = STATE_DIR in live.entries  # its parents, when the image lacks them, are apply's
+    try:
+        changes = compare(want, live, links=True).changes
+    finally:  # what was opened here is closed (a tree on its own mount can be unmounted)
+        for given, read in ((tree, live), (image, want)):
+            if not isinstance(given, Manifest):
+                read.close()
     differences = tuple(
         c
-        for c in compare(want, live, links=True).changes
+        for c in changes
         if not skip(c.path) and not (made and c.status is Status.ADDED and c.path in _STATE_PARENTS)
     )
     # the image as given (a saved manifest: its file, not the image it was made from)

@@ -256,6 +256,40 @@ def test_apply_tells_the_digest_cache_what_it_placed_so_check_reads_none_of_it(
     assert set(reads) <= meta_only
 
 
+def _fds_under(tree: Path) -> list[str]:
+    """What this process holds open in `tree` (its root included)."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target == str(tree) or target.startswith(f"{tree}/"):
+                out.append(target)
+    return sorted(out)
+
+
+def test_apply_rollback_verify_and_check_leave_no_descriptor_on_the_tree(tmp_path: Path) -> None:
+    """Left open, a tree on its own mount could not be unmounted by the caller until it
+    exited ("target is busy"): the tree's manifest, and /var/lib when the state directory
+    was looked for and not there yet."""
+    old, _, delta = _every_kind(tmp_path, ["content"])
+    tree = clone(old, tmp_path / "tree")
+    apply(str(delta), str(tree))
+    assert _fds_under(tree) == []
+    assert check(str(tree), str(delta)).ok
+    assert _fds_under(tree) == []
+    rollback(str(tree))
+    assert _fds_under(tree) == []
+    assert verify(str(tree), str(old), ignore=(STATE + "/",)).matches
+    assert _fds_under(tree) == []
+
+
+def test_pack_leaves_no_descriptor_on_old_or_new(tmp_path: Path) -> None:
+    """pack read both directories and kept their roots open: two descriptors a call."""
+    old, new, _ = _every_kind(tmp_path, ["content"])
+    pack(str(old), str(new), tmp_path / "again.delta")
+    assert _fds_under(old) == _fds_under(new) == []
+
+
 def test_apply_twice_in_a_row_then_roll_back_the_last(tmp_path: Path) -> None:
     v0 = tmp_path / "v0"
     tree_spec = build_old(v0)

@@ -108,3 +108,30 @@ def test_the_policy_pages_example_is_a_valid_policy(tmp_path: Path) -> None:
     policy, rollout = load_policy(tmp_path / "policy.toml")
     assert policy.never_restart == ("postgresql.service",)
     assert rollout.max_unavailable == 0.1
+
+
+PYTHON_NAME = re.compile(r"`(imgdiff(?:\.[A-Za-z_]\w*)+)(?![\w/.])")  # not a schema name
+
+
+def _resolve(dotted: str) -> object:
+    """The object a dotted name gives: attributes, or submodules where an attribute of a
+    module is missing (as `import imgdiff.x.y` would load them)."""
+    import importlib
+
+    obj: object = importlib.import_module("imgdiff")
+    for part in dotted.split(".")[1:]:
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            if not isinstance(obj, type(sys)):
+                raise
+            obj = importlib.import_module(f"{obj.__name__}.{part}")
+    return obj
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_every_python_name_the_pages_give_resolves(page: Path) -> None:
+    """plan.md named `imgdiff.verify.verify_restarted`: `imgdiff.verify` is the function
+    (the lazy name wins over the module of the same name), so that was AttributeError."""
+    for dotted in PYTHON_NAME.findall(page.read_text()):
+        _resolve(dotted)

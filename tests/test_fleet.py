@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import signal
 import socket
@@ -260,6 +261,40 @@ def test_a_plain_snapshot_of_this_boot_has_this_root_checked_as_plan_does(
     assert "drift-not-checked" not in hosts[0]["reason_codes"]
     assert hosts[1]["reason_codes"][-1] == "drift-not-checked"
     assert "drift" in fv.timings
+
+
+def test_a_plain_snapshot_whose_root_drifted_is_drifted_and_behind_in_its_host_entry(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The drift the verdict weighed for a plain snapshot of this boot (its / walked here)
+    was left out of the host entry: reimage for drift and a missed update, yet "drifted"
+    false, "behind" empty and neither in the summary (only a report's tree state set them)."""
+    status = Path("/var/lib/dpkg/status")
+    if not status.is_file():
+        pytest.skip("this host has no dpkg database")
+    stanza = next(s for s in status.read_text().split("\n\n") if s.startswith("Package: bash\n"))
+    old, new = tmp_path / "old", tmp_path / "new"
+    (old / "var/lib/dpkg").mkdir(parents=True)
+    (old / "etc").mkdir()
+    # OLD has a later bash than this host: the host missed an update
+    newer = re.sub(r"(?m)^Version: .*$", "Version: 99:1.0-1", stanza)
+    (old / "var/lib/dpkg/status").write_text(newer + "\n\n")
+    (old / "etc/app.conf").write_text("a = 1\n")
+    shutil.copytree(old, new)
+    (new / "etc/app.conf").write_text("a = 2\n")
+    here = tmp_path / "here.json"
+    assert main(["snapshot", "-o", str(here), "-q"]) == 0
+    with distributed.Client(cluster.address) as client:
+        fv = imgdiff.fleet.plan(str(old), str(new), [str(here)], client=client, use_cache=False)
+    doc = fv.to_json()
+    host = doc["hosts"][0]
+    assert host["verdict"] == "reimage"
+    assert {"drift", "package-drift"} <= set(host["reason_codes"])
+    assert host["drifted"] is True
+    assert len(host["behind"]) == 1
+    assert host["behind"][0].startswith("dpkg:bash:")
+    assert host["behind"][0].endswith(" 99:1.0-1 in OLD (live is older: a missed update)")
+    assert doc["summary"]["drifted"] == doc["summary"]["missed_update"] == [str(here)]
 
 
 def test_waves_cover_every_class_with_canaries_then_respect_max_unavailable(

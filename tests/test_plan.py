@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 from imgdiff import BadInput
@@ -479,6 +480,43 @@ def test_policy_from_toml_and_bad_policy(tmp_path: Path) -> None:
     bad.write_text("nonsense = 1\n")
     with pytest.raises(BadInput, match="unknown policy keys"):
         Policy.load(bad)
+
+
+def test_a_policy_takes_lists_where_it_keeps_tuples() -> None:
+    """Policy(never_restart=["nginx.service"]) raised TypeError ("must be a list of
+    strings, not ['nginx.service']"): only tuples passed, which Policy.load converted."""
+    given = Policy(
+        never_restart=["nginx.service"], drift_ignore=["/var/", "*.log"], reboot_paths=["/boot/"]
+    )
+    assert given == Policy(
+        never_restart=("nginx.service",), drift_ignore=("/var/", "*.log"), reboot_paths=("/boot/",)
+    )
+    assert isinstance(given.never_restart, tuple)
+    assert hash(given) == hash(attrs.evolve(given))  # still frozen and hashable
+    with pytest.raises(TypeError, match="never_restart must be a list of strings"):
+        Policy(never_restart="nginx.service")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="drift_ignore must be a list of strings"):
+        Policy(drift_ignore=["/var/", 7])  # type: ignore[list-item]
+
+
+def test_a_policy_file_that_is_not_utf8_is_bad_input_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tomllib decodes before it parses: a Latin-1 comment was an internal error (exit 4,
+    UnicodeDecodeError) where any other unreadable policy is bad input (exit 3)."""
+    policy = tmp_path / "policy.toml"
+    policy.write_bytes("reimage_share = 0.3  # \u00e9t\u00e9\n".encode("latin-1"))
+    with pytest.raises(BadInput, match="not a readable policy: not UTF-8"):
+        Policy.load(policy)
+    tree = tmp_path / "t"
+    tree.mkdir()
+    for verb in (
+        ["verify", str(tree), str(tree)],
+        ["plan", str(tree), str(tree), "--root", str(tree)],
+    ):
+        capsys.readouterr()
+        assert main([*verb, "--policy", str(policy)]) == 3, verb[0]
+        assert f"{policy}: not a readable policy: not UTF-8" in capsys.readouterr().err
 
 
 def test_uninspected_processes_escalate_only_under_strict(host: Host) -> None:

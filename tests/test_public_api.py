@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 import imgdiff
 from imgdiff.errors import escape_path
+
+from .conftest import write_tree
 
 
 @pytest.mark.parametrize("name", imgdiff.__all__)
@@ -96,3 +99,50 @@ def test_workers_1_never_forks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert len(alone.changes) == len(with_fork.changes) == 200
     snap = imgdiff.Snapshot.capture(workers=1)
     assert snap.processes  # read in this process
+
+
+def test_every_image_tree_and_file_argument_may_be_a_pathlib_path(tmp_path: Path) -> None:
+    """A `pathlib.Path` where the API takes a path raised AttributeError ('PosixPath'
+    object has no attribute 'read' / 'isascii') out of diff, package_diff, verify,
+    pack, plan_update, Manifest.read, apply and rollback."""
+    old = write_tree(tmp_path / "old", {"etc/app.conf": "a = 1\n", "bin/tool": "x"})
+    new = write_tree(tmp_path / "new", {"etc/app.conf": "a = 2\n", "bin/tool": "x"})
+    tree = tmp_path / "tree"
+    shutil.copytree(old, tree)
+    as_text = imgdiff.diff(str(old), str(new), use_cache=False)
+    assert imgdiff.diff(old, new, use_cache=False).changes == as_text.changes
+    assert imgdiff.package_diff(old, new, use_cache=False)[0].changes == as_text.changes
+    assert imgdiff.Manifest.read(old, use_cache=False).entries.keys() == {
+        "/etc",
+        "/etc/app.conf",
+        "/bin",
+        "/bin/tool",
+    }
+    assert not imgdiff.verify(tree, old, use_cache=False).differences
+    plan = imgdiff.plan_update(old, new, root=tree, use_cache=False)
+    assert plan.verdict.verdict is imgdiff.VerdictKind.NO_ACTION
+    delta = tmp_path / "update.delta"
+    assert imgdiff.pack(old, new, delta).path == str(delta)
+    imgdiff.apply(delta, tree)
+    assert (tree / "etc/app.conf").read_text() == "a = 2\n"
+    imgdiff.rollback(tree)
+    assert (tree / "etc/app.conf").read_text() == "a = 1\n"
+    snap = imgdiff.Snapshot.capture(tree)
+    assert imgdiff.stale(snap, procfs=Path("/proc"), root=tree).processes == ()
+
+
+def test_a_missing_root_or_output_directory_is_bad_input_naming_it(tmp_path: Path) -> None:
+    """As the command line says it (exit 3): a root that does not exist raised
+    FileNotFoundError, a regular file given as the root was an empty snapshot, and pack
+    to a missing directory failed at the end, on its temporary file."""
+    old = write_tree(tmp_path / "old", {"etc/app.conf": "a = 1\n"})
+    afile = old / "etc/app.conf"
+    with pytest.raises(imgdiff.BadInput, match=r"^/nonexistent: no such directory$"):
+        imgdiff.plan_update(old, old, root="/nonexistent", use_cache=False)
+    with pytest.raises(imgdiff.BadInput, match=r"^/nonexistent: no such directory$"):
+        imgdiff.Snapshot.capture("/nonexistent")
+    with pytest.raises(imgdiff.BadInput, match=rf"^{afile}: not a directory$"):
+        imgdiff.Snapshot.capture(afile)
+    # refused before OLD is read (OLD does not exist either)
+    with pytest.raises(imgdiff.BadInput, match="cannot write: no such directory /nonexistent"):
+        imgdiff.pack("/nonexistent-old", old, "/nonexistent/x.delta")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
+import pickle
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
+import attrs
 import pytest
 from rich.console import Console
 
@@ -97,6 +100,76 @@ def test_to_pandas_without_pandas_names_the_extra_to_install(tree_pair: TreePair
 def test_to_pandas_gives_one_row_per_change(delta: imgdiff.Delta) -> None:
     frame = delta.to_pandas()
     assert list(frame["path"]) == [c.path for c in delta.changes]
+
+
+def test_an_empty_frame_has_the_columns_of_a_full_one(tree_pair: TreePair) -> None:
+    """An identical pair's delta and a no-action verdict gave frames with no columns at
+    all, so `frame.groupby(["kind", "status"])` or `frame[["unit", "pid", "via",
+    "path"]]` raised KeyError exactly when nothing changed."""
+    old, new = tree_pair(FILES)
+    same = imgdiff.diff(str(old), str(old), use_cache=False).to_pandas()
+    (new / "etc/a.conf").write_text("a = 2\n")
+    full = imgdiff.diff(str(old), str(new), use_cache=False).to_pandas()
+    assert len(same) == 0
+    assert len(full) == 1
+    assert list(same.columns) == list(full.columns)
+    assert same.groupby(["kind", "status"]).size().empty
+    reason = imgdiff.Evidence(
+        "/etc/a.conf", imgdiff.Via.CONFIG, imgdiff.Status.MODIFIED, imgdiff.Kind.CONFIG, "held"
+    )
+    restart = imgdiff.Verdict("restart", (), (imgdiff.Step("a.service", (), (reason,)),))
+    none = imgdiff.Verdict("no-action", ()).to_pandas()
+    assert len(none) == 0
+    assert len(restart.to_pandas()) == 1
+    assert list(none.columns) == list(restart.to_pandas().columns)
+    assert none[["unit", "pid", "via", "path"]].empty
+
+
+def test_by_kind_refuses_a_kind_that_does_not_exist_as_by_status_does(
+    delta: imgdiff.Delta,
+) -> None:
+    """by_kind("elf_library") (a typo) answered (), as if nothing of that kind changed,
+    where by_status("changed") is a ValueError and the CLI's --kind a usage error."""
+    assert "/etc/a.conf" in [c.path for c in delta.by_kind("config")]
+    assert delta.by_kind(imgdiff.Kind.CONFIG, "docs") == delta.by_kind("config", "docs")
+    for typo in ("elf_library", "shared-library"):
+        with pytest.raises(ValueError, match=f"'{typo}' is not a valid Kind"):
+            delta.by_kind("config", typo)
+    with pytest.raises(ValueError, match="'changed' is not a valid Status"):
+        delta.by_status("changed")
+
+
+def test_a_snapshot_renders_as_html_in_a_notebook_as_every_result_does() -> None:
+    """The README says results render as HTML in a notebook; a Snapshot had no
+    `_repr_html_`, so Jupyter showed its repr."""
+    snap = imgdiff.Snapshot.capture(pids=[os.getpid()], workers=1)
+    page = snap._repr_html_()
+    assert page.lstrip().startswith("<!DOCTYPE html>")
+    assert str(os.getpid()) in page
+
+
+def test_a_deltas_stats_cannot_be_edited_and_still_pickle_and_serialise(
+    delta: imgdiff.Delta,
+) -> None:
+    """stats.by_kind and stats.by_top of a frozen Delta were plain dicts: an edit showed
+    up in its to_json()."""
+    stats = delta.stats
+    doc = delta.to_json()
+    with pytest.raises(TypeError):
+        stats.by_kind["kernel"] = 99  # type: ignore[index]
+    with pytest.raises(TypeError):
+        stats.by_top["/etc"]["added"] = 99  # type: ignore[index]
+    assert delta.to_json() == doc
+    assert doc["stats"]["by_kind"] == {"config": 2}
+    assert doc["stats"]["by_top"] == {"/etc": {"added": 1, "modified": 1}}
+    assert json.loads(json.dumps(doc)) == doc
+    assert stats.by_kind == {"config": 2}  # a mapping that compares as the dict did
+    again = pickle.loads(pickle.dumps(delta))  # workers get deltas pickled (fleet, Dask)
+    assert again == delta
+    assert again.stats.to_json() == stats.to_json()
+    with pytest.raises(TypeError):
+        again.stats.by_kind["kernel"] = 99
+    assert copy.deepcopy(stats) == stats == attrs.evolve(stats)
 
 
 def test_cli_json_on_a_pipe_is_clean_json(tree_pair: TreePair) -> None:

@@ -99,6 +99,25 @@ def test_replaced_executable_is_reported_as_exe() -> None:
         assert _reasons(proc.pid) == [(str(exe), "exe")]
 
 
+def test_a_procfs_that_is_not_a_mounted_proc_is_refused_not_an_all_clear(
+    tmp_path: Path,
+) -> None:
+    """Read from a path that is not a procfs, every process looked gone since the
+    snapshot: a replaced executable came out clean (no stale process, no gap)."""
+    with scratch_dir() as opt, processes() as procs:
+        exe = opt / "sleeper"
+        shutil.copy("/bin/sleep", exe)
+        proc = procs.start(["sh", "-c", f"echo ready; exec {exe} 600"])
+        _wait_for_exe(proc.pid, str(exe))
+        replace_file(exe, Path("/bin/sleep").read_bytes() + b"\0")
+        snap = Snapshot.capture(pids=[proc.pid])
+        (tmp_path / "proc").mkdir()
+        for procfs in ("/nonexistent", str(tmp_path), str(tmp_path / "proc"), "/proc/sys"):
+            with pytest.raises(BadInput, match="not a mounted proc file system"):
+                stale(snap, procfs=procfs)
+        assert [p.pid for p in stale(snap, procfs="/proc/").processes] == [proc.pid]
+
+
 def test_a_file_rewritten_with_the_same_bytes_is_not_stale() -> None:
     """dpkg rewrites every file of a package it upgrades: a new inode with the same bytes
     changes nothing for the processes that map it (checkrestart and needrestart count

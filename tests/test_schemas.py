@@ -153,6 +153,16 @@ def test_every_document_the_command_writes_validates(
         check = _json("check", o, str(delta), "--json", "--no-cache", ok=(1,))
         assert check["processes"]
         docs.append(("check", check))
+        # saved now, the snapshot's code marked deleted carries same_bytes (the report's
+        # schema lacked it: every report of a host with a replaced library failed it)
+        after = tmp_path / "after.json"
+        _imgdiff("report", "--root", o, "-o", str(after), "-q")
+        saved = json.loads(after.read_text())
+        files = [f for p in saved["snapshot"]["processes"] for f in p["files"]]
+        assert any("same_bytes" in f for f in files), "the services map deleted files"
+        docs.append(("report", saved))
+        _imgdiff("snapshot", "--root", o, "-o", str(after))
+        docs.append(("snapshot", json.loads(after.read_text())))
     finally:
         rollback = _json("rollback", o, "--json")
     docs.append(("apply", rollback))

@@ -56,7 +56,7 @@ from imgdiff.archive.format import (
 from imgdiff.archive.pack import creates_device
 from imgdiff.delta import compare
 from imgdiff.errors import BadInput, ImgdiffError, escape_path
-from imgdiff.fs.inputs import open_regular_file
+from imgdiff.fs.inputs import fspath, open_regular_file
 from imgdiff.fs.openat import open_beneath
 from imgdiff.image import DirImage
 from imgdiff.image._dir import _TYPES as _STAT_TYPES
@@ -326,6 +326,8 @@ class State:
                     nxt = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
                     if not create:
+                        if fd != self.tree.fd:  # the parent reached so far
+                            os.close(fd)
                         return
                     os.mkdir(name, 0o700 if i == len(names) - 1 else 0o755, dir_fd=fd)
                     nxt = os.open(name, _DIR_FLAGS, dir_fd=fd)
@@ -506,6 +508,13 @@ def differences(tree: Manifest, want: Mapping[str, Entry] | Manifest, name: str)
     return describe(tree_changes(tree, want, name))
 
 
+def tree_differences(tree: str, want: Mapping[str, Entry], name: str, use_cache: bool) -> list[str]:
+    """`differences` of the tree at `tree` (read here, and closed after: a tree on its own
+    mount can be unmounted once apply or rollback returns)."""
+    with tree_manifest(tree, use_cache=use_cache) as live:
+        return differences(live, want, name)
+
+
 _SPELLED = {Aspect.HARDLINK: "hard link"}
 
 
@@ -573,14 +582,15 @@ def _open_delta(path: str) -> BinaryIO:
 
 
 def apply(
-    delta: str,
-    tree: str,
+    delta: str | os.PathLike[str],
+    tree: str | os.PathLike[str],
     *,
     digest: str | None = None,
     use_cache: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> ApplyResult:
     """Apply `delta` to `tree` (which must be its OLD); see the module docstring."""
+    delta, tree = fspath(delta), fspath(tree)
     say = progress or (lambda _: None)
     t = Tree(tree)
     state: State | None = None
@@ -709,7 +719,7 @@ def _already_applied(
         return False
     if (journal.get("old"), journal.get("new")) != (header.old_identity, header.new_identity):
         return False
-    return not differences(tree_manifest(t.root, use_cache=use_cache), header.new.entries, "NEW")
+    return not tree_differences(t.root, header.new.entries, "NEW", use_cache)
 
 
 def _full(digest: str) -> str:
@@ -752,7 +762,7 @@ def _drop_staging(t: Tree, state: State, record: dict[str, Any]) -> None:
 
 
 def _check_base(t: Tree, state: State, header: Header, use_cache: bool) -> None:
-    diffs = differences(tree_manifest(t.root, use_cache=use_cache), header.old_manifest, "OLD")
+    diffs = tree_differences(t.root, header.old_manifest, "OLD", use_cache)
     if not diffs:
         return
     known = [h for h in state.history() if isinstance(h, dict)]
@@ -1203,13 +1213,17 @@ def _settle_parents(t: Tree, entries: Mapping[str, Entry]) -> None:
 
 # -- rollback -----------------------------------------------------------------------------------
 def rollback(
-    tree: str, delta: str | None = None, *, progress: Callable[[str], None] | None = None
+    tree: str | os.PathLike[str],
+    delta: str | os.PathLike[str] | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
 ) -> ApplyResult:
     """Undo the last apply on `tree` (interrupted or completed): the tree is OLD again.
 
     The header of the applied delta is kept in the state directory; `delta`, when given,
     must be that delta.
     """
+    tree, delta = fspath(tree), fspath(delta)
     say = progress or (lambda _: None)
     t = Tree(tree)
     state: State | None = None
@@ -1248,7 +1262,7 @@ def rollback(
             with _permitted(t, op.path, again):
                 _undo(t, state, op, old, asides)
         _restore_directories(t, ops, old, journal.get("root_mtime_ns"), again)
-        diffs = differences(tree_manifest(t.root), old, "OLD")
+        diffs = tree_differences(t.root, old, "OLD", True)
         if diffs:
             raise ImgdiffError(
                 f"{t.root}: after rollback the tree is not OLD ({', '.join(diffs[:5])})"

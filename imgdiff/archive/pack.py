@@ -25,6 +25,8 @@ import zstandard
 from imgdiff import _digest, _parallel
 from imgdiff.archive.format import Header, Record, in_state_dir, keeps_file, write_header
 from imgdiff.errors import BadInput, Unsupported, escape_path
+from imgdiff.fs.inputs import fspath
+from imgdiff.fs.outputs import writable
 from imgdiff.image import Image
 from imgdiff.manifest import Manifest
 from imgdiff.model import Entry, EntryType
@@ -57,15 +59,32 @@ def _leader(entry: Entry) -> bool:
 
 
 def pack(
-    old: str | Image | Manifest,
-    new: str | Image | Manifest,
-    out: str | Path,
+    old: str | os.PathLike[str] | Image | Manifest,
+    new: str | os.PathLike[str] | Image | Manifest,
+    out: str | os.PathLike[str],
     *,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> PackResult:
-    """Write the delta archive that turns OLD into NEW to `out`; returns its digest."""
+    """Write the delta archive that turns OLD into NEW to `out`; returns its digest.
+    An `out` that cannot be written is `BadInput` before anything is read."""
+    old, new, out = fspath(old), fspath(new), writable(out)
     om, nm = Manifest.read_pair(old, new, workers=workers)
+    try:
+        return _write(om, nm, out, workers, progress)
+    finally:  # the images read here from paths (a caller's image or manifest stays open)
+        for given, read in ((old, om), (new, nm)):
+            if isinstance(given, str):
+                read.close()
+
+
+def _write(
+    om: Manifest,
+    nm: Manifest,
+    out: str,
+    workers: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> PackResult:
     for m in (om, nm):
         _leave_out_state(m)
     if not nm.has_contents:

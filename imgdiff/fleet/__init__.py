@@ -23,6 +23,11 @@ from imgdiff.plan import Policy, read_policy_file
 
 __all__ = ["FleetVerdict", "HostVerdict", "RolloutPolicy", "Wave", "load_policy", "plan"]
 
+# the columns of `FleetVerdict.to_pandas()`, with hosts or none
+HOST_COLUMNS = (
+    "snapshot", "host", "verdict", "wave", "units", "steps", "drifted", "behind", "error",
+)  # fmt: skip
+
 SCHEMA = "imgdiff.fleet/1"
 
 
@@ -103,7 +108,8 @@ class FleetVerdict:
                     "error": h.error,
                 }
                 for i, h in enumerate(self.hosts)
-            ]
+            ],
+            HOST_COLUMNS,
         )
 
     def __rich_console__(self, console: Any, options: Any) -> Any:

@@ -51,7 +51,9 @@ class HostVerdict:
     host: str  # the hostname the report names ("" when it could not be read)
     verdict: Verdict | None
     error: str | None = None
-    drifted: bool = False  # the report's tree differs from the image it was checked against
+    # the root differs from OLD (the drift the verdict weighed), or without one the
+    # report's tree differs from the image it was checked against
+    drifted: bool = False
     behind: tuple[str, ...] = ()  # packages the host is behind on (missed updates)
     running: tuple[str, ...] = ()  # units with processes on the host
     machine_id: str | None = None
@@ -150,24 +152,33 @@ def plan_host(ctx: FleetContext, path: str) -> HostVerdict:
         return HostVerdict(path, "", None, f"{path}: unreadable report: {exc}")
     root = report.root if report is not None else "/"
     try:
-        verdict = judge(ctx, snap, report, root)
+        verdict, drift = judge(ctx, snap, report, root)
     except Exception as exc:  # one odd report (or a bug it hits) never stops the fleet
         return HostVerdict(path, snap.host, None, f"{path}: cannot be planned: {exc!r}")
     tree = report.tree if report is not None else None
+    # the drift the verdict weighed (this root walked here, or the report's own tree state
+    # against OLD); else what the report says of its tree against another image
+    if drift is not None:
+        drifted, behind = bool(drift.differs), drift.behind
+    else:
+        drifted, behind = tree is not None and not tree.matches, tree.behind if tree else ()
     return HostVerdict(
         path,
         report.identity.hostname if report is not None else snap.host,
         verdict,
         None,
-        tree is not None and not tree.matches,
-        tree.behind if tree is not None else (),
+        drifted,
+        behind,
         tuple(sorted({p.unit for p in snap.processes if p.unit and p.root == root})),
         report.identity.machine_id if report is not None else None,
     )
 
 
-def judge(ctx: FleetContext, snap: Snapshot, report: Any, root: str) -> Verdict:
-    """`plan_update`'s saved-snapshot path, on the shared context."""
+def judge(
+    ctx: FleetContext, snap: Snapshot, report: Any, root: str
+) -> tuple[Verdict, Drift | None]:
+    """`plan_update`'s saved-snapshot path, on the shared context: the verdict, and the
+    drift it weighed (None: not checked)."""
     from imgdiff.impact import assess
     from imgdiff.pipeline import added_unit_config, hint_drift, report_drift, saved_notes
     from imgdiff.plan import decide
@@ -195,4 +206,4 @@ def judge(ctx: FleetContext, snap: Snapshot, report: Any, root: str) -> Verdict:
     verdict = decide(ctx.delta, impact, policy, drift, ctx.unit_deps, ctx.removed_units, enabling)
     verdict = hint_drift(verdict, root)
     notes = saved_notes(ctx.image, report, here, drift, policy)
-    return attrs.evolve(verdict, reasons=(*verdict.reasons, *notes))
+    return attrs.evolve(verdict, reasons=(*verdict.reasons, *notes)), drift

@@ -5,7 +5,8 @@ Sniffing what an input is must not act on it: opening a FIFO for reading blocks 
 writer comes, and opening a device may act on the device (a tape rewinds, a watchdog
 arms). So the path is checked with `stat` before it is opened, and the descriptor again
 with `fstat` in case the path was replaced between the two. It must not read what it
-opens: callers get descriptors.
+opens: callers get descriptors. The path arguments of the public API are taken here too
+(`fspath`: a `pathlib.Path` as its text; `directory`: a root or tree that must exist).
 """
 
 from __future__ import annotations
@@ -13,6 +14,35 @@ from __future__ import annotations
 import errno
 import os
 import stat
+
+from imgdiff.errors import BadInput
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # fspath's signatures: typing is not imported at run time (start-up)
+    from typing import TypeVar, overload
+
+    _T = TypeVar("_T")
+
+    @overload
+    def fspath(value: str | os.PathLike[str]) -> str: ...
+    @overload
+    def fspath(value: _T) -> _T: ...
+    def fspath(value: object) -> object: ...
+
+else:
+
+    def fspath(value: object) -> object:
+        """A path argument as text (`os.fspath` of a `pathlib.Path`); anything else (a
+        `Manifest`, an `Image`, None) as given."""
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def directory(path: str | os.PathLike[str]) -> str:
+    """`path` as text, when it is a directory; `BadInput` naming it otherwise."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise BadInput(path, "not a directory" if os.path.lexists(path) else "no such directory")
+    return path
 
 
 def open_regular_file(path: str) -> int:
@@ -31,4 +61,4 @@ def open_regular_file(path: str) -> int:
     return fd
 
 
-__all__ = ["open_regular_file"]
+__all__ = ["directory", "fspath", "open_regular_file"]

@@ -92,7 +92,11 @@ def change_json(change: Change, *, owners: bool = True) -> dict[str, Any]:
 
 def stats_json(stats: DeltaStats) -> dict[str, Any]:
     """The object under a delta's "stats"."""
-    return attrs.asdict(stats)
+    return {
+        **attrs.asdict(stats, recurse=False),
+        "by_top": {k: dict(v) for k, v in stats.by_top.items()},
+        "by_kind": dict(stats.by_kind),
+    }
 
 
 def _warnings(warnings: Sequence[ImageWarning]) -> list[dict[str, str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import html
 import io
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
@@ -34,6 +35,17 @@ def to_html(result: object) -> str:
     return console.export_html(inline_styles=True)
 
 
+# the columns of each frame, the same whether it has rows or none (code that selects or
+# groups by them works on an empty delta or a no-action verdict too)
+DELTA_COLUMNS = (
+    "path", "status", "kind", "aspects", "old_size", "new_size", "old_mode", "new_mode", "top",
+)  # fmt: skip
+VERDICT_COLUMNS = (
+    "step", "batch", "action", "unit", "pid", "command", "path", "via", "detail", "status",
+    "kind", "confirmed",
+)  # fmt: skip
+
+
 def delta_rows(delta: Delta) -> list[dict[str, Any]]:
     """One flat record per change: what a data frame or a CSV wants."""
     rows = []
@@ -55,7 +67,8 @@ def delta_rows(delta: Delta) -> list[dict[str, Any]]:
     return rows
 
 
-def _frame(rows: list[dict[str, Any]]) -> Any:
+def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> Any:
+    """A data frame of `rows`, whose keys are `columns` (its columns even with no row)."""
     try:
         import pandas as pd  # optional: only this view needs it
     except ImportError:
@@ -63,12 +76,12 @@ def _frame(rows: list[dict[str, Any]]) -> Any:
             f"to_pandas() needs pandas, which imgdiff does not install by default: "
             f"pip install '{_DISTRIBUTION}[{_PANDAS_EXTRA}]' (or pip install pandas)"
         ) from None
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(columns))
 
 
 def delta_frame(delta: Delta) -> Any:
     """A pandas DataFrame of `delta_rows`."""
-    return _frame(delta_rows(delta))
+    return _frame(delta_rows(delta), DELTA_COLUMNS)
 
 
 def verdict_rows(verdict: Verdict) -> list[dict[str, Any]]:
@@ -101,7 +114,7 @@ def verdict_rows(verdict: Verdict) -> list[dict[str, Any]]:
 
 def verdict_frame(verdict: Verdict) -> Any:
     """A pandas DataFrame of `verdict_rows`."""
-    return _frame(verdict_rows(verdict))
+    return _frame(verdict_rows(verdict), VERDICT_COLUMNS)
 
 
 @to_html.register

@@ -365,6 +365,12 @@ def mount_lines(path: str = "/proc/self/mountinfo") -> list[MountLine]:
     return out
 
 
+def is_procfs(path: str) -> bool:
+    """True if `path` is where a proc file system is mounted (in this mount namespace)."""
+    real = os.path.realpath(path)
+    return any(m.point == real and m.fstype == "proc" for m in mount_lines())
+
+
 def sees_our_mounts(pid: int, procfs: str = "/proc", ours: bytes | None = None) -> bool:
     """True if the process sees exactly the mounts this process sees, at the same places.
 

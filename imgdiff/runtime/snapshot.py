@@ -25,7 +25,7 @@ from imgdiff._jsondoc import as_list as _list
 from imgdiff._jsondoc import check_root
 from imgdiff._jsondoc import check_types as _check_types
 from imgdiff.errors import AccessDenied, BadInput, NoSuchProcess
-from imgdiff.fs.inputs import open_regular_file
+from imgdiff.fs.inputs import directory, fspath, open_regular_file
 from imgdiff.runtime import _procfs
 from imgdiff.runtime._procfs import ProcDir, sees_our_mounts
 from imgdiff.systemd.cgroup import place
@@ -366,11 +366,11 @@ class Snapshot:
     @classmethod
     def capture(
         cls,
-        root: str = "/",
+        root: str | os.PathLike[str] = "/",
         *,
-        procfs: str = "/proc",
+        procfs: str | os.PathLike[str] = "/proc",
         pids: Iterable[int] | None = None,
-        spool: str | None = None,
+        spool: str | os.PathLike[str] | None = None,
         exclude_self: bool = False,
         workers: int | None = None,
         compare_deleted: bool = False,
@@ -384,7 +384,9 @@ class Snapshot:
         this process only, as threaded callers need. `compare_deleted`, for a snapshot to
         be saved and planned from later: code the kernel marks "(deleted)" is compared now
         with the file at its path (`FileUse.same_bytes`), as a live plan would; without
-        it, a saved snapshot's deleted code is unconfirmed evidence."""
+        it, a saved snapshot's deleted code is unconfirmed evidence. A `root` that is not
+        a directory is `BadInput`."""
+        root, procfs, spool = directory(root), fspath(procfs), fspath(spool)
         want_root = _procfs.resolve_root(root)
         own = _own(procfs)
         own_ns = own[0]
@@ -433,6 +435,12 @@ class Snapshot:
     def by_key(self) -> dict[tuple[int, int], Process]:
         """Processes by (pid, start_time)."""
         return {p.key: p for p in self.processes}
+
+    def _repr_html_(self) -> str:
+        """The snapshot in a notebook: its console table as HTML, as every result."""
+        from imgdiff.report.notebook import to_html
+
+        return to_html(self)
 
     # -- persistence ------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

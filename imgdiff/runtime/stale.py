@@ -11,10 +11,13 @@ looking is `inspect`'s; this module only says which processes are stale.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
-from imgdiff.errors import AccessDenied, NoSuchProcess
+from imgdiff.errors import AccessDenied, BadInput, NoSuchProcess
+from imgdiff.fs.inputs import fspath
 from imgdiff.results import StaleProcess, StaleReport
+from imgdiff.runtime import _procfs
 from imgdiff.runtime.inspect import Inspector, is_python
 from imgdiff.runtime.snapshot import Gap, Snapshot
 
@@ -25,9 +28,9 @@ if TYPE_CHECKING:
 def stale(
     snapshot: Snapshot,
     *,
-    procfs: str = "/proc",
+    procfs: str | os.PathLike[str] = "/proc",
     against: Manifest | None = None,
-    root: str = "/",
+    root: str | os.PathLike[str] = "/",
 ) -> StaleReport:
     """Check every process of a live snapshot against the files now in its root.
 
@@ -39,8 +42,13 @@ def stale(
     `against`, the tree as it was before the update (an image or saved manifest), then
     the state of the last `imgdiff apply` in the root, then CPython's bytecode cache.
     A reason whose bytes are the same is dropped. `root` names the root the snapshot was
-    taken for, for the report.
+    taken for, for the report. `procfs` must be where a proc file system is mounted
+    (`BadInput` otherwise: read anywhere else, every process would look clean).
     """
+    procfs, root = fspath(procfs), fspath(root)
+    if not _procfs.is_procfs(procfs):
+        # read elsewhere, every process would look gone since the snapshot: all clear
+        raise BadInput(procfs, "not a mounted proc file system")
     found: list[StaleProcess] = []
     gaps: list[Gap] = list(snapshot.gaps)
     inspector = Inspector(procfs, snapshot.clock_ticks, against)
