@@ -15,10 +15,10 @@ import pytest
 import zstandard
 
 import imgdiff
-from imgdiff import BadInput, Manifest
+from imgdiff import BadInput, LimitExceeded, Manifest
 
 from .conftest import crafted_tar, member, write_tree
-from .tarzoo import compress
+from .tarzoo import compress, file_member, pax_header, tar_bytes
 
 pytestmark = pytest.mark.skipif(
     shutil.which("umoci") is None, reason="umoci is installed by scripts/dev.sh"
@@ -243,3 +243,100 @@ def test_an_archive_with_several_images_is_read_by_archive_colon_ref(
     named = tmp_path / "odd:v1"  # a path that exists as given is never split at ":"
     shutil.copyfile(docker, named)
     assert imgdiff.compare(expected, Manifest.read(str(named), use_cache=False)).changes == ()
+
+
+def _docker_save_dir(where: Path, layer: bytes, *, holes: bool = False) -> Path:
+    """A docker-save directory around one uncompressed layer tar (`diff_ids` its sha256);
+    with `holes`, the layer file's zero runs are holes, as `cp --sparse=always` leaves."""
+    where.mkdir()
+    dense = where.parent / f"{where.name}-layer.tar"
+    dense.write_bytes(layer)
+    if holes:
+        sh("cp", "--sparse=always", str(dense), str(where / "layer.tar"))
+        stat = (where / "layer.tar").stat()
+        assert stat.st_blocks * 512 < stat.st_size, "the filesystem kept no hole"
+    else:
+        shutil.copyfile(dense, where / "layer.tar")
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = {"os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+    (where / "cfg.json").write_text(json.dumps(config))
+    manifest = [{"Config": "cfg.json", "RepoTags": ["sp:1"], "Layers": ["layer.tar"]}]
+    (where / "manifest.json").write_text(json.dumps(manifest))
+    return where
+
+
+_SPARSE_PACKERS = {
+    "bsdtar": ["bsdtar", "-cf"],  # PAX 1.0 sparse for any file with a hole
+    "gnu-old": ["tar", "-S", "--format=gnu", "-cf"],
+    "gnu-0.0": ["tar", "-S", "--format=posix", "--sparse-version=0.0", "-cf"],
+    "gnu-0.1": ["tar", "-S", "--format=posix", "--sparse-version=0.1", "-cf"],
+    "gnu-1.0": ["tar", "-S", "--format=posix", "--sparse-version=1.0", "-cf"],
+}
+
+
+@pytest.mark.parametrize("packer", sorted(_SPARSE_PACKERS))
+def test_container_archive_with_a_sparse_layer_member_reads_its_real_content(
+    tmp_path: Path, packer: str
+) -> None:
+    root = write_tree(tmp_path / "root", {"rand": bytes(range(256)) * 4, "hello": "hi\n"})
+    (root / "zeros").write_bytes(bytes(200_000))  # a zero run: a hole in the layer file
+    layer = tmp_path / "dense.tar"
+    sh("tar", "-C", str(root), "--numeric-owner", "-cf", str(layer), ".")
+    saved = _docker_save_dir(tmp_path / "save", layer.read_bytes(), holes=True)
+    archive = tmp_path / f"{packer}.tar"
+    sh(*_SPARSE_PACKERS[packer], str(archive), "-C", str(saved), ".")
+    assert b"GNU.sparse" in archive.read_bytes() or packer == "gnu-old"
+    read = Manifest.read(str(archive), use_cache=False)
+    assert read.info.format == "docker-archive"
+    assert imgdiff.compare(Manifest.read(str(root), use_cache=False), read).changes == ()
+    if packer == "bsdtar":  # skopeo reads the same archive
+        sh(
+            "skopeo",
+            "copy",
+            "--insecure-policy",
+            f"docker-archive:{archive}",
+            "oci:sk:t",
+            cwd=tmp_path,
+        )
+
+
+def test_sparse_layer_member_is_not_read_as_its_stored_bytes(tmp_path: Path) -> None:
+    # stored back to back, the two segments are a valid tar of other files: only the
+    # sparse map tells the real layer ("good", then "evil" at 8192) from that one
+    def head(name: str, size: int) -> bytes:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = size, 0o644, 1_700_000_000
+        return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+    layer = bytearray(16384)
+    first = head("good", 7680) + bytes(3584)
+    layer[: len(first)] = first
+    second = head("evil", 3584) + b"EVIL" * 896
+    layer[8192 : 8192 + len(second)] = second
+    saved = _docker_save_dir(tmp_path / "save", bytes(layer), holes=True)
+    archive = tmp_path / "save.tar"
+    sh("tar", "-S", "--format=gnu", "-cf", str(archive), "-C", str(saved), ".")
+    read = Manifest.read(str(archive), use_cache=False)
+    assert (read["/good"].size, read["/evil"].size) == (7680, 3584)
+
+
+def test_sparse_layer_member_claiming_terabytes_of_holes_is_refused(tmp_path: Path) -> None:
+    # the blob store reads no content while it lists members: holes are bounded all the same
+    manifest = json.dumps([{"Config": "cfg.json", "Layers": ["layer.tar"]}]).encode()
+    sparse = pax_header(
+        [
+            ("GNU.sparse.map", "0,512"),
+            ("GNU.sparse.size", str(1 << 40)),
+            ("GNU.sparse.name", "layer.tar"),
+        ]
+    )
+    archive = tmp_path / "bomb.tar"
+    archive.write_bytes(
+        tar_bytes(
+            file_member("cfg.json", b"{}"),
+            sparse + file_member("GNUSparseFile.0/layer.tar", bytes(512)),
+            file_member("manifest.json", manifest),
+        )
+    )
+    with pytest.raises(LimitExceeded, match="sparse holes"):
+        Manifest.read(str(archive), use_cache=False)

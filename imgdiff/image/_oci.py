@@ -4,11 +4,13 @@ Every blob is checked against its content address (sha256 and size) while it is 
 a mismatch is `BadInput`. Layers are streamed once each; whiteouts (`.wh.NAME`) remove a
 path and everything under it from the lower layers, an opaque marker (`.wh..wh..opq`)
 empties its directory of lower-layer content. A whiteout naming `.`, `..` or the root is
-hostile and refused. Nothing is extracted to disk.
+hostile and refused. Nothing is extracted to disk. A blob stored as a sparse member of
+an archive is read as its logical content, holes as zeros.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import json
@@ -46,11 +48,23 @@ _ARCH = {
 
 
 class _Window(io.RawIOBase):
-    """A read-only view of `size` bytes at `offset` of a file, hashing what is read."""
+    """A read-only view of a file's bytes, hashing what is read: `size` bytes at `offset`,
+    or a sparse tar member's logical content (`segments`: (offset, length) in the member,
+    stored back to back from `offset`; the holes between them read as zeros, as
+    extracting the member would leave them)."""
 
-    def __init__(self, fh: BinaryIO, offset: int, size: int, name: str) -> None:
+    def __init__(
+        self,
+        fh: BinaryIO,
+        offset: int,
+        size: int,
+        name: str,
+        segments: list[tuple[int, int]] | None = None,
+    ) -> None:
         super().__init__()
-        self._fh, self._start, self._size, self.name = fh, offset, size, name
+        self._fh, self._size, self.name = fh, size, name
+        self._extents = _extents(offset, size, segments)  # (start, length, stored or -1)
+        self._starts = [start for start, _, _ in self._extents]
         self._pos = 0
         self._sha = hashlib.sha256()
         self._hashed = 0  # bytes hashed so far, in order (re-reads after seek(0) are not)
@@ -72,15 +86,29 @@ class _Window(io.RawIOBase):
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             n = self._size - self._pos
-        n = min(n, self._size - self._pos)
-        if n <= 0:
-            return b""
-        self._fh.seek(self._start + self._pos)
-        data = self._fh.read(n)
+        end = min(self._size, self._pos + n)
+        parts = []
+        pos = self._pos
+        i = bisect.bisect_right(self._starts, pos) - 1
+        while pos < end:
+            start, length, stored = self._extents[i]
+            take = min(end, start + length) - pos
+            if stored < 0:
+                parts.append(bytes(take))
+            else:
+                self._fh.seek(stored + pos - start)
+                data = self._fh.read(take)
+                parts.append(data)
+                if len(data) < take:
+                    pos += len(data)
+                    break
+            pos += take
+            i += 1
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
         if self._pos <= self._hashed < self._pos + len(data):
             self._sha.update(data[self._hashed - self._pos :])
             self._hashed = self._pos + len(data)
-        self._pos += len(data)
+        self._pos = pos
         return data
 
     def readinto(self, b: Any) -> int:
@@ -97,13 +125,33 @@ class _Window(io.RawIOBase):
         return self._sha.hexdigest()
 
 
+def _extents(
+    offset: int, size: int, segments: list[tuple[int, int]] | None
+) -> list[tuple[int, int, int]]:
+    """(start, length, where stored or -1 for a hole) covering `size` bytes in order."""
+    if segments is None:
+        return [(0, size, offset)] if size else []
+    out = []
+    at = 0
+    for start, length in segments:
+        if start > at:
+            out.append((at, start - at, -1))
+        out.append((start, length, offset))
+        offset += length
+        at = start + length
+    if size > at:
+        out.append((at, size - at, -1))
+    return out
+
+
 class _BlobStore:
     """Blobs of an OCI layout, in a directory or inside an uncompressed tar archive."""
 
     def __init__(self, path: str, limits: Limits) -> None:
         self.path = path
         self.limits = limits
-        self._members: dict[str, tuple[int, int]] | None = None
+        # blob by name: (offset, size, sparse segments or None), as `_Window` reads them
+        self._members: dict[str, tuple[int, int, list[tuple[int, int]] | None]] | None = None
         self._links: dict[str, str] = {}
         self._fh: BinaryIO | None = None
         if os.path.isfile(path):
@@ -117,7 +165,8 @@ class _BlobStore:
             self._members = {}
             for m in reader.members(hash_content=False):
                 if m.type is EntryType.FILE and not m.hardlink:
-                    self._members[m.name] = (m.offset, m.size)
+                    segments = m.sparse.segments if m.sparse is not None else None
+                    self._members[m.name] = (m.offset, m.size, segments)
                 elif (m.type is EntryType.SYMLINK or m.hardlink) and m.linkname is not None:
                     # docker save links each <id>/layer.tar to a shared blob
                     if m.hardlink:
@@ -143,7 +192,7 @@ class _BlobStore:
             hit = self._members.get(key)
             if hit is None or not key.startswith("/"):
                 raise BadInput(self.path, "missing from the archive", rel)
-            return _Window(self._fh, hit[0], hit[1], f"{self.path}:{rel}")
+            return _Window(self._fh, hit[0], hit[1], f"{self.path}:{rel}", hit[2])
         full = os.path.join(self.path, *parts)
         try:
             fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)

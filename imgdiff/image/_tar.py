@@ -290,29 +290,19 @@ class TarReader:
         if stored > self.limits.max_member_bytes:
             raise LimitExceeded(src, f"member claims {stored} bytes", shown)
         path = "/" + shown if _clean(raw_name) else normalize(raw_name, src, self.notes)
-        offset = self.stream.position
-        if etype is EntryType.FILE and flag != b"1":
-            sparse = (
-                self._sparse_map(flag, block, records, local, stored, shown)
-                if records or flag == b"S"
-                else None
-            )
+        is_file = etype is EntryType.FILE and flag != b"1"
+        sparse = None
+        if is_file and (records or flag == b"S"):
+            sparse = self._sparse_map(flag, block, records, local, stored, shown)
+        offset = self.stream.position  # a 1.0 map was read: the data proper starts here
+        if is_file:
             size, digest, head, content = self._file_data(path, stored, sparse, hash_content, shown)
         else:
             self._skip(stored, shown)
             size, digest, head, content = 0, None, None, None
         if path is None:
             return None  # "./" itself: the image root has no entry
-        linkname = long_link if long_link is not None else header.linkname
-        if "linkpath" in records:
-            linkname = _tarext.pax_name(records["linkpath"], "linkpath", src, shown)
-        target: str | None = None
-        if etype is EntryType.SYMLINK:
-            target = os.fsdecode(linkname)
-        elif flag == b"1":
-            target = normalize(linkname, src)
-            if target is None:
-                raise BadInput(src, "hard link to the image root", shown)
+        target = self._target(header, records, long_link, etype, shown)
         rdev = None
         if etype is EntryType.CHAR or etype is EntryType.BLOCK:
             rdev = self._rdev(header, records, shown)
@@ -322,8 +312,30 @@ class TarReader:
             xattrs, mode = self._with_acls(records, xattrs, etype, mode, path, shown)
         return Member(
             path, etype, mode, uid, gid, size, mtime_ns, target, flag == b"1",
-            rdev, xattrs, digest, offset, content, head,
+            rdev, xattrs, digest, offset, content, head, sparse,
         )  # fmt: skip
+
+    def _target(
+        self,
+        header: Header,
+        records: dict[str, bytes],
+        long_link: bytes | None,
+        etype: EntryType,
+        shown: str,
+    ) -> str | None:
+        """A symlink's target as written, a hard link's normalised; None for the rest."""
+        src = self.name
+        linkname = long_link if long_link is not None else header.linkname
+        if "linkpath" in records:
+            linkname = _tarext.pax_name(records["linkpath"], "linkpath", src, shown)
+        if etype is not EntryType.SYMLINK and header.typeflag != b"1":
+            return None
+        if etype is EntryType.SYMLINK:
+            return os.fsdecode(linkname)
+        target = normalize(linkname, src)
+        if target is None:
+            raise BadInput(src, "hard link to the image root", shown)
+        return target
 
     def _with_acls(
         self,
@@ -362,9 +374,14 @@ class TarReader:
         shown: str,
     ) -> tuple[int, str | None, bytes | None, bytes | None]:
         """Logical size, digest, head and kept content of a regular member's data."""
-        if not hash_content and sparse is None:
-            self._skip(stored, shown)
-            return stored, None, None, None
+        if not hash_content:
+            if sparse is None:
+                self._skip(stored, shown)
+                return stored, None, None, None
+            # still bounded: a reader of the blob (`_oci`) would produce these holes
+            self._count_holes(sparse.real_size - sparse.stored, shown)
+            self._skip(sparse.stored, shown)  # its padding is the whole member's
+            return sparse.real_size, None, None, None
         keep = path is not None and self._captures(path)
         digest, head, content = self._content(stored, sparse, keep, shown)
         return (stored if sparse is None else sparse.real_size), digest, head, content
@@ -573,9 +590,7 @@ class TarReader:
         """Hash a hole of `size` zero bytes without allocating it."""
         if size <= 0:
             return
-        self.hole_bytes += size
-        limits = self.limits
-        self._bounded(self.hole_bytes, limits.max_ratio, "sparse holes", shown, limits.hole_floor)
+        self._count_holes(size, shown)
         if len(head) < HEAD_BYTES:
             head += _ZEROS[: min(size, HEAD_BYTES - len(head))]
         update = hasher.update
@@ -585,6 +600,12 @@ class TarReader:
         update(_ZEROS[:rest])
         if kept is not None:
             kept.append(bytes(size))  # kept content is bounded by the capture limit
+
+    def _count_holes(self, size: int, shown: str) -> None:
+        """Count `size` bytes of sparse holes against the holes bound (see `_bounded`)."""
+        self.hole_bytes += size
+        limits = self.limits
+        self._bounded(self.hole_bytes, limits.max_ratio, "sparse holes", shown, limits.hole_floor)
 
     def _skip_padding(self, stored: int, shown: str) -> None:
         pad = -stored % BLOCK

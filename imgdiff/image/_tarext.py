@@ -329,6 +329,11 @@ class SparseMap:
         self.segments = segments
         self.real_size = real_size
 
+    @property
+    def stored(self) -> int:
+        """The bytes of data the archive stores for the member (its segments')."""
+        return sum(length for _, length in self.segments)
+
     @classmethod
     def checked(
         cls, flat: Iterable[int], real_size: int, stored: int, src: str, name: str
