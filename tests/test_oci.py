@@ -340,3 +340,19 @@ def test_sparse_layer_member_claiming_terabytes_of_holes_is_refused(tmp_path: Pa
     )
     with pytest.raises(LimitExceeded, match="sparse holes"):
         Manifest.read(str(archive), use_cache=False)
+
+
+def test_zstd_chunked_layers_read_as_the_image(
+    two_layer_image: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # zstd:chunked (podman, buildah, skopeo) puts skippable frames between and after frames
+    layout, _ = two_layer_image
+    chunked = tmp_path / "chunked"
+    copy = ("skopeo", "copy", "--insecure-policy", "--dest-compress-format", "zstd:chunked")
+    sh(*copy, f"oci:{layout}:v2", f"oci:{chunked}:v2")
+    blob = _only_layer(chunked).read_bytes()
+    assert blob[:4] == b"\x28\xb5\x2f\xfd"
+    assert b"\x2a\x4d\x18" in blob
+    read = Manifest.read(str(chunked), use_cache=False)
+    expected = Manifest.read(f"{layout}:v2", use_cache=False)
+    assert imgdiff.compare(expected, read).changes == ()
