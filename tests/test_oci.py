@@ -356,3 +356,56 @@ def test_zstd_chunked_layers_read_as_the_image(
     read = Manifest.read(str(chunked), use_cache=False)
     expected = Manifest.read(f"{layout}:v2", use_cache=False)
     assert imgdiff.compare(expected, read).changes == ()
+
+
+def _skopeo_docker_save(layout: Path, where: Path) -> tuple[Path, list[str]]:
+    """v2 of `layout` as skopeo's docker-archive, unpacked into `where`; and its layers."""
+    archive = where.with_suffix(".tar")
+    sh("skopeo", "copy", "--insecure-policy", f"oci:{layout}:v2", f"docker-archive:{archive}:i:2")
+    where.mkdir()
+    sh("tar", "-C", str(where), "-xf", str(archive))
+    layers: list[str] = json.loads((where / "manifest.json").read_text())[0]["Layers"]
+    return archive, layers
+
+
+def test_docker_save_layer_not_matching_its_diff_id_is_refused(
+    two_layer_image: tuple[Path, Path], tmp_path: Path
+) -> None:
+    layout, _ = two_layer_image
+    archive, layers = _skopeo_docker_save(layout, tmp_path / "save")
+    assert Manifest.read(str(archive), use_cache=False)["/etc/app/c.conf"].size == 2
+    top = tmp_path / "save" / layers[-1]
+    top.write_bytes(top.read_bytes().replace(b"c\n", b"X\n", 1))  # same size, same tar
+    tampered = tmp_path / "tampered.tar"
+    sh("tar", "-C", str(tmp_path / "save"), "-cf", str(tampered), ".")
+    with pytest.raises(BadInput, match="does not match its diff_id") as caught:
+        Manifest.read(str(tampered), use_cache=False)
+    assert layers[-1] in str(caught.value)
+    bad = subprocess.run(
+        ["skopeo", "copy", "--insecure-policy", f"docker-archive:{tampered}", "oci:sk:t"],
+        cwd=tmp_path, capture_output=True, check=False,
+    )  # fmt: skip
+    assert bad.returncode != 0  # skopeo refuses it too
+
+
+@pytest.mark.parametrize("tool", ["gzip", "zstd"])
+def test_docker_save_compressed_layer_is_checked_against_its_uncompressed_diff_id(
+    two_layer_image: tuple[Path, Path], tmp_path: Path, tool: str
+) -> None:
+    # docker load takes a compressed layer.tar; its diff_id is of the tar it holds
+    layout, _ = two_layer_image
+    archive, layers = _skopeo_docker_save(layout, tmp_path / "save")
+    top = tmp_path / "save" / layers[-1]
+    plain = top.read_bytes()
+    repacked = tmp_path / "packed.tar"
+    expected = Manifest.read(str(archive), use_cache=False)
+    for layer in (plain, plain.replace(b"c\n", b"X\n", 1)):
+        packed = subprocess.run([tool, "-c"], input=layer, capture_output=True, check=True)
+        top.write_bytes(packed.stdout)
+        sh("tar", "-C", str(tmp_path / "save"), "-cf", str(repacked), ".")
+        if layer == plain:
+            read = Manifest.read(str(repacked), use_cache=False)
+            assert imgdiff.compare(expected, read).changes == ()
+        else:
+            with pytest.raises(BadInput, match="does not match its diff_id"):
+                Manifest.read(str(repacked), use_cache=False)

@@ -1,7 +1,8 @@
 """OCI image layouts and `docker save` archives: layers applied in order, whiteouts honoured.
 
-Every blob is checked against its content address (sha256 and size) while it is read;
-a mismatch is `BadInput`. Layers are streamed once each; whiteouts (`.wh.NAME`) remove a
+Every blob is checked against its content address (sha256 and size) while it is read,
+and a docker-save layer against its config's diff_id (sha256 uncompressed); a mismatch is
+`BadInput`. Layers are streamed once each; whiteouts (`.wh.NAME`) remove a
 path and everything under it from the lower layers, an opaque marker (`.wh..wh..opq`)
 empties its directory of lower-layer content. A whiteout naming `.`, `..` or the root is
 hostile and refused. Nothing is extracted to disk. A blob stored as a sparse member of
@@ -73,7 +74,9 @@ class _Window(io.RawIOBase):
         return True
 
     def seekable(self) -> bool:
-        return True
+        # a reader reads on rather than seeking past member data, so every byte is hashed
+        # in order, once, and `hexdigest` has nothing left to read again
+        return False
 
     def tell(self) -> int:
         return self._pos
@@ -281,8 +284,9 @@ def is_container_archive(path: str) -> bool:
 @attrs.frozen
 class _Layer:
     rel: str
-    digest: str | None
+    digest: str | None  # of the blob as stored (OCI descriptors)
     size: int | None
+    diff_id: str | None = None  # of the uncompressed layer (docker-save: the config's)
 
 
 class OciImage(Image):
@@ -318,8 +322,23 @@ class OciImage(Image):
             layers = doc[0].get("Layers")
             if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
                 raise BadInput(self.path, "manifest.json has no Layers list")
-            return [_Layer(x, None, None) for x in layers]
+            diff_ids = self._diff_ids(store, doc[0].get("Config"), len(layers))
+            return [_Layer(x, None, None, d) for x, d in zip(layers, diff_ids, strict=True)]
         raise BadInput(self.path, "neither index.json nor manifest.json: not a container image")
+
+    def _diff_ids(self, store: _BlobStore, config: Any, count: int) -> list[str]:
+        """The config's `rootfs.diff_ids`: the sha256 of each layer uncompressed, which
+        docker load and skopeo check each layer against (manifest.json has no digests)."""
+        if not isinstance(config, str):
+            raise BadInput(self.path, "manifest.json names no Config")
+        doc = store.json(config)
+        rootfs = doc.get("rootfs") if isinstance(doc, dict) else None
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        if not isinstance(diff_ids, list) or len(diff_ids) != count:
+            raise BadInput(self.path, "config's rootfs.diff_ids do not list every layer", config)
+        for diff_id in diff_ids:
+            store.blob({"digest": diff_id})  # sha256:<64 hex>, or bad input naming it
+        return diff_ids
 
     def _tagged(self, tags: Any) -> bool:
         """True if docker-save `RepoTags` name `self.ref`: whole ("docker.io/library/img:v2"),
@@ -392,13 +411,27 @@ class OciImage(Image):
             for layer in layers:
                 win = store.open(layer.rel)
                 name = f"{self.path}:{layer.rel}"
-                reader = TarReader(win, name, self.limits, result, capture)  # type: ignore[arg-type]
+                # a compressed layer's diff_id is of what it decompresses to, hashed on the
+                # way past; a plain one's is the blob's own digest, which `win` keeps
+                unpacked = None
+                if layer.diff_id is not None and sniff_compression(win.read(8)) is not None:
+                    unpacked = hashlib.sha256()
+                win.seek(0)
+                reader = TarReader(win, name, self.limits, result, capture, unpacked)  # type: ignore[arg-type]
                 tree.src, tree.charge = name, reader.charge_names
                 self._apply(reader, tree, name)
                 if result.progress is not None:  # a layer at a time: entries so far
                     result.progress(len(tree.entries), 0)
                 if layer.digest is not None:
                     _check(self.path, layer.rel, win, layer.digest, layer.size)
+                if layer.diff_id is not None:
+                    got = (unpacked or win).hexdigest()
+                    if "sha256:" + got != layer.diff_id:
+                        raise BadInput(
+                            self.path,
+                            "layer does not match its diff_id (corrupt or tampered)",
+                            layer.rel,
+                        )
             result.store = tree.entries
         finally:
             store.close()

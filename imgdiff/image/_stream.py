@@ -168,11 +168,28 @@ def decompressed(fh: BinaryIO, compression: str | None, src: str | None = None) 
     raise BadInput(src, f"unknown compression {compression}")
 
 
-class Stream:
-    """A decompressed byte stream with exact reads, counted against `Limits`."""
+class Hasher(Protocol):
+    """What a `hashlib` object offers: `Stream` updates one with every byte it delivers."""
 
-    def __init__(self, fh: BinaryIO, name: str, limits: Limits, compression: str | None) -> None:
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class Stream:
+    """A decompressed byte stream with exact reads, counted against `Limits`; `unpacked`,
+    if given, is updated with every decompressed byte (nothing is skipped by seeking)."""
+
+    def __init__(
+        self,
+        fh: BinaryIO,
+        name: str,
+        limits: Limits,
+        compression: str | None,
+        unpacked: Hasher | None = None,
+    ) -> None:
         self.name = name
+        self._unpacked = unpacked
         self._fh = fh
         self._limits = limits
         self._pieces = decompressed(fh, compression, name)
@@ -193,6 +210,8 @@ class Stream:
                 self.name, f"corrupt {self.compression or 'archive'} data: {exc}"
             ) from None
         self.total += len(piece)
+        if self._unpacked is not None:
+            self._unpacked.update(piece)
         limits = self._limits
         if self.total > limits.max_total_bytes:
             raise LimitExceeded(self.name, f"more than {limits.max_total_bytes} bytes uncompressed")
@@ -249,7 +268,7 @@ class Stream:
         if n <= avail:
             self._pos += n
             return n
-        if self.compression is None and self._fh.seekable():
+        if self.compression is None and self._unpacked is None and self._fh.seekable():
             here = self._fh.tell()
             end = self._fh.seek(0, 2)
             target = min(here + n - avail, end)

@@ -27,7 +27,7 @@ from imgdiff import _digest
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported
 from imgdiff.image import _tarext, _tarheader
 from imgdiff.image._extract import Extraction, Member
-from imgdiff.image._stream import Stream, sniff_compression
+from imgdiff.image._stream import Hasher, Stream, sniff_compression
 from imgdiff.image._tarheader import BLOCK, ZERO_BLOCK, Header
 from imgdiff.image.base import CONTENT_MAGICS, HEAD_BYTES, Capture, Image, Limits, ReadResult
 from imgdiff.model import EntryType
@@ -126,11 +126,12 @@ class TarReader:
         limits: Limits,
         notes: ReadResult,
         capture: Capture | None = None,
+        unpacked: Hasher | None = None,
     ) -> None:
         head = fh.read(8)
         fh.seek(0)
         self.compression = sniff_compression(head)
-        self.stream = Stream(fh, name, limits, self.compression)
+        self.stream = Stream(fh, name, limits, self.compression, unpacked)
         self.name = name
         self.limits = limits
         self.notes = notes  # where warnings go
