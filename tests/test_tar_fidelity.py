@@ -333,6 +333,35 @@ def _xattr_tree(tmp_path: Path) -> Tree:
     return tree
 
 
+def test_gnu_tar_selinux_context_reads_with_its_nul_as_extraction_leaves_it(
+    tmp_path: Path,
+) -> None:
+    # GNU tar --selinux writes RHT.security.selinux=CTX without the NUL the kernel keeps,
+    # and restores it through setfilecon, which sets CTX and its NUL
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "f").write_text("x\n")
+    context = b"system_u:object_r:bin_t:s0\0"
+    try:
+        os.setxattr(root / "f", "security.selinux", context)
+    except OSError as exc:
+        pytest.skip(f"security.selinux cannot be set here: {exc.strerror}")
+    selinux = tmp_path / "selinux.tar"
+    subprocess.run(["tar", "-C", str(root), "--selinux", "-cf", str(selinux), "."], check=True)
+    assert b"RHT.security.selinux=system_u:object_r:bin_t:s0\n" in selinux.read_bytes()
+    dest = tmp_path / "x"
+    dest.mkdir()
+    subprocess.run(["tar", "-C", str(dest), "--selinux", "-xf", str(selinux)], check=True)
+    assert os.getxattr(dest / "f", "security.selinux") == context
+    assert _read(selinux).entries["/f"].xattrs == (("security.selinux", context),)
+    xattrs = tmp_path / "xattrs.tar"
+    subprocess.run(
+        ["tar", "-C", str(root), "--xattrs", "--xattrs-include=*", "-cf", str(xattrs), "."],
+        check=True,
+    )
+    assert imgdiff.diff(str(selinux), str(xattrs), use_cache=False).changes == ()
+
+
 @pytest.mark.parametrize("fmt", ["default", "pax"])
 def test_bsdtar_doubled_xattr_records_are_read_once(fmt: str, tmp_path: Path) -> None:
     # bsdtar writes each xattr twice: LIBARCHIVE.xattr.NAME (base64) and SCHILY.xattr.NAME

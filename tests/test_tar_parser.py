@@ -156,7 +156,7 @@ def test_xattrs_from_bsdtar_and_gnu_records_are_one_each() -> None:
         "RHT.security.selinux": b"system_u:object_r:etc_t:s0",
     }
     assert _tarext.xattrs_of(records, "a.tar", "f") == (
-        ("security.selinux", b"system_u:object_r:etc_t:s0"),
+        ("security.selinux", b"system_u:object_r:etc_t:s0\0"),  # as setfilecon sets it
         ("user.a=b", b"value"),
         ("user.only", b"\x00\x01"),
     )

@@ -141,7 +141,11 @@ def xattrs_of(records: dict[str, bytes], src: str, name: str) -> tuple[tuple[str
             if xname not in schily:
                 found.setdefault(xname, decoded)
         elif key == _XATTR_RHT:
-            found.setdefault("security.selinux", value)
+            # GNU tar --selinux writes the context without its NUL and restores it with
+            # setfilecon, which sets strlen + 1 bytes: the kernel keeps "ctx\0", as the
+            # SCHILY.xattr record of the same file holds it (bsdtar drops the NUL, but an
+            # SELinux kernel reads it back with one all the same)
+            found.setdefault("security.selinux", value if value.endswith(b"\0") else value + b"\0")
     return tuple(sorted(found.items()))
 
 
