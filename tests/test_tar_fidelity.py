@@ -333,6 +333,32 @@ def _xattr_tree(tmp_path: Path) -> Tree:
     return tree
 
 
+def test_non_directory_member_naming_the_root_is_dropped_with_a_warning(tmp_path: Path) -> None:
+    # GNU tar: ".: Cannot open: File exists"; bsdtar: "Can't replace existing directory
+    # with non-directory": the root stays the directory it is, and we say so
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("hello\n")
+    (src / "l").symlink_to("f")
+    (src / "other").write_text("x\n")
+    archive = tmp_path / "dot.tar"
+    rename = "--transform=s,^f$,.,;s,^l$,.,"
+    subprocess.run(
+        ["tar", "-C", str(src), rename, "-cf", str(archive), "f", "l", "other"], check=True
+    )
+    assert gnu_names(archive) == [".", ".", "other"]
+    read = _read(archive)
+    assert set(read.entries) == {"/other"}
+    assert [(w.path, w.message.split(" names")[0]) for w in read.warnings] == [
+        ("/", "file member '.'"),
+        ("/", "symlink member '.'"),
+    ]
+    assert extract_gnu(archive, tmp_path / "gnu", check=False).returncode == 2
+    assert_same_as_extraction(archive, tmp_path / "gnu")
+    assert extract_bsdtar(archive, tmp_path / "bsd").returncode == 1
+    assert_same_as_extraction(archive, tmp_path / "bsd")
+
+
 def test_gnu_tar_selinux_context_reads_with_its_nul_as_extraction_leaves_it(
     tmp_path: Path,
 ) -> None:

@@ -301,8 +301,9 @@ class TarReader:
         else:
             self._skip(stored, shown)
             size, digest, head, content = 0, None, None, None
-        if path is None:
-            return None  # "./" itself: the image root has no entry
+        if path is None:  # "./" itself: the image root has no entry
+            self._at_root(etype, flag, shown)
+            return None
         target = self._target(header, records, long_link, etype, shown)
         rdev = None
         if etype is EntryType.CHAR or etype is EntryType.BLOCK:
@@ -315,6 +316,16 @@ class TarReader:
             path, etype, mode, uid, gid, size, mtime_ns, target, flag == b"1",
             rdev, xattrs, digest, offset, content, head, sparse,
         )  # fmt: skip
+
+    def _at_root(self, etype: EntryType, flag: bytes, shown: str) -> None:
+        """A member naming the root ("", ".", "./"): a directory is the root itself; any
+        other type cannot replace it (GNU tar: "Cannot open: File exists"), so it is
+        dropped with a warning naming it, as any member extraction cannot place."""
+        if etype is not EntryType.DIR:
+            kind = "hard link" if flag == b"1" else etype.value
+            self.notes.warn(
+                "/", f"{kind} member {shown!r} names the image root: dropped, as extraction does"
+            )
 
     def _target(
         self,
