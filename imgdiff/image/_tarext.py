@@ -77,8 +77,14 @@ def pax_time(value: bytes, src: str, name: str) -> int:
     whole, _, frac = text.removeprefix("-").partition(".")
     if not whole.isdigit() or (frac and not frac.isdigit()) or not whole.isascii():
         raise BadInput(src, f"bad mtime {text[:32]!r} in PAX header", name)
+    seconds = -int(whole) if negative else int(whole)
+    if not _TIME_MIN <= seconds <= _TIME_MAX:  # GNU tar: "out of range" of time_t
+        raise BadInput(src, f"mtime {text[:32]!r} in PAX header is out of range", name)
     ns = int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
     return -ns if negative else ns
+
+
+_TIME_MIN, _TIME_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def pax_name(value: bytes, what: str, src: str, name: str) -> bytes:
