@@ -409,3 +409,34 @@ def test_docker_save_compressed_layer_is_checked_against_its_uncompressed_diff_i
         else:
             with pytest.raises(BadInput, match="does not match its diff_id"):
                 Manifest.read(str(repacked), use_cache=False)
+
+
+def test_docker_save_of_several_images_lists_their_tags_when_none_is_named(
+    two_layer_image: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # `docker save a:1 b:2` writes one manifest.json entry per image: two skopeo archives
+    # unpacked into one directory (blobs are named by digest) and their lists joined
+    layout, _ = two_layer_image
+    both = tmp_path / "both"
+    both.mkdir()
+    entries = []
+    for tag in ("v1", "v2"):
+        one = tmp_path / f"{tag}.tar"
+        sh(
+            "skopeo",
+            "copy",
+            "--insecure-policy",
+            f"oci:{layout}:{tag}",
+            f"docker-archive:{one}:img:{tag}",
+        )
+        sh("tar", "-C", str(both), "-xf", str(one))
+        entries += json.loads((both / "manifest.json").read_text())
+    (both / "manifest.json").write_text(json.dumps(entries))
+    archive = tmp_path / "both.tar"
+    sh("tar", "-C", str(both), "-cf", str(archive), ".")
+    with pytest.raises(
+        BadInput, match=r"several images: name one as PATH:TAG \(.*img:v1, .*img:v2\)"
+    ):
+        Manifest.read(str(archive), use_cache=False)
+    expected = Manifest.read(f"{layout}:v1", use_cache=False)
+    assert imgdiff.compare(expected, Manifest.read(f"{archive}:v1", use_cache=False)).changes == ()

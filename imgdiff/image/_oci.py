@@ -265,6 +265,11 @@ def _check(src: str, rel: str, win: _Window, digest: str, size: int | None) -> N
         raise BadInput(src, "blob digest mismatch (corrupt or tampered)", rel)
 
 
+def _strings(value: Any) -> list[str]:
+    """The strings of a JSON list; none if it is not one."""
+    return [x for x in value if isinstance(x, str)] if isinstance(value, list) else []
+
+
 def is_container_archive(path: str) -> bool:
     """True if a tar (plain or compressed) holds an OCI layout or a docker-save manifest.json
     among its first members."""
@@ -317,6 +322,12 @@ class OciImage(Image):
                 doc = [d for d in doc if isinstance(d, dict) and self._tagged(d.get("RepoTags"))]
                 if not doc:
                     raise BadInput(self.path, f"no image tagged {self.ref!r} in manifest.json")
+            if isinstance(doc, list) and len(doc) > 1 and self.ref is None:
+                tags = [t for d in doc if isinstance(d, dict) for t in _strings(d.get("RepoTags"))]
+                if tags:  # as for an OCI index: say what to choose from
+                    raise BadInput(
+                        self.path, f"several images: name one as PATH:TAG ({', '.join(tags)})"
+                    )
             if not isinstance(doc, list) or len(doc) != 1 or not isinstance(doc[0], dict):
                 raise BadInput(self.path, "manifest.json must describe exactly one image")
             layers = doc[0].get("Layers")
