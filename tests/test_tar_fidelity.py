@@ -359,6 +359,32 @@ def test_non_directory_member_naming_the_root_is_dropped_with_a_warning(tmp_path
     assert_same_as_extraction(archive, tmp_path / "bsd")
 
 
+def test_xattrs_linux_cannot_set_are_dropped_with_a_warning_as_extraction_drops_them(
+    tmp_path: Path,
+) -> None:
+    # no real file has them (the kernel refuses them), so no tool writes them but by hand;
+    # GNU tar warns "Cannot set '' extended attribute", bsdtar fails: neither sets them
+    records = [
+        ("SCHILY.xattr.", "empty"),
+        ("SCHILY.xattr.nons", "no namespace"),
+        ("SCHILY.xattr.user.", "namespace alone"),
+        ("SCHILY.xattr.user.ok", "kept"),
+    ]
+    archive = tmp_path / "x.tar"
+    archive.write_bytes(tar_bytes(pax_header(records) + file_member("f", b"hi\n")))
+    read = _read(archive)
+    assert read.entries["/f"].xattrs == (("user.ok", b"kept"),)
+    assert [(w.path, w.message.split(":")[0]) for w in read.warnings] == [
+        ("/f", "xattr '' has no namespace Linux knows"),
+        ("/f", "xattr 'nons' has no namespace Linux knows"),
+        ("/f", "xattr 'user.' names a namespace alone"),
+    ]
+    extract_gnu(archive, tmp_path / "gnu")
+    assert_same_as_extraction(archive, tmp_path / "gnu")
+    assert extract_bsdtar(archive, tmp_path / "bsd").returncode == 1
+    assert_same_as_extraction(archive, tmp_path / "bsd")
+
+
 def test_gnu_tar_selinux_context_reads_with_its_nul_as_extraction_leaves_it(
     tmp_path: Path,
 ) -> None:

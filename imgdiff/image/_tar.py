@@ -308,7 +308,7 @@ class TarReader:
         rdev = None
         if etype is EntryType.CHAR or etype is EntryType.BLOCK:
             rdev = self._rdev(header, records, shown)
-        xattrs = _tarext.xattrs_of(records, src, shown) if records else ()
+        xattrs = self._xattrs(records, path, shown) if records else ()
         mode = 0o777 if etype is EntryType.SYMLINK else header.mode & 0o7777
         if records and _tarext.has_acls(records, xattrs):
             xattrs, mode = self._with_acls(records, xattrs, etype, mode, path, shown)
@@ -348,6 +348,21 @@ class TarReader:
         if target is None:
             raise BadInput(src, "hard link to the image root", shown)
         return target
+
+    def _xattrs(
+        self, records: dict[str, bytes], path: str, shown: str
+    ) -> tuple[tuple[str, bytes], ...]:
+        """The member's xattrs, less those no extraction can set (`_tarext.unsettable`):
+        GNU tar warns and bsdtar fails for each, and both leave the file without it."""
+        xattrs = _tarext.xattrs_of(records, self.name, shown)
+        kept = []
+        for xname, value in xattrs:
+            why = _tarext.unsettable(xname, value)
+            if why is None:
+                kept.append((xname, value))
+            else:
+                self.notes.warn(path, f"xattr {xname!r} {why}: dropped, as extraction does")
+        return xattrs if len(kept) == len(xattrs) else tuple(kept)
 
     def _with_acls(
         self,

@@ -155,6 +155,28 @@ def xattrs_of(records: dict[str, bytes], src: str, name: str) -> tuple[tuple[str
     return tuple(sorted(found.items()))
 
 
+_NAMESPACES = ("security.", "system.", "trusted.", "user.")
+_XATTR_NAME_MAX = 255  # bytes (XATTR_NAME_MAX, include/uapi/linux/limits.h)
+_XATTR_SIZE_MAX = 65536  # bytes of value (XATTR_SIZE_MAX)
+
+
+def unsettable(xname: str, value: bytes) -> str | None:
+    """Why Linux refuses to set an xattr (setxattr(2): a name outside the four namespaces
+    is EOPNOTSUPP, an empty one or one past 255 bytes ERANGE, a namespace alone EINVAL, a
+    value past 64 KiB E2BIG), or None if it can be set."""
+    raw = os.fsencode(xname)
+    prefix = next((p for p in _NAMESPACES if xname.startswith(p)), None)
+    if prefix is None:
+        return "has no namespace Linux knows"
+    if xname == prefix:
+        return "names a namespace alone"
+    if len(raw) > _XATTR_NAME_MAX:
+        return f"has a name longer than {_XATTR_NAME_MAX} bytes"
+    if len(value) > _XATTR_SIZE_MAX:
+        return f"has a value longer than {_XATTR_SIZE_MAX} bytes"
+    return None
+
+
 # -- POSIX ACLs ---------------------------------------------------------------------------
 
 _ACL_ACCESS = "system.posix_acl_access"
