@@ -863,11 +863,48 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP while the CLI runs: unwinds as Ctrl-C does (temporary files such
+    as the copy of stdin are removed on the way out), then exits 128 + the signal."""
+
+    def __init__(self, signo: int) -> None:
+        super().__init__(signo)
+        self.signo = signo
+
+
+def _terminate(signo: int, _frame: object) -> None:
+    raise _Terminated(signo)
+
+
+@contextmanager
+def _unwind_on_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise `_Terminated` while the CLI runs (their default would end
+    the process with no cleanup); the handlers found are put back afterwards, so a caller
+    of `main` keeps its own. Only the main thread can set handlers: elsewhere, none is set."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        signo: signal.signal(signo, _terminate) for signo in (signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        yield
+    finally:
+        for signo, handler in previous.items():
+            signal.signal(signo, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `imgdiff` console script."""
     args = _parse(argv)
     try:
-        return _run(args)
+        with _unwind_on_termination():
+            return _run(args)
+    except _Terminated as exc:
+        return 128 + exc.signo
     except ImgdiffError as exc:
         if args.debug:
             import traceback

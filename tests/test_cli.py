@@ -8,10 +8,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -634,6 +636,43 @@ def test_dash_reads_an_image_from_stdin(
     both = run("diff", "-", "-", stdin=b"")
     assert both.returncode == 3
     assert "one image only" in both.stderr
+
+
+@pytest.mark.parametrize("signo", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_copy_of_stdin_is_removed_when_the_cli_is_told_to_stop(
+    tmp_path: Path, signo: signal.Signals
+) -> None:
+    # timeout(1), systemd and CI runners stop a job with SIGTERM, a closed terminal with
+    # SIGHUP: each unwinds as Ctrl-C does, and exits as a shell reports the signal
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.Popen(
+        [IMGDIFF, "diff", str(tmp_path / "empty"), "-", "--no-cache"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=os.environ | {"TMPDIR": str(spool)},
+    )  # fmt: skip
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(b"\0" * (1 << 20))  # a copy under way, stdin still open
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not list(spool.glob("imgdiff-stdin-*/stdin")):
+            assert time.monotonic() < deadline, "no copy of stdin was made"
+            time.sleep(0.05)
+        proc.send_signal(signo)
+        assert proc.wait(timeout=60) == 128 + signo
+    finally:
+        proc.kill()
+        proc.stdin.close()
+        proc.wait()
+    assert not list(spool.iterdir())
+
+
+def test_main_leaves_the_callers_signal_handlers_as_it_found_them(tmp_path: Path) -> None:
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    assert main(["diff", str(tmp_path), str(tmp_path), "--no-cache"]) == 0
+    assert {s: signal.getsignal(s) for s in before} == before
 
 
 def test_stdin_is_named_dash_everywhere_the_user_sees_it(

@@ -186,6 +186,41 @@ def test_multi_member_gzip_is_read_whole(rich_tree: Path, tmp_path: Path) -> Non
     assert delta.changes == ()
 
 
+@pytest.mark.parametrize("tool", ["gzip", "bzip2", "xz", "zstd"])
+def test_concatenated_members_read_whole_when_the_last_starts_near_the_end(
+    rich_tree: Path, tmp_path: Path, tool: str
+) -> None:
+    # `tool -c part >> img` for a small last part: its member begins inside the last
+    # piece of input the reader takes, right where the one before ends
+    plain = gnu_tar(rich_tree, tmp_path / "img.tar").read_bytes()
+    cut = len(plain) - 5000
+    parts = []
+    for i, piece in enumerate((plain[:cut], plain[cut:])):
+        part = compress(Path(_write(tmp_path, piece, f"part{i}")), tool)
+        parts.append(part.read_bytes())
+    joined = _write(tmp_path, b"".join(parts), f"joined.tar.{tool}")
+    subprocess.run([tool, "-t", joined], check=True)  # the tool reads both members
+    assert imgdiff.diff(str(rich_tree), joined, use_cache=False).changes == ()
+    with pytest.raises(BadInput, match=f"trailing garbage after {tool} data"):
+        _entries(_write(tmp_path, b"".join(parts) + b"garbage!", f"trail.tar.{tool}"))
+
+
+def test_pzstd_output_with_skippable_frames_reads_as_the_archive(
+    rich_tree: Path, tmp_path: Path
+) -> None:
+    # pzstd writes a skippable frame (magic 0x184D2A50) before each frame it compresses
+    archive = gnu_tar(rich_tree, tmp_path / "img.tar")
+    packed = tmp_path / "img.tar.zst"
+    subprocess.run(["pzstd", "-q", "-p", "2", str(archive), "-o", str(packed)], check=True)
+    assert packed.read_bytes()[:4] == b"\x50\x2a\x4d\x18"
+    assert imgdiff.diff(str(rich_tree), str(packed), use_cache=False).changes == ()
+    skippable = b"\x5f\x2a\x4d\x18" + (3).to_bytes(4, "little") + b"abc"
+    tail = _write(tmp_path, packed.read_bytes() + skippable, "tail.tar.zst")
+    assert imgdiff.diff(str(rich_tree), tail, use_cache=False).changes == ()
+    with pytest.raises(BadInput, match="truncated zstd"):  # a skippable frame cut short
+        _entries(_write(tmp_path, packed.read_bytes() + skippable[:-1], "cut.tar.zst"))
+
+
 def test_bad_zstd_data_is_bad_input(rich_tree: Path, tmp_path: Path) -> None:
     good = gnu_tar(rich_tree, tmp_path / "img.tar.zst", "zstd").read_bytes()
     with pytest.raises(BadInput, match=r"truncated zstd|corrupt zstd"):

@@ -333,6 +333,87 @@ def _xattr_tree(tmp_path: Path) -> Tree:
     return tree
 
 
+def test_non_directory_member_naming_the_root_is_dropped_with_a_warning(tmp_path: Path) -> None:
+    # GNU tar: ".: Cannot open: File exists"; bsdtar: "Can't replace existing directory
+    # with non-directory": the root stays the directory it is, and we say so
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("hello\n")
+    (src / "l").symlink_to("f")
+    (src / "other").write_text("x\n")
+    archive = tmp_path / "dot.tar"
+    rename = "--transform=s,^f$,.,;s,^l$,.,"
+    subprocess.run(
+        ["tar", "-C", str(src), rename, "-cf", str(archive), "f", "l", "other"], check=True
+    )
+    assert gnu_names(archive) == [".", ".", "other"]
+    read = _read(archive)
+    assert set(read.entries) == {"/other"}
+    assert [(w.path, w.message.split(" names")[0]) for w in read.warnings] == [
+        ("/", "file member '.'"),
+        ("/", "symlink member '.'"),
+    ]
+    assert extract_gnu(archive, tmp_path / "gnu", check=False).returncode == 2
+    assert_same_as_extraction(archive, tmp_path / "gnu")
+    assert extract_bsdtar(archive, tmp_path / "bsd").returncode == 1
+    assert_same_as_extraction(archive, tmp_path / "bsd")
+
+
+def test_xattrs_linux_cannot_set_are_dropped_with_a_warning_as_extraction_drops_them(
+    tmp_path: Path,
+) -> None:
+    # no real file has them (the kernel refuses them), so no tool writes them but by hand;
+    # GNU tar warns "Cannot set '' extended attribute", bsdtar fails: neither sets them
+    records = [
+        ("SCHILY.xattr.", "empty"),
+        ("SCHILY.xattr.nons", "no namespace"),
+        ("SCHILY.xattr.user.", "namespace alone"),
+        ("SCHILY.xattr.user.ok", "kept"),
+    ]
+    archive = tmp_path / "x.tar"
+    archive.write_bytes(tar_bytes(pax_header(records) + file_member("f", b"hi\n")))
+    read = _read(archive)
+    assert read.entries["/f"].xattrs == (("user.ok", b"kept"),)
+    assert [(w.path, w.message.split(":")[0]) for w in read.warnings] == [
+        ("/f", "xattr '' has no namespace Linux knows"),
+        ("/f", "xattr 'nons' has no namespace Linux knows"),
+        ("/f", "xattr 'user.' names a namespace alone"),
+    ]
+    extract_gnu(archive, tmp_path / "gnu")
+    assert_same_as_extraction(archive, tmp_path / "gnu")
+    assert extract_bsdtar(archive, tmp_path / "bsd").returncode == 1
+    assert_same_as_extraction(archive, tmp_path / "bsd")
+
+
+def test_gnu_tar_selinux_context_reads_with_its_nul_as_extraction_leaves_it(
+    tmp_path: Path,
+) -> None:
+    # GNU tar --selinux writes RHT.security.selinux=CTX without the NUL the kernel keeps,
+    # and restores it through setfilecon, which sets CTX and its NUL
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "f").write_text("x\n")
+    context = b"system_u:object_r:bin_t:s0\0"
+    try:
+        os.setxattr(root / "f", "security.selinux", context)
+    except OSError as exc:
+        pytest.skip(f"security.selinux cannot be set here: {exc.strerror}")
+    selinux = tmp_path / "selinux.tar"
+    subprocess.run(["tar", "-C", str(root), "--selinux", "-cf", str(selinux), "."], check=True)
+    assert b"RHT.security.selinux=system_u:object_r:bin_t:s0\n" in selinux.read_bytes()
+    dest = tmp_path / "x"
+    dest.mkdir()
+    subprocess.run(["tar", "-C", str(dest), "--selinux", "-xf", str(selinux)], check=True)
+    assert os.getxattr(dest / "f", "security.selinux") == context
+    assert _read(selinux).entries["/f"].xattrs == (("security.selinux", context),)
+    xattrs = tmp_path / "xattrs.tar"
+    subprocess.run(
+        ["tar", "-C", str(root), "--xattrs", "--xattrs-include=*", "-cf", str(xattrs), "."],
+        check=True,
+    )
+    assert imgdiff.diff(str(selinux), str(xattrs), use_cache=False).changes == ()
+
+
 @pytest.mark.parametrize("fmt", ["default", "pax"])
 def test_bsdtar_doubled_xattr_records_are_read_once(fmt: str, tmp_path: Path) -> None:
     # bsdtar writes each xattr twice: LIBARCHIVE.xattr.NAME (base64) and SCHILY.xattr.NAME

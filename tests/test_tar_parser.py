@@ -128,6 +128,9 @@ def test_malformed_pax_records_are_bad_input(data: bytes, message: str) -> None:
         ({"uid": "-1"}, "bad uid"),
         ({"gid": str(1 << 32)}, "gid 4294967296 out of range"),
         ({"mtime": "12.x"}, "bad mtime"),
+        # GNU tar: "Extended header mtime=... is out of range" of a 64-bit time_t
+        ({"mtime": "100000000000000000000000"}, "mtime '1000.* is out of range"),
+        ({"mtime": str(-(1 << 63) - 1)}, "mtime '-9223372036854775809' .*out of range"),
         ({"size": "1e3"}, "bad size"),
         ({"path": "etc/pass\0wd"}, "NUL"),
         ({"linkpath": "a\0b"}, "NUL"),
@@ -148,6 +151,11 @@ def test_pax_mtime_before_1970_with_fraction() -> None:
     assert _tarext.pax_time(b"-1.5", "a.tar", "f") == -1_500_000_000
 
 
+def test_pax_mtimes_at_the_ends_of_time_t_are_read() -> None:
+    for seconds in ((1 << 63) - 1, -(1 << 63)):
+        assert _tarext.pax_time(str(seconds).encode(), "a.tar", "f") == seconds * 10**9
+
+
 def test_xattrs_from_bsdtar_and_gnu_records_are_one_each() -> None:
     records = {
         "LIBARCHIVE.xattr.user.a%3Db": b"dmFsdWU",  # "value", base64 unpadded
@@ -156,7 +164,7 @@ def test_xattrs_from_bsdtar_and_gnu_records_are_one_each() -> None:
         "RHT.security.selinux": b"system_u:object_r:etc_t:s0",
     }
     assert _tarext.xattrs_of(records, "a.tar", "f") == (
-        ("security.selinux", b"system_u:object_r:etc_t:s0"),
+        ("security.selinux", b"system_u:object_r:etc_t:s0\0"),  # as setfilecon sets it
         ("user.a=b", b"value"),
         ("user.only", b"\x00\x01"),
     )

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from imgdiff._entrytable import EntryStore
 from imgdiff.errors import BadInput
+from imgdiff.image._tarext import SparseMap
 from imgdiff.image.base import ReadResult
 from imgdiff.model import Entry, EntryType
 
@@ -38,9 +39,10 @@ class Member(NamedTuple):
 
     `linkname` is a symlink's target as written, or a hard link's target path normalised;
     `size` is the logical size (a sparse member's real size); `offset` is where stored
-    content starts in the decompressed stream; `content` is kept when the reader's
-    `capture` selects the path; `head` holds the first bytes of content whose kind depends
-    on it (ELF, "#!").
+    content starts in the decompressed stream (after a sparse map stored with the data);
+    `sparse` is a sparse member's map, its stored segments back to back from `offset`;
+    `content` is kept when the reader's `capture` selects the path; `head` holds the first
+    bytes of content whose kind depends on it (ELF, "#!").
     """
 
     name: str
@@ -58,6 +60,7 @@ class Member(NamedTuple):
     offset: int = -1
     content: bytes | None = None
     head: bytes | None = None
+    sparse: SparseMap | None = None
 
 
 def _parent(path: str) -> str:

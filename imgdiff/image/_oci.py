@@ -1,14 +1,17 @@
 """OCI image layouts and `docker save` archives: layers applied in order, whiteouts honoured.
 
-Every blob is checked against its content address (sha256 and size) while it is read;
-a mismatch is `BadInput`. Layers are streamed once each; whiteouts (`.wh.NAME`) remove a
+Every blob is checked against its content address (sha256 and size) while it is read,
+and a docker-save layer against its config's diff_id (sha256 uncompressed); a mismatch is
+`BadInput`. Layers are streamed once each; whiteouts (`.wh.NAME`) remove a
 path and everything under it from the lower layers, an opaque marker (`.wh..wh..opq`)
 empties its directory of lower-layer content. A whiteout naming `.`, `..` or the root is
-hostile and refused. Nothing is extracted to disk.
+hostile and refused. Nothing is extracted to disk. A blob stored as a sparse member of
+an archive is read as its logical content, holes as zeros.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import json
@@ -46,11 +49,23 @@ _ARCH = {
 
 
 class _Window(io.RawIOBase):
-    """A read-only view of `size` bytes at `offset` of a file, hashing what is read."""
+    """A read-only view of a file's bytes, hashing what is read: `size` bytes at `offset`,
+    or a sparse tar member's logical content (`segments`: (offset, length) in the member,
+    stored back to back from `offset`; the holes between them read as zeros, as
+    extracting the member would leave them)."""
 
-    def __init__(self, fh: BinaryIO, offset: int, size: int, name: str) -> None:
+    def __init__(
+        self,
+        fh: BinaryIO,
+        offset: int,
+        size: int,
+        name: str,
+        segments: list[tuple[int, int]] | None = None,
+    ) -> None:
         super().__init__()
-        self._fh, self._start, self._size, self.name = fh, offset, size, name
+        self._fh, self._size, self.name = fh, size, name
+        self._extents = _extents(offset, size, segments)  # (start, length, stored or -1)
+        self._starts = [start for start, _, _ in self._extents]
         self._pos = 0
         self._sha = hashlib.sha256()
         self._hashed = 0  # bytes hashed so far, in order (re-reads after seek(0) are not)
@@ -59,7 +74,9 @@ class _Window(io.RawIOBase):
         return True
 
     def seekable(self) -> bool:
-        return True
+        # a reader reads on rather than seeking past member data, so every byte is hashed
+        # in order, once, and `hexdigest` has nothing left to read again
+        return False
 
     def tell(self) -> int:
         return self._pos
@@ -72,15 +89,29 @@ class _Window(io.RawIOBase):
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             n = self._size - self._pos
-        n = min(n, self._size - self._pos)
-        if n <= 0:
-            return b""
-        self._fh.seek(self._start + self._pos)
-        data = self._fh.read(n)
+        end = min(self._size, self._pos + n)
+        parts = []
+        pos = self._pos
+        i = bisect.bisect_right(self._starts, pos) - 1
+        while pos < end:
+            start, length, stored = self._extents[i]
+            take = min(end, start + length) - pos
+            if stored < 0:
+                parts.append(bytes(take))
+            else:
+                self._fh.seek(stored + pos - start)
+                data = self._fh.read(take)
+                parts.append(data)
+                if len(data) < take:
+                    pos += len(data)
+                    break
+            pos += take
+            i += 1
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
         if self._pos <= self._hashed < self._pos + len(data):
             self._sha.update(data[self._hashed - self._pos :])
             self._hashed = self._pos + len(data)
-        self._pos += len(data)
+        self._pos = pos
         return data
 
     def readinto(self, b: Any) -> int:
@@ -97,13 +128,33 @@ class _Window(io.RawIOBase):
         return self._sha.hexdigest()
 
 
+def _extents(
+    offset: int, size: int, segments: list[tuple[int, int]] | None
+) -> list[tuple[int, int, int]]:
+    """(start, length, where stored or -1 for a hole) covering `size` bytes in order."""
+    if segments is None:
+        return [(0, size, offset)] if size else []
+    out = []
+    at = 0
+    for start, length in segments:
+        if start > at:
+            out.append((at, start - at, -1))
+        out.append((start, length, offset))
+        offset += length
+        at = start + length
+    if size > at:
+        out.append((at, size - at, -1))
+    return out
+
+
 class _BlobStore:
     """Blobs of an OCI layout, in a directory or inside an uncompressed tar archive."""
 
     def __init__(self, path: str, limits: Limits) -> None:
         self.path = path
         self.limits = limits
-        self._members: dict[str, tuple[int, int]] | None = None
+        # blob by name: (offset, size, sparse segments or None), as `_Window` reads them
+        self._members: dict[str, tuple[int, int, list[tuple[int, int]] | None]] | None = None
         self._links: dict[str, str] = {}
         self._fh: BinaryIO | None = None
         if os.path.isfile(path):
@@ -117,7 +168,8 @@ class _BlobStore:
             self._members = {}
             for m in reader.members(hash_content=False):
                 if m.type is EntryType.FILE and not m.hardlink:
-                    self._members[m.name] = (m.offset, m.size)
+                    segments = m.sparse.segments if m.sparse is not None else None
+                    self._members[m.name] = (m.offset, m.size, segments)
                 elif (m.type is EntryType.SYMLINK or m.hardlink) and m.linkname is not None:
                     # docker save links each <id>/layer.tar to a shared blob
                     if m.hardlink:
@@ -143,7 +195,7 @@ class _BlobStore:
             hit = self._members.get(key)
             if hit is None or not key.startswith("/"):
                 raise BadInput(self.path, "missing from the archive", rel)
-            return _Window(self._fh, hit[0], hit[1], f"{self.path}:{rel}")
+            return _Window(self._fh, hit[0], hit[1], f"{self.path}:{rel}", hit[2])
         full = os.path.join(self.path, *parts)
         try:
             fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -213,6 +265,11 @@ def _check(src: str, rel: str, win: _Window, digest: str, size: int | None) -> N
         raise BadInput(src, "blob digest mismatch (corrupt or tampered)", rel)
 
 
+def _strings(value: Any) -> list[str]:
+    """The strings of a JSON list; none if it is not one."""
+    return [x for x in value if isinstance(x, str)] if isinstance(value, list) else []
+
+
 def is_container_archive(path: str) -> bool:
     """True if a tar (plain or compressed) holds an OCI layout or a docker-save manifest.json
     among its first members."""
@@ -232,8 +289,9 @@ def is_container_archive(path: str) -> bool:
 @attrs.frozen
 class _Layer:
     rel: str
-    digest: str | None
+    digest: str | None  # of the blob as stored (OCI descriptors)
     size: int | None
+    diff_id: str | None = None  # of the uncompressed layer (docker-save: the config's)
 
 
 class OciImage(Image):
@@ -264,13 +322,34 @@ class OciImage(Image):
                 doc = [d for d in doc if isinstance(d, dict) and self._tagged(d.get("RepoTags"))]
                 if not doc:
                     raise BadInput(self.path, f"no image tagged {self.ref!r} in manifest.json")
+            if isinstance(doc, list) and len(doc) > 1 and self.ref is None:
+                tags = [t for d in doc if isinstance(d, dict) for t in _strings(d.get("RepoTags"))]
+                if tags:  # as for an OCI index: say what to choose from
+                    raise BadInput(
+                        self.path, f"several images: name one as PATH:TAG ({', '.join(tags)})"
+                    )
             if not isinstance(doc, list) or len(doc) != 1 or not isinstance(doc[0], dict):
                 raise BadInput(self.path, "manifest.json must describe exactly one image")
             layers = doc[0].get("Layers")
             if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
                 raise BadInput(self.path, "manifest.json has no Layers list")
-            return [_Layer(x, None, None) for x in layers]
+            diff_ids = self._diff_ids(store, doc[0].get("Config"), len(layers))
+            return [_Layer(x, None, None, d) for x, d in zip(layers, diff_ids, strict=True)]
         raise BadInput(self.path, "neither index.json nor manifest.json: not a container image")
+
+    def _diff_ids(self, store: _BlobStore, config: Any, count: int) -> list[str]:
+        """The config's `rootfs.diff_ids`: the sha256 of each layer uncompressed, which
+        docker load and skopeo check each layer against (manifest.json has no digests)."""
+        if not isinstance(config, str):
+            raise BadInput(self.path, "manifest.json names no Config")
+        doc = store.json(config)
+        rootfs = doc.get("rootfs") if isinstance(doc, dict) else None
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        if not isinstance(diff_ids, list) or len(diff_ids) != count:
+            raise BadInput(self.path, "config's rootfs.diff_ids do not list every layer", config)
+        for diff_id in diff_ids:
+            store.blob({"digest": diff_id})  # sha256:<64 hex>, or bad input naming it
+        return diff_ids
 
     def _tagged(self, tags: Any) -> bool:
         """True if docker-save `RepoTags` name `self.ref`: whole ("docker.io/library/img:v2"),
@@ -343,13 +422,27 @@ class OciImage(Image):
             for layer in layers:
                 win = store.open(layer.rel)
                 name = f"{self.path}:{layer.rel}"
-                reader = TarReader(win, name, self.limits, result, capture)  # type: ignore[arg-type]
+                # a compressed layer's diff_id is of what it decompresses to, hashed on the
+                # way past; a plain one's is the blob's own digest, which `win` keeps
+                unpacked = None
+                if layer.diff_id is not None and sniff_compression(win.read(8)) is not None:
+                    unpacked = hashlib.sha256()
+                win.seek(0)
+                reader = TarReader(win, name, self.limits, result, capture, unpacked)  # type: ignore[arg-type]
                 tree.src, tree.charge = name, reader.charge_names
                 self._apply(reader, tree, name)
                 if result.progress is not None:  # a layer at a time: entries so far
                     result.progress(len(tree.entries), 0)
                 if layer.digest is not None:
                     _check(self.path, layer.rel, win, layer.digest, layer.size)
+                if layer.diff_id is not None:
+                    got = (unpacked or win).hexdigest()
+                    if "sha256:" + got != layer.diff_id:
+                        raise BadInput(
+                            self.path,
+                            "layer does not match its diff_id (corrupt or tampered)",
+                            layer.rel,
+                        )
             result.store = tree.entries
         finally:
             store.close()

@@ -24,11 +24,16 @@ _IN = 1 << 16
 _OUT = 1 << 20
 _ZSTD_IN = 1 << 12  # zstd's decompressobj has no output bound: feed it small pieces
 
+_GZIP = b"\x1f\x8b"
+_BZIP2 = b"BZh"
+_XZ = b"\xfd7zXZ\x00"
+_ZSTD = b"\x28\xb5\x2f\xfd"
+_ZSTD_SKIPPABLE = b"\x2a\x4d\x18"  # after a byte 0x50-0x5f: magic 0x184D2A5? (RFC 8878)
 MAGICS: tuple[tuple[bytes, str], ...] = (
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (_GZIP, "gzip"),
+    (_BZIP2, "bzip2"),
+    (_XZ, "xz"),
+    (_ZSTD, "zstd"),
 )
 
 
@@ -37,7 +42,24 @@ def sniff_compression(head: bytes) -> str | None:
     for magic, name in MAGICS:
         if head.startswith(magic):
             return name
+    if len(head) >= 4 and _zstd_starts(head):  # pzstd's output opens with a skippable frame
+        return "zstd"
     return None
+
+
+def _starts_with(magic: bytes) -> Callable[[bytes], bool]:
+    """Whether bytes (perhaps fewer than the magic's) may begin a member with `magic`."""
+    return lambda head: head.startswith(magic[: len(head)])
+
+
+def _zstd_starts(head: bytes) -> bool:
+    """Whether bytes (perhaps fewer than four) may begin a zstd frame or a skippable frame
+    (metadata the format says to skip: pzstd writes one before each frame, zstd:chunked
+    layers after their frames)."""
+    n = min(len(head), 4)
+    if head[:n] == _ZSTD[:n]:
+        return True
+    return head[0] & 0xF0 == 0x50 and head[1:n] == _ZSTD_SKIPPABLE[: n - 1]
 
 
 class _Decomp(Protocol):
@@ -64,40 +86,43 @@ def _members(
     name: str,
     make: Callable[[], Any],
     step: Callable[[Any, bytes], tuple[bytes, bytes]],
-    magic: bytes,
+    starts: Callable[[bytes], bool],
     in_size: int = _IN,
 ) -> Iterator[bytes]:
-    """Decompress a concatenation of members; `step` returns (output, input still owed).
-    Errors name `src`."""
+    """Decompress a concatenation of members; `step` returns (output, input still owed),
+    `starts` says whether bytes after a member (perhaps only its first few) may begin
+    another. Errors name `src`."""
+    pieces = _pieces(fh, in_size)
     dec: _Decomp = make()
     pending = b""
-    members = 0
-    for data in _pieces(fh, in_size):
-        pending += data
-        while pending:
-            if dec.eof:
-                members += 1
-                rest = dec.unused_data + pending
-                if not rest.startswith(magic[: len(rest)]) or not rest:
-                    if name == "xz" and not rest.strip(b"\0"):
-                        pending = b""  # xz allows stream padding of zero bytes
-                        break
-                    raise BadInput(src, f"trailing garbage after {name} data")
-                dec = make()
-                pending = rest
-            out, pending = step(dec, pending)
-            if out:
-                yield out
-    # drain output a bounded step may still owe once input is exhausted
-    while not dec.eof:
-        out, _ = step(dec, b"")
-        if not out:
-            break
-        yield out
-    if not dec.eof:
-        raise BadInput(src, f"truncated {name} data")
-    if dec.unused_data and not (name == "xz" and not dec.unused_data.strip(b"\0")):
-        raise BadInput(src, f"trailing garbage after {name} data")
+    done = False  # no input left to read
+    while True:
+        if dec.eof:  # the next member starts in what this one left over, if anywhere
+            rest = dec.unused_data + pending
+            if not rest:
+                if done:
+                    return
+                pending = next(pieces, b"")
+                done = not pending
+                continue
+            if not starts(rest):
+                if name == "xz" and not rest.strip(b"\0") and _zeros_to_end(pieces):
+                    return  # xz allows stream padding of zero bytes
+                raise BadInput(src, f"trailing garbage after {name} data")
+            dec, pending = make(), rest
+        if not pending and not done:
+            pending = next(pieces, b"")
+            done = not pending
+        out, pending = step(dec, pending)
+        if out:
+            yield out
+        elif done and not pending and not dec.eof:
+            raise BadInput(src, f"truncated {name} data")
+
+
+def _zeros_to_end(pieces: Iterator[bytes]) -> bool:
+    """True if every byte left is zero."""
+    return all(not piece.strip(b"\0") for piece in pieces)
 
 
 def _gzip_step(dec: Any, data: bytes) -> tuple[bytes, bytes]:
@@ -129,25 +154,42 @@ def decompressed(fh: BinaryIO, compression: str | None, src: str | None = None) 
     if compression is None:
         return _raw(fh)
     if compression == "gzip":
-        return _members(fh, src, "gzip", lambda: zlib.decompressobj(31), _gzip_step, b"\x1f\x8b")
+        gz = lambda: zlib.decompressobj(31)  # noqa: E731
+        return _members(fh, src, "gzip", gz, _gzip_step, _starts_with(_GZIP))
     if compression == "bzip2":
-        return _members(fh, src, "bzip2", bz2.BZ2Decompressor, _bz_xz_step, b"BZh")
+        return _members(fh, src, "bzip2", bz2.BZ2Decompressor, _bz_xz_step, _starts_with(_BZIP2))
     if compression == "xz":
         make = lambda: lzma.LZMADecompressor(format=lzma.FORMAT_XZ)  # noqa: E731
-        return _members(fh, src, "xz", make, _bz_xz_step, b"\xfd7zXZ\x00")
+        return _members(fh, src, "xz", make, _bz_xz_step, _starts_with(_XZ))
     if compression == "zstd":
+        # zstandard reads a skippable frame as a frame of no output
         zd = zstandard.ZstdDecompressor()
-        return _members(
-            fh, src, "zstd", zd.decompressobj, _zstd_step, b"\x28\xb5\x2f\xfd", _ZSTD_IN
-        )
+        return _members(fh, src, "zstd", zd.decompressobj, _zstd_step, _zstd_starts, _ZSTD_IN)
     raise BadInput(src, f"unknown compression {compression}")
 
 
-class Stream:
-    """A decompressed byte stream with exact reads, counted against `Limits`."""
+class Hasher(Protocol):
+    """What a `hashlib` object offers: `Stream` updates one with every byte it delivers."""
 
-    def __init__(self, fh: BinaryIO, name: str, limits: Limits, compression: str | None) -> None:
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class Stream:
+    """A decompressed byte stream with exact reads, counted against `Limits`; `unpacked`,
+    if given, is updated with every decompressed byte (nothing is skipped by seeking)."""
+
+    def __init__(
+        self,
+        fh: BinaryIO,
+        name: str,
+        limits: Limits,
+        compression: str | None,
+        unpacked: Hasher | None = None,
+    ) -> None:
         self.name = name
+        self._unpacked = unpacked
         self._fh = fh
         self._limits = limits
         self._pieces = decompressed(fh, compression, name)
@@ -168,6 +210,8 @@ class Stream:
                 self.name, f"corrupt {self.compression or 'archive'} data: {exc}"
             ) from None
         self.total += len(piece)
+        if self._unpacked is not None:
+            self._unpacked.update(piece)
         limits = self._limits
         if self.total > limits.max_total_bytes:
             raise LimitExceeded(self.name, f"more than {limits.max_total_bytes} bytes uncompressed")
@@ -224,7 +268,7 @@ class Stream:
         if n <= avail:
             self._pos += n
             return n
-        if self.compression is None and self._fh.seekable():
+        if self.compression is None and self._unpacked is None and self._fh.seekable():
             here = self._fh.tell()
             end = self._fh.seek(0, 2)
             target = min(here + n - avail, end)

@@ -27,7 +27,7 @@ from imgdiff import _digest
 from imgdiff.errors import BadInput, LimitExceeded, Unsupported
 from imgdiff.image import _tarext, _tarheader
 from imgdiff.image._extract import Extraction, Member
-from imgdiff.image._stream import Stream, sniff_compression
+from imgdiff.image._stream import Hasher, Stream, sniff_compression
 from imgdiff.image._tarheader import BLOCK, ZERO_BLOCK, Header
 from imgdiff.image.base import CONTENT_MAGICS, HEAD_BYTES, Capture, Image, Limits, ReadResult
 from imgdiff.model import EntryType
@@ -126,11 +126,12 @@ class TarReader:
         limits: Limits,
         notes: ReadResult,
         capture: Capture | None = None,
+        unpacked: Hasher | None = None,
     ) -> None:
         head = fh.read(8)
         fh.seek(0)
         self.compression = sniff_compression(head)
-        self.stream = Stream(fh, name, limits, self.compression)
+        self.stream = Stream(fh, name, limits, self.compression, unpacked)
         self.name = name
         self.limits = limits
         self.notes = notes  # where warnings go
@@ -290,40 +291,78 @@ class TarReader:
         if stored > self.limits.max_member_bytes:
             raise LimitExceeded(src, f"member claims {stored} bytes", shown)
         path = "/" + shown if _clean(raw_name) else normalize(raw_name, src, self.notes)
-        offset = self.stream.position
-        if etype is EntryType.FILE and flag != b"1":
-            sparse = (
-                self._sparse_map(flag, block, records, local, stored, shown)
-                if records or flag == b"S"
-                else None
-            )
+        is_file = etype is EntryType.FILE and flag != b"1"
+        sparse = None
+        if is_file and (records or flag == b"S"):
+            sparse = self._sparse_map(flag, block, records, local, stored, shown)
+        offset = self.stream.position  # a 1.0 map was read: the data proper starts here
+        if is_file:
             size, digest, head, content = self._file_data(path, stored, sparse, hash_content, shown)
         else:
             self._skip(stored, shown)
             size, digest, head, content = 0, None, None, None
-        if path is None:
-            return None  # "./" itself: the image root has no entry
-        linkname = long_link if long_link is not None else header.linkname
-        if "linkpath" in records:
-            linkname = _tarext.pax_name(records["linkpath"], "linkpath", src, shown)
-        target: str | None = None
-        if etype is EntryType.SYMLINK:
-            target = os.fsdecode(linkname)
-        elif flag == b"1":
-            target = normalize(linkname, src)
-            if target is None:
-                raise BadInput(src, "hard link to the image root", shown)
+        if path is None:  # "./" itself: the image root has no entry
+            self._at_root(etype, flag, shown)
+            return None
+        target = self._target(header, records, long_link, etype, shown)
         rdev = None
         if etype is EntryType.CHAR or etype is EntryType.BLOCK:
             rdev = self._rdev(header, records, shown)
-        xattrs = _tarext.xattrs_of(records, src, shown) if records else ()
+        xattrs = self._xattrs(records, path, shown) if records else ()
         mode = 0o777 if etype is EntryType.SYMLINK else header.mode & 0o7777
         if records and _tarext.has_acls(records, xattrs):
             xattrs, mode = self._with_acls(records, xattrs, etype, mode, path, shown)
         return Member(
             path, etype, mode, uid, gid, size, mtime_ns, target, flag == b"1",
-            rdev, xattrs, digest, offset, content, head,
+            rdev, xattrs, digest, offset, content, head, sparse,
         )  # fmt: skip
+
+    def _at_root(self, etype: EntryType, flag: bytes, shown: str) -> None:
+        """A member naming the root ("", ".", "./"): a directory is the root itself; any
+        other type cannot replace it (GNU tar: "Cannot open: File exists"), so it is
+        dropped with a warning naming it, as any member extraction cannot place."""
+        if etype is not EntryType.DIR:
+            kind = "hard link" if flag == b"1" else etype.value
+            self.notes.warn(
+                "/", f"{kind} member {shown!r} names the image root: dropped, as extraction does"
+            )
+
+    def _target(
+        self,
+        header: Header,
+        records: dict[str, bytes],
+        long_link: bytes | None,
+        etype: EntryType,
+        shown: str,
+    ) -> str | None:
+        """A symlink's target as written, a hard link's normalised; None for the rest."""
+        src = self.name
+        linkname = long_link if long_link is not None else header.linkname
+        if "linkpath" in records:
+            linkname = _tarext.pax_name(records["linkpath"], "linkpath", src, shown)
+        if etype is not EntryType.SYMLINK and header.typeflag != b"1":
+            return None
+        if etype is EntryType.SYMLINK:
+            return os.fsdecode(linkname)
+        target = normalize(linkname, src)
+        if target is None:
+            raise BadInput(src, "hard link to the image root", shown)
+        return target
+
+    def _xattrs(
+        self, records: dict[str, bytes], path: str, shown: str
+    ) -> tuple[tuple[str, bytes], ...]:
+        """The member's xattrs, less those no extraction can set (`_tarext.unsettable`):
+        GNU tar warns and bsdtar fails for each, and both leave the file without it."""
+        xattrs = _tarext.xattrs_of(records, self.name, shown)
+        kept = []
+        for xname, value in xattrs:
+            why = _tarext.unsettable(xname, value)
+            if why is None:
+                kept.append((xname, value))
+            else:
+                self.notes.warn(path, f"xattr {xname!r} {why}: dropped, as extraction does")
+        return xattrs if len(kept) == len(xattrs) else tuple(kept)
 
     def _with_acls(
         self,
@@ -362,9 +401,14 @@ class TarReader:
         shown: str,
     ) -> tuple[int, str | None, bytes | None, bytes | None]:
         """Logical size, digest, head and kept content of a regular member's data."""
-        if not hash_content and sparse is None:
-            self._skip(stored, shown)
-            return stored, None, None, None
+        if not hash_content:
+            if sparse is None:
+                self._skip(stored, shown)
+                return stored, None, None, None
+            # still bounded: a reader of the blob (`_oci`) would produce these holes
+            self._count_holes(sparse.real_size - sparse.stored, shown)
+            self._skip(sparse.stored, shown)  # its padding is the whole member's
+            return sparse.real_size, None, None, None
         keep = path is not None and self._captures(path)
         digest, head, content = self._content(stored, sparse, keep, shown)
         return (stored if sparse is None else sparse.real_size), digest, head, content
@@ -573,9 +617,7 @@ class TarReader:
         """Hash a hole of `size` zero bytes without allocating it."""
         if size <= 0:
             return
-        self.hole_bytes += size
-        limits = self.limits
-        self._bounded(self.hole_bytes, limits.max_ratio, "sparse holes", shown, limits.hole_floor)
+        self._count_holes(size, shown)
         if len(head) < HEAD_BYTES:
             head += _ZEROS[: min(size, HEAD_BYTES - len(head))]
         update = hasher.update
@@ -585,6 +627,12 @@ class TarReader:
         update(_ZEROS[:rest])
         if kept is not None:
             kept.append(bytes(size))  # kept content is bounded by the capture limit
+
+    def _count_holes(self, size: int, shown: str) -> None:
+        """Count `size` bytes of sparse holes against the holes bound (see `_bounded`)."""
+        self.hole_bytes += size
+        limits = self.limits
+        self._bounded(self.hole_bytes, limits.max_ratio, "sparse holes", shown, limits.hole_floor)
 
     def _skip_padding(self, stored: int, shown: str) -> None:
         pad = -stored % BLOCK

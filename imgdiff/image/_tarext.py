@@ -77,8 +77,14 @@ def pax_time(value: bytes, src: str, name: str) -> int:
     whole, _, frac = text.removeprefix("-").partition(".")
     if not whole.isdigit() or (frac and not frac.isdigit()) or not whole.isascii():
         raise BadInput(src, f"bad mtime {text[:32]!r} in PAX header", name)
+    seconds = -int(whole) if negative else int(whole)
+    if not _TIME_MIN <= seconds <= _TIME_MAX:  # GNU tar: "out of range" of time_t
+        raise BadInput(src, f"mtime {text[:32]!r} in PAX header is out of range", name)
     ns = int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
     return -ns if negative else ns
+
+
+_TIME_MIN, _TIME_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def pax_name(value: bytes, what: str, src: str, name: str) -> bytes:
@@ -141,8 +147,34 @@ def xattrs_of(records: dict[str, bytes], src: str, name: str) -> tuple[tuple[str
             if xname not in schily:
                 found.setdefault(xname, decoded)
         elif key == _XATTR_RHT:
-            found.setdefault("security.selinux", value)
+            # GNU tar --selinux writes the context without its NUL and restores it with
+            # setfilecon, which sets strlen + 1 bytes: the kernel keeps "ctx\0", as the
+            # SCHILY.xattr record of the same file holds it (bsdtar drops the NUL, but an
+            # SELinux kernel reads it back with one all the same)
+            found.setdefault("security.selinux", value if value.endswith(b"\0") else value + b"\0")
     return tuple(sorted(found.items()))
+
+
+_NAMESPACES = ("security.", "system.", "trusted.", "user.")
+_XATTR_NAME_MAX = 255  # bytes (XATTR_NAME_MAX, include/uapi/linux/limits.h)
+_XATTR_SIZE_MAX = 65536  # bytes of value (XATTR_SIZE_MAX)
+
+
+def unsettable(xname: str, value: bytes) -> str | None:
+    """Why Linux refuses to set an xattr (setxattr(2): a name outside the four namespaces
+    is EOPNOTSUPP, an empty one or one past 255 bytes ERANGE, a namespace alone EINVAL, a
+    value past 64 KiB E2BIG), or None if it can be set."""
+    raw = os.fsencode(xname)
+    prefix = next((p for p in _NAMESPACES if xname.startswith(p)), None)
+    if prefix is None:
+        return "has no namespace Linux knows"
+    if xname == prefix:
+        return "names a namespace alone"
+    if len(raw) > _XATTR_NAME_MAX:
+        return f"has a name longer than {_XATTR_NAME_MAX} bytes"
+    if len(value) > _XATTR_SIZE_MAX:
+        return f"has a value longer than {_XATTR_SIZE_MAX} bytes"
+    return None
 
 
 # -- POSIX ACLs ---------------------------------------------------------------------------
@@ -328,6 +360,11 @@ class SparseMap:
     def __init__(self, segments: list[tuple[int, int]], real_size: int) -> None:
         self.segments = segments
         self.real_size = real_size
+
+    @property
+    def stored(self) -> int:
+        """The bytes of data the archive stores for the member (its segments')."""
+        return sum(length for _, length in self.segments)
 
     @classmethod
     def checked(
