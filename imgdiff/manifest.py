@@ -9,6 +9,7 @@ it does not compare images (that is `imgdiff.delta`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -453,12 +454,42 @@ class Manifest:
         contents of the regular files `keep` selects (default: `saved_files()`, the
         package databases and unit files, so `packages` and `plan` can read them)."""
         keep = keep if keep is not None else saved_files()
-        raw = json.dumps(self.document(files=keep), separators=(",", ":")).encode("ascii")
-        data = zstandard.ZstdCompressor(level=6).compress(raw)
+        self.fill_digests(self.entries)
+        heads = self._content_heads()
+        kept = self._kept_for(keep)
+        front = {
+            "schema": SCHEMA if kept is None else SCHEMA_FILES,
+            "info": self.info.to_json(),
+            "warnings": [[w.path, w.message] for w in self.warnings],
+        }
+        back: dict[str, Any] = {
+            "heads": {p: base64.b64encode(h).decode() for p, h in heads.items()},
+        }
+        if kept is not None:
+            back["files"] = {p: _kept_json(data) for p, data in kept.items()}
         tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                # streamed a row at a time, the identity hashed as the rows go by (after
+                # the entries, so one pass makes both): never the whole text in memory
+                out = zstandard.ZstdCompressor(level=6).stream_writer(fh, closefd=False)
+                with out:
+                    out.write(_dumps(front)[:-1].encode("ascii") + b',"entries":[')
+                    identity = _digest.new_hasher()
+                    identity.update(b"[")
+                    for n, key in enumerate(sorted(self.entries)):
+                        row = entry_row(self.entries[key])
+                        sep = b"," if n else b""
+                        out.write(sep + _dumps(row).encode("ascii"))
+                        identity.update((b", " if n else b"") + _identity_row(row))
+                    identity.update(b"]")
+                    tail = {"identity": _digest.finish(identity), **back}
+                    out.write(b"]," + _dumps(tail)[1:].encode("ascii"))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def document(
         self, heads_of: Collection[str] | None = None, *, files: Capture | None = None
@@ -629,6 +660,14 @@ def _restored(portable: _Portable) -> ReadResult:
 def identity_of(rows: list[list[Any]]) -> str:
     """The identity digest of an image given its entry rows in path order."""
     return _digest.of_bytes(json.dumps(rows).encode("utf-8", "surrogateescape"))
+
+
+def _identity_row(row: list[Any]) -> bytes:
+    """One row as `identity_of` hashes it (its rows joined by ", " inside brackets)."""
+    return json.dumps(row).encode("utf-8", "surrogateescape")
+
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # compact, as manifests are saved
 
 
 def is_manifest_file(path: str) -> bool:

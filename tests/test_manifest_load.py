@@ -307,6 +307,25 @@ def test_saved_manifest_loads_identically(saved: Saved) -> None:
     assert loaded.identity == saved.manifest.identity == saved.doc["identity"]
 
 
+def test_the_streamed_file_holds_the_document(saved: Saved) -> None:
+    """save writes a row at a time (the identity after the entries, hashed as they go):
+    the same document `document` builds whole, and the identity identity_of gives."""
+    from imgdiff.manifest import identity_of, saved_files
+
+    whole = saved.manifest.document(files=saved_files())
+    assert saved.doc == whole
+    assert list(saved.doc) == [
+        "schema",
+        "info",
+        "warnings",
+        "entries",
+        "identity",
+        "heads",
+        "files",
+    ]
+    assert saved.doc["identity"] == identity_of(whole["entries"])
+
+
 ACCEPTED: list[tuple[str, Mutation, Callable[[Entry], bool]]] = [
     ("negative-mtime", col(6, -(2**70)), lambda e: e.mtime_ns == -(2**70)),
     ("far-future-mtime", col(6, 2**64), lambda e: e.mtime_ns == 2**64),
