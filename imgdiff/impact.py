@@ -545,11 +545,8 @@ class ImageEvidence:
         graph = inspector.graphs.graph(
             fs, space, argv, program, cwd if isinstance(cwd, str) else None
         )
-        missing = [
-            n for n in graph.notes if n.startswith(_NOT_IN_OLD) and n.endswith(_NOT_IN_OLD_END)
-        ]
-        if missing:  # the host runs a program OLD does not have: its imports are unknown
-            return f"evidence not computed from OLD's files: {missing[0]}"
+        if graph.unknown is not None:  # a program OLD does not have, stdin, a prompt, ...
+            return f"evidence not computed from OLD's files: {graph.unknown}"
         return tuple(_graph_evidence(graph, self.changed, self.python_changes))
 
     def init_impact(self) -> ProcessImpact | None:
@@ -587,11 +584,6 @@ class ImageEvidence:
         if self._fs is not None:
             self._fs.close()
             self._fs = None
-
-
-# the finder's notes when the program's own file is not in the root it read (OLD here)
-_NOT_IN_OLD = ("script ", "relative script ", "directory ")
-_NOT_IN_OLD_END = ("not found in the root", "with unknown working directory", "no __main__.py")
 
 
 def _image_identity(path: str) -> str:

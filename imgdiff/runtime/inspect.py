@@ -348,12 +348,9 @@ class Inspector:
     def graph_unknown(self, proc: Process, fs: RootFS) -> str | None:
         """Why the static import graph of an untraced Python process could not be
         computed (its imports are then unknown, never clean), or None."""
-        from imgdiff.loaders.python import RunMode
-
         graph = self.graph(proc, fs)
-        if graph.mode is not RunMode.UNSUPPORTED:
-            return None
-        return f"import graph not computed: {graph.notes[0] if graph.notes else graph.mode}"
+        why = graph.unknown
+        return None if why is None else f"import graph not computed: {why}"
 
     def stale_imports(self, proc: Process, fs: RootFS) -> list[Evidence]:
         """Modules an untraced Python process's import graph reaches that are gone or

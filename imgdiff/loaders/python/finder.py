@@ -108,6 +108,9 @@ class ImportGraph:
     # module -> the module whose import statement first reached it ("" for start-up
     # imports: site, encodings, ...), breadth first, so chains are shortest
     importers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map, hash=False)
+    # why the program's own imports are unknown (its text was not read: stdin, a prompt, a
+    # script not in the root, a command line not understood); None when they were read
+    unknown: str | None = None
 
     def chain(self, path: str) -> tuple[str, ...]:
         """The modules from the one loaded from `path` back to the program (or start-up):
@@ -152,7 +155,9 @@ def static_imports(
     """
     inv = parse_cmdline(argv)
     if inv.mode in (RunMode.EXITS, RunMode.UNSUPPORTED):
-        return ImportGraph(None, inv.mode, None, (), notes=(inv.problem or inv.mode.value,))
+        why = inv.problem or inv.mode.value
+        unknown = why if inv.mode is RunMode.UNSUPPORTED else None
+        return ImportGraph(None, inv.mode, None, (), notes=(why,), unknown=unknown)
     notes: list[str] = ["PYTHONPATH, PYTHONHOME and user site-packages not considered"]
     cwd_n = normalise(cwd) if cwd and cwd.startswith("/") else None
     invoked = normalise(exe)
@@ -194,9 +199,9 @@ def static_imports(
             notes.append("-c code parsed")
         elif inv.mode is RunMode.STDIN:
             entry = "-"
-            notes.append("program read from stdin: only start-up imports known")
+            notes.append(_STDIN)
         else:
-            notes.append("interactive interpreter: only start-up imports known")
+            notes.append(_INTERACTIVE)
     sys_path = default_sys_path(fs, interp, path0, no_site=inv.no_site)
     notes.extend(f"archive on sys.path not searched: {p}" for p in sys_path if fs.is_file(p))
     walk.sys_path = tuple(sys_path)
@@ -209,6 +214,7 @@ def static_imports(
     walk.run()
     notes.extend(walk.notes)
     return ImportGraph(
+        unknown=next((n for n in notes if _is_unknown(n)), None),
         entry=entry,
         mode=inv.mode,
         version=f"{version[0]}.{version[1]}" if version else None,
@@ -222,6 +228,24 @@ def static_imports(
         notes=tuple(dict.fromkeys(notes)),
         importers=walk.importers,
     )
+
+
+_STDIN = "program read from stdin: its imports are unknown (only start-up imports known)"
+_INTERACTIVE = (
+    "interactive interpreter (or a program piped to it): what it imports is unknown"
+    " (only start-up imports known)"
+)
+
+
+def _is_unknown(note: str) -> bool:
+    """Whether a note says the program's own text was not read: its imports unknown."""
+    return note in (_STDIN, _INTERACTIVE) or (
+        note.startswith(("script ", "relative script ", "directory ", "zip application "))
+        and note.endswith(
+            ("not found in the root", "with unknown working directory", "no __main__.py",
+             "not searched")
+        )
+    )  # fmt: skip
 
 
 def _startup_imports(
