@@ -547,6 +547,11 @@ class ImageEvidence:
         )
         if graph.unknown is not None:  # a program OLD does not have, stdin, a prompt, ...
             return f"evidence not computed from OLD's files: {graph.unknown}"
+        if graph.searched is not None:  # a saved snapshot has no PATH to look at
+            return (
+                f"evidence not computed: started as {graph.searched!r} through PATH, which a"
+                " saved snapshot does not hold: which interpreter (a venv's?) is unknown"
+            )
         return tuple(_graph_evidence(graph, self.changed, self.python_changes))
 
     def init_impact(self) -> ProcessImpact | None:
