@@ -28,7 +28,7 @@ from imgdiff.loaders.elf import (
     elf_closure,
     load_loader_config,
 )
-from imgdiff.model import Change, Kind, Status, Via
+from imgdiff.model import Aspect, Change, EntryType, Kind, Status, Via
 from imgdiff.packages.view import PackageView
 from imgdiff.results import Delta, Evidence, Impact, ProcessImpact
 from imgdiff.runtime._procfs import ProcDir
@@ -225,9 +225,14 @@ def assess(
                 continue
             via = _open_via(use.path, configs.config_paths) if use.via == "open" else Via(use.via)
             detail = "held open" if via == "config" else use.detail
+            # the kernel names mapped and open files as they really are; an import as the
+            # import system spelled it, through links NEW may repoint
+            names = spell(use.path) if via is Via.IMPORTED else (use.path,)
             found += [
-                attrs.evolve(e, detail=detail) if detail else e
-                for e in _evidence([use.path], via, changed)
+                attrs.evolve(e, detail=detail if e.path == use.path else _through(detail, use.path))
+                if detail or e.path != use.path
+                else e
+                for e in _evidence(names, via, changed)
             ]
         found += _config_evidence(proc, configs, tree, spell)
         if not stale:  # no /proc to look into: what the snapshot recorded
@@ -275,15 +280,24 @@ def _from_image(image: ImageEvidence | None, proc: Process, gaps: list[Gap]) -> 
 
 
 def _graph_evidence(
-    graph: ImportGraph, changed: dict[str, Change], python_changes: Sequence[str]
+    graph: ImportGraph,
+    changed: dict[str, Change],
+    python_changes: Sequence[str],
+    spell: Spell = _as_named,
 ) -> list[Evidence]:
     """Changed modules a static import graph reaches (each with its import chain), and,
     under untraced = strict, changed modules anywhere on its sys.path (`python_changes`
-    is empty otherwise)."""
-    out = [
-        attrs.evolve(e, detail=_import_chain(graph.chain(e.path)))
-        for e in _evidence(sorted(graph.files), Via.IMPORT_GRAPH, changed)
-    ]
+    is empty otherwise). Each file is joined with the delta through the images' symlinks:
+    a package switched by a link NEW repoints (`dist-packages/app -> releases/2/app`) is
+    a change to what the process imported."""
+    out = []
+    for path in sorted(graph.files):
+        chain = _import_chain(graph.chain(path))
+        for name in spell(path):
+            if (c := changed.get(name)) is None:
+                continue
+            detail = chain if name == path else _through(chain, path)
+            out.append(_of(c, Via.IMPORT_GRAPH, detail))
     dirs = tuple(d.rstrip("/") + "/" for d in graph.sys_path)
     out += [
         attrs.evolve(e, detail="on its sys.path (untraced: policy untraced = strict)")
@@ -294,6 +308,12 @@ def _graph_evidence(
         )
     ]
     return out
+
+
+def _through(chain: str, imported: str) -> str:
+    """The detail of a changed path that is not the module's own but on its way: a
+    symlink resolving `imported` crosses, or the file it leads to in OLD or NEW."""
+    return f"{chain} (imported as {imported})" if chain else f"imported as {imported}"
 
 
 INIT_PROGRAM = "/sbin/init"
@@ -421,7 +441,7 @@ class _LiveReader:
             graph = self.inspector.graph(proc, fs)
             if (why := self.inspector.graph_unknown(proc, fs)) is not None:
                 self.unknown.append(Gap(proc.pid, why))
-            out += _graph_evidence(graph, self.changed, self.python_changes)
+            out += _graph_evidence(graph, self.changed, self.python_changes, self.spell)
         if self.elf_needed and proc.exe is not None:
             ckey = ((proc.root, proc.mnt_ns), proc.exe)
             if ckey not in self.closures:
@@ -466,7 +486,10 @@ class ImageEvidence:
             if untraced_strict
             else []
         )
-        self.wants_python = any(c.kind in PYTHON_KINDS for c in self.changed.values())
+        # a changed symlink may be on the way to a module (a release switched by a link)
+        self.wants_python = any(
+            c.kind in PYTHON_KINDS or _is_link_change(c) for c in self.changed.values()
+        )
         relevant = any(c.kind != Kind.DOCS for c in self.changed.values())
         self.wants_elf = relevant
         # key -> evidence, or the reason it could not be computed
@@ -552,7 +575,9 @@ class ImageEvidence:
                 f"evidence not computed: started as {graph.searched!r} through PATH, which a"
                 " saved snapshot does not hold: which interpreter (a venv's?) is unknown"
             )
-        return tuple(_graph_evidence(graph, self.changed, self.python_changes))
+        return tuple(
+            _graph_evidence(graph, self.changed, self.python_changes, _speller(self.paths))
+        )
 
     def init_impact(self) -> ProcessImpact | None:
         """PID 1 as OLD's files say it would be (`init_evidence` inside OLD), for a
@@ -589,6 +614,13 @@ class ImageEvidence:
         if self._fs is not None:
             self._fs.close()
             self._fs = None
+
+
+def _is_link_change(change: Change) -> bool:
+    """A symlink repointed, or a path that is a symlink in OLD or NEW."""
+    return Aspect.TARGET in change.aspects or any(
+        e is not None and e.type is EntryType.SYMLINK for e in (change.old, change.new)
+    )
 
 
 def _image_identity(path: str) -> str:
