@@ -208,6 +208,7 @@ def assess(
     live = _LiveReader(
         changed, procfs, import_graphs, elf_needed, stale, untraced == "strict", spell
     )
+    live.startup = startup_changes(delta)
     untraced_python: list[int] = []
     affected: list[ProcessImpact] = []
     gaps = list(snapshot.gaps)
@@ -284,6 +285,7 @@ def _graph_evidence(
     changed: dict[str, Change],
     python_changes: Sequence[str],
     spell: Spell = _as_named,
+    startup: Mapping[str, Change] | None = None,
 ) -> list[Evidence]:
     """Changed modules a static import graph reaches (each with its import chain), and,
     under untraced = strict, changed modules anywhere on its sys.path (`python_changes`
@@ -298,6 +300,7 @@ def _graph_evidence(
                 continue
             detail = chain if name == path else _through(chain, path)
             out.append(_of(c, Via.IMPORT_GRAPH, detail))
+    out += _startup_evidence(graph, startup or {})
     dirs = tuple(d.rstrip("/") + "/" for d in graph.sys_path)
     out += [
         attrs.evolve(e, detail="on its sys.path (untraced: policy untraced = strict)")
@@ -308,6 +311,86 @@ def _graph_evidence(
         )
     ]
     return out
+
+
+def startup_changes(delta: Delta) -> dict[str, Change]:
+    """Changes that alter an interpreter's next start without being a module it loaded:
+    .pth files (added, removed or changed) and Python modules NEW adds."""
+    return {
+        c.path: c
+        for c in delta.changes
+        if c.path.endswith(".pth") or (c.status is Status.ADDED and c.kind in PYTHON_KINDS)
+    }
+
+
+def _startup_evidence(graph: ImportGraph, startup: Mapping[str, Change]) -> list[Evidence]:
+    """A .pth file in a site directory the interpreter reads at every start (its path
+    lines make sys.path, its `import` lines run), and an added module that a restart
+    would import instead of the one found (earlier on sys.path, or first in FileFinder's
+    order in the same directory) or where nothing was found."""
+    out = []
+    pth_dirs = set(graph.pth_dirs)
+    for path, c in sorted(startup.items()):
+        where, base = posixpath.split(path)
+        if base.endswith(".pth") and not base.startswith(".") and where in pth_dirs:
+            out.append(_of(c, Via.IMPORT_GRAPH, f"(start-up): a .pth file site reads from {where}"))
+        elif c.status is Status.ADDED and (why := _shadows(graph, path)) is not None:
+            out.append(_of(c, Via.IMPORT_GRAPH, why))
+    return out
+
+
+_RANK = {"package": 0, "extension": 1, "source": 2, "bytecode": 3}
+
+
+def _module_rank(path: str) -> tuple[str, str, int] | None:
+    """(directory searched, module name's last part, FileFinder's order) of a module file."""
+    where, base = posixpath.split(path)
+    stem, _, suffix = base.partition(".")
+    if stem == "__init__":
+        where, stem = posixpath.split(where)
+        return where, stem, _RANK["package"]
+    if suffix.endswith("so"):
+        return where, stem, _RANK["extension"]
+    if suffix == "py":
+        return where, stem, _RANK["source"]
+    if suffix == "pyc":
+        return where, stem, _RANK["bytecode"]
+    return None
+
+
+def _shadows(graph: ImportGraph, path: str) -> str | None:
+    """Why an added module file changes what the program imports at its next start."""
+    new = _module_rank(path)
+    if new is None:
+        return None
+    where, stem, rank = new
+    by_dir: list[str] = []  # the module names this directory is searched for
+    if where in graph.sys_path:
+        by_dir.append(stem)
+    by_dir += [
+        f"{name}.{stem}"
+        for name, init in graph.modules.items()
+        if posixpath.basename(init).startswith("__init__.") and posixpath.dirname(init) == where
+    ]
+    for name in by_dir:
+        loaded = graph.modules.get(name)
+        if loaded is None:
+            if name in graph.unresolved:
+                return f"added: the import of {name}, found nowhere before, would load it"
+            continue
+        old = _module_rank(loaded)
+        if old is None:
+            continue
+        if old[0] == where:
+            earlier = rank < old[2]
+        else:
+            order = graph.sys_path
+            earlier = "." not in name and where in order and old[0] in order
+            earlier = earlier and order.index(where) < order.index(old[0])
+        if earlier:
+            chain = _import_chain(graph.chain(loaded))
+            return f"added: shadows {name}, imported from {loaded} ({chain})"
+    return None
 
 
 def _through(chain: str, imported: str) -> str:
@@ -415,6 +498,7 @@ class _LiveReader:
         spell: Spell = _as_named,
     ) -> None:
         self.changed, self.spell = changed, spell
+        self.startup: Mapping[str, Change] = {}  # .pth files and added modules
         self.import_graphs, self.elf_needed, self.stale = import_graphs, elf_needed, stale
         self.python_changes = (
             sorted(p for p, c in changed.items() if c.kind in PYTHON_KINDS)
@@ -441,7 +525,9 @@ class _LiveReader:
             graph = self.inspector.graph(proc, fs)
             if (why := self.inspector.graph_unknown(proc, fs)) is not None:
                 self.unknown.append(Gap(proc.pid, why))
-            out += _graph_evidence(graph, self.changed, self.python_changes, self.spell)
+            out += _graph_evidence(
+                graph, self.changed, self.python_changes, self.spell, self.startup
+            )
         if self.elf_needed and proc.exe is not None:
             ckey = ((proc.root, proc.mnt_ns), proc.exe)
             if ckey not in self.closures:
@@ -477,6 +563,7 @@ class ImageEvidence:
         paths: ImagePaths | None = None,
     ) -> None:
         self.changed = _changed(delta)
+        self.startup = startup_changes(delta)
         self.paths = paths  # closures joined through the images' symlinks (not shared)
         self.root = image
         self.identity = _image_identity(image) if image is not None else why_not
@@ -487,7 +574,7 @@ class ImageEvidence:
             else []
         )
         # a changed symlink may be on the way to a module (a release switched by a link)
-        self.wants_python = any(
+        self.wants_python = bool(self.startup) or any(
             c.kind in PYTHON_KINDS or _is_link_change(c) for c in self.changed.values()
         )
         relevant = any(c.kind != Kind.DOCS for c in self.changed.values())
@@ -576,7 +663,9 @@ class ImageEvidence:
                 " saved snapshot does not hold: which interpreter (a venv's?) is unknown"
             )
         return tuple(
-            _graph_evidence(graph, self.changed, self.python_changes, _speller(self.paths))
+            _graph_evidence(
+                graph, self.changed, self.python_changes, _speller(self.paths), self.startup
+            )
         )
 
     def init_impact(self) -> ProcessImpact | None:

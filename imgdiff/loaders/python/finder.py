@@ -111,6 +111,8 @@ class ImportGraph:
     # why the program's own imports are unknown (its text was not read: stdin, a prompt, a
     # script not in the root, a command line not understood); None when they were read
     unknown: str | None = None
+    # the site directories whose .pth files start-up reads (none under -S)
+    pth_dirs: tuple[str, ...] = ()
     # argv[0] when it is a bare name: the interpreter was found through a PATH search,
     # so the one assumed (from the executable) may not be the one started (a venv's link)
     searched: str | None = None
@@ -218,6 +220,7 @@ def static_imports(
     notes.extend(walk.notes)
     return ImportGraph(
         unknown=next((n for n in notes if _is_unknown(n)), None),
+        pth_dirs=() if inv.no_site else interp.site_dirs,
         searched=argv[0] if "/" not in argv[0] and interp.venv is None else None,
         entry=entry,
         mode=inv.mode,
