@@ -301,6 +301,13 @@ def _graph_evidence(
             detail = chain if name == path else _through(chain, path)
             out.append(_of(c, Via.IMPORT_GRAPH, detail))
     out += _startup_evidence(graph, startup or {})
+    # an archive's modules are not searched: whether it imports from it is unknown
+    out += [
+        _of(c, Via.IMPORT_GRAPH, _ARCHIVE)
+        for path in graph.archives
+        for name in spell(path)
+        if (c := changed.get(name)) is not None
+    ]
     dirs = tuple(d.rstrip("/") + "/" for d in graph.sys_path)
     out += [
         attrs.evolve(e, detail="on its sys.path (untraced: policy untraced = strict)")
@@ -311,6 +318,9 @@ def _graph_evidence(
         )
     ]
     return out
+
+
+_ARCHIVE = "an archive on its sys.path, not searched: may be imported from (uncertain)"
 
 
 def startup_changes(delta: Delta) -> dict[str, Change]:

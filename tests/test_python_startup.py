@@ -83,3 +83,37 @@ def test_pth_files_and_shadowing_modules_change_the_next_start(
     (step,) = [s for s in verdict.steps if proc.pid in s.pids]
     found = {(e.path, str(e.via), e.detail) for p in step.processes for e in p.evidence}
     assert found == {(path, "import-graph", detail)}
+
+
+def _zip(path: Path, text: str) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("zmod.py", text)
+    path.write_bytes(buf.getvalue())
+    return buf.getvalue()
+
+
+def test_a_changed_zip_on_sys_path_is_uncertain_import_graph_evidence(tmp_path: Path) -> None:
+    """zmod is imported from /opt/zips/lib.zip (a .pth path line): the archive is not
+    searched, so its change is evidence that says it is uncertain."""
+    with scratch_dir() as opt, processes() as procs:
+        old = opt / "old"
+        _pth_root(old)
+        (old / "opt/zips").mkdir()
+        _zip(old / "opt/zips/lib.zip", "Z = 1\n")
+        (old / SITE / "zips.pth").write_text("/opt/zips/lib.zip\n")
+        code = "import zmod, time; print('ready', flush=True); time.sleep(600)"
+        proc = procs.start(["chroot", str(old), PYTHON, "-c", code])
+        new = tmp_path / "new"
+        shutil.copytree(old, new, symlinks=True)
+        (new / "opt/zips/lib.zip").unlink()
+        _zip(new / "opt/zips/lib.zip", "Z = 2\n")
+        verdict = plan_update(str(old), str(new), root=str(old), use_cache=False).verdict
+    (step,) = [s for s in verdict.steps if proc.pid in s.pids]
+    (e,) = [e for p in step.processes for e in p.evidence]
+    assert (e.path, str(e.via)) == ("/opt/zips/lib.zip", "import-graph")
+    assert "not searched" in e.detail
+    assert "uncertain" in e.detail

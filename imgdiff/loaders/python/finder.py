@@ -113,6 +113,8 @@ class ImportGraph:
     unknown: str | None = None
     # the site directories whose .pth files start-up reads (none under -S)
     pth_dirs: tuple[str, ...] = ()
+    # files on sys.path (zip archives): not searched, so what it imports from them is unknown
+    archives: tuple[str, ...] = ()
     # argv[0] when it is a bare name: the interpreter was found through a PATH search,
     # so the one assumed (from the executable) may not be the one started (a venv's link)
     searched: str | None = None
@@ -208,7 +210,8 @@ def static_imports(
         else:
             notes.append(_INTERACTIVE)
     sys_path = default_sys_path(fs, interp, path0, no_site=inv.no_site)
-    notes.extend(f"archive on sys.path not searched: {p}" for p in sys_path if fs.is_file(p))
+    archives = tuple(p for p in sys_path if fs.is_file(p))
+    notes.extend(f"archive on sys.path not searched: {p}" for p in archives)
     walk.sys_path = tuple(sys_path)
 
     _startup_imports(walk, inv, interp, notes, via_runpy=via_runpy)
@@ -221,6 +224,7 @@ def static_imports(
     return ImportGraph(
         unknown=next((n for n in notes if _is_unknown(n)), None),
         pth_dirs=() if inv.no_site else interp.site_dirs,
+        archives=archives,
         searched=argv[0] if "/" not in argv[0] and interp.venv is None else None,
         entry=entry,
         mode=inv.mode,
