@@ -108,6 +108,8 @@ class ImportGraph:
     # module -> the module whose import statement first reached it ("" for start-up
     # imports: site, encodings, ...), breadth first, so chains are shortest
     importers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map, hash=False)
+    # the real file (symlinks resolved) -> the path the import system named it by
+    aliases: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map, hash=False)
     # why the program's own imports are unknown (its text was not read: stdin, a prompt, a
     # script not in the root, a command line not understood); None when they were read
     unknown: str | None = None
@@ -123,7 +125,7 @@ class ImportGraph:
         """The modules from the one loaded from `path` back to the program (or start-up):
         ("wsgiref", "wsgiref.simple_server", "__main__"). Empty if `path` is not loaded."""
         by_path = {p: m for m, p in self.modules.items()}
-        name = by_path.get(path)
+        name = by_path.get(path) or by_path.get(self.aliases.get(path, ""))
         out: list[str] = []
         while name and name not in out:
             out.append(name)
@@ -238,6 +240,7 @@ def static_imports(
         dynamic=tuple(walk.dynamic),
         notes=tuple(dict.fromkeys(notes)),
         importers=walk.importers,
+        aliases=walk.aliases,
     )
 
 
@@ -390,6 +393,7 @@ class _Walk:
         self._real_dirs: dict[str, str] = {}
         self._full = False
         self.importers: dict[str, str] = {}
+        self.aliases: dict[str, str] = {}
         self._importer = ""  # the module whose imports are being resolved
         self.main_names = {"__main__"}  # modules that run as the program (-m target)
 
@@ -408,6 +412,8 @@ class _Walk:
         else:
             real = self.fs.realpath(target if target.startswith("/") else f"{real_dir}/{target}")
         self.files.add(real)
+        if real != path:
+            self.aliases.setdefault(real, path)
 
     def parse_file(self, path: str, *, skip_first_line: bool = False) -> Parsed | None:
         """The imports in the file at `path` (None if it is not a readable regular file)."""
