@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from imgdiff.manifest import Manifest
 from imgdiff.packages.view import PackageView, version_order
 from imgdiff.results import MISSED_UPDATE, Drift
-from imgdiff.verify import DRIFT_IGNORE, read_tree, same_paths, verify
+from imgdiff.verify import DB_DIRS, DRIFT_IGNORE, read_tree, same_paths, verify
 
 
 def check_drift(
@@ -39,18 +39,31 @@ def check_drift(
     old_path = old.info.path if isinstance(old, Manifest) else old
     if fresh and os.path.isdir(old_path) and os.path.realpath(old_path) == os.path.realpath(root):
         return Drift((), False)  # OLD is the live tree itself, read just now
-    live = read_tree(root, ignore, use_cache=use_cache)
     old_m = old if isinstance(old, Manifest) else Manifest.read(old, use_cache=use_cache)
+    if old_view is None and old_m.has_databases:
+        old_view = PackageView.read(old_m)
+    # what is installed is read whatever `ignore` skips: package databases (kept by
+    # read_tree) and the site directories of OLD's pip metadata (/usr/local/...)
+    sites = sorted({p.location for p in old_view.packages if p.location}) if old_view else []
+    live = read_tree(root, ignore, use_cache=use_cache, keep=sites)
     found = tuple(c.path for c in verify(live, old_m, ignore=ignore).differences)
+    packages = _package_drift(PackageView.read(live), old_view) if old_view else ()
+    if packages and not found:
+        # the files are OLD's but the databases say other packages are installed (a
+        # database restored or updated alone): the box is not in OLD's state either
+        found = _databases_differing(live, old_m)
     if not found:
         return Drift((), False)
     new_m = new if isinstance(new, Manifest) else Manifest.read(new, use_cache=use_cache)
     # the path sets settle most "is it NEW already?" questions without comparing each file
     at_new = same_paths(live, new_m, ignore) and verify(live, new_m, ignore=ignore).matches
-    if old_view is None and old_m.has_databases:
-        old_view = PackageView.read(old_m)
-    packages = _package_drift(PackageView.read(live), old_view) if old_view else ()
     return Drift(found, at_new, packages)
+
+
+def _databases_differing(live: Manifest, old: Manifest) -> tuple[str, ...]:
+    """The package databases that say other packages are installed than OLD's do (the
+    package versions decide, not the bytes: dpkg rewrites its status for a hold)."""
+    return tuple(d for d in DB_DIRS if d in live.entries or d in old.entries) or DB_DIRS[:1]
 
 
 def _package_drift(live: PackageView, old: PackageView) -> tuple[str, ...]:

@@ -322,6 +322,7 @@ def assess(
     live = _LiveReader(
         changed, procfs, import_graphs, elf_needed, stale, untraced == "strict", spell, new
     )
+    live.startup = startup_changes(delta)
     untraced_python: list[int] = []
     affected: list[ProcessImpact] = []
     gaps = list(snapshot.gaps)
@@ -333,7 +334,7 @@ def assess(
         considered += 1
         if is_python(proc) and not proc.traced:
             untraced_python.append(proc.pid)
-        found = _file_evidence(proc, configs, changed, code)
+        found = _file_evidence(proc, configs, changed, code, spell)
         found += _config_evidence(proc, configs, tree, spell)
         if (why := configs.not_read(proc)) is not None:  # what it names is not all known
             gaps.append(Gap(proc.pid, why))
@@ -371,7 +372,11 @@ def assess(
 
 
 def _file_evidence(
-    proc: Process, configs: ConfigSources, changed: dict[str, Change], code: dict[str, Change]
+    proc: Process,
+    configs: ConfigSources,
+    changed: dict[str, Change],
+    code: dict[str, Change],
+    spell: Spell,
 ) -> list[Evidence]:
     """Evidence from the files the snapshot recorded the process using (code evidence
     only from `code`'s changes)."""
@@ -381,9 +386,14 @@ def _file_evidence(
             continue
         via = _open_via(use.path, configs.config_paths) if use.via == "open" else Via(use.via)
         detail = "held open" if via == "config" else use.detail
+        # the kernel names mapped and open files as they really are; an import as the
+        # import system spelled it, through links NEW may repoint
+        names = spell(use.path) if via is Via.IMPORTED else (use.path,)
         found += [
-            attrs.evolve(e, detail=detail) if detail else e
-            for e in _evidence([use.path], via, code if via in CODE_VIAS else changed)
+            attrs.evolve(e, detail=detail if e.path == use.path else _through(detail, use.path))
+            if detail or e.path != use.path
+            else e
+            for e in _evidence(names, via, code if via in CODE_VIAS else changed)
         ]
     return found
 
@@ -400,14 +410,32 @@ def _from_image(image: ImageEvidence | None, proc: Process, gaps: list[Gap]) -> 
 
 
 def _graph_evidence(
-    graph: ImportGraph, changed: dict[str, Change], python_changes: Sequence[str]
+    graph: ImportGraph,
+    changed: dict[str, Change],
+    python_changes: Sequence[str],
+    spell: Spell = _as_named,
+    startup: Mapping[str, Change] | None = None,
 ) -> list[Evidence]:
     """Changed modules a static import graph reaches (each with its import chain), and,
     under untraced = strict, changed modules anywhere on its sys.path (`python_changes`
-    is empty otherwise)."""
-    out = [
-        attrs.evolve(e, detail=_import_chain(graph.chain(e.path)))
-        for e in _evidence(sorted(graph.files), Via.IMPORT_GRAPH, changed)
+    is empty otherwise). Each file is joined with the delta through the images' symlinks:
+    a package switched by a link NEW repoints (`dist-packages/app -> releases/2/app`) is
+    a change to what the process imported."""
+    out = []
+    for path in sorted(graph.files):
+        chain = _import_chain(graph.chain(path))
+        for name in spell(path):
+            if (c := changed.get(name)) is None:
+                continue
+            detail = chain if name == path else _through(chain, path)
+            out.append(_of(c, Via.IMPORT_GRAPH, detail))
+    out += _startup_evidence(graph, startup or {})
+    # an archive's modules are not searched: whether it imports from it is unknown
+    out += [
+        _of(c, Via.IMPORT_GRAPH, _ARCHIVE)
+        for path in graph.archives
+        for name in spell(path)
+        if (c := changed.get(name)) is not None
     ]
     dirs = tuple(d.rstrip("/") + "/" for d in graph.sys_path)
     out += [
@@ -419,6 +447,95 @@ def _graph_evidence(
         )
     ]
     return out
+
+
+_ARCHIVE = "an archive on its sys.path, not searched: may be imported from (uncertain)"
+
+
+def startup_changes(delta: Delta) -> dict[str, Change]:
+    """Changes that alter an interpreter's next start without being a module it loaded:
+    .pth files (added, removed or changed) and Python modules NEW adds."""
+    return {
+        c.path: c
+        for c in delta.changes
+        if c.path.endswith(".pth") or (c.status is Status.ADDED and c.kind in PYTHON_KINDS)
+    }
+
+
+def _startup_evidence(graph: ImportGraph, startup: Mapping[str, Change]) -> list[Evidence]:
+    """A .pth file in a site directory the interpreter reads at every start (its path
+    lines make sys.path, its `import` lines run), and an added module that a restart
+    would import instead of the one found (earlier on sys.path, or first in FileFinder's
+    order in the same directory) or where nothing was found."""
+    out = []
+    pth_dirs = set(graph.pth_dirs)
+    for path, c in sorted(startup.items()):
+        where, base = posixpath.split(path)
+        if base.endswith(".pth") and not base.startswith(".") and where in pth_dirs:
+            out.append(_of(c, Via.IMPORT_GRAPH, f"(start-up): a .pth file site reads from {where}"))
+        elif c.status is Status.ADDED and (why := _shadows(graph, path)) is not None:
+            out.append(_of(c, Via.IMPORT_GRAPH, why))
+    return out
+
+
+_RANK = {"package": 0, "extension": 1, "source": 2, "bytecode": 3}
+
+
+def _module_rank(path: str) -> tuple[str, str, int] | None:
+    """(directory searched, module name's last part, FileFinder's order) of a module file."""
+    where, base = posixpath.split(path)
+    stem, _, suffix = base.partition(".")
+    if stem == "__init__":
+        where, stem = posixpath.split(where)
+        return where, stem, _RANK["package"]
+    if suffix.endswith("so"):
+        return where, stem, _RANK["extension"]
+    if suffix == "py":
+        return where, stem, _RANK["source"]
+    if suffix == "pyc":
+        return where, stem, _RANK["bytecode"]
+    return None
+
+
+def _shadows(graph: ImportGraph, path: str) -> str | None:
+    """Why an added module file changes what the program imports at its next start."""
+    new = _module_rank(path)
+    if new is None:
+        return None
+    where, stem, rank = new
+    by_dir: list[str] = []  # the module names this directory is searched for
+    if where in graph.sys_path:
+        by_dir.append(stem)
+    by_dir += [
+        f"{name}.{stem}"
+        for name, init in graph.modules.items()
+        if posixpath.basename(init).startswith("__init__.") and posixpath.dirname(init) == where
+    ]
+    for name in by_dir:
+        loaded = graph.modules.get(name)
+        if loaded is None:
+            if name in graph.unresolved:
+                return f"added: the import of {name}, found nowhere before, would load it"
+            continue
+        old = _module_rank(loaded)
+        if old is None:
+            continue
+        if old[0] == where:
+            earlier = rank < old[2]
+        else:
+            order = graph.sys_path
+            earlier = "." not in name and where in order and old[0] in order
+            earlier = earlier and order.index(where) < order.index(old[0])
+        if earlier:
+            chain = _import_chain(graph.chain(loaded))
+            return f"added: shadows {name}, imported from {loaded} ({chain})"
+    return None
+
+
+def _through(chain: str, imported: str) -> str:
+    """The detail of a changed path that is not the module's own but on its way: a
+    symlink resolving `imported` crosses, or the file it leads to in OLD or NEW."""
+    return f"{chain} (imported as {imported})" if chain else f"imported as {imported}"
 
 
 INIT_PROGRAM = "/sbin/init"
@@ -703,6 +820,7 @@ class _LiveReader:
         new: NewResolution | None = None,
     ) -> None:
         self.changed, self.spell = changed, spell
+        self.startup: Mapping[str, Change] = {}  # .pth files and added modules
         self.import_graphs, self.elf_needed, self.stale = import_graphs, elf_needed, stale
         self.python_changes = (
             sorted(p for p, c in changed.items() if c.kind in PYTHON_KINDS)
@@ -732,7 +850,9 @@ class _LiveReader:
             graph = self.inspector.graph(proc, fs)
             if (why := self.inspector.graph_unknown(proc, fs)) is not None:
                 self.unknown.append(Gap(proc.pid, why))
-            out += _graph_evidence(graph, self.changed, self.python_changes)
+            out += _graph_evidence(
+                graph, self.changed, self.python_changes, self.spell, self.startup
+            )
         # a program run from a memfd (runc re-executes itself so) has no file to read:
         # what it maps is matched as `mapped`, and no update changes what it runs
         if (
@@ -785,6 +905,7 @@ class ImageEvidence:
         self.code = _code(self.changed)
         # where NEW's loader finds the names (a NEW that is no directory: by the delta)
         self.new = new if new is not None else NewResolution(delta, None, _speller(paths))
+        self.startup = startup_changes(delta)
         self.paths = paths  # closures joined through the images' symlinks (not shared)
         self.root = image
         self.identity = _image_identity(image) if image is not None else why_not
@@ -794,7 +915,10 @@ class ImageEvidence:
             if untraced_strict
             else []
         )
-        self.wants_python = any(c.kind in PYTHON_KINDS for c in self.changed.values())
+        # a changed symlink may be on the way to a module (a release switched by a link)
+        self.wants_python = bool(self.startup) or any(
+            c.kind in PYTHON_KINDS or _is_link_change(c) for c in self.changed.values()
+        )
         relevant = any(c.kind != Kind.DOCS for c in self.code.values())
         self.wants_elf = relevant or self.new.wanted
         # key -> evidence, or the reason it could not be computed
@@ -877,12 +1001,18 @@ class ImageEvidence:
         graph = inspector.graphs.graph(
             fs, space, argv, program, cwd if isinstance(cwd, str) else None
         )
-        missing = [
-            n for n in graph.notes if n.startswith(_NOT_IN_OLD) and n.endswith(_NOT_IN_OLD_END)
-        ]
-        if missing:  # the host runs a program OLD does not have: its imports are unknown
-            return f"evidence not computed from OLD's files: {missing[0]}"
-        return tuple(_graph_evidence(graph, self.changed, self.python_changes))
+        if graph.unknown is not None:  # a program OLD does not have, stdin, a prompt, ...
+            return f"evidence not computed from OLD's files: {graph.unknown}"
+        if graph.searched is not None:  # a saved snapshot has no PATH to look at
+            return (
+                f"evidence not computed: started as {graph.searched!r} through PATH, which a"
+                " saved snapshot does not hold: which interpreter (a venv's?) is unknown"
+            )
+        return tuple(
+            _graph_evidence(
+                graph, self.changed, self.python_changes, _speller(self.paths), self.startup
+            )
+        )
 
     def init_impact(self) -> ProcessImpact | None:
         """PID 1 as OLD's files say it would be (`init_evidence` inside OLD), for a
@@ -922,9 +1052,11 @@ class ImageEvidence:
             self._fs = None
 
 
-# the finder's notes when the program's own file is not in the root it read (OLD here)
-_NOT_IN_OLD = ("script ", "relative script ", "directory ")
-_NOT_IN_OLD_END = ("not found in the root", "with unknown working directory", "no __main__.py")
+def _is_link_change(change: Change) -> bool:
+    """A symlink repointed, or a path that is a symlink in OLD or NEW."""
+    return Aspect.TARGET in change.aspects or any(
+        e is not None and e.type is EntryType.SYMLINK for e in (change.old, change.new)
+    )
 
 
 def _image_identity(path: str) -> str:

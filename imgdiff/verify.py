@@ -44,7 +44,10 @@ class Ignore:
     """Matches paths against ignore patterns: "/dir/" a tree, a pattern with * ? [ an
     fnmatch pattern, anything else one path."""
 
-    def __init__(self, patterns: Sequence[str]) -> None:
+    def __init__(self, patterns: Sequence[str], keep: Sequence[str] = ()) -> None:
+        # directories walked even inside an ignored tree: package databases, and the
+        # site directories holding an image's pip metadata (`keep`)
+        self.keep = (*DB_DIRS, *(k.rstrip("/") for k in keep))
         self.trees = tuple(p for p in patterns if p.endswith("/"))
         self.globs = tuple(
             p for p in patterns if not p.endswith("/") and any(c in p for c in "*?[")
@@ -63,18 +66,25 @@ class Ignore:
         """True for a directory not worth walking: in an ignored tree, and no package
         database below. One path or a pattern ignores the directory, not what it holds."""
         in_tree = path.startswith(self.trees) or path + "/" in self.trees
-        return in_tree and not any(d == path or d.startswith(path + "/") for d in DB_DIRS)
+        return in_tree and not any(
+            d == path or d.startswith(path + "/") or path.startswith(d + "/") for d in self.keep
+        )
 
 
-def _own(ignore: Sequence[str]) -> Ignore:
-    return Ignore((*ignore, STATE_DIR + "/"))
+def _own(ignore: Sequence[str], keep: Sequence[str] = ()) -> Ignore:
+    return Ignore((*ignore, STATE_DIR + "/"), keep)
 
 
 def read_tree(
-    tree: str, ignore: Sequence[str] = DRIFT_IGNORE, *, use_cache: bool = True
+    tree: str,
+    ignore: Sequence[str] = DRIFT_IGNORE,
+    *,
+    use_cache: bool = True,
+    keep: Sequence[str] = (),
 ) -> Manifest:
-    """A live tree's manifest, without the trees `ignore` names (package databases kept)."""
-    return Manifest.read(DirImage(tree, prune=_own(ignore).prune), use_cache=use_cache)
+    """A live tree's manifest, without the trees `ignore` names (package databases, and
+    the directories `keep` names, are walked all the same: they say what is installed)."""
+    return Manifest.read(DirImage(tree, prune=_own(ignore, keep).prune), use_cache=use_cache)
 
 
 def verify(

@@ -787,3 +787,19 @@ def test_a_relative_venv_home_does_not_hang_the_search(make_root: MakeRoot) -> N
     os.symlink(EXE, Path(fs.name) / "opt/venv/bin/python")
     g = static_imports(fs, ["/opt/venv/bin/python", "/srv/app.py"], EXE, "/srv")
     assert "/opt/venv/lib/python3.11/site-packages/vpkg/__init__.py" in g.files
+
+
+def test_a_module_behind_a_symlink_has_its_chain_by_its_real_path_too(
+    make_root: MakeRoot, tmp_path: Path
+) -> None:
+    """Debian's sitecustomize.py is a link to /etc/python3.11/sitecustomize.py: a change
+    to the real file is evidence whose chain says it is a start-up import."""
+    fs = make_root({"etc/python3.11/sitecustomize.py": "X = 1\n", "srv/app.py": "pass\n"})
+    os.symlink(
+        "/etc/python3.11/sitecustomize.py",
+        tmp_path / "root/usr/lib/python3.11/sitecustomize.py",
+    )
+    g = run(fs, "/srv/app.py")
+    assert "/etc/python3.11/sitecustomize.py" in g.files
+    assert g.chain("/etc/python3.11/sitecustomize.py") == ("sitecustomize",)
+    assert g.chain("/usr/lib/python3.11/sitecustomize.py") == ("sitecustomize",)

@@ -1520,3 +1520,52 @@ def test_a_saved_manifest_without_a_linked_units_file_warns(host: Host, tmp_path
     result = plan_update(saved, str(host.new), root=str(host.old), use_cache=False)
     (warning,) = [w for w in result.delta.warnings if w.path == link]
     assert warning.message.startswith("linked unit file not read: ")
+
+
+_PIP_META = "Metadata-Version: 2.1\nName: foo\nVersion: 1.0\n"
+_PIP_SITE = "usr/local/lib/python3.11/dist-packages"
+
+
+def _dpkg_status(version: str) -> str:
+    return (
+        "Package: foo\nStatus: install ok installed\nArchitecture: amd64\n"
+        f"Version: {version}\nMaintainer: x\nDescription: foo\n\n"
+    )
+
+
+def test_drift_reads_what_is_installed_under_ignored_trees(tmp_path: Path) -> None:
+    """/usr/local/ is left out of the file comparison, not out of the package view: a
+    live root that is OLD plus one local edit has OLD's pip packages installed."""
+    from imgdiff.drift import check_drift
+
+    files = {
+        "etc/a.conf": "1",
+        f"{_PIP_SITE}/foo-1.0.dist-info/METADATA": _PIP_META,
+        "var/lib/dpkg/status": _dpkg_status("1.0"),
+    }
+    old = write_tree(tmp_path / "old", files)
+    new = write_tree(tmp_path / "new", {**files, "etc/a.conf": "2"})
+    live = write_tree(tmp_path / "live", {**files, "etc/issue": "local"})
+    drift = check_drift(str(live), str(old), str(new), use_cache=False)
+    assert drift.differs == ("/etc/issue",)
+    assert drift.packages == ()
+
+
+def test_a_package_database_other_than_olds_over_olds_files_is_drift(tmp_path: Path) -> None:
+    """The files are OLD's, /var/lib/dpkg says other versions are installed (/var/ is
+    ignored for files, never for what is installed): the box is not in OLD's state."""
+    from imgdiff.drift import check_drift
+
+    files = {"etc/a.conf": "1", "var/lib/dpkg/status": _dpkg_status("1.0")}
+    old = write_tree(tmp_path / "old", files)
+    new = write_tree(tmp_path / "new", {**files, "etc/a.conf": "2"})
+    live = write_tree(tmp_path / "live", {**files, "var/lib/dpkg/status": _dpkg_status("2.0")})
+    drift = check_drift(str(live), str(old), str(new), use_cache=False)
+    assert drift.differs == ("/var/lib/dpkg",)
+    assert drift.packages == ("dpkg:foo:amd64 2.0 live, 1.0 in OLD (live is newer)",)
+    # a status rewritten with the same versions (a hold, say) is no drift
+    same = write_tree(
+        tmp_path / "same",
+        {**files, "var/lib/dpkg/status": _dpkg_status("1.0").replace("install ok", "hold ok")},
+    )
+    assert check_drift(str(same), str(old), str(new), use_cache=False).differs == ()

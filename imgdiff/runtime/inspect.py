@@ -233,6 +233,8 @@ class Inspector:
         self.links: dict[Space, dict[str, list[tuple[str, float]]]] = {}
         # per process: may it write its bytecode cache (settle asks once per question)
         self.writers: dict[tuple[int, int], bool] = {}
+        # per space, program and PATH: why a bare argv[0] leaves the interpreter unknown
+        self.searched: dict[tuple[object, ...], str | None] = {}
 
     @functools.cached_property
     def graphs(self) -> ProgramGraphs:
@@ -356,12 +358,31 @@ class Inspector:
     def graph_unknown(self, proc: Process, fs: RootFS) -> str | None:
         """Why the static import graph of an untraced Python process could not be
         computed (its imports are then unknown, never clean), or None."""
-        from imgdiff.loaders.python import RunMode
-
         graph = self.graph(proc, fs)
-        if graph.mode is not RunMode.UNSUPPORTED:
-            return None
-        return f"import graph not computed: {graph.notes[0] if graph.notes else graph.mode}"
+        why = graph.unknown
+        if why is None and graph.searched is not None:
+            why = self._searched(proc, fs, graph.searched)
+        return None if why is None else f"import graph not computed: {why}"
+
+    def _searched(self, proc: Process, fs: RootFS, name: str) -> str | None:
+        """Why the interpreter started by the bare name `name` (a PATH search) may not be
+        the one its executable says: a venv's `bin/python3` links to the base interpreter,
+        so /proc/PID/exe cannot tell them apart. The process's PATH is only looked at,
+        to widen the answer to unknown, never to pick a sys.path: each of its directories
+        holding `name` that leads to the same executable from inside a venv makes the
+        interpreter unknown; an unreadable environment too."""
+        assert proc.exe is not None
+        environ = read_environ(proc.pid, self.procfs)
+        if environ is None:
+            return (
+                f"started as {name!r} through PATH, its environment not readable:"
+                " which interpreter (a venv's?) is unknown"
+            )
+        values = [v for n, v in environ if n == b"PATH"] or [_DEFAULT_PATH]
+        key = (_space(proc), proc.exe, name, tuple(values), proc.cwd)
+        if key not in self.searched:
+            self.searched[key] = _venv_on_path(fs, proc, name, values)
+        return self.searched[key]
 
     def stale_imports(self, proc: Process, fs: RootFS) -> list[Evidence]:
         """Modules an untraced Python process's import graph reaches that are gone or
@@ -414,6 +435,33 @@ class Inspector:
                 self.loaders[space] = load_loader_config(fs)
             self.closures[key] = elf_closure(fs, proc.exe, self.loaders[space], cache=self.facts)
         return self.closures[key]
+
+
+_DEFAULT_PATH = b"/bin:/usr/bin"  # glibc's execvp search without PATH (_CS_PATH)
+_MAX_PATH_DIRS = 64
+
+
+def _venv_on_path(fs: RootFS, proc: Process, name: str, values: list[bytes]) -> str | None:
+    """A venv interpreter named `name` in one of the PATH `values` that leads to the
+    process's executable (why its sys.path is unknown), or None."""
+    from imgdiff.loaders.python import find_interpreter
+
+    assert proc.exe is not None
+    real = fs.realpath(proc.exe)
+    dirs = [d for v in values for d in os.fsdecode(v).split(":")][:_MAX_PATH_DIRS]
+    for entry in dirs:
+        if not entry.startswith("/") and (proc.cwd is None or not proc.cwd.startswith("/")):
+            return f"started as {name!r} through a PATH with a relative entry {entry!r}"
+        candidate = posixpath.normpath(posixpath.join(proc.cwd or "/", entry, name))
+        if fs.stat(candidate) is None or fs.realpath(candidate) != real:
+            continue
+        venv = find_interpreter(fs, candidate).venv
+        if venv is not None:
+            return (
+                f"started as {name!r} through PATH, which holds {candidate} of the venv"
+                f" {venv}: which interpreter's sys.path applies is unknown"
+            )
+    return None
 
 
 def _space(proc: Process) -> Space:

@@ -108,12 +108,24 @@ class ImportGraph:
     # module -> the module whose import statement first reached it ("" for start-up
     # imports: site, encodings, ...), breadth first, so chains are shortest
     importers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map, hash=False)
+    # the real file (symlinks resolved) -> the path the import system named it by
+    aliases: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map, hash=False)
+    # why the program's own imports are unknown (its text was not read: stdin, a prompt, a
+    # script not in the root, a command line not understood); None when they were read
+    unknown: str | None = None
+    # the site directories whose .pth files start-up reads (none under -S)
+    pth_dirs: tuple[str, ...] = ()
+    # files on sys.path (zip archives): not searched, so what it imports from them is unknown
+    archives: tuple[str, ...] = ()
+    # argv[0] when it is a bare name: the interpreter was found through a PATH search,
+    # so the one assumed (from the executable) may not be the one started (a venv's link)
+    searched: str | None = None
 
     def chain(self, path: str) -> tuple[str, ...]:
         """The modules from the one loaded from `path` back to the program (or start-up):
         ("wsgiref", "wsgiref.simple_server", "__main__"). Empty if `path` is not loaded."""
         by_path = {p: m for m, p in self.modules.items()}
-        name = by_path.get(path)
+        name = by_path.get(path) or by_path.get(self.aliases.get(path, ""))
         out: list[str] = []
         while name and name not in out:
             out.append(name)
@@ -152,7 +164,9 @@ def static_imports(
     """
     inv = parse_cmdline(argv)
     if inv.mode in (RunMode.EXITS, RunMode.UNSUPPORTED):
-        return ImportGraph(None, inv.mode, None, (), notes=(inv.problem or inv.mode.value,))
+        why = inv.problem or inv.mode.value
+        unknown = why if inv.mode is RunMode.UNSUPPORTED else None
+        return ImportGraph(None, inv.mode, None, (), notes=(why,), unknown=unknown)
     notes: list[str] = ["PYTHONPATH, PYTHONHOME and user site-packages not considered"]
     cwd_n = normalise(cwd) if cwd and cwd.startswith("/") else None
     invoked = normalise(exe)
@@ -194,11 +208,12 @@ def static_imports(
             notes.append("-c code parsed")
         elif inv.mode is RunMode.STDIN:
             entry = "-"
-            notes.append("program read from stdin: only start-up imports known")
+            notes.append(_STDIN)
         else:
-            notes.append("interactive interpreter: only start-up imports known")
+            notes.append(_INTERACTIVE)
     sys_path = default_sys_path(fs, interp, path0, no_site=inv.no_site)
-    notes.extend(f"archive on sys.path not searched: {p}" for p in sys_path if fs.is_file(p))
+    archives = tuple(p for p in sys_path if fs.is_file(p))
+    notes.extend(f"archive on sys.path not searched: {p}" for p in archives)
     walk.sys_path = tuple(sys_path)
 
     _startup_imports(walk, inv, interp, notes, via_runpy=via_runpy)
@@ -209,6 +224,10 @@ def static_imports(
     walk.run()
     notes.extend(walk.notes)
     return ImportGraph(
+        unknown=next((n for n in notes if _is_unknown(n)), None),
+        pth_dirs=() if inv.no_site else interp.site_dirs,
+        archives=archives,
+        searched=argv[0] if "/" not in argv[0] and interp.venv is None else None,
         entry=entry,
         mode=inv.mode,
         version=f"{version[0]}.{version[1]}" if version else None,
@@ -221,7 +240,26 @@ def static_imports(
         dynamic=tuple(walk.dynamic),
         notes=tuple(dict.fromkeys(notes)),
         importers=walk.importers,
+        aliases=walk.aliases,
     )
+
+
+_STDIN = "program read from stdin: its imports are unknown (only start-up imports known)"
+_INTERACTIVE = (
+    "interactive interpreter (or a program piped to it): what it imports is unknown"
+    " (only start-up imports known)"
+)
+
+
+def _is_unknown(note: str) -> bool:
+    """Whether a note says the program's own text was not read: its imports unknown."""
+    return note in (_STDIN, _INTERACTIVE) or (
+        note.startswith(("script ", "relative script ", "directory ", "zip application "))
+        and note.endswith(
+            ("not found in the root", "with unknown working directory", "no __main__.py",
+             "not searched")
+        )
+    )  # fmt: skip
 
 
 def _startup_imports(
@@ -355,6 +393,7 @@ class _Walk:
         self._real_dirs: dict[str, str] = {}
         self._full = False
         self.importers: dict[str, str] = {}
+        self.aliases: dict[str, str] = {}
         self._importer = ""  # the module whose imports are being resolved
         self.main_names = {"__main__"}  # modules that run as the program (-m target)
 
@@ -373,6 +412,8 @@ class _Walk:
         else:
             real = self.fs.realpath(target if target.startswith("/") else f"{real_dir}/{target}")
         self.files.add(real)
+        if real != path:
+            self.aliases.setdefault(real, path)
 
     def parse_file(self, path: str, *, skip_first_line: bool = False) -> Parsed | None:
         """The imports in the file at `path` (None if it is not a readable regular file)."""

@@ -41,6 +41,7 @@ class Interpreter:
     site: tuple[str, ...]  # site directories and .pth path lines, in sys.path order
     pth_imports: tuple[tuple[str, str], ...]  # (.pth file, `import` line): never executed
     notes: tuple[str, ...]
+    site_dirs: tuple[str, ...] = ()  # the directories site reads .pth files from
 
 
 def find_interpreter(fs: RootFS, executable: str) -> Interpreter:
@@ -96,12 +97,14 @@ def find_interpreter(fs: RootFS, executable: str) -> Interpreter:
         prefixes.append((prefix, bool(venv)))
     known = set(stdlib)
     site: list[str] = []
+    site_dirs: list[str] = []
     pth_imports: list[tuple[str, str]] = []
     for pfx, in_venv in prefixes:
         for sitedir in _site_dirs(pfx, pyver, platlib, debian=debian, in_venv=in_venv):
             if sitedir not in known and fs.is_dir(sitedir):
                 known.add(sitedir)
                 site.append(sitedir)
+                site_dirs.append(sitedir)
                 _add_pth_files(fs, sitedir, known, site, pth_imports)
     return Interpreter(
         exe,
@@ -114,6 +117,7 @@ def find_interpreter(fs: RootFS, executable: str) -> Interpreter:
         tuple(site),
         tuple(pth_imports),
         tuple(notes),
+        tuple(site_dirs),
     )
 
 
