@@ -6,6 +6,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from imgdiff.pipeline import plan_update
+from imgdiff.results import Verdict
+from imgdiff.runtime import Snapshot
+
 from .procs import build_chroot
 
 # the standard library minus what no test program imports (tests, IDLE, Tk, 2to3, ...)
@@ -24,3 +28,12 @@ def python_root(root: Path) -> Path:
     stdlib = Path("/usr/lib/python3.11")  # Debian's, not the interpreter running the tests
     shutil.copytree(stdlib, root / str(stdlib).lstrip("/"), ignore=_SKIP, symlinks=True)
     return root
+
+
+def plan_live_and_saved(old: Path, new: Path, saved: Path) -> tuple[Verdict, Verdict]:
+    """The plan for the processes running in `old`, live and from a snapshot of them saved
+    to `saved` (the two must agree)."""
+    live = plan_update(str(old), str(new), root=str(old), use_cache=False).verdict
+    Snapshot.capture(str(old)).save(str(saved))
+    offline = plan_update(str(old), str(new), root=str(old), snapshot=str(saved), use_cache=False)
+    return live, offline.verdict

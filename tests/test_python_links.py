@@ -10,11 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from imgdiff.pipeline import plan_update
-from imgdiff.runtime import Snapshot
-
 from .procs import build_chroot, processes, scratch_dir
-from .pyroot import PYTHON
+from .pyroot import PYTHON, plan_live_and_saved
 
 pytestmark = pytest.mark.skipif(not os.path.exists(PYTHON), reason="no python3.11")
 
@@ -49,12 +46,7 @@ def test_a_package_switched_by_a_symlink_new_repoints_is_import_graph_evidence(
         shutil.copytree(old, new, symlinks=True)
         (new / "opt/app/myapp").unlink()
         (new / "opt/app/myapp").symlink_to("/opt/releases/2/myapp")
-        live = plan_update(str(old), str(new), root=str(old), use_cache=False).verdict
-        saved = tmp_path / "snap.json"
-        Snapshot.capture(str(old)).save(str(saved))
-        offline = plan_update(
-            str(old), str(new), root=str(old), snapshot=str(saved), use_cache=False
-        ).verdict
+        live, offline = plan_live_and_saved(old, new, tmp_path / "snap.json")
     assert live.verdict == offline.verdict == "restart"
     (step,) = [s for s in live.steps if proc.pid in s.pids]
     (e,) = [e for p in step.processes for e in p.evidence]

@@ -15,7 +15,7 @@ from imgdiff.results import Verdict
 from imgdiff.runtime import Snapshot, stale
 
 from .procs import build_chroot, processes, replace_file, scratch_dir
-from .pyroot import PYTHON, python_root
+from .pyroot import PYTHON, plan_live_and_saved, python_root
 
 pytestmark = pytest.mark.skipif(not os.path.exists(PYTHON), reason="no python3.11")
 
@@ -86,12 +86,7 @@ def test_a_script_deleted_after_the_start_is_uninspected_live_as_in_a_saved_plan
         (app / "main.py").unlink()
         new = tmp_path / "new"
         _new_with_changed(old, new, "opt/app/appmod.py")
-        live = plan_update(str(old), str(new), root=str(old), use_cache=False).verdict
-        saved = tmp_path / "snap.json"
-        Snapshot.capture(str(old)).save(str(saved))
-        offline = plan_update(
-            str(old), str(new), root=str(old), snapshot=str(saved), use_cache=False
-        ).verdict
+        live, offline = plan_live_and_saved(old, new, tmp_path / "snap.json")
     why = "script /opt/app/main.py not found in the root"
     assert _uninspected(live, proc.pid) == [f"pid {proc.pid}: import graph not computed: {why}"]
     assert _uninspected(offline, proc.pid) == [

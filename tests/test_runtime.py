@@ -21,6 +21,7 @@ from imgdiff.runtime._procfs import anyone_in, parse_maps, parse_stat, parse_sta
 
 from .procs import (
     MAP_LIB,
+    Processes,
     build_chroot,
     join_cgroup,
     processes,
@@ -89,13 +90,19 @@ def test_deleted_library_is_reported_deleted() -> None:
         assert _reasons(user.pid) == [(str(lib), "deleted")]
 
 
+def _replaced_sleeper(opt: Path, procs: Processes) -> tuple[Path, subprocess.Popen[bytes]]:
+    """A copy of sleep under `opt`, running, then replaced on disk by other bytes."""
+    exe = opt / "sleeper"
+    shutil.copy("/bin/sleep", exe)
+    proc = procs.start(["sh", "-c", f"echo ready; exec {exe} 600"])
+    _wait_for_exe(proc.pid, str(exe))
+    replace_file(exe, Path("/bin/sleep").read_bytes() + b"\0")
+    return exe, proc
+
+
 def test_replaced_executable_is_reported_as_exe() -> None:
     with scratch_dir() as opt, processes() as procs:
-        exe = opt / "sleeper"
-        shutil.copy("/bin/sleep", exe)
-        proc = procs.start(["sh", "-c", f"echo ready; exec {exe} 600"])
-        _wait_for_exe(proc.pid, str(exe))
-        replace_file(exe, Path("/bin/sleep").read_bytes() + b"\0")
+        exe, proc = _replaced_sleeper(opt, procs)
         assert _reasons(proc.pid) == [(str(exe), "exe")]
 
 
@@ -105,11 +112,7 @@ def test_a_procfs_that_is_not_a_mounted_proc_is_refused_not_an_all_clear(
     """Read from a path that is not a procfs, every process looked gone since the
     snapshot: a replaced executable came out clean (no stale process, no gap)."""
     with scratch_dir() as opt, processes() as procs:
-        exe = opt / "sleeper"
-        shutil.copy("/bin/sleep", exe)
-        proc = procs.start(["sh", "-c", f"echo ready; exec {exe} 600"])
-        _wait_for_exe(proc.pid, str(exe))
-        replace_file(exe, Path("/bin/sleep").read_bytes() + b"\0")
+        _, proc = _replaced_sleeper(opt, procs)
         snap = Snapshot.capture(pids=[proc.pid])
         (tmp_path / "proc").mkdir()
         for procfs in ("/nonexistent", str(tmp_path), str(tmp_path / "proc"), "/proc/sys"):
