@@ -406,9 +406,10 @@ def _emit(result: Any, args: argparse.Namespace, *, full: bool = False) -> int:
     fmt = _format(args)
     result = _as_given(args, result)
     if fmt == "json":
-        from imgdiff.report.json import document, dumps
+        from imgdiff.report.json import write
 
-        sys.stdout.write(dumps(document(result)) + "\n")
+        write(result, sys.stdout)  # in pieces: a large delta's text is never held whole
+        sys.stdout.write("\n")
     elif fmt == "plain":
         from imgdiff.report.plain import lines, notes
 

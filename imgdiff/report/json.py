@@ -2,7 +2,9 @@
 
 Every result's document is written here and nowhere else (`document` picks it by the
 result's type; `results.Rendered.to_json` calls it); the snapshot's document stays beside
-`Snapshot.load`, which reads it back. This module only builds dicts: no I/O, no logic.
+`Snapshot.load`, which reads it back. This module builds dicts and spells them (`dumps`,
+and `write`, which encodes a large array an element at a time); it opens no file and
+holds no logic.
 Paths that are not valid UTF-8 travel as `os.fsdecode` strings; `json.dumps` with its
 default `ensure_ascii=True` writes their lone surrogates as `\\udcXX` escapes, so
 `os.fsencode(path)` gives back the exact bytes.
@@ -12,8 +14,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TextIO
 
 import attrs
 
@@ -107,12 +109,19 @@ def _warnings(warnings: Sequence[ImageWarning]) -> list[dict[str, str]]:
 @document.register
 def delta_doc(delta: Delta) -> dict[str, Any]:
     """The `imgdiff diff --json` document."""
+    doc = _lazy_delta_doc(delta)
+    doc["changes"] = list(doc["changes"])
+    return doc
+
+
+def _lazy_delta_doc(delta: Delta) -> dict[str, Any]:
+    """`delta_doc` with "changes" an iterator, each change's dict made as it is written."""
     return {
         "schema": DELTA_SCHEMA,
         "old": delta.old.to_json(),
         "new": delta.new.to_json(),
         "stats": stats_json(delta.stats),
-        "changes": [change_json(c, owners=delta.owners) for c in delta.changes],
+        "changes": (change_json(c, owners=delta.owners) for c in delta.changes),
         "warnings": _warnings(delta.warnings),
     }
 
@@ -247,13 +256,55 @@ def _differences(changes: Sequence[Change]) -> list[dict[str, Any]]:
     ]
 
 
+# what `json.dumps(doc, ensure_ascii=True, separators=(",", ":"))` uses, made once
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+_BATCH = 1024  # array elements encoded, joined and written at a time by `write`
+
+
 def dumps(doc: dict[str, Any]) -> str:
     """Serialise a document as compact ASCII JSON (lone surrogates escaped).
 
     No indentation: `indent` makes the json module fall back to its pure-Python encoder,
     4x slower on a large delta. Pipe through `jq .` to read it.
     """
-    return json.dumps(doc, ensure_ascii=True, separators=(",", ":"))
+    return _ENCODER.encode(doc)
+
+
+def write(result: object, out: TextIO) -> None:
+    """Write `dumps(document(result))` to `out` in pieces, the same text: a delta's
+    changes are made into dicts and encoded a batch at a time, so neither the whole
+    document nor its text is ever held (a million changes would take gigabytes)."""
+    doc = _lazy_delta_doc(result) if isinstance(result, Delta) else document(result)
+    for piece in _pieces(doc):
+        out.write(piece)
+
+
+def _pieces(doc: Mapping[str, Any]) -> Iterator[str]:
+    """The text of `doc` as `dumps` spells it, a value that is an iterator written as an
+    array of its elements (the C encoder's separators: "," between items, ":" after keys)."""
+    if not doc:
+        yield "{}"
+        return
+    opening = "{"
+    for key, value in doc.items():
+        yield f"{opening}{_ENCODER.encode(key)}:"
+        opening = ","
+        if not isinstance(value, Iterator):
+            yield _ENCODER.encode(value)
+            continue
+        yield "["
+        batch: list[str] = []
+        first = True
+        for item in value:
+            batch.append(_ENCODER.encode(item))
+            if len(batch) == _BATCH:
+                yield ("" if first else ",") + ",".join(batch)
+                batch.clear()
+                first = False
+        if batch:
+            yield ("" if first else ",") + ",".join(batch)
+        yield "]"
+    yield "}"
 
 
 @document.register
