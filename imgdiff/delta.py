@@ -123,7 +123,8 @@ def compare(
         changes.append(Change(path, Status.MODIFIED, _order(aspects), a, b))
     changes.sort(key=lambda c: c.path)
     if classify is not None:
-        changes = [attrs.evolve(c, kind=classify(c)) for c in changes]
+        for i, c in enumerate(changes):  # in place: never two changes of a path held at once
+            changes[i] = attrs.evolve(c, kind=classify(c))
     stats = _stats(old, new, changes, unchanged, mtime_only)
     # each side's once: a file that cannot be read is warned about at each attempt
     warnings = tuple(dict.fromkeys(old.warnings)) + tuple(dict.fromkeys(new.warnings))

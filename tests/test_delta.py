@@ -343,3 +343,42 @@ def test_the_pipeline_leaves_no_descriptor_of_the_images_it_read_open(
         assert open_fds() > before  # the root, for the digests
     assert open_fds() <= before
     assert m.digest("/etc/app.conf") == _digest.of_bytes(b"workers = 4\n")  # opened again
+
+
+def _many_added(tmp_path: Path, n: int) -> tuple[Manifest, Manifest]:
+    """An empty tree and a tar of `n` empty members (made with Python's tarfile)."""
+    import tarfile
+
+    archive = tmp_path / "many.tar"
+    with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT) as tf:
+        for i in range(n):
+            tf.addfile(tarfile.TarInfo(f"usr/share/many/d{i // 1000:02d}/f{i % 1000:03d}"))
+    (tmp_path / "empty").mkdir()
+    return Manifest.read(str(tmp_path / "empty")), Manifest.read(str(archive))
+
+
+def test_classifying_a_large_delta_never_holds_two_changes_of_a_path(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from imgdiff.delta import classifier, compare
+
+    old, new = _many_added(tmp_path, 20_000)
+    tracemalloc.start()
+    try:
+        delta = compare(old, new, classify=classifier(old, new))
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(delta.changes) == 20_000 + 20 + 3
+    assert peak < 1.5 * held  # a second list of changes, classified, would double it
+
+
+def test_naming_no_owners_keeps_each_change(tmp_path: Path) -> None:
+    from imgdiff.delta import compare
+    from imgdiff.packages.view import PackageView, annotate
+
+    old, new = _many_added(tmp_path, 100)
+    delta = compare(old, new)
+    named = annotate(delta, PackageView(()), PackageView(()))
+    assert named.owners
+    assert all(a is b for a, b in zip(named.changes, delta.changes, strict=True))

@@ -293,5 +293,9 @@ def annotate(delta: Delta, old: PackageView, new: PackageView) -> Delta:
         view = new if change.new is not None else old
         return tuple(f"{p.manager}:{p.key}" for p in view.owners(change.path))
 
-    changes = tuple(attrs.evolve(c, packages=owners(c)) for c in delta.changes)
+    def named(change: Change) -> Change:
+        found = owners(change)  # unchanged: the same record (a million unowned cost none)
+        return change if found == change.packages else attrs.evolve(change, packages=found)
+
+    changes = tuple(named(c) for c in delta.changes)
     return attrs.evolve(delta, changes=changes, owners=True)
