@@ -423,7 +423,7 @@ def _graph_evidence(
     a change to what the process imported."""
     out = []
     for path in sorted(graph.files):
-        chain = _import_chain(graph.chain(path))
+        chain = _import_chain(graph, path)
         for name in spell(path):
             if (c := changed.get(name)) is None:
                 continue
@@ -527,7 +527,7 @@ def _shadows(graph: ImportGraph, path: str) -> str | None:
             earlier = "." not in name and where in order and old[0] in order
             earlier = earlier and order.index(where) < order.index(old[0])
         if earlier:
-            chain = _import_chain(graph.chain(loaded))
+            chain = _import_chain(graph, loaded)
             return f"added: shadows {name}, imported from {loaded} ({chain})"
     return None
 
@@ -604,12 +604,24 @@ def _strongest(found: list[Evidence]) -> tuple[Evidence, ...]:
     return tuple(sorted(best.values(), key=lambda e: (e.via.strength, e.path)))
 
 
-def _import_chain(chain: tuple[str, ...]) -> str:
-    """ "wsgiref ← wsgiref.simple_server ← __main__" (start-up imports say so)."""
+def _import_chain(graph: ImportGraph, path: str) -> str:
+    """ "wsgiref ← wsgiref.simple_server ← __main__" (start-up imports say so). A module
+    that imports the next inside a function says so, and a chain with such an import
+    ends saying it is uncertain: the function may never have run."""
+    chain = graph.chain(path)
     if not chain:
         return ""
-    text = " ← ".join(chain)
-    return text if chain[-1] == "__main__" else f"{text} ← (start-up)"
+    hops = [*chain] if chain[-1] == "__main__" else [*chain, "(start-up)"]
+    uncertain = False
+    for i, name in enumerate(chain):
+        if name in graph.deferred:
+            hops[i + 1] += " (in a function)"
+            uncertain = True
+    text = " ← ".join(hops)
+    return f"{text} {_DEFERRED}" if uncertain else text
+
+
+_DEFERRED = "(uncertain: reached only through imports inside functions, which may not have run)"
 
 
 def _needed_chain(closure: ElfClosure, path: str) -> str:

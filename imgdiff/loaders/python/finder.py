@@ -10,7 +10,9 @@ through `RootFS` and leaves reading the command line, the interpreter and source
 reads, nor consult any environment. The result is evidence ``import-graph``: an
 over-approximation (every import in every branch and function, except under ``if
 TYPE_CHECKING:``) that still misses names computed at run time, listed in
-`ImportGraph.dynamic`; traced imports are stronger evidence.
+`ImportGraph.dynamic`; traced imports are stronger evidence. Imports inside functions
+may never run: what only they reach is in `ImportGraph.deferred`, and the walk follows
+them last, so a module both kinds reach gets its chain through module-level imports.
 """
 
 from __future__ import annotations
@@ -120,6 +122,9 @@ class ImportGraph:
     # argv[0] when it is a bare name: the interpreter was found through a PATH search,
     # so the one assumed (from the executable) may not be the one started (a venv's link)
     searched: str | None = None
+    # modules whose importer (in `importers`) imports them inside a function: nothing
+    # but imports that may never run leads there
+    deferred: frozenset[str] = frozenset()
 
     def chain(self, path: str) -> tuple[str, ...]:
         """The modules from the one loaded from `path` back to the program (or start-up):
@@ -131,6 +136,10 @@ class ImportGraph:
             out.append(name)
             name = self.importers.get(name, "")
         return tuple(out)
+
+    def uncertain(self, path: str) -> bool:
+        """Whether `path` is reached only through an import inside a function."""
+        return any(name in self.deferred for name in self.chain(path))
 
 
 class ImportCache(FileCache[Parsed]):
@@ -241,6 +250,7 @@ def static_imports(
         notes=tuple(dict.fromkeys(notes)),
         importers=walk.importers,
         aliases=walk.aliases,
+        deferred=frozenset(walk.deferred),
     )
 
 
@@ -395,6 +405,11 @@ class _Walk:
         self.importers: dict[str, str] = {}
         self.aliases: dict[str, str] = {}
         self._importer = ""  # the module whose imports are being resolved
+        self._in_function = False  # whether the import being resolved is in a function
+        self.deferred: set[str] = set()  # modules first reached by imports in functions
+        # imports in functions, followed once module-level imports reach nothing more:
+        # (module, its package, the import, its file)
+        self._later: deque[tuple[str, str, Ref, str]] | None = deque()
         self.main_names = {"__main__"}  # modules that run as the program (-m target)
 
     # -- files ----------------------------------------------------------------------
@@ -557,6 +572,8 @@ class _Walk:
             return None
         self._loaded[name] = spec
         self.importers.setdefault(name, self._importer)
+        if self._in_function:
+            self.deferred.add(name)
         if spec.kind in ("builtin", "frozen"):
             self.in_binary[name] = None
         elif spec.kind == "namespace":
@@ -594,27 +611,35 @@ class _Walk:
             self.require(name)
 
     def follow(self, name: str, package: str, parsed: Parsed, path: str) -> None:
-        """Resolve what the module `name` (in `package`) read from `path` imports."""
+        """Resolve what the module `name` (in `package`) read from `path` imports;
+        imports inside its functions wait until module-level ones reach nothing more."""
         self.dynamic.extend(f"{path}:{line}" for line in parsed.dynamic)
         self.notes.extend(f"{path}: {problem}" for problem in parsed.problems)
-        self._importer = name
         as_main = name in self.main_names
         for ref in parsed.refs:
             if ref.main_only and not as_main:
                 continue  # `if __name__ == "__main__":` of an imported module never runs
-            target = self._absolute(ref, package, path)
-            if not target:
-                continue
-            if not ref.names:
-                self.require(target)
-                continue
-            spec = self.require(target)
-            if spec is None or spec.locations is None:
-                continue
-            for item in ref.names:
-                subs = self._star(spec) if item == "*" else (item,)
-                for sub in subs:
-                    self.probe(f"{target}.{sub}")
+            if ref.deferred and self._later is not None:
+                self._later.append((name, package, ref, path))
+            else:
+                self._resolve(name, package, ref, path)
+
+    def _resolve(self, name: str, package: str, ref: Ref, path: str) -> None:
+        self._importer = name
+        self._in_function = ref.deferred
+        target = self._absolute(ref, package, path)
+        if not target:
+            return
+        if not ref.names:
+            self.require(target)
+            return
+        spec = self.require(target)
+        if spec is None or spec.locations is None:
+            return
+        for item in ref.names:
+            subs = self._star(spec) if item == "*" else (item,)
+            for sub in subs:
+                self.probe(f"{target}.{sub}")
 
     def _absolute(self, ref: Ref, package: str, path: str) -> str | None:
         if ref.level == 0:
@@ -638,11 +663,26 @@ class _Walk:
         return parsed.all_names or () if parsed is not None else ()
 
     def run(self) -> None:
-        """Parse queued modules until none is left (or the time is up)."""
+        """Parse queued modules until none is left (or the time is up): first what
+        module-level imports reach, then what imports inside functions add (all of it
+        uncertain, so followed at once)."""
+        if not self._drain():
+            return
+        later, self._later = self._later, None
+        while later:
+            self._resolve(*later.popleft())
+        self._drain()
+
+    def _drain(self) -> bool:
+        """Follow the queue to its end (False if the time ran out first)."""
         while self._queue:
             if time.monotonic() > self.deadline:
-                self.notes.append(f"time limit reached: {len(self._queue)} module(s) not read")
-                return
+                waiting = len(self._later or ())
+                also = f" and {waiting} import(s) in functions not followed" if waiting else ""
+                self.notes.append(
+                    f"time limit reached: {len(self._queue)} module(s) not read{also}"
+                )
+                return False
             name, spec = self._queue.popleft()
             assert spec.source is not None  # only queued with a source
             parsed = self.parse_file(spec.source)
@@ -650,6 +690,7 @@ class _Walk:
                 continue
             package = name if spec.locations is not None else name.rpartition(".")[0]
             self.follow(name, package, parsed, spec.source)
+        return True
 
 
 def _read_all(fd: int, size: int) -> bytes:

@@ -3,10 +3,10 @@
 This module owns reading import statements out of source text: `import` and `from ...
 import` statements and literal `importlib.import_module`/`__import__` calls are located
 lexically (skipping strings, comments, `if TYPE_CHECKING:` bodies, and marking what only
-runs under `if __name__ == "__main__":`) and each is cut out and parsed with `ast`; with
-``parse="ast"`` whole files are parsed instead, up to `FULL_PARSE_LIMIT`. It must not
-compile, execute or import anything, nor resolve a module name to a file (the finder
-does), and it never reads files: it is given their bytes.
+runs under `if __name__ == "__main__":` and what sits in a function's body) and each is
+cut out and parsed with `ast`; with ``parse="ast"`` whole files are parsed instead, up to
+`FULL_PARSE_LIMIT`. It must not compile, execute or import anything, nor resolve a module
+name to a file (the finder does), and it never reads files: it is given their bytes.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ class Ref:
     # under a top-level `if __name__ == "__main__":`: runs only when the module is the
     # program itself, never when it is imported
     main_only: bool = False
+    # in a function's body (a method's, a nested function's): runs when it is called, if
+    # ever, not when the module is imported
+    deferred: bool = False
 
 
 @attrs.frozen
@@ -141,24 +144,32 @@ def _refs_from_tree(tree: ast.Module) -> Parsed:
         refs.extend(attrs.evolve(r, main_only=True) for r in inner.refs)
         dynamic.extend(inner.dynamic)
     skip = {id(n) for n in guarded}
-    stack: list[ast.AST] = [n for n in tree.body if id(n) not in skip]
+    # (node, inside a function's body)
+    stack: list[tuple[ast.AST, bool]] = [(n, False) for n in tree.body if id(n) not in skip]
     for block in guarded:
-        stack.extend(block.orelse)  # `else:` of the guard runs on import
+        stack.extend((n, False) for n in block.orelse)  # `else:` of the guard runs on import
     while stack:
-        node = stack.pop()
+        node, deferred = stack.pop()
         if isinstance(node, ast.Import | ast.ImportFrom):
-            refs.extend(_refs_of_statement(node))
+            found = _refs_of_statement(node)
+            refs.extend([attrs.evolve(r, deferred=True) for r in found] if deferred else found)
             continue
         if isinstance(node, ast.If) and _is_type_checking(node.test):
-            stack.extend(node.orelse)  # the body never runs; only typing tools read it
+            stack.extend((n, deferred) for n in node.orelse)  # only typing tools read the body
+            continue
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            # decorators, defaults and annotations run at `def`; the body when called
+            stack.extend((n, deferred) for n in (*node.decorator_list, node.args))
+            stack.extend((n, deferred) for n in (node.returns,) if n is not None)
+            stack.extend((n, True) for n in node.body)
             continue
         if isinstance(node, ast.Call):
-            found = _ref_of_call(node)
-            if isinstance(found, Ref):
-                refs.append(found)
-            elif found == "dynamic":
+            call = _ref_of_call(node)
+            if isinstance(call, Ref):
+                refs.append(attrs.evolve(call, deferred=True) if deferred else call)
+            elif call == "dynamic":
                 dynamic.append(node.lineno)
-        stack.extend(ast.iter_child_nodes(node))
+        stack.extend((n, deferred) for n in ast.iter_child_nodes(node))
     refs.sort(key=lambda r: r.line)
     return Parsed(tuple(refs), tuple(sorted(dynamic)), _all_names(tree.body))
 
@@ -244,6 +255,11 @@ _MAIN_GUARD_IF = re.compile(
     r"__name__)[ \t]*:[ \t]*(?:#[^\n]*)?$",
     re.M,
 )
+_DEF_HEAD = re.compile(r"[ \t]*(?:async[ \t]+)?")
+_DEF_REST = re.compile(r"def[ \t]+\w+[ \t]*\(")
+_CLOSE = re.compile(r"[ \t]*\)")
+_DEF_LINE = re.compile(r"(?:async[ \t]+)?def[ \t]+\w+[ \t]*\(")
+_WALK_BACK = 2000  # lines walked up from one import before every function is found instead
 _PREFIX = re.compile(r"(?P<head>[ \t]*|[^\n]*[:;][ \t]*)(?P<from>from(?!\w)[\w. \t]*)?")
 _DEF_BEFORE = re.compile(r"\bdef[ \t]+$")
 _ALL_ASSIGN = re.compile(r"__all__[ \t]*(?::[^=\n]*)?=[ \t]*")
@@ -346,35 +362,138 @@ def _main_guard_blocks(
     return _blocks(text, spans, starts, _MAIN_GUARD_IF)
 
 
+def _function_blocks(
+    text: str, spans: list[tuple[int, int]], starts: list[int]
+) -> list[tuple[int, int]]:
+    """Bodies of functions and methods (the outermost: nested ones lie inside), a body
+    on the header's own line included, by indentation."""
+    blocks: list[tuple[int, int]] = []
+    pos = 0
+    while (i := text.find("def ", pos)) >= 0:  # str.find: far faster than a `^` search
+        pos = i + 4
+        ls = text.rfind("\n", 0, i) + 1
+        head = _DEF_HEAD.match(text, ls)
+        if head is None or head.end() != i or _DEF_REST.match(text, i) is None:
+            continue
+        if _inside(spans, starts, i):
+            continue
+        # the body ends at the first line no deeper than `def`, but a line starting
+        # with `)` closes a signature written over several lines (`def f(\n  a,\n):`)
+        indent = text[ls:i]
+        indent = indent[: len(indent) - len(indent.lstrip(" \t"))]
+        nl = text.find("\n", i)
+        end = len(text) if nl < 0 else _body_end(text, spans, starts, nl + 1, indent)
+        while _CLOSE.match(text, end):
+            end = _body_end(text, spans, starts, end + 1, indent)
+        blocks.append((i, end))
+        pos = max(pos, end)
+    return blocks
+
+
+class _Functions:
+    """Whether a place in source text lies in a function's body (a method's, a nested
+    function's). Walked up from the place through the lines that open the blocks around
+    it (an import sits a few lines below its `def`, and imports are few); past
+    `_WALK_BACK` lines, every function's body in the text is found once instead."""
+
+    def __init__(self, text: str, spans: list[tuple[int, int]], starts: list[int]) -> None:
+        self.text, self.spans, self.starts = text, spans, starts
+        self._blocks: list[tuple[int, int]] | None = None
+        self._block_starts: list[int] = []
+
+    def holds(self, p: int) -> bool:
+        """Whether position `p` is in a function's body."""
+        text = self.text
+        if p == 0 or text[p - 1] == "\n":
+            return False  # at a line's start: the module's own code
+        if self._blocks is not None:
+            return _inside(self._blocks, self._block_starts, p)
+        start = text.rfind("\n", 0, p) + 1
+        seg = text[start:p]
+        body = seg.lstrip(" \t")
+        if _DEF_LINE.match(body):
+            return True  # `def f(): import x`
+        level = _width(seg[: len(seg) - len(body)])
+        end = start - 1  # the newline ending the line above
+        for _ in range(_WALK_BACK):
+            if level == 0 or end <= 0:
+                return False
+            start = text.rfind("\n", 0, end) + 1
+            k = bisect.bisect_right(self.starts, start) - 1
+            if k >= 0 and start < self.spans[k][1]:  # in a triple-quoted string:
+                end = self.spans[k][0]  # the line it starts on is the one to look at
+                start = text.rfind("\n", 0, end) + 1
+            seg = text[start:end]
+            body = seg.lstrip(" \t")
+            end = start - 1
+            if not body or body[0] in "#)]}":
+                continue  # blank, a comment, or the close of a bracket: no block opens
+            indent = _width(seg[: len(seg) - len(body)])
+            if indent < level:
+                if _DEF_LINE.match(body):
+                    return True
+                level = indent
+        self._blocks = _function_blocks(text, self.spans, self.starts)
+        self._block_starts = [b for b, _ in self._blocks]
+        return self.holds(p)
+
+
+def _width(indent: str) -> int:
+    return len(indent.expandtabs(8)) if "\t" in indent else len(indent)
+
+
 def _blocks(
     text: str, spans: list[tuple[int, int]], starts: list[int], header: re.Pattern[str]
 ) -> list[tuple[int, int]]:
     """(start, end) of the bodies of the `header` lines found outside strings, by
     indentation: a body ends at the first code line indented no deeper than its header."""
     blocks: list[tuple[int, int]] = []
-    n = len(text)
     for m in header.finditer(text):
         if (blocks and m.start() < blocks[-1][1]) or _inside(spans, starts, m.start()):
             continue  # nested in a block already found: keeps this linear
-        indent = len(m.group(1).expandtabs(8))
-        pos = m.end() + 1
-        end = n
-        while pos < n:
-            nl = text.find("\n", pos)
-            nl = n if nl < 0 else nl
-            line = text[pos:nl]
-            body = line.lstrip(" \t")
-            if (
-                body
-                and not body.startswith("#")
-                and not _inside(spans, starts, pos)
-                and len(line[: len(line) - len(body)].expandtabs(8)) <= indent
-            ):
-                end = pos
-                break
-            pos = nl + 1
-        blocks.append((m.end(), end))
+        blocks.append((m.end(), _body_end(text, spans, starts, m.end() + 1, m.group(1))))
     return blocks
+
+
+_DEDENT: dict[int, re.Pattern[str]] = {}
+
+
+def _body_end(
+    text: str, spans: list[tuple[int, int]], starts: list[int], pos: int, head_indent: str
+) -> int:
+    """Start of the first code line from `pos` on indented no deeper than `head_indent`
+    (len(text) if none): where the block whose header has that indentation ends."""
+    n = len(text)
+    if "\t" not in head_indent:  # spaces: a regular expression finds the line
+        width = len(head_indent)
+        dedent = _DEDENT.get(width)
+        if dedent is None:  # a literal first character lets `search` skip ahead fast
+            dedent = _DEDENT[width] = re.compile(rf"\n {{0,{width}}}[^ \t\n#]")
+        if pos > 0 and text[pos - 1] == "\n":
+            pos -= 1  # `pos` starts a line: it may be the one
+        while (m := dedent.search(text, pos)) is not None:
+            found = m.start() + 1
+            k = bisect.bisect_right(starts, found) - 1
+            if k >= 0 and found < spans[k][1]:
+                pos = spans[k][1]  # a line of a triple-quoted string
+                continue
+            return found
+        return n
+    indent = len(head_indent.expandtabs(8))
+    while pos < n:
+        nl = text.find("\n", pos)
+        nl = n if nl < 0 else nl
+        line = text[pos:nl]
+        body = line.lstrip(" \t")
+        if (
+            body
+            and not body.startswith("#")
+            and not _inside(spans, starts, pos)
+            and len(line[: len(line) - len(body)].expandtabs(8)) <= indent
+        ):
+            return pos
+        pos = nl + 1
+    return n
 
 
 def _statement_end(text: str, start: int) -> int:
@@ -437,6 +556,7 @@ def _scan(text: str) -> Parsed:
     guarded_starts = [s for s, _ in guarded]
     main_only = _main_guard_blocks(text, spans, starts)
     main_starts = [s for s, _ in main_only]
+    functions = _Functions(text, spans, starts)
     refs: list[Ref] = []
     dynamic: list[int] = []
     problems: list[str] = []
@@ -458,21 +578,21 @@ def _scan(text: str) -> Parsed:
         line += text.count("\n", line_pos, p)
         line_pos = p
         floor = spans[k][1] if k >= 0 else 0
+        held = len(refs)
         if p >= 2 and text.startswith("__import__", p - 2):
             if not _word(text[p - 3 : p - 2]) and not _word(text[p + 8 : p + 9]):
                 _scan_call(text, p - 2, p + 8, floor, line, refs, dynamic)
-            continue
-        if text.startswith("import_module", p):
+        elif text.startswith("import_module", p):
             if not _word(text[p - 1 : p]) and not _word(text[p + 13 : p + 14]):
                 _scan_call(text, p, p + 13, floor, line, refs, dynamic)
-            continue
-        if _word(text[p - 1 : p]) or _word(text[p + 6 : p + 7]):
-            continue
-        found = _scan_statement(text, p, floor, line, problems)
-        if found is not None:
-            if _inside(main_only, main_starts, p):
-                found = [attrs.evolve(r, main_only=True) for r in found]
-            refs.extend(found)
+        elif not (_word(text[p - 1 : p]) or _word(text[p + 6 : p + 7])):
+            found = _scan_statement(text, p, floor, line, problems)
+            if found is not None:
+                if _inside(main_only, main_starts, p):
+                    found = [attrs.evolve(r, main_only=True) for r in found]
+                refs.extend(found)
+        if len(refs) > held and functions.holds(p):
+            refs[held:] = [attrs.evolve(r, deferred=True) for r in refs[held:]]
     return Parsed(tuple(refs), tuple(dynamic), _scan_all(text, spans, starts), tuple(problems))
 
 
