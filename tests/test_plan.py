@@ -162,6 +162,69 @@ def test_config_named_by_unit_file_package_or_command_line_restarts_the_unit(
         assert plan()[other_unit] == {("/etc/app/cmd.conf", "config", "on its command line")}
 
 
+def test_conffile_of_a_package_from_the_same_source_restarts_the_program(
+    tmp_path: Path,
+) -> None:
+    """Debian's -common split: the program is `webtool`'s, its configuration a conffile of
+    `webtool-common` (built from the same source). The process runs outside any unit
+    and does not hold the file open; a conffile of a package from another source is no
+    evidence."""
+    from imgdiff.manifest import Manifest
+    from imgdiff.packages.view import PackageView
+
+    from .debs import build_deb, dpkg
+
+    with scratch_dir("/srv") as old, processes() as procs:
+        build_chroot(old, ["sleep", "sh"])
+        for d in ("info", "updates"):
+            (old / "var/lib/dpkg" / d).mkdir(parents=True)
+        (old / "var/lib/dpkg/status").touch()
+        conf, other_conf = "/etc/webtool/webtool.conf", "/etc/othertool.conf"
+        debs = [
+            build_deb(tmp_path, "webtool-common", "1.0-1", {conf: b"workers = 1\n"},
+                      conffiles=(conf,), arch="all", source="webtool (1.0-1)"),
+            build_deb(tmp_path, "webtool", "1.0-1+b1",
+                      {"/usr/sbin/webtool": Path("/usr/bin/sleep").read_bytes()},
+                      depends="webtool-common"),
+            build_deb(tmp_path, "othertool", "2.0", {other_conf: b"a = 1\n"},
+                      conffiles=(other_conf,), source="othersrc"),
+        ]  # fmt: skip
+        dpkg(old, "-i", *map(str, debs))
+        (old / "usr/sbin/webtool").chmod(0o755)
+        sources = {
+            p.name: p.source for p in PackageView.read(Manifest.read(old, use_cache=False)).packages
+        }
+        assert sources == {
+            "webtool": "webtool",
+            "webtool-common": "webtool",
+            "othertool": "othersrc",
+        }
+        proc = procs.start(
+            ["chroot", str(old), "/usr/bin/sh", "-c", "echo ready; exec /usr/sbin/webtool 600"]
+        )
+        _wait_for_exe(proc.pid, f"{old}/usr/sbin/webtool")
+        new = tmp_path / "new"
+        shutil.copytree(old, new, symlinks=True)
+
+        def evidence() -> tuple[str, set[tuple[str, str, str]]]:
+            verdict = plan_update(str(old), str(new), root=str(old), use_cache=False).verdict
+            found = {
+                (e.path, e.via, e.detail)
+                for s in verdict.steps
+                if proc.pid in s.pids
+                for e in s.reasons
+            }
+            return verdict.verdict, found
+
+        (new / other_conf.lstrip("/")).write_text("a = 2\n")
+        assert evidence() == ("no-action", set())
+        (new / conf.lstrip("/")).write_text("workers = 2\n")
+        assert evidence() == (
+            "restart",
+            {(conf, "config", "conffile of dpkg:webtool-common (same source as webtool)")},
+        )
+
+
 def test_process_still_mapping_a_replaced_file_is_planned_even_if_the_update_agrees(
     host: Host,
 ) -> None:
