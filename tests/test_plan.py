@@ -162,6 +162,16 @@ def test_config_named_by_unit_file_package_or_command_line_restarts_the_unit(
         assert plan()[other_unit] == {("/etc/app/cmd.conf", "config", "on its command line")}
 
 
+def _pid_evidence(old: Path, new: Path, pid: int) -> tuple[str, set[tuple[str, str, str]]]:
+    """The verdict for updating the live `old` to `new`, and (path, via, detail) of the
+    reasons of the steps that name `pid`."""
+    verdict = plan_update(str(old), str(new), root=str(old), use_cache=False).verdict
+    found = {
+        (e.path, e.via.value, e.detail) for s in verdict.steps if pid in s.pids for e in s.reasons
+    }
+    return verdict.verdict.value, found
+
+
 def test_conffile_of_a_package_from_the_same_source_restarts_the_program(
     tmp_path: Path,
 ) -> None:
@@ -206,22 +216,54 @@ def test_conffile_of_a_package_from_the_same_source_restarts_the_program(
         new = tmp_path / "new"
         shutil.copytree(old, new, symlinks=True)
 
-        def evidence() -> tuple[str, set[tuple[str, str, str]]]:
-            verdict = plan_update(str(old), str(new), root=str(old), use_cache=False).verdict
-            found = {
-                (e.path, e.via, e.detail)
-                for s in verdict.steps
-                if proc.pid in s.pids
-                for e in s.reasons
-            }
-            return verdict.verdict, found
-
         (new / other_conf.lstrip("/")).write_text("a = 2\n")
-        assert evidence() == ("no-action", set())
+        assert _pid_evidence(old, new, proc.pid) == ("no-action", set())
         (new / conf.lstrip("/")).write_text("workers = 2\n")
-        assert evidence() == (
+        assert _pid_evidence(old, new, proc.pid) == (
             "restart",
             {(conf, "config", "conffile of dpkg:webtool-common (same source as webtool)")},
+        )
+
+
+def test_config_of_an_rpm_subpackage_of_the_same_source_restarts_the_program(
+    tmp_path: Path,
+) -> None:
+    """The -common split with rpms: `webtool-common` is a subpackage of the source rpm
+    that builds `webtool`, whose program runs; its %config file changes. Another source
+    rpm's %config file is no evidence."""
+    from .rpm_fixtures import Spec, build, have_rpm_tools, install, subpackage
+
+    if not have_rpm_tools():
+        pytest.skip("rpmbuild/rpm not installed (scripts/dev.sh installs them for CI)")
+    conf, other_conf = "/etc/webtool/webtool.conf", "/etc/othertool.conf"
+    webtool = Spec(
+        "webtool",
+        "1.0",
+        files=(("/usr/sbin/webtool", "placeholder\\n", ""),),
+        subpackages=(("common", ((conf, "workers = 1\\n", "%config(noreplace)"),)),),
+    )
+    othertool = Spec("othertool", "2.0", files=((other_conf, "a = 1\\n", "%config"),))
+    topdir = tmp_path / "build"
+    rpms = [build(webtool, topdir), subpackage(webtool, "common", topdir), build(othertool, topdir)]
+    with scratch_dir("/srv") as old, processes() as procs:
+        build_chroot(old, ["sleep", "sh"])
+        install(old, "/var/lib/rpm", rpms)
+        exe = old / "usr/sbin/webtool"
+        exe.write_bytes(Path("/usr/bin/sleep").read_bytes())  # the program: a real one
+        exe.chmod(0o755)
+        proc = procs.start(
+            ["chroot", str(old), "/usr/bin/sh", "-c", "echo ready; exec /usr/sbin/webtool 600"]
+        )
+        _wait_for_exe(proc.pid, str(exe))
+        new = tmp_path / "new"
+        shutil.copytree(old, new, symlinks=True)
+
+        (new / other_conf.lstrip("/")).write_text("a = 2\n")
+        assert _pid_evidence(old, new, proc.pid) == ("no-action", set())
+        (new / conf.lstrip("/")).write_text("workers = 2\n")
+        assert _pid_evidence(old, new, proc.pid) == (
+            "restart",
+            {(conf, "config", "conffile of rpm:webtool-common (same source as webtool)")},
         )
 
 
