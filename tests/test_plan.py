@@ -1674,3 +1674,34 @@ def test_a_package_database_other_than_olds_over_olds_files_is_drift(tmp_path: P
         {**files, "var/lib/dpkg/status": _dpkg_status("1.0").replace("install ok", "hold ok")},
     )
     assert check_drift(str(same), str(old), str(new), use_cache=False).differs == ()
+
+
+def test_news_files_under_olds_package_database_are_drift_not_already_new(
+    tmp_path: Path,
+) -> None:
+    """The inverse: the files are NEW's, /var/lib/dpkg still says OLD's versions are
+    installed (the database restored, or left out of a copy): the box is not NEW either."""
+    from imgdiff.drift import check_drift
+
+    files = {"etc/a.conf": "1", "var/lib/dpkg/status": _dpkg_status("1.0")}
+    old = write_tree(tmp_path / "old", files)
+    new_files = {"etc/a.conf": "2", "var/lib/dpkg/status": _dpkg_status("2.0")}
+    new = write_tree(tmp_path / "new", new_files)
+    live = write_tree(tmp_path / "live", {**new_files, "var/lib/dpkg/status": _dpkg_status("1.0")})
+    drift = check_drift(str(live), str(old), str(new), use_cache=False)
+    assert (drift.differs, drift.matches_new, drift.packages) == (("/etc/a.conf",), False, ())
+    assert drift.databases == ("/var/lib/dpkg",)
+    assert drift.database_packages == ("dpkg:foo:amd64 1.0 live, 2.0 in NEW (live is older)",)
+    verdict = plan_update(str(old), str(new), root=str(live), use_cache=False).verdict
+    assert verdict.verdict == "reimage"
+    assert [(r.code, str(r)) for r in verdict.reasons][1:] == [
+        (
+            "package-drift",
+            "the package database (/var/lib/dpkg) disagrees with the files, which are NEW's: "
+            "dpkg:foo:amd64 1.0 live, 2.0 in NEW (live is older)",
+        )
+    ]
+    # NEW's files with NEW's database: already NEW
+    live_new = write_tree(tmp_path / "live-new", new_files)
+    drift = check_drift(str(live_new), str(old), str(new), use_cache=False)
+    assert (drift.matches_new, drift.databases) == (True, ())
