@@ -47,7 +47,8 @@ def check_drift(
     sites = sorted({p.location for p in old_view.packages if p.location}) if old_view else []
     live = read_tree(root, ignore, use_cache=use_cache, keep=sites)
     found = tuple(c.path for c in verify(live, old_m, ignore=ignore).differences)
-    packages = _package_drift(PackageView.read(live), old_view) if old_view else ()
+    live_view = PackageView.read(live)
+    packages = _package_drift(live_view, old_view) if old_view else ()
     if packages and not found:
         # the files are OLD's but the databases say other packages are installed (a
         # database restored or updated alone): the box is not in OLD's state either
@@ -57,19 +58,39 @@ def check_drift(
     new_m = new if isinstance(new, Manifest) else Manifest.read(new, use_cache=use_cache)
     # the path sets settle most "is it NEW already?" questions without comparing each file
     at_new = same_paths(live, new_m, ignore) and verify(live, new_m, ignore=ignore).matches
+    if at_new and new_m.has_databases:
+        # NEW's files under a package database that is not NEW's (the inverse of the case
+        # above): the box is not NEW either
+        unlike = _package_drift(live_view, PackageView.read(new_m), _DATABASES, "NEW")
+        if unlike:
+            return Drift(found, False, packages, _databases_differing(live, new_m), unlike)
     return Drift(found, at_new, packages)
 
 
-def _databases_differing(live: Manifest, old: Manifest) -> tuple[str, ...]:
-    """The package databases that say other packages are installed than OLD's do (the
-    package versions decide, not the bytes: dpkg rewrites its status for a hold)."""
-    return tuple(d for d in DB_DIRS if d in live.entries or d in old.entries) or DB_DIRS[:1]
+def _databases_differing(live: Manifest, image: Manifest) -> tuple[str, ...]:
+    """The package databases that say other packages are installed than the image's
+    (OLD's or NEW's) do (the package versions decide, not the bytes: dpkg rewrites its
+    status for a hold)."""
+    return tuple(d for d in DB_DIRS if d in live.entries or d in image.entries) or DB_DIRS[:1]
 
 
-def _package_drift(live: PackageView, old: PackageView) -> tuple[str, ...]:
-    """Packages whose live version differs from OLD's, behind (older) first."""
+# the managers whose database is a directory of its own (DB_DIRS), not files among others
+_DATABASES = frozenset({"dpkg", "rpm"})
+
+
+def _package_drift(
+    live: PackageView,
+    old: PackageView,
+    managers: frozenset[str] | None = None,
+    image: str = "OLD",
+) -> tuple[str, ...]:
+    """Packages whose live version differs from `image`'s (`old`, of `managers` or all),
+    behind (older) first."""
     have = {(p.manager, p.key): p.version for p in live.packages}
     want = {(p.manager, p.key): p.version for p in old.packages}
+    if managers is not None:
+        have = {k: v for k, v in have.items() if k[0] in managers}
+        want = {k: v for k, v in want.items() if k[0] in managers}
     behind, other = [], []
     for manager, key in sorted(have.keys() | want.keys()):
         a, b = have.get((manager, key)), want.get((manager, key))
@@ -77,11 +98,12 @@ def _package_drift(live: PackageView, old: PackageView) -> tuple[str, ...]:
         if a == b:
             continue
         if a is None:
-            other.append(f"{name} {b} is in OLD but not installed live")
+            other.append(f"{name} {b} is in {image} but not installed live")
         elif b is None:
-            other.append(f"{name} {a} is installed live but not in OLD")
+            other.append(f"{name} {a} is installed live but not in {image}")
         elif version_order(manager)(a, b) < 0:
-            behind.append(f"{name} {a} live, {b} in OLD {MISSED_UPDATE}")
+            older = MISSED_UPDATE if image == "OLD" else "(live is older)"
+            behind.append(f"{name} {a} live, {b} in {image} {older}")
         else:
-            other.append(f"{name} {a} live, {b} in OLD (live is newer)")
+            other.append(f"{name} {a} live, {b} in {image} (live is newer)")
     return (*behind, *other)

@@ -15,7 +15,7 @@ import bisect
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -32,6 +32,7 @@ from imgdiff.loaders.elf import (
     load_loader_config,
 )
 from imgdiff.model import Aspect, Change, EntryType, Kind, Status, Via
+from imgdiff.packages.base import Package
 from imgdiff.packages.view import PackageView
 from imgdiff.results import Delta, Evidence, Impact, ProcessImpact
 from imgdiff.runtime._procfs import ProcDir
@@ -94,13 +95,9 @@ class ConfigSources:
         aliases (`unitfiles.aliases`)."""
         exes: dict[str, tuple[tuple[str, str], ...]] = {}
         if view is not None:
-            for pkg in view.packages:
-                if pkg.config_files:
-                    named = tuple(
-                        (p, f"conffile of {pkg.manager}:{pkg.name}") for p in pkg.config_files
-                    )
-                    for path in pkg.files:
-                        exes[path] = exes.get(path, ()) + named
+            for pkg, named in _package_configs(view.packages):
+                for path in pkg.files:
+                    exes[path] = exes.get(path, ()) + named
         return cls(
             unitfiles.config_sources(files, alias),
             exes,
@@ -148,6 +145,33 @@ class ConfigSources:
             (a, "on its command line") for a in path_arguments(proc.cmdline) if not a.endswith("/")
         ]
         return out
+
+
+def _package_configs(
+    packages: Iterable[Package],
+) -> Iterator[tuple[Package, tuple[tuple[str, str], ...]]]:
+    """Each package with configuration for its programs: (path, detail) of its own
+    conffiles, then those of the packages built from the same source (Debian splits a
+    program's configuration into `NAME-common`: nginx's /etc/nginx/nginx.conf is
+    nginx-common's). Dependencies are not followed: libc6's conffiles are no program's."""
+    packages = list(packages)
+    by_source: dict[tuple[str, str], list[Package]] = {}
+    for pkg in packages:
+        if pkg.source and pkg.config_files:
+            by_source.setdefault((pkg.manager, pkg.source), []).append(pkg)
+    for pkg in packages:
+        siblings = by_source.get((pkg.manager, pkg.source), []) if pkg.source else []
+        named: dict[str, str] = dict.fromkeys(
+            pkg.config_files, f"conffile of {pkg.manager}:{pkg.name}"
+        )
+        for other in siblings:
+            if other.name == pkg.name:
+                continue  # the same package of another arch (Multi-Arch: same), not another part
+            detail = f"conffile of {other.manager}:{other.name} (same source as {pkg.name})"
+            for path in other.config_files:
+                named.setdefault(path, detail)
+        if named:
+            yield pkg, tuple(named.items())
 
 
 def _of(change: Change, via: Via, detail: str = "") -> Evidence:

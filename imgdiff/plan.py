@@ -322,6 +322,17 @@ def _reimage(delta: Delta, policy: Policy, drift: Drift | None) -> _Found:
                     ReasonCode.PACKAGE_DRIFT,
                 )
             )
+        if drift.databases:
+            more = len(drift.database_packages) - 3
+            reasons.append(
+                Reason(
+                    f"the package database ({', '.join(drift.databases)}) disagrees with the "
+                    "files, which are NEW's: "
+                    + "; ".join(drift.database_packages[:3])
+                    + (f"; and {more} more" if more > 0 else ""),
+                    ReasonCode.PACKAGE_DRIFT,
+                )
+            )
         return VerdictKind.REIMAGE, reasons
     share = delta.stats.share_files
     if share > policy.reimage_share:

@@ -441,6 +441,11 @@ class Drift:
     # installed packages whose live version is not OLD's, e.g. "dpkg:openssl:amd64 3.0.11
     # live, 3.0.13 in OLD (live is older: a missed update)"
     packages: tuple[str, ...] = ()
+    # the files are NEW's but these package databases (dpkg, rpm) say other packages are
+    # installed (a database restored, or not updated with the files): e.g. /var/lib/dpkg
+    databases: tuple[str, ...] = ()
+    # how they disagree with NEW's, e.g. "dpkg:foo:amd64 1.0 live, 2.0 in NEW"
+    database_packages: tuple[str, ...] = ()
 
     __repr__ = _repr.short_repr
 

@@ -19,8 +19,10 @@ def build_deb(
     conffiles: tuple[str, ...] = (),
     depends: str = "",
     arch: str = "amd64",
+    source: str = "",
 ) -> Path:
-    """A real .deb (dpkg-deb --build) holding `files` (absolute paths)."""
+    """A real .deb (dpkg-deb --build) holding `files` (absolute paths); `source`: its
+    `Source:` field (none when empty: the source then has the package's name)."""
     pkg = workdir / f"{name}_{version.replace(':', '%3a')}"
     if pkg.exists():
         shutil.rmtree(pkg)
@@ -34,6 +36,8 @@ def build_deb(
     ]
     if depends:
         control.append(f"Depends: {depends}")
+    if source:
+        control.append(f"Source: {source}")
     (pkg / "DEBIAN/control").write_text("\n".join(control) + "\n")
     if conffiles:
         (pkg / "DEBIAN/conffiles").write_text("\n".join(conffiles) + "\n")

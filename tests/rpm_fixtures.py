@@ -29,6 +29,8 @@ class Spec:
     files: tuple[tuple[str, str, str], ...] = ()
     dirs: tuple[str, ...] = ()  # %dir entries (owned, empty)
     arch: str = "noarch"  # BuildArch (files are data: any arch builds here)
+    # binary packages built beside it from the same source: (NAME-suffix, its %files lines)
+    subpackages: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = ()
 
     @property
     def nvr(self) -> str:
@@ -47,15 +49,21 @@ class Spec:
             *[f"Requires: {r}" for r in self.requires],
             "%description",
             f"imgdiff test package {self.name}.",
-            "%install",
         ]
         install = []
-        for path, content, _ in self.files:
+        every = [*self.files, *(f for _, files in self.subpackages for f in files)]
+        for suffix, _ in self.subpackages:
+            head += [f"%package {suffix}", f"Summary: {self.name}-{suffix}",
+                     f"%description {suffix}", f"{self.name}-{suffix}."]  # fmt: skip
+        head.append("%install")
+        for path, content, _ in every:
             install.append(f"mkdir -p %{{buildroot}}{os.path.dirname(path)}")
             install.append(f"printf '{content}' > %{{buildroot}}{path}")
         install += [f"mkdir -p %{{buildroot}}{d}" for d in self.dirs]
         files = ["%files", *[f"{prefix} {path}".strip() for path, _, prefix in self.files]]
         files += [f"%dir {d}" for d in self.dirs]
+        for suffix, sub_files in self.subpackages:
+            files += [f"%files {suffix}", *[f"{pre} {path}".strip() for path, _, pre in sub_files]]
         return "\n".join([*head, *install, *files, ""])
 
 
@@ -75,6 +83,12 @@ def build(spec: Spec, topdir: Path) -> Path:
         capture_output=True,
     )
     return topdir / "RPMS" / spec.arch / f"{spec.nvr}.{spec.arch}.rpm"
+
+
+def subpackage(spec: Spec, suffix: str, topdir: Path) -> Path:
+    """The .rpm of one of `spec`'s subpackages, built by `build(spec, topdir)`."""
+    nvr = f"{spec.name}-{suffix}-{spec.version}-{spec.release}"
+    return topdir / "RPMS" / spec.arch / f"{nvr}.{spec.arch}.rpm"
 
 
 def rpm_cmd(root: Path, dbpath: str, *args: str) -> list[str]:

@@ -162,6 +162,111 @@ def test_config_named_by_unit_file_package_or_command_line_restarts_the_unit(
         assert plan()[other_unit] == {("/etc/app/cmd.conf", "config", "on its command line")}
 
 
+def _pid_evidence(old: Path, new: Path, pid: int) -> tuple[str, set[tuple[str, str, str]]]:
+    """The verdict for updating the live `old` to `new`, and (path, via, detail) of the
+    reasons of the steps that name `pid`."""
+    verdict = plan_update(str(old), str(new), root=str(old), use_cache=False).verdict
+    found = {
+        (e.path, e.via.value, e.detail) for s in verdict.steps if pid in s.pids for e in s.reasons
+    }
+    return verdict.verdict.value, found
+
+
+def test_conffile_of_a_package_from_the_same_source_restarts_the_program(
+    tmp_path: Path,
+) -> None:
+    """Debian's -common split: the program is `webtool`'s, its configuration a conffile of
+    `webtool-common` (built from the same source). The process runs outside any unit
+    and does not hold the file open; a conffile of a package from another source is no
+    evidence."""
+    from imgdiff.manifest import Manifest
+    from imgdiff.packages.view import PackageView
+
+    from .debs import build_deb, dpkg
+
+    with scratch_dir("/srv") as old, processes() as procs:
+        build_chroot(old, ["sleep", "sh"])
+        for d in ("info", "updates"):
+            (old / "var/lib/dpkg" / d).mkdir(parents=True)
+        (old / "var/lib/dpkg/status").touch()
+        conf, other_conf = "/etc/webtool/webtool.conf", "/etc/othertool.conf"
+        debs = [
+            build_deb(tmp_path, "webtool-common", "1.0-1", {conf: b"workers = 1\n"},
+                      conffiles=(conf,), arch="all", source="webtool (1.0-1)"),
+            build_deb(tmp_path, "webtool", "1.0-1+b1",
+                      {"/usr/sbin/webtool": Path("/usr/bin/sleep").read_bytes()},
+                      depends="webtool-common"),
+            build_deb(tmp_path, "othertool", "2.0", {other_conf: b"a = 1\n"},
+                      conffiles=(other_conf,), source="othersrc"),
+        ]  # fmt: skip
+        dpkg(old, "-i", *map(str, debs))
+        (old / "usr/sbin/webtool").chmod(0o755)
+        sources = {
+            p.name: p.source for p in PackageView.read(Manifest.read(old, use_cache=False)).packages
+        }
+        assert sources == {
+            "webtool": "webtool",
+            "webtool-common": "webtool",
+            "othertool": "othersrc",
+        }
+        proc = procs.start(
+            ["chroot", str(old), "/usr/bin/sh", "-c", "echo ready; exec /usr/sbin/webtool 600"]
+        )
+        _wait_for_exe(proc.pid, f"{old}/usr/sbin/webtool")
+        new = tmp_path / "new"
+        shutil.copytree(old, new, symlinks=True)
+
+        (new / other_conf.lstrip("/")).write_text("a = 2\n")
+        assert _pid_evidence(old, new, proc.pid) == ("no-action", set())
+        (new / conf.lstrip("/")).write_text("workers = 2\n")
+        assert _pid_evidence(old, new, proc.pid) == (
+            "restart",
+            {(conf, "config", "conffile of dpkg:webtool-common (same source as webtool)")},
+        )
+
+
+def test_config_of_an_rpm_subpackage_of_the_same_source_restarts_the_program(
+    tmp_path: Path,
+) -> None:
+    """The -common split with rpms: `webtool-common` is a subpackage of the source rpm
+    that builds `webtool`, whose program runs; its %config file changes. Another source
+    rpm's %config file is no evidence."""
+    from .rpm_fixtures import Spec, build, have_rpm_tools, install, subpackage
+
+    if not have_rpm_tools():
+        pytest.skip("rpmbuild/rpm not installed (scripts/dev.sh installs them for CI)")
+    conf, other_conf = "/etc/webtool/webtool.conf", "/etc/othertool.conf"
+    webtool = Spec(
+        "webtool",
+        "1.0",
+        files=(("/usr/sbin/webtool", "placeholder\\n", ""),),
+        subpackages=(("common", ((conf, "workers = 1\\n", "%config(noreplace)"),)),),
+    )
+    othertool = Spec("othertool", "2.0", files=((other_conf, "a = 1\\n", "%config"),))
+    topdir = tmp_path / "build"
+    rpms = [build(webtool, topdir), subpackage(webtool, "common", topdir), build(othertool, topdir)]
+    with scratch_dir("/srv") as old, processes() as procs:
+        build_chroot(old, ["sleep", "sh"])
+        install(old, "/var/lib/rpm", rpms)
+        exe = old / "usr/sbin/webtool"
+        exe.write_bytes(Path("/usr/bin/sleep").read_bytes())  # the program: a real one
+        exe.chmod(0o755)
+        proc = procs.start(
+            ["chroot", str(old), "/usr/bin/sh", "-c", "echo ready; exec /usr/sbin/webtool 600"]
+        )
+        _wait_for_exe(proc.pid, str(exe))
+        new = tmp_path / "new"
+        shutil.copytree(old, new, symlinks=True)
+
+        (new / other_conf.lstrip("/")).write_text("a = 2\n")
+        assert _pid_evidence(old, new, proc.pid) == ("no-action", set())
+        (new / conf.lstrip("/")).write_text("workers = 2\n")
+        assert _pid_evidence(old, new, proc.pid) == (
+            "restart",
+            {(conf, "config", "conffile of rpm:webtool-common (same source as webtool)")},
+        )
+
+
 def test_process_still_mapping_a_replaced_file_is_planned_even_if_the_update_agrees(
     host: Host,
 ) -> None:
@@ -1569,3 +1674,34 @@ def test_a_package_database_other_than_olds_over_olds_files_is_drift(tmp_path: P
         {**files, "var/lib/dpkg/status": _dpkg_status("1.0").replace("install ok", "hold ok")},
     )
     assert check_drift(str(same), str(old), str(new), use_cache=False).differs == ()
+
+
+def test_news_files_under_olds_package_database_are_drift_not_already_new(
+    tmp_path: Path,
+) -> None:
+    """The inverse: the files are NEW's, /var/lib/dpkg still says OLD's versions are
+    installed (the database restored, or left out of a copy): the box is not NEW either."""
+    from imgdiff.drift import check_drift
+
+    files = {"etc/a.conf": "1", "var/lib/dpkg/status": _dpkg_status("1.0")}
+    old = write_tree(tmp_path / "old", files)
+    new_files = {"etc/a.conf": "2", "var/lib/dpkg/status": _dpkg_status("2.0")}
+    new = write_tree(tmp_path / "new", new_files)
+    live = write_tree(tmp_path / "live", {**new_files, "var/lib/dpkg/status": _dpkg_status("1.0")})
+    drift = check_drift(str(live), str(old), str(new), use_cache=False)
+    assert (drift.differs, drift.matches_new, drift.packages) == (("/etc/a.conf",), False, ())
+    assert drift.databases == ("/var/lib/dpkg",)
+    assert drift.database_packages == ("dpkg:foo:amd64 1.0 live, 2.0 in NEW (live is older)",)
+    verdict = plan_update(str(old), str(new), root=str(live), use_cache=False).verdict
+    assert verdict.verdict == "reimage"
+    assert [(r.code, str(r)) for r in verdict.reasons][1:] == [
+        (
+            "package-drift",
+            "the package database (/var/lib/dpkg) disagrees with the files, which are NEW's: "
+            "dpkg:foo:amd64 1.0 live, 2.0 in NEW (live is older)",
+        )
+    ]
+    # NEW's files with NEW's database: already NEW
+    live_new = write_tree(tmp_path / "live-new", new_files)
+    drift = check_drift(str(live_new), str(old), str(new), use_cache=False)
+    assert (drift.matches_new, drift.databases) == (True, ())

@@ -28,7 +28,7 @@ from imgdiff.packages.rpm import (
 )
 
 from .conftest import gnu_tar, write_tree
-from .rpm_fixtures import Spec, build, dump, have_rpm_tools, install
+from .rpm_fixtures import Spec, build, dump, have_rpm_tools, install, subpackage
 
 try:
     import rpm as rpm_bindings
@@ -167,6 +167,29 @@ def test_config_files_are_those_rpm_flags_as_config(rpms: Fixtures, use_bindings
     assert config == {"alpha": ("/etc/alpha/alpha.conf",), "beta": ("/etc/beta.conf",)}
     dumped = {row[0] for row in dump(rpms.old.path, rpms.old.dbpath) if row[7] == "1"}
     assert dumped == {"/etc/alpha/alpha.conf", "/etc/beta.conf"}
+
+
+WEBTOOL = Spec(
+    "webtool",
+    "1.0",
+    files=(("/usr/sbin/webtool", "#!/bin/sh\\n", ""),),
+    subpackages=(("common", (("/etc/webtool/webtool.conf", "w = 1\\n", "%config(noreplace)"),)),),
+)
+
+
+@pytest.mark.parametrize("use_bindings", BOTH_READERS)
+def test_source_is_the_name_of_the_source_rpm(
+    rpms: Fixtures, tmp_path: Path, use_bindings: bool
+) -> None:
+    main = build(WEBTOOL, tmp_path / "build")
+    install(
+        tmp_path / "root", "/var/lib/rpm", [main, subpackage(WEBTOOL, "common", tmp_path / "build")]
+    )
+    db = read_db(tmp_path / "root", use_bindings)
+    assert {p.name: p.source for p in db.packages} == {
+        "webtool": "webtool",
+        "webtool-common": "webtool",
+    }
 
 
 @pytest.mark.parametrize("use_bindings", BOTH_READERS)

@@ -23,7 +23,7 @@ from imgdiff.packages import _rpm_header as hdr
 
 WANTED_TAGS = (hdr.NAME, hdr.VERSION, hdr.RELEASE, hdr.EPOCH, hdr.ARCH, hdr.OLDFILENAMES,
                hdr.FILEDIGESTS, hdr.FILEFLAGS, hdr.REQUIRENAME, hdr.DIRINDEXES,
-               hdr.BASENAMES, hdr.DIRNAMES, hdr.FILEDIGESTALGO)  # fmt: skip
+               hdr.BASENAMES, hdr.DIRNAMES, hdr.FILEDIGESTALGO, hdr.SOURCERPM)  # fmt: skip
 
 
 @attrs.frozen
@@ -41,6 +41,7 @@ class Raw:
     digests: tuple[str, ...]
     digest_algo: int | None
     requires: tuple[str, ...]
+    sourcerpm: str | None = None  # the source rpm's file name (`nginx-1.24.0-1.src.rpm`)
 
 
 def sqlite_rows(
@@ -105,6 +106,7 @@ def raw_from_blob(hnum: int, blob: bytes) -> Raw:
         h.strings(hdr.FILEDIGESTS),
         h.first_int(hdr.FILEDIGESTALGO),
         h.strings(hdr.REQUIRENAME),
+        h.first_string(hdr.SOURCERPM),
     )
 
 

@@ -43,6 +43,9 @@ class Package:
     # False for a dpkg package removed but not purged ("rc", config-files): it still owns
     # its conffiles, but is not installed, so the package delta counts it absent
     installed: bool = True
+    # the source package it was built from (dpkg `Source:`, else its own name; rpm: the
+    # name in SOURCERPM); "" where unknown (pip, an rpm with no SOURCERPM)
+    source: str = ""
 
     @property
     def key(self) -> str:

@@ -102,6 +102,12 @@ def _depends(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _source(value: str, name: str) -> str:
+    """The source package name of a `Source` field (`foo` or `foo (1.2-3)`, the version
+    given when it differs from the binary's); absent, the source has the package's name."""
+    return value.split("(", 1)[0].strip() or name
+
+
 def _diversions(data: bytes | None) -> dict[str, tuple[str, str]]:
     """{diverted path: (where it went, diverting package or ':' for local)}."""
     out: dict[str, tuple[str, str]] = {}
@@ -305,6 +311,7 @@ def read_dpkg(
                 # (dpkg records a conffile in the .md5sums too when the .deb ships none)
                 file_digests=tuple(dict.fromkeys((owned.one(p, name), d) for p, d in md5s)),
                 installed=state[2] != "config-files",
+                source=_source(para.get("source", ""), name),
             )
         )
     return PackageDB(MANAGER, tuple(packages), STATUS, tuple(warnings))

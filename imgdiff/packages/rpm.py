@@ -236,6 +236,7 @@ def _raw_from_rpm(rpm: ModuleType, h: Any) -> Raw:
         tuple(h[rpm.RPMTAG_FILEDIGESTS]),
         h[rpm.RPMTAG_FILEDIGESTALGO],
         tuple(h[rpm.RPMTAG_REQUIRENAME]),
+        h[rpm.RPMTAG_SOURCERPM] or None,
     )
 
 
@@ -262,7 +263,21 @@ def _package(raw: Raw, resolver: PathResolver) -> Package:
         config_files=tuple(dict.fromkeys(config)),
         depends=package_requires(raw.requires),
         file_digests=tuple(digests.items()),
+        source=source_name(raw.sourcerpm),
     )
+
+
+def source_name(sourcerpm: str | None) -> str:
+    """The source package's name in a SOURCERPM file name: `nginx-1:1.24.0-1.fc39.src.rpm`
+    less `-VERSION-RELEASE.src.rpm` (`.nosrc.rpm` too); "" when there is none (a source
+    rpm itself, gpg-pubkey) or it is not of that form."""
+    if not sourcerpm:
+        return ""
+    for suffix in (".src.rpm", ".nosrc.rpm"):
+        if sourcerpm.endswith(suffix):
+            parts = sourcerpm[: -len(suffix)].rsplit("-", 2)
+            return parts[0] if len(parts) == 3 and all(parts) else ""
+    return ""
 
 
 def _evr(epoch: int | None, version: str, release: str) -> str:
