@@ -151,13 +151,17 @@ def _package_configs(
     packages: Iterable[Package],
 ) -> Iterator[tuple[Package, tuple[tuple[str, str], ...]]]:
     """Each package with configuration for its programs: (path, detail) of its own
-    conffiles, then those of the packages built from the same source (Debian splits a
-    program's configuration into `NAME-common`: nginx's /etc/nginx/nginx.conf is
-    nginx-common's). Dependencies are not followed: libc6's conffiles are no program's."""
+    conffiles, then those of the packages built from the same source that ship no program
+    of their own (Debian splits a program's configuration into `NAME-common`: nginx's
+    /etc/nginx/nginx.conf is nginx-common's; systemd-timesyncd's timesyncd.conf is its own
+    daemon's, not systemd's). Dependencies are not followed: libc6's conffiles are no
+    program's."""
     packages = list(packages)
     by_source: dict[tuple[str, str], list[Package]] = {}
     for pkg in packages:
-        if pkg.source and pkg.config_files:
+        # a sibling with a program of its own (systemd-timesyncd beside systemd) keeps its
+        # configuration for that program: only a program-less part (nginx-common) lends it
+        if pkg.source and pkg.config_files and not any(map(_is_program_path, pkg.files)):
             by_source.setdefault((pkg.manager, pkg.source), []).append(pkg)
     for pkg in packages:
         siblings = by_source.get((pkg.manager, pkg.source), []) if pkg.source else []
@@ -172,6 +176,16 @@ def _package_configs(
                 named.setdefault(path, detail)
         if named:
             yield pkg, tuple(named.items())
+
+
+_PROGRAM_DIR = re.compile(r"^/(?:usr/)?(?:(?:local/)?s?bin|libexec)/[^/]+$")
+_SYSTEMD_HELPER = re.compile(r"^/(?:usr/)?lib/systemd/systemd-[^/]+$")
+
+
+def _is_program_path(path: str) -> bool:
+    """Whether a package path is where programs live: a bin, sbin or libexec directory,
+    or one of systemd's own daemons (/usr/lib/systemd/systemd-*)."""
+    return bool(_PROGRAM_DIR.match(path) or _SYSTEMD_HELPER.match(path))
 
 
 def _of(change: Change, via: Via, detail: str = "") -> Evidence:

@@ -177,8 +177,8 @@ def test_conffile_of_a_package_from_the_same_source_restarts_the_program(
 ) -> None:
     """Debian's -common split: the program is `webtool`'s, its configuration a conffile of
     `webtool-common` (built from the same source). The process runs outside any unit
-    and does not hold the file open; a conffile of a package from another source is no
-    evidence."""
+    and does not hold the file open; a conffile of a package from another source, or of
+    a part of the same source with a daemon of its own, is no evidence."""
     from imgdiff.manifest import Manifest
     from imgdiff.packages.view import PackageView
 
@@ -190,6 +190,7 @@ def test_conffile_of_a_package_from_the_same_source_restarts_the_program(
             (old / "var/lib/dpkg" / d).mkdir(parents=True)
         (old / "var/lib/dpkg/status").touch()
         conf, other_conf = "/etc/webtool/webtool.conf", "/etc/othertool.conf"
+        helper_conf = "/etc/webtool/helperd.conf"
         debs = [
             build_deb(tmp_path, "webtool-common", "1.0-1", {conf: b"workers = 1\n"},
                       conffiles=(conf,), arch="all", source="webtool (1.0-1)"),
@@ -198,6 +199,12 @@ def test_conffile_of_a_package_from_the_same_source_restarts_the_program(
                       depends="webtool-common"),
             build_deb(tmp_path, "othertool", "2.0", {other_conf: b"a = 1\n"},
                       conffiles=(other_conf,), source="othersrc"),
+            # a part with a daemon of its own (as systemd-timesyncd beside systemd): its
+            # configuration is that daemon's, not webtool's
+            build_deb(tmp_path, "webtool-helperd", "1.0-1",
+                      {helper_conf: b"x = 1\n",
+                       "/usr/lib/systemd/systemd-webtool-helperd": b"#!/bin/sh\n"},
+                      conffiles=(helper_conf,), source="webtool"),
         ]  # fmt: skip
         dpkg(old, "-i", *map(str, debs))
         (old / "usr/sbin/webtool").chmod(0o755)
@@ -208,6 +215,7 @@ def test_conffile_of_a_package_from_the_same_source_restarts_the_program(
             "webtool": "webtool",
             "webtool-common": "webtool",
             "othertool": "othersrc",
+            "webtool-helperd": "webtool",
         }
         proc = procs.start(
             ["chroot", str(old), "/usr/bin/sh", "-c", "echo ready; exec /usr/sbin/webtool 600"]
@@ -217,6 +225,7 @@ def test_conffile_of_a_package_from_the_same_source_restarts_the_program(
         shutil.copytree(old, new, symlinks=True)
 
         (new / other_conf.lstrip("/")).write_text("a = 2\n")
+        (new / helper_conf.lstrip("/")).write_text("x = 2\n")
         assert _pid_evidence(old, new, proc.pid) == ("no-action", set())
         (new / conf.lstrip("/")).write_text("workers = 2\n")
         assert _pid_evidence(old, new, proc.pid) == (
