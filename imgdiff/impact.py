@@ -37,6 +37,7 @@ from imgdiff.packages.view import PackageView
 from imgdiff.results import Delta, Evidence, Impact, ProcessImpact
 from imgdiff.runtime._procfs import ProcDir
 from imgdiff.runtime.inspect import (
+    DEFERRED_UNCERTAIN,
     Inspector,
     SameBytes,
     is_pseudo,
@@ -656,10 +657,7 @@ def _import_chain(graph: ImportGraph, path: str) -> str:
             hops[i + 1] += " (in a function)"
             uncertain = True
     text = " ← ".join(hops)
-    return f"{text} {_DEFERRED}" if uncertain else text
-
-
-_DEFERRED = "(uncertain: reached only through imports inside functions, which may not have run)"
+    return f"{text} {DEFERRED_UNCERTAIN}" if uncertain else text
 
 
 def _needed_chain(closure: ElfClosure, path: str) -> str:

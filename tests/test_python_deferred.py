@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,35 @@ def test_a_module_imported_both_ways_is_shown_through_module_level_imports(
 ) -> None:
     assert _plan_changing(tmp_path, "both.py") == {
         "/opt/app/both.py": "both ← atop ← appmod ← __main__"
+    }
+
+
+def test_stale_says_a_module_only_a_function_imports_is_uncertain() -> None:
+    """`stale` on an untraced process: modules rewritten after it started are reasons;
+    the one only a function imports says so, the module-level one reads as before."""
+    from imgdiff.runtime import Snapshot, stale
+
+    with scratch_dir() as opt, processes() as procs:
+        root = opt / "root"
+        build_chroot(root, [PYTHON])
+        lib = root / "usr/lib/python3.11"
+        lib.mkdir(parents=True, exist_ok=True)
+        shutil.copytree("/usr/lib/python3.11/encodings", lib / "encodings", symlinks=True)
+        app = root / "opt/app"
+        app.mkdir(parents=True)
+        for name, text in _MODULES.items():
+            (app / name).write_text(text)
+        proc = procs.start(["chroot", str(root), PYTHON, "-S", "/opt/app/main.py"])
+        time.sleep(1.2)  # ctimes a second past the start: the check's slack
+        for module in ("lazy.py", "atop.py"):
+            replace_file(app / module, (app / module).read_bytes() + b"# NEW\n")
+        report = stale(Snapshot.capture(str(root)), root=str(root))
+    (found,) = [p for p in report.processes if p.pid == proc.pid]
+    why = {r.path[len(str(root)) :] if r.path.startswith(str(root)) else r.path: r.detail
+           for r in found.reasons if str(r.via) == "import-graph"}  # fmt: skip
+    assert why == {
+        "/opt/app/lazy.py": f"changed after the process started {_UNCERTAIN}",
+        "/opt/app/atop.py": "changed after the process started",
     }
 
 

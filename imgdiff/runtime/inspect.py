@@ -124,6 +124,12 @@ def check_use(
 _MAX_COMPARE = 1 << 30  # bytes; a larger replaced file counts as changed
 
 
+# said of a module an import graph reaches only through imports inside functions
+DEFERRED_UNCERTAIN = (
+    "(uncertain: reached only through imports inside functions, which may not have run)"
+)
+
+
 class SameBytes:
     """Compares a replaced file a process still holds (through /proc/PID/exe, fd/N or
     map_files/RANGE) with the file now at its path, by digest; digests are kept per
@@ -394,17 +400,19 @@ class Inspector:
         out = []
         for path in sorted(graph.files):
             st = self.stat(space, fs, path)
+            # reached only through imports inside functions: it may never have been loaded
+            maybe = f" {DEFERRED_UNCERTAIN}" if graph.uncertain(path) else ""
             if st is None:
-                out.append(_stale(path, Via.IMPORT_GRAPH, "imported module no longer on disk"))
+                why = f"imported module no longer on disk{maybe}"
+                out.append(_stale(path, Via.IMPORT_GRAPH, why))
             elif st.st_ctime > started + 1:  # a second of slack: ctime and start granularity
                 # a ctime says the file was written, not that its bytes changed
-                out.append(
-                    _stale(path, Via.IMPORT_GRAPH, "changed after the process started", False)
-                )
+                why = f"changed after the process started{maybe}"
+                out.append(_stale(path, Via.IMPORT_GRAPH, why, False))
             elif (link := self._link_since(space, fs, path, started)) is not None:
                 # a release switched by a symlink (current -> v2): the files it leads to now
                 # may all be older than the process, which read the ones it led to then
-                why = f"the symlink {link} on its path changed after the process started"
+                why = f"the symlink {link} on its path changed after the process started{maybe}"
                 out.append(_stale(path, Via.IMPORT_GRAPH, why, False))
         return self.settle(proc, fs, out, graph.version)
 
