@@ -57,14 +57,22 @@ def check_drift(
         return Drift((), False)
     new_m = new if isinstance(new, Manifest) else Manifest.read(new, use_cache=use_cache)
     # the path sets settle most "is it NEW already?" questions without comparing each file
-    at_new = same_paths(live, new_m, ignore) and verify(live, new_m, ignore=ignore).matches
+    from_new = None
+    if same_paths(live, new_m, ignore):
+        from_new = tuple(c.path for c in verify(live, new_m, ignore=ignore).differences)
+    at_new = from_new == ()
     if at_new and new_m.has_databases:
         # NEW's files under a package database that is not NEW's (the inverse of the case
         # above): the box is not NEW either
         unlike = _package_drift(live_view, PackageView.read(new_m), _DATABASES, "NEW")
         if unlike:
             return Drift(found, False, packages, _databases_differing(live, new_m), unlike)
-    return Drift(found, at_new, packages)
+    if at_new:
+        return Drift(found, True, packages)
+    # an update applied in part: say what keeps it from NEW when that is the shorter list
+    if from_new is None:
+        from_new = tuple(c.path for c in verify(live, new_m, ignore=ignore).differences)
+    return Drift(found, False, packages, from_new=from_new if len(from_new) < len(found) else ())
 
 
 def _databases_differing(live: Manifest, image: Manifest) -> tuple[str, ...]:

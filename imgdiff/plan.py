@@ -304,11 +304,19 @@ def _reimage(delta: Delta, policy: Policy, drift: Drift | None) -> _Found:
     """A live root that drifted from OLD, or an update too large to patch in place."""
     if drift is not None and drift.differs and not drift.matches_new and not policy.allow_drift:
         n = len(drift.differs)
+        nearer = ""
+        if drift.from_new:
+            m = len(drift.from_new)
+            nearer = (
+                f"; it is nearer NEW ({_n(m, 'path')} {'differs' if m == 1 else 'differ'} "
+                f"from NEW: {_where(drift.from_new)})"
+            )
         reasons = [
             Reason(
                 f"the live root matches neither OLD nor NEW ({_n(n, 'path')} "
-                f"{'differs' if n == 1 else 'differ'} from OLD: {_where(drift.differs)}): a "
-                "missed or local update; patching it would start from an unknown state",
+                f"{'differs' if n == 1 else 'differ'} from OLD: {_where(drift.differs)}"
+                f"{nearer}): a missed or local update; patching it would start from an "
+                "unknown state",
                 ReasonCode.DRIFT,
             )
         ]

@@ -446,6 +446,9 @@ class Drift:
     databases: tuple[str, ...] = ()
     # how they disagree with NEW's, e.g. "dpkg:foo:amd64 1.0 live, 2.0 in NEW"
     database_packages: tuple[str, ...] = ()
+    # paths whose live state is not NEW's, when the live root is nearer NEW than OLD (an
+    # update applied in part): what is missing from NEW, where `differs` is most of it
+    from_new: tuple[str, ...] = ()
 
     __repr__ = _repr.short_repr
 

@@ -716,6 +716,32 @@ def test_verify_restarted_after_acting_on_the_plan(host: Host) -> None:
         assert verify_restarted(verdict, after) == ()
 
 
+def test_a_root_nearer_new_says_what_keeps_it_from_new(tmp_path: Path) -> None:
+    """An update applied in part (updates 1-3 done, one file of the last missing): the
+    drift reason names the few paths that differ from NEW, not only the many from OLD."""
+    from imgdiff.drift import check_drift
+
+    files = {f"etc/app/f{i}.conf": "v1\n" for i in range(8)}
+    old = write_tree(tmp_path / "old", files)
+    new = write_tree(tmp_path / "new", dict.fromkeys(files, "v2\n"))
+    live = write_tree(
+        tmp_path / "live", {**dict.fromkeys(files, "v2\n"), "etc/app/f0.conf": "v1\n"}
+    )
+    (live / "etc/app/f1.conf").unlink()
+    drift = check_drift(str(live), str(old), str(new), use_cache=False)
+    assert len(drift.differs) == 7  # f0 is still OLD's
+    assert drift.from_new == ("/etc/app/f0.conf", "/etc/app/f1.conf")
+    verdict = plan_update(str(old), str(new), root=str(live), use_cache=False).verdict
+    assert verdict.verdict == "reimage"
+    assert (
+        "(7 paths differ from OLD: by top directory /etc 7; it is nearer NEW (2 paths "
+        "differ from NEW: /etc/app/f0.conf, /etc/app/f1.conf))" in verdict.reasons[0]
+    )
+    # nearer OLD: only what differs from OLD is named
+    drift = check_drift(str(old), str(old), str(new), use_cache=False)
+    assert drift.from_new == ()
+
+
 def test_drift_walk_prunes_ignored_trees(tmp_path: Path) -> None:
     from imgdiff.image._dir import DirImage
     from imgdiff.manifest import Manifest
