@@ -31,19 +31,25 @@ _MODULES = {
 }
 
 
+def _app_root(root: Path) -> tuple[Path, Path]:
+    """`root` made a chroot with python3.11, its encodings and /opt/app's `_MODULES`;
+    (root, its /opt/app)."""
+    build_chroot(root, [PYTHON])
+    lib = root / "usr/lib/python3.11"
+    lib.mkdir(parents=True, exist_ok=True)
+    shutil.copytree("/usr/lib/python3.11/encodings", lib / "encodings", symlinks=True)
+    app = root / "opt/app"
+    app.mkdir(parents=True)
+    for name, text in _MODULES.items():
+        (app / name).write_text(text)
+    return root, app
+
+
 def _plan_changing(tmp_path: Path, module: str) -> dict[str, str]:
     """The import-graph details of the process running /opt/app/main.py (under -S) when
     NEW changes only `module`, by path."""
     with scratch_dir() as opt, processes() as procs:
-        old = opt / "old"
-        build_chroot(old, [PYTHON])
-        lib = old / "usr/lib/python3.11"
-        lib.mkdir(parents=True, exist_ok=True)
-        shutil.copytree("/usr/lib/python3.11/encodings", lib / "encodings", symlinks=True)
-        app = old / "opt/app"
-        app.mkdir(parents=True)
-        for name, text in _MODULES.items():
-            (app / name).write_text(text)
+        old, app = _app_root(opt / "old")
         proc = procs.start(["chroot", str(old), PYTHON, "-S", "/opt/app/main.py"])
         new = tmp_path / "new"
         shutil.copytree(old, new, symlinks=True)
@@ -80,15 +86,7 @@ def test_stale_says_a_module_only_a_function_imports_is_uncertain() -> None:
     from imgdiff.runtime import Snapshot, stale
 
     with scratch_dir() as opt, processes() as procs:
-        root = opt / "root"
-        build_chroot(root, [PYTHON])
-        lib = root / "usr/lib/python3.11"
-        lib.mkdir(parents=True, exist_ok=True)
-        shutil.copytree("/usr/lib/python3.11/encodings", lib / "encodings", symlinks=True)
-        app = root / "opt/app"
-        app.mkdir(parents=True)
-        for name, text in _MODULES.items():
-            (app / name).write_text(text)
+        root, app = _app_root(opt / "root")
         proc = procs.start(["chroot", str(root), PYTHON, "-S", "/opt/app/main.py"])
         time.sleep(1.2)  # ctimes a second past the start: the check's slack
         for module in ("lazy.py", "atop.py"):
