@@ -446,27 +446,14 @@ class Manifest:
     def identity(self) -> str:
         """A digest of the whole image's content and metadata (computes every digest)."""
         self.fill_digests(self.entries)
-        return identity_of([entry_row(self.entries[p]) for p in sorted(self.entries)])
+        return identity_of(entry_row(self.entries[p]) for p in sorted(self.entries))
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | Path, *, keep: Capture | None = None) -> None:
         """Write the manifest (every digest computed) as zstd-compressed JSON, with the
         contents of the regular files `keep` selects (default: `saved_files()`, the
         package databases and unit files, so `packages` and `plan` can read them)."""
-        keep = keep if keep is not None else saved_files()
-        self.fill_digests(self.entries)
-        heads = self._content_heads()
-        kept = self._kept_for(keep)
-        front = {
-            "schema": SCHEMA if kept is None else SCHEMA_FILES,
-            "info": self.info.to_json(),
-            "warnings": [[w.path, w.message] for w in self.warnings],
-        }
-        back: dict[str, Any] = {
-            "heads": {p: base64.b64encode(h).decode() for p, h in heads.items()},
-        }
-        if kept is not None:
-            back["files"] = {p: _kept_json(data) for p, data in kept.items()}
+        front, back = self._parts(files=keep if keep is not None else saved_files())
         tmp = f"{path}.tmp{os.getpid()}"
         try:
             with open(tmp, "wb") as fh:
@@ -475,15 +462,12 @@ class Manifest:
                 out = zstandard.ZstdCompressor(level=6).stream_writer(fh, closefd=False)
                 with out:
                     out.write(_dumps(front)[:-1].encode("ascii") + b',"entries":[')
-                    identity = _digest.new_hasher()
-                    identity.update(b"[")
+                    identity = _Identity()
                     for n, key in enumerate(sorted(self.entries)):
                         row = entry_row(self.entries[key])
-                        sep = b"," if n else b""
-                        out.write(sep + _dumps(row).encode("ascii"))
-                        identity.update((b", " if n else b"") + _identity_row(row))
-                    identity.update(b"]")
-                    tail = {"identity": _digest.finish(identity), **back}
+                        out.write((b"," if n else b"") + _dumps(row).encode("ascii"))
+                        identity.add(row)
+                    tail = {"identity": identity.digest(), **back}
                     out.write(b"]," + _dumps(tail)[1:].encode("ascii"))
             os.replace(tmp, path)
         except BaseException:
@@ -501,23 +485,38 @@ class Manifest:
         `files` selects regular files whose contents the document carries (under
         "files", which makes it `imgdiff.manifest/2`); None carries none (version 1).
         """
-        self.fill_digests(self.entries)
+        front, back = self._parts(heads_of, files)
         rows = [entry_row(self.entries[p]) for p in sorted(self.entries)]
+        return {
+            "schema": front["schema"],
+            "info": front["info"],
+            "identity": identity_of(rows),
+            "warnings": front["warnings"],
+            "entries": rows,
+            **back,
+        }
+
+    def _parts(
+        self, heads_of: Collection[str] | None = None, files: Capture | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A document's keys before its entries (schema, info, warnings) and after them
+        (heads, files), every digest computed first; see `document`."""
+        self.fill_digests(self.entries)
         heads = self._content_heads()
         if heads_of is not None:
             heads = {p: h for p, h in heads.items() if p in heads_of}
         kept = self._kept_for(files) if files is not None else None
-        doc = {
+        front = {
             "schema": SCHEMA if kept is None else SCHEMA_FILES,
             "info": self.info.to_json(),
-            "identity": identity_of(rows),
             "warnings": [[w.path, w.message] for w in self.warnings],
-            "entries": rows,
-            "heads": {p: base64.b64encode(h).decode() for p, h in heads.items()},
+        }
+        back: dict[str, Any] = {
+            "heads": {p: base64.b64encode(h).decode() for p, h in heads.items()}
         }
         if kept is not None:
-            doc["files"] = {p: _kept_json(data) for p, data in kept.items()}
-        return doc
+            back["files"] = {p: _kept_json(data) for p, data in kept.items()}
+        return front, back
 
     def _kept_for(self, files: Capture) -> dict[str, bytes | None] | None:
         """The contents of the regular files `files` selects, checked against their
@@ -657,14 +656,32 @@ def _restored(portable: _Portable) -> ReadResult:
     )
 
 
-def identity_of(rows: list[list[Any]]) -> str:
+def identity_of(rows: Iterable[list[Any]]) -> str:
     """The identity digest of an image given its entry rows in path order."""
-    return _digest.of_bytes(json.dumps(rows).encode("utf-8", "surrogateescape"))
+    identity = _Identity()
+    for row in rows:
+        identity.add(row)
+    return identity.digest()
 
 
-def _identity_row(row: list[Any]) -> bytes:
-    """One row as `identity_of` hashes it (its rows joined by ", " inside brackets)."""
-    return json.dumps(row).encode("utf-8", "surrogateescape")
+class _Identity:
+    """`identity_of`, a row at a time: the digest of `json.dumps(rows)` (its default
+    separators: rows joined by ", " inside brackets) without the whole text."""
+
+    def __init__(self) -> None:
+        self._hasher = _digest.new_hasher()
+        self._hasher.update(b"[")
+        self._first = True
+
+    def add(self, row: list[Any]) -> None:
+        text = json.dumps(row).encode("utf-8", "surrogateescape")
+        self._hasher.update(text if self._first else b", " + text)
+        self._first = False
+
+    def digest(self) -> str:
+        """The digest of the rows added (call once)."""
+        self._hasher.update(b"]")
+        return _digest.finish(self._hasher)
 
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode  # compact, as manifests are saved

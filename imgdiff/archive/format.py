@@ -274,7 +274,7 @@ def _records(
 
 
 def _identity(entries: dict[str, Entry]) -> str:
-    return identity_of([entry_row(entries[p]) for p in sorted(entries)])
+    return identity_of(entry_row(entries[p]) for p in sorted(entries))
 
 
 STATE_DIR = "/var/lib/imgdiff"  # where `apply` keeps its journal, history, staging and undo
