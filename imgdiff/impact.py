@@ -353,7 +353,6 @@ def assess(
     """
     spell = _speller(paths)
     changed = _changed(delta)
-    code = _code(changed)
     configs = configs or ConfigSources()
     # what a unit or command line names is read at the next start: an added one counts
     tree = _Tree({c.path: c for c in delta.changes})
@@ -361,6 +360,7 @@ def assess(
     live = _LiveReader(
         changed, procfs, import_graphs, elf_needed, stale, untraced == "strict", spell, new
     )
+    code = live.code  # the changes that count for code a process runs
     live.startup = startup_changes(delta)
     untraced_python: list[int] = []
     affected: list[ProcessImpact] = []
